@@ -1,0 +1,277 @@
+"""Read a pipeline file and check every key before anything runs.
+
+All problems in a file are collected and raised together as one ``ConfigError`` that names the
+file and each key, so a person fixes the file in one pass (the way splink's settings validation
+reports). Nothing here touches the network, so the DAG file can call it at parse time.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cht_bridge.config.model import Auth, Destination, MappingSource, Pipeline
+from cht_bridge.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
+SCHEDULE_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
+AUTH_TYPES = ("none", "basic", "bearer", "header")
+METHODS = ("POST", "PUT")
+MODES = ("single", "batch")
+MAX_BATCH = 500  # per-item idempotency keys travel in one header; keep it under 16 KiB
+
+TOP_KEYS = {
+    "name",
+    "description",
+    "schedule",
+    "start_date",
+    "cht",
+    "relevant_to",
+    "mapping",
+    "destination",
+    "batch_size",
+    "script_timeout_ms",
+    "state",
+    "tags",
+}
+CHT_KEYS = {"conn_id", "db"}
+DEST_KEYS = {"type", "conn_id", "path", "method", "auth", "mode", "batch_size", "concurrency", "timeout"}
+SOURCE_KEYS = {"path", "expr", "optional"}
+
+
+class _Problems:
+    """Collects ``key: message`` lines while a file is checked."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.lines.append(f"{key}: {message}")
+
+    def unknown(self, section: dict, allowed: set[str], prefix: str = "") -> None:
+        for key in section:
+            if key not in allowed:
+                self.add(f"{prefix}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Load and check one pipeline file.
+
+    :raises ConfigError: naming the file and every key at fault.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        raise ConfigError(str(path), [f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
+    return parse_pipeline(raw, source=str(path), default_name=path.stem)
+
+
+def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) -> Pipeline:
+    """Check an already-parsed pipeline mapping and build the frozen model."""
+    problems = _Problems()
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["(top level): must be a mapping of keys, got " + type(raw).__name__])
+    problems.unknown(raw, TOP_KEYS)
+
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        problems.add("name", "must be letters, digits, '_', '.' or '-' (it becomes the DAG id)")
+
+    schedule = _schedule(raw.get("schedule"), problems)
+    start_date = _start_date(raw.get("start_date"), problems)
+
+    cht = raw.get("cht")
+    cht_conn_id, cht_db = None, "medic"
+    if not isinstance(cht, dict):
+        problems.add("cht", "required: a mapping with conn_id (the Airflow connection to CHT)")
+    else:
+        problems.unknown(cht, CHT_KEYS, "cht.")
+        cht_conn_id = _conn_id(cht.get("conn_id"), "cht.conn_id", problems)
+        cht_db = cht.get("db", "medic")
+        if not isinstance(cht_db, str) or not cht_db:
+            problems.add("cht.db", "must be a database name such as 'medic'")
+
+    relevant_to = raw.get("relevant_to")
+    if not isinstance(relevant_to, str) or not relevant_to.strip():
+        problems.add("relevant_to", "required: a JavaScript expression over the hydrated `doc`")
+
+    mapping = _mapping(raw.get("mapping"), problems)
+    destination = _destination(raw.get("destination"), problems)
+    batch_size = _int(raw.get("batch_size", 1000), "batch_size", 1, 10000, problems)
+    timeout_ms = _int(raw.get("script_timeout_ms", 1000), "script_timeout_ms", 10, 60000, problems)
+
+    state = raw.get("state") or {}
+    state_conn_id = None
+    if not isinstance(state, dict):
+        problems.add("state", "must be a mapping with conn_id")
+    else:
+        problems.unknown(state, {"conn_id"}, "state.")
+        if "conn_id" in state:
+            state_conn_id = _conn_id(state.get("conn_id"), "state.conn_id", problems)
+
+    tags = raw.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        problems.add("tags", "must be a list of strings")
+        tags = []
+
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        problems.add("description", "must be a string")
+
+    if problems.lines:
+        raise ConfigError(source, problems.lines)
+    return Pipeline(
+        name=name,
+        source=source,
+        start_date=start_date,
+        cht_conn_id=cht_conn_id,
+        relevant_to=relevant_to,
+        mapping=mapping,
+        destination=destination,
+        schedule=schedule,
+        description=description,
+        cht_db=cht_db,
+        batch_size=batch_size,
+        script_timeout_ms=timeout_ms,
+        state_conn_id=state_conn_id,
+        tags=tuple(tags),
+    )
+
+
+def _schedule(value: Any, problems: _Problems) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.add("schedule", "must be a cron expression, a preset such as '@daily', or null")
+        return None
+    if value in SCHEDULE_PRESETS:
+        return value
+    from croniter import croniter  # Airflow's own cron parser, already imported by Airflow
+
+    if not croniter.is_valid(value):
+        problems.add("schedule", f"'{value}' is not a valid cron expression")
+    return value
+
+
+def _start_date(value: Any, problems: _Problems) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    problems.add("start_date", "required: a date such as 2026-01-01")
+    return None
+
+
+def _conn_id(value: Any, key: str, problems: _Problems) -> str | None:
+    if isinstance(value, str) and NAME_RE.match(value):
+        return value
+    problems.add(key, "required: the id of an Airflow connection")
+    return None
+
+
+def _int(value: Any, key: str, low: int, high: int, problems: _Problems) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        problems.add(key, f"must be a whole number from {low} to {high}")
+        return low
+    return value
+
+
+def _mapping(value: Any, problems: _Problems) -> dict[str, MappingSource]:
+    if not isinstance(value, dict) or not value:
+        problems.add("mapping", "required: destination key → source path or {path, expr, optional}")
+        return {}
+    for dest, src in value.items():
+        key = f"mapping.{dest}"
+        if not isinstance(dest, str) or not dest:
+            problems.add(key, "destination keys must be non-empty strings")
+        elif isinstance(src, str):
+            if not _is_doc_path(src):
+                problems.add(key, f"source path '{src}' must start with 'doc.' (CHT resolves it against {{doc}})")
+        elif isinstance(src, dict):
+            problems.unknown(src, SOURCE_KEYS, key + ".")
+            expr, path = src.get("expr"), src.get("path")
+            if not expr and not path:
+                problems.add(key, "needs 'path' or 'expr'")
+            if expr is not None and not isinstance(expr, (str, bool, int, float)):
+                problems.add(key + ".expr", "must be a JavaScript expression")
+            if path is not None and not expr and not _is_doc_path(path):
+                problems.add(key + ".path", f"source path '{path}' must start with 'doc.'")
+            if "optional" in src and not isinstance(src["optional"], bool):
+                problems.add(key + ".optional", "must be true or false")
+        else:
+            problems.add(key, "must be a 'doc.' path or a mapping with path/expr/optional")
+    return dict(value)
+
+
+def _is_doc_path(path: Any) -> bool:
+    return isinstance(path, str) and (path == "doc" or path.startswith("doc."))
+
+
+def _destination(value: Any, problems: _Problems) -> Destination | None:
+    if not isinstance(value, dict):
+        problems.add("destination", "required: a mapping with conn_id and path")
+        return None
+    problems.unknown(value, DEST_KEYS, "destination.")
+    kind = value.get("type", "rest")
+    if kind != "rest":
+        problems.add("destination.type", f"'{kind}' is not available (available: rest)")
+    conn_id = _conn_id(value.get("conn_id"), "destination.conn_id", problems)
+    path = value.get("path")
+    if not isinstance(path, str) or not path.startswith("/"):
+        problems.add("destination.path", "required: a path starting with '/', joined to the connection's host")
+    method = str(value.get("method", "POST")).upper()
+    if method not in METHODS:
+        problems.add("destination.method", f"must be one of {', '.join(METHODS)} (got '{value.get('method')}')")
+    mode = value.get("mode", "single")
+    if mode not in MODES:
+        problems.add("destination.mode", f"must be one of {', '.join(MODES)} (got '{mode}')")
+    auth = _auth(value.get("auth", {"type": "none"}), problems)
+    batch_size = _int(value.get("batch_size", 100), "destination.batch_size", 1, MAX_BATCH, problems)
+    concurrency = _int(value.get("concurrency", 4), "destination.concurrency", 1, 64, problems)
+    timeout = value.get("timeout", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
+        problems.add("destination.timeout", "must be a number of seconds from 0 to 600")
+        timeout = 30
+    return Destination(
+        conn_id=conn_id,
+        path=path,
+        method=method,
+        auth=auth,
+        mode=mode,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        timeout=float(timeout),
+    )
+
+
+def _auth(value: Any, problems: _Problems) -> Auth:
+    if isinstance(value, str):
+        value = {"type": value}
+    if not isinstance(value, dict):
+        problems.add("destination.auth", "must be a mapping such as {type: basic}")
+        return Auth()
+    problems.unknown(value, {"type", "header"}, "destination.auth.")
+    kind = str(value.get("type", "none")).lower()
+    if kind not in AUTH_TYPES:
+        problems.add("destination.auth.type", f"must be one of {', '.join(AUTH_TYPES)} (got '{value.get('type')}')")
+        return Auth()
+    header = value.get("header")
+    if kind == "header" and (not isinstance(header, str) or not header):
+        problems.add("destination.auth.header", "required for type header: the header name, e.g. x-api-key")
+    return Auth(type=kind, header=header if kind == "header" else None)

@@ -1,0 +1,67 @@
+"""One error tree for CHT Bridge, so callers decide by type and never by message text.
+
+The type says what the run should do next: a ``ConfigError`` stops the pipeline before it reads
+anything, a ``MappingError`` fails one document and the run goes on, an ``AuthError`` stops the
+task at once without retrying (CHT locks a login after 10 failures in 10 s), and a
+``TransportError`` means the batch was not handled and its checkpoint must not move.
+"""
+
+from __future__ import annotations
+
+
+class ChtBridgeError(Exception):
+    """Root of every error raised by CHT Bridge."""
+
+
+class ConfigError(ChtBridgeError):
+    """A pipeline file or CHT ``app_settings`` is invalid.
+
+    The message names the file and every key at fault, so one read of the task log is enough
+    to fix it.
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n  - ".join(self.problems)
+        super().__init__(f"{source}: invalid pipeline configuration:\n  - {lines}")
+
+
+class MappingError(ChtBridgeError):
+    """A document could not be turned into a payload; only that document fails."""
+
+
+class ScriptError(ChtBridgeError):
+    """A ``relevant_to`` or ``expr`` JavaScript snippet does not compile."""
+
+
+class SourceError(ChtBridgeError):
+    """CHT or CouchDB answered in a way the extractor cannot use (not an auth problem).
+
+    ``status`` is the HTTP status when there was an answer, ``None`` when the server could not
+    be reached.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class AuthError(ChtBridgeError):
+    """A connection's credentials were refused (401/403). Retrying would only lock the account."""
+
+    def __init__(self, conn_id: str, status: int, system: str) -> None:
+        self.conn_id = conn_id
+        self.status = status
+        super().__init__(
+            f"{system} refused the credentials of Airflow connection '{conn_id}' (HTTP {status}). "
+            f"Check the login and password of that connection; the task was stopped without "
+            f"retrying so the account is not locked."
+        )
+
+
+class TransportError(ChtBridgeError):
+    """A destination could not be reached (connection refused, timeout).
+
+    Safe to retry: nothing was recorded for the batch, so its checkpoint did not move.
+    """

@@ -1,0 +1,7 @@
+"""Airflow hooks: Connections turned into CHT clients, destinations and the state store."""
+
+from cht_bridge.hooks.cht import ChtHook
+from cht_bridge.hooks.rest import rest_destination
+from cht_bridge.hooks.state import default_state_url, open_state_store
+
+__all__ = ["ChtHook", "default_state_url", "open_state_store", "rest_destination"]

@@ -1,0 +1,37 @@
+"""Airflow hook for a CHT instance (or a bare CouchDB holding a ``medic`` database).
+
+The Connection is an ``http`` connection: host (with scheme and port, e.g.
+``https://cht.example.org``), login and password of an *online* CHT user. Nothing else is
+configured anywhere: the password never appears in a pipeline file.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.http.hooks.http import HttpHook
+
+from cht_bridge.source.couch import CouchClient
+
+
+class ChtHook(HttpHook):
+    """Build a ``CouchClient`` from an Airflow Connection."""
+
+    conn_name_attr = "cht_conn_id"
+    default_conn_name = "cht_default"
+    conn_type = "http"
+    hook_name = "CHT (Community Health Toolkit)"
+
+    def __init__(self, cht_conn_id: str = default_conn_name) -> None:
+        super().__init__(method="GET", http_conn_id=cht_conn_id)
+
+    def get_client(self, db: str = "medic") -> CouchClient:
+        """A client for ``db`` with the Connection's URL, credentials and TLS settings."""
+        conn = self.get_connection(self.http_conn_id)
+        self._set_base_url(conn)
+        auth = (conn.login, conn.password or "") if conn.login else None
+        return CouchClient(
+            self.base_url,
+            db,
+            auth,
+            conn_id=self.http_conn_id,
+            verify=conn.extra_dejson.get("verify", True),
+        )

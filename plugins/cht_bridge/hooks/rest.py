@@ -1,0 +1,54 @@
+"""Build a REST destination from an Airflow Connection and a pipeline's ``destination`` block.
+
+The Airflow HTTP provider's hook prepares the session (URL, extra headers, TLS options from
+the Connection); the pipeline's ``auth`` says how the Connection's password is presented:
+``basic`` (login + password), ``bearer`` (``Authorization: Bearer <password>``), ``header``
+(``<name>: <password>``, e.g. ``x-api-key``, or CHT's ``Authorization`` with the whole value),
+or ``none``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.http.hooks.http import HttpHook
+
+from cht_bridge.destinations.rest import RestDestination
+from cht_bridge.errors import ConfigError
+
+
+def rest_destination(destination: Any, *, source: str) -> RestDestination:
+    """Open the destination a pipeline names.
+
+    :raises ConfigError: when the Connection lacks what the chosen auth needs.
+    """
+    hook = HttpHook(method=destination.method, http_conn_id=destination.conn_id)
+    session = hook.get_conn()
+    conn = hook.get_connection(destination.conn_id)
+    auth = destination.auth
+    session.auth = None
+    if auth.type == "basic":
+        if not conn.login:
+            raise ConfigError(source, [f"destination.auth: basic needs a login on connection '{conn.conn_id}'"])
+        session.auth = (conn.login, conn.password or "")
+    elif auth.type in ("bearer", "header"):
+        if not conn.password:
+            raise ConfigError(
+                source,
+                [f"destination.auth: {auth.type} needs the secret as the password of connection '{conn.conn_id}'"],
+            )
+        name, value = (
+            ("Authorization", f"Bearer {conn.password}") if auth.type == "bearer" else (auth.header, conn.password)
+        )
+        session.headers[name] = value
+    return RestDestination(
+        session,
+        hook.base_url,
+        destination.path,
+        conn_id=destination.conn_id,
+        method=destination.method,
+        mode=destination.mode,
+        batch_size=destination.batch_size,
+        concurrency=destination.concurrency,
+        timeout=destination.timeout,
+    )

@@ -1,0 +1,177 @@
+// CHT Bridge mapping runtime, loaded once into an embedded V8 (mini-racer) per process.
+//
+// It reproduces CHT outbound semantics (shared-libs/outbound): `relevant_to` and `expr` see only
+// `doc`; string sources are object-paths resolved against {doc}; destination keys are
+// object-paths where a numeric segment creates an array; `undefined` is left out while null,
+// false, 0 and '' are kept; the payload is what JSON.stringify would send, and the hash input is
+// CHT's key-sorted stringify of it. There is no I/O here: V8 alone has none.
+'use strict';
+
+var __chtBridge = (function () {
+  var pipelines = [];
+
+  // A path segment that is a canonical integer addresses an array index.
+  function segment(text) {
+    var n = parseInt(text, 10);
+    return String(n) === text ? n : text;
+  }
+
+  function hasOwn(obj, key) {
+    if (obj === null || obj === undefined) {
+      return false;
+    }
+    return (typeof key === 'number' && Array.isArray(obj)) || Object.prototype.hasOwnProperty.call(obj, key);
+  }
+
+  function getPath(root, path) {
+    var parts = path.split('.');
+    var current = root;
+    for (var i = 0; i < parts.length; i++) {
+      if (current === null || current === undefined) {
+        return undefined;
+      }
+      var key = segment(parts[i]);
+      current = hasOwn(current, key) ? current[key] : undefined;
+      if (current === undefined) {
+        return undefined;
+      }
+    }
+    return current;
+  }
+
+  function setPath(target, path, value) {
+    var parts = path.split('.').map(segment);
+    var current = target;
+    for (var i = 0; i < parts.length - 1; i++) {
+      var key = parts[i];
+      if ((hasOwn(current, key) ? current[key] : undefined) === undefined) {
+        current[key] = typeof parts[i + 1] === 'number' ? [] : {};
+      }
+      current = current[key];
+    }
+    current[parts[parts.length - 1]] = value;
+  }
+
+  // CHT's hash input: objects with keys sorted, everything else as JSON.stringify writes it.
+  function ordered(thing) {
+    if (Object.prototype.toString.call(thing) === '[object Object]') {
+      var keys = Object.keys(thing).sort();
+      var parts = [];
+      for (var i = 0; i < keys.length; i++) {
+        parts.push('"' + keys[i] + '":' + ordered(thing[keys[i]]));
+      }
+      return '{' + parts.join(',') + '}';
+    }
+    return JSON.stringify(thing);
+  }
+
+  // Compile a snippet once. An expression becomes a function body directly; anything else
+  // (statements) is run through a direct eval so its completion value is the result, as
+  // vm.runInNewContext gives. Functions built here are sloppy-mode, like CHT's vm scripts.
+  function compile(code) {
+    try {
+      return new Function('doc', 'return (' + code + '\n);');
+    } catch (e) {
+      if (!(e instanceof SyntaxError)) {
+        throw e;
+      }
+    }
+    new Function('doc', code); // throws the snippet's own SyntaxError if it is not a script
+    return new Function('doc', 'return eval(' + JSON.stringify(code) + ');');
+  }
+
+  function addPipeline(name, relevantTo, mapping) {
+    var problems = [];
+    var relevant = null;
+    try {
+      relevant = compile(relevantTo);
+    } catch (e) {
+      problems.push('relevant_to: ' + String(e));
+    }
+    var entries = [];
+    Object.keys(mapping).forEach(function (dest) {
+      var source = mapping[dest];
+      var entry = { dest: dest, path: undefined, expr: null, required: true };
+      if (typeof source === 'string') {
+        entry.path = source;
+      } else {
+        entry.path = source.path;
+        entry.required = !source.optional;
+        if (source.expr) {
+          try {
+            entry.expr = compile(String(source.expr));
+          } catch (e) {
+            problems.push('mapping.' + dest + '.expr: ' + String(e));
+          }
+        }
+      }
+      entries.push(entry);
+    });
+    if (problems.length) {
+      return JSON.stringify({ problems: problems });
+    }
+    pipelines.push({ name: name, relevant: relevant, entries: entries });
+    return JSON.stringify({ id: pipelines.length - 1 });
+  }
+
+  function mapDoc(p, doc) {
+    var scope = { doc: doc };
+    var payload = {};
+    for (var i = 0; i < p.entries.length; i++) {
+      var m = p.entries[i];
+      var where = "Mapping error for '" + p.name + '/' + m.dest + "'";
+      var value;
+      if (m.expr) {
+        try {
+          value = m.expr.call(scope, doc);
+        } catch (e) {
+          return { e: where + " JS error on source document: '" + doc._id + "': " + String(e) };
+        }
+      } else if (m.path) {
+        value = getPath(scope, m.path);
+      } else {
+        return { e: where + " either 'expr' or 'path' is required: '" + doc._id + "'" };
+      }
+      if (m.required && value === undefined) {
+        var problem = m.expr ? 'expr evaluated to undefined' : "cannot find '" + m.path + "' on source document";
+        return { e: where + " on source document '" + doc._id + "': " + problem };
+      }
+      if (value !== undefined) {
+        try {
+          setPath(payload, m.dest, value);
+        } catch (e) {
+          return { e: where + " on source document '" + doc._id + "': cannot set '" + m.dest + "': " + String(e) };
+        }
+      }
+    }
+    var body = JSON.stringify(payload);
+    return { b: body, h: ordered(JSON.parse(body)) };
+  }
+
+  // Evaluate one pipeline over a JSON array of hydrated docs; one call per batch.
+  function run(id, docsJson) {
+    var p = pipelines[id];
+    var docs = JSON.parse(docsJson);
+    var out = new Array(docs.length);
+    for (var i = 0; i < docs.length; i++) {
+      var doc = docs[i];
+      var relevant;
+      try {
+        relevant = p.relevant.call({ doc: doc }, doc);
+      } catch (e) {
+        out[i] = { r: 0, e: "relevant_to of '" + p.name + "' threw on '" + doc._id + "': " + String(e) };
+        continue;
+      }
+      if (!relevant) {
+        out[i] = { r: 0 };
+        continue;
+      }
+      var mapped = mapDoc(p, doc);
+      mapped.r = 1;
+      out[i] = mapped;
+    }
+    return JSON.stringify(out);
+  }
+
+  return { addPipeline: addPipeline, run: run };
+})();

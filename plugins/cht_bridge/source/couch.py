@@ -1,0 +1,120 @@
+"""A small CouchDB client for CHT's ``medic`` database, over the CHT API or CouchDB directly.
+
+Plain ``requests``, one session per thread (a prefetching thread reads ``_changes`` while the
+main thread fetches lineage), ``Accept: application/json`` on every call so CHT answers errors
+as JSON, and the ``seq`` kept as the opaque JSON value the server gave.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from cht_bridge.errors import AuthError, SourceError
+
+#: (connect, read) seconds. A ``_changes`` page of 5,000 docs takes a few seconds on a busy CHT.
+DEFAULT_TIMEOUT = (10.0, 300.0)
+#: Keys per GET view query: keeps the URL under common 8 KiB proxy limits.
+VIEW_KEYS_PER_REQUEST = 100
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """One page of ``_changes``: its rows and the seq to resume after it."""
+
+    results: list[dict]
+    last_seq: Any
+
+
+class CouchClient:
+    """Read access to one CouchDB database, with errors translated at the boundary."""
+
+    def __init__(
+        self,
+        base_url: str,
+        db: str = "medic",
+        auth: tuple[str, str] | None = None,
+        *,
+        conn_id: str = "(no connection)",
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        verify: bool | str = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.db = db
+        self.conn_id = conn_id
+        self._auth = auth
+        self._timeout = timeout
+        self._verify = verify
+        self._local = threading.local()
+
+    @property
+    def db_url(self) -> str:
+        return f"{self.base_url}/{quote(self.db, safe='')}"
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.auth = self._auth
+            session.verify = self._verify
+            session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
+            self._local.session = session
+        return session
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = self._session().request(method, url, timeout=self._timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise SourceError(
+                f"CHT connection '{self.conn_id}': {type(exc).__name__} on {method} {url.split('?')[0]}"
+            ) from exc
+        if response.status_code in (401, 403):
+            raise AuthError(self.conn_id, response.status_code, "CHT")
+        if not response.ok:
+            raise SourceError(
+                f"CHT connection '{self.conn_id}': HTTP {response.status_code} on {method} "
+                f"{url.split('?')[0]}: {response.text[:200]}",
+                status=response.status_code,
+            )
+        # pouchdb-server answers some JSON with text/plain; parse regardless of content type.
+        return json.loads(response.content)
+
+    def info(self) -> dict:
+        """Fetch the database info; the cheapest call that proves the credentials work."""
+        return self._request("GET", self.db_url)
+
+    def changes(self, since: Any, limit: int) -> ChangesPage:
+        """Read one page of changes with documents, after ``since`` (an opaque seq, or 0)."""
+        params = {
+            "since": since if isinstance(since, (str, int)) else json.dumps(since),
+            "limit": limit,
+            "include_docs": "true",
+            "seq_interval": limit,
+        }
+        body = self._request("GET", f"{self.db_url}/_changes", params=params)
+        return ChangesPage(results=body.get("results", []), last_seq=body.get("last_seq", since))
+
+    def all_docs(self, ids: list[str]) -> dict[str, dict | None]:
+        """Fetch documents by id in one request; a missing or deleted id maps to ``None``."""
+        if not ids:
+            return {}
+        body = self._request("POST", f"{self.db_url}/_all_docs", params={"include_docs": "true"}, json={"keys": ids})
+        found: dict[str, dict | None] = {}
+        for row in body.get("rows", []):
+            found[row.get("key")] = row.get("doc") if "error" not in row else None
+        return found
+
+    def view(self, ddoc: str, view: str, keys: list[Any]) -> list[dict]:
+        """Query a view by keys with GET, which CHT allows for online users (POST needs can_edit)."""
+        rows: list[dict] = []
+        url = f"{self.db_url}/_design/{quote(ddoc, safe='')}/_view/{quote(view, safe='')}"
+        for start in range(0, len(keys), VIEW_KEYS_PER_REQUEST):
+            chunk = keys[start : start + VIEW_KEYS_PER_REQUEST]
+            body = self._request("GET", url, params={"keys": json.dumps(chunk, separators=(",", ":"))})
+            rows.extend(body.get("rows", []))
+        return rows
