@@ -35,7 +35,9 @@ def import_outbound(settings_path: Path, out: Path, cht_conn_id: str, start: dat
         secret = conn["password_from_cht_credential"]
         login = f" --conn-login '{conn['login']}'" if conn["login"] else ""
         password = f" --conn-password '<the CHT credential \"{secret}\">'" if secret else ""
-        print(f"  airflow connections add {conn['conn_id']} --conn-type http --conn-host '{conn['host']}'{login}{password}")
+        print(
+            f"  airflow connections add {conn['conn_id']} --conn-type http --conn-host '{conn['host']}'{login}{password}"
+        )
     return 0
 
 

@@ -45,8 +45,11 @@ def test_each_push_becomes_a_pipeline_and_a_connection_without_secrets():
     assert first.pipeline["destination"]["path"] == "/mediator/patient"
     assert first.pipeline["destination"]["auth"] == {"type": "basic"}
     assert first.connection == {
-        "conn_id": "outbound_fhir_patient", "conn_type": "http", "host": "https://openhim.example.org:5000",
-        "login": "interop-client", "password_from_cht_credential": "openhim1",
+        "conn_id": "outbound_fhir_patient",
+        "conn_type": "http",
+        "host": "https://openhim.example.org:5000",
+        "login": "interop-client",
+        "password_from_cht_credential": "openhim1",
     }
     assert second.pipeline["schedule"] == "*/5 * * * *"  # no cron: Sentinel's 5-minute cadence
     assert second.pipeline["destination"]["auth"] == {"type": "header", "header": "Authorization"}
@@ -54,8 +57,12 @@ def test_each_push_becomes_a_pipeline_and_a_connection_without_secrets():
 
 
 def test_configs_cht_would_reject_are_named():
-    bad = {"outbound": {"a": {"destination": {"base_url": "http://x", "auth": {"type": "muso-sih"}}, "mapping": {}},
-                        "b": {"relevant_to": "true", "mapping": {}, "destination": {}}}}
+    bad = {
+        "outbound": {
+            "a": {"destination": {"base_url": "http://x", "auth": {"type": "muso-sih"}}, "mapping": {}},
+            "b": {"relevant_to": "true", "mapping": {}, "destination": {}},
+        }
+    }
     with pytest.raises(ConfigError) as err:
         pipelines_from_app_settings(bad, source="app_settings.json")
     assert err.value.problems == [

@@ -65,7 +65,12 @@ def test_name_defaults_to_the_file_name(tmp_path):
         ("  kind: {expr: \"'pregnancy'\"}", "  kind: {optional: true}", "mapping.kind", "needs 'path' or 'expr'"),
         ("  method: put", "  method: GET", "destination.method", "POST, PUT"),
         ("  mode: batch", "  mode: bulk", "destination.mode", "single, batch"),
-        ("  auth: {type: header, header: x-api-key}", "  auth: {type: header}", "destination.auth.header", "header name"),
+        (
+            "  auth: {type: header, header: x-api-key}",
+            "  auth: {type: header}",
+            "destination.auth.header",
+            "header name",
+        ),
         ("  auth: {type: header, header: x-api-key}", "  auth: {type: oauth}", "destination.auth.type", "none, basic"),
         ("  batch_size: 50", "  batch_size: 5000", "destination.batch_size", "1 to 500"),
         ("  path: /api/pregnancies", "  path: api", "destination.path", "starting with '/'"),

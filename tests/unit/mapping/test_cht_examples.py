@@ -14,30 +14,56 @@ from cht_bridge.mapping.preview import load_pipelines, preview
 APP_SETTINGS = Path(__file__).resolve().parents[3] / "include" / "sandbox" / "app_settings.json"
 
 PATIENT = {
-    "_id": "p-uuid-1", "_rev": "2-a", "type": "person", "role": "patient", "name": "Wanjiru Kamau",
-    "short_name": "Wanjiru", "sex": "female", "date_of_birth": "1994-03-02", "patient_id": "40213",
-    "phone": "+254712345678", "parent": {"_id": "clinic-1", "name": "Household 1", "parent": {"_id": "hc-1"}},
+    "_id": "p-uuid-1",
+    "_rev": "2-a",
+    "type": "person",
+    "role": "patient",
+    "name": "Wanjiru Kamau",
+    "short_name": "Wanjiru",
+    "sex": "female",
+    "date_of_birth": "1994-03-02",
+    "patient_id": "40213",
+    "phone": "+254712345678",
+    "parent": {"_id": "clinic-1", "name": "Household 1", "parent": {"_id": "hc-1"}},
 }
 CHW = {
-    "_id": "chw-uuid-1", "type": "person", "role": "chw", "name": "Otieno Ouma", "short_name": "Otis",
-    "sex": "male", "date_of_birth": "1988-07-09", "parent": {"_id": "hc-1"},
+    "_id": "chw-uuid-1",
+    "type": "person",
+    "role": "chw",
+    "name": "Otieno Ouma",
+    "short_name": "Otis",
+    "sex": "male",
+    "date_of_birth": "1988-07-09",
+    "parent": {"_id": "hc-1"},
 }
 NURSE_NO_PHONE = {**CHW, "_id": "nurse-1", "role": "nurse", "name": "Njeri", "short_name": "N"}
 FOLLOW_UP = {
-    "_id": "r-fu-1", "type": "data_record", "form": "interop_follow_up", "reported_date": 1767225600000,
+    "_id": "r-fu-1",
+    "type": "data_record",
+    "form": "interop_follow_up",
+    "reported_date": 1767225600000,
     "fields": {"inputs": {"contact": {"_id": "p-uuid-1", "name": "Wanjiru Kamau"}}},
     "contact": {"_id": "chw-uuid-1", "parent": {"_id": "hc-1"}},
 }
 PREGNANCY = {
-    "_id": "r-preg-1", "type": "data_record", "form": "pregnancy", "reported_date": 1767225600000,
+    "_id": "r-preg-1",
+    "type": "data_record",
+    "form": "pregnancy",
+    "reported_date": 1767225600000,
     "fields": {"inputs": {"contact": {"_id": "p-uuid-1"}}, "danger_signs": "no", "anc_visits": 2},
 }
 INTEROP_PATIENT = {
-    "_id": "r-ip-1", "type": "data_record", "form": "INTEROP_PATIENT", "patient_id": "40213",
+    "_id": "r-ip-1",
+    "type": "data_record",
+    "form": "INTEROP_PATIENT",
+    "patient_id": "40213",
     "fields": {"external_id": "EMR-77"},
 }
 TRACE = {
-    "_id": "r-tr-1", "type": "data_record", "form": "covid_trace_follow_up", "reported_date": 1767225600000,
+    "_id": "r-tr-1",
+    "type": "data_record",
+    "form": "covid_trace_follow_up",
+    "reported_date": 1767225600000,
     "fields": {"trace": {"symptom": "no"}, "inputs": {"contact": {"phone": "+254700000001", "surname": "Mutua"}}},
 }
 TRACE_SYMPTOM = {**TRACE, "_id": "r-tr-2", "fields": {**TRACE["fields"], "trace": {"symptom": "yes"}}}
@@ -62,8 +88,14 @@ def relevant_ids(results, pipeline):
 def test_every_push_is_imported(results):
     names = {p for p, _ in results}
     assert names == {
-        "fhir_patient", "fhir_practitioner", "fhir_encounter", "patient", "pregnancy_encounter",
-        "patient_ids", "textit_self_quarantine", "test",
+        "fhir_patient",
+        "fhir_practitioner",
+        "fhir_encounter",
+        "patient",
+        "pregnancy_encounter",
+        "patient_ids",
+        "textit_self_quarantine",
+        "test",
     }
 
 
@@ -109,8 +141,12 @@ def test_docs_patient_push_nests_destination_keys_under_doc(results):
     assert relevant_ids(results, "patient") == ["p-uuid-1"]
     assert results[("patient", "p-uuid-1")]["payload"] == {
         "doc": {
-            "_id": "p-uuid-1", "name": "Wanjiru Kamau", "patient_id": "40213",
-            "date_of_birth": "1994-03-02", "phone": "+254712345678", "parent": "clinic-1",
+            "_id": "p-uuid-1",
+            "name": "Wanjiru Kamau",
+            "patient_id": "40213",
+            "date_of_birth": "1994-03-02",
+            "phone": "+254712345678",
+            "parent": "clinic-1",
         }
     }
 

@@ -77,7 +77,10 @@ def test_required_value_that_is_undefined_fails_that_document_only(sandbox):
     good = {**REPORT, "_id": "r2", "fields": {"lmp_date": "2026-01-01"}}
     bad, ok = mapper.map([REPORT, good])
     assert bad.body is None and bad.relevant
-    assert bad.error == "Mapping error for 'p/lmp' on source document 'r1': cannot find 'doc.fields.lmp_date' on source document"
+    assert (
+        bad.error
+        == "Mapping error for 'p/lmp' on source document 'r1': cannot find 'doc.fields.lmp_date' on source document"
+    )
     assert ok.payload == {"id": "r2", "lmp": "2026-01-01"}
 
 
@@ -88,7 +91,9 @@ def test_required_expr_undefined_message(sandbox):
 
 def test_expr_that_throws_fails_the_document_with_the_js_error(sandbox):
     m = mapped(sandbox, {"x": {"expr": "doc.fields.missing.deeper"}})
-    assert m.error.startswith("Mapping error for 'p/x' JS error on source document: 'r1': TypeError: Cannot read properties")
+    assert m.error.startswith(
+        "Mapping error for 'p/x' JS error on source document: 'r1': TypeError: Cannot read properties"
+    )
 
 
 def test_relevant_to_that_throws_is_a_failure_not_a_silent_skip(sandbox):
@@ -128,12 +133,21 @@ def test_payload_keeps_mapping_order_and_hash_is_chts(sandbox):
 
 def test_hash_matches_the_value_node_computes_for_chts_algorithm(sandbox):
     mapping = {
-        "id": "doc._id", "rev": "doc._rev", "obs.0.code": {"expr": "'abc'"}, "n": {"expr": "null"},
-        "f": {"expr": "false"}, "z": {"expr": "0"}, "e": {"expr": "''"}, "active": {"expr": True},
+        "id": "doc._id",
+        "rev": "doc._rev",
+        "obs.0.code": {"expr": "'abc'"},
+        "n": {"expr": "null"},
+        "f": {"expr": "false"},
+        "z": {"expr": "0"},
+        "e": {"expr": "''"},
+        "active": {"expr": True},
     }
     doc = {"_id": "a", "_rev": "1-x", "type": "data_record"}
     # Pinned from Node: crypto sha256 of orderedStringify(JSON.parse(JSON.stringify(payload))).
-    assert mapped(sandbox, mapping, doc=doc).payload_hash == "52e2d637ba59d576d0ebb175edffc81527bcaa4d9cb729764c84e523d1abdeae"
+    assert (
+        mapped(sandbox, mapping, doc=doc).payload_hash
+        == "52e2d637ba59d576d0ebb175edffc81527bcaa4d9cb729764c84e523d1abdeae"
+    )
 
 
 def test_dates_and_special_numbers_serialise_as_json_stringify(sandbox):
@@ -149,8 +163,13 @@ def test_sandbox_has_no_io(sandbox):
 
 
 def test_a_document_that_runs_forever_times_out_alone(sandbox):
-    mapper = Mapper("slow", "true", {"x": {"expr": "doc.loop ? (function(){ while (true) {} })() : doc._id"}},
-                    timeout_ms=50, sandbox=sandbox)
+    mapper = Mapper(
+        "slow",
+        "true",
+        {"x": {"expr": "doc.loop ? (function(){ while (true) {} })() : doc._id"}},
+        timeout_ms=50,
+        sandbox=sandbox,
+    )
     results = mapper.map([{"_id": "a"}, {"_id": "b", "loop": True}, {"_id": "c"}])
     assert results[0].payload == {"x": "a"} and results[2].payload == {"x": "c"}
     assert results[1].error == "JavaScript of 'slow' ran past 50 ms on 'b'"

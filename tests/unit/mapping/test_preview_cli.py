@@ -13,7 +13,10 @@ def run_preview(tmp_path, config, docs):
     docs_path.write_text("".join(json.dumps(d) + "\n" for d in docs))
     proc = subprocess.run(
         [sys.executable, "-m", "cht_bridge.mapping", "preview", str(config), str(docs_path)],
-        capture_output=True, text=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT / "plugins"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "plugins"), "PATH": "/usr/bin:/bin"},
     )
     return proc, [json.loads(line) for line in proc.stdout.splitlines()]
 
@@ -34,13 +37,19 @@ def test_preview_a_pipeline_file(tmp_path):
     assert lines == [
         {"id": "a", "pipeline": "preg", "relevant": True, "payload": {"id": "a", "lmp": "2026-01-01"}},
         {"id": "b", "pipeline": "preg", "relevant": False},
-        {"id": "c", "pipeline": "preg", "relevant": True,
-         "error": "Mapping error for 'preg/lmp' on source document 'c': cannot find 'doc.fields.lmp' on source document"},
+        {
+            "id": "c",
+            "pipeline": "preg",
+            "relevant": True,
+            "error": "Mapping error for 'preg/lmp' on source document 'c': cannot find 'doc.fields.lmp' on source document",
+        },
     ]
 
 
 def test_preview_every_push_of_an_app_settings(tmp_path):
-    proc, lines = run_preview(tmp_path, ROOT / "include" / "sandbox" / "app_settings.json", [{"_id": "x", "type": "task"}])
+    proc, lines = run_preview(
+        tmp_path, ROOT / "include" / "sandbox" / "app_settings.json", [{"_id": "x", "type": "task"}]
+    )
     assert proc.returncode == 0, proc.stderr
     assert len(lines) == 8 and all(line["id"] == "x" and line["relevant"] is False for line in lines)
 

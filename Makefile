@@ -1,0 +1,54 @@
+# CHT Bridge: the two commands a new machine needs are `make demo` and `make test`.
+# Needs only Python 3.11, Node.js and npm; everything else is installed into .venv and
+# include/sandbox/node_modules by the targets below.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+SANDBOX_NODE := include/sandbox/node_modules/.bin/pouchdb-server
+DOCS ?= 100000
+
+export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+
+.PHONY: demo test bench airflow lint install constraints clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+$(SANDBOX_NODE): include/sandbox/package.json include/sandbox/package-lock.json
+	cd include/sandbox && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed $(SANDBOX_NODE)
+
+## Run every example pipeline as a real Airflow DAG run against a local CHT and receiver.
+demo: install
+	$(BIN)/python -m include.sandbox.demo
+
+## The whole test suite (CI runs this).
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+## Throughput and memory: DOCS documents end to end (make bench DOCS=1000000).
+bench: install
+	$(BIN)/python -m bench.pipeline --docs $(DOCS)
+
+## Airflow UI on http://localhost:8080 with the sandbox CHT, receiver and connections.
+airflow: install
+	$(BIN)/python -m include.sandbox.standalone
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+constraints: $(BIN)/.installed
+	{ echo "# Every resolved version, from 'pip freeze' of a working environment (make constraints)."; \
+	  $(BIN)/pip freeze --exclude-editable; } > constraints.txt
+
+clean:
+	rm -rf .sandbox .airflow out

@@ -1,0 +1,1 @@
+"""Non-DAG helpers shipped next to the DAGs (sandbox, pipeline examples)."""

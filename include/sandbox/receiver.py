@@ -1,0 +1,417 @@
+"""Demo receiving endpoint: what a custom EMR API, an OpenHIM channel or NiFi ListenHTTP would be.
+
+It accepts POST/PUT of JSON on any path, one object (single mode) or an array of objects (batch
+mode), deduplicates by idempotency key, and appends every accepted item to
+``<dir>/received.jsonl`` (fsync'd before answering 2xx), so tests can check exactly-once delivery.
+
+Protocol:
+
+* auth (when credentials are configured): HTTP Basic or ``Authorization: Bearer <token>``;
+  otherwise 401 ``{"error": "unauthorized"}``.
+* single: header ``Idempotency-Key``; 201 ``{"id": ...}``, or 200 with the same id for a key seen
+  before. Items with a truthy ``reject_field`` get 422 ``{"error": "rejected: <value>"}``.
+* batch: headers ``Idempotency-Key`` (batch) and ``Idempotency-Keys`` (comma-separated, one per
+  item, in array order; without it the item keys are ``<batch key>#<index>``); 200
+  ``{"results": [{"id": ..., "status": 201|200}, ...]}``; a rejected item gets
+  ``{"status": 422, "error": "rejected: ..."}`` in its slot.
+* 400 ``{"error": "invalid JSON"}``, 415 on a non-JSON content type, 404 on unknown GET paths.
+* ``GET /_stats`` → ``{"requests", "items", "duplicates", "rejected", "failed", "unauthorized",
+  "by_path": {path: {"requests", "items", "duplicates"}}}`` (counts since start, no payloads).
+* failure injection: ``fail_rate`` (0..1, deterministic ``Random(seed)``) answers 500, 503 or 429
+  (with ``Retry-After: 1``) before looking at the body.
+
+Item ids are derived from the idempotency key (sha256), so only a set of keys is kept in memory and
+a duplicate still gets its original id. Keys are reloaded from ``received.jsonl`` on start, so the
+dedup survives a restart. Payloads are never logged (patient data): logs hold method, path,
+status and counts only.
+
+CLI::
+
+    python -m include.sandbox.receiver --port 8099 --dir out/receiver \\
+        [--credentials-file creds.json] [--fail-rate 0.1 --seed 1] [--reject-field reject]
+
+``creds.json`` is ``{"username": "...", "password": "..."}`` and/or ``{"token": "..."}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+log = logging.getLogger("cht_bridge.sandbox.receiver")
+
+RECEIVED_FILE = "received.jsonl"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+FAILURE_STATUSES = (500, 503, 429)
+
+
+def item_id(key: str | None) -> str:
+    """The id answered for an item: stable per idempotency key, random without one."""
+    if key is None:
+        return uuid.uuid4().hex
+    return "rcv-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+class _State:
+    """Everything shared by the handler threads; one lock guards the file, keys and counters."""
+
+    def __init__(
+        self, directory: Path, credentials: dict[str, str] | None, fail_rate: float, seed: int, reject_field: str | None
+    ) -> None:
+        if not 0.0 <= fail_rate <= 1.0:
+            raise ValueError("fail_rate must be between 0 and 1")
+        self.directory = directory
+        self.credentials = credentials or {}
+        self.fail_rate = fail_rate
+        self.rng = random.Random(seed)
+        self.reject_field = reject_field
+        self.lock = threading.Lock()
+        self.keys: set[str] = set()
+        self.stats: dict[str, Any] = {
+            "requests": 0,
+            "items": 0,
+            "duplicates": 0,
+            "rejected": 0,
+            "failed": 0,
+            "unauthorized": 0,
+            "by_path": {},
+        }
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / RECEIVED_FILE
+        if self.path.exists():
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        key = json.loads(line).get("key")
+                    except ValueError:
+                        continue  # a torn last line after a crash
+                    if key is not None:
+                        self.keys.add(key)
+        self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def close(self) -> None:
+        with self.lock:
+            self.file.close()
+
+    def authorized(self, header: str | None) -> bool:
+        if not self.credentials:
+            return True
+        if not header:
+            return False
+        scheme, _, value = header.partition(" ")
+        value = value.strip()
+        token = self.credentials.get("token")
+        if scheme.lower() == "bearer" and token:
+            return hmac.compare_digest(value.encode(), token.encode())
+        user, password = self.credentials.get("username"), self.credentials.get("password")
+        if scheme.lower() == "basic" and user is not None and password is not None:
+            try:
+                given = base64.b64decode(value, validate=True)
+            except ValueError:
+                return False
+            return hmac.compare_digest(given, f"{user}:{password}".encode())
+        return False
+
+    def injected_failure(self) -> int | None:
+        if self.fail_rate <= 0:
+            return None
+        with self.lock:
+            if self.rng.random() < self.fail_rate:
+                self.stats["failed"] += 1
+                return self.rng.choice(FAILURE_STATUSES)
+        return None
+
+    def count(self, name: str, path: str | None = None, n: int = 1) -> None:
+        with self.lock:
+            self.stats[name] += n
+            if path is not None:
+                by_path = self.stats["by_path"].setdefault(path, {"requests": 0, "items": 0, "duplicates": 0})
+                if name in by_path:
+                    by_path[name] += n
+
+    def accept(self, method: str, path: str, items: list[tuple[str | None, dict[str, Any]]]) -> list[tuple[str, int]]:
+        """Store the items not seen before; return (id, 201|200) per item, durably written."""
+        results: list[tuple[str, int]] = []
+        now = datetime.now(UTC).isoformat()
+        with self.lock:
+            by_path = self.stats["by_path"].setdefault(path, {"requests": 0, "items": 0, "duplicates": 0})
+            lines = []
+            for key, payload in items:
+                new_id = item_id(key)
+                if key is not None and key in self.keys:
+                    results.append((new_id, 200))
+                    self.stats["duplicates"] += 1
+                    by_path["duplicates"] += 1
+                    continue
+                if key is not None:
+                    self.keys.add(key)
+                lines.append(
+                    json.dumps(
+                        {
+                            "received_at": now,
+                            "path": path,
+                            "method": method,
+                            "key": key,
+                            "id": new_id,
+                            "payload": payload,
+                        },
+                        separators=(",", ":"),
+                    )
+                )
+                results.append((new_id, 201))
+            if lines:
+                self.file.write("\n".join(lines) + "\n")
+                self.file.flush()
+                os.fsync(self.file.fileno())
+                self.stats["items"] += len(lines)
+                by_path["items"] += len(lines)
+        return results
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return json.loads(json.dumps(self.stats))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    server_version = "cht-bridge-receiver/1"
+    state: _State  # set on a per-server subclass
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silence the default access log (it goes to stderr); see _send for our own line."""
+
+    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, note: str = "") -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+        log.info("%s %s -> %d %s", self.command, urlsplit(self.path).path, status, note)
+
+    def _read_body(self) -> bytes | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _check_auth(self) -> bool:
+        if self.state.authorized(self.headers.get("Authorization")):
+            return True
+        self.state.count("unauthorized")
+        headers = {"WWW-Authenticate": 'Basic realm="receiver"'} if "username" in self.state.credentials else {}
+        self._send(401, {"error": "unauthorized"}, headers)
+        return False
+
+    # -- verbs -----------------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if not self._check_auth():
+            return
+        if urlsplit(self.path).path == "/_stats":
+            self._send(200, self.state.snapshot())
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        self._write()
+
+    def do_PUT(self) -> None:  # noqa: N802 - stdlib naming
+        self._write()
+
+    def _write(self) -> None:
+        state = self.state
+        path = urlsplit(self.path).path
+        body = self._read_body()  # read first so keep-alive stays in sync whatever we answer
+        if body is None:
+            self._send(413, {"error": "body too large"})
+            return
+        if not self._check_auth():
+            return
+        state.count("requests", path)
+        failure = state.injected_failure()
+        if failure is not None:
+            headers = {"Retry-After": "1"} if failure == 429 else {}
+            self._send(failure, {"error": HTTPStatus(failure).phrase}, headers, "(injected)")
+            return
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json" and not ctype.endswith("+json"):
+            self._send(415, {"error": "Content-Type must be application/json"})
+            return
+        try:
+            data = json.loads(body)
+        except ValueError:
+            self._send(400, {"error": "invalid JSON"})
+            return
+        if isinstance(data, dict):
+            self._single(path, data)
+        elif isinstance(data, list) and all(isinstance(x, dict) for x in data):
+            self._batch(path, data)
+        else:
+            self._send(400, {"error": "body must be a JSON object or an array of objects"})
+
+    def _rejection(self, payload: dict[str, Any]) -> str | None:
+        field = self.state.reject_field
+        if field and payload.get(field):
+            return f"rejected: {payload[field]}"
+        return None
+
+    def _single(self, path: str, payload: dict[str, Any]) -> None:
+        reason = self._rejection(payload)
+        if reason is not None:
+            self.state.count("rejected")
+            self._send(422, {"error": reason})
+            return
+        key = self.headers.get("Idempotency-Key") or None
+        ((new_id, status),) = self.state.accept(self.command, path, [(key, payload)])
+        self._send(status, {"id": new_id}, note="duplicate" if status == 200 else "items=1")
+
+    def _batch(self, path: str, payloads: list[dict[str, Any]]) -> None:
+        batch_key = self.headers.get("Idempotency-Key") or None
+        keys_header = self.headers.get("Idempotency-Keys")
+        if keys_header is not None:
+            keys: list[str | None] = [k.strip() or None for k in keys_header.split(",")]
+            if keys_header.strip() == "" and not payloads:
+                keys = []
+            if len(keys) != len(payloads):
+                self._send(400, {"error": f"Idempotency-Keys has {len(keys)} keys for {len(payloads)} items"})
+                return
+        elif batch_key is not None:
+            keys = [f"{batch_key}#{i}" for i in range(len(payloads))]
+        else:
+            keys = [None] * len(payloads)
+
+        results: list[dict[str, Any] | None] = [None] * len(payloads)
+        accepted: list[tuple[str | None, dict[str, Any]]] = []
+        slots: list[int] = []
+        for i, (key, payload) in enumerate(zip(keys, payloads, strict=True)):
+            reason = self._rejection(payload)
+            if reason is not None:
+                results[i] = {"status": 422, "error": reason}
+                self.state.count("rejected")
+            else:
+                accepted.append((key, payload))
+                slots.append(i)
+        for i, (new_id, status) in zip(slots, self.state.accept(self.command, path, accepted), strict=True):
+            results[i] = {"id": new_id, "status": status}
+        new = sum(1 for r in results if r and r["status"] == 201)
+        self._send(200, {"results": results}, note=f"items={len(payloads)} new={new}")
+
+
+class Receiver:
+    """The receiver in a background thread (tests) — also usable as a context manager."""
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int = 0,
+        credentials: dict[str, str] | None = None,
+        fail_rate: float = 0.0,
+        seed: int = 0,
+        reject_field: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.directory = Path(directory)
+        self.host = host
+        self.port = port
+        self.state = _State(self.directory, credentials, fail_rate, seed, reject_field)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def received_path(self) -> Path:
+        return self.state.path
+
+    def stats(self) -> dict[str, Any]:
+        return self.state.snapshot()
+
+    def start(self) -> Self:
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name=f"receiver:{self.port}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self.state.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Demo JSON receiving endpoint for CHT Bridge.")
+    parser.add_argument("--port", type=int, default=0, help="0 = a free port (printed)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--dir", type=Path, required=True, help="where received.jsonl goes")
+    parser.add_argument(
+        "--credentials-file", type=Path, help='JSON {"username","password"} and/or {"token"}; no auth if omitted'
+    )
+    parser.add_argument("--fail-rate", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reject-field")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    credentials = None
+    if args.credentials_file:
+        credentials = json.loads(args.credentials_file.read_text())
+    receiver = Receiver(
+        args.dir,
+        port=args.port,
+        credentials=credentials,
+        fail_rate=args.fail_rate,
+        seed=args.seed,
+        reject_field=args.reject_field,
+        host=args.host,
+    )
+    receiver.start()
+    print(f"receiver listening on {receiver.url}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    receiver.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The demo receiving endpoint: auth, single and batch mode, idempotency, failures, stats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from include.sandbox.receiver import Receiver
+
+AUTH = ("bridge", "pw-for-tests")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    creds = {"username": AUTH[0], "password": AUTH[1]}
+    with Receiver(tmp_path, credentials=creds, reject_field="reject") as r:
+        yield r
+
+
+def lines(receiver: Receiver) -> list[dict]:
+    return [json.loads(x) for x in receiver.received_path.read_text().splitlines()]
+
+
+def test_single_then_duplicate(receiver):
+    url = receiver.url + "/fhir/Patient"
+    body = {"name": "Akinyi Ndungu", "patient_id": "12348"}
+    first = requests.post(url, json=body, auth=AUTH, headers={"Idempotency-Key": "k1"}, timeout=5)
+    assert first.status_code == 201
+    again = requests.put(url, json=body, auth=AUTH, headers={"Idempotency-Key": "k1"}, timeout=5)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    stored = lines(receiver)
+    assert len(stored) == 1
+    assert stored[0]["key"] == "k1" and stored[0]["payload"] == body
+    assert stored[0]["path"] == "/fhir/Patient" and stored[0]["method"] == "POST"
+    assert stored[0]["id"] == first.json()["id"] and stored[0]["received_at"]
+
+
+def test_batch_with_item_keys_and_duplicates(receiver):
+    requests.post(receiver.url + "/x", json={"a": 0}, auth=AUTH, headers={"Idempotency-Key": "k0"}, timeout=5)
+    r = requests.post(
+        receiver.url + "/batch",
+        json=[{"a": 1}, {"a": 2}, {"a": 0}, {"a": 1}],
+        auth=AUTH,
+        timeout=5,
+        headers={"Idempotency-Key": "b1", "Idempotency-Keys": "k1, k2,k0,k1"},
+    )
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == [201, 201, 200, 200]
+    assert results[0]["id"] == results[3]["id"]
+    assert [x["payload"]["a"] for x in lines(receiver)] == [0, 1, 2]
+    stats = requests.get(receiver.url + "/_stats", auth=AUTH, timeout=5).json()
+    assert stats["requests"] == 2 and stats["items"] == 3 and stats["duplicates"] == 2
+    assert stats["by_path"]["/batch"] == {"requests": 1, "items": 2, "duplicates": 2}
+
+
+def test_batch_key_count_mismatch_is_400(receiver):
+    r = requests.post(
+        receiver.url + "/b",
+        json=[{"a": 1}, {"a": 2}],
+        auth=AUTH,
+        timeout=5,
+        headers={"Idempotency-Key": "b", "Idempotency-Keys": "only-one"},
+    )
+    assert r.status_code == 400
+
+
+def test_batch_without_item_keys_derives_them_from_batch_key(receiver):
+    for expected in (201, 200):
+        r = requests.post(
+            receiver.url + "/b", json=[{"a": 1}, {"a": 2}], auth=AUTH, timeout=5, headers={"Idempotency-Key": "batch-7"}
+        )
+        assert [x["status"] for x in r.json()["results"]] == [expected, expected]
+    assert [x["key"] for x in lines(receiver)] == ["batch-7#0", "batch-7#1"]
+
+
+def test_auth_required(receiver):
+    r = requests.post(receiver.url + "/x", json={"a": 1}, timeout=5)
+    assert r.status_code == 401 and r.json() == {"error": "unauthorized"}
+    r = requests.post(receiver.url + "/x", json={"a": 1}, auth=("bridge", "nope"), timeout=5)
+    assert r.status_code == 401
+    assert requests.get(receiver.url + "/_stats", timeout=5).status_code == 401
+    assert not receiver.received_path.read_text()
+
+
+def test_bearer_token(tmp_path):
+    with Receiver(tmp_path, credentials={"token": "tok-123"}) as r:
+        ok = requests.post(r.url + "/x", json={"a": 1}, timeout=5, headers={"Authorization": "Bearer tok-123"})
+        bad = requests.post(r.url + "/x", json={"a": 1}, timeout=5, headers={"Authorization": "Bearer tok-999"})
+        assert (ok.status_code, bad.status_code) == (201, 401)
+
+
+def test_bad_json_and_content_type(receiver):
+    r = requests.post(
+        receiver.url + "/x", data=b"{not json", auth=AUTH, timeout=5, headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json() == {"error": "invalid JSON"}
+    r = requests.post(
+        receiver.url + "/x",
+        data=b"a=1",
+        auth=AUTH,
+        timeout=5,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415
+    r = requests.post(receiver.url + "/x", json=[1, 2], auth=AUTH, timeout=5)
+    assert r.status_code == 400
+
+
+def test_reject_field(receiver):
+    r = requests.post(
+        receiver.url + "/x",
+        json={"a": 1, "reject": "bad phone"},
+        auth=AUTH,
+        headers={"Idempotency-Key": "r1"},
+        timeout=5,
+    )
+    assert r.status_code == 422 and r.json() == {"error": "rejected: bad phone"}
+    r = requests.post(
+        receiver.url + "/b",
+        json=[{"a": 1, "reject": "no"}, {"a": 2, "reject": False}],
+        auth=AUTH,
+        headers={"Idempotency-Key": "b", "Idempotency-Keys": "r2,r3"},
+        timeout=5,
+    )
+    assert r.json()["results"][0] == {"status": 422, "error": "rejected: no"}
+    assert r.json()["results"][1]["status"] == 201
+    assert [x["key"] for x in lines(receiver)] == ["r3"]
+    assert receiver.stats()["rejected"] == 2
+
+
+def test_injected_failures_are_deterministic(tmp_path):
+    def run(directory: Path) -> list[int]:
+        with Receiver(directory, fail_rate=0.5, seed=3) as r, requests.Session() as session:
+            out = []  # one keep-alive connection, error answers included
+            for i in range(30):
+                resp = session.post(r.url + "/x", json={"i": i}, timeout=5, headers={"Idempotency-Key": f"k{i}"})
+                if resp.status_code == 429:
+                    assert resp.headers["Retry-After"] == "1"
+                out.append(resp.status_code)
+            return out
+
+    first = run(tmp_path / "a")
+    assert first == run(tmp_path / "b")
+    assert set(first) <= {201, 500, 503, 429} and 201 in first and len(set(first)) > 2
+
+
+def test_dedup_survives_restart(tmp_path):
+    with Receiver(tmp_path) as r:
+        first = requests.post(r.url + "/x", json={"a": 1}, headers={"Idempotency-Key": "k"}, timeout=5).json()["id"]
+    with Receiver(tmp_path) as r:
+        again = requests.post(r.url + "/x", json={"a": 1}, headers={"Idempotency-Key": "k"}, timeout=5)
+        assert again.status_code == 200 and again.json()["id"] == first
+    assert len(lines(r)) == 1
+
+
+def test_payloads_never_logged(receiver, caplog):
+    caplog.set_level(logging.DEBUG)
+    requests.post(receiver.url + "/x", json={"name": "Secret Patient"}, auth=AUTH, timeout=5)
+    requests.post(receiver.url + "/x", json={"reject": "Secret Patient"}, auth=AUTH, timeout=5)
+    assert "POST /x -> 201" in caplog.text
+    assert "Secret" not in caplog.text
+
+
+def test_cli_process(tmp_path):
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"username": AUTH[0], "password": AUTH[1]}))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "include.sandbox.receiver",
+            "--port",
+            "0",
+            "--dir",
+            str(tmp_path / "out"),
+            "--credentials-file",
+            str(creds),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("receiver listening on http://127.0.0.1:")
+        url = line.split()[-1]
+        r = requests.post(url + "/x", json={"a": 1}, auth=AUTH, timeout=5)
+        assert r.status_code == 201
+        assert requests.post(url + "/x", json={"a": 1}, timeout=5).status_code == 401
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+    assert (tmp_path / "out" / "received.jsonl").read_text().count("\n") == 1
