@@ -11,9 +11,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import yaml
 from airflow.sdk import DAG
 
 from cht_bridge.config import load_pipeline
+from cht_bridge.config.loader import NAME_RE
 from cht_bridge.config.model import Pipeline
 from cht_bridge.errors import ConfigError
 from cht_bridge.operators import ChtSyncOperator
@@ -56,7 +58,7 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
         start_date=pipeline.start_date,
         catchup=False,
         max_active_runs=1,  # two runs of one pipeline would race for the same checkpoint
-        default_args=DEFAULT_ARGS,
+        default_args={**DEFAULT_ARGS, "retries": pipeline.retries},
         tags=["cht-bridge", f"to-{dest.type}", *pipeline.tags],
         doc_md=doc,
     ) as dag:
@@ -64,9 +66,18 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
     return dag
 
 
+def _broken_dag_id(path: Path) -> str:
+    """The id the DAG has when the file is fixed: its ``name`` if that much can be read."""
+    try:
+        name = yaml.safe_load(path.read_text(encoding="utf-8")).get("name")
+    except Exception:  # unreadable or not a mapping: the file name is all there is
+        return path.stem
+    return name if isinstance(name, str) and NAME_RE.match(name) else path.stem
+
+
 def _broken_dag(path: Path, error: ConfigError) -> DAG:
     with DAG(
-        dag_id=path.stem,
+        dag_id=_broken_dag_id(path),
         description=f"INVALID pipeline file {path.name}",
         schedule=None,
         start_date=BROKEN_START,

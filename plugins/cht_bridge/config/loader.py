@@ -36,6 +36,7 @@ TOP_KEYS = {
     "batch_size",
     "script_timeout_ms",
     "state",
+    "retries",
     "tags",
 }
 CHT_KEYS = {"conn_id", "db"}
@@ -108,6 +109,7 @@ def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) ->
     destination = _destination(raw.get("destination"), problems)
     batch_size = _int(raw.get("batch_size", 1000), "batch_size", 1, 10000, problems)
     timeout_ms = _int(raw.get("script_timeout_ms", 1000), "script_timeout_ms", 10, 60000, problems)
+    retries = _int(raw.get("retries", 2), "retries", 0, 10, problems)
 
     state = raw.get("state") or {}
     state_conn_id = None
@@ -143,6 +145,7 @@ def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) ->
         batch_size=batch_size,
         script_timeout_ms=timeout_ms,
         state_conn_id=state_conn_id,
+        retries=retries,
         tags=tuple(tags),
     )
 

@@ -55,4 +55,5 @@ class Pipeline:
     batch_size: int = 1000
     script_timeout_ms: int = 1000
     state_conn_id: str | None = None
+    retries: int = 2  # Airflow task retries after a transient failure (CHT or destination down)
     tags: tuple[str, ...] = ()

@@ -53,6 +53,7 @@ class RestDestination:
         self._pool = (
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rest") if mode == "single" else None
         )
+        self._refused: AuthError | None = None  # once credentials are refused, send nothing more
         self.requests = 0
 
     def send(self, deliveries: list[Delivery]) -> list[Result]:
@@ -91,6 +92,8 @@ class RestDestination:
         ]
 
     def _request(self, body: str, headers: dict[str, str]) -> requests.Response:
+        if self._refused is not None:
+            raise self._refused
         try:
             response = self._session.request(
                 self.method, self.url, data=body.encode("utf-8"), headers=headers, timeout=self.timeout
@@ -102,7 +105,8 @@ class RestDestination:
         finally:
             self.requests += 1
         if response.status_code in (401, 403):
-            raise AuthError(self.conn_id, response.status_code, "The destination")
+            self._refused = AuthError(self.conn_id, response.status_code, "The destination")
+            raise self._refused
         return response
 
     def close(self) -> None:

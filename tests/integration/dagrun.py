@@ -1,0 +1,62 @@
+"""Run a pipeline file as a real Airflow DAG run (``dag.test()``) and read back its summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PREGNANCY_PIPELINE: dict[str, Any] = {
+    "schedule": None,
+    "start_date": "2026-01-01",
+    "cht": {"conn_id": "cht_test"},
+    "relevant_to": "doc.type === 'data_record' && doc.form === 'pregnancy'",
+    "mapping": {
+        "report_id": "doc._id",
+        "patient.cht_id": "doc.patient._id",
+        "patient.shortcode": "doc.fields.patient_id",
+        "patient.sex": {"path": "doc.patient.sex", "optional": True},
+        "lmp_date": "doc.fields.lmp_date",
+        "anc_visits": "doc.fields.anc_visits",
+        "chw.id": "doc.contact._id",
+        "facility.name": "doc.contact.parent.name",
+    },
+    "destination": {"conn_id": "receiver_test", "path": "/emr/anc", "auth": {"type": "basic"}},
+    "batch_size": 100,
+    "retries": 0,
+}
+
+
+def write_pipeline(folder: Path, name: str, **overrides: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"name": name, **PREGNANCY_PIPELINE, **overrides}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_dag(monkeypatch, folder: Path, dag_id: str) -> tuple[str, dict | None]:
+    """Run ``dag_id`` from the pipelines in ``folder``; return the run state and XCom summary."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    monkeypatch.setenv("CHT_BRIDGE_PIPELINES", str(folder))
+    bag = DagBag(str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    run = bag.get_dag(dag_id).test()
+    with create_session() as session:
+        rows = session.scalars(
+            XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, task_ids="sync", key="return_value")
+        ).all()
+    return str(run.state), (rows[0].value if rows else None)
+
+
+def state_store():
+    from cht_bridge.hooks import default_state_url
+    from cht_bridge.state import StateStore
+
+    return StateStore(default_state_url())
