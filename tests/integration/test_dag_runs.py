@@ -10,7 +10,7 @@ import pytest
 
 from cht_bridge.destinations.rest import RestDestination
 from include.sandbox.receiver import Receiver
-from tests.conftest import receiver_connection, received
+from tests.conftest import received, receiver_connection
 from tests.integration.dagrun import run_dag, state_store, write_pipeline
 
 pytestmark = pytest.mark.integration
