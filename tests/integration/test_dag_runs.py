@@ -55,8 +55,20 @@ def test_first_run_sends_every_relevant_doc_once_and_a_second_run_sends_nothing(
 
     # XCom holds counts and seqs only.
     assert set(summary) == {
-        "pipeline", "read", "skipped_design", "skipped_info", "tombstones", "relevant", "mapped", "sent",
-        "unchanged", "failed", "batches", "start_seq", "last_seq", "seconds",
+        "pipeline",
+        "read",
+        "skipped_design",
+        "skipped_info",
+        "tombstones",
+        "relevant",
+        "mapped",
+        "sent",
+        "unchanged",
+        "failed",
+        "batches",
+        "start_seq",
+        "last_seq",
+        "seconds",
     }
     assert summary["skipped_design"] == 1 and summary["skipped_info"] > 0 and summary["tombstones"] > 0
 
@@ -118,9 +130,7 @@ def test_the_checkpoint_does_not_move_past_a_batch_that_was_not_handled(world, m
     store = state_store()
     first_checkpoint = store.checkpoint(name)
     template = next(iter(pregnancies(cht).values()))
-    new_docs = [
-        {**{k: v for k, v in template.items() if k != "_rev"}, "_id": f"new-preg-{i:03d}"} for i in range(250)
-    ]
+    new_docs = [{**{k: v for k, v in template.items() if k != "_rev"}, "_id": f"new-preg-{i:03d}"} for i in range(250)]
     cht.put(*new_docs)
     handled_seq = cht.last_seq(since=first_checkpoint, limit=100)
 
@@ -153,8 +163,13 @@ def test_the_checkpoint_does_not_move_past_a_batch_that_was_not_handled(world, m
 
 def test_batch_mode_sends_arrays_with_per_item_idempotency_keys(world, monkeypatch):
     cht, receiver, folder, name = world
-    destination = {"conn_id": "receiver_test", "path": "/batch", "auth": {"type": "basic"}, "mode": "batch",
-                   "batch_size": 40}
+    destination = {
+        "conn_id": "receiver_test",
+        "path": "/batch",
+        "auth": {"type": "basic"},
+        "mode": "batch",
+        "batch_size": 40,
+    }
     write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db}, destination=destination)
     state, summary = run_dag(monkeypatch, folder, name)
     assert state == "success"

@@ -1,0 +1,67 @@
+"""``make demo`` end to end, twice, on a small synthetic CHT: it works, the second run sends
+nothing new, and nothing it prints or logs holds a password or a patient's name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from include.sandbox.generate import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def run_demo(home: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
+    proc = subprocess.run(
+        [sys.executable, "-m", "include.sandbox.demo", "--docs", "400", "--home", str(home)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def summary_rows(output: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in output.splitlines():
+        parts = line.split()
+        if len(parts) == 7 and parts[1] in ("success", "failed"):
+            rows[parts[0]] = parts[1:]
+    return rows
+
+
+def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
+    home = tmp_path / "sandbox"
+    first = run_demo(home)
+    rows = summary_rows(first)
+    assert set(rows) == {"patients_fhir", "pregnancy_registrations", "referrals"}
+    for state, read, relevant, sent, unchanged, failed in rows.values():
+        assert state == "success" and int(read) >= 400 and int(sent) == int(relevant) > 0 and failed == "0"
+    assert "Delivered payloads:" in first and "Delivery ledger:" in first
+
+    second = run_demo(home)
+    for state, read, relevant, sent, unchanged, failed in summary_rows(second).values():
+        assert (state, sent, failed) == ("success", "0", "0")
+    assert "Receiver this run: 0 new items" in second
+
+    secrets = list(json.loads((home / "credentials.json").read_text()).values())
+    patient_names = {d["name"] for d in generate(400, seed=42) if d.get("type") == "person" and d.get("name")}
+    assert len(patient_names) > 20
+    texts = [first, second, (home / "demo.log").read_text()]
+    texts += [p.read_text(errors="replace") for p in (home / "airflow").rglob("*.log")]
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+        leaked = [name for name in patient_names if name in text]
+        assert leaked == []
