@@ -100,6 +100,13 @@ class LocalCouch:
         return (ADMIN_USER, self._password)
 
     @property
+    def pid(self) -> int:
+        """The server's process id (for CPU and memory measurements)."""
+        if self._proc is None:
+            raise RuntimeError("LocalCouch not started")
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -190,6 +190,9 @@ class _State:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    # Headers and body go out as two writes; without TCP_NODELAY, Nagle's algorithm holds the
+    # body until the client's delayed ACK (~40 ms), which would cap every keep-alive request.
+    disable_nagle_algorithm = True
     server_version = "cht-bridge-receiver/1"
     state: _State  # set on a per-server subclass
 

@@ -85,11 +85,9 @@ class RestDestination:
             return [Result(i.doc_id, False, response.status_code, error=reason) for i in items]
         answer = _json(response)
         per_item = answer.get("results") if isinstance(answer, dict) else answer
-        ids: list[Any] = per_item if isinstance(per_item, list) and len(per_item) == len(items) else [None] * len(items)
-        return [
-            Result(item.doc_id, True, response.status_code, _destination_id(None, entry))
-            for item, entry in zip(items, ids, strict=True)
-        ]
+        if not isinstance(per_item, list) or len(per_item) != len(items):
+            per_item = [None] * len(items)
+        return [_item_result(item, entry, response) for item, entry in zip(items, per_item, strict=True)]
 
     def _request(self, body: str, headers: dict[str, str]) -> requests.Response:
         if self._refused is not None:
@@ -120,6 +118,17 @@ def _json(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+def _item_result(item: Delivery, entry: Any, response: requests.Response) -> Result:
+    """One item of a 2xx batch answer: the receiver may still refuse that item alone."""
+    status = entry.get("status") if isinstance(entry, dict) else None
+    if isinstance(status, int) and status >= 400:
+        reason = entry.get("error") or entry.get("message") or ""
+        return Result(item.doc_id, False, status, error=f"HTTP {status}: {str(reason)[:REASON_CHARS]}".rstrip(": "))
+    return Result(
+        item.doc_id, True, status if isinstance(status, int) else response.status_code, _destination_id(None, entry)
+    )
 
 
 def _destination_id(response: requests.Response | None, answer: Any) -> str | None:

@@ -1,17 +1,18 @@
 """Apply a pipeline's ``relevant_to`` and ``mapping`` to hydrated CHT documents.
 
-The semantics are CHT's outbound ones (see ``runtime.js``); this module feeds batches to the
-sandbox, isolates a document that runs too long, and hashes the payloads.
+The semantics are CHT's outbound ones (see ``sandbox/mapping.js``); this module feeds batches to
+the sandbox, isolates a document that runs too long, and hashes the payloads.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cht_bridge.mapping.hashing import payload_hash
-from cht_bridge.mapping.js import Sandbox, ScriptTimeout
+from cht_bridge.sandbox import Sandbox, ScriptTimeout
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Mapped:
 
 
 class Mapper:
-    """A compiled pipeline: create once per run, then ``map`` batch after batch."""
+    """A compiled pipeline: create once per run, then map batch after batch."""
 
     def __init__(
         self,
@@ -48,8 +49,8 @@ class Mapper:
     ) -> None:
         self.name = name
         self.timeout_s = timeout_ms / 1000
-        self._sandbox = sandbox or Sandbox()
-        self._handle = self._sandbox.compile(name, relevant_to, mapping, source)
+        self.sandbox = sandbox or Sandbox()
+        self._handle = self.sandbox.compile(name, relevant_to, mapping, source)
 
     @classmethod
     def for_pipeline(cls, pipeline: Any, sandbox: Sandbox | None = None) -> Mapper:
@@ -63,29 +64,43 @@ class Mapper:
         )
 
     def map(self, docs: list[dict]) -> list[Mapped]:
-        """Map a batch in one sandbox call; on a timeout, find the slow documents one by one."""
+        """Map already-hydrated documents in one sandbox call."""
         if not docs:
             return []
-        try:
-            raw = self._sandbox.run(self._handle, json.dumps(docs, separators=(",", ":")), len(docs))
-        except ScriptTimeout:
-            return [self._map_one(doc) for doc in docs]
-        return [self._result(doc, r) for doc, r in zip(docs, raw, strict=True)]
+        ids = [doc.get("_id") for doc in docs]
 
-    def _map_one(self, doc: dict) -> Mapped:
+        def evaluate(start: int, end: int, timeout_s: float | None) -> list[dict]:
+            return self.sandbox.map_docs(self._handle, json.dumps(docs[start:end]), end - start, timeout_s)
+
+        return self._map(ids, evaluate)
+
+    def map_loaded(self, ids: list[str]) -> list[Mapped]:
+        """Hydrate and map the batch loaded in the sandbox (``ids`` in its order), in one call."""
+        if not ids:
+            return []
+
+        def evaluate(start: int, end: int, timeout_s: float | None) -> list[dict]:
+            return self.sandbox.map_loaded(self._handle, start, end, timeout_s)
+
+        return self._map(ids, evaluate)
+
+    def _map(self, ids: list[str], evaluate: Callable[[int, int, float | None], list[dict]]) -> list[Mapped]:
         try:
-            raw = self._sandbox.run(self._handle, json.dumps([doc]), 1, timeout_s=self.timeout_s)
+            raw = evaluate(0, len(ids), None)
         except ScriptTimeout:
-            return Mapped(
-                doc_id=doc.get("_id"),
-                relevant=True,
-                error=f"JavaScript of '{self.name}' ran past {int(self.timeout_s * 1000)} ms on '{doc.get('_id')}'",
-            )
-        return self._result(doc, raw[0])
+            return [self._one(i, doc_id, evaluate) for i, doc_id in enumerate(ids)]
+        return [self._result(doc_id, r) for doc_id, r in zip(ids, raw, strict=True)]
+
+    def _one(self, i: int, doc_id: str, evaluate: Callable[[int, int, float | None], list[dict]]) -> Mapped:
+        """Map one document alone, so a snippet that never ends fails only that document."""
+        try:
+            return self._result(doc_id, evaluate(i, i + 1, self.timeout_s)[0])
+        except ScriptTimeout:
+            ms = int(self.timeout_s * 1000)
+            return Mapped(doc_id, True, error=f"JavaScript of '{self.name}' ran past {ms} ms on '{doc_id}'")
 
     @staticmethod
-    def _result(doc: dict, r: dict) -> Mapped:
-        doc_id = doc.get("_id")
+    def _result(doc_id: str, r: dict) -> Mapped:
         if "e" in r:
             return Mapped(doc_id=doc_id, relevant=bool(r["r"]), error=r["e"])
         if not r["r"]:
@@ -93,4 +108,4 @@ class Mapper:
         return Mapped(doc_id=doc_id, relevant=True, body=r["b"], payload_hash=payload_hash(r["h"]))
 
     def close(self) -> None:
-        self._sandbox.close()
+        self.sandbox.close()

@@ -1,7 +1,7 @@
-"""Extraction from CHT: the ``_changes`` feed, what to skip, and CHT-style hydration."""
+"""Extraction from CHT: the ``_changes`` feed, paged one ahead, and CHT-style hydration."""
 
-from cht_bridge.source.changes import Selection, iter_changes, select
-from cht_bridge.source.couch import ChangesPage, CouchClient
+from cht_bridge.source.changes import Page, iter_pages
+from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.hydration import Hydrator
 
-__all__ = ["ChangesPage", "CouchClient", "Hydrator", "Selection", "iter_changes", "select"]
+__all__ = ["CouchClient", "Hydrator", "Page", "iter_pages"]

@@ -1,57 +1,42 @@
-"""Page through ``_changes`` and sort each page into documents worth mapping and the rest.
+"""Page through ``_changes``, one page ahead of the caller.
 
-While the caller maps and delivers one page, the next is already being read in a background
-thread: the CHT server and our worker then work at the same time instead of taking turns.
+While the caller hydrates, maps and delivers one page, the next is already being read in a
+background thread, so the CHT server and our worker work at the same time instead of taking turns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from cht_bridge.source.couch import ChangesPage, CouchClient
+from cht_bridge.source.couch import CouchClient
 
 
-@dataclass
-class Selection:
-    """The documents of one page that a pipeline should see, and what was skipped and why."""
+@dataclass(frozen=True)
+class Page:
+    """One loaded page: what it held, the documents to process, and the seq to resume after it."""
 
-    docs: list[dict] = field(default_factory=list)
-    design: int = 0
-    info: int = 0
-    tombstones: int = 0
+    read: int
+    design: int
+    info: int
+    tombstones: int
+    ids: list[str]
+    revs: list[str | None]
+    last_seq: Any
+    refs: list[Any]
 
 
-def iter_changes(client: CouchClient, since: Any, limit: int) -> Iterator[ChangesPage]:
-    """Yield pages until the feed is drained, reading one page ahead.
+def iter_pages(client: CouchClient, since: Any, limit: int, load: Callable[[str], Page]) -> Iterator[Page]:
+    """Yield loaded pages until the feed is drained.
 
-    The end is a page shorter than ``limit``: pouchdb-server sends no ``pending`` field.
+    ``load`` turns the page text into a ``Page``; as soon as it has, the next page is requested,
+    unless this one was short (pouchdb-server sends no ``pending``, so a short page is the end).
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="changes") as pool:
-        future = pool.submit(client.changes, since, limit)
-        while True:
-            page = future.result()
-            last = len(page.results) < limit
-            if not last:
-                future = pool.submit(client.changes, page.last_seq, limit)
+        future = pool.submit(client.changes_text, since, limit)
+        while future is not None:
+            page = load(future.result())
+            future = pool.submit(client.changes_text, page.last_seq, limit) if page.read >= limit else None
             yield page
-            if last:
-                return
-
-
-def select(results: list[dict]) -> Selection:
-    """Keep the documents CHT's Sentinel would process: no design docs, infodocs or deletions."""
-    out = Selection()
-    for row in results:
-        doc_id = row.get("id", "")
-        if doc_id.startswith("_design/"):
-            out.design += 1
-        elif doc_id.endswith("-info"):
-            out.info += 1
-        elif row.get("deleted") or not row.get("doc") or row["doc"].get("_deleted"):
-            out.tombstones += 1
-        else:
-            out.docs.append(row["doc"])
-    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -21,14 +21,6 @@ from cht_bridge.errors import AuthError, SourceError
 DEFAULT_TIMEOUT = (10.0, 300.0)
 #: Keys per GET view query: keeps the URL under common 8 KiB proxy limits.
 VIEW_KEYS_PER_REQUEST = 100
-
-
-@dataclass(frozen=True)
-class ChangesPage:
-    """One page of ``_changes``: its rows and the seq to resume after it."""
-
-    results: list[dict]
-    last_seq: Any
 
 
 class CouchClient:
@@ -67,6 +59,10 @@ class CouchClient:
         return session
 
     def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        # pouchdb-server answers some JSON with text/plain; parse regardless of content type.
+        return json.loads(self._request_text(method, url, **kwargs))
+
+    def _request_text(self, method: str, url: str, **kwargs: Any) -> str:
         try:
             response = self._session().request(method, url, timeout=self._timeout, **kwargs)
         except requests.RequestException as exc:
@@ -81,40 +77,37 @@ class CouchClient:
                 f"{url.split('?')[0]}: {response.text[:200]}",
                 status=response.status_code,
             )
-        # pouchdb-server answers some JSON with text/plain; parse regardless of content type.
-        return json.loads(response.content)
+        return response.content.decode("utf-8")
 
     def info(self) -> dict:
         """Fetch the database info; the cheapest call that proves the credentials work."""
         return self._request("GET", self.db_url)
 
-    def changes(self, since: Any, limit: int) -> ChangesPage:
-        """Read one page of changes with documents, after ``since`` (an opaque seq, or 0)."""
+    def changes_text(self, since: Any, limit: int) -> str:
+        """One page of changes with documents after ``since`` (an opaque seq, or 0), as sent.
+
+        The text goes to the sandbox unparsed: V8 parses it once, where it is used.
+        """
         params = {
             "since": since if isinstance(since, (str, int)) else json.dumps(since),
             "limit": limit,
             "include_docs": "true",
             "seq_interval": limit,
         }
-        body = self._request("GET", f"{self.db_url}/_changes", params=params)
-        return ChangesPage(results=body.get("results", []), last_seq=body.get("last_seq", since))
+        return self._request_text("GET", f"{self.db_url}/_changes", params=params)
 
-    def all_docs(self, ids: list[str]) -> dict[str, dict | None]:
-        """Fetch documents by id in one request; a missing or deleted id maps to ``None``."""
-        if not ids:
-            return {}
-        body = self._request("POST", f"{self.db_url}/_all_docs", params={"include_docs": "true"}, json={"keys": ids})
-        found: dict[str, dict | None] = {}
-        for row in body.get("rows", []):
-            found[row.get("key")] = row.get("doc") if "error" not in row else None
-        return found
+    def all_docs_text(self, ids: list[str]) -> str:
+        """The ``_all_docs?keys=`` answer for ``ids``, in one request, as sent."""
+        return self._request_text(
+            "POST", f"{self.db_url}/_all_docs", params={"include_docs": "true"}, json={"keys": ids}
+        )
 
-    def view(self, ddoc: str, view: str, keys: list[Any]) -> list[dict]:
-        """Query a view by keys with GET, which CHT allows for online users (POST needs can_edit)."""
-        rows: list[dict] = []
+    def view_texts(self, ddoc: str, view: str, keys: list[Any]) -> Iterator[tuple[list[Any], str]]:
+        """Query a view by keys with GET, which CHT allows online users (POST needs can_edit).
+
+        Yields ``(keys, answer)`` per chunk of keys, so URLs stay under proxy limits.
+        """
         url = f"{self.db_url}/_design/{quote(ddoc, safe='')}/_view/{quote(view, safe='')}"
         for start in range(0, len(keys), VIEW_KEYS_PER_REQUEST):
             chunk = keys[start : start + VIEW_KEYS_PER_REQUEST]
-            body = self._request("GET", url, params={"keys": json.dumps(chunk, separators=(",", ":"))})
-            rows.extend(body.get("rows", []))
-        return rows
+            yield chunk, self._request_text("GET", url, params={"keys": json.dumps(chunk, separators=(",", ":"))})

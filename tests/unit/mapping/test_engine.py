@@ -6,7 +6,7 @@ import pytest
 
 from cht_bridge.errors import ScriptError
 from cht_bridge.mapping import Mapper, payload_hash
-from cht_bridge.mapping.js import Sandbox
+from cht_bridge.sandbox import Sandbox
 
 REPORT = {
     "_id": "r1",
@@ -185,13 +185,13 @@ def test_compile_errors_name_every_bad_snippet(sandbox):
 
 def test_a_batch_is_one_sandbox_call(sandbox, monkeypatch):
     calls = []
-    original = sandbox.run
+    original = sandbox.map_docs
 
     def counting(*args, **kwargs):
         calls.append(args[2])
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sandbox, "run", counting)
+    monkeypatch.setattr(sandbox, "map_docs", counting)
     docs = [{**REPORT, "_id": f"r{i}"} for i in range(500)]
     results = Mapper("p", "true", {"id": "doc._id"}, sandbox=sandbox).map(docs)
     assert calls == [500]

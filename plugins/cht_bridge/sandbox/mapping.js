@@ -1,4 +1,4 @@
-// CHT Bridge mapping runtime, loaded once into an embedded V8 (mini-racer) per process.
+// CHT Bridge mapping runtime, loaded once into an embedded V8 (mini-racer) per sandbox.
 //
 // It reproduces CHT outbound semantics (shared-libs/outbound): `relevant_to` and `expr` see only
 // `doc`; string sources are object-paths resolved against {doc}; destination keys are
@@ -7,7 +7,7 @@
 // CHT's key-sorted stringify of it. There is no I/O here: V8 alone has none.
 'use strict';
 
-var __chtBridge = (function () {
+var __chtMapping = (function () {
   var pipelines = [];
 
   // A path segment that is a canonical integer addresses an array index.
@@ -148,10 +148,7 @@ var __chtBridge = (function () {
     return { b: body, h: ordered(JSON.parse(body)) };
   }
 
-  // Evaluate one pipeline over a JSON array of hydrated docs; one call per batch.
-  function run(id, docsJson) {
-    var p = pipelines[id];
-    var docs = JSON.parse(docsJson);
+  function evaluate(p, docs) {
     var out = new Array(docs.length);
     for (var i = 0; i < docs.length; i++) {
       var doc = docs[i];
@@ -170,8 +167,18 @@ var __chtBridge = (function () {
       mapped.r = 1;
       out[i] = mapped;
     }
-    return JSON.stringify(out);
+    return out;
   }
 
-  return { addPipeline: addPipeline, run: run };
+  // Evaluate one pipeline over a JSON array of already-hydrated docs; one call per batch.
+  function run(id, docsJson) {
+    return JSON.stringify(evaluate(pipelines[id], JSON.parse(docsJson)));
+  }
+
+  // Evaluate one pipeline over documents [start, end) of the batch loaded for hydration.
+  function runLoaded(id, start, end) {
+    return JSON.stringify(evaluate(pipelines[id], __chtHydration.hydrated(start, end)));
+  }
+
+  return { addPipeline: addPipeline, run: run, runLoaded: runLoaded };
 })();

@@ -1,0 +1,83 @@
+"""The benchmark's worker process: one pipeline run, the same code an Airflow task runs.
+
+It reports its own peak RSS (``ru_maxrss``), so the figure is the worker's alone, not the
+server's or the receiver's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import requests
+
+from cht_bridge.config import parse_pipeline
+from cht_bridge.destinations import RestDestination
+from cht_bridge.mapping import Mapper
+from cht_bridge.sandbox import Sandbox
+from cht_bridge.source import CouchClient
+from cht_bridge.state import StateStore
+from cht_bridge.sync import run_pipeline
+
+PIPELINE = {
+    "name": "bench_reports",
+    "start_date": "2026-01-01",
+    "cht": {"conn_id": "bench_cht"},
+    "relevant_to": "doc.type === 'data_record' && !!doc.form",
+    "mapping": {
+        "id": "doc._id",
+        "form": "doc.form",
+        "reported_at": {"expr": "new Date(doc.reported_date).toISOString()"},
+        "patient.cht_id": {"path": "doc.patient._id", "optional": True},
+        "patient.shortcode": {"path": "doc.fields.patient_id", "optional": True},
+        "patient.sex": {"path": "doc.patient.sex", "optional": True},
+        "chw.id": "doc.contact._id",
+        "facility.id": "doc.contact.parent._id",
+        "facility.name": {"path": "doc.contact.parent.name", "optional": True},
+        "area.id": {"path": "doc.contact.parent.parent._id", "optional": True},
+    },
+    "destination": {"conn_id": "bench_receiver", "path": "/bench", "mode": "batch", "batch_size": 500},
+    "batch_size": 2000,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--couch", required=True)
+    parser.add_argument("--db", default="medic")
+    parser.add_argument("--receiver", required=True)
+    parser.add_argument("--state", required=True, help="SQLAlchemy URL of the state store")
+    parser.add_argument("--mode", default="batch", choices=["batch", "single"])
+    args = parser.parse_args(argv)
+    user, password = sys.stdin.readline().strip().split(":", 1)  # credentials never on argv
+
+    config = {**PIPELINE, "destination": {**PIPELINE["destination"], "mode": args.mode}}
+    pipeline = parse_pipeline(config, source="bench")
+    client = CouchClient(args.couch, args.db, (user, password), conn_id="bench_cht")
+    destination = RestDestination(
+        requests.Session(), args.receiver, "/bench", conn_id="bench_receiver", mode=args.mode, batch_size=500
+    )
+    store = StateStore(args.state)
+    mapper = Mapper.for_pipeline(pipeline, sandbox=Sandbox(cache_size=int(os.environ.get("CB_CACHE", "50000"))))
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    summary = run_pipeline(pipeline, client=client, destination=destination, store=store, mapper=mapper)
+    elapsed = time.perf_counter() - started
+    destination.close()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result = {
+        "summary": summary.as_dict(),
+        "elapsed": elapsed,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

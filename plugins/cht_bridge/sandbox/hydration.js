@@ -1,0 +1,369 @@
+// CHT Bridge hydration, run in the same V8 sandbox as the mappings.
+//
+// It fills in documents the way CHT's hydrateDocs (shared-libs/lineage) does before
+// `relevant_to` and `mapping` see them:
+// - a report's `contact` (the submitter) and the submitter's parents;
+// - a report's `patient` and `place`, from `fields.patient_id || fields.patient_uuid ||
+//   patient_id` and `fields.place_id || place_id`, which are shortcodes (looked up in the
+//   `medic-client/contacts_by_reference` view) or uuids; each with its parents;
+// - any other document's `parent` chain;
+// - on the document and every parent, `contact` (a place's primary contact) and `linked_docs`
+//   replaced by the full documents. A parent that cannot be found stays `{_id}`.
+//
+// The documents of a batch are parsed here straight from the `_changes` response text, and the
+// contacts they refer to are kept in a bounded per-run cache, so Python only moves text and ids:
+// parsing, hydrating and mapping a batch never cross the Python/V8 boundary one document at a time.
+'use strict';
+
+var __chtHydration = (function () {
+  var HARDCODED_TYPES = ['district_hospital', 'health_center', 'clinic', 'person'];
+  var MISSING = null;
+  var capacity = 50000;
+  var known = new Map(); // id -> doc, or MISSING when the server said not_found / deleted
+  var codes = new Map(); // shortcode or uuid ref -> uuid
+  // What the current batch uses is pinned until the next batch loads, so the bounded cache can
+  // never evict a document (or a shortcode) between the fetch that found it and its use.
+  var pinnedDocs = new Map();
+  var pinnedCodes = new Map();
+  var batch = []; // the documents being hydrated
+  var subjects = []; // per document: [patientRef, placeRef] for reports, else null
+
+  function remember(map, key, value) {
+    if (map.has(key)) {
+      map.delete(key);
+    }
+    map.set(key, value);
+    if (map.size > capacity) {
+      map.delete(map.keys().next().value);
+    }
+  }
+
+  function isReport(doc) {
+    return !!doc && doc.type === 'data_record';
+  }
+
+  function isContact(doc) {
+    return !!doc && (doc.type === 'contact' || HARDCODED_TYPES.indexOf(doc.type) >= 0);
+  }
+
+  function getId(item) {
+    if (typeof item === 'string') {
+      return item || null;
+    }
+    return item && typeof item === 'object' && item._id ? item._id : null;
+  }
+
+  function usableRef(ref) {
+    return (typeof ref === 'string' && ref !== '') || (typeof ref === 'number' && ref === ref && ref !== 0);
+  }
+
+  function chainIds(node) {
+    var ids = [];
+    for (var depth = 0; node && typeof node === 'object' && depth < 64; depth++) {
+      if (node._id) {
+        ids.push(node._id);
+      }
+      node = node.parent;
+    }
+    return ids;
+  }
+
+  function validLinkedDocs(doc) {
+    var linked = doc.linked_docs;
+    return isContact(doc) && !!linked && typeof linked === 'object' && !Array.isArray(linked);
+  }
+
+  function contactRefs(doc) {
+    var ids = [getId(doc.contact)];
+    if (validLinkedDocs(doc)) {
+      Object.keys(doc.linked_docs).forEach(function (tag) {
+        ids.push(getId(doc.linked_docs[tag]));
+      });
+    }
+    return ids.filter(function (id) { return id; });
+  }
+
+  function learn(docs) {
+    docs.forEach(function (doc) {
+      if (isContact(doc)) {
+        remember(known, doc._id, doc);
+        var code = doc.place_id || doc.patient_id;
+        if (usableRef(code)) {
+          remember(codes, String(code), doc._id);
+        }
+      }
+    });
+  }
+
+  function prepare(docs) {
+    batch = docs;
+    pinnedDocs = new Map();
+    pinnedCodes = new Map();
+    subjects = docs.map(function (doc) {
+      if (!isReport(doc)) {
+        return null;
+      }
+      var f = doc.fields;
+      return [(f && (f.patient_id || f.patient_uuid)) || doc.patient_id, (f && f.place_id) || doc.place_id];
+    });
+    var refs = [];
+    var seen = new Set();
+    subjects.forEach(function (pair) {
+      (pair || []).forEach(function (ref) {
+        if (!usableRef(ref) || seen.has(ref)) {
+          return;
+        }
+        seen.add(ref);
+        if (codes.has(ref)) {
+          pinnedCodes.set(ref, codes.get(ref));
+        } else {
+          refs.push(ref);
+        }
+      });
+    });
+    return refs;
+  }
+
+  // Load a `_changes` page: keep what Sentinel would process, learn its contacts.
+  function loadChanges(text) {
+    var body = JSON.parse(text);
+    var rows = body.results || [];
+    var out = { read: rows.length, design: 0, info: 0, tombstones: 0, ids: [], revs: [], last_seq: body.last_seq };
+    var docs = [];
+    rows.forEach(function (row) {
+      var id = row.id || '';
+      if (id.indexOf('_design/') === 0) {
+        out.design++;
+      } else if (id.slice(-5) === '-info') {
+        out.info++;
+      } else if (row.deleted || !row.doc || row.doc._deleted) {
+        out.tombstones++;
+      } else {
+        docs.push(row.doc);
+        out.ids.push(row.doc._id);
+        out.revs.push(row.doc._rev === undefined ? null : row.doc._rev);
+      }
+    });
+    learn(docs);
+    out.refs = prepare(docs);
+    return JSON.stringify(out);
+  }
+
+  // Load documents given directly (not from the feed), e.g. by tools and tests.
+  function loadDocs(text) {
+    return JSON.stringify({ refs: prepare(JSON.parse(text)) });
+  }
+
+  function learnDocs(text) {
+    learn(JSON.parse(text));
+  }
+
+  // A contacts_by_reference answer for `refs`; a ref with no row is taken as a uuid.
+  function resolve(responseText, refsText) {
+    var found = new Map();
+    (JSON.parse(responseText).rows || []).forEach(function (row) {
+      var key = row.key;
+      if (Array.isArray(key) && key.length === 2 && !found.has(key[1])) {
+        found.set(key[1], row.id);
+      }
+    });
+    JSON.parse(refsText).forEach(function (ref) {
+      var uuid = found.has(ref) ? found.get(ref) : ref;
+      remember(codes, ref, uuid);
+      pinnedCodes.set(ref, uuid);
+    });
+  }
+
+  function code(ref) {
+    return pinnedCodes.has(ref) ? pinnedCodes.get(ref) : codes.get(ref);
+  }
+
+  function hasCode(ref) {
+    return pinnedCodes.has(ref) || codes.has(ref);
+  }
+
+  function lookup(id) {
+    if (pinnedDocs.has(id)) {
+      return pinnedDocs.get(id);
+    }
+    if (known.has(id)) {
+      var doc = known.get(id);
+      pinnedDocs.set(id, doc);
+      return doc;
+    }
+    return undefined;
+  }
+
+  // The ids hydration still needs that the cache does not hold; one `_all_docs` round each call.
+  function missing() {
+    var members = new Set();
+    batch.forEach(function (doc, i) {
+      if (isReport(doc)) {
+        var contact = doc.contact;
+        [getId(contact)].concat(chainIds(contact)).forEach(function (id) {
+          if (id) {
+            members.add(id);
+          }
+        });
+        subjects[i].forEach(function (ref) {
+          if (usableRef(ref) && hasCode(ref)) {
+            members.add(code(ref));
+          }
+        });
+      } else {
+        members.add(doc._id);
+        chainIds(doc.parent).forEach(function (id) { members.add(id); });
+      }
+    });
+    var inBatch = new Map();
+    batch.forEach(function (doc) { inBatch.set(doc._id, doc); });
+    var queue = Array.from(members);
+    var wanted = new Set();
+    while (queue.length) {
+      var id = queue.pop();
+      var doc = inBatch.has(id) ? inBatch.get(id) : lookup(id);
+      if (doc === undefined) {
+        wanted.add(id);
+        continue;
+      }
+      if (doc === MISSING) {
+        continue;
+      }
+      chainIds(doc.parent).forEach(function (parentId) {
+        if (!members.has(parentId)) {
+          members.add(parentId);
+          queue.push(parentId);
+        }
+      });
+      contactRefs(doc).forEach(function (contactId) {
+        if (!inBatch.has(contactId) && lookup(contactId) === undefined) {
+          wanted.add(contactId);
+        }
+      });
+    }
+    return JSON.stringify(Array.from(wanted).sort());
+  }
+
+  // Store an `_all_docs?keys=` answer; ids it does not return are remembered as missing.
+  function addDocs(responseText, idsText) {
+    var got = new Set();
+    (JSON.parse(responseText).rows || []).forEach(function (row) {
+      if (row.key === undefined) {
+        return;
+      }
+      got.add(row.key);
+      var doc = row.doc && !row.error ? row.doc : MISSING;
+      remember(known, row.key, doc);
+      pinnedDocs.set(row.key, doc);
+    });
+    JSON.parse(idsText).forEach(function (id) {
+      if (!got.has(id)) {
+        remember(known, id, MISSING);
+        pinnedDocs.set(id, MISSING);
+      }
+    });
+  }
+
+  // -- building hydrated copies: every node is a fresh shallow copy, the cache is never changed.
+
+  function find(id, inBatch) {
+    if (!id) {
+      return undefined;
+    }
+    if (inBatch && inBatch.has(id)) {
+      return inBatch.get(id);
+    }
+    var doc = lookup(id);
+    return doc === MISSING ? undefined : doc;
+  }
+
+  function withContacts(doc, inBatch) {
+    var out = Object.assign({}, doc);
+    var primary = find(getId(doc.contact), inBatch);
+    if (primary) {
+      out.contact = primary;
+    }
+    if (validLinkedDocs(doc)) {
+      var linked = Object.assign({}, doc.linked_docs);
+      Object.keys(linked).forEach(function (tag) {
+        var found = find(getId(linked[tag]), inBatch);
+        if (found) {
+          linked[tag] = found;
+        }
+      });
+      out.linked_docs = linked;
+    }
+    return out;
+  }
+
+  function withParents(node, inBatch) {
+    var out = Object.assign({}, node);
+    var current = out;
+    chainIds(node.parent).forEach(function (parentId) {
+      var parent = find(parentId, inBatch);
+      var filled = parent ? withContacts(parent, inBatch) : { _id: parentId };
+      current.parent = filled;
+      current = filled;
+    });
+    return out;
+  }
+
+  function hydrate(i, inBatch) {
+    var doc = batch[i];
+    if (!isReport(doc)) {
+      return withParents(withContacts(doc, inBatch), inBatch);
+    }
+    var out = Object.assign({}, doc);
+    var contact = doc.contact;
+    var submitter = find(getId(contact), inBatch);
+    if (submitter) {
+      out.contact = withParents(withContacts(submitter, inBatch), inBatch);
+    } else if (contact && typeof contact === 'object' && chainIds(contact.parent).length) {
+      out.contact = withParents(contact, inBatch);
+    }
+    var fieldsNames = ['patient', 'place'];
+    subjects[i].forEach(function (ref, k) {
+      if (!usableRef(ref)) {
+        return;
+      }
+      var found = find(hasCode(ref) ? code(ref) : ref, inBatch);
+      if (found) {
+        out[fieldsNames[k]] = withParents(withContacts(found, inBatch), inBatch);
+      }
+    });
+    return out;
+  }
+
+  function batchIndex() {
+    var inBatch = new Map();
+    batch.forEach(function (doc) { inBatch.set(doc._id, doc); });
+    return inBatch;
+  }
+
+  // Hydrated copies of documents [start, end) of the loaded batch, fresh for every call.
+  function hydrated(start, end) {
+    var inBatch = batchIndex();
+    var out = [];
+    var stop = end === undefined ? batch.length : Math.min(end, batch.length);
+    for (var i = start || 0; i < stop; i++) {
+      out.push(hydrate(i, inBatch));
+    }
+    return out;
+  }
+
+  function configure(cacheSize) {
+    capacity = cacheSize;
+  }
+
+  return {
+    configure: configure,
+    loadChanges: loadChanges,
+    loadDocs: loadDocs,
+    learnDocs: learnDocs,
+    resolve: resolve,
+    missing: missing,
+    addDocs: addDocs,
+    hydrated: hydrated,
+    hydratedJson: function () { return JSON.stringify(hydrated()); }
+  };
+})();

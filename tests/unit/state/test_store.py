@@ -1,0 +1,198 @@
+"""The state store on a real SQLite file: opaque checkpoints, the delivery ledger, and the single
+transaction that moves both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from cht_bridge.state.store import DELIVERED, FAILED, Outcome, StateStore
+
+PIPE = "pregnancies"
+COUCH3_SEQ = "12-g1AAAAH5eJyF0EEKwjAQBdDfmvmHtXbmvTu4g6lFZvN0"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+@pytest.fixture
+def store(db_url: str):
+    s = StateStore(db_url)
+    yield s
+    s.close()
+
+
+def ok(doc_id: str, h: str = "h1", rev: str = "1-a", dest_id: str | None = None) -> Outcome:
+    return Outcome(doc_id, rev, delivered=True, payload_hash=h, response_status=201, destination_id=dest_id)
+
+
+def failed(doc_id: str, h: str = "h2", rev: str = "2-b", status: int | None = 500, error: str = "boom") -> Outcome:
+    return Outcome(doc_id, rev, delivered=False, payload_hash=h, response_status=status, error=error)
+
+
+# -- checkpoint ---------------------------------------------------------------------------------------
+
+
+def test_checkpoint_is_none_before_the_first_batch(store):
+    assert store.checkpoint(PIPE) is None
+
+
+@pytest.mark.parametrize("seq", [0, 42, COUCH3_SEQ, [12, "g1AAAA"], "now"])
+def test_checkpoint_round_trips_opaque_values_verbatim(store, seq):
+    store.record(PIPE, [], checkpoint=seq)
+    got = store.checkpoint(PIPE)
+    assert got == seq and type(got) is type(seq)
+
+
+def test_checkpoint_moves_forward_and_is_per_pipeline(store):
+    store.record(PIPE, [], checkpoint=10)
+    store.record(PIPE, [], checkpoint=COUCH3_SEQ)
+    store.record("other", [], checkpoint=3)
+    assert store.checkpoint(PIPE) == COUCH3_SEQ
+    assert store.checkpoint("other") == 3
+
+
+def test_record_without_move_leaves_the_checkpoint(store):
+    store.record(PIPE, [], checkpoint=5)
+    store.record(PIPE, [ok("a")], checkpoint=99, move=False)
+    assert store.checkpoint(PIPE) == 5
+    assert store.ledger(PIPE, "a")["status"] == DELIVERED
+
+
+# -- one transaction ------------------------------------------------------------------------------------
+
+
+def test_a_broken_ledger_row_rolls_back_the_whole_batch(store):
+    store.record(PIPE, [ok("earlier")], checkpoint=7)
+    broken = Outcome(None, "1-x", delivered=True, payload_hash="h")  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError):
+        store.record(PIPE, [ok("a"), broken, ok("b")], checkpoint=8)
+    assert store.checkpoint(PIPE) == 7
+    assert store.ledger(PIPE, "a") is None and store.ledger(PIPE, "b") is None
+    assert store.counts(PIPE) == {DELIVERED: 1}
+
+
+def test_a_checkpoint_that_cannot_be_written_rolls_back_the_ledger_rows(store):
+    """The checkpoint is written after the ledger rows: a failure there must undo them too."""
+    store.record(PIPE, [], checkpoint=7)
+    with pytest.raises(TypeError):
+        store.record(PIPE, [ok("a"), failed("b")], checkpoint=object())  # not JSON
+    assert store.checkpoint(PIPE) == 7
+    assert store.ledger(PIPE, "a") is None and store.ledger(PIPE, "b") is None
+
+
+# -- ledger -----------------------------------------------------------------------------------------------
+
+
+def test_first_delivery_row(store):
+    store.record(PIPE, [ok("a", "h1", dest_id="emr-1")], checkpoint=1)
+    row = store.ledger(PIPE, "a")
+    assert row["status"] == DELIVERED and row["attempts"] == 1
+    assert row["payload_hash"] == row["delivered_hash"] == "h1"
+    assert row["destination_id"] == "emr-1" and row["response_status"] == 201
+    assert row["last_error"] is None and row["delivered_at"] is not None and row["doc_rev"] == "1-a"
+
+
+def test_a_failed_attempt_after_a_delivery_keeps_what_was_delivered(store):
+    store.record(PIPE, [ok("a", "h1", dest_id="emr-1")], checkpoint=1)
+    delivered_at = store.ledger(PIPE, "a")["delivered_at"]
+    store.record(PIPE, [failed("a", "h2", status=503, error="HTTP 503: busy")], checkpoint=2)
+
+    row = store.ledger(PIPE, "a")
+    assert row["status"] == FAILED and row["attempts"] == 2
+    assert row["delivered_hash"] == "h1"  # the last successful payload still counts as sent
+    assert row["payload_hash"] == "h2" and row["doc_rev"] == "2-b"
+    assert row["destination_id"] == "emr-1"
+    assert row["response_status"] == 503 and row["last_error"] == "HTTP 503: busy"
+    assert row["delivered_at"] == delivered_at
+    assert store.delivered_hashes(PIPE, ["a"]) == {"a": "h1"}
+
+
+def test_a_later_success_clears_the_error(store):
+    store.record(PIPE, [failed("a", "h1")], checkpoint=1)
+    assert store.ledger(PIPE, "a")["delivered_hash"] is None
+    store.record(PIPE, [ok("a", "h1", dest_id="emr-9")], checkpoint=2)
+    row = store.ledger(PIPE, "a")
+    assert row["status"] == DELIVERED and row["attempts"] == 2 and row["last_error"] is None
+    assert row["delivered_hash"] == "h1" and row["destination_id"] == "emr-9"
+
+
+def test_delivered_hashes_returns_only_delivered_documents(store):
+    store.record(PIPE, [ok("a", "ha"), failed("b"), ok("c", "hc")], checkpoint=1)
+    store.record("other", [ok("d", "hd")], checkpoint=1)
+    assert store.delivered_hashes(PIPE, ["a", "b", "c", "d", "unknown"]) == {"a": "ha", "c": "hc"}
+    assert store.delivered_hashes(PIPE, []) == {}
+
+
+def test_delivered_hashes_works_for_more_than_500_ids(store):
+    outcomes = [ok(f"doc{i:04d}", f"h{i}") if i % 3 else failed(f"doc{i:04d}") for i in range(1200)]
+    store.record(PIPE, outcomes, checkpoint=1)
+    asked = (f"doc{i:04d}" for i in range(1300))  # any iterable, with unknown ids too
+    got = store.delivered_hashes(PIPE, asked)
+    assert got == {f"doc{i:04d}": f"h{i}" for i in range(1200) if i % 3}
+    assert len(got) == 800
+
+
+def test_counts_and_failures(store):
+    store.record(PIPE, [ok("a"), ok("b"), failed("c", error="HTTP 422: bad age", status=422)], checkpoint=1)
+    store.record(PIPE, [failed("d", error="mapping: no field", status=None)], checkpoint=2)
+    store.record("other", [failed("x")], checkpoint=1)
+    assert store.counts(PIPE) == {DELIVERED: 2, FAILED: 2}
+    assert store.counts("nothing-yet") == {}
+
+    fails = store.failures(PIPE)
+    assert [f["doc_id"] for f in fails] == ["d", "c"]  # most recent first
+    assert fails[1] == {"doc_id": "c", "response_status": 422, "last_error": "HTTP 422: bad age"}
+    assert store.failures(PIPE, limit=1) == fails[:1]
+
+
+def test_two_stores_on_one_file_see_each_others_writes(db_url):
+    writer, reader = StateStore(db_url), StateStore(db_url)
+    try:
+        writer.record(PIPE, [ok("a", "h1")], checkpoint=COUCH3_SEQ)
+        assert reader.checkpoint(PIPE) == COUCH3_SEQ
+        assert reader.delivered_hashes(PIPE, ["a"]) == {"a": "h1"}
+        reader.record(PIPE, [failed("b")], checkpoint=[1, "x"])
+        assert writer.checkpoint(PIPE) == [1, "x"]
+        assert writer.counts(PIPE) == {DELIVERED: 1, FAILED: 1}
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_reopening_the_file_keeps_everything(db_url):
+    first = StateStore(db_url)
+    first.record(PIPE, [ok("a", "h1")], checkpoint=9)
+    first.close()
+    again = StateStore(db_url)
+    try:
+        assert again.checkpoint(PIPE) == 9 and again.delivered_hashes(PIPE, ["a"]) == {"a": "h1"}
+    finally:
+        again.close()
+
+
+# -- default location -------------------------------------------------------------------------------------
+
+
+def test_open_state_store_without_a_connection_uses_airflow_home(tmp_path, monkeypatch):
+    from cht_bridge.hooks.state import open_state_store
+
+    home = tmp_path / "airflow-home"
+    monkeypatch.setenv("AIRFLOW_HOME", str(home))
+    s = open_state_store(None)
+    try:
+        path = home / "cht_bridge" / "state.db"
+        assert s.url == f"sqlite:///{path}"
+        s.record(PIPE, [ok("a")], checkpoint=1)
+        assert path.is_file()
+    finally:
+        s.close()
+    reopened = StateStore(f"sqlite:///{path}")
+    try:
+        assert reopened.checkpoint(PIPE) == 1
+    finally:
+        reopened.close()
