@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,9 +70,9 @@ def start_receiver(folder: Path) -> tuple[subprocess.Popen, str]:
     return proc, first.rsplit(" ", 1)[-1]
 
 
-def run(docs: int, mode: str) -> dict:
+def run(docs: int, mode: str, in_memory: bool) -> dict:
     work = Path(tempfile.mkdtemp(prefix="cht-bridge-bench-"))
-    couch = LocalCouch(work / "couch").start()
+    couch = LocalCouch(work / "couch", in_memory=in_memory).start()
     receiver = None
     try:
         t = time.perf_counter()
@@ -126,6 +127,7 @@ def run(docs: int, mode: str) -> dict:
             receiver.terminate()
             receiver.wait(timeout=30)
         couch.stop()
+        shutil.rmtree(work, ignore_errors=True)
     summary = result["summary"]
     raw_rate = raw_docs / raw_s
     e2e_rate = summary["read"] / result["elapsed"]
@@ -133,6 +135,7 @@ def run(docs: int, mode: str) -> dict:
         "docs": docs,
         "mode": mode,
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "server": "pouchdb-server 4.2.0, " + ("in memory" if in_memory else "LevelDB"),
         "seed_s": round(seeded_s, 1),
         "view_build_s": round(view_s, 1),
         "seeded": counts,
@@ -159,8 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--mode", default="batch", choices=["batch", "single"])
+    parser.add_argument(
+        "--leveldb",
+        action="store_true",
+        help="server on LevelDB (default beyond 200k docs: in memory it would need ~20 GB)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.docs, args.mode)
+    result = run(args.docs, args.mode, in_memory=not (args.leveldb or args.docs > 200_000))
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")

@@ -21,6 +21,9 @@ BATCH_FLOOR_S = 2.0
 BATCH_PER_DOC_S = 0.005
 #: Budget for calls that only move data (parse, hydrate), not user code.
 DATA_TIMEOUT_S = 120.0
+#: V8 collects garbage lazily and would let a long run's heap grow for ever; past this much live
+#: heap, a batch ends with a full collection, which keeps the worker's memory flat.
+TRIM_HEAP_BYTES = 32 * 1024 * 1024
 
 
 class ScriptTimeout(Exception):
@@ -100,6 +103,11 @@ class Sandbox:
 
     def hydrated(self) -> list[dict]:
         return json.loads(self._eval("__chtHydration.hydratedJson()"))
+
+    def trim(self) -> None:
+        """Collect V8 garbage once the heap has grown past ``TRIM_HEAP_BYTES``."""
+        if self._ctx.heap_stats().get("used_heap_size", 0) > TRIM_HEAP_BYTES:
+            self._ctx.low_memory_notification()
 
     def close(self) -> None:
         self._ctx.close()

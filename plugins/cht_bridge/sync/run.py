@@ -83,6 +83,7 @@ def run_pipeline(
         for page in iter_pages(client, since if since is not None else 0, pipeline.batch_size, hydrator.load_changes):
             hydrator.fetch()
             batch = _prepare(pipeline.name, page, mapper.map_loaded(page.ids), store)
+            mapper.sandbox.trim()
             if in_flight is not None:
                 in_flight.result()  # the previous batch is recorded before this one is sent
             in_flight = sender.submit(_deliver, pipeline.name, batch, destination, store, summary, logger)
