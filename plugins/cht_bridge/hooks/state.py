@@ -21,11 +21,22 @@ def default_state_url() -> str:
     return f"sqlite:///{folder / 'state.db'}"
 
 
+#: Names the state store's Connection for every pipeline that does not name one itself, so a
+#: deployment with workers on several machines points them all at one database.
+STATE_CONN_ENV = "CHT_BRIDGE_STATE_CONN_ID"
+
+
+def sqlalchemy_url(uri: str) -> str:
+    """An Airflow Connection URI as SQLAlchemy wants it (``postgres://`` → psycopg 3 driver)."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme in ("postgres", "postgresql"):
+        return f"postgresql+psycopg://{rest}"
+    return uri
+
+
 def open_state_store(conn_id: str | None) -> StateStore:
-    """The store named by ``conn_id`` (a postgres or sqlite Connection), else the default file."""
+    """The store named by ``conn_id``, or by ``$CHT_BRIDGE_STATE_CONN_ID``, else the default file."""
+    conn_id = conn_id or os.environ.get(STATE_CONN_ENV)
     if not conn_id:
         return StateStore(default_state_url())
-    uri = BaseHook.get_connection(conn_id).get_uri()
-    if uri.startswith("postgres://"):
-        uri = "postgresql://" + uri[len("postgres://") :]
-    return StateStore(uri)
+    return StateStore(sqlalchemy_url(BaseHook.get_connection(conn_id).get_uri()))
