@@ -5,7 +5,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-SANDBOX_NODE := include/sandbox/node_modules/.bin/pouchdb-server
+SANDBOX_NODE := include/sandbox/node_modules/.installed
 DOCS ?= 100000
 
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins

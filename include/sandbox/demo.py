@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_dags(args.run_dags)
 
     print(f"Starting the local CHT sandbox in {args.home} ...", flush=True)
+    # Stop the sandbox's servers on SIGTERM too, not only on Ctrl-C or a normal exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stack = sandbox.start(args.home, docs=args.docs)
     try:
         if stack.seeded:

@@ -7,16 +7,22 @@ Open http://localhost:8080 (the generated admin password is printed by Airflow a
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from include.sandbox import stack as sandbox
 
 
 def main() -> int:
+    # Stop the sandbox's servers on SIGTERM too, not only on Ctrl-C or a normal exit.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stack = sandbox.start()
     print(f"CHT (CouchDB protocol) at {stack.couch.url}; receiver at {stack.receiver.url}", flush=True)
     env = {**os.environ, **stack.environment()}
+    # `airflow standalone` starts its components as `airflow ...` commands found on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     try:
         return subprocess.call([sys.executable, "-m", "airflow", "standalone"], env=env)
     except KeyboardInterrupt:
