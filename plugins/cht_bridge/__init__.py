@@ -5,6 +5,6 @@ hydration), ``mapping`` (CHT outbound semantics in a JS sandbox), ``destinations
 (checkpoints and delivery ledger), ``sync`` (one run), and the Airflow ``hooks``/``operators``.
 """
 
-from cht_bridge.errors import ChtBridgeError, ConfigError, MappingError
+from cht_bridge.errors import AuthError, ChtBridgeError, ConfigError, ScriptError, SourceError, TransportError
 
-__all__ = ["ChtBridgeError", "ConfigError", "MappingError"]
+__all__ = ["AuthError", "ChtBridgeError", "ConfigError", "ScriptError", "SourceError", "TransportError"]

@@ -1,9 +1,10 @@
 """One error tree for CHT Bridge, so callers decide by type and never by message text.
 
-The type says what the run should do next: a ``ConfigError`` stops the pipeline before it reads
-anything, a ``MappingError`` fails one document and the run goes on, an ``AuthError`` stops the
-task at once without retrying (CHT locks a login after 10 failures in 10 s), and a
-``TransportError`` means the batch was not handled and its checkpoint must not move.
+The type says what the run should do next: a ``ConfigError`` or ``ScriptError`` stops the
+pipeline before it reads anything, an ``AuthError`` stops the task at once without retrying (CHT
+locks a login after 10 failures in 10 s), and a ``SourceError`` or ``TransportError`` means the
+batch was not handled and its checkpoint must not move. A document that cannot be mapped is not
+an exception at all: it is recorded as failed, with its reason, and the run goes on.
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ class ConfigError(ChtBridgeError):
         self.problems = list(problems)
         lines = "\n  - ".join(self.problems)
         super().__init__(f"{source}: invalid pipeline configuration:\n  - {lines}")
-
-
-class MappingError(ChtBridgeError):
-    """A document could not be turned into a payload; only that document fails."""
 
 
 class ScriptError(ChtBridgeError):

@@ -5,16 +5,14 @@ parents, and how few requests a batch costs."""
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.hydration import Hydrator
 from include.sandbox.generate import DESIGN_DOC
+from tests.recording import RecordingClient
 
 pytestmark = pytest.mark.integration
 
@@ -79,37 +77,6 @@ def report(doc_id: str, *, fields: dict | None = None, contact: Any = None, **ex
 
 
 CHW_LINEAGE = lineage("chw1", "hc1", "dh1")
-
-
-class RecordingClient(CouchClient):
-    """The real client; a response hook on its sessions records every HTTP request it makes."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls: list[tuple[str, str, Any]] = []  # (method, path, JSON body)
-
-    def _session(self) -> requests.Session:
-        session = super()._session()
-        if self._record not in session.hooks["response"]:
-            session.hooks["response"].append(self._record)
-        return session
-
-    def _record(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        request = response.request
-        body = json.loads(request.body) if request.body else None
-        self.calls.append((request.method, urlsplit(request.url).path, body))
-
-    @property
-    def http(self) -> int:
-        return len(self.calls)
-
-    @property
-    def view_calls(self) -> list[str]:
-        return [path for _, path, _ in self.calls if "/_view/" in path]
-
-    @property
-    def all_docs_calls(self) -> list[list[str]]:
-        return [body["keys"] for _, path, body in self.calls if path.endswith("/_all_docs")]
 
 
 def client_for(cht) -> RecordingClient:

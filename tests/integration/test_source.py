@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -15,30 +14,12 @@ from cht_bridge.errors import AuthError, SourceError
 from cht_bridge.source.changes import Page, iter_pages
 from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.hydration import Hydrator
+from tests.recording import RecordingClient
 
 pytestmark = pytest.mark.integration
 
 LIMIT = 64
 TIMEOUT = (3.0, 30.0)
-
-
-class RecordingClient(CouchClient):
-    """The real client; a response hook on its sessions records the ``since`` of each ``_changes``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.since_sent: list[str] = []
-
-    def _session(self) -> requests.Session:
-        session = super()._session()
-        if self._record not in session.hooks["response"]:
-            session.hooks["response"].append(self._record)
-        return session
-
-    def _record(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        url = urlsplit(response.request.url)
-        if url.path.endswith("/_changes"):
-            self.since_sent.append(parse_qs(url.query)["since"][0])
 
 
 class Loader:

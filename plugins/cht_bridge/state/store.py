@@ -112,14 +112,13 @@ class StateStore:
                 found.update({r.doc_id: r.delivered_hash for r in rows})
         return found
 
-    def record(self, pipeline: str, outcomes: list[Outcome], checkpoint: Any = None, *, move: bool = True) -> None:
-        """Write a batch's outcomes and, when ``move``, its checkpoint, in one transaction."""
+    def record(self, pipeline: str, outcomes: list[Outcome], checkpoint: Any) -> None:
+        """Write a batch's outcomes and its checkpoint, in one transaction."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             if outcomes:
                 _upsert_deliveries(conn, pipeline, outcomes, now)
-            if move:
-                _upsert_checkpoint(conn, pipeline, checkpoint, now)
+            _upsert_checkpoint(conn, pipeline, checkpoint, now)
 
     def ledger(self, pipeline: str, doc_id: str) -> dict | None:
         """One ledger row as a dict, for people and tests."""

@@ -56,13 +56,6 @@ def test_checkpoint_moves_forward_and_is_per_pipeline(store):
     assert store.checkpoint("other") == 3
 
 
-def test_record_without_move_leaves_the_checkpoint(store):
-    store.record(PIPE, [], checkpoint=5)
-    store.record(PIPE, [ok("a")], checkpoint=99, move=False)
-    assert store.checkpoint(PIPE) == 5
-    assert store.ledger(PIPE, "a")["status"] == DELIVERED
-
-
 # -- one transaction ------------------------------------------------------------------------------------
 
 
