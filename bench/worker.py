@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import sys
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", required=True, help="SQLAlchemy URL of the state store")
     parser.add_argument("--mode", default="batch", choices=["batch", "single"])
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     user, password = sys.stdin.readline().strip().split(":", 1)  # credentials never on argv
 
     config = {**PIPELINE, "destination": {**PIPELINE["destination"], "mode": args.mode}}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cht_bridge.mapping.hashing import payload_hash
-from cht_bridge.sandbox import Sandbox, ScriptTimeout
+from cht_bridge.sandbox import MapResult, Sandbox, ScriptTimeout
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Mapper:
             return []
         ids = [doc.get("_id") for doc in docs]
 
-        def evaluate(start: int, end: int, timeout_s: float | None) -> list[dict]:
+        def evaluate(start: int, end: int, timeout_s: float | None) -> list[MapResult]:
             return self.sandbox.map_docs(self._handle, json.dumps(docs[start:end]), end - start, timeout_s)
 
         return self._map(ids, evaluate)
@@ -79,19 +79,19 @@ class Mapper:
         if not ids:
             return []
 
-        def evaluate(start: int, end: int, timeout_s: float | None) -> list[dict]:
+        def evaluate(start: int, end: int, timeout_s: float | None) -> list[MapResult]:
             return self.sandbox.map_loaded(self._handle, start, end, timeout_s)
 
         return self._map(ids, evaluate)
 
-    def _map(self, ids: list[str], evaluate: Callable[[int, int, float | None], list[dict]]) -> list[Mapped]:
+    def _map(self, ids: list[str], evaluate: Callable[[int, int, float | None], list[MapResult]]) -> list[Mapped]:
         try:
             raw = evaluate(0, len(ids), None)
         except ScriptTimeout:
             return [self._one(i, doc_id, evaluate) for i, doc_id in enumerate(ids)]
         return [self._result(doc_id, r) for doc_id, r in zip(ids, raw, strict=True)]
 
-    def _one(self, i: int, doc_id: str, evaluate: Callable[[int, int, float | None], list[dict]]) -> Mapped:
+    def _one(self, i: int, doc_id: str, evaluate: Callable[[int, int, float | None], list[MapResult]]) -> Mapped:
         """Map one document alone, so a snippet that never ends fails only that document."""
         try:
             return self._result(doc_id, evaluate(i, i + 1, self.timeout_s)[0])
@@ -100,12 +100,12 @@ class Mapper:
             return Mapped(doc_id, True, error=f"JavaScript of '{self.name}' ran past {ms} ms on '{doc_id}'")
 
     @staticmethod
-    def _result(doc_id: str, r: dict) -> Mapped:
-        if "e" in r:
-            return Mapped(doc_id=doc_id, relevant=bool(r["r"]), error=r["e"])
-        if not r["r"]:
-            return Mapped(doc_id=doc_id, relevant=False)
-        return Mapped(doc_id=doc_id, relevant=True, body=r["b"], payload_hash=payload_hash(r["h"]))
+    def _result(doc_id: str, r: MapResult) -> Mapped:
+        if r.error is not None:
+            return Mapped(doc_id, r.relevant, error=r.error)
+        if not r.relevant:
+            return Mapped(doc_id, False)
+        return Mapped(doc_id, True, body=r.body, payload_hash=payload_hash(r.canonical))
 
     def close(self) -> None:
         self.sandbox.close()

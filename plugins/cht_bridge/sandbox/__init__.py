@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 from cht_bridge.errors import ScriptError
 
@@ -28,6 +28,32 @@ TRIM_HEAP_BYTES = 32 * 1024 * 1024
 
 class ScriptTimeout(Exception):
     """A batch or a single document ran past its time limit."""
+
+
+class MapResult(NamedTuple):
+    """One document's outcome in the sandbox: relevant?, payload text and hash input, or error."""
+
+    relevant: bool
+    body: str | None = None
+    canonical: str | None = None
+    error: str | None = None
+
+
+def _decode(text: str) -> list[MapResult]:
+    """Read ``mapping.js``'s line format (see ``encode`` there)."""
+    if not text:
+        return []
+    out = []
+    for line in text.split("\n"):
+        kind = line[0]
+        if kind == "1":
+            _, body, canonical = line.split("\x1f")
+            out.append(MapResult(True, body, canonical))
+        elif kind == "0":
+            out.append(MapResult(False))
+        else:
+            out.append(MapResult(line[1] == "1", error=json.loads(line[2:])))
+    return out
 
 
 def _text(value: str) -> str:
@@ -69,15 +95,15 @@ class Sandbox:
             raise ScriptError(f"{source}: JavaScript does not compile:\n  - {lines}")
         return answer["id"]
 
-    def map_docs(self, handle: int, docs_json: str, count: int, timeout_s: float | None = None) -> list[dict]:
+    def map_docs(self, handle: int, docs_json: str, count: int, timeout_s: float | None = None) -> list[MapResult]:
         """Evaluate a compiled pipeline over a JSON array of ``count`` hydrated documents."""
         budget = timeout_s if timeout_s is not None else BATCH_FLOOR_S + BATCH_PER_DOC_S * count
-        return json.loads(self._eval(f"__chtMapping.run({handle}, {_text(docs_json)})", budget))
+        return _decode(self._eval(f"__chtMapping.run({handle}, {_text(docs_json)})", budget))
 
-    def map_loaded(self, handle: int, start: int, end: int, timeout_s: float | None = None) -> list[dict]:
+    def map_loaded(self, handle: int, start: int, end: int, timeout_s: float | None = None) -> list[MapResult]:
         """Hydrate and evaluate documents ``[start, end)`` of the loaded batch."""
         budget = timeout_s if timeout_s is not None else BATCH_FLOOR_S + BATCH_PER_DOC_S * (end - start)
-        return json.loads(self._eval(f"__chtMapping.runLoaded({handle}, {start}, {end})", budget))
+        return _decode(self._eval(f"__chtMapping.runLoaded({handle}, {start}, {end})", budget))
 
     # -- hydration -------------------------------------------------------------------------
 

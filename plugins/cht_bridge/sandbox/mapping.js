@@ -170,14 +170,33 @@ var __chtMapping = (function () {
     return out;
   }
 
+  // Results as text, one line per document, so payloads cross into Python without being escaped
+  // inside another JSON document: "0" (not relevant), "e0"/"e1" + JSON error message (relevant_to
+  // failed / mapping failed), or "1" US body US canonical. JSON.stringify output never holds a raw
+  // newline or unit separator, so the split in Python is exact.
+  function encode(results) {
+    var lines = new Array(results.length);
+    for (var i = 0; i < results.length; i++) {
+      var r = results[i];
+      if (r.e !== undefined) {
+        lines[i] = 'e' + r.r + JSON.stringify(r.e);
+      } else if (!r.r) {
+        lines[i] = '0';
+      } else {
+        lines[i] = '1\x1f' + r.b + '\x1f' + r.h;
+      }
+    }
+    return lines.join('\n');
+  }
+
   // Evaluate one pipeline over a JSON array of already-hydrated docs; one call per batch.
   function run(id, docsJson) {
-    return JSON.stringify(evaluate(pipelines[id], JSON.parse(docsJson)));
+    return encode(evaluate(pipelines[id], JSON.parse(docsJson)));
   }
 
   // Evaluate one pipeline over documents [start, end) of the batch loaded for hydration.
   function runLoaded(id, start, end) {
-    return JSON.stringify(evaluate(pipelines[id], __chtHydration.hydrated(start, end)));
+    return encode(evaluate(pipelines[id], __chtHydration.hydrated(start, end)));
   }
 
   return { addPipeline: addPipeline, run: run, runLoaded: runLoaded };
