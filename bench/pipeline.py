@@ -9,7 +9,8 @@ Measured in one run, on the same local CouchDB-protocol server:
   receiver running in its own process, and recorded);
 - their ratio, and the worker's peak RSS.
 
-``python -m bench.pipeline --docs 100000`` (``make bench DOCS=1000000`` for a million).
+``python -m bench.pipeline --docs 100000`` (``make bench DOCS=1000000`` for a million;
+``--server memory`` for pouchdb-server's in-memory storage, which serves faster).
 """
 
 from __future__ import annotations
@@ -163,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--mode", default="batch", choices=["batch", "single"])
     parser.add_argument(
-        "--leveldb",
-        action="store_true",
-        help="server on LevelDB (default beyond 200k docs: in memory it would need ~20 GB)",
+        "--server",
+        default="leveldb",
+        choices=["leveldb", "memory"],
+        help="pouchdb-server storage: leveldb (on disk, as CouchDB keeps CHT's data; usable at every size) "
+        "or memory (serves faster, but needs ~20 GB of RAM at 1M documents)",
     )
     args = parser.parse_args(argv)
-    result = run(args.docs, args.mode, in_memory=not (args.leveldb or args.docs > 200_000))
+    result = run(args.docs, args.mode, in_memory=args.server == "memory")
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
