@@ -10,6 +10,7 @@ Every request carries an ``Idempotency-Key``; a batch also lists each item's key
 from __future__ import annotations
 
 import hashlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,7 +55,8 @@ class RestDestination:
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rest") if mode == "single" else None
         )
         self._refused: AuthError | None = None  # once credentials are refused, send nothing more
-        self.requests = 0
+        self._lock = threading.Lock()
+        self.requests = 0  # requests sent so far, by every thread
 
     def send(self, deliveries: list[Delivery]) -> list[Result]:
         if not deliveries:
@@ -68,7 +70,7 @@ class RestDestination:
 
     def _send_one(self, item: Delivery) -> Result:
         response = self._request(item.body, {"Idempotency-Key": item.key})
-        if response.ok:
+        if _accepted(response):
             return Result(item.doc_id, True, response.status_code, _destination_id(response, _json(response)))
         return Result(item.doc_id, False, response.status_code, error=_reason(response))
 
@@ -80,7 +82,7 @@ class RestDestination:
         }
         body = "[" + ",".join(i.body for i in items) + "]"
         response = self._request(body, headers)
-        if not response.ok:
+        if not _accepted(response):
             reason = _reason(response)
             return [Result(i.doc_id, False, response.status_code, error=reason) for i in items]
         answer = _json(response)
@@ -92,16 +94,22 @@ class RestDestination:
     def _request(self, body: str, headers: dict[str, str]) -> requests.Response:
         if self._refused is not None:
             raise self._refused
+        with self._lock:
+            self.requests += 1
         try:
+            # No redirects: requests would turn a redirected POST into a GET and report its 200.
             response = self._session.request(
-                self.method, self.url, data=body.encode("utf-8"), headers=headers, timeout=self.timeout
+                self.method,
+                self.url,
+                data=body.encode("utf-8"),
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise TransportError(
                 f"destination connection '{self.conn_id}' could not be reached: {type(exc).__name__}"
             ) from exc
-        finally:
-            self.requests += 1
         if response.status_code in (401, 403):
             self._refused = AuthError(self.conn_id, response.status_code, "The destination")
             raise self._refused
@@ -111,6 +119,11 @@ class RestDestination:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self._session.close()
+
+
+def _accepted(response: requests.Response) -> bool:
+    """Only a 2xx means the destination took the payload; a redirect means the URL is wrong."""
+    return 200 <= response.status_code < 300
 
 
 def _json(response: requests.Response) -> Any:
@@ -143,6 +156,10 @@ def _destination_id(response: requests.Response | None, answer: Any) -> str | No
 
 
 def _reason(response: requests.Response) -> str:
+    if response.is_redirect:
+        return (
+            f"HTTP {response.status_code}: redirected to {response.headers.get('Location')}; fix the connection's URL"
+        )
     text = response.text.strip().replace("\n", " ")
     answer = _json(response)
     if isinstance(answer, dict):
