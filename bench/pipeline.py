@@ -30,7 +30,7 @@ import psutil
 import requests
 
 from include.sandbox.couchdb import LocalCouch
-from include.sandbox.generate import seed
+from include.sandbox.seed import seed
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = 2000

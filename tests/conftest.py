@@ -67,7 +67,7 @@ class ChtDb:
         self.db_url = f"{url}/{db}"
 
     def seed(self, n_docs: int, seed: int = 7) -> dict:
-        from include.sandbox.generate import seed as load
+        from include.sandbox.seed import seed as load
 
         return load(self.url, self.admin, n_docs, seed=seed, db=self.db)
 

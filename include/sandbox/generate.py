@@ -22,7 +22,7 @@ Shapes follow the CHT data model (``cht.md`` §3):
 Mix: ~15 % contacts, ~80 % reports, ~5 % other; exactly ``n_docs`` documents. Memory is bounded:
 only the current place chain and a few hundred recent patients (to pick report subjects) are kept.
 
-CLI::
+Loading the stream into a server is ``seed.py``'s job. CLI::
 
     python -m include.sandbox.generate --url URL --user admin --password-file F --docs 10000
     python -m include.sandbox.generate --docs 200 --jsonl out/medic.jsonl     # or --jsonl -
@@ -31,7 +31,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import math
@@ -46,7 +45,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
+from include.sandbox.fixed_docs import DESIGN_DOC, FORM_DOC, SETTINGS_DOC
+from include.sandbox.names import (
+    DISTRICTS,
+    FAMILY_NAMES,
+    FEMALE_NAMES,
+    LOCALITIES,
+    MALE_NAMES,
+    SMS_TEXTS,
+    SYMPTOMS,
+    VACCINES,
+)
 
 DEFAULT_ANCHOR_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
 DAY_MS = 86_400_000
@@ -57,131 +66,6 @@ CONTACT_SHARE = 0.15
 OTHER_SHARE = 0.05
 FORMS = ("pregnancy", "assessment", "immunization_visit")
 CONTACT_TYPES = ("district_hospital", "health_center", "clinic", "person")
-HTTP_TIMEOUT = (10, 600)
-
-# Small built-in name lists (Kenyan / East-African).
-MALE_NAMES = (
-    "Otieno",
-    "Kamau",
-    "Baraka",
-    "Juma",
-    "Kiprono",
-    "Mwangi",
-    "Omondi",
-    "Wafula",
-    "Mutua",
-    "Hassan",
-    "Kipchoge",
-    "Njoroge",
-    "Ochieng",
-    "Barasa",
-    "Said",
-    "Kimani",
-)
-FEMALE_NAMES = (
-    "Achieng",
-    "Wanjiru",
-    "Akinyi",
-    "Chebet",
-    "Njeri",
-    "Amina",
-    "Atieno",
-    "Wambui",
-    "Nekesa",
-    "Mwende",
-    "Zawadi",
-    "Auma",
-    "Jepkosgei",
-    "Nyambura",
-    "Halima",
-    "Faith",
-)
-FAMILY_NAMES = (
-    "Odhiambo",
-    "Kariuki",
-    "Onyango",
-    "Mutiso",
-    "Wekesa",
-    "Kiprop",
-    "Njoroge",
-    "Ouma",
-    "Musyoka",
-    "Otieno",
-    "Kamau",
-    "Mohamed",
-    "Cheruiyot",
-    "Were",
-    "Nyaga",
-    "Wanyama",
-    "Okoth",
-    "Macharia",
-    "Koech",
-    "Ndungu",
-)
-DISTRICTS = (
-    "Kisumu",
-    "Kakamega",
-    "Bungoma",
-    "Siaya",
-    "Homa Bay",
-    "Machakos",
-    "Kitui",
-    "Nakuru",
-    "Kericho",
-    "Busia",
-    "Vihiga",
-    "Migori",
-)
-LOCALITIES = (
-    "Ahero",
-    "Kondele",
-    "Nyalenda",
-    "Mumias",
-    "Butere",
-    "Malava",
-    "Kabras",
-    "Bondo",
-    "Ugunja",
-    "Rongo",
-    "Awendo",
-    "Matuu",
-    "Mwingi",
-    "Molo",
-    "Litein",
-    "Funyula",
-    "Luanda",
-    "Mbita",
-    "Oyugis",
-    "Kombewa",
-)
-SYMPTOMS = ("fever", "cough", "diarrhoea", "vomiting", "headache", "rash", "fast_breathing")
-VACCINES = (
-    "bcg",
-    "opv0",
-    "opv1",
-    "penta1",
-    "pcv1",
-    "rota1",
-    "opv2",
-    "penta2",
-    "pcv2",
-    "rota2",
-    "opv3",
-    "penta3",
-    "pcv3",
-    "ipv",
-    "measles_rubella1",
-    "yellow_fever",
-    "measles_rubella2",
-)
-SMS_TEXTS = (
-    "Habari, when is the next clinic day?",
-    "Please call me back",
-    "STOP",
-    "Asante sana",
-    "Is the health centre open on Saturday?",
-    "J1 ok",
-)
 
 
 # -- small helpers --------------------------------------------------------------------------------
@@ -198,7 +82,7 @@ def _lineage(ids: list[str]) -> dict[str, Any]:
     return node
 
 
-def _ymd(ms: int) -> str:
+def ymd(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()
 
 
@@ -257,109 +141,6 @@ class _Patient:
     sex: str
     chws: tuple[_Chw, ...]
     facility: str
-
-
-# -- fixed documents -------------------------------------------------------------------------------
-_CONTACT_GUARD = (
-    "var TYPES = ['district_hospital', 'health_center', 'clinic', 'person'];"
-    " var t = doc.type === 'contact' ? doc.contact_type : doc.type;"
-    " if (!(doc.type === 'contact' || TYPES.indexOf(doc.type) !== -1)) { return; }"
-)
-
-DESIGN_DOC: dict[str, Any] = {
-    "_id": "_design/medic-client",
-    "views": {
-        "reports_by_date": {
-            "map": (
-                "function (doc) { if (doc.type === 'data_record' && doc.form) {"
-                " emit([doc.reported_date], doc.reported_date); } }"
-            )
-        },
-        "reports_by_form": {
-            "map": (
-                "function (doc) { if (doc.type === 'data_record' && doc.form) {"
-                " emit([doc.form], doc.reported_date); } }"
-            ),
-            "reduce": "_count",
-        },
-        "reports_by_subject": {
-            "map": (
-                "function (doc) { if (doc.type !== 'data_record' || !doc.form) { return; }"
-                " var f = doc.fields || {}; var seen = {};"
-                " [doc.patient_id, doc.place_id, doc.case_id, f.patient_id, f.place_id, f.case_id,"
-                " f.patient_uuid, f.place_uuid].forEach(function (s) {"
-                " if (s && !seen[s]) { seen[s] = true; emit(String(s), doc.reported_date); } }); }"
-            )
-        },
-        "contacts_by_type": {
-            "map": (
-                "function (doc) { " + _CONTACT_GUARD + " var idx = TYPES.indexOf(t);"
-                " emit([t], (doc.date_of_death ? 'true' : 'false') + ' ' + (doc.muted ? 'true' : 'false')"
-                " + ' ' + (idx === -1 ? t : idx) + ' ' + (doc.name || '').toLowerCase()); }"
-            ),
-            "reduce": "_count",
-        },
-        "contacts_by_parent": {
-            "map": (
-                "function (doc) { "
-                + _CONTACT_GUARD
-                + " if (doc.parent && doc.parent._id) { emit([doc.parent._id, t], null); } }"
-            )
-        },
-        "contacts_by_place": {
-            "map": (
-                "function (doc) { "
-                + _CONTACT_GUARD
-                + " var p = doc.parent; while (p && p._id) { emit([p._id], doc.name); p = p.parent; } }"
-            )
-        },
-        "contacts_by_phone": {
-            "map": ("function (doc) { " + _CONTACT_GUARD + " if (doc.phone) { emit(doc.phone, null); } }")
-        },
-        "contacts_by_reference": {
-            "map": (
-                "function (doc) { " + _CONTACT_GUARD + " var code = doc.place_id || doc.patient_id;"
-                " if (code) { emit(['shortcode', String(code)], doc.reported_date); }"
-                " if (doc.rc_code) {"
-                " emit(['external', String(doc.rc_code).toUpperCase()], doc.reported_date); } }"
-            )
-        },
-        "data_records_by_type": {
-            "map": ("function (doc) { if (doc.type === 'data_record') { emit(doc.form ? 'report' : 'message'); } }"),
-            "reduce": "_count",
-        },
-    },
-}
-
-SETTINGS_DOC: dict[str, Any] = {
-    "_id": "settings",
-    "settings": {
-        "locale": "en",
-        "locale_outgoing": "en",
-        "default_country_code": 254,
-        "date_format": "DD-MMM-YYYY",
-        "reported_date_format": "DD-MMM-YYYY HH:mm:ss",
-        "transitions": {"generate_shortcode_on_contacts": True, "generate_patient_id_on_people": True},
-        "outbound": {},
-    },
-}
-
-_XFORM = (
-    '<?xml version="1.0"?><h:html xmlns="http://www.w3.org/2002/xforms"'
-    ' xmlns:h="http://www.w3.org/1999/xhtml"><h:head><h:title>Pregnancy registration</h:title>'
-    '<model><instance><pregnancy id="pregnancy"><patient_id/><patient_uuid/><lmp_date/><edd/>'
-    "<anc_visits/><meta><instanceID/></meta></pregnancy></instance></model></h:head>"
-    "<h:body/></h:html>"
-)
-FORM_DOC: dict[str, Any] = {
-    "_id": "form:pregnancy",
-    "type": "form",
-    "internalId": "pregnancy",
-    "title": [{"locale": "en", "content": "Pregnancy registration"}],
-    "icon": "icon-pregnancy",
-    "context": {"person": True, "place": False},
-    "_attachments": {"xml": {"content_type": "application/xml", "data": base64.b64encode(_XFORM.encode()).decode()}},
-}
 
 
 def kind_of(doc: dict[str, Any]) -> str:
@@ -539,7 +320,7 @@ class _Generator:
         }
         if rng.random() < 0.25:
             doc["short_name"] = given
-        doc["date_of_birth"] = _ymd(dob_ms)
+        doc["date_of_birth"] = ymd(dob_ms)
         doc["sex"] = sex
         doc["phone"] = _phone(rng) if role != "patient" or (age[0] >= 18 and rng.random() < 0.8) else ""
         doc["role"] = role
@@ -588,8 +369,8 @@ class _Generator:
             weeks = rng.randint(4, 36)
             lmp_ms = reported_ms - weeks * 7 * DAY_MS
             fields.update(
-                lmp_date=_ymd(lmp_ms),
-                edd=_ymd(lmp_ms + 280 * DAY_MS),
+                lmp_date=ymd(lmp_ms),
+                edd=ymd(lmp_ms + 280 * DAY_MS),
                 weeks_since_lmp=weeks,
                 anc_visits=rng.randint(0, min(4, weeks // 6)),
                 risk_factors=" ".join(
@@ -615,7 +396,7 @@ class _Generator:
             start = rng.randrange(len(VACCINES))
             fields.update(
                 vaccines=list(VACCINES[start : start + rng.randint(1, 3)]),
-                visit_date=_ymd(reported_ms - rng.randint(0, 2) * DAY_MS),
+                visit_date=ymd(reported_ms - rng.randint(0, 2) * DAY_MS),
             )
         fields["meta"] = {"instanceID": f"uuid:{_uuid(rng)}"}
         self.last_report_id = report_id
@@ -681,126 +462,6 @@ def generate(n_docs: int, seed: int = 42, anchor_ms: int = DEFAULT_ANCHOR_MS) ->
     return _Generator(n_docs, seed, anchor_ms).run()
 
 
-# -- loading into CouchDB -------------------------------------------------------------------------
-def _bulk(session: requests.Session, db_url: str, docs: list[dict[str, Any]]) -> list[dict]:
-    """``_bulk_docs``; the result rows in the order of ``docs``.
-
-    pouchdb-server's LevelDB mode does not always answer in request order, so rows are matched
-    back to the docs by id.
-    """
-    r = session.post(f"{db_url}/_bulk_docs", json={"docs": docs}, timeout=HTTP_TIMEOUT)
-    if r.status_code not in (201, 202):
-        raise RuntimeError(f"_bulk_docs failed: HTTP {r.status_code} {r.text[:300]}")
-    by_id = {row.get("id"): row for row in r.json()}
-    missing = [doc["_id"] for doc in docs if doc["_id"] not in by_id]
-    if missing:
-        raise RuntimeError(f"_bulk_docs returned no row for {len(missing)} docs, e.g. {missing[0]}")
-    return [by_id[doc["_id"]] for doc in docs]
-
-
-def _edit(doc: dict[str, Any], round_: int, ms: int) -> None:
-    """One more revision of a report: a supervisor verifies it, then corrects a field."""
-    if round_ == 1:
-        doc["verified"] = True
-        doc["verified_date"] = ms
-    fields = doc["fields"]
-    fields["edit_round"] = round_
-    if doc["form"] == "assessment":
-        fields["temperature"] = round(fields["temperature"] + 0.1, 1)
-    elif doc["form"] == "pregnancy":
-        fields["anc_visits"] += 1
-    else:
-        fields["visit_date"] = _ymd(ms)
-
-
-def seed(
-    url: str,
-    auth: tuple[str, str],
-    n_docs: int,
-    seed: int = 42,
-    db: str = "medic",
-    batch: int = 5000,
-    edits: float = 0.05,
-    deletes: float = 0.01,
-    anchor_ms: int = DEFAULT_ANCHOR_MS,
-) -> dict[str, int]:
-    """Create ``db`` (412 = already there is fine) and load ``generate(n_docs, seed)`` into it.
-
-    Per batch, after ``_bulk_docs``: ~``edits`` of the reports get 1-3 extra revisions and
-    ~``deletes`` of them are deleted, using the revs from the bulk response. The choice is made per
-    report at insertion time with a separate Random, so only the current batch is in memory.
-    Docs that already exist (409 on a re-run) are counted in ``conflicts`` and left alone.
-    """
-    db_url = f"{url.rstrip('/')}/{db}"
-    decide = random.Random(f"{seed}:edits")
-    counts = {
-        "docs": 0,
-        "contacts": 0,
-        "reports": 0,
-        "edited": 0,
-        "deleted": 0,
-        "design": 0,
-        "other": 0,
-        "conflicts": 0,
-    }
-    with requests.Session() as session:
-        session.auth = auth
-        r = session.put(db_url, timeout=HTTP_TIMEOUT)
-        if r.status_code not in (201, 202, 412):
-            raise RuntimeError(f"creating {db!r} failed: HTTP {r.status_code} {r.text[:300]}")
-
-        def flush(docs: list[dict[str, Any]]) -> None:
-            to_edit: list[tuple[dict[str, Any], int]] = []
-            to_delete: list[dict[str, Any]] = []
-            for doc, row in zip(docs, _bulk(session, db_url, docs), strict=True):
-                kind = kind_of(doc)
-                extra = 0
-                if kind == "report":  # decide for every report so the choice is deterministic
-                    u = decide.random()
-                    if u < deletes:
-                        extra = -1
-                    elif u < deletes + edits:
-                        extra = decide.randint(1, 3)
-                if "error" in row:
-                    if row["error"] != "conflict":
-                        raise RuntimeError(f"_bulk_docs error for {row.get('id')}: {row}")
-                    counts["conflicts"] += 1
-                    continue
-                counts["docs"] += 1
-                counts[{"contact": "contacts", "report": "reports"}.get(kind, kind)] += 1
-                doc["_rev"] = row["rev"]
-                if extra > 0:
-                    to_edit.append((doc, extra))
-                elif extra < 0:
-                    to_delete.append({"_id": doc["_id"], "_rev": row["rev"], "_deleted": True})
-            counts["edited"] += len(to_edit)
-            for round_ in (1, 2, 3):
-                pending = [doc for doc, extra in to_edit if extra >= round_]
-                if not pending:
-                    break
-                for doc in pending:
-                    _edit(doc, round_, min(anchor_ms - 1, doc["reported_date"] + round_ * DAY_MS))
-                for doc, row in zip(pending, _bulk(session, db_url, pending), strict=True):
-                    if "error" in row:
-                        raise RuntimeError(f"editing {doc['_id']} failed: {row}")
-                    doc["_rev"] = row["rev"]
-            if to_delete:
-                for row in _bulk(session, db_url, to_delete):
-                    if "error" in row:
-                        raise RuntimeError(f"deleting {row.get('id')} failed: {row}")
-                counts["deleted"] += len(to_delete)
-
-        docs: list[dict[str, Any]] = []
-        for doc in generate(n_docs, seed, anchor_ms):
-            docs.append(doc)
-            if len(docs) >= batch:
-                flush(docs)
-                docs = []
-        if docs:
-            flush(docs)
-    return counts
-
-
 # -- CLI ------------------------------------------------------------------------------------------
 def _read_password(path: Path) -> str:
     """A password file holds the password, or JSON with a ``password`` key (e.g. admin.json)."""
@@ -850,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.url or not args.password_file:
         parser.error("give --jsonl OUT, or --url and --password-file")
+    from include.sandbox.seed import seed  # seed.py imports this module
+
     counts = seed(
         args.url,
         (args.user, _read_password(args.password_file)),

@@ -20,8 +20,8 @@ from pathlib import Path
 import requests
 
 from include.sandbox.couchdb import LocalCouch, _write_private, create_user, set_security
-from include.sandbox.generate import seed
 from include.sandbox.receiver import Receiver
+from include.sandbox.seed import seed
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / ".sandbox"

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from cht_bridge.source.hydration import Hydrator
-from include.sandbox.generate import DESIGN_DOC
+from include.sandbox.fixed_docs import DESIGN_DOC
 from tests.recording import RecordingClient
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,8 @@ import requests
 
 from include.sandbox import generate as gen
 from include.sandbox.couchdb import LocalCouch, create_user, ensure_installed, set_security
-from include.sandbox.generate import generate, kind_of, seed
+from include.sandbox.generate import generate, kind_of
+from include.sandbox.seed import seed
 
 pytestmark = pytest.mark.integration
 N_DOCS = 300
