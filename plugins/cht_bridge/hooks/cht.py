@@ -26,7 +26,7 @@ class ChtHook(HttpHook):
     def get_client(self, db: str = "medic") -> CouchClient:
         """A client for ``db`` with the Connection's URL, credentials and TLS settings."""
         conn = self.get_connection(self.http_conn_id)
-        self._set_base_url(conn)
+        self.get_conn().close()  # resolves base_url from the Connection as the HTTP provider does
         auth = (conn.login, conn.password or "") if conn.login else None
         return CouchClient(
             self.base_url,
