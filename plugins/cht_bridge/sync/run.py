@@ -82,10 +82,13 @@ def run_pipeline(
     try:
         for page in iter_pages(client, since if since is not None else 0, pipeline.batch_size, hydrator.load_changes):
             hydrator.fetch()
-            batch = _prepare(pipeline.name, page, mapper.map_loaded(page.ids), store)
+            mapped = mapper.map_loaded(page.ids)  # runs while the previous batch is delivered
             mapper.sandbox.trim()
             if in_flight is not None:
-                in_flight.result()  # the previous batch is recorded before this one is sent
+                # The previous batch is recorded before this one is checked against the ledger,
+                # so a document changed twice within a run is compared with its latest delivery.
+                in_flight.result()
+            batch = _prepare(pipeline.name, page, mapped, store)
             in_flight = sender.submit(_deliver, pipeline.name, batch, destination, store, summary, logger)
         if in_flight is not None:
             in_flight.result()
