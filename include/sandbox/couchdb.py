@@ -124,7 +124,7 @@ class LocalCouch:
             # and keeps it across restarts, so restart() must not rewrite this file.
             self._password = secrets.token_urlsafe(24)
             config = {"admins": {ADMIN_USER: self._password}}
-            _write_private(self.workdir / "config.json", json.dumps(config, indent=2))
+            write_private(self.workdir / "config.json", json.dumps(config, indent=2))
         cmd = [str(binary), "--host", "127.0.0.1", "--port", str(self.port), "-n"]
         if self.in_memory:
             cmd.append("--in-memory")
@@ -240,7 +240,7 @@ def set_security(
         raise RuntimeError(f"setting _security on {db!r} failed: HTTP {r.status_code} {r.text[:200]}")
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a file readable by the owner only (it holds a plaintext password)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     couch = LocalCouch(args.dir, port=args.port, in_memory=not args.persist)
     couch.start()
     user, password = couch.admin_auth
-    _write_private(
+    write_private(
         args.dir / "admin.json",
         json.dumps({"url": couch.url, "username": user, "password": password}, indent=2),
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from include.sandbox.couchdb import LocalCouch, _write_private, create_user, set_security
+from include.sandbox.couchdb import LocalCouch, create_user, set_security, write_private
 from include.sandbox.receiver import Receiver
 from include.sandbox.seed import seed
 
@@ -80,7 +80,7 @@ def _credentials(home: Path) -> dict[str, str]:
     if path.exists():
         return json.loads(path.read_text())
     creds = {"cht": secrets.token_urlsafe(18), "receiver": secrets.token_urlsafe(18)}
-    _write_private(path, json.dumps(creds))
+    write_private(path, json.dumps(creds))
     return creds
 
 
