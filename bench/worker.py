@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import resource
 import sys
 import time
@@ -18,8 +17,6 @@ import requests
 
 from cht_bridge.config import parse_pipeline
 from cht_bridge.destinations import RestDestination
-from cht_bridge.mapping import Mapper
-from cht_bridge.sandbox import Sandbox
 from cht_bridge.source import CouchClient
 from cht_bridge.state import StateStore
 from cht_bridge.sync import run_pipeline
@@ -64,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         requests.Session(), args.receiver, "/bench", conn_id="bench_receiver", mode=args.mode, batch_size=500
     )
     store = StateStore(args.state)
-    mapper = Mapper.for_pipeline(pipeline, sandbox=Sandbox(cache_size=int(os.environ.get("CB_CACHE", "50000"))))
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    summary = run_pipeline(pipeline, client=client, destination=destination, store=store, mapper=mapper)
+    summary = run_pipeline(pipeline, client=client, destination=destination, store=store)
     elapsed = time.perf_counter() - started
     destination.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
