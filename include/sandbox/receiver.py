@@ -9,16 +9,30 @@ Protocol:
 * auth (when credentials are configured): HTTP Basic or ``Authorization: Bearer <token>``;
   otherwise 401 ``{"error": "unauthorized"}``.
 * single: header ``Idempotency-Key``; 201 ``{"id": ...}``, or 200 with the same id for a key seen
-  before. Items with a truthy ``reject_field`` get 422 ``{"error": "rejected: <value>"}``.
+  before. Items with a truthy ``reject_field`` get ``reject_status`` (default 422)
+  ``{"error": "rejected: <value>"}``.
 * batch: headers ``Idempotency-Key`` (batch) and ``Idempotency-Keys`` (comma-separated, one per
   item, in array order; without it the item keys are ``<batch key>#<index>``); 200
   ``{"results": [{"id": ..., "status": 201|200}, ...]}``; a rejected item gets
-  ``{"status": 422, "error": "rejected: ..."}`` in its slot.
+  ``{"status": <reject_status>, "error": "rejected: ..."}`` in its slot. With ``reject_batch``
+  (a strict receiver, like DHIS2 ``atomicMode=ALL``) one rejected item fails the whole request:
+  ``reject_status`` ``{"error": "rejected: <first bad value>; items [i, j]"}``, nothing stored.
 * 400 ``{"error": "invalid JSON"}``, 415 on a non-JSON content type, 404 on unknown GET paths.
-* ``GET /_stats`` → ``{"requests", "items", "duplicates", "rejected", "failed", "unauthorized",
-  "by_path": {path: {"requests", "items", "duplicates"}}}`` (counts since start, no payloads).
-* failure injection: ``fail_rate`` (0..1, deterministic ``Random(seed)``) answers 500, 503 or 429
-  (with ``Retry-After: 1``) before looking at the body.
+* ``GET /_stats`` → ``{"requests", "items", "duplicates", "rejected", "failed", "hung",
+  "unauthorized", "by_path": {path: {"requests", "items", "duplicates"}}}`` (counts since start,
+  no payloads; ``rejected`` counts bad items, ``failed`` injected error answers, ``hung`` injected
+  timeouts).
+* failure injection: with probability ``fail_rate`` (0..1, deterministic ``Random(seed)``, which
+  also picks the kind) a request gets one of ``fail_kinds`` (default all): ``500``, ``503`` or
+  ``429`` (with ``Retry-After: 1``) answered before looking at the body, or ``timeout``: the
+  handler sleeps ``hang_seconds`` (default 2) and then handles the request normally, so a client
+  with a shorter timeout gives up on a request that *was* stored and its retry with the same key
+  is a duplicate (200).
+* ``delay`` (seconds, default 0): every write request sleeps this long first, so a run takes a
+  predictable time (e.g. to kill a worker in the middle of it).
+* ``Receiver.configure(...)`` changes ``fail_rate``, ``fail_kinds``, ``reject_field``,
+  ``reject_status``, ``reject_batch``, ``delay`` and ``hang_seconds`` while it runs ("fix the
+  receiver", then replay); each request uses the settings current when it arrived.
 
 Item ids are derived from the idempotency key (sha256), so only a set of keys is kept in memory and
 a duplicate still gets its original id. Keys are reloaded from ``received.jsonl`` on start, so the
@@ -28,7 +42,8 @@ status and counts only.
 CLI::
 
     python -m include.sandbox.receiver --port 8099 --dir out/receiver \\
-        [--credentials-file creds.json] [--fail-rate 0.1 --seed 1] [--reject-field reject]
+        [--credentials-file creds.json] [--fail-rate 0.1 --seed 1 --fail-kinds 500,503,429,timeout]
+        [--hang-seconds 2] [--delay 0.05] [--reject-field reject --reject-status 400 --reject-batch]
 
 ``creds.json`` is ``{"username": "...", "password": "..."}`` and/or ``{"token": "..."}``.
 """
@@ -46,7 +61,9 @@ import random
 import signal
 import sys
 import threading
+import time
 import uuid
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,7 +75,7 @@ log = logging.getLogger("cht_bridge.sandbox.receiver")
 
 RECEIVED_FILE = "received.jsonl"
 MAX_BODY_BYTES = 64 * 1024 * 1024
-FAILURE_STATUSES = (500, 503, 429)
+FAIL_KINDS = ("500", "503", "429", "timeout")
 
 
 def item_id(key: str | None) -> str:
@@ -68,19 +85,46 @@ def item_id(key: str | None) -> str:
     return "rcv-" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-class _State:
-    """Everything shared by the handler threads; one lock guards the file, keys and counters."""
+@dataclass(frozen=True)
+class Settings:
+    """The behaviour a test may change while the server runs (``Receiver.configure``).
 
-    def __init__(
-        self, directory: Path, credentials: dict[str, str] | None, fail_rate: float, seed: int, reject_field: str | None
-    ) -> None:
-        if not 0.0 <= fail_rate <= 1.0:
+    Frozen and swapped whole under the lock, so each request reads one consistent set once and a
+    change never lands half-way through a request.
+    """
+
+    fail_rate: float = 0.0
+    fail_kinds: tuple[str, ...] = FAIL_KINDS
+    reject_field: str | None = None
+    reject_status: int = 422
+    reject_batch: bool = False
+    delay: float = 0.0
+    hang_seconds: float = 2.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fail_kinds", tuple(self.fail_kinds))  # accept a list too
+        if not 0.0 <= self.fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
+        unknown = [k for k in self.fail_kinds if k not in FAIL_KINDS]
+        if unknown or not self.fail_kinds:
+            raise ValueError(f"fail_kinds must be a non-empty choice of {FAIL_KINDS}, got {self.fail_kinds}")
+        if not 400 <= self.reject_status <= 599:
+            raise ValueError("reject_status must be a 4xx or 5xx status")
+        if self.delay < 0 or self.hang_seconds < 0:
+            raise ValueError("delay and hang_seconds must not be negative")
+
+
+SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+
+
+class _State:
+    """Everything shared by the handler threads; one lock guards the file, keys, counters and settings."""
+
+    def __init__(self, directory: Path, credentials: dict[str, str] | None, seed: int, settings: Settings) -> None:
         self.directory = directory
         self.credentials = credentials or {}
-        self.fail_rate = fail_rate
+        self.settings = settings
         self.rng = random.Random(seed)
-        self.reject_field = reject_field
         self.lock = threading.Lock()
         self.keys: set[str] = set()
         self.stats: dict[str, Any] = {
@@ -89,6 +133,7 @@ class _State:
             "duplicates": 0,
             "rejected": 0,
             "failed": 0,
+            "hung": 0,
             "unauthorized": 0,
             "by_path": {},
         }
@@ -128,14 +173,25 @@ class _State:
             return hmac.compare_digest(given, f"{user}:{password}".encode())
         return False
 
-    def injected_failure(self) -> int | None:
-        if self.fail_rate <= 0:
+    def configure(self, **changes: Any) -> Settings:
+        """Replace some settings; an unknown name is a TypeError, a bad value a ValueError (no change)."""
+        unknown = sorted(set(changes) - SETTING_NAMES)
+        if unknown:
+            raise TypeError(f"unknown receiver settings: {', '.join(unknown)}")
+        with self.lock:
+            self.settings = replace(self.settings, **changes)
+            return self.settings
+
+    def injected_failure(self, settings: Settings) -> str | None:
+        """The fault kind for this request, or None; both draws come from the one seeded RNG."""
+        if settings.fail_rate <= 0:
             return None
         with self.lock:
-            if self.rng.random() < self.fail_rate:
-                self.stats["failed"] += 1
-                return self.rng.choice(FAILURE_STATUSES)
-        return None
+            if self.rng.random() >= settings.fail_rate:
+                return None
+            kind = self.rng.choice(settings.fail_kinds)
+            self.stats["hung" if kind == "timeout" else "failed"] += 1
+            return kind
 
     def count(self, name: str, path: str | None = None, n: int = 1) -> None:
         with self.lock:
@@ -202,13 +258,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, note: str = "") -> None:
         data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:  # the client gave up (e.g. timed out during a hang): expected, not a traceback
+            self.close_connection = True
+            note += " (client gone)"
         log.info("%s %s -> %d %s", self.command, urlsplit(self.path).path, status, note)
 
     def _read_body(self) -> bytes | None:
@@ -248,13 +308,22 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             self._send(413, {"error": "body too large"})
             return
+        settings = state.settings  # one consistent set for this request, whatever configure() does
+        if settings.delay:
+            time.sleep(settings.delay)
         if not self._check_auth():
             return
         state.count("requests", path)
-        failure = state.injected_failure()
-        if failure is not None:
-            headers = {"Retry-After": "1"} if failure == 429 else {}
-            self._send(failure, {"error": HTTPStatus(failure).phrase}, headers, "(injected)")
+        failure = state.injected_failure(settings)
+        if failure == "timeout":
+            # Then carry on normally: the answer comes after a client with a shorter timeout has
+            # given up on a request that was processed, so its retry must be seen as a duplicate.
+            log.info("%s %s hanging %.1fs (injected timeout)", self.command, path, settings.hang_seconds)
+            time.sleep(settings.hang_seconds)
+        elif failure is not None:
+            status = int(failure)
+            headers = {"Retry-After": "1"} if status == 429 else {}
+            self._send(status, {"error": HTTPStatus(status).phrase}, headers, "(injected)")
             return
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/json" and not ctype.endswith("+json"):
@@ -266,29 +335,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": "invalid JSON"})
             return
         if isinstance(data, dict):
-            self._single(path, data)
+            self._single(path, data, settings)
         elif isinstance(data, list) and all(isinstance(x, dict) for x in data):
-            self._batch(path, data)
+            self._batch(path, data, settings)
         else:
             self._send(400, {"error": "body must be a JSON object or an array of objects"})
 
-    def _rejection(self, payload: dict[str, Any]) -> str | None:
-        field = self.state.reject_field
+    @staticmethod
+    def _rejection(payload: dict[str, Any], settings: Settings) -> str | None:
+        field = settings.reject_field
         if field and payload.get(field):
             return f"rejected: {payload[field]}"
         return None
 
-    def _single(self, path: str, payload: dict[str, Any]) -> None:
-        reason = self._rejection(payload)
+    def _single(self, path: str, payload: dict[str, Any], settings: Settings) -> None:
+        reason = self._rejection(payload, settings)
         if reason is not None:
             self.state.count("rejected")
-            self._send(422, {"error": reason})
+            self._send(settings.reject_status, {"error": reason})
             return
         key = self.headers.get("Idempotency-Key") or None
         ((new_id, status),) = self.state.accept(self.command, path, [(key, payload)])
         self._send(status, {"id": new_id}, note="duplicate" if status == 200 else "items=1")
 
-    def _batch(self, path: str, payloads: list[dict[str, Any]]) -> None:
+    def _batch(self, path: str, payloads: list[dict[str, Any]], settings: Settings) -> None:
         batch_key = self.headers.get("Idempotency-Key") or None
         keys_header = self.headers.get("Idempotency-Keys")
         if keys_header is not None:
@@ -303,14 +373,22 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             keys = [None] * len(payloads)
 
+        reasons = [self._rejection(payload, settings) for payload in payloads]
+        bad = [i for i, reason in enumerate(reasons) if reason is not None]
+        if bad:
+            self.state.count("rejected", n=len(bad))
+        if bad and settings.reject_batch:  # all or nothing: the good items are not stored either
+            self._send(
+                settings.reject_status, {"error": f"{reasons[bad[0]]}; items {bad}"}, note=f"items={len(payloads)}"
+            )
+            return
+
         results: list[dict[str, Any] | None] = [None] * len(payloads)
         accepted: list[tuple[str | None, dict[str, Any]]] = []
         slots: list[int] = []
-        for i, (key, payload) in enumerate(zip(keys, payloads, strict=True)):
-            reason = self._rejection(payload)
+        for i, (key, payload, reason) in enumerate(zip(keys, payloads, reasons, strict=True)):
             if reason is not None:
-                results[i] = {"status": 422, "error": reason}
-                self.state.count("rejected")
+                results[i] = {"status": settings.reject_status, "error": reason}
             else:
                 accepted.append((key, payload))
                 slots.append(i)
@@ -332,11 +410,26 @@ class Receiver:
         seed: int = 0,
         reject_field: str | None = None,
         host: str = "127.0.0.1",
+        *,
+        fail_kinds: tuple[str, ...] = FAIL_KINDS,
+        reject_status: int = 422,
+        reject_batch: bool = False,
+        delay: float = 0.0,
+        hang_seconds: float = 2.0,
     ) -> None:
         self.directory = Path(directory)
         self.host = host
         self.port = port
-        self.state = _State(self.directory, credentials, fail_rate, seed, reject_field)
+        settings = Settings(
+            fail_rate=fail_rate,
+            fail_kinds=fail_kinds,
+            reject_field=reject_field,
+            reject_status=reject_status,
+            reject_batch=reject_batch,
+            delay=delay,
+            hang_seconds=hang_seconds,
+        )
+        self.state = _State(self.directory, credentials, seed, settings)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -348,8 +441,17 @@ class Receiver:
     def received_path(self) -> Path:
         return self.state.path
 
+    @property
+    def settings(self) -> Settings:
+        return self.state.settings
+
     def stats(self) -> dict[str, Any]:
         return self.state.snapshot()
+
+    def configure(self, **changes: Any) -> Settings:
+        """Change settings while running, e.g. ``configure(reject_field=None, fail_rate=0)`` to "fix"
+        the receiver before a replay. Names: see ``Settings``; an unknown one raises TypeError."""
+        return self.state.configure(**changes)
 
     def start(self) -> Self:
         handler = type("Handler", (_Handler,), {"state": self.state})
@@ -379,6 +481,13 @@ class Receiver:
         self.stop()
 
 
+def _fail_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds or any(k not in FAIL_KINDS for k in kinds):
+        raise argparse.ArgumentTypeError(f"a comma-separated choice of {','.join(FAIL_KINDS)}")
+    return kinds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Demo JSON receiving endpoint for CHT Bridge.")
     parser.add_argument("--port", type=int, default=0, help="0 = a free port (printed)")
@@ -389,7 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--fail-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fail-kinds", type=_fail_kinds, default=FAIL_KINDS, help="e.g. 500,503,429,timeout (all)")
+    parser.add_argument("--hang-seconds", type=float, default=2.0, help="how long an injected timeout hangs")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds every write request waits first")
     parser.add_argument("--reject-field")
+    parser.add_argument("--reject-status", type=int, default=422)
+    parser.add_argument("--reject-batch", action="store_true", help="one rejected item fails the whole batch")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -404,6 +518,11 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         reject_field=args.reject_field,
         host=args.host,
+        fail_kinds=args.fail_kinds,
+        reject_status=args.reject_status,
+        reject_batch=args.reject_batch,
+        delay=args.delay,
+        hang_seconds=args.hang_seconds,
     )
     receiver.start()
     print(f"receiver listening on {receiver.url}", flush=True)

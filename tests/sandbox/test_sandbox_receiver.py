@@ -7,6 +7,8 @@ import logging
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,13 @@ def receiver(tmp_path):
 
 def lines(receiver: Receiver) -> list[dict]:
     return [json.loads(x) for x in receiver.received_path.read_text().splitlines()]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
 
 
 def test_single_then_duplicate(receiver):
@@ -138,19 +147,106 @@ def test_reject_field(receiver):
 
 
 def test_injected_failures_are_deterministic(tmp_path):
-    def run(directory: Path) -> list[int]:
-        with Receiver(directory, fail_rate=0.5, seed=3) as r, requests.Session() as session:
+    def run(directory: Path) -> tuple[list[int], dict]:
+        with Receiver(directory, fail_rate=0.5, seed=3, hang_seconds=0.01) as r, requests.Session() as session:
             out = []  # one keep-alive connection, error answers included
             for i in range(30):
                 resp = session.post(r.url + "/x", json={"i": i}, timeout=5, headers={"Idempotency-Key": f"k{i}"})
                 if resp.status_code == 429:
                     assert resp.headers["Retry-After"] == "1"
                 out.append(resp.status_code)
-            return out
+            return out, r.stats()
 
-    first = run(tmp_path / "a")
-    assert first == run(tmp_path / "b")
+    first, stats = run(tmp_path / "a")
+    assert (first, stats) == run(tmp_path / "b")
     assert set(first) <= {201, 500, 503, 429} and 201 in first and len(set(first)) > 2
+    # all four kinds by default: a hung request is still stored, so it answers 201 (late)
+    assert stats["failed"] == sum(s != 201 for s in first) > 0
+    assert stats["hung"] > 0 and stats["items"] == first.count(201)
+
+
+def test_injected_timeout_stores_the_item_and_the_retry_is_a_duplicate(tmp_path):
+    with Receiver(tmp_path, fail_rate=1.0, fail_kinds=("timeout",), hang_seconds=0.3) as r:
+        url, headers = r.url + "/fhir/Patient", {"Idempotency-Key": "k1"}
+        with pytest.raises(requests.Timeout):
+            requests.post(url, json={"a": 1}, headers=headers, timeout=0.1)
+        assert r.stats()["items"] == 0  # the client gave up before the server got to it ...
+        wait_for(lambda: r.stats()["items"] == 1)  # ... which then stored it anyway
+        (stored,) = lines(r)
+        assert stored["key"] == "k1" and stored["payload"] == {"a": 1}
+
+        started = time.monotonic()  # the retry hangs too, but this client waits long enough
+        again = requests.post(url, json={"a": 1}, headers=headers, timeout=5)
+        assert time.monotonic() - started >= 0.3
+        assert again.status_code == 200 and again.json()["id"] == stored["id"]
+        stats = requests.get(r.url + "/_stats", timeout=5).json()
+        assert (stats["hung"], stats["failed"], stats["items"], stats["duplicates"]) == (2, 0, 1, 1)
+        assert len(lines(r)) == 1
+
+
+def test_fail_kinds_restricts_the_injected_kinds(tmp_path):
+    with Receiver(tmp_path, fail_rate=0.5, seed=1, fail_kinds=("429",)) as r, requests.Session() as session:
+        answers = [session.post(r.url + "/x", json={"i": i}, timeout=5) for i in range(20)]
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) == {201, 429}
+        assert all(a.headers["Retry-After"] == "1" for a in answers if a.status_code == 429)
+        assert r.stats()["failed"] == statuses.count(429) and r.stats()["hung"] == 0
+    with pytest.raises(ValueError, match="fail_kinds"):
+        Receiver(tmp_path, fail_kinds=("418",))
+
+
+def test_reject_status_and_reject_batch(tmp_path):
+    with Receiver(tmp_path, reject_field="reject", reject_status=400) as r:
+        single = requests.post(r.url + "/x", json={"reject": "bad phone"}, timeout=5)
+        assert single.status_code == 400 and single.json() == {"error": "rejected: bad phone"}
+
+        batch = [{"a": 0}, {"a": 1, "reject": "bad phone"}, {"a": 2}, {"a": 3, "reject": "no name"}]
+        headers = {"Idempotency-Key": "b1"}
+        per_item = requests.post(r.url + "/b", json=batch, headers=headers, timeout=5)
+        assert per_item.status_code == 200  # without reject_batch: per-item results
+        assert [x["status"] for x in per_item.json()["results"]] == [201, 400, 201, 400]
+        assert [x["key"] for x in lines(r)] == ["b1#0", "b1#2"]
+
+        r.configure(reject_batch=True)
+        strict = requests.post(r.url + "/b", json=batch, headers={"Idempotency-Key": "b2"}, timeout=5)
+        assert strict.status_code == 400
+        assert strict.json() == {"error": "rejected: bad phone; items [1, 3]"}
+        assert [x["key"] for x in lines(r)] == ["b1#0", "b1#2"]  # nothing of b2 stored
+        stats = r.stats()
+        assert (stats["rejected"], stats["items"], stats["duplicates"]) == (5, 2, 0)
+
+
+def test_configure_fixes_the_receiver_at_runtime(tmp_path):
+    with Receiver(tmp_path, reject_field="reject", reject_batch=True) as r:
+        batch, headers = [{"a": 1}, {"a": 2, "reject": "bad"}], {"Idempotency-Key": "b"}
+        assert requests.post(r.url + "/b", json=batch, headers=headers, timeout=5).status_code == 422
+
+        r.configure(fail_rate=1.0, fail_kinds=["503"])
+        assert requests.post(r.url + "/b", json=batch, headers=headers, timeout=5).status_code == 503
+
+        settings = r.configure(fail_rate=0.0, reject_field=None)
+        assert settings.reject_field is None and r.settings == settings
+        replay = requests.post(r.url + "/b", json=batch, headers=headers, timeout=5)
+        assert replay.status_code == 200
+        assert [x["status"] for x in replay.json()["results"]] == [201, 201]
+        assert [x["payload"] for x in lines(r)] == batch
+
+        with pytest.raises(TypeError, match="bogus"):
+            r.configure(bogus=1)
+        with pytest.raises(ValueError):
+            r.configure(fail_rate=2.0, reject_field="reject")
+        assert r.settings == settings  # a bad change changes nothing
+
+
+def test_delay_slows_every_write(tmp_path):
+    with Receiver(tmp_path, delay=0.3) as r, requests.Session() as session:
+        started = time.monotonic()
+        assert session.post(r.url + "/x", json={"a": 1}, timeout=5).status_code == 201
+        assert time.monotonic() - started >= 0.3
+        r.configure(delay=0.0)
+        started = time.monotonic()
+        assert session.post(r.url + "/x", json={"a": 2}, timeout=5).status_code == 201
+        assert time.monotonic() - started < 0.3
 
 
 def test_dedup_survives_restart(tmp_path):
@@ -166,7 +262,9 @@ def test_payloads_never_logged(receiver, caplog):
     caplog.set_level(logging.DEBUG)
     requests.post(receiver.url + "/x", json={"name": "Secret Patient"}, auth=AUTH, timeout=5)
     requests.post(receiver.url + "/x", json={"reject": "Secret Patient"}, auth=AUTH, timeout=5)
-    assert "POST /x -> 201" in caplog.text
+    receiver.configure(reject_batch=True)
+    requests.post(receiver.url + "/b", json=[{"a": 1}, {"reject": "Secret Patient"}], auth=AUTH, timeout=5)
+    assert "POST /x -> 201" in caplog.text and "POST /b -> 422" in caplog.text
     assert "Secret" not in caplog.text
 
 
@@ -185,6 +283,17 @@ def test_cli_process(tmp_path):
             str(tmp_path / "out"),
             "--credentials-file",
             str(creds),
+            "--reject-field",
+            "reject",
+            "--reject-status",
+            "400",
+            "--reject-batch",
+            "--delay",
+            "0.05",
+            "--fail-kinds",
+            "429,timeout",
+            "--hang-seconds",
+            "0.5",
         ],
         cwd=REPO,
         env=env,
@@ -199,6 +308,8 @@ def test_cli_process(tmp_path):
         r = requests.post(url + "/x", json={"a": 1}, auth=AUTH, timeout=5)
         assert r.status_code == 201
         assert requests.post(url + "/x", json={"a": 1}, timeout=5).status_code == 401
+        strict = requests.post(url + "/b", json=[{"a": 2}, {"reject": "x"}], auth=AUTH, timeout=5)
+        assert strict.status_code == 400 and strict.json() == {"error": "rejected: x; items [1]"}
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
