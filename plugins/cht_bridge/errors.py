@@ -9,6 +9,11 @@ an exception at all: it is recorded as failed, with its reason, and the run goes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cht_bridge.destinations.base import Result
+
 
 class ChtBridgeError(Exception):
     """Root of every error raised by CHT Bridge."""
@@ -62,3 +67,20 @@ class TransportError(ChtBridgeError):
 
     Safe to retry: nothing was recorded for the batch, so its checkpoint did not move.
     """
+
+
+class CircuitOpenError(TransportError):
+    """A destination failed too many tries in a row (down, overloaded, unreachable); sending stopped.
+
+    ``results`` are the deliveries of the call that finished before it stopped (delivered or
+    failed), so they can still be recorded; every other document stays pending for the next run.
+    """
+
+    def __init__(self, conn_id: str, failures: int, last_error: str | None, results: list[Result]) -> None:
+        self.conn_id = conn_id
+        self.failures = failures
+        self.results = list(results)
+        super().__init__(
+            f"destination connection '{conn_id}' failed {failures} times in a row (last: {last_error}); "
+            f"stopped sending. The documents not yet delivered stay pending and the next run resumes."
+        )

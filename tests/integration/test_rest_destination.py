@@ -11,7 +11,8 @@ import requests
 
 from cht_bridge.destinations.base import Delivery
 from cht_bridge.destinations.rest import RestDestination
-from cht_bridge.errors import AuthError, TransportError
+from cht_bridge.destinations.retry import RetryPolicy
+from cht_bridge.errors import AuthError, CircuitOpenError, TransportError
 from cht_bridge.mapping.hashing import idempotency_key
 from include.sandbox.receiver import Receiver, item_id
 from tests.conftest import received
@@ -178,15 +179,23 @@ def test_wrong_password_stops_at_once(receiver, make_destination, options, max_r
 
 
 @pytest.mark.parametrize(
-    "options",
-    [pytest.param({"mode": "single", "concurrency": 4}, id="single"), pytest.param({"mode": "batch"}, id="batch")],
+    ("options", "most_requests"),
+    [
+        pytest.param({"mode": "single", "concurrency": 4}, 4 + 3, id="single"),  # + requests in flight
+        pytest.param({"mode": "batch", "batch_size": 2}, 4, id="batch"),
+    ],
 )
-def test_closed_port_is_a_transport_error(receiver, make_destination, options):
+def test_closed_port_is_retried_then_stops_the_sending(receiver, make_destination, options, most_requests):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    dest = make_destination(receiver, url=f"http://127.0.0.1:{port}", **options)
-    with pytest.raises(TransportError) as err:
+    waits: list[float] = []
+    policy = RetryPolicy(retries=1, breaker_after=4)
+    dest = make_destination(receiver, url=f"http://127.0.0.1:{port}", retry=policy, sleep=waits.append, **options)
+    with pytest.raises(CircuitOpenError) as err:
         dest.send(deliveries(5))
-    assert CONN_ID in str(err.value)
+    assert isinstance(err.value, TransportError)
+    assert 4 <= dest.requests <= most_requests and waits
+    assert all(r.retryable and r.status is None and r.error == "ConnectionError" for r in err.value.results)
+    assert CONN_ID in str(err.value) and "(last: ConnectionError)" in str(err.value)
     assert receiver.credentials["password"] not in str(err.value)

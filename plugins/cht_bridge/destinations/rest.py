@@ -4,23 +4,49 @@ This is also how OpenHIM channels, NiFi ``ListenHTTP`` endpoints and custom EMRs
 Two modes: one payload per request with a bounded number in flight on a keep-alive session, or a
 JSON array of up to ``batch_size`` payloads per request for receivers that accept batches.
 Every request carries an ``Idempotency-Key``; a batch also lists each item's key, in order, in
-``Idempotency-Keys``, so the receiver can drop a repeat after a crash.
+``Idempotency-Keys``, so the receiver can drop a repeat after a crash or a retry.
+
+Every answer is sorted by ``retry.classify``. What may succeed later (no answer, 408, 429, 5xx)
+is sent again after a backoff, inside the call; what will not (another 4xx, a redirect) fails at
+once with the destination's reason; refused credentials stop everything. A batch refused as a
+whole is sent again in halves until the payloads at fault are isolated, so one bad document does
+not dead-letter the ninety-nine good ones sent with it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import random
 import threading
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from cht_bridge.destinations.base import Delivery, Result
-from cht_bridge.errors import AuthError, TransportError
+from cht_bridge.destinations.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
+from cht_bridge.errors import AuthError, CircuitOpenError
+
+log = logging.getLogger(__name__)
 
 REASON_CHARS = 300  # how much of a rejection body is kept as the reason
+# Statuses that blame the request itself (endpoint, method, content type), never one item in it:
+# halving a batch answered so would only send every payload again to get the same answer.
+WHOLE_REQUEST_STATUSES = frozenset({404, 405, 415})
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one request got back: a result per item it carried, and what to do next."""
+
+    results: list[Result]
+    wait: float | None = None  # the destination's Retry-After, in seconds
+    split: bool = False  # a batch refused as a whole: send it in halves to find the items at fault
 
 
 class RestDestination:
@@ -38,14 +64,21 @@ class RestDestination:
         batch_size: int = 100,
         concurrency: int = 4,
         timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/" + path.lstrip("/")
+        self.base_url = base_url.rstrip("/")
+        self.url = self._url(path)
         self.conn_id = conn_id
         self.method = method
         self.mode = mode
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
         self._session = session
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(concurrency, 1))
         session.mount("http://", adapter)
@@ -55,65 +88,169 @@ class RestDestination:
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rest") if mode == "single" else None
         )
         self._refused: AuthError | None = None  # once credentials are refused, send nothing more
+        self._breaker = CircuitBreaker(self.retry.breaker_after)  # once open, send nothing more
         self._lock = threading.Lock()
+        self._answered = False  # has any request come back without refusing the credentials?
         self.requests = 0  # requests sent so far, by every thread
+        self.retries = 0  # of which repeats after a retryable answer
 
     def send(self, deliveries: list[Delivery]) -> list[Result]:
+        """One ``Result`` per delivery, in order.
+
+        :raises AuthError: the credentials were refused; nothing more is sent by this object.
+        :raises CircuitOpenError: too many failed tries in a row; it carries the finished results.
+        """
         if not deliveries:
             return []
-        if self.mode == "batch":
-            results: list[Result] = []
-            for start in range(0, len(deliveries), self.batch_size):
-                results.extend(self._send_batch(deliveries[start : start + self.batch_size]))
+        units = self._units(deliveries)
+        deliver = lambda unit: self._deliver([deliveries[i] for i in unit])  # noqa: E731
+        answered: list[list[Result | None]] = []
+        if not self._answered:
+            # The first request goes alone: refused credentials then cost one request, not one per
+            # worker (CHT-style servers lock an account after a burst of failed logins).
+            answered.append(deliver(units[0]))
+            self._answered = True
+        run = self._pool.map if self._pool is not None else map  # batches go one at a time, in order
+        answered.extend(run(deliver, units[len(answered) :]))
+        results: list[Result | None] = [None] * len(deliveries)
+        for unit, unit_results in zip(units, answered, strict=True):
+            for i, result in zip(unit, unit_results, strict=True):
+                results[i] = result
+        finished = [r for r in results if r is not None]  # all of them unless the breaker opened
+        if self._breaker.is_open:
+            raise CircuitOpenError(self.conn_id, self._breaker.failures, self._breaker.last_error, finished)
+        return finished
+
+    def _units(self, deliveries: list[Delivery]) -> list[list[int]]:
+        """Group delivery indices into requests: one each, or ``batch_size`` per array in batch mode.
+
+        A delivery with its own method or path (a DELETE) always goes alone: it has no array form.
+        """
+        if self.mode != "batch":
+            return [[i] for i in range(len(deliveries))]
+        units: list[list[int]] = []
+        chunk: list[int] = []
+        for i, item in enumerate(deliveries):
+            if _overridden(item):
+                units.append([i])
+                continue
+            chunk.append(i)
+            if len(chunk) == self.batch_size:
+                units.append(chunk)
+                chunk = []
+        return units + [chunk] if chunk else units
+
+    def _deliver(self, items: list[Delivery], retry: int = 0) -> list[Result | None]:
+        """Send ``items`` in one request and see every one of them through to a final result.
+
+        Retryable items go again, alone or as a smaller batch, after a backoff (``retry`` is the
+        number of repeats so far); a batch refused as a whole is split in halves, each a new request
+        with the full retry budget. ``None`` marks an item left unfinished because the breaker
+        opened: it stays pending for the next run.
+        """
+        answer = self._request(items, retry)
+        if answer is None:
+            return [None] * len(items)
+        results: list[Result | None] = list(answer.results)
+        failed = [i for i, r in enumerate(answer.results) if r.retryable]
+        if len(failed) < len(items):
+            self._breaker.success()  # the destination took or refused something: it is up
+        elif self._breaker.failure(answer.results[0].error):
+            return [None] * len(items)
+        if answer.split:
+            half = len(items) // 2
+            return _one_more_try(self._deliver(items[:half]) + self._deliver(items[half:]))
+        if not failed:
             return results
-        return list(self._pool.map(self._send_one, deliveries))
+        if answer.wait is not None and answer.wait > self.retry.max_backoff_s:
+            # Not worth holding a worker slot for: the next run will be later than that anyway.
+            note = f"; the destination asked to wait {answer.wait:.0f} s"
+            return [replace(r, error=f"{r.error}{note}") if r.retryable else r for r in answer.results]
+        if retry >= self.retry.retries:
+            return results
+        wait = max(backoff(retry, self.retry, self._rng), answer.wait or 0.0)
+        log.warning(
+            "destination connection '%s': %s; sending %d item(s) again in %.1f s (repeat %d of %d)",
+            self.conn_id,
+            answer.results[failed[0]].error,
+            len(failed),
+            wait,
+            retry + 1,
+            self.retry.retries,
+        )
+        self._sleep(wait)
+        again = self._deliver([items[i] for i in failed], retry + 1)
+        for i, result in zip(failed, _one_more_try(again), strict=True):
+            results[i] = result
+        return results
 
-    def _send_one(self, item: Delivery) -> Result:
-        response = self._request(item.body, {"Idempotency-Key": item.key})
-        if _accepted(response):
-            return Result(item.doc_id, True, response.status_code, _destination_id(response, _json(response)))
-        return Result(item.doc_id, False, response.status_code, error=_reason(response))
+    def _request(self, items: list[Delivery], retry: int) -> _Answer | None:
+        """Send one request for ``items`` and classify the answer; ``None`` when sending stopped.
 
-    def _send_batch(self, items: list[Delivery]) -> list[Result]:
-        keys = [i.key for i in items]
-        headers = {
-            "Idempotency-Key": hashlib.sha256(",".join(keys).encode()).hexdigest()[:32],
-            "Idempotency-Keys": ",".join(keys),
-        }
-        body = "[" + ",".join(i.body for i in items) + "]"
-        response = self._request(body, headers)
-        if not _accepted(response):
-            reason = _reason(response)
-            return [Result(i.doc_id, False, response.status_code, error=reason) for i in items]
-        answer = _json(response)
-        per_item = answer.get("results") if isinstance(answer, dict) else answer
-        if not isinstance(per_item, list) or len(per_item) != len(items):
-            per_item = [None] * len(items)
-        return [_item_result(item, entry, response) for item, entry in zip(items, per_item, strict=True)]
-
-    def _request(self, body: str, headers: dict[str, str]) -> requests.Response:
+        :raises AuthError: on 401/403, now and for every later request.
+        """
         if self._refused is not None:
             raise self._refused
+        if self._breaker.is_open:
+            return None
+        as_array = self.mode == "batch" and not _overridden(items[0])
+        method, url, body, headers = self._prepare(items, as_array)
         with self._lock:
             self.requests += 1
+            if retry:
+                self.retries += 1
         try:
             # No redirects: requests would turn a redirected POST into a GET and report its 200.
             response = self._session.request(
-                self.method,
-                self.url,
-                data=body.encode("utf-8"),
+                method,
+                url,
+                data=None if body is None else body.encode("utf-8"),
                 headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except requests.RequestException as exc:
-            raise TransportError(
-                f"destination connection '{self.conn_id}' could not be reached: {type(exc).__name__}"
-            ) from exc
-        if response.status_code in (401, 403):
-            self._refused = AuthError(self.conn_id, response.status_code, "The destination")
+        except requests.Timeout:
+            return _Answer(_failed(items, None, f"timeout after {self.timeout:g} s", retryable=True))
+        except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
+            return _Answer(_failed(items, None, type(exc).__name__, retryable=True))
+        status = response.status_code
+        kind = classify(status)
+        if kind == "auth":
+            self._refused = AuthError(self.conn_id, status, "The destination")
             raise self._refused
-        return response
+        wait = retry_after(response.headers.get("Retry-After"))
+        if kind == "delivered" and as_array:
+            return _Answer(_batch_results(items, response), wait)
+        if kind == "delivered":
+            return _Answer([Result(items[0].doc_id, True, status, _destination_id(response, _json(response)))])
+        split = (
+            kind == "permanent"
+            and as_array
+            and len(items) > 1
+            and 400 <= status < 500
+            and status not in WHOLE_REQUEST_STATUSES
+        )
+        results = _failed(items, status, _reason(response), retryable=kind == "retryable")
+        return _Answer(results, wait, split)
+
+    def _prepare(self, items: list[Delivery], as_array: bool) -> tuple[str, str, str | None, dict[str, str | None]]:
+        """Method, URL, body and headers of the request carrying ``items``."""
+        if as_array:
+            keys = [i.key for i in items]
+            headers: dict[str, str | None] = {
+                "Idempotency-Key": hashlib.sha256(",".join(keys).encode()).hexdigest()[:32],
+                "Idempotency-Keys": ",".join(keys),
+            }
+            return self.method, self.url, "[" + ",".join(i.body or "null" for i in items) + "]", headers
+        (item,) = items
+        headers = {"Idempotency-Key": item.key}
+        if item.body is None:
+            headers["Content-Type"] = None  # None drops the session's JSON content type: no body
+        url = self._url(item.path) if item.path else self.url
+        return item.method or self.method, url, item.body, headers
+
+    def _url(self, path: str) -> str:
+        return self.base_url + "/" + path.lstrip("/")
 
     def close(self) -> None:
         if self._pool is not None:
@@ -121,9 +258,17 @@ class RestDestination:
         self._session.close()
 
 
-def _accepted(response: requests.Response) -> bool:
-    """Only a 2xx means the destination took the payload; a redirect means the URL is wrong."""
-    return 200 <= response.status_code < 300
+def _overridden(item: Delivery) -> bool:
+    return item.method is not None or item.path is not None
+
+
+def _failed(items: list[Delivery], status: int | None, reason: str, retryable: bool) -> list[Result]:
+    return [Result(i.doc_id, False, status, error=reason, retryable=retryable) for i in items]
+
+
+def _one_more_try(results: Iterable[Result | None]) -> list[Result | None]:
+    """Results of a follow-up request, counting the request before it that carried them too."""
+    return [r if r is None else replace(r, attempts=r.attempts + 1) for r in results]
 
 
 def _json(response: requests.Response) -> Any:
@@ -133,12 +278,26 @@ def _json(response: requests.Response) -> Any:
         return None
 
 
+def _batch_results(items: list[Delivery], response: requests.Response) -> list[Result]:
+    """The items of a 2xx batch answer: per-item statuses when the receiver gives them."""
+    answer = _json(response)
+    per_item = answer.get("results") if isinstance(answer, dict) else answer
+    if not isinstance(per_item, list) or len(per_item) != len(items):
+        per_item = [None] * len(items)
+    return [_item_result(item, entry, response) for item, entry in zip(items, per_item, strict=True)]
+
+
 def _item_result(item: Delivery, entry: Any, response: requests.Response) -> Result:
-    """One item of a 2xx batch answer: the receiver may still refuse that item alone."""
+    """One item of a 2xx batch answer: the receiver may still refuse that item alone.
+
+    An item's 401/403 is that record being off limits, not the credentials (the batch was
+    accepted), so it is a permanent failure like any other 4xx.
+    """
     status = entry.get("status") if isinstance(entry, dict) else None
     if isinstance(status, int) and status >= 400:
         reason = entry.get("error") or entry.get("message") or ""
-        return Result(item.doc_id, False, status, error=f"HTTP {status}: {str(reason)[:REASON_CHARS]}".rstrip(": "))
+        error = f"HTTP {status}: {str(reason)[:REASON_CHARS]}".rstrip(": ")
+        return Result(item.doc_id, False, status, error=error, retryable=classify(status) == "retryable")
     return Result(
         item.doc_id, True, status if isinstance(status, int) else response.status_code, _destination_id(None, entry)
     )
