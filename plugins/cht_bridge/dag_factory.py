@@ -1,8 +1,13 @@
-"""Turn each ``include/pipelines/*.yaml`` file into one Airflow DAG.
+"""Turn each ``include/pipelines/*.yaml`` file into one Airflow DAG, plus ``cht_bridge_replay``.
 
 Called from the DAG file at parse time, so it reads only local YAML: no Connections, no
 network, no heavy imports. A file that fails its checks still yields a DAG with the same id,
 unscheduled, whose task fails with the file, key and reason; every other pipeline loads as usual.
+
+A cron schedule becomes a data-interval timetable, so each run of
+``airflow backfill create --dag-id <pipeline> --from-date ... --to-date ...`` covers one schedule
+interval and re-syncs the reports reported in it (Airflow 3's default cron timetable gives runs
+an empty interval).
 """
 
 from __future__ import annotations
@@ -12,23 +17,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-from airflow.sdk import DAG
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from cht_bridge.config import load_pipeline
 from cht_bridge.config.loader import NAME_RE
 from cht_bridge.config.model import Pipeline
 from cht_bridge.errors import ConfigError
-from cht_bridge.operators import ChtSyncOperator
+from cht_bridge.operators import ChtReplayOperator, ChtSyncOperator
+from cht_bridge.operators.params import pipeline_params, replay_params
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ARGS = {"owner": "cht-bridge", "retries": 2, "retry_delay": timedelta(minutes=2)}
 BROKEN_START = datetime(2026, 1, 1, tzinfo=UTC)
+REPLAY_DAG_ID = "cht_bridge_replay"
+NOT_CRON = {"@once", "@continuous"}
 
 
 def build_dags(folder: str | Path) -> dict[str, DAG]:
     """One DAG per pipeline file in ``folder``, keyed by DAG id."""
     dags: dict[str, DAG] = {}
+    names: list[str] = []
     for path in sorted(Path(folder).glob("*.y*ml")):
         try:
             pipeline = load_pipeline(path)
@@ -39,8 +48,16 @@ def build_dags(folder: str | Path) -> dict[str, DAG]:
             dag = _broken_dag(path, exc)
         else:
             dag = _pipeline_dag(pipeline, path)
+            names.append(pipeline.name)
         dags.setdefault(dag.dag_id, dag)
+    dags.setdefault(REPLAY_DAG_ID, _replay_dag(Path(folder), names))
     return dags
+
+
+def _timetable(schedule: str | None) -> object:
+    if schedule is None or schedule in NOT_CRON:
+        return schedule
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
 
 
 def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
@@ -49,18 +66,21 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
         f"### {pipeline.name}\n{pipeline.description}\n\n"
         f"CHT connection `{pipeline.cht_conn_id}` (db `{pipeline.cht_db}`) → "
         f"{dest.method} `{dest.path}` on connection `{dest.conn_id}` ({dest.mode} mode).\n\n"
-        f"Pipeline file: `{path.name}`. Relevant to: `{pipeline.relevant_to}`"
+        f"Pipeline file: `{path.name}`. Relevant to: `{pipeline.relevant_to}`\n\n"
+        "Trigger with `start`/`end` to backfill reports of a date window (the checkpoint stays), "
+        "or with `dry_run` to see the payloads in a file without sending them."
     )
     with DAG(
         dag_id=pipeline.name,
         description=pipeline.description or f"CHT → {dest.conn_id}",
-        schedule=pipeline.schedule,
+        schedule=_timetable(pipeline.schedule),
         start_date=pipeline.start_date,
         catchup=False,
         max_active_runs=1,  # two runs of one pipeline would race for the same checkpoint
         default_args={**DEFAULT_ARGS, "retries": pipeline.retries},
         tags=["cht-bridge", f"to-{dest.type}", *pipeline.tags],
         doc_md=doc,
+        params=pipeline_params(),
     ) as dag:
         ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
     return dag
@@ -87,4 +107,26 @@ def _broken_dag(path: Path, error: ConfigError) -> DAG:
         doc_md=f"### Invalid pipeline file\n```\n{error}\n```",
     ) as dag:
         ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
+    return dag
+
+
+def _replay_dag(folder: Path, names: list[str]) -> DAG:
+    with DAG(
+        dag_id=REPLAY_DAG_ID,
+        description="Send a pipeline's dead letters (or pending failures) again",
+        schedule=None,
+        start_date=BROKEN_START,
+        catchup=False,
+        default_args={**DEFAULT_ARGS, "retries": 0},
+        tags=["cht-bridge", "replay"],
+        params=replay_params(names),
+        doc_md=(
+            "### Replay failed documents\n"
+            "Choose a pipeline and which of its ledger rows to send again: `dead` letters, `failed` ones "
+            "still pending, or `both`; optionally only some `doc_ids` or those whose last failure lies "
+            "between `start` and `end`. Documents are read again from CHT and mapped with the pipeline "
+            "file as it is now. Each replayed document gets a fresh count of failed runs."
+        ),
+    ) as dag:
+        ChtReplayOperator(task_id="replay", pipelines_folder=str(folder.resolve()))
     return dag

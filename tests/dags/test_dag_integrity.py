@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def bag():
 def test_no_import_errors_and_one_dag_per_pipeline_file(bag):
     assert bag.import_errors == {}
     names = {yaml.safe_load(p.read_text())["name"] for p in PIPELINES.glob("*.yaml")}
-    assert names and set(bag.dag_ids) == names
+    assert names and set(bag.dag_ids) == names | {"cht_bridge_replay"}
 
 
 @pytest.mark.parametrize("dag_id", sorted(yaml.safe_load(p.read_text())["name"] for p in PIPELINES.glob("*.yaml")))
@@ -39,6 +40,31 @@ def test_policy(bag, dag_id):
     assert dag.max_active_runs == 1  # two runs would race for one checkpoint
     assert not dag.catchup
     assert [t.task_id for t in dag.tasks] == ["sync"]
+    assert set(dag.params) == {"start", "end", "forms", "places", "mode", "dry_run", "dry_run_payloads"}
+    assert dag.params["mode"] == "missing" and dag.params["dry_run"] is False  # a plain trigger is a plain run
+
+
+def test_replay_dag_offers_every_valid_pipeline(bag):
+    dag = bag.dags["cht_bridge_replay"]
+    assert dag.schedule is None and [t.task_id for t in dag.tasks] == ["replay"]
+    names = sorted(yaml.safe_load(p.read_text())["name"] for p in PIPELINES.glob("*.yaml"))
+    assert dag.params.get_param("pipeline").schema["enum"] == names
+    assert dag.params["status"] == "dead"
+
+
+def test_a_backfill_of_one_month_is_covered_by_its_runs_data_intervals(bag):
+    """`airflow backfill create` makes one run per schedule interval (as Airflow computes them for
+    a backfill); together their data intervals cover the month, with no gap and none empty."""
+    from datetime import UTC, datetime
+
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(bag.dags["referrals"]))  # */5 * * * *
+    start, end = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC)
+    intervals = [info.data_interval for info in dag.iter_dagrun_infos_between(start, end)]
+    assert intervals[0].start == start and intervals[-1].end >= end
+    assert all(a.end == b.start for a, b in zip(intervals, intervals[1:], strict=False))
+    assert all(i.end - i.start == timedelta(minutes=5) for i in intervals)
 
 
 def test_parsing_is_fast_and_touches_no_network_or_heavy_modules():
@@ -66,7 +92,7 @@ def test_parsing_is_fast_and_touches_no_network_or_heavy_modules():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml")))
+    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 1  # and cht_bridge_replay
     assert result["elapsed"] < 2.0, result  # generous: measured ~0.05 s on 2 cores
 
 

@@ -36,7 +36,7 @@ def summary_rows(output: str) -> dict[str, list[str]]:
     rows = {}
     for line in output.splitlines():
         parts = line.split()
-        if len(parts) == 7 and parts[1] in ("success", "failed"):
+        if len(parts) == 8 and parts[1] in ("success", "failed"):
             rows[parts[0]] = parts[1:]
     return rows
 
@@ -46,13 +46,14 @@ def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
     first = run_demo(home)
     rows = summary_rows(first)
     assert set(rows) == {"patients_fhir", "pregnancy_registrations", "referrals"}
-    for state, read, relevant, sent, _unchanged, failed in rows.values():
-        assert state == "success" and int(read) >= 400 and int(sent) == int(relevant) > 0 and failed == "0"
+    for state, read, relevant, sent, _unchanged, failed, dead in rows.values():
+        assert state == "success" and int(read) >= 400 and int(sent) == int(relevant) > 0
+        assert failed == dead == "0"
     assert "Delivered payloads:" in first and "Delivery ledger:" in first
 
     second = run_demo(home)
-    for state, *_counts, sent, _unchanged, failed in summary_rows(second).values():
-        assert (state, sent, failed) == ("success", "0", "0")
+    for state, *_counts, sent, _unchanged, failed, dead in summary_rows(second).values():
+        assert (state, sent, failed, dead) == ("success", "0", "0", "0")
     assert "Receiver this run: 0 new items" in second
 
     secrets = list(json.loads((home / "credentials.json").read_text()).values())

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from cht_bridge.errors import AuthError, SourceError
-from cht_bridge.source.changes import Page, iter_pages
 from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.hydration import Hydrator
+from cht_bridge.source.pages import Page, iter_changes
 from tests.recording import RecordingClient
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ TIMEOUT = (3.0, 30.0)
 
 
 class Loader:
-    """``load`` for ``iter_pages``: the hydrator's own loader, keeping the raw text of each page."""
+    """``load`` for ``iter_changes``: the hydrator's own loader, keeping the raw text of each page."""
 
     def __init__(self, client: CouchClient) -> None:
         self.hydrator = Hydrator(client)
@@ -31,7 +31,7 @@ class Loader:
 
     def __call__(self, text: str) -> Page:
         self.bodies.append(json.loads(text))
-        return self.hydrator.load_changes(text)
+        return self.hydrator.load_page(text)
 
 
 def user_client(cht, cls=CouchClient, **kwargs: Any) -> CouchClient:
@@ -40,7 +40,7 @@ def user_client(cht, cls=CouchClient, **kwargs: Any) -> CouchClient:
 
 def read_all(client: CouchClient, since: Any = 0, limit: int = LIMIT) -> tuple[list[Page], Loader]:
     load = Loader(client)
-    return list(iter_pages(client, since, limit, load)), load
+    return list(iter_changes(client, since, limit, load)), load
 
 
 def raw_changes(cht) -> dict:
@@ -169,7 +169,7 @@ def test_page_order_of_precedence_and_rows_without_docs():
         "last_seq": "6-opaque",
     }
     hydrator = Hydrator(CouchClient("http://127.0.0.1:9", "unused"))  # no request is made
-    page = hydrator.load_changes(json.dumps(body))
+    page = hydrator.load_page(json.dumps(body))
     assert (page.read, page.design, page.info, page.tombstones) == (6, 1, 1, 2)
     assert page.ids == ["p-info-x", "p"] and page.revs == ["1-b", "3-c"]
     assert page.last_seq == "6-opaque"

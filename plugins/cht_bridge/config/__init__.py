@@ -1,14 +1,17 @@
 """Pipeline files: load and check them, or import them from a CHT ``app_settings.json``."""
 
 from cht_bridge.config.app_settings import ImportedPush, pipelines_from_app_settings
-from cht_bridge.config.loader import load_pipeline, parse_pipeline
-from cht_bridge.config.model import Auth, Destination, Pipeline
+from cht_bridge.config.loader import find_pipeline, load_pipeline, parse_pipeline
+from cht_bridge.config.model import Auth, Deletes, Delivery, Destination, Pipeline
 
 __all__ = [
     "Auth",
+    "Deletes",
+    "Delivery",
     "Destination",
     "ImportedPush",
     "Pipeline",
+    "find_pipeline",
     "load_pipeline",
     "parse_pipeline",
     "pipelines_from_app_settings",

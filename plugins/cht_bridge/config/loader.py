@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from cht_bridge.config.model import Auth, Destination, MappingSource, Pipeline
+from cht_bridge.config.model import Auth, Deletes, Delivery, Destination, MappingSource, Pipeline
 from cht_bridge.errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
@@ -38,10 +38,16 @@ TOP_KEYS = {
     "state",
     "retries",
     "tags",
+    "delivery",
+    "deletes",
 }
 CHT_KEYS = {"conn_id", "db"}
 DEST_KEYS = {"type", "conn_id", "path", "method", "auth", "mode", "batch_size", "concurrency", "timeout"}
 SOURCE_KEYS = {"path", "expr", "optional"}
+DELIVERY_KEYS = {"retries", "backoff_seconds", "max_backoff_seconds", "breaker_after", "dead_after"}
+DELETE_KEYS = {"action", "method", "path", "body"}
+DELETE_ACTIONS = ("ignore", "send")
+DELETE_METHODS = ("DELETE", "POST", "PUT", "PATCH")
 
 
 class _Problems:
@@ -74,6 +80,23 @@ def load_pipeline(path: str | Path) -> Pipeline:
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
     return parse_pipeline(raw, source=str(path), default_name=path.stem)
+
+
+def find_pipeline(folder: str | Path, name: str) -> Pipeline:
+    """The pipeline called ``name`` among the files of ``folder`` (the replay DAG's lookup).
+
+    :raises ConfigError: when no valid file has that name.
+    """
+    for path in sorted(Path(folder).glob("*.y*ml")):
+        try:
+            pipeline = load_pipeline(path)
+        except ConfigError:
+            if path.stem == name:
+                raise
+            continue
+        if pipeline.name == name:
+            return pipeline
+    raise ConfigError(str(folder), [f"pipeline: no valid pipeline file named '{name}' in this folder"])
 
 
 def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) -> Pipeline:
@@ -129,6 +152,9 @@ def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) ->
     if not isinstance(description, str):
         problems.add("description", "must be a string")
 
+    delivery = _delivery(raw.get("delivery", {}), problems)
+    deletes = _deletes(raw.get("deletes", {"action": "ignore"}), problems)
+
     if problems.lines:
         raise ConfigError(source, problems.lines)
     return Pipeline(
@@ -147,6 +173,8 @@ def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) ->
         state_conn_id=state_conn_id,
         retries=retries,
         tags=tuple(tags),
+        delivery=delivery,
+        deletes=deletes,
     )
 
 
@@ -220,6 +248,68 @@ def _mapping(value: Any, problems: _Problems) -> dict[str, MappingSource]:
         else:
             problems.add(key, "must be a 'doc.' path or a mapping with path/expr/optional")
     return dict(value)
+
+
+def _number(value: Any, key: str, low: float, high: float, problems: _Problems) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        problems.add(key, f"must be a number from {low:g} to {high:g}")
+        return low
+    return float(value)
+
+
+def _delivery(value: Any, problems: _Problems) -> Delivery:
+    if not isinstance(value, dict):
+        problems.add("delivery", "must be a mapping (retries, backoff_seconds, max_backoff_seconds, ...)")
+        return Delivery()
+    problems.unknown(value, DELIVERY_KEYS, "delivery.")
+    default = Delivery()
+    backoff = _number(
+        value.get("backoff_seconds", default.backoff_seconds), "delivery.backoff_seconds", 0, 600, problems
+    )
+    longest = _number(
+        value.get("max_backoff_seconds", default.max_backoff_seconds), "delivery.max_backoff_seconds", 0, 3600, problems
+    )
+    if longest < backoff:
+        problems.add("delivery.max_backoff_seconds", "must not be smaller than delivery.backoff_seconds")
+    return Delivery(
+        retries=_int(value.get("retries", default.retries), "delivery.retries", 0, 20, problems),
+        backoff_seconds=backoff,
+        max_backoff_seconds=longest,
+        breaker_after=_int(
+            value.get("breaker_after", default.breaker_after), "delivery.breaker_after", 1, 1000, problems
+        ),
+        dead_after=_int(value.get("dead_after", default.dead_after), "delivery.dead_after", 1, 1000, problems),
+    )
+
+
+def _deletes(value: Any, problems: _Problems) -> Deletes:
+    if isinstance(value, str):
+        value = {"action": value}
+    if not isinstance(value, dict):
+        problems.add("deletes", "must be 'ignore' or a mapping with action: send, method, path, body")
+        return Deletes()
+    problems.unknown(value, DELETE_KEYS, "deletes.")
+    action = value.get("action", "ignore")
+    if action not in DELETE_ACTIONS:
+        problems.add("deletes.action", f"must be one of {', '.join(DELETE_ACTIONS)} (got '{action}')")
+        return Deletes()
+    method = str(value.get("method", "DELETE")).upper()
+    if method not in DELETE_METHODS:
+        problems.add("deletes.method", f"must be one of {', '.join(DELETE_METHODS)} (got '{value.get('method')}')")
+    path = value.get("path")
+    if path is not None and (not isinstance(path, str) or not path.startswith("/")):
+        problems.add("deletes.path", "must be a path starting with '/', e.g. /patients/{doc_id}")
+    elif isinstance(path, str):
+        try:
+            path.format(doc_id="x", destination_id="y")
+        except (KeyError, IndexError, ValueError) as exc:
+            problems.add("deletes.path", f"only {{doc_id}} and {{destination_id}} may be used ({exc!r})")
+    body = value.get("body")
+    if body is not None and not isinstance(body, (dict, list)):
+        problems.add("deletes.body", "must be a JSON object or list, or left out for no body")
+    if action == "ignore" and len(value) > 1:
+        problems.add("deletes", "method, path and body are used only with action: send")
+    return Deletes(action=action, method=method, path=path, body=body)
 
 
 def _is_doc_path(path: Any) -> bool:

@@ -39,6 +39,37 @@ class Destination:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """How hard a pipeline tries before a document waits for the next run or is given up.
+
+    Retries inside a run absorb a destination's hiccups (408, 429, 5xx, timeouts); runs absorb
+    outages; ``dead_after`` stops a document that can never arrive from being tried for ever,
+    which is what CHT's own outbound queue does.
+    """
+
+    retries: int = 4  # repeats of one request after a retryable answer, inside the run
+    backoff_seconds: float = 1.0  # first wait; doubles on each repeat, with jitter
+    max_backoff_seconds: float = 60.0  # longest wait inside a run; a longer Retry-After waits for the next run
+    breaker_after: int = 10  # consecutive retryable failures that stop the run (circuit breaker)
+    dead_after: int = 5  # failed runs after which a document becomes a dead letter
+
+
+@dataclass(frozen=True)
+class Deletes:
+    """What a deleted CHT document (a tombstone in the changes feed) does at the destination.
+
+    ``ignore`` is CHT's own behaviour. ``send`` sends one request per deleted document that was
+    delivered before; ``path`` and the strings in ``body`` may use ``{doc_id}`` and
+    ``{destination_id}`` (the id the destination answered when the document was delivered).
+    """
+
+    action: str = "ignore"  # ignore | send
+    method: str = "DELETE"
+    path: str | None = None  # defaults to the destination's path + "/{doc_id}"
+    body: Any = None  # JSON to send with the request, or None for no body
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """One CHT → destination pipeline; one Airflow DAG is generated from each."""
 
@@ -57,3 +88,5 @@ class Pipeline:
     state_conn_id: str | None = None
     retries: int = 2  # Airflow task retries after a transient failure (CHT or destination down)
     tags: tuple[str, ...] = ()
+    delivery: Delivery = field(default_factory=Delivery)
+    deletes: Deletes = field(default_factory=Deletes)

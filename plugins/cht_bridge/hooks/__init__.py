@@ -2,6 +2,6 @@
 
 from cht_bridge.hooks.cht import ChtHook
 from cht_bridge.hooks.rest import rest_destination
-from cht_bridge.hooks.state import default_state_url, open_state_store
+from cht_bridge.hooks.state import bridge_home, default_state_url, open_state_store
 
-__all__ = ["ChtHook", "default_state_url", "open_state_store", "rest_destination"]
+__all__ = ["ChtHook", "bridge_home", "default_state_url", "open_state_store", "rest_destination"]

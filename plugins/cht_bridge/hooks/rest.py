@@ -14,11 +14,12 @@ from typing import Any
 from airflow.providers.http.hooks.http import HttpHook
 
 from cht_bridge.destinations.rest import RestDestination
+from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError
 
 
-def rest_destination(destination: Any, *, source: str) -> RestDestination:
-    """Open the destination a pipeline names.
+def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> RestDestination:
+    """Open the destination a pipeline names, with the pipeline's ``delivery`` retry settings.
 
     :raises ConfigError: when the Connection lacks what the chosen auth needs.
     """
@@ -51,4 +52,16 @@ def rest_destination(destination: Any, *, source: str) -> RestDestination:
         batch_size=destination.batch_size,
         concurrency=destination.concurrency,
         timeout=destination.timeout,
+        retry=_policy(delivery),
+    )
+
+
+def _policy(delivery: Any) -> RetryPolicy:
+    if delivery is None:
+        return RetryPolicy()
+    return RetryPolicy(
+        retries=delivery.retries,
+        backoff_s=delivery.backoff_seconds,
+        max_backoff_s=delivery.max_backoff_seconds,
+        breaker_after=delivery.breaker_after,
     )

@@ -14,11 +14,15 @@ from airflow.sdk import BaseHook
 from cht_bridge.state.store import StateStore
 
 
-def default_state_url() -> str:
-    home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
-    folder = home / "cht_bridge"
+def bridge_home() -> Path:
+    """``$AIRFLOW_HOME/cht_bridge``: the default state store and the dry-run files live here."""
+    folder = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "cht_bridge"
     folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'state.db'}"
+    return folder
+
+
+def default_state_url() -> str:
+    return f"sqlite:///{bridge_home() / 'state.db'}"
 
 
 #: Names the state store's Connection for every pipeline that does not name one itself, so a

@@ -1,5 +1,5 @@
 """Airflow operators."""
 
-from cht_bridge.operators.sync import ChtSyncOperator
+from cht_bridge.operators.sync import ChtReplayOperator, ChtSyncOperator
 
-__all__ = ["ChtSyncOperator"]
+__all__ = ["ChtReplayOperator", "ChtSyncOperator"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
 
 
 class ChtSyncOperator(BaseOperator):
@@ -17,6 +16,10 @@ class ChtSyncOperator(BaseOperator):
 
     The pipeline file is read again when the task runs, so a task always uses the file as it is
     then; an invalid file fails the task with the file, key and reason, without retries.
+
+    What the run does comes from the DAG run: the Params ``start``/``end`` (or an Airflow
+    backfill's data interval) make it a backfill of that window; ``dry_run`` writes the payloads
+    to a file instead of sending them.
 
     :param pipeline_file: path of the pipeline YAML file.
     """
@@ -29,36 +32,85 @@ class ChtSyncOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from cht_bridge.config import load_pipeline
-        from cht_bridge.errors import AuthError, ConfigError, ScriptError
-        from cht_bridge.hooks import ChtHook, open_state_store, rest_destination
-        from cht_bridge.mapping import Mapper
-        from cht_bridge.sync import run_pipeline
+        from cht_bridge.hooks import bridge_home
+        from cht_bridge.operators.params import DRY_RUN_SAMPLES, backfill_window
+        from cht_bridge.operators.resources import failing_plainly, log_ledger, opened
+        from cht_bridge.sync import DryRun, run_pipeline
 
-        try:
+        params = context.get("params") or {}
+        run_id = context["run_id"]
+        with failing_plainly():
             pipeline = load_pipeline(self.pipeline_file)
-            mapper = Mapper.for_pipeline(pipeline)
-        except (ConfigError, ScriptError) as exc:
-            raise AirflowFailException(str(exc)) from None
-        store = destination = None
-        try:
-            client = ChtHook(pipeline.cht_conn_id).get_client(pipeline.cht_db)
-            client.info()  # proves the credentials before anything is read or sent
-            destination = rest_destination(pipeline.destination, source=pipeline.source)
-            store = open_state_store(pipeline.state_conn_id)
-            summary = run_pipeline(
-                pipeline, client=client, destination=destination, store=store, mapper=mapper, logger=self.log
+            window = backfill_window(
+                params,
+                getattr(context.get("dag_run"), "run_type", None),
+                (context.get("data_interval_start"), context.get("data_interval_end")),
             )
-            failures = store.failures(pipeline.name, limit=10)
-        except (AuthError, ConfigError) as exc:
-            raise AirflowFailException(str(exc)) from None
-        finally:
-            mapper.close()
-            if destination is not None:
-                destination.close()
-            if store is not None:
-                store.close()
-        if failures:
-            self.log.warning("pipeline %s: latest failed documents in the ledger:", pipeline.name)
-            for row in failures:
-                self.log.warning("  %s (HTTP %s): %s", row["doc_id"], row["response_status"], row["last_error"])
-        return summary.as_dict()
+            dry_run = None
+            if params.get("dry_run"):
+                samples = int(params.get("dry_run_payloads", DRY_RUN_SAMPLES))
+                dry_run = DryRun.under(bridge_home(), pipeline.name, run_id, samples)
+            with opened(pipeline) as r:
+                summary = run_pipeline(
+                    pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
+                    window=window, dry_run=dry_run, key_salt=run_id, logger=self.log,
+                )  # fmt: skip
+                result = summary.as_dict()
+                if dry_run is not None:
+                    selection = window.describe() if window else {"changes_since": summary.start_seq}
+                    path = dry_run.write(pipeline.name, selection, result)
+                    self.log.info("pipeline %s dry run: %d payloads would be sent; see %s", pipeline.name,
+                                  dry_run.would_send, path)  # fmt: skip
+                    result["artifact"] = str(path)
+                else:
+                    log_ledger(self.log, r.store, pipeline.name)
+        return result
+
+
+class ChtReplayOperator(BaseOperator):
+    """Send a pipeline's failed or dead documents again, chosen by the DAG run's Params.
+
+    The documents are read again from CHT and mapped with the pipeline file as it is now, so a
+    fixed mapping or a fixed receiver is what the replay tests.
+
+    :param pipelines_folder: where the pipeline files are; the ``pipeline`` Param names one.
+    """
+
+    ui_color = "#fcf8e3"
+
+    def __init__(self, *, pipelines_folder: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pipelines_folder = pipelines_folder
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from cht_bridge.config import find_pipeline
+        from cht_bridge.hooks import bridge_home
+        from cht_bridge.operators.params import parse_time, string_list
+        from cht_bridge.operators.resources import failing_plainly, log_ledger, opened
+        from cht_bridge.sync import DryRun, replay_documents
+
+        params = context.get("params") or {}
+        with failing_plainly():
+            pipeline = find_pipeline(self.pipelines_folder, params.get("pipeline") or "")
+            status = params.get("status") or "dead"
+            statuses = ("failed", "dead") if status == "both" else (status,)
+            doc_ids = string_list(params.get("doc_ids"), "doc_ids") or None
+            since, until = parse_time(params.get("start"), "start"), parse_time(params.get("end"), "end")
+            with opened(pipeline) as r:
+                rows = r.store.select(pipeline.name, statuses=statuses, doc_ids=doc_ids, since=since, until=until)
+                self.log.info("pipeline %s: replaying %d documents (status %s)", pipeline.name, len(rows), status)
+                dry_run = None
+                if params.get("dry_run"):
+                    dry_run = DryRun.under(bridge_home(), pipeline.name, context["run_id"])
+                summary = replay_documents(
+                    pipeline, rows, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
+                    dry_run=dry_run, logger=self.log,
+                )  # fmt: skip
+                result = summary.as_dict()
+                if dry_run is not None:
+                    selection = {"statuses": list(statuses), "doc_ids": list(doc_ids or []), "count": len(rows)}
+                    result["artifact"] = str(dry_run.write(pipeline.name, selection, result))
+                    self.log.info("pipeline %s replay dry run: see %s", pipeline.name, result["artifact"])
+                else:
+                    log_ledger(self.log, r.store, pipeline.name)
+        return result

@@ -107,9 +107,10 @@ class Sandbox:
 
     # -- hydration -------------------------------------------------------------------------
 
-    def load_changes(self, page_text: str) -> dict[str, Any]:
-        """Parse a ``_changes`` page, keep the documents to process, learn its contacts."""
-        return json.loads(self._eval(f"__chtHydration.loadChanges({_text(page_text)})"))
+    def load_page(self, page_text: str, filter_json: str | None = None) -> dict[str, Any]:
+        """Parse a ``_changes``, view or ``_all_docs`` page; keep the documents to process, learn its contacts."""
+        arg = _text(filter_json) if filter_json else "null"
+        return json.loads(self._eval(f"__chtHydration.loadPage({_text(page_text)}, {arg})"))
 
     def load_docs(self, docs_json: str) -> list[Any]:
         """Load documents to hydrate; return the subject refs that still need resolving."""

@@ -124,26 +124,50 @@ var __chtHydration = (function () {
     return refs;
   }
 
-  // Load a `_changes` page: keep what Sentinel would process, learn its contacts.
-  function loadChanges(text) {
+  function inPlaces(doc, places) {
+    var ids = chainIds(doc.contact && doc.contact.parent);
+    return ids.some(function (id) { return places.indexOf(id) >= 0; });
+  }
+
+  // Load a page of documents: a `_changes` answer (`results`), or a view or `_all_docs` answer
+  // with include_docs (`rows`). Design docs, `-info` docs, deleted and missing documents are
+  // counted and not processed; `filter` ({forms, places}, for backfills) keeps only reports of
+  // those forms submitted under those places. The answer says what to process and where to resume.
+  function loadPage(text, filterText) {
     var body = JSON.parse(text);
-    var rows = body.results || [];
-    var out = { read: rows.length, design: 0, info: 0, tombstones: 0, ids: [], revs: [], last_seq: body.last_seq };
+    var filter = filterText ? JSON.parse(filterText) : null;
+    var rows = body.results || body.rows || [];
+    var out = {
+      read: rows.length, design: 0, info: 0, tombstones: 0, filtered: 0,
+      ids: [], revs: [], times: [], deleted: [], missing: [], last_seq: body.last_seq, cursor: null
+    };
     var docs = [];
     rows.forEach(function (row) {
       var id = row.id || '';
-      if (id.indexOf('_design/') === 0) {
+      var value = row.value && typeof row.value === 'object' ? row.value : {};
+      if (row.error) {
+        out.missing.push(String(row.key));
+      } else if (id.indexOf('_design/') === 0) {
         out.design++;
       } else if (id.slice(-5) === '-info') {
         out.info++;
-      } else if (row.deleted || !row.doc || row.doc._deleted) {
+      } else if (row.deleted || value.deleted || !row.doc || row.doc._deleted) {
         out.tombstones++;
+        var rev = (row.changes && row.changes[0] && row.changes[0].rev) || value.rev || (row.doc && row.doc._rev);
+        out.deleted.push([id, rev || null]);
+      } else if (filter && ((filter.forms && filter.forms.indexOf(row.doc.form) < 0) ||
+                            (filter.places && !inPlaces(row.doc, filter.places)))) {
+        out.filtered++;
       } else {
         docs.push(row.doc);
         out.ids.push(row.doc._id);
         out.revs.push(row.doc._rev === undefined ? null : row.doc._rev);
+        out.times.push(typeof row.doc.reported_date === 'number' ? row.doc.reported_date : null);
       }
     });
+    if (body.rows && rows.length) {
+      out.cursor = [rows[rows.length - 1].key, rows[rows.length - 1].id];
+    }
     learn(docs);
     out.refs = prepare(docs);
     return JSON.stringify(out);
@@ -357,7 +381,7 @@ var __chtHydration = (function () {
 
   return {
     configure: configure,
-    loadChanges: loadChanges,
+    loadPage: loadPage,
     loadDocs: loadDocs,
     learnDocs: learnDocs,
     resolve: resolve,

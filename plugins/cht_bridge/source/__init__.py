@@ -1,7 +1,8 @@
-"""Extraction from CHT: the ``_changes`` feed, paged one ahead, and CHT-style hydration."""
+"""Extraction from CHT: the changes feed, the reports-by-date view and ``_all_docs``, paged one
+ahead, and CHT-style hydration."""
 
-from cht_bridge.source.changes import Page, iter_pages
 from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.hydration import Hydrator
+from cht_bridge.source.pages import Page, iter_changes, iter_documents, iter_reports_by_date
 
-__all__ = ["CouchClient", "Hydrator", "Page", "iter_pages"]
+__all__ = ["CouchClient", "Hydrator", "Page", "iter_changes", "iter_documents", "iter_reports_by_date"]

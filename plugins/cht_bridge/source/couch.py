@@ -102,12 +102,19 @@ class CouchClient:
             "POST", f"{self.db_url}/_all_docs", params={"include_docs": "true"}, json={"keys": ids}
         )
 
+    def view_text(self, ddoc: str, view: str, params: dict[str, Any]) -> str:
+        """One GET query of a view (range queries: ``startkey``/``endkey``/``limit``), as sent."""
+        return self._request_text("GET", self._view_url(ddoc, view), params=params)
+
+    def _view_url(self, ddoc: str, view: str) -> str:
+        return f"{self.db_url}/_design/{quote(ddoc, safe='')}/_view/{quote(view, safe='')}"
+
     def view_texts(self, ddoc: str, view: str, keys: list[Any]) -> Iterator[tuple[list[Any], str]]:
         """Query a view by keys with GET, which CHT allows online users (POST needs can_edit).
 
         Yields ``(keys, answer)`` per chunk of keys, so URLs stay under proxy limits.
         """
-        url = f"{self.db_url}/_design/{quote(ddoc, safe='')}/_view/{quote(view, safe='')}"
+        url = self._view_url(ddoc, view)
         for start in range(0, len(keys), VIEW_KEYS_PER_REQUEST):
             chunk = keys[start : start + VIEW_KEYS_PER_REQUEST]
             yield chunk, self._request_text("GET", url, params={"keys": json.dumps(chunk, separators=(",", ":"))})

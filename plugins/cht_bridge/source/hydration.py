@@ -16,8 +16,8 @@ from typing import Any
 
 from cht_bridge.errors import SourceError
 from cht_bridge.sandbox import Sandbox
-from cht_bridge.source.changes import Page
 from cht_bridge.source.couch import CouchClient
+from cht_bridge.source.pages import Page
 
 MAX_ROUNDS = 4
 
@@ -32,9 +32,9 @@ class Hydrator:
         self._view_available = True
         self.requests = 0  # view and _all_docs requests made, for logs and benchmarks
 
-    def load_changes(self, page_text: str) -> Page:
-        """Load a ``_changes`` page into the sandbox: what to process, and what was skipped."""
-        info = self.sandbox.load_changes(page_text)
+    def load_page(self, page_text: str, filter_json: str | None = None) -> Page:
+        """Load a ``_changes``, view or ``_all_docs`` page into the sandbox: what to process, what was skipped."""
+        info = self.sandbox.load_page(page_text, filter_json)
         self._refs = info["refs"]
         return Page(**info)
 

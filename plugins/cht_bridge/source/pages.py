@@ -1,22 +1,36 @@
-"""Page through ``_changes``, one page ahead of the caller.
+"""The three ways a run reads CHT, page by page, always one page ahead of the caller.
 
 While the caller hydrates, maps and delivers one page, the next is already being read in a
-background thread, so the CHT server and our worker work at the same time instead of taking turns.
+background thread, so the CHT server and our worker work at the same time instead of taking
+turns. A page is the server's answer as text; ``load`` (the hydrator's) turns it into a ``Page``.
+
+- ``iter_changes``: the ``_changes`` feed from a checkpoint (what scheduled runs read);
+- ``iter_reports_by_date``: reports whose ``reported_date`` is in a window, from CHT's
+  ``medic-client/reports_by_date`` view (backfills; cht.md §3.8);
+- ``iter_documents``: given document ids, with ``_all_docs`` (retries and replays).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cht_bridge.source.couch import CouchClient
 
+Load = Callable[[str], "Page"]
+
 
 @dataclass(frozen=True)
 class Page:
-    """One loaded page: what it held, the documents to process, and the seq to resume after it."""
+    """One loaded page: what it held, the documents to process, and where to resume after it.
+
+    ``ids``, ``revs`` and ``times`` (``reported_date`` in ms) describe the documents to process,
+    in order; ``deleted`` holds ``[id, rev]`` of tombstones and ``missing`` the ids a lookup did
+    not find. ``last_seq`` resumes a changes feed, ``cursor`` (last ``[key, id]``) a view.
+    """
 
     read: int
     design: int
@@ -26,17 +40,55 @@ class Page:
     revs: list[str | None]
     last_seq: Any
     refs: list[Any]
+    times: list[int | None] = field(default_factory=list)
+    deleted: list[list[Any]] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    filtered: int = 0
+    cursor: list[Any] | None = None
 
 
-def iter_pages(client: CouchClient, since: Any, limit: int, load: Callable[[str], Page]) -> Iterator[Page]:
-    """Yield loaded pages until the feed is drained.
-
-    ``load`` turns the page text into a ``Page``; as soon as it has, the next page is requested,
-    unless this one was short (pouchdb-server sends no ``pending``, so a short page is the end).
-    """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="changes") as pool:
-        future = pool.submit(client.changes_text, since, limit)
+def _prefetched(fetch: Callable[[Any], str], first: Any, load: Load, after: Callable[[Page], Any]) -> Iterator[Page]:
+    """Yield loaded pages; as soon as one is loaded, request the next (``after`` is None at the end)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages") as pool:
+        future = pool.submit(fetch, first)
         while future is not None:
             page = load(future.result())
-            future = pool.submit(client.changes_text, page.last_seq, limit) if page.read >= limit else None
+            position = after(page)
+            future = pool.submit(fetch, position) if position is not None else None
             yield page
+
+
+def iter_changes(client: CouchClient, since: Any, limit: int, load: Load) -> Iterator[Page]:
+    """The changes after ``since`` until the feed is drained.
+
+    pouchdb-server sends no ``pending``, so a short page is taken as the end.
+    """
+    return _prefetched(
+        lambda seq: client.changes_text(seq, limit), since, load, lambda p: p.last_seq if p.read >= limit else None
+    )
+
+
+def iter_reports_by_date(client: CouchClient, start_ms: int, end_ms: int, limit: int, load: Load) -> Iterator[Page]:
+    """Reports with ``start_ms <= reported_date < end_ms``, in date order.
+
+    Pages continue from the last row's key and doc id (``skip`` would make CouchDB walk the
+    index from the start on every page).
+    """
+    base = {"endkey": json.dumps([end_ms]), "inclusive_end": "false", "include_docs": "true", "limit": limit}
+
+    def fetch(cursor: list[Any] | None) -> str:
+        if cursor is None:
+            params = {**base, "startkey": json.dumps([start_ms])}
+        else:
+            params = {**base, "startkey": json.dumps(cursor[0]), "startkey_docid": cursor[1], "skip": 1}
+        return client.view_text("medic-client", "reports_by_date", params)
+
+    return _prefetched(fetch, None, load, lambda p: p.cursor if p.read >= limit else None)
+
+
+def iter_documents(client: CouchClient, ids: list[str], limit: int, load: Load) -> Iterator[Page]:
+    """The current revisions of ``ids``, ``limit`` per ``_all_docs`` request."""
+    if not ids:
+        return iter(())
+    starts = iter(range(limit, len(ids), limit))
+    return _prefetched(lambda s: client.all_docs_text(ids[s : s + limit]), 0, load, lambda _page: next(starts, None))

@@ -1,5 +1,27 @@
 """The state store: per-pipeline checkpoints and the delivery ledger."""
 
-from cht_bridge.state.store import DELIVERED, FAILED, Outcome, StateStore
+from cht_bridge.state.store import (
+    DEAD,
+    DELETE,
+    DELETED,
+    DELIVERED,
+    FAILED,
+    KEEP,
+    UPSERT,
+    LedgerState,
+    Outcome,
+    StateStore,
+)
 
-__all__ = ["DELIVERED", "FAILED", "Outcome", "StateStore"]
+__all__ = [
+    "DEAD",
+    "DELETE",
+    "DELETED",
+    "DELIVERED",
+    "FAILED",
+    "KEEP",
+    "UPSERT",
+    "LedgerState",
+    "Outcome",
+    "StateStore",
+]

@@ -4,6 +4,12 @@ The ledger is how a person answers "did record R arrive, and if not why": one ro
 and document. The checkpoint and the ledger rows of a batch are written in one transaction, so
 after a crash either both moved or neither did, and the batch is simply read again.
 
+A row's ``status`` is its life cycle: ``delivered``; ``failed`` (a retryable failure: the next
+runs try it again, before new changes); ``dead`` (a permanent rejection, a mapping error, or
+``dead_after`` failed runs: it waits for a person, who replays it with the ``cht_bridge_replay``
+DAG); ``deleted`` (the document was deleted in CHT and the delete was sent). Dead letters can be
+read with plain SQL from the ``cht_bridge_dead_letters`` view.
+
 SQLAlchemy Core keeps the same code on the default SQLite file and on PostgreSQL.
 """
 
@@ -18,6 +24,7 @@ from typing import Any
 from sqlalchemy import (
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -26,7 +33,10 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
+    update,
 )
 from sqlalchemy.engine import Engine
 
@@ -46,7 +56,7 @@ deliveries = Table(
     Column("pipeline", String(200), primary_key=True),
     Column("doc_id", String(255), primary_key=True),
     Column("doc_rev", String(100)),
-    Column("status", String(20), nullable=False),  # delivered | failed
+    Column("status", String(20), nullable=False),  # delivered | failed | dead | deleted
     Column("payload_hash", String(64)),  # of the last attempt
     Column("delivered_hash", String(64)),  # of the last successful delivery: the dedup key
     Column("attempts", Integer, nullable=False, default=0),
@@ -56,15 +66,33 @@ deliveries = Table(
     Column("first_attempt_at", DateTime(timezone=True), nullable=False),
     Column("last_attempt_at", DateTime(timezone=True), nullable=False),
     Column("delivered_at", DateTime(timezone=True)),
+    # added with retries and dead letters; _migrate adds them to a ledger made before
+    Column("failures", Integer, nullable=False, default=0, server_default="0"),  # failed runs since the last success
+    Column("operation", String(10), nullable=False, default="upsert", server_default="upsert"),  # upsert | delete
+    Column("reported_at", DateTime(timezone=True)),  # the document's reported_date: for the run's lag
+    Index("ix_cht_bridge_delivery_status", "pipeline", "status"),
 )
 
 DELIVERED = "delivered"
 FAILED = "failed"
+DEAD = "dead"
+DELETED = "deleted"
+UPSERT = "upsert"
+DELETE = "delete"
+
+_DEAD_LETTER_VIEW = (
+    "SELECT pipeline, doc_id, doc_rev, operation, failures, attempts, response_status, last_error, "
+    "first_attempt_at, last_attempt_at FROM cht_bridge_delivery WHERE status = 'dead'"
+)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one document in one attempt."""
+    """What happened to one document in one attempt.
+
+    ``retryable`` matters only when it was not delivered: False means trying the same payload
+    again cannot help (a 4xx, a mapping error), so the document becomes a dead letter at once.
+    """
 
     doc_id: str
     doc_rev: str | None
@@ -73,6 +101,23 @@ class Outcome:
     response_status: int | None = None
     destination_id: str | None = None
     error: str | None = None
+    retryable: bool = True
+    operation: str = UPSERT
+    reported_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """What the ledger knows of one document, to decide whether to send it."""
+
+    status: str
+    delivered_hash: str | None
+    destination_id: str | None
+    operation: str
+
+
+#: ``record(checkpoint=KEEP)`` writes outcomes without moving the checkpoint (retries, backfills).
+KEEP = object()
 
 
 class StateStore:
@@ -85,6 +130,7 @@ class StateStore:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        _migrate(self.engine)
 
     # -- checkpoint ------------------------------------------------------------------------
 
@@ -96,29 +142,84 @@ class StateStore:
 
     # -- ledger ----------------------------------------------------------------------------
 
-    def delivered_hashes(self, pipeline: str, doc_ids: Iterable[str]) -> dict[str, str]:
-        """The hash of the last successful delivery of each document that has one."""
-        ids = list(doc_ids)
-        found: dict[str, str] = {}
+    def states(self, pipeline: str, doc_ids: Iterable[str]) -> dict[str, LedgerState]:
+        """The ledger's view of each document that has a row."""
+        ids = list(dict.fromkeys(doc_ids))
+        found: dict[str, LedgerState] = {}
+        c = deliveries.c
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 rows = conn.execute(
-                    select(deliveries.c.doc_id, deliveries.c.delivered_hash).where(
-                        deliveries.c.pipeline == pipeline,
-                        deliveries.c.doc_id.in_(ids[start : start + 500]),
-                        deliveries.c.delivered_hash.is_not(None),
+                    select(c.doc_id, c.status, c.delivered_hash, c.destination_id, c.operation).where(
+                        c.pipeline == pipeline, c.doc_id.in_(ids[start : start + 500])
                     )
                 )
-                found.update({r.doc_id: r.delivered_hash for r in rows})
+                found.update(
+                    {r.doc_id: LedgerState(r.status, r.delivered_hash, r.destination_id, r.operation) for r in rows}
+                )
         return found
 
-    def record(self, pipeline: str, outcomes: list[Outcome], checkpoint: Any) -> None:
-        """Write a batch's outcomes and its checkpoint, in one transaction."""
+    def delivered_hashes(self, pipeline: str, doc_ids: Iterable[str]) -> dict[str, str]:
+        """The hash of the last successful delivery of each document that has one."""
+        return {i: s.delivered_hash for i, s in self.states(pipeline, doc_ids).items() if s.delivered_hash}
+
+    def record(
+        self, pipeline: str, outcomes: list[Outcome], checkpoint: Any = KEEP, *, dead_after: int = 5
+    ) -> dict[str, int]:
+        """Write a batch's outcomes and its checkpoint, in one transaction.
+
+        A failure becomes a dead letter when it is permanent or is the ``dead_after``-th failed
+        run in a row. Returns how many rows ended in each status.
+        """
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
-            if outcomes:
-                _upsert_deliveries(conn, pipeline, outcomes, now)
-            _upsert_checkpoint(conn, pipeline, checkpoint, now)
+            counts = _upsert_deliveries(conn, pipeline, outcomes, now, dead_after) if outcomes else {}
+            if checkpoint is not KEEP:
+                _upsert_checkpoint(conn, pipeline, checkpoint, now)
+        return counts
+
+    def pending(self, pipeline: str, *, after: str | None = None, limit: int = 1000) -> list[dict]:
+        """Failed documents that the next run retries, in doc id order from ``after``."""
+        c = deliveries.c
+        query = select(c.doc_id, c.operation, c.destination_id).where(c.pipeline == pipeline, c.status == FAILED)
+        if after is not None:
+            query = query.where(c.doc_id > after)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(c.doc_id).limit(limit))]
+
+    def select(
+        self,
+        pipeline: str,
+        *,
+        statuses: Iterable[str] = (DEAD,),
+        doc_ids: Iterable[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict]:
+        """Documents to replay: by status, and optionally by id and last-attempt time ``[since, until)``."""
+        c = deliveries.c
+        query = select(c.doc_id, c.status, c.operation, c.destination_id).where(
+            c.pipeline == pipeline, c.status.in_(list(statuses))
+        )
+        if doc_ids is not None:
+            query = query.where(c.doc_id.in_(list(doc_ids)))
+        with self.engine.connect() as conn:
+            if since is not None:
+                query = query.where(c.last_attempt_at >= _stamp(conn, since))
+            if until is not None:
+                query = query.where(c.last_attempt_at < _stamp(conn, until))
+            return [dict(r._mapping) for r in conn.execute(query.order_by(c.doc_id))]
+
+    def rearm(self, pipeline: str, doc_ids: Iterable[str]) -> None:
+        """Give documents a fresh count of failed runs, before a person replays them."""
+        ids = list(doc_ids)
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                conn.execute(
+                    update(deliveries)
+                    .where(deliveries.c.pipeline == pipeline, deliveries.c.doc_id.in_(ids[start : start + 500]))
+                    .values(failures=0)
+                )
 
     def ledger(self, pipeline: str, doc_id: str) -> dict | None:
         """One ledger row as a dict, for people and tests."""
@@ -138,16 +239,28 @@ class StateStore:
             )
             return {status: n for status, n in rows}
 
-    def failures(self, pipeline: str, limit: int = 20) -> list[dict]:
-        """The most recent failed documents with their reasons (no payloads are stored)."""
+    def failures(self, pipeline: str, limit: int = 20, statuses: Iterable[str] = (FAILED, DEAD)) -> list[dict]:
+        """The most recent failed or dead documents with their reasons (no payloads are stored)."""
+        c = deliveries.c
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(deliveries.c.doc_id, deliveries.c.response_status, deliveries.c.last_error)
-                .where(deliveries.c.pipeline == pipeline, deliveries.c.status == FAILED)
-                .order_by(deliveries.c.last_attempt_at.desc())
+                select(c.doc_id, c.status, c.response_status, c.last_error)
+                .where(c.pipeline == pipeline, c.status.in_(list(statuses)))
+                .order_by(c.last_attempt_at.desc(), c.doc_id)
                 .limit(limit)
             )
             return [dict(r._mapping) for r in rows]
+
+    def newest_delivered(self, pipeline: str) -> datetime | None:
+        """The newest ``reported_date`` among delivered documents: how fresh the destination is."""
+        c = deliveries.c
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.max(c.reported_at)).where(c.pipeline == pipeline, c.status == DELIVERED)
+            ).scalar()
+        if isinstance(value, str):  # SQLite's max() returns the stored text
+            value = datetime.fromisoformat(value)
+        return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -159,6 +272,28 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _migrate(engine: Engine) -> None:
+    """Bring a ledger created by an older version up to date, and (re)create the dead-letter view."""
+    existing = {col["name"] for col in inspect(engine).get_columns(deliveries.name)}
+    with engine.begin() as conn:
+        for column in deliveries.columns:
+            if column.name not in existing:
+                ddl = f"ALTER TABLE {deliveries.name} ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"
+                if column.server_default is not None:
+                    ddl += f" NOT NULL DEFAULT '{column.server_default.arg}'"
+                conn.execute(text(ddl))
+        for index in deliveries.indexes:
+            index.create(conn, checkfirst=True)
+        create = "CREATE OR REPLACE VIEW" if engine.dialect.name == "postgresql" else "CREATE VIEW IF NOT EXISTS"
+        conn.execute(text(f"{create} cht_bridge_dead_letters AS {_DEAD_LETTER_VIEW}"))
+
+
+def _stamp(conn: Any, when: datetime) -> Any:
+    """A timestamp as this database compares it: SQLAlchemy keeps SQLite's as naive UTC text."""
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if conn.dialect.name == "sqlite" else when
 
 
 def _insert_for(conn: Any, table: Table) -> Any:
@@ -173,7 +308,8 @@ def _insert_for(conn: Any, table: Table) -> Any:
 
 _DELIVERY_COLUMNS = (
     "pipeline", "doc_id", "doc_rev", "status", "payload_hash", "delivered_hash", "attempts", "response_status",
-    "destination_id", "last_error", "first_attempt_at", "last_attempt_at", "delivered_at",
+    "destination_id", "last_error", "first_attempt_at", "last_attempt_at", "delivered_at", "failures", "operation",
+    "reported_at",
 )  # fmt: skip
 # Plain SQL that SQLite (3.24+) and PostgreSQL both accept. It goes straight to the driver: a
 # batch of a thousand rows costs half of what SQLAlchemy's per-row parameter handling adds.
@@ -181,8 +317,12 @@ _UPSERT_DELIVERIES = (
     "INSERT INTO cht_bridge_delivery ({columns}) VALUES ({values}) "
     "ON CONFLICT (pipeline, doc_id) DO UPDATE SET "
     "doc_rev = excluded.doc_rev, status = excluded.status, payload_hash = excluded.payload_hash, "
-    # a failed attempt keeps the last successful hash, so an unchanged doc stays skipped
-    "delivered_hash = COALESCE(excluded.delivered_hash, cht_bridge_delivery.delivered_hash), "
+    # a failed attempt keeps the last successful hash, so an unchanged doc stays skipped; a sent
+    # delete forgets it, so a document restored in CHT is sent again
+    "delivered_hash = CASE WHEN excluded.status = 'deleted' THEN NULL "
+    "ELSE COALESCE(excluded.delivered_hash, cht_bridge_delivery.delivered_hash) END, "
+    "failures = excluded.failures, operation = excluded.operation, "
+    "reported_at = COALESCE(excluded.reported_at, cht_bridge_delivery.reported_at), "
     "attempts = cht_bridge_delivery.attempts + 1, response_status = excluded.response_status, "
     "destination_id = COALESCE(excluded.destination_id, cht_bridge_delivery.destination_id), "
     "last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at, "
@@ -197,28 +337,51 @@ def _upsert_sql(dialect: str) -> str:
     )
 
 
-def _upsert_deliveries(conn: Any, pipeline: str, outcomes: list[Outcome], now: datetime) -> None:
-    # SQLAlchemy keeps SQLite datetimes as naive UTC text; PostgreSQL takes the datetime itself.
-    stamp: Any = now.replace(tzinfo=None).isoformat(" ") if conn.dialect.name == "sqlite" else now
-    rows = [
-        {
-            "pipeline": pipeline,
-            "doc_id": o.doc_id,
-            "doc_rev": o.doc_rev,
-            "status": DELIVERED if o.delivered else FAILED,
-            "payload_hash": o.payload_hash,
-            "delivered_hash": o.payload_hash if o.delivered else None,
-            "attempts": 1,
-            "response_status": o.response_status,
-            "destination_id": o.destination_id,
-            "last_error": o.error,
-            "first_attempt_at": stamp,
-            "last_attempt_at": stamp,
-            "delivered_at": stamp if o.delivered else None,
-        }
-        for o in outcomes
-    ]
+def _upsert_deliveries(
+    conn: Any, pipeline: str, outcomes: list[Outcome], now: datetime, dead_after: int
+) -> dict[str, int]:
+    stamp = _stamp(conn, now)
+    c = deliveries.c
+    failed_ids = [o.doc_id for o in outcomes if not o.delivered]
+    before: dict[str, int] = {}
+    for start in range(0, len(failed_ids), 500):
+        rows = conn.execute(
+            select(c.doc_id, c.failures).where(c.pipeline == pipeline, c.doc_id.in_(failed_ids[start : start + 500]))
+        )
+        before.update({r.doc_id: r.failures for r in rows})
+    rows, counts = [], {}
+    for o in outcomes:
+        failures = 0 if o.delivered else before.get(o.doc_id, 0) + 1
+        status = _status(o, failures, dead_after)
+        counts[status] = counts.get(status, 0) + 1
+        rows.append(
+            {
+                "pipeline": pipeline,
+                "doc_id": o.doc_id,
+                "doc_rev": o.doc_rev,
+                "status": status,
+                "payload_hash": o.payload_hash,
+                "delivered_hash": o.payload_hash if status == DELIVERED else None,
+                "attempts": 1,
+                "response_status": o.response_status,
+                "destination_id": o.destination_id,
+                "last_error": o.error,
+                "first_attempt_at": stamp,
+                "last_attempt_at": stamp,
+                "delivered_at": stamp if o.delivered else None,
+                "failures": failures,
+                "operation": o.operation,
+                "reported_at": None if o.reported_at is None else _stamp(conn, o.reported_at),
+            }
+        )
     conn.exec_driver_sql(_upsert_sql(conn.dialect.name), rows)
+    return counts
+
+
+def _status(outcome: Outcome, failures: int, dead_after: int) -> str:
+    if outcome.delivered:
+        return DELETED if outcome.operation == DELETE else DELIVERED
+    return DEAD if not outcome.retryable or failures >= dead_after else FAILED
 
 
 def _upsert_checkpoint(conn: Any, pipeline: str, seq: Any, now: datetime) -> None:

@@ -1,63 +1,376 @@
-"""One sync run: extract → hydrate → relevant? → map → already sent? → send → record.
+"""One sync run: extract → hydrate → relevant? → map → select → send → record.
 
-Each page of the changes feed is one batch. Three things overlap: the next page is read while
-this one is hydrated and mapped, and a mapped batch is delivered while the next is prepared. A
-batch ends with one transaction that writes its ledger rows and moves the checkpoint past it, in
-feed order; if the destination cannot be reached or refuses the credentials, the error stops the
-run before that transaction, so the checkpoint stays where it was and the next run reads the
-batch again.
+A run has up to two phases, each a stream of pages processed the same way:
+
+- a scheduled (or plain manual) run first retries the documents earlier runs failed to deliver,
+  then reads the changes feed from its checkpoint;
+- a backfill reads the reports of a date window (``Window``) instead, and never moves the
+  checkpoint; a replay (``replay_documents``) re-sends chosen ledger rows.
+
+Three things overlap: the next page is read while this one is hydrated and mapped, and a mapped
+page is delivered while the next is prepared. A page ends with one transaction that writes its
+ledger rows and, for the changes feed, moves the checkpoint past it, in feed order. If the
+destination refuses the credentials or its circuit breaker opens, the run stops before that
+transaction moves the checkpoint, so the next run reads the page again; what was delivered is
+recorded, and is not sent twice.
+
+A dry run goes through the same phases and writes what it would send to a file instead.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from cht_bridge.destinations.base import Delivery, Destination
+from cht_bridge.destinations.base import Delivery, Destination, Result
+from cht_bridge.errors import CircuitOpenError
 from cht_bridge.mapping import Mapped, Mapper, idempotency_key
-from cht_bridge.source import CouchClient, Hydrator, Page, iter_pages
-from cht_bridge.state import Outcome, StateStore
+from cht_bridge.source import CouchClient, Hydrator, Page, iter_changes, iter_documents, iter_reports_by_date
+from cht_bridge.state import DEAD, DELETE, DELETED, FAILED, KEEP, LedgerState, Outcome, StateStore
+from cht_bridge.sync.dry_run import DryRun
 
 log = logging.getLogger("cht_bridge.sync")
+
+MODES = ("missing", "failed", "all")
+GONE = "the document was deleted from CHT before it could be delivered"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A backfill: reports with ``start <= reported_date < end``.
+
+    ``forms`` and ``places`` (place uuids anywhere in the submitter's lineage) narrow it;
+    ``mode`` says which of them are sent: ``missing`` (never delivered), ``failed`` (failed or
+    dead in the ledger) or ``all`` (every one, even if the destination has it already).
+    """
+
+    start: datetime
+    end: datetime
+    forms: tuple[str, ...] = ()
+    places: tuple[str, ...] = ()
+    mode: str = "missing"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not '{self.mode}'")
+        if self.end <= self.start:
+            raise ValueError(f"the window is empty: end {self.end.isoformat()} is not after start")
+
+    def filter_json(self) -> str | None:
+        wanted = {"forms": list(self.forms) or None, "places": list(self.places) or None}
+        return json.dumps({k: v for k, v in wanted.items() if v}) if self.forms or self.places else None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "forms": list(self.forms),
+            "places": list(self.places),
+            "mode": self.mode,
+        }
 
 
 @dataclass
 class RunSummary:
-    """Counts for one run: small enough for XCom, and no document content in it."""
+    """Counts for one run: small enough for XCom, and no document content in it.
+
+    ``unchanged`` were not sent because the destination has that exact payload already;
+    ``skipped`` were left out by a backfill's mode; ``retried`` are documents of earlier runs
+    tried again, ``request_retries`` requests repeated inside this run; ``failed`` stay pending
+    for the next run and ``dead_lettered`` wait for a person. ``lag_seconds`` is now minus the
+    ``reported_date`` of the newest delivered document (CouchDB keeps no change time).
+    """
 
     pipeline: str
+    kind: str = "changes"  # changes | backfill | replay
+    dry_run: bool = False
     read: int = 0
     skipped_design: int = 0
     skipped_info: int = 0
     tombstones: int = 0
+    filtered: int = 0
     relevant: int = 0
     mapped: int = 0
     sent: int = 0
     unchanged: int = 0
+    skipped: int = 0
+    retried: int = 0
+    request_retries: int = 0
     failed: int = 0
+    dead_lettered: int = 0
+    deleted: int = 0
     batches: int = 0
     start_seq: Any = None
     last_seq: Any = None
+    lag_seconds: float | None = None
     seconds: float = 0.0
+    newest_ms: int | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("newest_ms")
+        return out
 
 
 @dataclass
 class _Batch:
     """A mapped page, ready to deliver and record."""
 
+    phase: str
     page: Page
-    relevant: int
-    mapped: int
-    unchanged: int
-    deliveries: list[Delivery]
-    hashes: dict[str, str]
-    outcomes: list[Outcome]  # mapping failures, recorded with the deliveries' outcomes
+    checkpoint: Any  # KEEP, or the seq to store with the batch
+    relevant: int = 0
+    mapped: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    deliveries: list[Delivery] = field(default_factory=list)
+    meta: dict[str, tuple] = field(default_factory=dict)  # doc id -> (rev, payload hash, reported_at, operation)
+    outcomes: list[Outcome] = field(default_factory=list)  # decided without sending: mapping errors, gone docs
+
+
+class _Run:
+    """The state of one run, shared by its phases."""
+
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        client: CouchClient,
+        destination: Destination,
+        store: StateStore,
+        mapper: Mapper,
+        summary: RunSummary,
+        dry_run: DryRun | None,
+        key_salt: str | None,
+        logger: logging.Logger,
+    ) -> None:
+        self.pipeline = pipeline
+        self.name = pipeline.name
+        self.client = client
+        self.destination = destination
+        self.store = store
+        self.mapper = mapper
+        self.hydrator = Hydrator(client, sandbox=mapper.sandbox)
+        self.summary = summary
+        self.dry_run = dry_run
+        self.key_salt = key_salt  # set when documents are re-sent on purpose (backfill mode "all")
+        self.log = logger
+        self.tried: dict[str, str | None] = {}  # failed in this run: doc id -> payload hash
+
+    # -- phases ------------------------------------------------------------------------------
+
+    def retry_pending(self) -> None:
+        """Try again what earlier runs failed to deliver, before any new change."""
+        rows: list[dict] = []
+        while True:
+            chunk = self.store.pending(self.name, after=rows[-1]["doc_id"] if rows else None, limit=1000)
+            if not chunk:
+                break
+            rows.extend(chunk)
+        if rows:
+            self.log.info(
+                "pipeline %s: retrying %d documents that earlier runs could not deliver", self.name, len(rows)
+            )
+            self.summary.retried += len(rows)
+            self.resend(rows, "retry")
+
+    def resend(self, rows: list[dict], phase: str) -> None:
+        """Send ledger rows again: deletes as deletes, the rest from CHT's current revision."""
+        deletes = [r for r in rows if r["operation"] == DELETE]
+        if deletes:
+            page = Page(0, 0, 0, 0, [], [], None, [])
+            batch = _Batch(phase, page, KEEP)
+            for r in deletes:
+                self._add_delete(batch, r["doc_id"], None, r["destination_id"])
+            self._deliver(batch)
+        ids = [r["doc_id"] for r in rows if r["operation"] != DELETE]
+        self.process(iter_documents(self.client, ids, self.pipeline.batch_size, self.hydrator.load_page), phase)
+
+    def changes(self, since: Any) -> None:
+        self.log.info("pipeline %s: reading changes of '%s' since %s", self.name, self.pipeline.cht_db, since or 0)
+        pages = iter_changes(
+            self.client, since if since is not None else 0, self.pipeline.batch_size, self.hydrator.load_page
+        )
+        self.process(pages, "changes")
+
+    def backfill(self, window: Window) -> None:
+        self.log.info("pipeline %s: backfill of reports %s", self.name, json.dumps(window.describe()))
+        load_filtered = lambda text: self.hydrator.load_page(text, window.filter_json())  # noqa: E731
+        pages = iter_reports_by_date(
+            self.client, _ms(window.start), _ms(window.end), self.pipeline.batch_size, load_filtered
+        )
+        self.process(pages, f"backfill:{window.mode}")
+
+    # -- the pipelined loop --------------------------------------------------------------------
+
+    def process(self, pages: Iterator[Page], phase: str) -> None:
+        sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
+        in_flight: Future | None = None
+        try:
+            for page in pages:
+                self.hydrator.fetch()
+                mapped = self.mapper.map_loaded(page.ids)  # runs while the previous batch is delivered
+                self.mapper.sandbox.trim()
+                if in_flight is not None:
+                    # The previous batch is recorded before this one is checked against the ledger,
+                    # so a document changed twice within a run is compared with its latest delivery.
+                    in_flight.result()
+                batch = self._prepare(phase, page, mapped)
+                in_flight = sender.submit(self._deliver, batch)
+            if in_flight is not None:
+                in_flight.result()
+        finally:
+            sender.shutdown(wait=True)
+
+    def _prepare(self, phase: str, page: Page, mapped: list[Mapped]) -> _Batch:
+        """Decide per document: send, skip (and why), or record a failure without sending."""
+        checkpoint = page.last_seq if phase == "changes" else KEEP
+        batch = _Batch(phase, page, checkpoint)
+        info = {
+            doc_id: (rev, t)
+            for doc_id, rev, t in zip(page.ids, page.revs, page.times or [None] * len(page.ids), strict=True)
+        }
+        relevant = [m for m in mapped if m.relevant or m.error]
+        good = [m for m in relevant if m.error is None]
+        batch.relevant, batch.mapped = len(relevant), len(good)
+        states = self.store.states(self.name, [m.doc_id for m in good] + [d[0] for d in page.deleted])
+        for m in relevant:
+            rev, t = info[m.doc_id]
+            if m.error is not None:  # the same revision would fail the same way: dead until it changes
+                batch.outcomes.append(
+                    Outcome(m.doc_id, rev, False, error=m.error, retryable=False, reported_at=_time(t))
+                )
+                continue
+            decision = self._decide(phase, states.get(m.doc_id), m)
+            if decision == "send":
+                salt = f":{self.key_salt}" if self.key_salt and phase == "backfill:all" else ""
+                key = idempotency_key(self.name, m.doc_id, m.payload_hash + salt)
+                batch.deliveries.append(Delivery(m.doc_id, m.body, key))
+                batch.meta[m.doc_id] = (rev, m.payload_hash, _time(t), "upsert")
+            elif decision == "resolved":  # a retried document whose current payload already arrived
+                batch.unchanged += 1
+                batch.outcomes.append(Outcome(m.doc_id, rev, True, m.payload_hash, reported_at=_time(t)))
+            elif decision == "unchanged":
+                batch.unchanged += 1
+            else:
+                batch.skipped += 1
+        if phase in ("retry", "replay"):
+            gone = [d[0] for d in page.deleted] + page.missing
+            batch.outcomes += [Outcome(doc_id, None, False, error=GONE, retryable=False) for doc_id in gone]
+        elif self.pipeline.deletes.action == "send":
+            for doc_id, rev in page.deleted:
+                state = states.get(doc_id)
+                # only what arrived (or a delete still pending) has something to delete there
+                if state is not None and (
+                    state.delivered_hash or (state.operation == DELETE and state.status != DELETED)
+                ):
+                    self._add_delete(batch, doc_id, rev, state.destination_id)
+        return batch
+
+    def _decide(self, phase: str, state: LedgerState | None, m: Mapped) -> str:
+        delivered = state.delivered_hash if state is not None else None
+        if phase == "changes":
+            if delivered == m.payload_hash:
+                return "unchanged"
+            if self.tried.get(m.doc_id, "-") == m.payload_hash:
+                return "skip"  # failed earlier in this run with this payload: the next run retries it
+            return "send"
+        if phase in ("retry", "replay"):
+            return "resolved" if delivered == m.payload_hash else "send"
+        if phase == "backfill:missing":
+            return "skip" if delivered else "send"
+        if phase == "backfill:failed":
+            return "send" if state is not None and state.status in (FAILED, DEAD) else "skip"
+        return "send"  # backfill:all
+
+    def _add_delete(self, batch: _Batch, doc_id: str, rev: str | None, destination_id: str | None) -> None:
+        """The pipeline's delete request for a document deleted in CHT."""
+        rules = self.pipeline.deletes
+        fill = {"doc_id": doc_id, "destination_id": destination_id or doc_id}
+        path = _fill(rules.path or self.pipeline.destination.path.rstrip("/") + "/{doc_id}", fill)
+        body = None if rules.body is None else json.dumps(_fill(rules.body, fill))
+        key = idempotency_key(self.name, doc_id, f"delete:{rev or ''}")
+        batch.deliveries.append(Delivery(doc_id, body, key, method=rules.method, path=path))
+        batch.meta[doc_id] = (rev, None, None, DELETE)
+
+    # -- send and record -------------------------------------------------------------------------
+
+    def _deliver(self, batch: _Batch) -> None:
+        if self.dry_run is not None:
+            self.dry_run.add(batch.deliveries, batch.outcomes)
+            self._count(batch, batch.outcomes, {}, sent=0)
+            return
+        try:
+            results = self.destination.send(batch.deliveries)
+        except CircuitOpenError as exc:
+            # Keep what finished; the checkpoint stays, so the rest of the page is read again.
+            batch.checkpoint = KEEP
+            self._record(batch, exc.results)
+            raise
+        self._record(batch, results)
+
+    def _record(self, batch: _Batch, results: list[Result]) -> None:
+        outcomes = list(batch.outcomes)
+        for r in results:
+            rev, digest, reported_at, operation = batch.meta[r.doc_id]
+            outcomes.append(
+                Outcome(
+                    r.doc_id,
+                    rev,
+                    r.ok,
+                    digest,
+                    r.status,
+                    r.destination_id,
+                    r.error,
+                    r.retryable,
+                    operation,
+                    reported_at,
+                )
+            )
+        counts = self.store.record(self.name, outcomes, batch.checkpoint, dead_after=self.pipeline.delivery.dead_after)
+        for o in outcomes:
+            if not o.delivered:
+                self.tried[o.doc_id] = o.payload_hash
+        sent = sum(1 for r in results if r.ok and batch.meta[r.doc_id][3] != DELETE)
+        self._count(batch, outcomes, counts, sent)
+
+    def _count(self, batch: _Batch, outcomes: list[Outcome], counts: dict[str, int], sent: int) -> None:
+        s, page, dry = self.summary, batch.page, self.dry_run is not None
+        s.read += page.read
+        s.skipped_design += page.design
+        s.skipped_info += page.info
+        s.tombstones += page.tombstones
+        s.filtered += page.filtered
+        s.relevant += batch.relevant
+        s.mapped += batch.mapped
+        s.unchanged += batch.unchanged
+        s.skipped += batch.skipped
+        s.batches += 1
+        s.sent += sent
+        s.deleted += counts.get(DELETED, 0)
+        s.failed += counts.get(FAILED, 0)
+        s.dead_lettered += counts.get(DEAD, 0)
+        if batch.checkpoint is not KEEP and not dry:
+            s.last_seq = batch.checkpoint
+        for o in outcomes:
+            if o.delivered and o.reported_at is not None:
+                ms = _ms(o.reported_at)
+                s.newest_ms = ms if s.newest_ms is None else max(s.newest_ms, ms)
+        failed = [o for o in outcomes if not o.delivered]
+        self.log.info(
+            "pipeline %s %s batch %d: read=%d relevant=%d mapped=%d %s=%d unchanged=%d skipped=%d failed=%d seq=%s",
+            self.name, batch.phase, s.batches, page.read, batch.relevant, batch.mapped,
+            "would_send" if dry else "sent", len(batch.deliveries) if dry else sent, batch.unchanged, batch.skipped,
+            len(failed), "(kept)" if batch.checkpoint is KEEP or dry else batch.checkpoint,
+        )  # fmt: skip
+        for o in failed:
+            self.log.warning("pipeline %s: document %s failed: %s", self.name, o.doc_id, o.error)
 
 
 def run_pipeline(
@@ -67,101 +380,135 @@ def run_pipeline(
     destination: Destination,
     store: StateStore,
     mapper: Mapper | None = None,
+    window: Window | None = None,
+    dry_run: DryRun | None = None,
+    key_salt: str | None = None,
     logger: logging.Logger = log,
 ) -> RunSummary:
-    """Sync every change since the pipeline's checkpoint, batch by batch."""
-    started = time.monotonic()
-    own_mapper = mapper is None
-    mapper = mapper or Mapper.for_pipeline(pipeline)
-    hydrator = Hydrator(client, sandbox=mapper.sandbox)
+    """Sync a pipeline: earlier failures, then every change since its checkpoint; or a backfill window.
+
+    ``key_salt`` (the Airflow run id) makes the idempotency keys of a backfill in mode ``all``
+    new, so a receiver that remembers keys accepts the deliberate re-send; a retry of the same
+    run repeats them.
+    """
     since = store.checkpoint(pipeline.name)
-    summary = RunSummary(pipeline=pipeline.name, start_seq=since, last_seq=since)
-    logger.info("pipeline %s: reading changes of '%s' since %s", pipeline.name, pipeline.cht_db, since or 0)
-    sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
-    in_flight: Future | None = None
-    try:
-        for page in iter_pages(client, since if since is not None else 0, pipeline.batch_size, hydrator.load_changes):
-            hydrator.fetch()
-            mapped = mapper.map_loaded(page.ids)  # runs while the previous batch is delivered
-            mapper.sandbox.trim()
-            if in_flight is not None:
-                # The previous batch is recorded before this one is checked against the ledger,
-                # so a document changed twice within a run is compared with its latest delivery.
-                in_flight.result()
-            batch = _prepare(pipeline.name, page, mapped, store)
-            in_flight = sender.submit(_deliver, pipeline.name, batch, destination, store, summary, logger)
-        if in_flight is not None:
-            in_flight.result()
-    finally:
-        sender.shutdown(wait=True)
-        if own_mapper:
-            mapper.close()
-        summary.seconds = round(time.monotonic() - started, 3)
-    logger.info(
-        "pipeline %s done: read=%d relevant=%d sent=%d unchanged=%d failed=%d skipped(design=%d info=%d "
-        "deleted=%d) batches=%d seq=%s in %.1fs (%d lookups)",
-        pipeline.name, summary.read, summary.relevant, summary.sent, summary.unchanged, summary.failed,
-        summary.skipped_design, summary.skipped_info, summary.tombstones, summary.batches,
-        summary.last_seq, summary.seconds, hydrator.requests,
+    summary = RunSummary(
+        pipeline=pipeline.name, kind="backfill" if window else "changes", dry_run=dry_run is not None,
+        start_seq=since, last_seq=since,
     )  # fmt: skip
-    return summary
+
+    def phases(run: _Run) -> None:
+        if window is not None:
+            run.backfill(window)
+        else:
+            run.retry_pending()
+            run.changes(since)
+
+    return _execute(pipeline, phases, summary, client, destination, store, mapper, dry_run, key_salt, logger)
 
 
-def _prepare(name: str, page: Page, mapped: list[Mapped], store: StateStore) -> _Batch:
-    """Keep what is relevant, and drop payloads identical to the last delivered one (as CHT does)."""
-    revs = dict(zip(page.ids, page.revs, strict=True))
-    relevant = [m for m in mapped if m.relevant or m.error]
-    good = [m for m in relevant if m.error is None]
-    sent_before = store.delivered_hashes(name, [m.doc_id for m in good])
-    changed = [m for m in good if sent_before.get(m.doc_id) != m.payload_hash]
-    return _Batch(
-        page=page,
-        relevant=len(relevant),
-        mapped=len(good),
-        unchanged=len(good) - len(changed),
-        deliveries=[Delivery(m.doc_id, m.body, idempotency_key(name, m.doc_id, m.payload_hash)) for m in changed],
-        hashes={m.doc_id: m.payload_hash for m in changed},
-        outcomes=[Outcome(m.doc_id, revs.get(m.doc_id), delivered=False, error=m.error) for m in relevant if m.error],
+def replay_documents(
+    pipeline: Any,
+    rows: list[dict],
+    *,
+    client: CouchClient,
+    destination: Destination,
+    store: StateStore,
+    mapper: Mapper | None = None,
+    dry_run: DryRun | None = None,
+    logger: logging.Logger = log,
+) -> RunSummary:
+    """Send ledger rows (failed or dead letters a person chose) again, with the current pipeline file.
+
+    Each gets a fresh count of failed runs, so a replay that fails retryably is retried by the
+    next scheduled runs before it is dead again.
+    """
+    summary = RunSummary(pipeline=pipeline.name, kind="replay", dry_run=dry_run is not None)
+    summary.retried = len(rows)
+    if dry_run is None:
+        store.rearm(pipeline.name, [r["doc_id"] for r in rows])
+    return _execute(
+        pipeline,
+        lambda run: run.resend(rows, "replay"),
+        summary,
+        client,
+        destination,
+        store,
+        mapper,
+        dry_run,
+        None,
+        logger,
     )
 
 
-def _deliver(
-    name: str, batch: _Batch, destination: Destination, store: StateStore, summary: RunSummary, logger: logging.Logger
-) -> None:
-    page = batch.page
-    revs = dict(zip(page.ids, page.revs, strict=True))
-    outcomes = list(batch.outcomes)
-    for result in destination.send(batch.deliveries):
-        outcomes.append(
-            Outcome(
-                result.doc_id,
-                revs.get(result.doc_id),
-                delivered=result.ok,
-                payload_hash=batch.hashes[result.doc_id],
-                response_status=result.status,
-                destination_id=result.destination_id,
-                error=result.error,
-            )
-        )
-    store.record(name, outcomes, checkpoint=page.last_seq)
-
-    failed = [o for o in outcomes if not o.delivered]
-    sent = len(outcomes) - len(failed)
-    summary.read += page.read
-    summary.skipped_design += page.design
-    summary.skipped_info += page.info
-    summary.tombstones += page.tombstones
-    summary.relevant += batch.relevant
-    summary.mapped += batch.mapped
-    summary.sent += sent
-    summary.unchanged += batch.unchanged
-    summary.failed += len(failed)
-    summary.batches += 1
-    summary.last_seq = page.last_seq
-    logger.info(
-        "pipeline %s batch %d: read=%d relevant=%d mapped=%d sent=%d unchanged=%d failed=%d seq=%s",
-        name, summary.batches, page.read, batch.relevant, batch.mapped, sent, batch.unchanged,
-        len(failed), page.last_seq,
+def _execute(
+    pipeline: Any,
+    phases: Any,
+    summary: RunSummary,
+    client: CouchClient,
+    destination: Destination,
+    store: StateStore,
+    mapper: Mapper | None,
+    dry_run: DryRun | None,
+    key_salt: str | None,
+    logger: logging.Logger,
+) -> RunSummary:
+    started = time.monotonic()
+    own_mapper = mapper is None
+    mapper = mapper or Mapper.for_pipeline(pipeline)
+    run = _Run(
+        pipeline, client=client, destination=destination, store=store, mapper=mapper, summary=summary,
+        dry_run=dry_run, key_salt=key_salt, logger=logger,
     )  # fmt: skip
-    for outcome in failed:
-        logger.warning("pipeline %s: document %s failed: %s", name, outcome.doc_id, outcome.error)
+    outcome = "done"
+    try:
+        phases(run)
+    except Exception:
+        outcome = "stopped"
+        raise
+    finally:
+        if own_mapper:
+            mapper.close()
+        summary.request_retries = getattr(destination, "retries", 0)
+        summary.seconds = round(time.monotonic() - started, 3)
+        newest = summary.newest_ms
+        if newest is None and dry_run is None:
+            newest_dt = store.newest_delivered(pipeline.name)
+            newest = None if newest_dt is None else _ms(newest_dt)
+        if newest is not None:
+            summary.lag_seconds = round(time.time() - newest / 1000, 1)
+        _log_summary(logger, summary, outcome, run.hydrator.requests)
+    return summary
+
+
+def _log_summary(logger: logging.Logger, s: RunSummary, outcome: str, lookups: int) -> None:
+    logger.info(
+        "pipeline %s %s%s %s: read=%d relevant=%d sent=%d unchanged=%d skipped=%d retried=%d (request retries=%d) "
+        "failed=%d dead_lettered=%d deleted=%d; not processed: design=%d info=%d tombstones=%d filtered=%d; "
+        "batches=%d seq=%s lag=%s in %.1fs (%d lookups)",
+        s.pipeline, s.kind, " (dry run)" if s.dry_run else "", outcome, s.read, s.relevant, s.sent, s.unchanged,
+        s.skipped, s.retried, s.request_retries, s.failed, s.dead_lettered, s.deleted, s.skipped_design,
+        s.skipped_info, s.tombstones, s.filtered, s.batches, s.last_seq,
+        "n/a" if s.lag_seconds is None else f"{s.lag_seconds:.0f}s", s.seconds, lookups,
+    )  # fmt: skip
+
+
+def _fill(template: Any, values: dict[str, str]) -> Any:
+    """``{doc_id}`` and ``{destination_id}`` replaced in every string of a JSON template."""
+    if isinstance(template, str):
+        for name, value in values.items():
+            template = template.replace("{" + name + "}", value)
+        return template
+    if isinstance(template, list):
+        return [_fill(v, values) for v in template]
+    if isinstance(template, dict):
+        return {k: _fill(v, values) for k, v in template.items()}
+    return template
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _time(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)

@@ -3,12 +3,14 @@ transaction that moves both."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from cht_bridge.state.store import DELIVERED, FAILED, Outcome, StateStore
+from cht_bridge.state.store import DEAD, DELETE, DELETED, DELIVERED, FAILED, KEEP, Outcome, StateStore
 
 PIPE = "pregnancies"
 COUCH3_SEQ = "12-g1AAAAH5eJyF0EEKwjAQBdDfmvmHtXbmvTu4g6lFZvN0"
@@ -139,7 +141,7 @@ def test_counts_and_failures(store):
 
     fails = store.failures(PIPE)
     assert [f["doc_id"] for f in fails] == ["d", "c"]  # most recent first
-    assert fails[1] == {"doc_id": "c", "response_status": 422, "last_error": "HTTP 422: bad age"}
+    assert fails[1] == {"doc_id": "c", "status": "failed", "response_status": 422, "last_error": "HTTP 422: bad age"}
     assert store.failures(PIPE, limit=1) == fails[:1]
 
 
@@ -189,3 +191,110 @@ def test_open_state_store_without_a_connection_uses_airflow_home(tmp_path, monke
         assert reopened.checkpoint(PIPE) == 1
     finally:
         reopened.close()
+
+
+# -- retries and dead letters ------------------------------------------------------------------------
+
+
+def test_a_retryable_failure_stays_pending_until_dead_after_runs(store):
+    for run in range(1, 4):
+        counts = store.record(PIPE, [failed("a")], dead_after=3)
+        row = store.ledger(PIPE, "a")
+        assert row["failures"] == run
+        if run < 3:
+            assert counts == {FAILED: 1} and row["status"] == FAILED
+            assert [p["doc_id"] for p in store.pending(PIPE)] == ["a"]
+    assert counts == {DEAD: 1} and row["status"] == DEAD and row["last_error"] == "boom"
+    assert store.pending(PIPE) == []
+
+
+def test_a_permanent_failure_is_dead_at_once_and_a_delivery_resets_the_count(store):
+    bad = Outcome(
+        "a", "1-a", delivered=False, payload_hash="h", response_status=400, error="HTTP 400: no", retryable=False
+    )
+    assert store.record(PIPE, [bad, failed("b")]) == {DEAD: 1, FAILED: 1}
+    store.record(PIPE, [ok("b", "hb")])
+    row = store.ledger(PIPE, "b")
+    assert row["status"] == DELIVERED and row["failures"] == 0 and row["delivered_hash"] == "hb"
+    assert store.failures(PIPE) == [
+        {"doc_id": "a", "status": DEAD, "response_status": 400, "last_error": "HTTP 400: no"}
+    ]
+
+
+def test_record_without_a_checkpoint_keeps_it(store):
+    store.record(PIPE, [ok("a")], checkpoint=5)
+    store.record(PIPE, [ok("b")], checkpoint=KEEP)
+    store.record(PIPE, [ok("c")])
+    assert store.checkpoint(PIPE) == 5 and store.counts(PIPE) == {DELIVERED: 3}
+
+
+def test_pending_pages_by_doc_id(store):
+    store.record(PIPE, [failed(f"d{i:02}") for i in range(7)] + [ok("x")])
+    first = store.pending(PIPE, limit=4)
+    rest = store.pending(PIPE, after=first[-1]["doc_id"], limit=4)
+    assert [p["doc_id"] for p in first + rest] == [f"d{i:02}" for i in range(7)]
+    assert first[0] == {"doc_id": "d00", "operation": "upsert", "destination_id": None}
+
+
+def test_select_by_status_id_and_time_then_rearm(store):
+    store.record(PIPE, [Outcome(i, "1", False, "h", 400, error="no", retryable=False) for i in "abc"] + [failed("d")])
+    assert [r["doc_id"] for r in store.select(PIPE)] == ["a", "b", "c"]
+    assert [r["doc_id"] for r in store.select(PIPE, statuses=[FAILED, DEAD], doc_ids=["b", "d"])] == ["b", "d"]
+    now = datetime.now(UTC)
+    assert len(store.select(PIPE, since=now - timedelta(minutes=1), until=now + timedelta(minutes=1))) == 3
+    assert store.select(PIPE, since=now + timedelta(minutes=1)) == []
+    store.record(PIPE, [failed("d")], dead_after=2)
+    assert store.ledger(PIPE, "d")["status"] == DEAD
+    store.rearm(PIPE, ["d"])
+    assert store.ledger(PIPE, "d")["failures"] == 0
+    assert store.record(PIPE, [failed("d")], dead_after=2) == {FAILED: 1}  # a fresh count after a replay
+
+
+def test_a_sent_delete_forgets_the_delivered_hash(store):
+    store.record(PIPE, [ok("a", "h1", dest_id="emr-1")])
+    store.record(PIPE, [Outcome("a", "2-del", True, response_status=204, operation=DELETE)])
+    row = store.ledger(PIPE, "a")
+    assert row["status"] == DELETED and row["delivered_hash"] is None and row["destination_id"] == "emr-1"
+    assert store.states(PIPE, ["a"])["a"].operation == DELETE
+
+
+def test_newest_delivered_is_the_latest_reported_date_delivered(store):
+    t1, t2 = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, 12, tzinfo=UTC)
+    assert store.newest_delivered(PIPE) is None
+    store.record(PIPE, [Outcome("a", "1", True, "h", reported_at=t1), Outcome("b", "1", False, "h", reported_at=t2)])
+    assert store.newest_delivered(PIPE) == t1
+
+
+def test_dead_letters_view_lists_dead_rows(store):
+    store.record(PIPE, [Outcome("a", "1", False, "h", 422, error="HTTP 422: bad", retryable=False), ok("b")])
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("SELECT pipeline, doc_id, last_error FROM cht_bridge_dead_letters")).all()
+    assert [tuple(r) for r in rows] == [(PIPE, "a", "HTTP 422: bad")]
+
+
+def test_a_ledger_from_the_previous_version_is_migrated(db_url):
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE cht_bridge_delivery (pipeline VARCHAR(200) NOT NULL, doc_id VARCHAR(255) NOT NULL, "
+                "doc_rev VARCHAR(100), status VARCHAR(20) NOT NULL, payload_hash VARCHAR(64), "
+                "delivered_hash VARCHAR(64), attempts INTEGER NOT NULL, response_status INTEGER, "
+                "destination_id VARCHAR(255), last_error TEXT, first_attempt_at DATETIME NOT NULL, "
+                "last_attempt_at DATETIME NOT NULL, delivered_at DATETIME, PRIMARY KEY (pipeline, doc_id))"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO cht_bridge_delivery VALUES ('p', 'old', '1-a', 'failed', 'h', NULL, 3, 500, NULL, "
+                "'HTTP 500', '2026-01-01 00:00:00', '2026-01-01 00:00:00', NULL)"
+            )
+        )
+    engine.dispose()
+    migrated = StateStore(db_url)
+    try:
+        row = migrated.ledger("p", "old")
+        assert row["failures"] == 0 and row["operation"] == "upsert" and row["status"] == FAILED
+        assert migrated.record("p", [failed("old")], dead_after=1) == {DEAD: 1}
+    finally:
+        migrated.close()

@@ -1,0 +1,121 @@
+"""The Params of the pipeline DAGs and of the replay DAG, and how a run reads them.
+
+They are what an integration engineer fills in the Airflow UI's "Trigger DAG" form, so every
+Param says in its description what it does. Reading them fails the task with a plain message
+when they contradict each other, before anything is read or sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.sdk import Param
+
+DRY_RUN_SAMPLES = 20
+
+
+def pipeline_params() -> dict[str, Param]:
+    """Params of every pipeline DAG: a plain run, a backfill window, a dry run."""
+    return {
+        "start": Param(
+            None,
+            type=["null", "string"],
+            description="Backfill: first reported date to re-sync (ISO date or date-time, UTC). Leave empty "
+            "for a normal run of the changes feed. The checkpoint never moves in a backfill.",
+        ),
+        "end": Param(None, type=["null", "string"], description="Backfill: end of the window (exclusive)."),
+        "forms": Param([], type="array", description="Backfill: only reports of these forms (empty: all)."),
+        "places": Param(
+            [], type="array", description="Backfill: only reports submitted under these place uuids (empty: all)."
+        ),
+        "mode": Param(
+            "missing",
+            enum=["missing", "failed", "all"],
+            description="Backfill: missing = never delivered; failed = failed or dead letters; all = every "
+            "report in the window, even those the destination has.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="Map and write the would-be payloads to a file under the Airflow home; send nothing, "
+            "change no ledger row and no checkpoint.",
+        ),
+        "dry_run_payloads": Param(DRY_RUN_SAMPLES, type="integer", minimum=0, maximum=1000,
+                                  description="Dry run: how many payloads the file shows."),
+    }  # fmt: skip
+
+
+def replay_params(pipelines: list[str]) -> dict[str, Param]:
+    """Params of ``cht_bridge_replay``: which pipeline, and which of its ledger rows."""
+    return {
+        "pipeline": Param(
+            pipelines[0] if pipelines else "",
+            type="string",
+            **({"enum": pipelines} if pipelines else {}),
+            description="The pipeline whose documents are replayed.",
+        ),
+        "status": Param(
+            "dead",
+            enum=["dead", "failed", "both"],
+            description="dead = dead letters; failed = still pending retries; both.",
+        ),
+        "doc_ids": Param([], type="array", description="Only these CHT document ids (empty: every one with the status)."),
+        "start": Param(None, type=["null", "string"], description="Only documents whose last failure is at or after this."),
+        "end": Param(None, type=["null", "string"], description="Only documents whose last failure is before this."),
+        "dry_run": Param(False, type="boolean", description="Write what would be sent to a file; send nothing."),
+    }  # fmt: skip
+
+
+def parse_time(value: Any, name: str) -> datetime | None:
+    """An ISO date or date-time Param as an aware UTC datetime (naive values are UTC)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"Param '{name}': '{value}' is not an ISO date such as 2026-03-01") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def string_list(value: Any, name: str) -> tuple[str, ...]:
+    """A list Param; a comma-separated string is accepted too (the CLI's ``--conf``)."""
+    if value in (None, "", []):
+        return ()
+    if isinstance(value, str):
+        value = [v for v in (part.strip() for part in value.split(",")) if v]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"Param '{name}': must be a list of strings")
+    return tuple(value)
+
+
+def backfill_window(params: Mapping[str, Any], run_type: Any, interval: tuple[Any, Any]) -> Any:
+    """The run's ``Window``: from ``start``/``end``, or, in an Airflow backfill, the data interval.
+
+    ``None`` means a normal run of the changes feed.
+    """
+    from cht_bridge.sync import Window
+
+    start, end = parse_time(params.get("start"), "start"), parse_time(params.get("end"), "end")
+    if (start is None) != (end is None):
+        raise ValueError("Params 'start' and 'end' go together: set both for a backfill, or neither")
+    if start is None and str(getattr(run_type, "value", run_type)) == "backfill":
+        start, end = parse_time(interval[0], "data_interval_start"), parse_time(interval[1], "data_interval_end")
+        if start is None or end is None or start >= end:
+            raise ValueError(
+                "this backfill run has no data interval to select reports by; the pipeline's schedule must "
+                "be a cron expression (a backfill run covers one schedule interval)"
+            )
+    if start is None:
+        return None
+    return Window(
+        start=start,
+        end=end,
+        forms=string_list(params.get("forms"), "forms"),
+        places=string_list(params.get("places"), "places"),
+        mode=params.get("mode") or "missing",
+    )

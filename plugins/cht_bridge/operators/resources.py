@@ -1,0 +1,77 @@
+"""What a pipeline task opens and closes, and how its errors reach the Airflow UI.
+
+Both the sync and the replay task need the same four things (CHT client, destination, state
+store, compiled mapping), the same error translation (a broken file or refused credentials fail
+at once without retries; an outage fails and is retried by Airflow) and the same ledger summary
+at the end of the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+@dataclass
+class Resources:
+    client: Any
+    destination: Any
+    store: Any
+    mapper: Any
+
+
+@contextmanager
+def failing_plainly() -> Iterator[None]:
+    """Translate CHT Bridge errors into the Airflow exception that does the right thing next."""
+    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ScriptError
+
+    try:
+        yield
+    except (AuthError, ConfigError, ScriptError, ValueError) as exc:
+        raise AirflowFailException(str(exc)) from None  # retrying cannot help; a person must act
+    except CircuitOpenError as exc:
+        raise AirflowException(str(exc)) from None  # Airflow's retries are the "next run"
+
+
+@contextmanager
+def opened(pipeline: Any) -> Iterator[Resources]:
+    """Open everything a run of ``pipeline`` needs; CHT credentials are proven before anything else."""
+    from cht_bridge.hooks import ChtHook, open_state_store, rest_destination
+    from cht_bridge.mapping import Mapper
+
+    mapper = Mapper.for_pipeline(pipeline)
+    store = destination = None
+    try:
+        client = ChtHook(pipeline.cht_conn_id).get_client(pipeline.cht_db)
+        client.info()  # one request: wrong credentials fail here, before anything is read or sent
+        destination = rest_destination(pipeline.destination, source=pipeline.source, delivery=pipeline.delivery)
+        store = open_state_store(pipeline.state_conn_id)
+        yield Resources(client, destination, store, mapper)
+    finally:
+        mapper.close()
+        if destination is not None:
+            destination.close()
+        if store is not None:
+            store.close()
+
+
+def log_ledger(logger: logging.Logger, store: Any, pipeline: str) -> dict[str, int]:
+    """End a run's log with the ledger's state: counts per status and the latest failures."""
+    counts = store.counts(pipeline)
+    logger.info("pipeline %s ledger: %s", pipeline, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "empty")
+    failures = store.failures(pipeline, limit=10)
+    if failures:
+        logger.warning(
+            "pipeline %s: %d dead letters (replay them with the cht_bridge_replay DAG) and %d pending; latest:",
+            pipeline, counts.get("dead", 0), counts.get("failed", 0),
+        )  # fmt: skip
+        for row in failures:
+            logger.warning(
+                "  %s [%s] (HTTP %s): %s", row["doc_id"], row["status"], row["response_status"], row["last_error"]
+            )
+    return counts
