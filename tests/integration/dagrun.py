@@ -38,8 +38,9 @@ def write_pipeline(folder: Path, name: str, **overrides: Any) -> Path:
     return path
 
 
-def run_dag(monkeypatch, folder: Path, dag_id: str) -> tuple[str, dict | None]:
-    """Run ``dag_id`` from the pipelines in ``folder``; return the run state and XCom summary."""
+def run_dag(monkeypatch, folder: Path, dag_id: str, conf: dict | None = None) -> tuple[str, dict | None]:
+    """Run ``dag_id`` from the pipelines in ``folder`` (with Params ``conf``); return the run state and
+    the XCom summary of its task (``sync``, or ``replay`` for the replay DAG)."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -47,10 +48,11 @@ def run_dag(monkeypatch, folder: Path, dag_id: str) -> tuple[str, dict | None]:
     monkeypatch.setenv("CHT_BRIDGE_PIPELINES", str(folder))
     bag = DagBag(str(ROOT / "dags"))
     assert not bag.import_errors, bag.import_errors
-    run = bag.get_dag(dag_id).test()
+    dag = bag.get_dag(dag_id)
+    run = dag.test(run_conf=conf)
     with create_session() as session:
         rows = session.scalars(
-            XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, task_ids="sync", key="return_value")
+            XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, task_ids=dag.task_ids[0], key="return_value")
         ).all()
     return str(run.state), (rows[0].value if rows else None)
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 
+from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import AuthError, SourceError
 from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.hydration import Hydrator
@@ -197,14 +198,43 @@ def test_no_credentials_on_a_members_only_db_is_an_auth_error(cht):
         CouchClient(cht.url, cht.db, None, conn_id="anon", timeout=TIMEOUT).info()
 
 
-def test_unreachable_server_is_a_source_error_without_status(cht):
+def test_unreachable_server_is_a_source_error_without_status_after_a_few_tries(cht, caplog):
     port = free_closed_port()
-    client = CouchClient(f"http://127.0.0.1:{port}", "medic", ("u", "s3cr3t-xyz"), conn_id="cht_down", timeout=TIMEOUT)
+    quick = RetryPolicy(retries=2, backoff_s=0.01, max_backoff_s=0.02)
+    client = CouchClient(
+        f"http://127.0.0.1:{port}", "medic", ("u", "s3cr3t-xyz"), conn_id="cht_down", timeout=TIMEOUT, retry=quick
+    )
     with pytest.raises(SourceError) as err:
         read_all(client, limit=10)
     assert not isinstance(err.value, AuthError)
     assert err.value.status is None
     assert "cht_down" in str(err.value) and "s3cr3t-xyz" not in str(err.value)
+    tries = [r for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(tries) == 2 and all("ConnectionError on GET" in r.getMessage() for r in tries)
+
+
+def test_a_read_is_repeated_through_a_5xx_and_a_404_is_not(cht, monkeypatch):
+    quick = RetryPolicy(retries=3, backoff_s=0.01, max_backoff_s=0.02)
+    client = CouchClient(cht.url, cht.db, cht.user, conn_id="cht_test", timeout=TIMEOUT, retry=quick)
+    real = requests.Session.request
+    answers = iter([503, 502])
+    calls = []
+
+    def flaky(self, method, url, **kwargs):
+        calls.append(url)
+        status = next(answers, None)
+        if status is None:
+            return real(self, method, url, **kwargs)
+        response = requests.Response()
+        response.status_code, response._content = status, b'{"error": "restarting"}'
+        return response
+
+    monkeypatch.setattr(requests.Session, "request", flaky)
+    assert client.info()["db_name"] == cht.db and len(calls) == 3
+    calls.clear()
+    with pytest.raises(SourceError):
+        CouchClient(cht.url, "no_such_db", cht.user, conn_id="cht_test", retry=quick).info()
+    assert len(calls) == 1
 
 
 def test_missing_database_is_a_source_error_with_status_404(cht):

@@ -8,19 +8,28 @@ as JSON, and the ``seq`` kept as the opaque JSON value the server gave.
 from __future__ import annotations
 
 import json
+import logging
+import random
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
+from cht_bridge.destinations.retry import RetryPolicy, backoff, classify
 from cht_bridge.errors import AuthError, SourceError
+
+log = logging.getLogger(__name__)
 
 #: (connect, read) seconds. A ``_changes`` page of 5,000 docs takes a few seconds on a busy CHT.
 DEFAULT_TIMEOUT = (10.0, 300.0)
 #: Keys per GET view query: keeps the URL under common 8 KiB proxy limits.
 VIEW_KEYS_PER_REQUEST = 100
+#: Reads are repeated through a CHT or CouchDB restart (a few seconds), then the run fails and
+#: Airflow retries the task; every request here is a read, so repeating it is always safe.
+READ_RETRY = RetryPolicy(retries=4, backoff_s=1.0, max_backoff_s=8.0)
 
 
 class CouchClient:
@@ -35,6 +44,7 @@ class CouchClient:
         conn_id: str = "(no connection)",
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         verify: bool | str = True,
+        retry: RetryPolicy = READ_RETRY,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.db = db
@@ -42,6 +52,8 @@ class CouchClient:
         self._auth = auth
         self._timeout = timeout
         self._verify = verify
+        self._retry = retry
+        self._rng = random.Random()
         self._local = threading.local()
 
     @property
@@ -63,21 +75,30 @@ class CouchClient:
         return json.loads(self._request_text(method, url, **kwargs))
 
     def _request_text(self, method: str, url: str, **kwargs: Any) -> str:
-        try:
-            response = self._session().request(method, url, timeout=self._timeout, **kwargs)
-        except requests.RequestException as exc:
-            raise SourceError(
-                f"CHT connection '{self.conn_id}': {type(exc).__name__} on {method} {url.split('?')[0]}"
-            ) from exc
-        if response.status_code in (401, 403):
-            raise AuthError(self.conn_id, response.status_code, "CHT")
-        if not response.ok:
-            raise SourceError(
-                f"CHT connection '{self.conn_id}': HTTP {response.status_code} on {method} "
-                f"{url.split('?')[0]}: {response.text[:200]}",
-                status=response.status_code,
-            )
-        return response.content.decode("utf-8")
+        where = f"{method} {url.split('?')[0]}"
+        for attempt in range(self._retry.retries + 1):
+            try:
+                response = self._session().request(method, url, timeout=self._timeout, **kwargs)
+            except requests.RequestException as exc:
+                status, short = None, type(exc).__name__
+                problem = f"{short} on {where}"
+            else:
+                status, short = response.status_code, f"HTTP {response.status_code}"
+                problem = f"{short} on {where}: {response.text[:200]}"
+                kind = classify(status)
+                if kind == "auth":
+                    raise AuthError(self.conn_id, status, "CHT")
+                if kind == "delivered":
+                    return response.content.decode("utf-8")
+                if kind == "permanent":
+                    break
+            if attempt < self._retry.retries:
+                wait = backoff(attempt, self._retry, self._rng)
+                log.warning(
+                    "CHT connection '%s': %s; trying again in %.1f s", self.conn_id, f"{short} on {where}", wait
+                )
+                time.sleep(wait)
+        raise SourceError(f"CHT connection '{self.conn_id}': {problem}", status=status)
 
     def info(self) -> dict:
         """Fetch the database info; the cheapest call that proves the credentials work."""
