@@ -139,7 +139,8 @@ var __chtHydration = (function () {
     var rows = body.results || body.rows || [];
     var out = {
       read: rows.length, design: 0, info: 0, tombstones: 0, filtered: 0,
-      ids: [], revs: [], times: [], deleted: [], missing: [], last_seq: body.last_seq, cursor: null
+      ids: [], revs: [], times: [], deleted: [], missing: [], cursor: null,
+      last_seq: body.last_seq === undefined ? null : body.last_seq
     };
     var docs = [];
     rows.forEach(function (row) {

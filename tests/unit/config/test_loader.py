@@ -106,3 +106,68 @@ def test_yaml_syntax_errors_give_the_line(tmp_path):
 def test_a_file_that_is_not_a_mapping(tmp_path):
     with pytest.raises(ConfigError, match="must be a mapping of keys"):
         load_pipeline(write(tmp_path, "- just\n- a list\n"))
+
+
+# -- delivery and deletes ------------------------------------------------------------------------------
+
+
+def test_delivery_and_deletes_default_to_bounded_retries_and_cht_behaviour(tmp_path):
+    p = load_pipeline(write(tmp_path, GOOD))
+    assert (p.delivery.retries, p.delivery.breaker_after, p.delivery.dead_after) == (4, 10, 5)
+    assert p.deletes.action == "ignore"  # as CHT: a deleted document sends nothing
+
+
+def test_delivery_and_deletes_are_read(tmp_path):
+    text = GOOD + textwrap.dedent(
+        """
+        delivery: {retries: 2, backoff_seconds: 0.5, max_backoff_seconds: 30, breaker_after: 20, dead_after: 3}
+        deletes:
+          action: send
+          method: post
+          path: /api/pregnancies/{destination_id}/void
+          body: {id: "{doc_id}", voided: true}
+        """
+    )
+    p = load_pipeline(write(tmp_path, text))
+    assert (p.delivery.retries, p.delivery.backoff_seconds, p.delivery.max_backoff_seconds) == (2, 0.5, 30.0)
+    assert (p.delivery.breaker_after, p.delivery.dead_after) == (20, 3)
+    assert (p.deletes.action, p.deletes.method, p.deletes.path) == (
+        "send",
+        "POST",
+        "/api/pregnancies/{destination_id}/void",
+    )
+    assert p.deletes.body == {"id": "{doc_id}", "voided": True}
+
+
+@pytest.mark.parametrize(
+    "extra, key, words",
+    [
+        ("delivery: {retries: -1}", "delivery.retries", "whole number from 0 to 20"),
+        ("delivery: {backoff_seconds: 5, max_backoff_seconds: 1}", "delivery.max_backoff_seconds", "not be smaller"),
+        ("delivery: {dead_after: 0}", "delivery.dead_after", "from 1 to 1000"),
+        ("delivery: {tries: 3}", "delivery.tries", "unknown key"),
+        ("deletes: purge", "deletes.action", "must be one of ignore, send"),
+        ("deletes: {action: send, method: GET}", "deletes.method", "must be one of DELETE, POST, PUT, PATCH"),
+        ("deletes: {action: send, path: 'x/{doc_id}'}", "deletes.path", "starting with '/'"),
+        ("deletes: {action: send, path: '/x/{uuid}'}", "deletes.path", "only {doc_id} and {destination_id}"),
+        ("deletes: {action: send, body: 'void'}", "deletes.body", "JSON object or list"),
+        ("deletes: {action: ignore, path: /x}", "deletes", "only with action: send"),
+    ],
+)
+def test_bad_delivery_and_deletes_keys_are_named(tmp_path, extra, key, words):
+    path = write(tmp_path, GOOD + extra + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path)
+    assert f"{key}: " in str(err.value) and words in str(err.value) and str(path) in str(err.value)
+
+
+def test_find_pipeline_by_name(tmp_path):
+    from cht_bridge.config import find_pipeline
+
+    write(tmp_path, GOOD, "a.yaml")
+    write(tmp_path, "name: broken\n", "broken.yaml")
+    assert find_pipeline(tmp_path, "pregnancies_to_emr").destination.conn_id == "emr_api"
+    with pytest.raises(ConfigError, match="broken.yaml"):
+        find_pipeline(tmp_path, "broken")  # its own file's problems, not "not found"
+    with pytest.raises(ConfigError, match="no valid pipeline file named 'nope'"):
+        find_pipeline(tmp_path, "nope")
