@@ -17,6 +17,8 @@ Protocol:
   ``{"status": <reject_status>, "error": "rejected: ..."}`` in its slot. With ``reject_batch``
   (a strict receiver, like DHIS2 ``atomicMode=ALL``) one rejected item fails the whole request:
   ``reject_status`` ``{"error": "rejected: <first bad value>; items [i, j]"}``, nothing stored.
+* DELETE on any path (a delete or void of a record): stored as an item with ``"payload": null``,
+  deduplicated by ``Idempotency-Key``; 200 ``{"id": ..., "deleted": true}``.
 * 400 ``{"error": "invalid JSON"}``, 415 on a non-JSON content type, 404 on unknown GET paths.
 * ``GET /_stats`` → ``{"requests", "items", "duplicates", "rejected", "failed", "hung",
   "unauthorized", "by_path": {path: {"requests", "items", "duplicates"}}}`` (counts since start,
@@ -201,7 +203,9 @@ class _State:
                 if name in by_path:
                     by_path[name] += n
 
-    def accept(self, method: str, path: str, items: list[tuple[str | None, dict[str, Any]]]) -> list[tuple[str, int]]:
+    def accept(
+        self, method: str, path: str, items: list[tuple[str | None, dict[str, Any] | None]]
+    ) -> list[tuple[str, int]]:
         """Store the items not seen before; return (id, 201|200) per item, durably written."""
         results: list[tuple[str, int]] = []
         now = datetime.now(UTC).isoformat()
@@ -301,6 +305,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:  # noqa: N802 - stdlib naming
         self._write()
 
+    def do_DELETE(self) -> None:  # noqa: N802 - stdlib naming
+        self._write()
+
     def _write(self) -> None:
         state = self.state
         path = urlsplit(self.path).path
@@ -324,6 +331,12 @@ class _Handler(BaseHTTPRequestHandler):
             status = int(failure)
             headers = {"Retry-After": "1"} if status == 429 else {}
             self._send(status, {"error": HTTPStatus(status).phrase}, headers, "(injected)")
+            return
+        if self.command == "DELETE":
+            # A delete (or void) of a record: stored as an item with no payload, deduplicated by key.
+            key = self.headers.get("Idempotency-Key") or None
+            ((item, status),) = state.accept("DELETE", path, [(key, None)])
+            self._send(200, {"id": item, "deleted": True}, note="duplicate" if status == 200 else "deleted")
             return
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/json" and not ctype.endswith("+json"):

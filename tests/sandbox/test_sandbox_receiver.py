@@ -314,3 +314,15 @@ def test_cli_process(tmp_path):
         proc.terminate()
         assert proc.wait(timeout=10) == 0
     assert (tmp_path / "out" / "received.jsonl").read_text().count("\n") == 1
+
+
+def test_a_delete_is_stored_without_a_payload_and_deduplicated_by_key(tmp_path):
+    with Receiver(tmp_path / "rx") as rx:
+        url = f"{rx.url}/fhir/Patient/p-1"
+        first = requests.delete(url, headers={"Idempotency-Key": "del-1"}, timeout=5)
+        again = requests.delete(url, headers={"Idempotency-Key": "del-1"}, timeout=5)
+        assert first.status_code == again.status_code == 200
+        assert first.json() == again.json() == {"id": first.json()["id"], "deleted": True}
+        items = [json.loads(line) for line in rx.received_path.read_text().splitlines()]
+        assert [(i["method"], i["path"], i["payload"]) for i in items] == [("DELETE", "/fhir/Patient/p-1", None)]
+        assert rx.stats()["duplicates"] == 1
