@@ -62,3 +62,34 @@ def test_open_state_store_from_an_airflow_connection(postgres_url, monkeypatch):
         assert store.checkpoint(name) == 7
     finally:
         store.close()
+
+
+def test_dead_letters_pending_replay_selection_and_lag_on_postgres(store):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import text
+
+    name = f"p_{uuid.uuid4().hex[:8]}"
+    reported = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+    counts = store.record(
+        name,
+        [
+            Outcome("ok", "1-a", True, "h" * 64, 201, reported_at=reported),
+            Outcome("busy", "1-b", False, "i" * 64, 503, error="HTTP 503"),
+            Outcome("bad", "1-c", False, "j" * 64, 400, error="HTTP 400: no", retryable=False),
+        ],
+    )
+    assert counts == {"delivered": 1, "failed": 1, "dead": 1}
+    assert store.checkpoint(name) is None  # outcomes without a checkpoint keep it
+    assert [p["doc_id"] for p in store.pending(name)] == ["busy"]
+    assert store.record(name, [Outcome("busy", "1-b", False, "i" * 64, 503, error="HTTP 503")], dead_after=2) == {
+        "dead": 1
+    }
+    now = datetime.now(UTC)
+    assert [r["doc_id"] for r in store.select(name, since=now - timedelta(minutes=5))] == ["bad", "busy"]
+    store.rearm(name, ["busy"])
+    assert store.ledger(name, "busy")["failures"] == 0
+    assert store.newest_delivered(name) == reported
+    with store.engine.connect() as conn:
+        dead = conn.execute(text("SELECT doc_id FROM cht_bridge_dead_letters WHERE pipeline = :p"), {"p": name})
+        assert sorted(r.doc_id for r in dead) == ["bad", "busy"]

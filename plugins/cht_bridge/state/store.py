@@ -181,7 +181,9 @@ class StateStore:
     def pending(self, pipeline: str, *, after: str | None = None, limit: int = 1000) -> list[dict]:
         """Failed documents that the next run retries, in doc id order from ``after``."""
         c = deliveries.c
-        query = select(c.doc_id, c.operation, c.destination_id).where(c.pipeline == pipeline, c.status == FAILED)
+        query = select(c.doc_id, c.doc_rev, c.operation, c.destination_id).where(
+            c.pipeline == pipeline, c.status == FAILED
+        )
         if after is not None:
             query = query.where(c.doc_id > after)
         with self.engine.connect() as conn:
@@ -198,7 +200,7 @@ class StateStore:
     ) -> list[dict]:
         """Documents to replay: by status, and optionally by id and last-attempt time ``[since, until)``."""
         c = deliveries.c
-        query = select(c.doc_id, c.status, c.operation, c.destination_id).where(
+        query = select(c.doc_id, c.doc_rev, c.status, c.operation, c.destination_id).where(
             c.pipeline == pipeline, c.status.in_(list(statuses))
         )
         if doc_ids is not None:

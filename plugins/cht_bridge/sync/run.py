@@ -39,6 +39,7 @@ log = logging.getLogger("cht_bridge.sync")
 
 MODES = ("missing", "failed", "all")
 GONE = "the document was deleted from CHT before it could be delivered"
+NOT_RELEVANT = "its current revision is no longer relevant to the pipeline (relevant_to is false)"
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class _Run:
             page = Page(0, 0, 0, 0, [], [], None, [])
             batch = _Batch(phase, page, KEEP)
             for r in deletes:
-                self._add_delete(batch, r["doc_id"], None, r["destination_id"])
+                self._add_delete(batch, r["doc_id"], r["doc_rev"], r["destination_id"])
             self._deliver(batch)
         ids = [r["doc_id"] for r in rows if r["operation"] != DELETE]
         self.process(iter_documents(self.client, ids, self.pipeline.batch_size, self.hydrator.load_page), phase)
@@ -261,8 +262,14 @@ class _Run:
             else:
                 batch.skipped += 1
         if phase in ("retry", "replay"):
+            # Every row asked for gets an answer, or it would be retried for ever.
             gone = [d[0] for d in page.deleted] + page.missing
             batch.outcomes += [Outcome(doc_id, None, False, error=GONE, retryable=False) for doc_id in gone]
+            batch.outcomes += [
+                Outcome(m.doc_id, info[m.doc_id][0], False, error=NOT_RELEVANT, retryable=False)
+                for m in mapped
+                if not (m.relevant or m.error)
+            ]
         elif self.pipeline.deletes.action == "send":
             for doc_id, rev in page.deleted:
                 state = states.get(doc_id)
