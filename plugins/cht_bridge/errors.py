@@ -33,6 +33,10 @@ class ConfigError(ChtBridgeError):
         super().__init__(f"{source}: invalid pipeline configuration:\n  - {lines}")
 
 
+class ParamError(ChtBridgeError, ValueError):
+    """A run's Params contradict each other or cannot be read (a backfill window, a replay selection)."""
+
+
 class ScriptError(ChtBridgeError):
     """A ``relevant_to`` or ``expr`` JavaScript snippet does not compile."""
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from airflow.sdk import Param
 
+from cht_bridge.errors import ParamError
+
 DRY_RUN_SAMPLES = 20
 
 
@@ -78,7 +80,7 @@ def parse_time(value: Any, name: str) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"Param '{name}': '{value}' is not an ISO date such as 2026-03-01") from None
+            raise ParamError(f"Param '{name}': '{value}' is not an ISO date such as 2026-03-01") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -89,7 +91,7 @@ def string_list(value: Any, name: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v for v in (part.strip() for part in value.split(",")) if v]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"Param '{name}': must be a list of strings")
+        raise ParamError(f"Param '{name}': must be a list of strings")
     return tuple(value)
 
 
@@ -102,11 +104,11 @@ def backfill_window(params: Mapping[str, Any], run_type: Any, interval: tuple[An
 
     start, end = parse_time(params.get("start"), "start"), parse_time(params.get("end"), "end")
     if (start is None) != (end is None):
-        raise ValueError("Params 'start' and 'end' go together: set both for a backfill, or neither")
+        raise ParamError("Params 'start' and 'end' go together: set both for a backfill, or neither")
     if start is None and str(getattr(run_type, "value", run_type)) == "backfill":
         start, end = parse_time(interval[0], "data_interval_start"), parse_time(interval[1], "data_interval_end")
         if start is None or end is None or start >= end:
-            raise ValueError(
+            raise ParamError(
                 "this backfill run has no data interval to select reports by; the pipeline's schedule must "
                 "be a cron expression (a backfill run covers one schedule interval)"
             )

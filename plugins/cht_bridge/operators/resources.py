@@ -28,11 +28,11 @@ class Resources:
 @contextmanager
 def failing_plainly() -> Iterator[None]:
     """Translate CHT Bridge errors into the Airflow exception that does the right thing next."""
-    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ScriptError
+    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ParamError, ScriptError
 
     try:
         yield
-    except (AuthError, ConfigError, ScriptError, ValueError) as exc:
+    except (AuthError, ConfigError, ParamError, ScriptError) as exc:
         raise AirflowFailException(str(exc)) from None  # retrying cannot help; a person must act
     except CircuitOpenError as exc:
         raise AirflowException(str(exc)) from None  # Airflow's retries are the "next run"

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cht_bridge.destinations.base import Delivery, Destination, Result
-from cht_bridge.errors import CircuitOpenError
+from cht_bridge.errors import CircuitOpenError, ParamError
 from cht_bridge.mapping import Mapped, Mapper, idempotency_key
 from cht_bridge.source import CouchClient, Hydrator, Page, iter_changes, iter_documents, iter_reports_by_date
 from cht_bridge.state import DEAD, DELETE, DELETED, FAILED, KEEP, LedgerState, Outcome, StateStore
@@ -59,9 +59,9 @@ class Window:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not '{self.mode}'")
+            raise ParamError(f"mode must be one of {', '.join(MODES)}, not '{self.mode}'")
         if self.end <= self.start:
-            raise ValueError(f"the window is empty: end {self.end.isoformat()} is not after start")
+            raise ParamError(f"the window is empty: end {self.end.isoformat()} is not after start")
 
     def filter_json(self) -> str | None:
         wanted = {"forms": list(self.forms) or None, "places": list(self.places) or None}
