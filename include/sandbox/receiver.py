@@ -411,6 +411,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"results": results}, note=f"items={len(payloads)} new={new}")
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that vanished (a killed worker's keep-alive socket) is normal here, not an error."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            log.info("client %s went away", client_address[0])
+            return
+        super().handle_error(request, client_address)
+
+
 class Receiver:
     """The receiver in a background thread (tests) — also usable as a context manager."""
 
@@ -468,7 +477,7 @@ class Receiver:
 
     def start(self) -> Self:
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server = _Server((self.host, self.port), handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
