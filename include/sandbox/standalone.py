@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from include.sandbox import stack as sandbox
@@ -23,12 +24,34 @@ def main() -> int:
     env = {**os.environ, **stack.environment()}
     # `airflow standalone` starts its components as `airflow ...` commands found on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # Its own process group, stopped as a whole: `airflow standalone` does not always exit on Ctrl-C
+    # once its components have stopped, and would otherwise keep the terminal.
+    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True)
     try:
-        return subprocess.call([sys.executable, "-m", "airflow", "standalone"], env=env)
+        return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
+        _stop_group(proc)
         stack.stop()
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    """SIGINT the whole group (as Ctrl-C would); SIGKILL whatever is still there after ``grace_s``."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, or its zombie keeps the group alive
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 if __name__ == "__main__":

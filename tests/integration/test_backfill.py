@@ -5,6 +5,7 @@ nothing and writes its would-be payloads to a file."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -78,6 +79,8 @@ def test_a_month_in_missing_mode_sends_only_that_months_undelivered_reports(sync
     assert summary["skipped"] == len(march) - len(cleared_in_march)  # delivered before: not missing
     assert summary["relevant"] == len(march)
     assert store.checkpoint(name) == checkpoint  # a backfill never moves the changes checkpoint
+    newest_s = max(d["reported_date"] for d in reports.values()) / 1000
+    assert abs(summary["lag_seconds"] - (time.time() - newest_s)) < 120  # the destination's freshness, not March's
     assert all(store.ledger(name, i)["status"] == "delivered" for i in cleared_in_march)
     assert all(store.ledger(name, i) is None for i in cleared_elsewhere)  # outside the window: untouched
 

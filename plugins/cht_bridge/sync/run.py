@@ -111,12 +111,9 @@ class RunSummary:
     last_seq: Any = None
     lag_seconds: float | None = None
     seconds: float = 0.0
-    newest_ms: int | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("newest_ms")
-        return out
+        return asdict(self)
 
 
 @dataclass
@@ -365,10 +362,6 @@ class _Run:
         s.dead_lettered += counts.get(DEAD, 0)
         if batch.checkpoint is not KEEP and not dry:
             s.last_seq = batch.checkpoint
-        for o in outcomes:
-            if o.delivered and o.reported_at is not None:
-                ms = _ms(o.reported_at)
-                s.newest_ms = ms if s.newest_ms is None else max(s.newest_ms, ms)
         failed = [o for o in outcomes if not o.delivered]
         self.log.info(
             "pipeline %s %s batch %d: read=%d relevant=%d mapped=%d %s=%d unchanged=%d skipped=%d failed=%d seq=%s",
@@ -478,12 +471,10 @@ def _execute(
             mapper.close()
         summary.request_retries = getattr(destination, "retries", 0)
         summary.seconds = round(time.monotonic() - started, 3)
-        newest = summary.newest_ms
-        if newest is None and dry_run is None:
-            newest_dt = store.newest_delivered(pipeline.name)
-            newest = None if newest_dt is None else _ms(newest_dt)
+        # How fresh the destination is, whatever this run sent (a backfill sends old reports).
+        newest = store.newest_delivered(pipeline.name) if dry_run is None else None
         if newest is not None:
-            summary.lag_seconds = round(time.time() - newest / 1000, 1)
+            summary.lag_seconds = round(time.time() - newest.timestamp(), 1)
         _log_summary(logger, summary, outcome, run.hydrator.requests)
     return summary
 
