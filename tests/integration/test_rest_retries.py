@@ -400,3 +400,25 @@ def test_a_delete_override_goes_alone_without_a_body(serve):
     assert delete.path == "/api/records/gone?cascade=true" and delete.body == b""
     assert delete.headers["idempotency-key"] == "key-gone"
     assert "content-type" not in delete.headers and "idempotency-keys" not in delete.headers
+
+
+@pytest.mark.parametrize(
+    "reply", [Reply(404, {"error": "no route"}), Reply(405), Reply(301, headers={"Location": "/v2"})]
+)
+def test_a_wrong_endpoint_opens_the_breaker_instead_of_refusing_every_document(serve, reply):
+    """404/405/415 or a redirect for every request blames the URL, not the documents: after
+    ``breaker_after`` of them the run stops, rather than dead-lettering the whole feed."""
+    server, dest, waits = serve(sequence(reply), retry=RetryPolicy(retries=0, breaker_after=3))
+    with pytest.raises(CircuitOpenError) as err:
+        dest.send(deliveries(10))
+    assert len(server.seen) == 3 and len(err.value.results) == 2  # refused before the breaker opened
+    assert all(not r.ok and not r.retryable for r in err.value.results)
+
+
+def test_a_record_refused_404_among_accepted_ones_keeps_the_breaker_closed(serve):
+    def script(seen: Seen, n: int) -> Reply:
+        return Reply(404, {"error": "unknown patient"}) if seen.items[0].get("gone") else Reply(201)
+
+    server, dest, waits = serve(script, retry=RetryPolicy(retries=0, breaker_after=2))
+    results = dest.send(deliveries(6, gone={0, 2, 4}))
+    assert [r.ok for r in results] == [False, True, False, True, False, True]

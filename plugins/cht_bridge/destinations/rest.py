@@ -153,9 +153,10 @@ class RestDestination:
             return [None] * len(items)
         results: list[Result | None] = list(answer.results)
         failed = [i for i, r in enumerate(answer.results) if r.retryable]
-        if len(failed) < len(items):
+        if len(failed) < len(items) and not _endpoint_refused(answer.results):
             self._breaker.success()  # the destination took or refused something: it is up
         elif self._breaker.failure(answer.results[0].error):
+            # Down, or (404/405/415/redirect for everything) a wrong URL: stop, do not dead-letter the feed.
             return [None] * len(items)
         if answer.split:
             half = len(items) // 2
@@ -327,3 +328,11 @@ def _reason(response: requests.Response) -> str:
                 text = answer[key]
                 break
     return f"HTTP {response.status_code}: {text[:REASON_CHARS]}" if text else f"HTTP {response.status_code}"
+
+
+def _endpoint_refused(results: list[Result]) -> bool:
+    """Every item refused with a status that blames the endpoint (path, method, content type, URL)."""
+    return all(
+        not r.ok and r.status is not None and (r.status in WHOLE_REQUEST_STATUSES or 300 <= r.status < 400)
+        for r in results
+    )

@@ -131,11 +131,13 @@ var __chtHydration = (function () {
 
   // Load a page of documents: a `_changes` answer (`results`), or a view or `_all_docs` answer
   // with include_docs (`rows`). Design docs, `-info` docs, deleted and missing documents are
-  // counted and not processed; `filter` ({forms, places}, for backfills) keeps only reports of
-  // those forms submitted under those places. The answer says what to process and where to resume.
+  // counted and not processed; `filter` ({forms, places, after}, for backfills) keeps only reports
+  // of those forms submitted under those places, and drops the row `after` ([key, id]) where a view
+  // page resumes. The answer says what to process and where to resume.
   function loadPage(text, filterText) {
     var body = JSON.parse(text);
     var filter = filterText ? JSON.parse(filterText) : null;
+    var wanted = filter && (filter.forms || filter.places) ? filter : null;
     var rows = body.results || body.rows || [];
     var out = {
       read: rows.length, design: 0, info: 0, tombstones: 0, filtered: 0,
@@ -143,10 +145,14 @@ var __chtHydration = (function () {
       last_seq: body.last_seq === undefined ? null : body.last_seq
     };
     var docs = [];
+    var after = filter && filter.after ? JSON.stringify(filter.after) : null;
+    out.rows = rows.length;
     rows.forEach(function (row) {
       var id = row.id || '';
       var value = row.value && typeof row.value === 'object' ? row.value : {};
-      if (row.error) {
+      if (after !== null && JSON.stringify([row.key, row.id]) === after) {
+        out.read--; // the previous page's last row, where this page starts: already processed
+      } else if (row.error) {
         out.missing.push(String(row.key));
       } else if (id.indexOf('_design/') === 0) {
         out.design++;
@@ -156,8 +162,8 @@ var __chtHydration = (function () {
         out.tombstones++;
         var rev = (row.changes && row.changes[0] && row.changes[0].rev) || value.rev || (row.doc && row.doc._rev);
         out.deleted.push([id, rev || null]);
-      } else if (filter && ((filter.forms && filter.forms.indexOf(row.doc.form) < 0) ||
-                            (filter.places && !inPlaces(row.doc, filter.places)))) {
+      } else if (wanted && ((wanted.forms && wanted.forms.indexOf(row.doc.form) < 0) ||
+                            (wanted.places && !inPlaces(row.doc, wanted.places)))) {
         out.filtered++;
       } else {
         docs.push(row.doc);

@@ -45,9 +45,12 @@ class Page:
     missing: list[str] = field(default_factory=list)
     filtered: int = 0
     cursor: list[Any] | None = None
+    rows: int = 0  # rows in the server's answer, to tell a full page from the last one
 
 
-def _prefetched(fetch: Callable[[Any], str], first: Any, load: Load, after: Callable[[Page], Any]) -> Iterator[Page]:
+def _prefetched(
+    fetch: Callable[[Any], Any], first: Any, load: Callable[[Any], Page], after: Callable[[Page], Any]
+) -> Iterator[Page]:
     """Yield loaded pages; as soon as one is loaded, request the next (``after`` is None at the end)."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages") as pool:
         future = pool.submit(fetch, first)
@@ -68,22 +71,25 @@ def iter_changes(client: CouchClient, since: Any, limit: int, load: Load) -> Ite
     )
 
 
-def iter_reports_by_date(client: CouchClient, start_ms: int, end_ms: int, limit: int, load: Load) -> Iterator[Page]:
+def iter_reports_by_date(
+    client: CouchClient, start_ms: int, end_ms: int, limit: int, load: Callable[[str, Any], Page]
+) -> Iterator[Page]:
     """Reports with ``start_ms <= reported_date < end_ms``, in date order.
 
-    Pages continue from the last row's key and doc id (``skip`` would make CouchDB walk the
-    index from the start on every page).
+    A page starts at the previous page's last row (its key and doc id), which ``load`` is given
+    to drop: ``skip=1`` would skip a different row if that one was deleted or edited meanwhile,
+    and ``skip`` alone would make CouchDB walk the index from the start on every page.
     """
     base = {"endkey": json.dumps([end_ms]), "inclusive_end": "false", "include_docs": "true", "limit": limit}
 
-    def fetch(cursor: list[Any] | None) -> str:
+    def fetch(cursor: list[Any] | None) -> tuple[str, list[Any] | None]:
         if cursor is None:
             params = {**base, "startkey": json.dumps([start_ms])}
         else:
-            params = {**base, "startkey": json.dumps(cursor[0]), "startkey_docid": cursor[1], "skip": 1}
-        return client.view_text("medic-client", "reports_by_date", params)
+            params = {**base, "startkey": json.dumps(cursor[0]), "startkey_docid": cursor[1]}
+        return client.view_text("medic-client", "reports_by_date", params), cursor
 
-    return _prefetched(fetch, None, load, lambda p: p.cursor if p.read >= limit else None)
+    return _prefetched(fetch, None, lambda answer: load(*answer), lambda p: p.cursor if p.rows >= limit else None)
 
 
 def iter_documents(client: CouchClient, ids: list[str], limit: int, load: Load) -> Iterator[Page]:

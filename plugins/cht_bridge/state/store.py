@@ -70,6 +70,7 @@ deliveries = Table(
     Column("failures", Integer, nullable=False, default=0, server_default="0"),  # failed runs since the last success
     Column("operation", String(10), nullable=False, default="upsert", server_default="upsert"),  # upsert | delete
     Column("reported_at", DateTime(timezone=True)),  # the document's reported_date: for the run's lag
+    Column("idempotency_key", String(64)),  # of the last attempt: a retry of that payload repeats it
     Index("ix_cht_bridge_delivery_status", "pipeline", "status"),
 )
 
@@ -104,6 +105,7 @@ class Outcome:
     retryable: bool = True
     operation: str = UPSERT
     reported_at: datetime | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ class StateStore:
     def pending(self, pipeline: str, *, after: str | None = None, limit: int = 1000) -> list[dict]:
         """Failed documents that the next run retries, in doc id order from ``after``."""
         c = deliveries.c
-        query = select(c.doc_id, c.doc_rev, c.operation, c.destination_id).where(
+        query = select(c.doc_id, c.doc_rev, c.operation, c.destination_id, c.payload_hash, c.idempotency_key).where(
             c.pipeline == pipeline, c.status == FAILED
         )
         if after is not None:
@@ -200,9 +202,9 @@ class StateStore:
     ) -> list[dict]:
         """Documents to replay: by status, and optionally by id and last-attempt time ``[since, until)``."""
         c = deliveries.c
-        query = select(c.doc_id, c.doc_rev, c.status, c.operation, c.destination_id).where(
-            c.pipeline == pipeline, c.status.in_(list(statuses))
-        )
+        query = select(
+            c.doc_id, c.doc_rev, c.status, c.operation, c.destination_id, c.payload_hash, c.idempotency_key
+        ).where(c.pipeline == pipeline, c.status.in_(list(statuses)))
         if doc_ids is not None:
             query = query.where(c.doc_id.in_(list(doc_ids)))
         with self.engine.connect() as conn:
@@ -277,7 +279,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _migrate(engine: Engine) -> None:
-    """Bring a ledger created by an older version up to date, and (re)create the dead-letter view."""
+    """Bring a ledger created by an older version up to date, and create the dead-letter view."""
     existing = {col["name"] for col in inspect(engine).get_columns(deliveries.name)}
     with engine.begin() as conn:
         for column in deliveries.columns:
@@ -288,8 +290,12 @@ def _migrate(engine: Engine) -> None:
                 conn.execute(text(ddl))
         for index in deliveries.indexes:
             index.create(conn, checkfirst=True)
+    # Only when missing: replacing it on every open would make concurrent tasks fight for its lock
+    # (and the IF NOT EXISTS / OR REPLACE lets two first tasks both succeed).
+    if "cht_bridge_dead_letters" not in inspect(engine).get_view_names():
         create = "CREATE OR REPLACE VIEW" if engine.dialect.name == "postgresql" else "CREATE VIEW IF NOT EXISTS"
-        conn.execute(text(f"{create} cht_bridge_dead_letters AS {_DEAD_LETTER_VIEW}"))
+        with engine.begin() as conn:
+            conn.execute(text(f"{create} cht_bridge_dead_letters AS {_DEAD_LETTER_VIEW}"))
 
 
 def _stamp(conn: Any, when: datetime) -> Any:
@@ -311,7 +317,7 @@ def _insert_for(conn: Any, table: Table) -> Any:
 _DELIVERY_COLUMNS = (
     "pipeline", "doc_id", "doc_rev", "status", "payload_hash", "delivered_hash", "attempts", "response_status",
     "destination_id", "last_error", "first_attempt_at", "last_attempt_at", "delivered_at", "failures", "operation",
-    "reported_at",
+    "reported_at", "idempotency_key",
 )  # fmt: skip
 # Plain SQL that SQLite (3.24+) and PostgreSQL both accept. It goes straight to the driver: a
 # batch of a thousand rows costs half of what SQLAlchemy's per-row parameter handling adds.
@@ -325,6 +331,7 @@ _UPSERT_DELIVERIES = (
     "ELSE COALESCE(excluded.delivered_hash, cht_bridge_delivery.delivered_hash) END, "
     "failures = excluded.failures, operation = excluded.operation, "
     "reported_at = COALESCE(excluded.reported_at, cht_bridge_delivery.reported_at), "
+    "idempotency_key = excluded.idempotency_key, "
     "attempts = cht_bridge_delivery.attempts + 1, response_status = excluded.response_status, "
     "destination_id = COALESCE(excluded.destination_id, cht_bridge_delivery.destination_id), "
     "last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at, "
@@ -374,6 +381,7 @@ def _upsert_deliveries(
                 "failures": failures,
                 "operation": o.operation,
                 "reported_at": None if o.reported_at is None else _stamp(conn, o.reported_at),
+                "idempotency_key": o.key,
             }
         )
     conn.exec_driver_sql(_upsert_sql(conn.dialect.name), rows)

@@ -24,15 +24,16 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from cht_bridge.destinations.base import Delivery, Destination, Result
-from cht_bridge.errors import CircuitOpenError, ParamError
+from cht_bridge.errors import AuthError, CircuitOpenError, ParamError
 from cht_bridge.mapping import Mapped, Mapper, idempotency_key
 from cht_bridge.source import CouchClient, Hydrator, Page, iter_changes, iter_documents, iter_reports_by_date
-from cht_bridge.state import DEAD, DELETE, DELETED, FAILED, KEEP, LedgerState, Outcome, StateStore
+from cht_bridge.state import DEAD, DELETE, DELETED, FAILED, KEEP, UPSERT, LedgerState, Outcome, StateStore
 from cht_bridge.sync.dry_run import DryRun
 
 log = logging.getLogger("cht_bridge.sync")
@@ -63,9 +64,11 @@ class Window:
         if self.end <= self.start:
             raise ParamError(f"the window is empty: end {self.end.isoformat()} is not after start")
 
-    def filter_json(self) -> str | None:
-        wanted = {"forms": list(self.forms) or None, "places": list(self.places) or None}
-        return json.dumps({k: v for k, v in wanted.items() if v}) if self.forms or self.places else None
+    def filter_json(self, after: list[Any] | None = None) -> str | None:
+        """The page filter for the sandbox: forms, places, and the row a view page resumes after."""
+        wanted = {"forms": list(self.forms), "places": list(self.places), "after": after}
+        wanted = {k: v for k, v in wanted.items() if v}
+        return json.dumps(wanted) if wanted else None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -128,7 +131,7 @@ class _Batch:
     unchanged: int = 0
     skipped: int = 0
     deliveries: list[Delivery] = field(default_factory=list)
-    meta: dict[str, tuple] = field(default_factory=dict)  # doc id -> (rev, payload hash, reported_at, operation)
+    meta: dict[str, tuple] = field(default_factory=dict)  # doc id -> (rev, hash, reported_at, operation, key)
     outcomes: list[Outcome] = field(default_factory=list)  # decided without sending: mapping errors, gone docs
 
 
@@ -160,6 +163,7 @@ class _Run:
         self.key_salt = key_salt  # set when documents are re-sent on purpose (backfill mode "all")
         self.log = logger
         self.tried: dict[str, str | None] = {}  # failed in this run: doc id -> payload hash
+        self.last_keys: dict[str, tuple[str, str]] = {}  # rows resent: doc id -> (payload hash, key last used)
 
     # -- phases ------------------------------------------------------------------------------
 
@@ -188,6 +192,7 @@ class _Run:
                 self._add_delete(batch, r["doc_id"], r["doc_rev"], r["destination_id"])
             self._deliver(batch)
         ids = [r["doc_id"] for r in rows if r["operation"] != DELETE]
+        self.last_keys = {r["doc_id"]: (r["payload_hash"], r["idempotency_key"]) for r in rows if r["idempotency_key"]}
         self.process(iter_documents(self.client, ids, self.pipeline.batch_size, self.hydrator.load_page), phase)
 
     def changes(self, since: Any) -> None:
@@ -199,7 +204,7 @@ class _Run:
 
     def backfill(self, window: Window) -> None:
         self.log.info("pipeline %s: backfill of reports %s", self.name, json.dumps(window.describe()))
-        load_filtered = lambda text: self.hydrator.load_page(text, window.filter_json())  # noqa: E731
+        load_filtered = lambda text, after: self.hydrator.load_page(text, window.filter_json(after))  # noqa: E731
         pages = iter_reports_by_date(
             self.client, _ms(window.start), _ms(window.end), self.pipeline.batch_size, load_filtered
         )
@@ -223,6 +228,15 @@ class _Run:
                 in_flight = sender.submit(self._deliver, batch)
             if in_flight is not None:
                 in_flight.result()
+        except BaseException as exc:
+            # If CHT failed here while the destination refused the credentials or broke the
+            # circuit in the sender, the destination's error decides what Airflow does next
+            # (no retry after a refused login), so it must not be lost behind this one.
+            sender.shutdown(wait=True)
+            sent_error = in_flight.exception() if in_flight is not None and not in_flight.cancelled() else None
+            if isinstance(sent_error, (AuthError, CircuitOpenError)) and sent_error is not exc:
+                raise sent_error from exc
+            raise
         finally:
             sender.shutdown(wait=True)
 
@@ -247,13 +261,9 @@ class _Run:
                 continue
             decision = self._decide(phase, states.get(m.doc_id), m)
             if decision == "send":
-                salt = f":{self.key_salt}" if self.key_salt and phase == "backfill:all" else ""
-                key = idempotency_key(self.name, m.doc_id, m.payload_hash + salt)
+                key = self._key(phase, m)
                 batch.deliveries.append(Delivery(m.doc_id, m.body, key))
-                batch.meta[m.doc_id] = (rev, m.payload_hash, _time(t), "upsert")
-            elif decision == "resolved":  # a retried document whose current payload already arrived
-                batch.unchanged += 1
-                batch.outcomes.append(Outcome(m.doc_id, rev, True, m.payload_hash, reported_at=_time(t)))
+                batch.meta[m.doc_id] = (rev, m.payload_hash, _time(t), UPSERT, key)
             elif decision == "unchanged":
                 batch.unchanged += 1
             else:
@@ -277,16 +287,26 @@ class _Run:
                     self._add_delete(batch, doc_id, rev, state.destination_id)
         return batch
 
+    def _key(self, phase: str, m: Mapped) -> str:
+        """The idempotency key: the one last used for this very payload when it is tried again."""
+        last = self.last_keys.get(m.doc_id) if phase in ("retry", "replay") else None
+        if last is not None and last[0] == m.payload_hash:
+            return last[1]  # e.g. a backfill's deliberate re-send keeps its own key through retries
+        salt = f":{self.key_salt}" if self.key_salt and phase == "backfill:all" else ""
+        return idempotency_key(self.name, m.doc_id, m.payload_hash + salt)
+
     def _decide(self, phase: str, state: LedgerState | None, m: Mapped) -> str:
         delivered = state.delivered_hash if state is not None else None
         if phase == "changes":
+            if state is not None and state.operation == DELETE and state.status != DELETED:
+                return "send"  # restored in CHT while its delete is pending: it must exist there
             if delivered == m.payload_hash:
                 return "unchanged"
             if self.tried.get(m.doc_id, "-") == m.payload_hash:
                 return "skip"  # failed earlier in this run with this payload: the next run retries it
             return "send"
         if phase in ("retry", "replay"):
-            return "resolved" if delivered == m.payload_hash else "send"
+            return "send"  # a person or an earlier failure asked for it; the key makes a repeat harmless
         if phase == "backfill:missing":
             return "skip" if delivered else "send"
         if phase == "backfill:failed":
@@ -297,11 +317,12 @@ class _Run:
         """The pipeline's delete request for a document deleted in CHT."""
         rules = self.pipeline.deletes
         fill = {"doc_id": doc_id, "destination_id": destination_id or doc_id}
-        path = _fill(rules.path or self.pipeline.destination.path.rstrip("/") + "/{doc_id}", fill)
+        in_path = {name: quote(value, safe="") for name, value in fill.items()}  # an id may hold '/' or '?'
+        path = _fill(rules.path or self.pipeline.destination.path.rstrip("/") + "/{doc_id}", in_path)
         body = None if rules.body is None else json.dumps(_fill(rules.body, fill))
         key = idempotency_key(self.name, doc_id, f"delete:{rev or ''}")
         batch.deliveries.append(Delivery(doc_id, body, key, method=rules.method, path=path))
-        batch.meta[doc_id] = (rev, None, None, DELETE)
+        batch.meta[doc_id] = (rev, None, None, DELETE, key)
 
     # -- send and record -------------------------------------------------------------------------
 
@@ -313,16 +334,20 @@ class _Run:
         try:
             results = self.destination.send(batch.deliveries)
         except CircuitOpenError as exc:
-            # Keep what finished; the checkpoint stays, so the rest of the page is read again.
+            # Keep what was delivered; the checkpoint stays, so the rest of the page is read again.
+            # Failures are not recorded: an outage must not use up a document's dead_after.
             batch.checkpoint = KEEP
-            self._record(batch, exc.results)
+            batch.outcomes = [o for o in batch.outcomes if o.delivered]
+            self._record(batch, [r for r in exc.results if r.ok])
             raise
         self._record(batch, results)
 
     def _record(self, batch: _Batch, results: list[Result]) -> None:
         outcomes = list(batch.outcomes)
         for r in results:
-            rev, digest, reported_at, operation = batch.meta[r.doc_id]
+            rev, digest, reported_at, operation, key = batch.meta[r.doc_id]
+            if operation == DELETE and not r.ok and r.status in (404, 410):
+                r = replace(r, ok=True)  # already gone there, e.g. a retry after a lost answer
             outcomes.append(
                 Outcome(
                     r.doc_id,
@@ -335,6 +360,7 @@ class _Run:
                     r.retryable,
                     operation,
                     reported_at,
+                    key,
                 )
             )
         counts = self.store.record(self.name, outcomes, batch.checkpoint, dead_after=self.pipeline.delivery.dead_after)
@@ -471,8 +497,9 @@ def _execute(
             mapper.close()
         summary.request_retries = getattr(destination, "retries", 0)
         summary.seconds = round(time.monotonic() - started, 3)
-        # How fresh the destination is, whatever this run sent (a backfill sends old reports).
-        newest = store.newest_delivered(pipeline.name) if dry_run is None else None
+        # How fresh the destination is, whatever this run sent (a backfill sends old reports). Not
+        # after a failure: the store may be what failed, and its error must not be hidden.
+        newest = store.newest_delivered(pipeline.name) if dry_run is None and outcome == "done" else None
         if newest is not None:
             summary.lag_seconds = round(time.time() - newest.timestamp(), 1)
         _log_summary(logger, summary, outcome, run.hydrator.requests)

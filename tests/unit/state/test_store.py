@@ -233,7 +233,10 @@ def test_pending_pages_by_doc_id(store):
     first = store.pending(PIPE, limit=4)
     rest = store.pending(PIPE, after=first[-1]["doc_id"], limit=4)
     assert [p["doc_id"] for p in first + rest] == [f"d{i:02}" for i in range(7)]
-    assert first[0] == {"doc_id": "d00", "doc_rev": "2-b", "operation": "upsert", "destination_id": None}
+    assert first[0] == {
+        "doc_id": "d00", "doc_rev": "2-b", "operation": "upsert", "destination_id": None, "payload_hash": "h2",
+        "idempotency_key": None,
+    }  # fmt: skip
 
 
 def test_select_by_status_id_and_time_then_rearm(store):
