@@ -58,7 +58,7 @@ def test_first_run_sends_every_relevant_doc_once_and_a_second_run_sends_nothing(
     assert set(summary) == {
         "pipeline", "kind", "dry_run", "read", "skipped_design", "skipped_info", "tombstones", "filtered",
         "relevant", "mapped", "sent", "unchanged", "skipped", "retried", "request_retries", "failed",
-        "dead_lettered", "deleted", "batches", "start_seq", "last_seq", "lag_seconds", "seconds",
+        "dead_lettered", "closed", "deleted", "batches", "start_seq", "last_seq", "lag_seconds", "seconds",
     }  # fmt: skip
     # Lag: now minus the reported date of the newest delivered document.
     newest_s = max(d["reported_date"] for d in expected.values()) / 1000

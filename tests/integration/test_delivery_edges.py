@@ -16,6 +16,7 @@ import requests
 from cht_bridge.errors import AuthError, SourceError
 from cht_bridge.source import CouchClient, Hydrator, iter_reports_by_date
 from cht_bridge.sync import run_pipeline
+from include.sandbox.receiver import Receiver
 from tests.conftest import received, receiver_connection
 from tests.integration.dagrun import run_dag, state_store, write_pipeline
 
@@ -226,3 +227,35 @@ def test_a_backfill_page_boundary_loses_no_report_when_the_boundary_report_is_de
         pass
     assert pages > 3
     assert sorted(seen) == sorted(expected)  # every report once: none skipped, none twice
+
+
+def test_a_pending_document_deleted_or_no_longer_relevant_is_closed_not_dead(cht, monkeypatch, airflow_db, tmp_path):
+    """Nothing is left to send for them, so they leave the retries without waiting for a person."""
+    cht.seed(200)
+    rx = Receiver(tmp_path / "rx", credentials={"username": "u", "password": "p"}, reject_field="flag",
+                  reject_status=503).start()  # fmt: skip
+    rx.credentials = {"username": "u", "password": "p"}
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
+        monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", receiver_connection(rx))
+        name = f"closed_{uuid.uuid4().hex[:8]}"
+        folder = tmp_path / "pipelines"
+        mapping = {"report_id": "doc._id", "flag": {"path": "doc.fields.flag", "optional": True}}
+        write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db}, mapping=mapping, delivery=FAST)
+        gone, moved = list(pregnancies(cht).values())[:2]
+        for doc in (gone, moved):
+            cht.put({**cht.get(doc["_id"]), "fields": {**doc["fields"], "flag": "busy"}})
+        state, summary = run_dag(monkeypatch, folder, name)
+        assert state == "success" and summary["failed"] == 2
+
+        cht.put({**cht.get(gone["_id"]), "_deleted": True})
+        cht.put({**cht.get(moved["_id"]), "form": "delivery"})  # no longer relevant to this pipeline
+        state, summary = run_dag(monkeypatch, folder, name)
+        assert state == "success" and summary["retried"] == 2 and summary["closed"] == 2
+        store = state_store()
+        assert store.ledger(name, gone["_id"])["last_error"].startswith("the document was deleted from CHT")
+        assert "no longer relevant" in store.ledger(name, moved["_id"])["last_error"]
+        assert {store.ledger(name, d["_id"])["status"] for d in (gone, moved)} == {"closed"}
+        assert store.pending(name) == [] and store.select(name) == []  # not retried, not a dead letter
+    finally:
+        rx.stop()

@@ -1,6 +1,7 @@
 """The state store: per-pipeline checkpoints and the delivery ledger."""
 
 from cht_bridge.state.store import (
+    CLOSED,
     DEAD,
     DELETE,
     DELETED,
@@ -14,6 +15,7 @@ from cht_bridge.state.store import (
 )
 
 __all__ = [
+    "CLOSED",
     "DEAD",
     "DELETE",
     "DELETED",

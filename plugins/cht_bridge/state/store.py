@@ -7,8 +7,9 @@ after a crash either both moved or neither did, and the batch is simply read aga
 A row's ``status`` is its life cycle: ``delivered``; ``failed`` (a retryable failure: the next
 runs try it again, before new changes); ``dead`` (a permanent rejection, a mapping error, or
 ``dead_after`` failed runs: it waits for a person, who replays it with the ``cht_bridge_replay``
-DAG); ``deleted`` (the document was deleted in CHT and the delete was sent). Dead letters can be
-read with plain SQL from the ``cht_bridge_dead_letters`` view.
+DAG); ``deleted`` (the document was deleted in CHT and the delete was sent); ``closed`` (a failed
+document that no longer needs sending: deleted in CHT, or no longer relevant, before a retry).
+Dead letters can be read with plain SQL from the ``cht_bridge_dead_letters`` view.
 
 SQLAlchemy Core keeps the same code on the default SQLite file and on PostgreSQL.
 """
@@ -56,7 +57,7 @@ deliveries = Table(
     Column("pipeline", String(200), primary_key=True),
     Column("doc_id", String(255), primary_key=True),
     Column("doc_rev", String(100)),
-    Column("status", String(20), nullable=False),  # delivered | failed | dead | deleted
+    Column("status", String(20), nullable=False),  # delivered | failed | dead | deleted | closed
     Column("payload_hash", String(64)),  # of the last attempt
     Column("delivered_hash", String(64)),  # of the last successful delivery: the dedup key
     Column("attempts", Integer, nullable=False, default=0),
@@ -78,6 +79,7 @@ DELIVERED = "delivered"
 FAILED = "failed"
 DEAD = "dead"
 DELETED = "deleted"
+CLOSED = "closed"
 UPSERT = "upsert"
 DELETE = "delete"
 
@@ -106,6 +108,7 @@ class Outcome:
     operation: str = UPSERT
     reported_at: datetime | None = None
     key: str | None = None
+    closed: bool = False  # nothing left to send: the failure needs no one (see CLOSED)
 
 
 @dataclass(frozen=True)
@@ -391,6 +394,8 @@ def _upsert_deliveries(
 def _status(outcome: Outcome, failures: int, dead_after: int) -> str:
     if outcome.delivered:
         return DELETED if outcome.operation == DELETE else DELIVERED
+    if outcome.closed:
+        return CLOSED
     return DEAD if not outcome.retryable or failures >= dead_after else FAILED
 
 

@@ -33,7 +33,7 @@ from cht_bridge.destinations.base import Delivery, Destination, Result
 from cht_bridge.errors import AuthError, CircuitOpenError, ParamError
 from cht_bridge.mapping import Mapped, Mapper, idempotency_key
 from cht_bridge.source import CouchClient, Hydrator, Page, iter_changes, iter_documents, iter_reports_by_date
-from cht_bridge.state import DEAD, DELETE, DELETED, FAILED, KEEP, UPSERT, LedgerState, Outcome, StateStore
+from cht_bridge.state import CLOSED, DEAD, DELETE, DELETED, FAILED, KEEP, UPSERT, LedgerState, Outcome, StateStore
 from cht_bridge.sync.dry_run import DryRun
 
 log = logging.getLogger("cht_bridge.sync")
@@ -87,7 +87,8 @@ class RunSummary:
     ``unchanged`` were not sent because the destination has that exact payload already;
     ``skipped`` were left out by a backfill's mode; ``retried`` are documents of earlier runs
     tried again, ``request_retries`` requests repeated inside this run; ``failed`` stay pending
-    for the next run and ``dead_lettered`` wait for a person. ``lag_seconds`` is now minus the
+    for the next run and ``dead_lettered`` wait for a person; ``closed`` were pending but need no
+    more sending (deleted in CHT, or no longer relevant). ``lag_seconds`` is now minus the
     ``reported_date`` of the newest delivered document (CouchDB keeps no change time).
     """
 
@@ -108,6 +109,7 @@ class RunSummary:
     request_retries: int = 0
     failed: int = 0
     dead_lettered: int = 0
+    closed: int = 0
     deleted: int = 0
     batches: int = 0
     start_seq: Any = None
@@ -271,9 +273,9 @@ class _Run:
         if phase in ("retry", "replay"):
             # Every row asked for gets an answer, or it would be retried for ever.
             gone = [d[0] for d in page.deleted] + page.missing
-            batch.outcomes += [Outcome(doc_id, None, False, error=GONE, retryable=False) for doc_id in gone]
+            batch.outcomes += [Outcome(doc_id, None, False, error=GONE, closed=True) for doc_id in gone]
             batch.outcomes += [
-                Outcome(m.doc_id, info[m.doc_id][0], False, error=NOT_RELEVANT, retryable=False)
+                Outcome(m.doc_id, info[m.doc_id][0], False, error=NOT_RELEVANT, closed=True)
                 for m in mapped
                 if not (m.relevant or m.error)
             ]
@@ -386,6 +388,7 @@ class _Run:
         s.deleted += counts.get(DELETED, 0)
         s.failed += counts.get(FAILED, 0)
         s.dead_lettered += counts.get(DEAD, 0)
+        s.closed += counts.get(CLOSED, 0)
         if batch.checkpoint is not KEEP and not dry:
             s.last_seq = batch.checkpoint
         failed = [o for o in outcomes if not o.delivered]
@@ -509,10 +512,10 @@ def _execute(
 def _log_summary(logger: logging.Logger, s: RunSummary, outcome: str, lookups: int) -> None:
     logger.info(
         "pipeline %s %s%s %s: read=%d relevant=%d sent=%d unchanged=%d skipped=%d retried=%d (request retries=%d) "
-        "failed=%d dead_lettered=%d deleted=%d; not processed: design=%d info=%d tombstones=%d filtered=%d; "
+        "failed=%d dead_lettered=%d closed=%d deleted=%d; not processed: design=%d info=%d tombstones=%d filtered=%d; "
         "batches=%d seq=%s lag=%s in %.1fs (%d lookups)",
         s.pipeline, s.kind, " (dry run)" if s.dry_run else "", outcome, s.read, s.relevant, s.sent, s.unchanged,
-        s.skipped, s.retried, s.request_retries, s.failed, s.dead_lettered, s.deleted, s.skipped_design,
+        s.skipped, s.retried, s.request_retries, s.failed, s.dead_lettered, s.closed, s.deleted, s.skipped_design,
         s.skipped_info, s.tombstones, s.filtered, s.batches, s.last_seq,
         "n/a" if s.lag_seconds is None else f"{s.lag_seconds:.0f}s", s.seconds, lookups,
     )  # fmt: skip

@@ -301,3 +301,12 @@ def test_a_ledger_from_the_previous_version_is_migrated(db_url):
         assert migrated.record("p", [failed("old")], dead_after=1) == {DEAD: 1}
     finally:
         migrated.close()
+
+
+def test_a_closed_failure_leaves_the_retries_and_is_not_a_dead_letter(store):
+    from cht_bridge.state import CLOSED
+
+    store.record(PIPE, [failed("a")])
+    assert store.record(PIPE, [Outcome("a", None, False, error="deleted in CHT", closed=True)]) == {CLOSED: 1}
+    assert store.pending(PIPE) == [] and store.select(PIPE, statuses=["dead", "failed"]) == []
+    assert store.ledger(PIPE, "a")["last_error"] == "deleted in CHT"
