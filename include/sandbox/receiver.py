@@ -262,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, note: str = "") -> None:
         data = json.dumps(body).encode()
+        # Logged before the answer leaves, so whoever reads the answer can already see the line.
+        log.info("%s %s -> %d %s", self.command, urlsplit(self.path).path, status, note)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -272,8 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:  # the client gave up (e.g. timed out during a hang): expected, not a traceback
             self.close_connection = True
-            note += " (client gone)"
-        log.info("%s %s -> %d %s", self.command, urlsplit(self.path).path, status, note)
+            log.info("%s %s: the client was gone before the answer", self.command, urlsplit(self.path).path)
 
     def _read_body(self) -> bytes | None:
         length = int(self.headers.get("Content-Length") or 0)
