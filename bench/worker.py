@@ -57,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {**PIPELINE, "destination": {**PIPELINE["destination"], "mode": args.mode}}
     pipeline = parse_pipeline(config, source="bench")
     client = CouchClient(args.couch, args.db, (user, password), conn_id="bench_cht")
-    destination = RestDestination(
-        requests.Session(), args.receiver, "/bench", conn_id="bench_receiver", mode=args.mode, batch_size=500
-    )
+    destination = RestDestination.configured(requests.Session(), args.receiver, pipeline.destination, pipeline.delivery)
     store = StateStore(args.state)
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,19 @@ def write_pipeline(folder: Path, name: str, **overrides: Any) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def new_pipeline(
+    monkeypatch, tmp_path: Path, cht, receiver_conn: str, prefix: str, **overrides: Any
+) -> tuple[Path, str]:
+    """Point the test Connections at ``cht`` and a receiver (its Connection as JSON), and write a
+    pipeline whose name is unique to the test; return its folder and name."""
+    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
+    monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", receiver_conn)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / "pipelines"
+    write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db}, **overrides)
+    return folder, name
 
 
 def run_dag(monkeypatch, folder: Path, dag_id: str, conf: dict | None = None) -> tuple[str, dict | None]:

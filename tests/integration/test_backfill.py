@@ -17,7 +17,7 @@ from sqlalchemy import delete
 from cht_bridge.state.store import Outcome, deliveries
 from include.sandbox.receiver import Receiver
 from tests.conftest import received, receiver_connection
-from tests.integration.dagrun import run_dag, state_store, write_pipeline
+from tests.integration.dagrun import new_pipeline, run_dag, state_store
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +32,7 @@ def _ms(day: str) -> int:
 def synced(cht, receiver, monkeypatch, airflow_db, tmp_path):
     """A seeded CHT whose pregnancy reports were all delivered by a normal run."""
     cht.seed(600)
-    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", receiver_connection(receiver))
-    name = f"backfill_{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / "pipelines"
-    write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db})
+    folder, name = new_pipeline(monkeypatch, tmp_path, cht, receiver_connection(receiver), "backfill")
     state, summary = run_dag(monkeypatch, folder, name)
     assert state == "success" and summary["sent"] > 0
     reports = {d["_id"]: d for d in cht.all_docs() if d.get("form") == "pregnancy"}
@@ -146,11 +142,7 @@ def test_a_dry_run_of_the_changes_feed_sends_nothing_and_keeps_the_checkpoint(
     cht, receiver, monkeypatch, airflow_db, tmp_path, capfd
 ):
     cht.seed(200)
-    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", receiver_connection(receiver))
-    name = f"dry_{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / "pipelines"
-    write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db})
+    folder, name = new_pipeline(monkeypatch, tmp_path, cht, receiver_connection(receiver), "dry")
     pregnancies = {d["_id"] for d in cht.all_docs() if d.get("form") == "pregnancy"}
 
     state, summary = run_dag(monkeypatch, folder, name, conf={"dry_run": True})
@@ -168,11 +160,7 @@ def test_a_dry_run_of_the_changes_feed_sends_nothing_and_keeps_the_checkpoint(
 def test_params_that_contradict_each_other_fail_the_task_plainly(
     cht, receiver, monkeypatch, airflow_db, tmp_path, capfd
 ):
-    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", receiver_connection(receiver))
-    name = f"params_{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / "pipelines"
-    write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db})
+    folder, name = new_pipeline(monkeypatch, tmp_path, cht, receiver_connection(receiver), "params")
     state, _ = run_dag(monkeypatch, folder, name, conf={"start": "2026-03-01"})
     assert state == "failed"
     assert "Params 'start' and 'end' go together" in "".join(capfd.readouterr())

@@ -87,7 +87,7 @@ def pipeline_config(name: str, db: str, mode: str, *, cht_conn: str, receiver_co
 def open_run(pipeline: Any, couch_url: str, cht_auth: tuple[str, str], receiver_url: str, receiver_auth, state_url):
     """Client, destination, store and mapper for ``pipeline``, as the sync task opens them
     (``operators/resources.opened``) but from plain values instead of Airflow Connections."""
-    from cht_bridge.destinations import RestDestination, RetryPolicy
+    from cht_bridge.destinations import RestDestination
     from cht_bridge.mapping import Mapper
     from cht_bridge.source import CouchClient
     from cht_bridge.state import StateStore
@@ -97,31 +97,26 @@ def open_run(pipeline: Any, couch_url: str, cht_auth: tuple[str, str], receiver_
     client.info()
     session = requests.Session()
     session.auth = receiver_auth
-    d, delivery = pipeline.destination, pipeline.delivery
-    destination = RestDestination(
-        session,
-        receiver_url,
-        d.path,
-        conn_id=d.conn_id,
-        method=d.method,
-        mode=d.mode,
-        batch_size=d.batch_size,
-        concurrency=d.concurrency,
-        timeout=d.timeout,
-        retry=RetryPolicy(
-            retries=delivery.retries,
-            backoff_s=delivery.backoff_seconds,
-            max_backoff_s=delivery.max_backoff_seconds,
-            breaker_after=delivery.breaker_after,
-        ),
-    )
+    destination = RestDestination.configured(session, receiver_url, pipeline.destination, pipeline.delivery)
     return client, destination, StateStore(state_url), mapper
+
+
+def run_once(pipeline: Any, couch_url: str, cht_auth, receiver_url: str, receiver_auth, state_url: str) -> Any:
+    """One whole run of ``pipeline`` with what ``open_run`` opens, closed afterwards."""
+    from cht_bridge.sync import run_pipeline
+
+    client, destination, store, mapper = open_run(pipeline, couch_url, cht_auth, receiver_url, receiver_auth, state_url)
+    try:
+        return run_pipeline(pipeline, client=client, destination=destination, store=store, mapper=mapper)
+    finally:
+        mapper.close()
+        destination.close()
+        store.close()
 
 
 def child_main(argv: list[str]) -> int:
     """One pipeline run. stdin: ``cht_user:password`` then ``receiver_user:password``."""
     from cht_bridge.config import parse_pipeline
-    from cht_bridge.sync import run_pipeline
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True, type=Path, help="the pipeline as JSON")
@@ -133,15 +128,7 @@ def child_main(argv: list[str]) -> int:
     cht_auth = tuple(sys.stdin.readline().rstrip("\n").split(":", 1))
     receiver_auth = tuple(sys.stdin.readline().rstrip("\n").split(":", 1))
     pipeline = parse_pipeline(json.loads(args.config.read_text()), source=str(args.config))
-    client, destination, store, mapper = open_run(
-        pipeline, args.couch, cht_auth, args.receiver, receiver_auth, args.state
-    )
-    try:
-        summary = run_pipeline(pipeline, client=client, destination=destination, store=store, mapper=mapper)
-    finally:
-        mapper.close()
-        destination.close()
-        store.close()
+    summary = run_once(pipeline, args.couch, cht_auth, args.receiver, receiver_auth, args.state)
     print(json.dumps(summary.as_dict()), flush=True)
     return 0
 
@@ -563,15 +550,9 @@ def test_couchdb_restarted_mid_run_fails_cleanly_or_retries_and_the_next_run_res
         r.raise_for_status()
         expected = relevant(all_docs(db_url, admin))
         pending = changed_since(db_url, admin, checkpoint)
-        client, destination, store2, mapper = open_run(
+        second = run_once(
             pipeline, couch.url, couch.user, receiver.url, (creds["username"], creds["password"]), state_url
         )
-        try:
-            second = run_pipeline(pipeline, client=client, destination=destination, store=store2, mapper=mapper)
-        finally:
-            mapper.close()
-            destination.close()
-            store2.close()
         assert second.start_seq == checkpoint, context
         assert second.read == len(pending), (context, second.read, len(pending))
         assert second.failed == 0 and second.dead_lettered == 0, (context, second)

@@ -12,7 +12,7 @@ import pytest
 from cht_bridge.destinations.rest import RestDestination
 from include.sandbox.receiver import Receiver
 from tests.conftest import received, receiver_connection
-from tests.integration.dagrun import run_dag, state_store, write_pipeline
+from tests.integration.dagrun import new_pipeline, run_dag, state_store, write_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -21,11 +21,7 @@ pytestmark = pytest.mark.integration
 def world(cht, receiver, monkeypatch, airflow_db, tmp_path):
     """A seeded CHT, the receiver, the Connections, and a pipeline name unique to the test."""
     cht.seed(400)
-    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", receiver_connection(receiver))
-    name = f"preg_{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / "pipelines"
-    write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db})
+    folder, name = new_pipeline(monkeypatch, tmp_path, cht, receiver_connection(receiver), "preg")
     return cht, receiver, folder, name
 
 

@@ -8,7 +8,6 @@ import http.server
 import json
 import threading
 import time
-import uuid
 
 import pytest
 import requests
@@ -18,7 +17,7 @@ from cht_bridge.source import CouchClient, Hydrator, iter_reports_by_date
 from cht_bridge.sync import run_pipeline
 from include.sandbox.receiver import Receiver
 from tests.conftest import received, receiver_connection
-from tests.integration.dagrun import run_dag, state_store, write_pipeline
+from tests.integration.dagrun import new_pipeline, run_dag, state_store
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +32,7 @@ def test_a_backfill_resend_that_failed_is_retried_with_its_own_key(cht, receiver
     """Mode ``all`` uses new keys; if it fails, the next run's retry must repeat those keys, not
     fall back to the original ones (which the receiver would drop as already seen)."""
     cht.seed(300)
-    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", receiver_connection(receiver))
-    name = f"salt_{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / "pipelines"
-    write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db}, delivery=FAST)
+    folder, name = new_pipeline(monkeypatch, tmp_path, cht, receiver_connection(receiver), "salt", delivery=FAST)
     assert run_dag(monkeypatch, folder, name)[0] == "success"
     first_keys = {item["payload"]["report_id"]: item["key"] for item in received(receiver)}
 
@@ -97,16 +92,11 @@ def emr():
 
 
 def _deletes_pipeline(cht, monkeypatch, tmp_path, url):
-    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
-    monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", json.dumps({"conn_type": "http", "host": url}))
-    name = f"del_{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / "pipelines"
-    write_pipeline(
-        folder, name, cht={"conn_id": "cht_test", "db": cht.db}, delivery=FAST,
+    return new_pipeline(
+        monkeypatch, tmp_path, cht, json.dumps({"conn_type": "http", "host": url}), "del", delivery=FAST,
         destination={"conn_id": "receiver_test", "path": "/emr/anc"},
         deletes={"action": "send", "path": "/emr/anc/{destination_id}"},
     )  # fmt: skip
-    return folder, name
 
 
 def test_a_document_restored_while_its_delete_is_pending_is_sent_and_not_deleted(
@@ -236,12 +226,10 @@ def test_a_pending_document_deleted_or_no_longer_relevant_is_closed_not_dead(cht
                   reject_status=503).start()  # fmt: skip
     rx.credentials = {"username": "u", "password": "p"}
     try:
-        monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
-        monkeypatch.setenv("AIRFLOW_CONN_RECEIVER_TEST", receiver_connection(rx))
-        name = f"closed_{uuid.uuid4().hex[:8]}"
-        folder = tmp_path / "pipelines"
         mapping = {"report_id": "doc._id", "flag": {"path": "doc.fields.flag", "optional": True}}
-        write_pipeline(folder, name, cht={"conn_id": "cht_test", "db": cht.db}, mapping=mapping, delivery=FAST)
+        folder, name = new_pipeline(
+            monkeypatch, tmp_path, cht, receiver_connection(rx), "closed", mapping=mapping, delivery=FAST
+        )
         gone, moved = list(pregnancies(cht).values())[:2]
         for doc in (gone, moved):
             cht.put({**cht.get(doc["_id"]), "fields": {**doc["fields"], "flag": "busy"}})

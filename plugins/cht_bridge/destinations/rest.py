@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Self
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -93,6 +93,34 @@ class RestDestination:
         self._answered = False  # has any request come back without refusing the credentials?
         self.requests = 0  # requests sent so far, by every thread
         self.retries = 0  # of which repeats after a retryable answer
+
+    @classmethod
+    def configured(cls, session: requests.Session, base_url: str, destination: Any, delivery: Any = None) -> Self:
+        """The destination a pipeline file's ``destination`` and ``delivery`` blocks describe.
+
+        One place turns the checked config into a destination: Airflow's hook (with a session
+        from the Connection), the benchmark worker and the crash tests (with a plain session).
+        """
+        retry = RetryPolicy()
+        if delivery is not None:
+            retry = RetryPolicy(
+                retries=delivery.retries,
+                backoff_s=delivery.backoff_seconds,
+                max_backoff_s=delivery.max_backoff_seconds,
+                breaker_after=delivery.breaker_after,
+            )
+        return cls(
+            session,
+            base_url,
+            destination.path,
+            conn_id=destination.conn_id,
+            method=destination.method,
+            mode=destination.mode,
+            batch_size=destination.batch_size,
+            concurrency=destination.concurrency,
+            timeout=destination.timeout,
+            retry=retry,
+        )
 
     def send(self, deliveries: list[Delivery]) -> list[Result]:
         """One ``Result`` per delivery, in order.

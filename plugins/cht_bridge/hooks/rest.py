@@ -14,7 +14,6 @@ from typing import Any
 from airflow.providers.http.hooks.http import HttpHook
 
 from cht_bridge.destinations.rest import RestDestination
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError
 
 
@@ -42,26 +41,4 @@ def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> 
             ("Authorization", f"Bearer {conn.password}") if auth.type == "bearer" else (auth.header, conn.password)
         )
         session.headers[name] = value
-    return RestDestination(
-        session,
-        hook.base_url,
-        destination.path,
-        conn_id=destination.conn_id,
-        method=destination.method,
-        mode=destination.mode,
-        batch_size=destination.batch_size,
-        concurrency=destination.concurrency,
-        timeout=destination.timeout,
-        retry=_policy(delivery),
-    )
-
-
-def _policy(delivery: Any) -> RetryPolicy:
-    if delivery is None:
-        return RetryPolicy()
-    return RetryPolicy(
-        retries=delivery.retries,
-        backoff_s=delivery.backoff_seconds,
-        max_backoff_s=delivery.max_backoff_seconds,
-        breaker_after=delivery.breaker_after,
-    )
+    return RestDestination.configured(session, hook.base_url, destination, delivery)

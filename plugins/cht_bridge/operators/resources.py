@@ -60,6 +60,30 @@ def opened(pipeline: Any) -> Iterator[Resources]:
             store.close()
 
 
+def dry_run_for(params: Any, pipeline: str, run_id: str) -> Any:
+    """The run's dry-run collector when its ``dry_run`` Param is set, else ``None``."""
+    from cht_bridge.hooks import bridge_home
+    from cht_bridge.operators.params import DRY_RUN_SAMPLES
+    from cht_bridge.sync import DryRun
+
+    if not params.get("dry_run"):
+        return None
+    return DryRun.under(bridge_home(), pipeline, run_id, int(params.get("dry_run_payloads", DRY_RUN_SAMPLES)))
+
+
+def finish(logger: logging.Logger, store: Any, pipeline: str, summary: Any, dry_run: Any, selection: dict) -> dict:
+    """The task's XCom: the summary, plus the artifact's path after a dry run (else the ledger's state is logged)."""
+    result = summary.as_dict()
+    if dry_run is None:
+        log_ledger(logger, store, pipeline)
+        return result
+    result["artifact"] = str(dry_run.write(pipeline, selection, result))
+    logger.info(
+        "pipeline %s dry run: %d payloads would be sent; see %s", pipeline, dry_run.would_send, result["artifact"]
+    )
+    return result
+
+
 def log_ledger(logger: logging.Logger, store: Any, pipeline: str) -> dict[str, int]:
     """End a run's log with the ledger's state: counts per status and the latest failures."""
     counts = store.counts(pipeline)

@@ -32,10 +32,9 @@ class ChtSyncOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from cht_bridge.config import load_pipeline
-        from cht_bridge.hooks import bridge_home
-        from cht_bridge.operators.params import DRY_RUN_SAMPLES, backfill_window
-        from cht_bridge.operators.resources import failing_plainly, log_ledger, opened
-        from cht_bridge.sync import DryRun, run_pipeline
+        from cht_bridge.operators.params import backfill_window
+        from cht_bridge.operators.resources import dry_run_for, failing_plainly, finish, opened
+        from cht_bridge.sync import run_pipeline
 
         params = context.get("params") or {}
         run_id = context["run_id"]
@@ -46,25 +45,14 @@ class ChtSyncOperator(BaseOperator):
                 getattr(context.get("dag_run"), "run_type", None),
                 (context.get("data_interval_start"), context.get("data_interval_end")),
             )
-            dry_run = None
-            if params.get("dry_run"):
-                samples = int(params.get("dry_run_payloads", DRY_RUN_SAMPLES))
-                dry_run = DryRun.under(bridge_home(), pipeline.name, run_id, samples)
+            dry_run = dry_run_for(params, pipeline.name, run_id)
             with opened(pipeline) as r:
                 summary = run_pipeline(
                     pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
                     window=window, dry_run=dry_run, key_salt=run_id, logger=self.log,
                 )  # fmt: skip
-                result = summary.as_dict()
-                if dry_run is not None:
-                    selection = window.describe() if window else {"changes_since": summary.start_seq}
-                    path = dry_run.write(pipeline.name, selection, result)
-                    self.log.info("pipeline %s dry run: %d payloads would be sent; see %s", pipeline.name,
-                                  dry_run.would_send, path)  # fmt: skip
-                    result["artifact"] = str(path)
-                else:
-                    log_ledger(self.log, r.store, pipeline.name)
-        return result
+                selection = window.describe() if window else {"changes_since": summary.start_seq}
+                return finish(self.log, r.store, pipeline.name, summary, dry_run, selection)
 
 
 class ChtReplayOperator(BaseOperator):
@@ -84,10 +72,9 @@ class ChtReplayOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from cht_bridge.config import find_pipeline
-        from cht_bridge.hooks import bridge_home
         from cht_bridge.operators.params import parse_time, string_list
-        from cht_bridge.operators.resources import failing_plainly, log_ledger, opened
-        from cht_bridge.sync import DryRun, replay_documents
+        from cht_bridge.operators.resources import dry_run_for, failing_plainly, finish, opened
+        from cht_bridge.sync import replay_documents
 
         params = context.get("params") or {}
         with failing_plainly():
@@ -96,21 +83,13 @@ class ChtReplayOperator(BaseOperator):
             statuses = ("failed", "dead") if status == "both" else (status,)
             doc_ids = string_list(params.get("doc_ids"), "doc_ids") or None
             since, until = parse_time(params.get("start"), "start"), parse_time(params.get("end"), "end")
+            dry_run = dry_run_for(params, pipeline.name, context["run_id"])
             with opened(pipeline) as r:
                 rows = r.store.select(pipeline.name, statuses=statuses, doc_ids=doc_ids, since=since, until=until)
                 self.log.info("pipeline %s: replaying %d documents (status %s)", pipeline.name, len(rows), status)
-                dry_run = None
-                if params.get("dry_run"):
-                    dry_run = DryRun.under(bridge_home(), pipeline.name, context["run_id"])
                 summary = replay_documents(
                     pipeline, rows, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
                     dry_run=dry_run, logger=self.log,
                 )  # fmt: skip
-                result = summary.as_dict()
-                if dry_run is not None:
-                    selection = {"statuses": list(statuses), "doc_ids": list(doc_ids or []), "count": len(rows)}
-                    result["artifact"] = str(dry_run.write(pipeline.name, selection, result))
-                    self.log.info("pipeline %s replay dry run: see %s", pipeline.name, result["artifact"])
-                else:
-                    log_ledger(self.log, r.store, pipeline.name)
-        return result
+                selection = {"statuses": list(statuses), "doc_ids": list(doc_ids or []), "count": len(rows)}
+                return finish(self.log, r.store, pipeline.name, summary, dry_run, selection)
