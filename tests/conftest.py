@@ -17,6 +17,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.fixtures.cht_api", "tests.fixtures.sources"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Before anything imports Airflow: its settings are read once, at import.

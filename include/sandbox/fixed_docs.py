@@ -78,6 +78,118 @@ DESIGN_DOC: dict[str, Any] = {
     },
 }
 
+# Roles as CHT defines them in app_settings.roles: a role without ``offline: true`` is online
+# (cht.md §2.1), so the integration user's role is explicitly online and the CHW's offline.
+_ROLES: dict[str, Any] = {
+    "integration": {"name": "usertype.integration", "offline": False},
+    "chw": {"name": "usertype.chw", "offline": True},
+    "chw_supervisor": {"name": "usertype.chw-supervisor", "offline": False},
+}
+
+# Permission -> roles. ``integration`` gets what cht.md §2.7 recommends, plus contact creation.
+_PERMISSIONS: dict[str, list[str]] = {
+    "can_create_records": ["chw", "chw_supervisor", "integration"],
+    "can_view_contacts": ["chw", "chw_supervisor", "integration"],
+    "can_view_reports": ["chw", "chw_supervisor", "integration"],
+    "can_edit": ["chw", "chw_supervisor", "integration"],
+    "can_create_people": ["chw", "chw_supervisor", "integration"],
+    "can_create_places": ["chw", "chw_supervisor", "integration"],
+    "can_update_people": ["chw", "chw_supervisor", "integration"],
+    "can_update_places": ["chw", "chw_supervisor", "integration"],
+}
+
+# CHT's standard hard-coded hierarchy, expressed as configurable contact types.
+_CONTACT_TYPES: list[dict[str, Any]] = [
+    {
+        "id": "district_hospital",
+        "name_key": "contact.type.district_hospital",
+        "group_key": "contact.type.district_hospital.plural",
+        "create_key": "contact.type.district_hospital.new",
+        "edit_key": "contact.type.place.edit",
+        "icon": "medic-district-hospital",
+        "create_form": "form:contact:district_hospital:create",
+        "edit_form": "form:contact:district_hospital:edit",
+        "parents": [],
+    },
+    {
+        "id": "health_center",
+        "name_key": "contact.type.health_center",
+        "group_key": "contact.type.health_center.plural",
+        "create_key": "contact.type.health_center.new",
+        "edit_key": "contact.type.place.edit",
+        "icon": "medic-health-center",
+        "create_form": "form:contact:health_center:create",
+        "edit_form": "form:contact:health_center:edit",
+        "parents": ["district_hospital"],
+    },
+    {
+        "id": "clinic",
+        "name_key": "contact.type.clinic",
+        "group_key": "contact.type.clinic.plural",
+        "create_key": "contact.type.clinic.new",
+        "edit_key": "contact.type.place.edit",
+        "icon": "medic-clinic",
+        "create_form": "form:contact:clinic:create",
+        "edit_form": "form:contact:clinic:edit",
+        "parents": ["health_center"],
+        "count_visits": True,
+    },
+    {
+        "id": "person",
+        "name_key": "contact.type.person",
+        "group_key": "contact.type.person.plural",
+        "create_key": "contact.type.person.new",
+        "edit_key": "contact.type.person.edit",
+        "icon": "medic-person",
+        "create_form": "form:contact:person:create",
+        "edit_form": "form:contact:person:edit",
+        "primary_contact_key": "clinic.field.contact",
+        "parents": ["district_hospital", "health_center", "clinic"],
+        "person": True,
+    },
+]
+
+
+def _field(kind: str, label: str, required: bool = False) -> dict[str, Any]:
+    return {"type": kind, "required": required, "labels": {"short": {"en": label}, "tiny": {"en": label}}}
+
+
+# Task-generating JSON forms the integration posts to /api/v2/records (cht.md §4.1). The CHW's
+# tasks for them are in include/cht_config/tasks.js. ``source_ref`` holds the integration's own
+# idempotency reference (the records API has none).
+_FORMS: dict[str, Any] = {
+    "LTFU_FOLLOWUP": {
+        "meta": {"code": "LTFU_FOLLOWUP", "icon": "icon-follow-up", "translation_key": "form.ltfu_followup.title"},
+        "fields": {
+            "patient_uuid": _field("string", "patient_uuid", required=True),
+            "patient_id": _field("string", "patient_id"),
+            "external_id": _field("string", "external_id"),
+            "source_ref": _field("string", "source_ref"),
+            "reason": _field("string", "reason"),
+            "last_visit_date": _field("date", "last_visit_date"),
+            "missed_appointment_date": _field("date", "missed_appointment_date"),
+            "facility": _field("string", "facility"),
+            "program": _field("string", "program"),
+        },
+        "public_form": True,
+    },
+    "CONTACT_TRACE": {
+        "meta": {"code": "CONTACT_TRACE", "icon": "icon-people-family", "translation_key": "form.contact_trace.title"},
+        "fields": {
+            "patient_uuid": _field("string", "patient_uuid", required=True),
+            "patient_id": _field("string", "patient_id"),
+            "external_id": _field("string", "external_id"),
+            "source_ref": _field("string", "source_ref"),
+            "index_case_id": _field("string", "index_case_id"),
+            "exposure_date": _field("date", "exposure_date"),
+            "contact_type": _field("string", "contact_type"),
+            "condition": _field("string", "condition"),
+            "facility": _field("string", "facility"),
+        },
+        "public_form": True,
+    },
+}
+
 SETTINGS_DOC: dict[str, Any] = {
     "_id": "settings",
     "settings": {
@@ -88,6 +200,11 @@ SETTINGS_DOC: dict[str, Any] = {
         "reported_date_format": "DD-MMM-YYYY HH:mm:ss",
         "transitions": {"generate_shortcode_on_contacts": True, "generate_patient_id_on_people": True},
         "outbound": {},
+        # Added for the local CHT API (include/sandbox/cht_api.py); see include/cht_config/README.md.
+        "roles": _ROLES,
+        "permissions": _PERMISSIONS,
+        "contact_types": _CONTACT_TYPES,
+        "forms": _FORMS,
     },
 }
 
