@@ -1,0 +1,107 @@
+"""Read lists dropped as CSV files into a folder (an EMR's nightly export, a spreadsheet of contacts).
+
+One file is one page, in file-name order (exports named by date sort by date). The checkpoint is
+``{file name: sha256 of its bytes}`` for the files processed, so an unchanged file is skipped and
+a changed one (a corrected export under the same name) is read again whole; the caller's ledger
+then skips its unchanged rows, because a row's version is the hash of its cells.
+
+A row's id is its ``id_column`` cell, or ``<file>#<line>`` when the column or the cell is
+empty. Empty cells become ``None``, so "no value" looks the same in every source. A file that
+cannot be read as CSV (bad encoding, an unclosed quote, a row with more or fewer cells than the
+header) raises a ``SourceError`` naming the file and the line, and nothing after it is read:
+half a list processed in the wrong order is worse than a clear stop.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cht_bridge.errors import SourceError
+from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash
+
+log = logging.getLogger(__name__)
+
+
+class CsvFolderSource:
+    """Pages (one per changed or new file) of rows from the CSV files in ``folder``."""
+
+    def __init__(
+        self,
+        folder: Path,
+        pattern: str = "*.csv",
+        id_column: str = "id",
+        encoding: str = "utf-8-sig",
+        delimiter: str = ",",
+    ) -> None:
+        self.folder = Path(folder)
+        self.pattern = pattern
+        self.id_column = id_column
+        self.encoding = encoding
+        self.delimiter = delimiter
+
+    def pages(self, checkpoint: Any | None) -> Iterator[SourcePage]:
+        """Yield a page per file that is new or changed since ``checkpoint``."""
+        if not self.folder.is_dir():
+            raise SourceError(f"CSV folder {self.folder} does not exist or is not a folder")
+        files = sorted((p for p in self.folder.glob(self.pattern) if p.is_file()), key=lambda p: p.name)
+        names = {p.name for p in files}
+        # Files that were removed drop out, so the checkpoint does not grow for ever.
+        done = {name: digest for name, digest in dict(checkpoint or {}).items() if name in names}
+        for path in files:
+            content = path.read_bytes()
+            digest = hashlib.sha256(content).hexdigest()
+            if done.get(path.name) == digest:
+                continue
+            records = self.read_file(path.name, content)
+            done = {**done, path.name: digest}
+            log.info("CSV folder %s: %s has %d row(s)", self.folder, path.name, len(records))
+            yield SourcePage(records, dict(done))
+
+    def read_file(self, name: str, content: bytes) -> list[SourceRecord]:
+        """The rows of one file; ``name`` is used in ids and error messages."""
+        try:
+            text = content.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            line = content[: exc.start].count(b"\n") + 1
+            raise SourceError(f"CSV file {name}, line {line}: not valid {self.encoding} text") from None
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter, strict=True)
+        header: list[str] | None = None
+        records: list[SourceRecord] = []
+        while True:
+            line = reader.line_num + 1  # where the next record starts (a quoted cell may span lines)
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                raise SourceError(f"CSV file {name}, line {line}: {exc}") from None
+            if not row or all(not cell.strip() for cell in row):
+                continue  # blank lines are layout, not rows
+            if header is None:
+                header = self._header(name, line, row)
+                continue
+            if len(row) != len(header):
+                raise SourceError(
+                    f"CSV file {name}, line {line}: {len(row)} cells where the header has {len(header)} columns"
+                )
+            data = {column: (cell if cell.strip() else None) for column, cell in zip(header, row, strict=True)}
+            row_id = data.get(self.id_column) or f"{name}#{line}"
+            records.append(SourceRecord(str(row_id).strip(), content_hash(data), data))
+        return records
+
+    def _header(self, name: str, line: int, row: list[str]) -> list[str]:
+        header = [cell.strip() for cell in row]
+        if any(not column for column in header):
+            raise SourceError(f"CSV file {name}, line {line}: the header has an empty column name")
+        duplicates = sorted({column for column in header if header.count(column) > 1})
+        if duplicates:
+            raise SourceError(f"CSV file {name}, line {line}: the header repeats {', '.join(duplicates)}")
+        if self.id_column not in header:
+            log.warning("CSV file %s has no '%s' column; rows are keyed by line", name, self.id_column)
+        return header
