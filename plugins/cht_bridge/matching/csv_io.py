@@ -1,0 +1,45 @@
+"""Read people from, and write decisions to, CSV files (the CLI's formats).
+
+Inputs may carry any of ``id, given_name, family_name, name, sex, date_of_birth, phone, place,
+area, identifier``; missing columns and empty cells are fine. A single ``name`` column is split
+like a CHT name. Rows without an id are numbered from 1 (row order).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+from cht_bridge.matching.decisions import Decision
+from cht_bridge.matching.records import Person, person_from_name
+
+DECISION_COLUMNS = ("incoming_id", "decision", "existing_id", "probability", "same_as", "reason")
+_FIELDS = ("sex", "date_of_birth", "phone", "place", "area", "identifier")
+
+
+def read_people(path: str | Path) -> list[Person]:
+    """Load people from a CSV file (UTF-8, with or without a byte-order mark)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    people = []
+    for number, row in enumerate(rows, start=1):
+        row = {(key or "").strip().lower(): (value or "").strip() for key, value in row.items()}
+        person_id = row.get("id") or str(number)
+        fields = {name: row.get(name) or None for name in _FIELDS}
+        given, family = row.get("given_name"), row.get("family_name")
+        if not (given or family) and row.get("name"):
+            people.append(person_from_name(person_id, row["name"], **fields))
+        else:
+            people.append(Person(id=person_id, given_name=given or None, family_name=family or None, **fields))
+    return people
+
+
+def write_decisions(path: str | Path, decisions: Sequence[Decision]) -> None:
+    """Write one row per decision; probability with 6 decimals, empty when there is none."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(DECISION_COLUMNS)
+        for d in decisions:
+            probability = "" if d.probability is None else f"{d.probability:.6f}"
+            writer.writerow([d.incoming_id, d.decision, d.existing_id or "", probability, d.same_as or "", d.reason])

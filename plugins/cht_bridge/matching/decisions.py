@@ -1,0 +1,100 @@
+"""What the matcher decides for each incoming person, and the policy that decides it.
+
+Two thresholds, as in OpenCR, SantéMPI and Tuva's EMPI: at or above ``upper`` the person is
+linked, below ``lower`` a new contact is created, in between a person reviews. Two close
+candidates, or an identifier that contradicts agreeing demographics, also go to review: linking
+the wrong person sends a health worker to the wrong home, which costs more than a review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+DecisionKind = Literal["link", "review", "new"]
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """How cautious the matcher is.
+
+    :param upper: link at or above this probability.
+    :param lower: below this probability the person is new; in between, review.
+    :param ambiguity_margin: review when the second candidate is within this of the first.
+    :param region: ISO country for phones written without a country code (``KE``, ``UG``…).
+    :param expected_match_share: prior share of incoming people who already exist; divided by
+        the number of existing people it is the prior that a random pair is one person.
+    :param duplicate_share: the same prior for two rows of one incoming list.
+    :param shared_phone_count: a phone held by this many existing people or more is a household
+        or CHW phone: not enough, with a date of birth, for a deterministic link.
+    :param threads: DuckDB threads (``None``: all cores).
+    """
+
+    upper: float = 0.99
+    lower: float = 0.1
+    ambiguity_margin: float = 0.05
+    region: str = "KE"
+    expected_match_share: float = 0.75
+    duplicate_share: float = 0.02
+    shared_phone_count: int = 2
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lower <= self.upper <= 1.0:
+            raise ValueError("thresholds must satisfy 0 <= lower <= upper <= 1")
+        if self.ambiguity_margin < 0:
+            raise ValueError("ambiguity_margin must not be negative")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An existing person the incoming one may be; ``reason`` holds no personal data."""
+
+    existing_id: str
+    probability: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome for one incoming person.
+
+    :param incoming_id: the incoming person's id.
+    :param decision: ``link``, ``review`` or ``new``.
+    :param existing_id: the linked (or best, for review) existing person.
+    :param probability: the probability behind the decision (1.0 for deterministic links).
+    :param reason: short, loggable: ids, counts and rules only, never names, phones or dates.
+    :param candidates: best candidates first.
+    :param same_as: an earlier incoming id of the same list naming the same person.
+    """
+
+    incoming_id: str
+    decision: DecisionKind
+    existing_id: str | None
+    probability: float | None
+    reason: str
+    candidates: list[Candidate] = field(default_factory=list)
+    same_as: str | None = None
+
+
+def decide(incoming_id: str, candidates: Sequence[Candidate], config: MatchConfig, any_match: float = 0.0) -> Decision:
+    """Apply the two thresholds and the ambiguity rule to ranked probabilistic candidates.
+
+    :param candidates: best first; probabilities compete (they sum to at most 1).
+    :param any_match: probability that the person is *one of* the candidates; two equally good
+        candidates at 0.5 each are a review, not a new person.
+    """
+    any_match = max(any_match, sum(c.probability for c in candidates))
+    if not candidates or any_match < config.lower:
+        best = candidates[0].probability if candidates else None
+        return Decision(incoming_id, "new", None, best, "no candidate above lower threshold", list(candidates))
+    best = candidates[0]
+    close = [c for c in candidates[1:] if best.probability - c.probability <= config.ambiguity_margin]
+    if close:
+        reason = f"ambiguous: {len(close) + 1} candidates within {config.ambiguity_margin:g}"
+        return Decision(incoming_id, "review", best.existing_id, best.probability, reason, list(candidates))
+    if best.probability >= config.upper:
+        return Decision(incoming_id, "link", best.existing_id, best.probability, best.reason, list(candidates))
+    reason = f"between thresholds; {best.reason}"
+    return Decision(incoming_id, "review", best.existing_id, best.probability, reason, list(candidates))

@@ -1,0 +1,146 @@
+"""Turn people into the columns the Splink model compares, with value frequencies.
+
+Frequencies feed Splink's term-frequency adjustment: agreeing on a rare name, date or phone is
+stronger evidence than agreeing on ``Otieno``, 1 January 1980, or a phone a whole household
+shares. They are counted over both lists (they describe one population) and smoothed towards a
+fixed prior with a pseudo-count, so that a list of ten people does not make every name look
+common (10 %) and kill the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date
+from functools import lru_cache
+from itertools import combinations
+
+import pyarrow as pa
+
+from cht_bridge.matching.phones import normalise_phone
+from cht_bridge.matching.records import Person
+
+# Prior share of people carrying a given name token, date of birth, phone or place, and the
+# pseudo-count of people that prior is worth (see the module docstring).
+_PSEUDO_COUNT = 1000
+_PRIOR = {"token": 1 / 2000, "date_of_birth": 1 / (365 * 60), "phone": 1e-5, "place": 1e-3}
+_MIN_TF = 1e-9
+
+
+@lru_cache(maxsize=200_000)
+def _phone(raw: object, region: str) -> str | None:
+    return normalise_phone(raw, region)
+
+
+def e164(person: Person, region: str) -> str | None:
+    """The person's phone as E.164 under ``region`` (cached: lists repeat household phones)."""
+    raw = person.phone
+    if raw is None:
+        return None
+    return _phone(raw if isinstance(raw, str | int | float) else str(raw), region)
+
+
+def build_table(
+    people: Sequence[Person], keys: Sequence[str], phones: Sequence[str | None], counts: Frequencies
+) -> pa.Table:
+    """Columns for Splink: one row per person, ``unique_id`` taken from ``keys``.
+
+    :param people: cleaned people.
+    :param keys: unique row ids (the matcher's own, so ids from two systems cannot collide).
+    :param phones: the people's E.164 phones, in the same order.
+    :param counts: frequencies over the whole population being matched.
+    """
+    rows: dict[str, list] = {name: [] for name in _COLUMNS}
+    for key, person, phone in zip(keys, people, phones, strict=True):
+        tokens = person.name_tokens
+        born = date.fromisoformat(person.date_of_birth) if person.date_of_birth else None
+        rows["unique_id"].append(key)
+        rows["names"].append(tokens or None)
+        rows["name_key"].append(" ".join(tokens) or None)
+        rows["name_pairs"].append([f"{a} {b}" for a, b in combinations(tokens, 2)] or None)
+        rows["sex"].append(person.sex)
+        rows["date_of_birth"].append(born)
+        rows["birth_year"].append(born.year if born else None)
+        rows["birth_month"].append(born.month if born else None)
+        rows["birth_day"].append(born.day if born else None)
+        rows["phone"].append(phone)
+        rows["phone9"].append(phone[-9:] if phone else None)
+        rows["place"].append(person.place)
+        rows["area"].append(list(person.area) or None)
+        places = list(dict.fromkeys([*([person.place] if person.place else []), *person.area]))
+        rows["places"].append(places or None)
+    return pa.table({name: pa.array(values, type=_COLUMNS[name]) for name, values in rows.items()})
+
+
+def tf_tables(tables: Sequence[pa.Table], counts: Frequencies) -> dict[str, pa.Table]:
+    """Term-frequency lookups (value → share of people) for every value in ``tables``.
+
+    Splink joins these onto the records (``register_term_frequency_lookup``).
+    """
+    lookups: dict[str, pa.Table] = {}
+    for column, kind in (
+        ("name_key", "names"),
+        ("date_of_birth", "date_of_birth"),
+        ("phone", "phone"),
+        ("place", "place"),
+    ):
+        values = sorted({value for table in tables for value in table.column(column).to_pylist() if value is not None})
+        if kind == "names":
+            shares = [counts.name_tf(value.split()) for value in values]
+        elif kind == "date_of_birth":
+            shares = [counts.tf(kind, value.isoformat()) for value in values]
+        else:
+            shares = [counts.tf(kind, value) for value in values]
+        value_type = _COLUMNS[column]
+        lookups[column] = pa.table(
+            {column: pa.array(values, type=value_type), f"tf_{column}": pa.array(shares, type=pa.float64())}
+        )
+    return lookups
+
+
+class Frequencies:
+    """Smoothed share of people holding each name token, date of birth, phone and place."""
+
+    def __init__(self, people: Sequence[Person], phones: Sequence[str | None]) -> None:
+        self._people = len(people)
+        self._counts: dict[str, Counter] = {
+            "token": Counter(token for person in people for token in person.name_tokens),
+            "date_of_birth": Counter(person.date_of_birth for person in people if person.date_of_birth),
+            "phone": Counter(phone for phone in phones if phone),
+            "place": Counter(person.place for person in people if person.place),
+        }
+
+    def count(self, kind: str, value: str | None) -> int:
+        """How many people in the population hold ``value``."""
+        return self._counts[kind][value] if value else 0
+
+    def tf(self, kind: str, value: str | None) -> float | None:
+        """Share of people holding ``value``, smoothed towards the prior for ``kind``."""
+        if not value:
+            return None
+        share = (self._counts[kind][value] + _PSEUDO_COUNT * _PRIOR[kind]) / (self._people + _PSEUDO_COUNT)
+        return max(share, _MIN_TF)
+
+    def name_tf(self, tokens: Sequence[str]) -> float:
+        """Chance that a random person has exactly these name tokens (tokens taken as independent)."""
+        log_share = sum(math.log(self.tf("token", token) or 1.0) for token in tokens)
+        return max(math.exp(log_share), _MIN_TF)
+
+
+_COLUMNS: dict[str, pa.DataType] = {
+    "unique_id": pa.string(),
+    "names": pa.list_(pa.string()),
+    "name_key": pa.string(),
+    "name_pairs": pa.list_(pa.string()),
+    "sex": pa.string(),
+    "date_of_birth": pa.date32(),
+    "birth_year": pa.int32(),
+    "birth_month": pa.int32(),
+    "birth_day": pa.int32(),
+    "phone": pa.string(),
+    "phone9": pa.string(),
+    "place": pa.string(),
+    "area": pa.list_(pa.string()),
+    "places": pa.list_(pa.string()),
+}

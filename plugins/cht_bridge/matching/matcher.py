@@ -1,0 +1,188 @@
+"""``match()``: decide, for each person of an incoming list, link, review or new.
+
+The steps follow the project's matching reference notes: clean → deterministic pass → Splink
+scores (incoming × existing, and within the incoming list) → thresholds → within-list duplicates.
+Logs carry ids, counts and rule names only; never names, phones or dates of birth.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+
+from cht_bridge.matching.decisions import Candidate, Decision, MatchConfig, decide
+from cht_bridge.matching.deterministic import DeterministicIndex, Rule
+from cht_bridge.matching.features import Frequencies, build_table, e164, tf_tables
+from cht_bridge.matching.records import Person
+from cht_bridge.matching.scoring import ScoredPair, score
+
+log = logging.getLogger(__name__)
+_MAX_CANDIDATES = 3
+
+
+def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchConfig | None = None) -> list[Decision]:
+    """Decide link/review/new for every incoming person, in input order.
+
+    Deterministic: the same inputs and configuration give the same decisions.
+
+    :param incoming: people from the EMR list (ids must be unique within the list).
+    :param existing: people already in CHT (ids unique).
+    :param config: thresholds and options; defaults to :class:`MatchConfig`'s.
+    :raises ValueError: when ids repeat within one list.
+    """
+    config = config or MatchConfig()
+    _require_unique_ids(incoming, "incoming")
+    _require_unique_ids(existing, "existing")
+    existing_phones = [e164(person, config.region) for person in existing]
+    incoming_phones = [e164(person, config.region) for person in incoming]
+
+    counts = Frequencies([*existing, *incoming], [*existing_phones, *incoming_phones])
+    existing_keys = [f"e{index}" for index in range(len(existing))]
+    incoming_keys = [f"i{index}" for index in range(len(incoming))]
+    existing_table = build_table(existing, existing_keys, existing_phones, counts)
+    incoming_table = build_table(incoming, incoming_keys, incoming_phones, counts)
+    between, within = score(
+        existing_table,
+        incoming_table,
+        tf_tables([existing_table, incoming_table], counts),
+        prior_between=config.expected_match_share / max(len(existing), 1),
+        prior_within=config.duplicate_share / max(len(incoming), 1),
+        threads=config.threads,
+    )
+
+    existing_ids = {key: person.id for key, person in zip(existing_keys, existing, strict=True)}
+    ranked = _rank(between, existing_ids)
+    index = DeterministicIndex(existing, existing_phones, config.shared_phone_count)
+    decisions = [
+        _decide_one(person, phone, *ranked.get(key, ([], 0.0)), index, config)
+        for key, person, phone in zip(incoming_keys, incoming, incoming_phones, strict=True)
+    ]
+    decisions = _mark_duplicates(decisions, incoming, within, config)
+    _log_summary(decisions)
+    return decisions
+
+
+def _decide_one(
+    person: Person,
+    phone: str | None,
+    candidates: list[Candidate],
+    any_match: float,
+    index: DeterministicIndex,
+    config: MatchConfig,
+) -> Decision:
+    rule = index.find(person, phone)
+    if rule is not None:
+        return _deterministic(person.id, rule, candidates)
+    decision = decide(person.id, candidates, config, any_match)
+    conflicting = decision.existing_id is not None and _identifiers_disagree(person, decision.existing_id, index)
+    if decision.decision == "link" and conflicting:
+        return replace(decision, decision="review", reason="identifier conflict; demographics agree")
+    return decision
+
+
+def _deterministic(incoming_id: str, rule: Rule, candidates: list[Candidate]) -> Decision:
+    label = "identifier" if rule.kind == "identifier" else "phone and date of birth"
+    if len(rule.existing_ids) > 1:
+        reason = f"{label} held by {len(rule.existing_ids)} existing people"
+        return Decision(incoming_id, "review", rule.existing_ids[0], None, reason, candidates)
+    return Decision(incoming_id, "link", rule.existing_ids[0], 1.0, f"deterministic: {label}", candidates)
+
+
+def _identifiers_disagree(person: Person, existing_id: str, index: DeterministicIndex) -> bool:
+    theirs = index.identifiers.get(existing_id)
+    return bool(person.identifier and theirs and theirs != person.identifier)
+
+
+def _rank(pairs: Sequence[ScoredPair], existing_ids: dict[str, str]) -> dict[str, tuple[list[Candidate], float]]:
+    """Best candidates per incoming key, with probabilities that compete.
+
+    Splink scores each pair on its own, so two look-alike candidates can both reach 0.999. An
+    incoming person is at most one existing person, so each candidate's probability here is its
+    odds over one plus the odds of all candidates (the rest being "someone new"): two equally good
+    candidates each get about 0.5 and go to review. Also returns the probability that the person
+    is any of them. Ties are broken by existing id.
+    """
+    by_incoming: dict[str, list[ScoredPair]] = defaultdict(list)
+    for pair in pairs:
+        by_incoming[pair.right].append(pair)
+    ranked: dict[str, tuple[list[Candidate], float]] = {}
+    for key, found in by_incoming.items():
+        top = max(pair.match_weight for pair in found)
+        # Odds relative to the best candidate keep the arithmetic finite for huge weights.
+        relative = [2.0 ** (pair.match_weight - top) for pair in found]
+        none_of_them = 2.0 ** (-top) if top < 1000 else 0.0
+        total = none_of_them + sum(relative)
+        candidates = [
+            Candidate(existing_ids[pair.left], odds / total, _reason(pair))
+            for pair, odds in zip(found, relative, strict=True)
+        ]
+        best_first = sorted(candidates, key=lambda c: (-c.probability, c.existing_id))
+        ranked[key] = (best_first[:_MAX_CANDIDATES], 1.0 - none_of_them / total)
+    return ranked
+
+
+def _reason(pair: ScoredPair) -> str:
+    return "model: " + " ".join(f"{name} {weight:+.1f}" for name, weight in pair.weights if weight)
+
+
+def _mark_duplicates(
+    decisions: list[Decision], incoming: Sequence[Person], within: Sequence[ScoredPair], config: MatchConfig
+) -> list[Decision]:
+    """Set ``same_as`` for rows naming a person an earlier row of the list already names.
+
+    A later row the model found new follows the earlier row's link; if the two rows link to
+    different people, the later one goes to review.
+    """
+    parent = list(range(len(incoming)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(a: int, b: int) -> None:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    for pair in within:
+        if pair.probability >= config.upper:
+            join(int(pair.left[1:]), int(pair.right[1:]))
+    first_with_identifier: dict[str, int] = {}
+    for position, person in enumerate(incoming):
+        if person.identifier:
+            join(first_with_identifier.setdefault(person.identifier, position), position)
+
+    result = list(decisions)
+    for position, decision in enumerate(decisions):
+        first = root(position)
+        if first == position:
+            continue
+        earlier = result[first]
+        updated = replace(decision, same_as=earlier.incoming_id)
+        if earlier.decision == "link" and decision.decision == "new":
+            reason = f"same person as incoming {earlier.incoming_id}, which links"
+            updated = replace(updated, decision="link", existing_id=earlier.existing_id, reason=reason)
+            updated = replace(updated, probability=earlier.probability)
+        elif earlier.decision == "link" and decision.existing_id != earlier.existing_id:
+            reason = f"same person as incoming {earlier.incoming_id}, which links elsewhere"
+            updated = replace(updated, decision="review", reason=reason)
+        result[position] = updated
+    return result
+
+
+def _require_unique_ids(people: Sequence[Person], label: str) -> None:
+    seen: set[str] = set()
+    for person in people:
+        if person.id in seen:
+            raise ValueError(f"{label} ids must be unique; repeated id {person.id!r}")
+        seen.add(person.id)
+
+
+def _log_summary(decisions: Sequence[Decision]) -> None:
+    counts = {kind: sum(1 for d in decisions if d.decision == kind) for kind in ("link", "review", "new")}
+    duplicates = sum(1 for d in decisions if d.same_as)
+    log.info("matched %d incoming: %s, %d within-list duplicates", len(decisions), counts, duplicates)

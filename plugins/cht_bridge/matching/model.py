@@ -1,0 +1,191 @@
+"""The Splink model: comparisons, blocking rules and fixed m/u probabilities.
+
+The model is written here, by hand, and saved as ``model.json`` next to this file; a run only
+loads and scores it (no EM at run time, so a DAG run is fast and its decisions do not drift with
+the batch). Each level's ``m`` is the share of *true* pairs we expect at that level given how
+EMR lists and CHT differ (typos, dropped middle names, estimated dates of birth, changed phones;
+checked against the synthetic population in ``include/sandbox/populations.py``), and ``u`` the
+share of *random* pairs at it. Where a value's own frequency says more than the level's average,
+a term-frequency column (``tf_*``, computed per run in ``features.py``) replaces ``u``.
+
+Regenerate the JSON after editing: ``python -m cht_bridge.matching.model``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MODEL_PATH = Path(__file__).with_name("model.json")
+
+# Names are compared as token sets (sorted, de-duplicated), so "Akinyi Grace" = "Grace Akinyi".
+_FUZZY_TOKENS = (
+    'len(list_filter("names_l", x -> list_max(list_transform("names_r", y -> jaro_winkler_similarity(x, y))) >= 0.92))'
+)
+_O_A_PAIR = (
+    'len(list_filter("names_l", x -> list_contains(list_transform("names_r", y -> '
+    "(left(x, 1) IN ('o', 'a') AND left(y, 1) IN ('o', 'a') AND left(x, 1) <> left(y, 1) "
+    "AND substr(x, 2) = substr(y, 2))), true))) > 0"
+)
+_COMMON_TOKENS = 'len(list_intersect("names_l", "names_r"))'
+
+
+def _level(sql: str, label: str, m: float, u: float, **extra: Any) -> dict[str, Any]:
+    return {"sql_condition": sql, "label_for_charts": label, "m_probability": m, "u_probability": u, **extra}
+
+
+def _null(sql: str) -> dict[str, Any]:
+    return {"sql_condition": sql, "label_for_charts": "null", "is_null_level": True}
+
+
+def _tf(column: str, floor: float = 0.0) -> dict[str, Any]:
+    # The level's u is replaced by the value's own frequency (log2 m/tf), whichever side is rarer
+    # not being trusted: Splink takes the larger of the two frequencies. ``floor`` caps the
+    # evidence a single rare value can give.
+    level = {"tf_adjustment_column": column, "tf_adjustment_weight": 1.0, "disable_tf_exact_match_detection": True}
+    return level | ({"tf_minimum_u_value": floor} if floor else {})
+
+
+NAME = {
+    "output_column_name": "names",
+    "comparison_levels": [
+        _null('"names_l" IS NULL OR "names_r" IS NULL'),
+        _level('"name_key_l" = "name_key_r"', "same name tokens", 0.70, 1e-5, **_tf("name_key")),
+        _level(
+            f'{_COMMON_TOKENS} >= 2 AND (list_has_all("names_l", "names_r") OR list_has_all("names_r", "names_l"))',
+            "one name is the other plus/minus tokens",
+            0.13,
+            1e-5,
+            # u is the frequency of the shorter name: Splink takes the larger of the two tfs.
+            **_tf("name_key"),
+        ),
+        _level(f"{_COMMON_TOKENS} >= 2", ">= 2 tokens shared (e.g. surname changed)", 0.05, 1.5e-5),
+        _level(f"{_FUZZY_TOKENS} >= 2", ">= 2 tokens alike (Jaro-Winkler >= 0.92)", 0.07, 3e-5),
+        # Otieno/Atieno, Odhiambo/Adhiambo: Luo names whose first letter marks sex. With the other
+        # sex recorded too, this is the twin or sibling, not a typo.
+        _level(
+            f'"sex_l" <> "sex_r" AND {_O_A_PAIR}',
+            "O-/A- name pair, other sex",
+            0.0005,
+            0.005,
+        ),
+        # Sharing one token is what household members do (the family name), so it counts
+        # slightly against: the other names disagree.
+        _level(f"{_COMMON_TOKENS} = 1", "one token shared", 0.03, 0.06),
+        _level(f"{_FUZZY_TOKENS} = 1", "one token alike", 0.01, 0.01),
+        _level("ELSE", "names differ", 0.01, 0.96),
+    ],
+}
+
+SEX = {
+    "output_column_name": "sex",
+    "comparison_levels": [
+        _null('"sex_l" IS NULL OR "sex_r" IS NULL'),
+        _level('"sex_l" = "sex_r"', "same sex", 0.99, 0.5),
+        # Strongly negative: separates Otieno/Atieno, Odhiambo/Adhiambo pairs.
+        _level("ELSE", "sex differs", 0.01, 0.5),
+    ],
+}
+
+DATE_OF_BIRTH = {
+    "output_column_name": "date_of_birth",
+    "comparison_levels": [
+        _null('"date_of_birth_l" IS NULL OR "date_of_birth_r" IS NULL'),
+        _level('"date_of_birth_l" = "date_of_birth_r"', "same date", 0.75, 4e-4, **_tf("date_of_birth")),
+        _level(
+            '"birth_year_l" = "birth_year_r" AND ("birth_month_l" = "birth_month_r" OR "birth_day_l" = "birth_day_r" '
+            'OR ("birth_day_l" = "birth_month_r" AND "birth_month_l" = "birth_day_r"))',
+            "same year, day or month wrong or swapped",
+            0.08,
+            0.002,
+        ),
+        _level('"birth_year_l" = "birth_year_r"', "same year", 0.05, 0.015),
+        _level('abs("birth_year_l" - "birth_year_r") <= 2', "1-2 years apart", 0.07, 0.068),
+        _level('abs("birth_year_l" - "birth_year_r") <= 9', "3-9 years apart (age re-estimated)", 0.045, 0.165),
+        # Another generation: the father or daughter who shares a name and a household.
+        _level("ELSE", "10+ years apart", 0.005, 0.75),
+    ],
+}
+
+PHONE = {
+    "output_column_name": "phone",
+    "comparison_levels": [
+        _null('"phone_l" IS NULL OR "phone_r" IS NULL'),
+        # A phone is household-level evidence: a relative CHT does not know yet (a new baby, a spouse)
+        # answers on it too. Its frequency among CHT contacts (1 in 100,000) overstates how rare
+        # sharing it is, so its u is floored at 1e-4.
+        _level('"phone_l" = "phone_r"', "same E.164 number", 0.80, 1e-4, **_tf("phone", floor=1e-4)),
+        _level('"phone9_l" = "phone9_r"', "same last 9 digits", 0.01, 1e-6),
+        _level('damerau_levenshtein("phone_l", "phone_r") <= 1', "one digit off", 0.05, 1e-5),
+        # People change numbers and EMRs record a treatment supporter's: weak evidence against.
+        _level("ELSE", "numbers differ", 0.14, 0.99997),
+    ],
+}
+
+PLACE = {
+    "output_column_name": "place",
+    "comparison_levels": [
+        _null('"place_l" IS NULL OR "place_r" IS NULL'),
+        # Phone and place are both household evidence; when the phone already agrees, the same
+        # place adds little (P(place | phone agrees) is high for matches and non-matches alike).
+        # Without this level a sibling would score as a household twice over.
+        _level('"phone_l" = "phone_r"', "phone agrees already (place counted once)", 0.5, 0.25),
+        # The same floor for the household: new members join it between two EMR visits.
+        _level('"place_l" = "place_r"', "same place", 0.30, 1e-3, **_tf("place", floor=1e-3)),
+        _level(
+            'list_contains("area_l", "place_r") OR list_contains("area_r", "place_l") '
+            'OR list_has_any("area_l", "area_r")',
+            "same wider area",
+            0.20,
+            0.009,
+        ),
+        _level("ELSE", "places differ (people move)", 0.05, 0.99),
+    ],
+}
+
+# Candidate pairs: any one rule suffices. Place is one way in, never the only one: people move,
+# and EMR villages are free text.
+BLOCKING_RULES = [
+    {"blocking_rule": 'l."phone" = r."phone"'},
+    {"blocking_rule": 'l."date_of_birth" = r."date_of_birth"'},
+    {"blocking_rule": 'l."name_pairs" = r."name_pairs"', "arrays_to_explode": ["name_pairs"]},
+    {
+        "blocking_rule": 'l."names" = r."names" AND l."birth_year" = r."birth_year"',
+        "arrays_to_explode": ["names"],
+    },
+    {"blocking_rule": 'l."place" = r."place"'},
+    # A name token within the same place or wider area: finds typos in every other token.
+    {
+        "blocking_rule": 'l."names" = r."names" AND l."places" = r."places"',
+        "arrays_to_explode": ["names", "places"],
+    },
+    # A one-digit phone typo leaves one half of the number intact.
+    {"blocking_rule": 'substr(l."phone", 1, 9) = substr(r."phone", 1, 9)'},
+    {"blocking_rule": 'right(l."phone", 5) = right(r."phone", 5)'},
+]
+
+
+def settings() -> dict[str, Any]:
+    """The full Splink settings dict (the content of ``model.json``)."""
+    return {
+        "link_type": "dedupe_only",
+        "unique_id_column_name": "unique_id",
+        "probability_two_random_records_match": 1e-4,
+        "comparisons": [NAME, SEX, DATE_OF_BIRTH, PHONE, PLACE],
+        "blocking_rules_to_generate_predictions": BLOCKING_RULES,
+        "retain_matching_columns": False,
+        "retain_intermediate_calculation_columns": True,
+        "additional_columns_to_retain": [],
+        "sql_dialect": "duckdb",
+    }
+
+
+def load_model() -> dict[str, Any]:
+    """The shipped model as a settings dict (a fresh copy each call)."""
+    return json.loads(MODEL_PATH.read_text())
+
+
+if __name__ == "__main__":
+    MODEL_PATH.write_text(json.dumps(settings(), indent=2) + "\n")
+    print(f"wrote {MODEL_PATH}")

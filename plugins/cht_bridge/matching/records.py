@@ -1,0 +1,187 @@
+"""The person record the matcher compares, and the cleaning that makes two sources comparable.
+
+CHT and EMRs disagree on case, accents, punctuation, how sex is coded and how dates are written.
+Cleaning happens once, when a :class:`Person` is built, so every later step compares like with
+like. Phones stay as given here: turning them into E.164 needs the facility's region, which the
+matcher's configuration carries.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+_NOT_LETTER = re.compile(r"[^a-z\s]+")
+_HONORIFICS = frozenset(
+    {"mr", "mrs", "ms", "miss", "dr", "prof", "rev", "fr", "sr", "sis", "hon", "eng", "pastor", "bishop"}
+)
+_SEX_CODES = {
+    "m": "male",
+    "male": "male",
+    "man": "male",
+    "boy": "male",
+    "1": "male",
+    "f": "female",
+    "female": "female",
+    "woman": "female",
+    "girl": "female",
+    "2": "female",
+}
+_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d")
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person as the matcher sees them; values are cleaned on construction.
+
+    :param id: the record's id in its own system (CHT ``_id`` or the EMR row id).
+    :param given_name: given and middle names, in any order; cleaned to lower-case tokens.
+    :param family_name: family (sur)name tokens; a swap with ``given_name`` is tolerated.
+    :param sex: ``male``, ``female`` or ``None`` (``M``, ``F``, ``1``, ``2`` … are understood).
+    :param date_of_birth: ISO ``YYYY-MM-DD`` or ``None`` (``DD/MM/YYYY`` and a bare year parse).
+    :param phone: as given; normalised to E.164 by the matcher under its configured region.
+    :param place: the CHT place (household/CHW area) id or an EMR village, if known.
+    :param area: ids of wider areas the person belongs to (the CHT lineage).
+    :param identifier: a shared identifier (national id, EMR id) both systems may hold.
+    """
+
+    id: str
+    given_name: str | None = None
+    family_name: str | None = None
+    sex: str | None = None
+    date_of_birth: str | None = None
+    phone: str | int | float | None = None
+    place: str | None = None
+    area: tuple[str, ...] = field(default_factory=tuple)
+    identifier: str | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "id", str(self.id))
+        set_(self, "given_name", clean_name(self.given_name))
+        set_(self, "family_name", clean_name(self.family_name))
+        set_(self, "sex", clean_sex(self.sex))
+        set_(self, "date_of_birth", clean_date(self.date_of_birth))
+        set_(self, "phone", _blank_to_none(self.phone))
+        set_(self, "place", _text(self.place))
+        set_(self, "area", _clean_area(self.area))
+        set_(self, "identifier", _clean_identifier(self.identifier))
+
+    @property
+    def name_tokens(self) -> list[str]:
+        """All name tokens, de-duplicated and sorted, so order and given/family swaps do not matter."""
+        tokens = f"{self.given_name or ''} {self.family_name or ''}".split()
+        return sorted(set(tokens))
+
+
+def person_from_name(id: str, name: str | None, **fields: Any) -> Person:
+    """Build a :class:`Person` from one full-name string (how CHT stores names).
+
+    The last token is taken as the family name; the matcher compares token sets, so a wrong split
+    costs nothing.
+    """
+    tokens = (clean_name(name) or "").split()
+    given, family = (" ".join(tokens[:-1]) or None, tokens[-1]) if tokens else (None, None)
+    return Person(id=id, given_name=given, family_name=family, **fields)
+
+
+def from_cht_person(doc: dict[str, Any], identifier_field: str | None = None) -> Person:
+    """Turn a CHT person document into a :class:`Person`.
+
+    ``place`` is the parent (household or CHW area) and ``area`` every ancestor from the minified
+    lineage (``parent: {_id, parent: {...}}``), so people who moved house within a CHW area still
+    share an area with their old record.
+
+    :param doc: the CHT ``person``/``contact`` document.
+    :param identifier_field: the document property holding a shared identifier, if any.
+    """
+    ancestors: list[str] = []
+    parent = doc.get("parent")
+    while isinstance(parent, dict) and parent.get("_id"):
+        ancestors.append(str(parent["_id"]))
+        parent = parent.get("parent")
+    return person_from_name(
+        str(doc.get("_id")),
+        doc.get("name"),
+        sex=doc.get("sex") or doc.get("gender"),
+        date_of_birth=doc.get("date_of_birth"),
+        phone=doc.get("phone"),
+        place=ancestors[0] if ancestors else None,
+        area=tuple(ancestors),
+        identifier=doc.get(identifier_field) if identifier_field else None,
+    )
+
+
+def clean_name(raw: object) -> str | None:
+    """Lower-case, strip accents and punctuation, drop honorifics; ``None`` when nothing is left."""
+    if raw is None:
+        return None
+    text = unicodedata.normalize("NFKD", str(raw))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = _NOT_LETTER.sub(" ", text.replace("'", "").replace("\u2019", ""))
+    tokens = [token for token in text.split() if token not in _HONORIFICS]
+    return " ".join(tokens) or None
+
+
+def clean_sex(raw: object) -> str | None:
+    """Map the many codings of sex to ``male``/``female``; anything else is unknown."""
+    if raw is None:
+        return None
+    text = str(raw).strip().lower()
+    if text.endswith(".0"):  # a spreadsheet turned 1/2 into 1.0/2.0
+        text = text[:-2]
+    return _SEX_CODES.get(text)
+
+
+def clean_date(raw: object) -> str | None:
+    """Parse a date of birth to ISO; a bare year becomes 1 January (how registers default it)."""
+    if raw is None:
+        return None
+    if isinstance(raw, datetime):
+        return raw.date().isoformat()
+    if isinstance(raw, date):
+        return raw.isoformat()
+    text = str(raw).strip()
+    if not text:
+        return None
+    text = text.split("T")[0].split(" ")[0]
+    if re.fullmatch(r"(18|19|20)\d\d", text):
+        return f"{text}-01-01"
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date().isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def _blank_to_none(raw: Any) -> Any:
+    """``None`` for empty strings and NaN (an empty spreadsheet cell); numbers stay numbers."""
+    if raw is None or (isinstance(raw, float) and raw != raw):
+        return None
+    if isinstance(raw, int | float):
+        return raw
+    text = str(raw).strip()
+    return text or None
+
+
+def _text(raw: object) -> str | None:
+    value = _blank_to_none(raw)
+    return None if value is None else str(value)
+
+
+def _clean_area(raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = raw.replace(";", " ").replace(",", " ").replace("|", " ").split()
+    return tuple(dict.fromkeys(str(item).strip() for item in raw if str(item).strip()))
+
+
+def _clean_identifier(raw: object) -> str | None:
+    """Compare identifiers without spaces, dashes or slashes, upper-cased."""
+    text = _text(raw)
+    return (re.sub(r"[\s\-/]", "", text).upper() or None) if text else None

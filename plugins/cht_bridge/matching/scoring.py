@@ -1,0 +1,121 @@
+"""Score candidate pairs with Splink 5 on an in-process DuckDB.
+
+``predict_between(existing, incoming)`` scores each incoming person against the existing people
+the blocking rules let through (the reverse-pipeline shape), and ``predict_within(incoming)``
+finds people a list names twice. The shipped model is only scored, never trained, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+from splink import DuckDBAPI, Linker
+
+from cht_bridge.matching.model import load_model
+
+if TYPE_CHECKING:
+    from splink.internals.splink_dataframe import SplinkDataFrame
+
+# Splink writes its comparison SQL with arrow lambdas (x -> ...), which DuckDB 2 rejects unless
+# told otherwise on the connection.
+_LAMBDA_SYNTAX = "SET lambda_syntax='ENABLE_SINGLE_ARROW'"
+_COMPARISONS = load_model()["comparisons"]
+# Pairs below this match weight (odds of 1 in 1,000) cannot change a decision; leaving them in
+# DuckDB saves converting hundreds of thousands of rows to Python.
+_MIN_WEIGHT = -10.0
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    """One scored candidate pair; ``weights`` holds each field's match weight (bits, after the
+    term-frequency adjustment), which explains a score without repeating any personal data."""
+
+    left: str
+    right: str
+    probability: float
+    match_weight: float
+    weights: tuple[tuple[str, float], ...]
+
+
+def score(
+    existing: pa.Table,
+    incoming: pa.Table,
+    tf_lookups: dict[str, pa.Table],
+    *,
+    prior_between: float,
+    prior_within: float,
+    threads: int | None = None,
+) -> tuple[list[ScoredPair], list[ScoredPair]]:
+    """Return (incoming × existing pairs, incoming × incoming pairs), scored.
+
+    :param existing: feature table of existing people (``features.build_table``).
+    :param incoming: feature table of incoming people.
+    :param tf_lookups: term-frequency lookup per compared column (``features.tf_tables``).
+    :param prior_between: prior probability that a random existing/incoming pair is one person.
+    :param prior_within: the same for two rows of the incoming list.
+    :param threads: DuckDB threads (default: all cores).
+    """
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute(_LAMBDA_SYNTAX)
+        if threads:
+            connection.execute(f"SET threads={int(threads)}")
+        db_api = DuckDBAPI(connection)
+        existing_df = db_api.register(existing, table_name="existing_people")
+        incoming_df = db_api.register(incoming, table_name="incoming_people")
+        tf_frames = {column: db_api.register(table, table_name=f"tf_{column}") for column, table in tf_lookups.items()}
+        between: list[ScoredPair] = []
+        if existing.num_rows and incoming.num_rows:
+            linker = _linker(existing_df, prior_between, tf_frames)
+            predictions = linker.inference.predict_between(
+                existing_df, incoming_df, threshold_match_weight=_MIN_WEIGHT, warning_mode="never"
+            )
+            between = _pairs(predictions.as_pyarrow_table())
+        within: list[ScoredPair] = []
+        if incoming.num_rows > 1:
+            linker = _linker(incoming_df, prior_within, tf_frames)
+            predictions = linker.inference.predict_within(
+                incoming_df, threshold_match_weight=_MIN_WEIGHT, warning_mode="never"
+            )
+            within = _pairs(predictions.as_pyarrow_table())
+        return between, within
+    finally:
+        connection.close()
+
+
+def _linker(frame: SplinkDataFrame, prior: float, tf_frames: dict[str, SplinkDataFrame]) -> Linker:
+    linker = Linker(frame, _settings(prior), log_level=None)
+    for column, tf_frame in tf_frames.items():
+        linker.table_management.register_term_frequency_lookup(tf_frame, column)
+    return linker
+
+
+def _settings(prior: float) -> dict[str, Any]:
+    """The shipped model with the run's prior: share of matches over the number of candidates."""
+    model = load_model()
+    model["probability_two_random_records_match"] = min(max(prior, 1e-9), 0.5)
+    return model
+
+
+def _pairs(table: pa.Table) -> list[ScoredPair]:
+    columns = table.to_pydict()
+    zeros = [0.0] * table.num_rows
+    names = [comparison["output_column_name"] for comparison in _COMPARISONS]
+    per_field = [
+        [a + b for a, b in zip(columns[f"mw_{name}"], columns.get(f"mw_tf_adj_{name}", zeros), strict=True)]
+        for name in names
+    ]
+    return [
+        ScoredPair(left, right, float(probability), float(match_weight), tuple(zip(names, weights, strict=True)))
+        for left, right, probability, match_weight, *weights in zip(
+            columns["unique_id_l"],
+            columns["unique_id_r"],
+            columns["match_probability"],
+            columns["match_weight"],
+            *per_field,
+            strict=True,
+        )
+    ]
