@@ -25,6 +25,7 @@ from cht_bridge.config.model import Pipeline
 from cht_bridge.errors import ConfigError
 from cht_bridge.operators import ChtReplayOperator, ChtSyncOperator
 from cht_bridge.operators.params import pipeline_params, replay_params
+from cht_bridge.reverse.model import ReversePipeline
 
 log = logging.getLogger(__name__)
 
@@ -95,18 +96,24 @@ def _broken_dag_id(path: Path) -> str:
     return name if isinstance(name, str) and NAME_RE.match(name) else path.stem
 
 
-def _broken_dag(path: Path, error: ConfigError) -> DAG:
+def _broken_dag(path: Path, error: ConfigError, kind: str = "pipeline") -> DAG:
+    """An unscheduled DAG whose one task fails with the file's problems, so the UI shows them."""
     with DAG(
         dag_id=_broken_dag_id(path),
-        description=f"INVALID pipeline file {path.name}",
+        description=f"INVALID {kind} file {path.name}",
         schedule=None,
         start_date=BROKEN_START,
         catchup=False,
         default_args={**DEFAULT_ARGS, "retries": 0},
         tags=["cht-bridge", "config-error"],
-        doc_md=f"### Invalid pipeline file\n```\n{error}\n```",
+        doc_md=f"### Invalid {kind} file\n```\n{error}\n```",
     ) as dag:
-        ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
+        if kind == "pipeline":
+            ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
+        else:
+            from cht_bridge.operators.reverse import ReverseStepOperator
+
+            ReverseStepOperator(task_id="receive", pipeline_file=str(path.resolve()), step="receive")
     return dag
 
 
@@ -129,4 +136,76 @@ def _replay_dag(folder: Path, names: list[str]) -> DAG:
         ),
     ) as dag:
         ChtReplayOperator(task_id="replay", pipelines_folder=str(folder.resolve()))
+    return dag
+
+
+def build_reverse_dags(folder: str | Path) -> dict[str, DAG]:
+    """One DAG per reverse pipeline file (``include/reverse/*.yaml``), keyed by DAG id.
+
+    A file that fails its checks yields an unscheduled DAG of the same id whose first task fails
+    with the file, key and reason; the other files load as usual.
+    """
+    from cht_bridge.reverse.loader import load_reverse_pipeline
+
+    dags: dict[str, DAG] = {}
+    for path in sorted(Path(folder).glob("*.y*ml")):
+        try:
+            pipeline = load_reverse_pipeline(path)
+            if pipeline.name in dags:
+                raise ConfigError(str(path), [f"name: '{pipeline.name}' is already used by another pipeline file"])
+        except ConfigError as exc:
+            log.error("%s", exc)
+            dag = _broken_dag(path, exc, "reverse pipeline")
+        else:
+            dag = _reverse_dag(pipeline, path)
+        dags.setdefault(dag.dag_id, dag)
+    return dags
+
+
+def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
+    from airflow.sdk import TriggerRule
+
+    from cht_bridge.operators.reverse import MatchReviewOperator, ReverseStepOperator
+
+    source = pipeline.source
+    origin = f"{source.type} `{source.resource or source.path or source.folder}`" + (
+        f" on connection `{source.conn_id}`" if source.conn_id else ""
+    )
+    doc = (
+        f"### {pipeline.name}\n{pipeline.description}\n\n"
+        f"{origin} → CHT connection `{pipeline.target.conn_id}`, form `{pipeline.target.form}`.\n\n"
+        "`receive` reads the list from its checkpoint; `match` decides link / review / new for each "
+        "person; `write_decided` creates people and reports in CHT; `waiting_review` lists the rows a person must "
+        "decide (this run's and any left from earlier runs); `review` asks a person about each "
+        "uncertain match (Browse → Required Actions); `write_reviewed` writes what was decided. "
+        f"Pipeline file: `{path.name}`."
+    )
+    file = str(path.resolve())
+    with DAG(
+        dag_id=pipeline.name,
+        description=pipeline.description or f"{source.type} list → CHT {pipeline.target.form}",
+        schedule=_timetable(pipeline.schedule),
+        start_date=pipeline.start_date,
+        catchup=False,
+        max_active_runs=1,  # two runs would ask the same review questions and race for the ledger
+        default_args={**DEFAULT_ARGS, "retries": pipeline.retries},
+        tags=["cht-bridge", "to-cht", f"from-{source.type}", *pipeline.tags],
+        doc_md=doc,
+    ) as dag:
+        receive = ReverseStepOperator(task_id="receive", pipeline_file=file, step="receive")
+        match = ReverseStepOperator(task_id="match", pipeline_file=file, step="match")
+        write = ReverseStepOperator(task_id="write_decided", pipeline_file=file, step="write")
+        waiting = ReverseStepOperator(task_id="waiting_review", pipeline_file=file, step="reviews")
+        review = MatchReviewOperator.partial(
+            task_id="review",
+            pipeline_file=file,
+            max_candidates=pipeline.review.max_candidates,
+            response_timeout=timedelta(hours=pipeline.review.timeout_hours),
+            assigned_users=[{"id": a, "name": a} for a in pipeline.review.assignees] or None,
+            retries=0,
+        ).expand(review_key=waiting.output)
+        reviewed = ReverseStepOperator(
+            task_id="write_reviewed", pipeline_file=file, step="write", trigger_rule=TriggerRule.ALL_DONE
+        )
+        receive >> match >> write >> waiting >> review >> reviewed
     return dag

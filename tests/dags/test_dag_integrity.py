@@ -17,6 +17,8 @@ from tests.integration.dagrun import run_dag
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "include" / "pipelines"
+REVERSE = ROOT / "include" / "reverse"
+REVERSE_NAMES = sorted(yaml.safe_load(p.read_text())["name"] for p in REVERSE.glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,20 @@ def bag():
 def test_no_import_errors_and_one_dag_per_pipeline_file(bag):
     assert bag.import_errors == {}
     names = {yaml.safe_load(p.read_text())["name"] for p in PIPELINES.glob("*.yaml")}
-    assert names and set(bag.dag_ids) == names | {"cht_bridge_replay"}
+    assert names and REVERSE_NAMES
+    assert set(bag.dag_ids) == names | set(REVERSE_NAMES) | {"cht_bridge_replay"}
+
+
+@pytest.mark.parametrize("dag_id", REVERSE_NAMES)
+def test_reverse_policy(bag, dag_id):
+    dag = bag.dags[dag_id]
+    assert {"cht-bridge", "to-cht"} <= set(dag.tags)
+    assert dag.max_active_runs == 1 and not dag.catchup  # two runs would ask the same questions
+    order = ["receive", "match", "write_decided", "waiting_review", "review", "write_reviewed"]
+    assert [t.task_id for t in dag.topological_sort()] == order
+    review = dag.get_task("review")
+    assert type(review).__name__ == "MappedOperator" and review.operator_class.__name__ == "MatchReviewOperator"
+    assert dag.get_task("write_reviewed").trigger_rule == "all_done"  # also when nobody was asked
 
 
 @pytest.mark.parametrize("dag_id", sorted(yaml.safe_load(p.read_text())["name"] for p in PIPELINES.glob("*.yaml")))
@@ -82,9 +97,13 @@ def test_parsing_is_fast_and_touches_no_network_or_heavy_modules():
         start = time.perf_counter()
         import runpy
         namespace = runpy.run_path({str(ROOT / "dags" / "cht_bridge_pipelines.py")!r})
+        namespace.update(runpy.run_path({str(ROOT / "dags" / "cht_bridge_reverse.py")!r}))
         elapsed = time.perf_counter() - start
         added = set(sys.modules) - before
-        heavy = sorted(m for m in added if m.split(".")[0] in ("py_mini_racer", "pandas", "requests", "sqlalchemy"))
+        heavy = sorted(
+            m for m in added
+            if m.split(".")[0] in ("py_mini_racer", "pandas", "requests", "sqlalchemy", "splink", "duckdb", "phonenumbers")
+        )
         dags = sorted(k for k, v in namespace.items() if type(v).__name__ == "DAG")
         print(json.dumps({{"elapsed": elapsed, "heavy": heavy, "dags": dags}}))
         """
@@ -92,7 +111,7 @@ def test_parsing_is_fast_and_touches_no_network_or_heavy_modules():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 1  # and cht_bridge_replay
+    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 1 + len(REVERSE_NAMES)  # + replay
     assert result["elapsed"] < 2.0, result  # generous: measured ~0.05 s on 2 cores
 
 

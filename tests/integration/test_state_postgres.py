@@ -93,3 +93,21 @@ def test_dead_letters_pending_replay_selection_and_lag_on_postgres(store):
     with store.engine.connect() as conn:
         dead = conn.execute(text("SELECT doc_id FROM cht_bridge_dead_letters WHERE pipeline = :p"), {"p": name})
         assert sorted(r.doc_id for r in dead) == ["bad", "busy"]
+
+
+def test_inbound_ledger_round_trip_on_postgres(store):
+    from cht_bridge.state.inbound import DONE, RECEIVED, REVIEW, InboundLedger, InboundRow
+
+    ledger, name = InboundLedger(store), f"r_{uuid.uuid4().hex[:8]}"
+    rows = [InboundRow(name, i, "v1", RECEIVED, record={"person": {"name": "x"}}) for i in ("b", "a")]
+    ledger.receive(name, rows, {"lastUpdated": "2026-11-20T10:00:00.123Z"}, "run-1")
+    ledger.receive(name, rows[:1], {"lastUpdated": "2026-11-21T10:00:00Z"}, "run-2")  # a re-read adds nothing
+    assert ledger.checkpoint(name) == {"lastUpdated": "2026-11-21T10:00:00Z"}
+    assert [r.source_id for r in ledger.rows(name, [RECEIVED])] == ["b", "a"]  # the list's order
+    row = ledger.get(name, "a", "v1")
+    row.status, row.candidates, row.probability = REVIEW, [{"id": "p-1", "probability": 0.5, "reason": "r"}], 0.5
+    ledger.save(row)
+    assert ledger.review_keys(name) == [["a", "v1"]]
+    row.status, row.person_id, row.report_id = DONE, "p-1", "r-1"
+    ledger.save(row)
+    assert ledger.get(name, "a", "v1").record is None and ledger.counts(name) == {RECEIVED: 1, DONE: 1}

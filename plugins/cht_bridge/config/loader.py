@@ -65,6 +65,38 @@ class _Problems:
                 self.add(f"{prefix}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
+def shared_keys(raw: dict, problems: _Problems, *, default_batch: int | None) -> dict[str, Any]:
+    """The keys every pipeline file has, forward or reverse, checked the same way.
+
+    ``default_batch`` ``None``: the file has no ``batch_size`` (its source decides the page size).
+    """
+    state = raw.get("state") or {}
+    state_conn_id = None
+    if not isinstance(state, dict):
+        problems.add("state", "must be a mapping with conn_id")
+    else:
+        problems.unknown(state, {"conn_id"}, "state.")
+        if "conn_id" in state:
+            state_conn_id = _conn_id(state.get("conn_id"), "state.conn_id", problems)
+    tags = raw.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        problems.add("tags", "must be a list of strings")
+        tags = []
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        problems.add("description", "must be a string")
+    shared = {
+        "script_timeout_ms": _int(raw.get("script_timeout_ms", 1000), "script_timeout_ms", 10, 60000, problems),
+        "retries": _int(raw.get("retries", 2), "retries", 0, 10, problems),
+        "state_conn_id": state_conn_id,
+        "tags": tuple(tags),
+        "description": description,
+    }
+    if default_batch is not None:
+        shared["batch_size"] = _int(raw.get("batch_size", default_batch), "batch_size", 1, 10000, problems)
+    return shared
+
+
 def load_pipeline(path: str | Path) -> Pipeline:
     """Load and check one pipeline file.
 
@@ -130,28 +162,7 @@ def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) ->
 
     mapping = _mapping(raw.get("mapping"), problems)
     destination = _destination(raw.get("destination"), problems)
-    batch_size = _int(raw.get("batch_size", 1000), "batch_size", 1, 10000, problems)
-    timeout_ms = _int(raw.get("script_timeout_ms", 1000), "script_timeout_ms", 10, 60000, problems)
-    retries = _int(raw.get("retries", 2), "retries", 0, 10, problems)
-
-    state = raw.get("state") or {}
-    state_conn_id = None
-    if not isinstance(state, dict):
-        problems.add("state", "must be a mapping with conn_id")
-    else:
-        problems.unknown(state, {"conn_id"}, "state.")
-        if "conn_id" in state:
-            state_conn_id = _conn_id(state.get("conn_id"), "state.conn_id", problems)
-
-    tags = raw.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        problems.add("tags", "must be a list of strings")
-        tags = []
-
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        problems.add("description", "must be a string")
-
+    shared = shared_keys(raw, problems, default_batch=1000)
     delivery = _delivery(raw.get("delivery", {}), problems)
     deletes = _deletes(raw.get("deletes", {"action": "ignore"}), problems)
 
@@ -166,13 +177,8 @@ def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) ->
         mapping=mapping,
         destination=destination,
         schedule=schedule,
-        description=description,
         cht_db=cht_db,
-        batch_size=batch_size,
-        script_timeout_ms=timeout_ms,
-        state_conn_id=state_conn_id,
-        retries=retries,
-        tags=tuple(tags),
+        **shared,
         delivery=delivery,
         deletes=deletes,
     )

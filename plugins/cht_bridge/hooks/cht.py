@@ -7,8 +7,11 @@ configured anywhere: the password never appears in a pipeline file.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.providers.http.hooks.http import HttpHook
 
+from cht_bridge.destinations.cht_api import ChtApiClient
 from cht_bridge.source.couch import CouchClient
 
 
@@ -23,15 +26,20 @@ class ChtHook(HttpHook):
     def __init__(self, cht_conn_id: str = default_conn_name) -> None:
         super().__init__(method="GET", http_conn_id=cht_conn_id)
 
-    def get_client(self, db: str = "medic") -> CouchClient:
+    def get_client(self, db: str = "medic", client: type[CouchClient] = CouchClient, **options: Any) -> CouchClient:
         """A client for ``db`` with the Connection's URL, credentials and TLS settings."""
         conn = self.get_connection(self.http_conn_id)
         self.get_conn().close()  # resolves base_url from the Connection as the HTTP provider does
         auth = (conn.login, conn.password or "") if conn.login else None
-        return CouchClient(
+        return client(
             self.base_url,
             db,
             auth,
             conn_id=self.http_conn_id,
             verify=conn.extra_dejson.get("verify", True),
+            **options,
         )
+
+    def get_api_client(self, timeout: float = 30.0) -> ChtApiClient:
+        """A client for the CHT API (people, records, contacts-by-phone) and the ``medic`` reads."""
+        return self.get_client("medic", ChtApiClient, timeout=(min(10.0, timeout), timeout))

@@ -1,0 +1,165 @@
+"""CHT itself as the destination of a reverse pipeline: its people, places and records APIs.
+
+Reads (views, contacts-by-phone) go through ``CouchClient``'s retried reads. Writes are never
+repeated here: CHT's write APIs have no idempotency key (cht.md §2.2), so a POST that timed out
+may still have created its document. The caller marks a write in its ledger before sending it and,
+after a failure, looks the document up by its ``source_ref`` before posting again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import requests
+
+from cht_bridge.destinations.retry import classify
+from cht_bridge.errors import AuthError, ChtBridgeError
+from cht_bridge.source.couch import CouchClient
+
+log = logging.getLogger(__name__)
+
+#: Rows per view page while reading the persons of an area.
+VIEW_PAGE = 1000
+#: Person types of CHT's hard-coded hierarchy; configurable ones are ``type: contact``.
+PERSON_TYPE = "person"
+
+
+class WriteError(ChtBridgeError):
+    """CHT did not create a document. ``retryable`` False: sending it again cannot help."""
+
+    def __init__(self, message: str, status: int | None, retryable: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class ChtApiClient(CouchClient):
+    """The CHT API of one instance: ``/api/...`` endpoints plus the ``medic`` database reads."""
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def persons_under(self, place_id: str) -> list[dict[str, Any]]:
+        """Every person whose lineage contains ``place_id`` (view ``contacts_by_place``), paged."""
+        persons: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"key": json.dumps([place_id]), "include_docs": "true", "limit": VIEW_PAGE + 1}
+        while True:
+            rows = json.loads(self.view_text("medic-client", "contacts_by_place", params))["rows"]
+            persons.extend(row["doc"] for row in rows[:VIEW_PAGE] if is_person(row.get("doc")))
+            if len(rows) <= VIEW_PAGE:
+                return persons
+            last = rows[VIEW_PAGE]
+            params = {**params, "startkey": json.dumps(last["key"]), "startkey_docid": last["id"]}
+            params.pop("key", None)
+            params["endkey"] = json.dumps([place_id])
+
+    def contacts_by_phone(self, phone: str) -> list[dict[str, Any]]:
+        """CHT's own phone lookup (normalised with the instance's country code); [] when none."""
+        url = f"{self.base_url}/api/v1/contacts-by-phone"
+        try:
+            response = self._session().get(url, params={"phone": phone}, timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise WriteError(f"{type(exc).__name__} on GET /api/v1/contacts-by-phone", None, True) from exc
+        if response.status_code in (400, 404):  # 400: CHT could not read the number either
+            return []
+        self._check(response, "GET /api/v1/contacts-by-phone")
+        return [doc for doc in response.json().get("docs", []) if is_person(doc)]
+
+    def docs(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Documents by id (missing ones left out), for a reviewer's side-by-side view."""
+        if not ids:
+            return {}
+        rows = json.loads(self.all_docs_text(ids))["rows"]
+        return {row["id"]: row["doc"] for row in rows if row.get("doc")}
+
+    def find_person(self, place_id: str, source_ref: str) -> str | None:
+        """The person an earlier, interrupted write created for ``source_ref``, if it exists."""
+        for doc in self.persons_under(place_id):
+            if doc.get("source_ref") == source_ref:
+                return doc["_id"]
+        return None
+
+    def find_report(self, person_id: str, source_ref: str) -> str | None:
+        """The report an earlier, interrupted write created for ``source_ref``, if it exists."""
+        text = self.view_text(
+            "medic-client", "reports_by_subject", {"key": json.dumps(person_id), "include_docs": "true"}
+        )
+        for row in json.loads(text)["rows"]:
+            doc = row.get("doc") or {}
+            if (doc.get("fields") or {}).get("source_ref") == source_ref:
+                return doc["_id"]
+        return None
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def create_person(self, body: dict[str, Any], api: str = "legacy") -> str:
+        """Create a person; its id. ``legacy`` is ``POST /api/v1/people``, ``v1_person`` the 5.2 API."""
+        if api == "v1_person":
+            answer = self._write("/api/v1/person", body)
+            return answer["_id"]
+        legacy = {k: v for k, v in body.items() if k != "parent"}
+        legacy["place"] = body["parent"]
+        return self._write("/api/v1/people", legacy)["id"]
+
+    def create_report(self, body: dict[str, Any]) -> str:
+        """Create a report through ``POST /api/v2/records``; its id."""
+        answer = self._write("/api/v2/records", body)
+        if not answer.get("success") or not answer.get("id"):
+            raise WriteError("POST /api/v2/records did not answer success", 200, False)
+        return answer["id"]
+
+    def _write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        where = f"POST {path}"
+        try:
+            response = self._session().post(f"{self.base_url}{path}", json=body, timeout=self._timeout)
+        except requests.RequestException as exc:
+            # It may have been created all the same: the caller looks it up before trying again.
+            raise WriteError(f"{type(exc).__name__} on {where}", None, True) from exc
+        self._check(response, where)
+        return response.json()
+
+    def _check(self, response: requests.Response, where: str) -> None:
+        kind = classify(response.status_code)
+        if kind == "delivered":
+            return
+        if kind == "auth":
+            raise AuthError(self.conn_id, response.status_code, "CHT")
+        reason, details = _reason(response)
+        # CHT answers its own validation errors (PublicError) as 500 with details: not retryable.
+        retryable = kind == "retryable" and not (response.status_code == 500 and details)
+        raise WriteError(
+            f"HTTP {response.status_code} on {where}: {reason or 'no details'}", response.status_code, retryable
+        )
+
+
+def is_person(doc: dict[str, Any] | None) -> bool:
+    """True for a person contact, in the hard-coded or the configurable hierarchy."""
+    if not doc or doc.get("_deleted"):
+        return False
+    if doc.get("type") == PERSON_TYPE:
+        return True
+    return doc.get("type") == "contact" and bool(doc.get("contact_type")) and _person_like(doc)
+
+
+def _person_like(doc: dict[str, Any]) -> bool:
+    # A configurable contact is a person when CHT's config says so; without the config at hand,
+    # the fields that only persons carry decide.
+    return any(key in doc for key in ("date_of_birth", "sex", "patient_id"))
+
+
+def _reason(response: requests.Response) -> tuple[str, bool]:
+    """CHT's error message, and whether it came as ``details`` (a ``PublicError``'s message).
+
+    The messages name fields and forms, not patient values.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200], False
+    if not isinstance(body, dict):
+        return "", False
+    if body.get("details"):
+        return str(body["details"])[:300], True
+    detail = body.get("error") or body.get("reason") or body.get("message")
+    return (str(detail)[:300] if detail else ""), False

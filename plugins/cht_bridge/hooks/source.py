@@ -1,0 +1,61 @@
+"""Build a reverse pipeline's source from its config and an Airflow Connection.
+
+The Connection (type ``http``) holds the host with scheme and port, and the login and password
+(HTTP Basic); with ``{"auth": "bearer"}`` in its extra, the password is sent as a bearer token.
+A CSV source needs no Connection: its folder is named in the pipeline file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import requests
+from airflow.sdk import BaseHook
+
+from cht_bridge.reverse.model import SourceConfig
+from cht_bridge.reverse.sources.base import Source
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def source_session(conn_id: str) -> tuple[requests.Session, str]:
+    """A session with the Connection's credentials and TLS setting, and its base URL."""
+    conn = BaseHook.get_connection(conn_id)
+    extra = conn.extra_dejson
+    session = requests.Session()
+    session.headers["Accept"] = "application/fhir+json, application/json"
+    if extra.get("auth") == "bearer":
+        session.headers["Authorization"] = f"Bearer {conn.password}"
+    elif conn.login:
+        session.auth = (conn.login, conn.password or "")
+    session.verify = extra.get("verify", True)
+    host = conn.host or ""
+    if "://" not in host:
+        host = f"{conn.schema or 'http'}://{host}"
+    if conn.port and f":{conn.port}" not in host.split("://", 1)[1]:
+        host = f"{host}:{conn.port}"
+    return session, host.rstrip("/")
+
+
+def open_source(config: SourceConfig) -> Source:
+    """The source a pipeline file describes, ready to page from a checkpoint."""
+    if config.type == "csv":
+        from cht_bridge.reverse.sources.csv_folder import CsvFolderSource
+
+        folder = Path(config.folder)
+        return CsvFolderSource(folder if folder.is_absolute() else REPO / folder, config.pattern, config.id_field)
+    session, base_url = source_session(config.conn_id)
+    if config.type == "fhir":
+        from cht_bridge.reverse.sources.fhir import FhirSearchSource
+
+        return FhirSearchSource(
+            session, base_url, config.resource, dict(config.params), page_size=config.page_size,
+            timeout=config.timeout, conn_id=config.conn_id,
+        )  # fmt: skip
+    from cht_bridge.reverse.sources.rest import JsonRestSource
+
+    return JsonRestSource(
+        session, base_url, config.path, items=config.items, id_field=config.id_field,
+        version_field=config.version_field, paging=dict(config.paging), params=dict(config.params),
+        timeout=config.timeout, conn_id=config.conn_id,
+    )  # fmt: skip

@@ -1,0 +1,118 @@
+"""The reverse-pipeline model: what a file in ``include/reverse/`` says once it has been checked.
+
+A reverse pipeline reads a list from another system (an EMR's lost-to-follow-up patients, the
+contacts of a case), matches each person to the CHT contacts, and creates a CHT report for each
+row (and a person first when nobody matches), so a health worker gets a task. Frozen dataclasses
+with no I/O, so the DAG file can build them at parse time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cht_bridge.config.model import MappingSource
+
+#: Keys of the mapped record that the run reads. ``person.*`` feeds the matcher and a new
+#: person; ``report.*`` becomes the fields of the CHT report; ``place`` is looked up in the
+#: place table.
+PERSON_FIELDS = ("given_name", "family_name", "name", "sex", "date_of_birth", "phone", "identifier")
+
+#: What a reviewer can answer besides linking to a candidate.
+CREATE_NEW = "Create a new person"
+SKIP_ROW = "Skip this row"
+DECIDE_LATER = "Decide later"
+REVIEW_CHOICES = (CREATE_NEW, SKIP_ROW, DECIDE_LATER)
+
+
+def candidate_option(index: int) -> str:
+    """The button a reviewer presses to link to candidate ``index`` (0-based).
+
+    Fixed names: the answer is read back by a fresh operator that only knows the names.
+    """
+    return f"Link to candidate {index + 1}"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the list comes from. Credentials live in the Airflow Connection ``conn_id``."""
+
+    type: str  # fhir | rest | csv
+    conn_id: str | None = None
+    resource: str | None = None  # fhir: the resource type searched (Patient, ServiceRequest, Task…)
+    path: str | None = None  # rest: the endpoint under the Connection's host
+    items: str = ""  # rest: dotted path of the item list in a page
+    id_field: str = "id"  # rest: the item's id; csv: the id column
+    version_field: str | None = None  # rest: the item's version (default: a hash of the item)
+    paging: dict[str, Any] = field(default_factory=lambda: {"type": "none"})  # rest
+    params: dict[str, Any] = field(default_factory=dict)  # fhir/rest: extra query parameters
+    page_size: int = 100
+    folder: str | None = None  # csv: the folder lists are dropped into
+    pattern: str = "*.csv"  # csv
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """The matcher's thresholds and the CHT person property that holds the source's identifier.
+
+    A threshold left out (``None``) is the matcher's own default (``cht_bridge.matching.MatchConfig``),
+    tuned on the synthetic benchmark; a pipeline file sets one only to be more or less cautious.
+    """
+
+    upper: float | None = None  # at or above: link without asking
+    lower: float | None = None  # below: a new person; in between: a person decides
+    margin: float | None = None  # top two candidates closer than this: a person decides
+    region: str = "KE"  # phones without a country code are read in this region
+    identifier_field: str | None = "external_id"  # CHT person property holding the source's id
+
+
+@dataclass(frozen=True)
+class PlaceSettings:
+    """How a row's facility or area code becomes the CHT place a new person is created under."""
+
+    table: str  # CSV with columns code, place_id (+ optional name); relative paths from the repo
+    key: str = "place"  # the mapped field holding the code
+
+
+@dataclass(frozen=True)
+class Target:
+    """The CHT instance written to, and what is created there."""
+
+    conn_id: str
+    form: str  # the JSON form code of the report (upper case in CHT)
+    person_type: str = "person"  # the contact type of a new person
+    people_api: str = "legacy"  # legacy: POST /api/v1/people (CHT 3.x+); v1_person: POST /api/v1/person (5.2+)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Review:
+    """How uncertain matches reach a person (Airflow's human-in-the-loop operators)."""
+
+    timeout_hours: float = 72.0  # then the row waits for the next run's review
+    max_candidates: int = 3
+    assignees: tuple[str, ...] = ()  # Airflow user ids allowed to answer; empty: anyone
+
+
+@dataclass(frozen=True)
+class ReversePipeline:
+    """One list → CHT pipeline; one Airflow DAG is generated from each."""
+
+    name: str
+    file: str  # the file it came from, for error messages
+    start_date: datetime
+    source: SourceConfig
+    mapping: dict[str, MappingSource]
+    match: MatchSettings
+    places: PlaceSettings
+    target: Target
+    review: Review = field(default_factory=Review)
+    relevant_to: str = "true"
+    schedule: str | None = None
+    description: str = ""
+    script_timeout_ms: int = 1000
+    state_conn_id: str | None = None
+    retries: int = 2
+    tags: tuple[str, ...] = ()

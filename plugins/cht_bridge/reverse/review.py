@@ -1,0 +1,83 @@
+"""The question a reviewer sees: the list row and its CHT candidates side by side.
+
+The reviewer must see names, dates of birth and phones to decide, so this text goes only to the
+Airflow UI's human-in-the-loop question (stored with the task in Airflow's database), never to
+logs or XCom. Candidates are read fresh from CHT, so the reviewer sees them as they are now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cht_bridge.reverse.model import ReversePipeline, candidate_option
+from cht_bridge.state.inbound import InboundRow
+
+
+@dataclass(frozen=True)
+class Question:
+    subject: str
+    body: str
+    options: list[str]  # one "Link to candidate k" per candidate still in CHT
+
+
+def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Question:
+    """Build the side-by-side question for one ``review`` row."""
+    ids = [c["id"] for c in row.candidates]
+    docs = api.docs(ids)
+    places = api.docs(sorted({_parent(d) for d in docs.values() if _parent(d)} | ({row.place_id} - {None})))
+    person = (row.record or {}).get("person") or {}
+    identifier = pipeline.match.identifier_field
+    columns = ["", f"List row {row.source_id}"]
+    for i, candidate in enumerate(row.candidates):
+        p = candidate.get("probability")
+        columns.append(f"Candidate {i + 1}" + (f" (p={p:.2f})" if p is not None else ""))
+    lines = [
+        ("Name", _name(person), [docs.get(c, {}).get("name") for c in ids]),
+        ("Sex", person.get("sex"), [docs.get(c, {}).get("sex") for c in ids]),
+        ("Date of birth", person.get("date_of_birth"), [docs.get(c, {}).get("date_of_birth") for c in ids]),
+        ("Phone", person.get("phone"), [docs.get(c, {}).get("phone") for c in ids]),
+        (
+            "Identifier",
+            person.get("identifier"),
+            [docs.get(c, {}).get(identifier) if identifier else None for c in ids],
+        ),
+        (
+            "Place",
+            places.get(row.place_id or "", {}).get("name") or row.place_id,
+            [places.get(_parent(docs.get(c, {})) or "", {}).get("name") for c in ids],
+        ),
+        ("CHT id", "", ids),
+        ("Why a candidate", "", [c.get("reason") for c in row.candidates]),
+    ]
+    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for label, incoming, values in lines:
+        cells = [label, _cell(incoming), *(_cell(v) for v in values)]
+        table.append("| " + " | ".join(cells) + " |")
+    gone = [i + 1 for i, c in enumerate(ids) if c not in docs]
+    note = f"\n\nCandidate(s) {', '.join(map(str, gone))} no longer exist in CHT." if gone else ""
+    body = (
+        f"**{pipeline.name}**: the matcher is not sure who list record `{row.source_id}` is "
+        f"({row.reason or 'uncertain match'}). Nothing is written to CHT until you decide.\n\n"
+        + "\n".join(table)
+        + note
+        + "\n\nLink to a candidate, create a new person, skip the row, or decide later "
+        "(the next run asks again)."
+    )
+    options = [candidate_option(i) for i, c in enumerate(row.candidates) if c["id"] in docs]
+    return Question(f"{pipeline.name}: who is record {row.source_id}?", body, options)
+
+
+def _parent(doc: dict[str, Any]) -> str | None:
+    parent = doc.get("parent") or {}
+    return parent.get("_id")
+
+
+def _name(person: dict[str, Any]) -> str | None:
+    return person.get("name") or " ".join(p for p in (person.get("given_name"), person.get("family_name")) if p)
+
+
+def _cell(value: Any) -> str:
+    if value in (None, ""):
+        return "–"
+    return str(value).replace("|", "/").replace("\n", " ")

@@ -1,0 +1,388 @@
+"""One run of a reverse pipeline, in three steps that each finish on their own.
+
+``receive`` reads the source from its checkpoint, maps each new (record, version) and adds it to
+the inbound ledger; ``match_received`` decides for each row link / review / new against the CHT
+persons of its area; ``write_ready`` creates what was decided in CHT. A reviewer's choice
+(``apply_choice``) turns a ``review`` row into a decided one, which the next ``write_ready``
+writes. Every step reads its work from the ledger, so a step retried by Airflow, or a run after a
+crash, picks up exactly where the last one stopped, and nothing is posted to CHT twice.
+
+Logs carry source ids, counts and reasons; never names, phones or dates of birth.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cht_bridge.destinations.cht_api import ChtApiClient, WriteError
+from cht_bridge.mapping import Mapper
+from cht_bridge.reverse.model import CREATE_NEW, DECIDE_LATER, SKIP_ROW, ReversePipeline
+from cht_bridge.reverse.places import PlaceTable
+from cht_bridge.reverse.sources.base import Source
+from cht_bridge.state.inbound import (
+    DONE,
+    FAILED,
+    PERSON_SENT,
+    READY,
+    RECEIVED,
+    REPORT_SENT,
+    REVIEW,
+    SKIPPED,
+    UNPLACED,
+    InboundLedger,
+    InboundRow,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepCounts:
+    """What one step did; the task returns it (counts only) as its XCom."""
+
+    counts: dict[str, int]
+
+    def as_xcom(self) -> dict[str, Any]:
+        return dict(self.counts)
+
+
+def _bump(counts: dict[str, int], key: str, n: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+# -- 1. receive ----------------------------------------------------------------------------------
+
+
+def receive(
+    pipeline: ReversePipeline, source: Source, mapper: Mapper, ledger: InboundLedger, run_id: str | None = None
+) -> StepCounts:
+    """Read the source from its checkpoint; add each new (id, version) to the ledger, mapped.
+
+    Each page's rows and the checkpoint after it are written in one transaction, so a crash
+    re-reads at most one page, and the ledger's key makes that re-read add nothing.
+    """
+    counts = {"read": 0, "received": 0, "unchanged": 0, "filtered": 0, "mapping_failed": 0, "pages": 0}
+    started = time.monotonic()
+    for page in source.pages(ledger.checkpoint(pipeline.name)):
+        counts["pages"] += 1
+        counts["read"] += len(page.records)
+        seen = ledger.seen(pipeline.name, [(r.id, r.version) for r in page.records])
+        fresh, keys = [], set()
+        rows: list[InboundRow] = []
+        for record in page.records:
+            if (record.id, record.version) in seen or (record.id, record.version) in keys:
+                counts["unchanged"] += 1
+                continue
+            keys.add((record.id, record.version))
+            if record.error is not None:  # read, but unusable (e.g. an invalid FHIR resource)
+                rows.append(
+                    InboundRow(pipeline.name, record.id, record.version, FAILED, reason=f"source: {record.error}")
+                )
+                counts["source_invalid"] = counts.get("source_invalid", 0) + 1
+                log.warning("%s: record %s v%s unusable: %s", pipeline.name, record.id, record.version, record.error)
+                continue
+            fresh.append(record)
+        mapped = mapper.map([{**r.data, "_id": r.id} for r in fresh])
+        for record, result in zip(fresh, mapped, strict=True):
+            row = InboundRow(pipeline.name, record.id, record.version, RECEIVED)
+            if result.error is not None:
+                row.status, row.reason = FAILED, f"mapping: {result.error}"
+                counts["mapping_failed"] += 1
+                log.warning("%s: record %s v%s not mapped: %s", pipeline.name, record.id, record.version, result.error)
+            elif not result.relevant:
+                counts["filtered"] += 1
+                continue
+            else:
+                row.record = result.payload
+                counts["received"] += 1
+            rows.append(row)
+        ledger.receive(pipeline.name, rows, page.checkpoint, run_id)
+        log.info(
+            "%s: page %d read=%d new=%d unchanged=%d", pipeline.name, counts["pages"], len(page.records),
+            len(keys), len(page.records) - len(keys),
+        )  # fmt: skip
+    counts["seconds"] = round(time.monotonic() - started, 3)
+    return StepCounts(counts)
+
+
+# -- 2. match ------------------------------------------------------------------------------------
+
+
+def match_received(
+    pipeline: ReversePipeline,
+    ledger: InboundLedger,
+    api: ChtApiClient,
+    places: PlaceTable,
+    run_id: str | None = None,
+) -> StepCounts:
+    """Decide link / review / new for every received row; rows without a place are set aside.
+
+    The CHT persons of each area are read once per run (``persons_under``), and CHT's own phone
+    lookup adds people registered elsewhere (people move; EMR villages are free text).
+    """
+    from cht_bridge.matching import match
+
+    counts = {"unplaced": 0, "link": 0, "review": 0, "new": 0, "duplicate": 0}
+    rows = ledger.rows(pipeline.name, [RECEIVED])
+    placed: list[InboundRow] = []
+    for row in rows:
+        code = (row.record or {}).get("place")
+        row.place_id = places.place_for(code)
+        if row.place_id is None:
+            row.status = UNPLACED
+            row.reason = (
+                f"no place for {pipeline.places.key} '{code}' in {places.file}"
+                if code
+                else (f"the row has no {pipeline.places.key}")
+            )
+            ledger.save(row, run_id)
+            counts["unplaced"] += 1
+            log.warning("%s: record %s set aside: %s", pipeline.name, row.source_id, row.reason)
+        else:
+            placed.append(row)
+    if placed:
+        incoming = [incoming_person(row, str(i), pipeline) for i, row in enumerate(placed)]
+        existing = _existing_people(pipeline, api, placed, incoming)
+        decisions = match(incoming, existing, match_config(pipeline))
+        by_incoming = {str(i): row for i, row in enumerate(placed)}
+        for row, decision in zip(placed, decisions, strict=True):
+            _decide(row, decision, by_incoming, pipeline)
+            ledger.save(row, run_id)
+            _bump(counts, "duplicate" if row.status == SKIPPED else decision.decision)
+    counts["waiting_review"] = len(ledger.review_keys(pipeline.name))
+    log.info("%s: matched %s", pipeline.name, counts)
+    return StepCounts(counts)
+
+
+def match_config(pipeline: ReversePipeline) -> Any:
+    """The matcher's settings: its own defaults, with what the pipeline file sets."""
+    from cht_bridge.matching import MatchConfig
+
+    m = pipeline.match
+    chosen = {"upper": m.upper, "lower": m.lower, "ambiguity_margin": m.margin}
+    return MatchConfig(region=m.region, **{k: v for k, v in chosen.items() if v is not None})
+
+
+def incoming_person(row: InboundRow, person_id: str, pipeline: ReversePipeline) -> Any:
+    """The matcher's view of a list row: the mapped ``person.*`` fields and the row's place."""
+    from cht_bridge.matching import Person
+
+    person = dict((row.record or {}).get("person") or {})
+    given, family = person.get("given_name"), person.get("family_name")
+    if not given and not family and person.get("name"):
+        *first, last = str(person["name"]).split() or [""]
+        given, family = " ".join(first) or None, last or None
+    return Person(
+        id=person_id,
+        given_name=_text(given),
+        family_name=_text(family),
+        sex=_text(person.get("sex")),
+        date_of_birth=_text(person.get("date_of_birth")),
+        phone=_text(person.get("phone")),
+        place=row.place_id,
+        area=row.place_id,
+        identifier=_text(person.get("identifier")),
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _existing_people(
+    pipeline: ReversePipeline, api: ChtApiClient, rows: list[InboundRow], incoming: list[Any]
+) -> list[Any]:
+    from cht_bridge.matching import from_cht_person, normalise_phone
+
+    docs: dict[str, dict[str, Any]] = {}
+    for place_id in sorted({row.place_id for row in rows if row.place_id}):
+        for doc in api.persons_under(place_id):
+            docs[doc["_id"]] = doc
+    phones = sorted({p for p in (normalise_phone(x.phone, pipeline.match.region) for x in incoming if x.phone) if p})
+    for phone in phones:
+        for doc in api.contacts_by_phone(phone):
+            docs.setdefault(doc["_id"], doc)
+    log.info(
+        "%s: %d CHT persons from %d places and %d phones",
+        pipeline.name,
+        len(docs),
+        len(rows and {r.place_id for r in rows}),
+        len(phones),
+    )
+    return [from_cht_person(doc, pipeline.match.identifier_field) for doc in docs.values()]
+
+
+def _decide(row: InboundRow, decision: Any, by_incoming: dict[str, InboundRow], pipeline: ReversePipeline) -> None:
+    row.decision = decision.decision
+    row.decided_by = "matcher"
+    row.probability = decision.probability
+    row.reason = decision.reason
+    row.candidates = [
+        {"id": c.existing_id, "probability": c.probability, "reason": c.reason}
+        for c in (decision.candidates or [])[: pipeline.review.max_candidates]
+    ]
+    same_as = getattr(decision, "same_as", None)
+    if same_as is not None and same_as in by_incoming:
+        first = by_incoming[same_as]
+        row.same_as = first.source_id
+        row.status = SKIPPED
+        row.reason = f"the list names this person twice: same person as record {first.source_id}"
+        return
+    if decision.decision == "link":
+        row.status, row.person_id = READY, decision.existing_id
+    elif decision.decision == "new":
+        row.status, row.person_id = READY, None
+    else:
+        row.status = REVIEW
+
+
+# -- review ----------------------------------------------------------------------------------------
+
+
+def apply_choice(
+    pipeline: ReversePipeline, ledger: InboundLedger, key: tuple[str, str], choice: str, reviewer: str
+) -> InboundRow | None:
+    """A reviewer's answer to a ``review`` row: link to a candidate, create, skip, or later."""
+    row = ledger.get(pipeline.name, *key)
+    if row is None or row.status != REVIEW:
+        return row  # already decided (a retried task): the first answer stands
+    if choice == DECIDE_LATER:
+        return row
+    row.decided_by = reviewer
+    if choice == CREATE_NEW:
+        row.status, row.decision, row.person_id = READY, "new", None
+    elif choice == SKIP_ROW:
+        row.status, row.reason = SKIPPED, f"skipped by reviewer {reviewer}"
+    else:
+        index = candidate_index(choice)
+        if index is None or index >= len(row.candidates):
+            raise ValueError(f"unknown review choice {choice!r}")
+        candidate = row.candidates[index]
+        row.status, row.decision = READY, "link"
+        row.person_id, row.probability = candidate["id"], candidate.get("probability")
+    ledger.save(row)
+    return row
+
+
+def candidate_index(option: str) -> int | None:
+    prefix = "Link to candidate "
+    if not option.startswith(prefix):
+        return None
+    number = option[len(prefix) :].split(" ", 1)[0]
+    return int(number) - 1 if number.isdigit() else None
+
+
+# -- 3. write -------------------------------------------------------------------------------------
+
+
+def write_ready(
+    pipeline: ReversePipeline, ledger: InboundLedger, api: ChtApiClient, run_id: str | None = None
+) -> StepCounts:
+    """Create the decided rows in CHT: a person first when needed, then the report.
+
+    Each write is marked in the ledger before it is sent; a row found marked (a crash, a timeout)
+    is looked up in CHT by its ``source_ref`` before anything is posted again.
+    """
+    counts = {
+        "persons_created": 0,
+        "persons_found": 0,
+        "reports_created": 0,
+        "reports_found": 0,
+        "failed": 0,
+        "retry_later": 0,
+    }
+    for row in ledger.rows(pipeline.name, [READY, PERSON_SENT, REPORT_SENT]):
+        try:
+            _write_row(pipeline, ledger, api, row, counts, run_id)
+        except WriteError as exc:
+            row.attempts += 1
+            if exc.retryable:
+                counts["retry_later"] += 1
+                row.reason = str(exc)
+            else:
+                counts["failed"] += 1
+                row.status, row.reason = FAILED, str(exc)
+            ledger.save(row, run_id)
+            log.warning("%s: record %s not written: %s", pipeline.name, row.source_id, exc)
+    log.info("%s: wrote %s", pipeline.name, counts)
+    return StepCounts(counts)
+
+
+def _write_row(
+    pipeline: ReversePipeline,
+    ledger: InboundLedger,
+    api: ChtApiClient,
+    row: InboundRow,
+    counts: dict[str, int],
+    run_id: str | None,
+) -> None:
+    if row.status == PERSON_SENT:
+        found = api.find_person(row.place_id, row.source_ref)
+        row.status, row.person_id = READY, found
+        if found:
+            row.person_created = True
+            counts["persons_found"] += 1
+            ledger.save(row, run_id)
+    if row.status == READY and row.person_id is None:
+        row.status = PERSON_SENT
+        ledger.save(row, run_id)
+        row.person_id = api.create_person(new_person(pipeline, row), pipeline.target.people_api)
+        row.status, row.person_created = READY, True
+        ledger.save(row, run_id)
+        counts["persons_created"] += 1
+    if row.status == REPORT_SENT:
+        found = api.find_report(row.person_id, row.source_ref)
+        if found:
+            row.status, row.report_id = DONE, found
+            row.reason = None
+            ledger.save(row, run_id)
+            counts["reports_found"] += 1
+            return
+        row.status = READY
+    if row.status == READY:
+        row.status = REPORT_SENT
+        ledger.save(row, run_id)
+        row.report_id = api.create_report(new_report(pipeline, row))
+        row.status, row.reason = DONE, None
+        ledger.save(row, run_id)
+        counts["reports_created"] += 1
+
+
+def new_person(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:
+    """The person a list row creates, under its place, carrying the source's identifier."""
+    from cht_bridge.matching import normalise_phone
+    from cht_bridge.matching.records import clean_date, clean_sex
+
+    person = dict((row.record or {}).get("person") or {})
+    name = person.get("name") or " ".join(p for p in (person.get("given_name"), person.get("family_name")) if p)
+    body: dict[str, Any] = {"name": name or f"Unnamed ({row.source_id})", "type": pipeline.target.person_type}
+    body["parent"] = row.place_id
+    sex, dob = clean_sex(person.get("sex")), clean_date(person.get("date_of_birth"))
+    if sex:
+        body["sex"] = sex  # CHT's words: male / female
+    if dob:
+        body["date_of_birth"] = dob  # CHT's format: YYYY-MM-DD
+    phone = normalise_phone(person.get("phone"), pipeline.match.region) if person.get("phone") else None
+    if phone:
+        body["phone"] = phone
+    if pipeline.match.identifier_field and person.get("identifier"):
+        body[pipeline.match.identifier_field] = str(person["identifier"])
+    body["source_ref"] = row.source_ref
+    return body
+
+
+def new_report(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:
+    """The JSON-form record about the row's person; ``source_ref`` makes it findable again."""
+    fields = dict((row.record or {}).get("report") or {})
+    person = (row.record or {}).get("person") or {}
+    body: dict[str, Any] = {"_meta": {"form": pipeline.target.form}, **fields}
+    body["patient_uuid"] = row.person_id
+    body.setdefault("external_id", str(person.get("identifier") or row.source_id))
+    body["source_ref"] = row.source_ref
+    return body

@@ -1,0 +1,244 @@
+"""The inbound ledger: what each row of a reverse pipeline's list became in CHT.
+
+CHT's records and people APIs have no idempotency key (cht.md §2.2), so a retried POST creates a
+second report or person. This ledger is the integration-side key: one row per (pipeline, source
+record id, source version), moved through its statuses one write at a time, and a write to CHT is
+marked *before* it is sent (``person_sent``/``report_sent``). A run that finds such a mark after a
+crash looks the document up in CHT by its ``source_ref`` before it posts again.
+
+Statuses: ``received`` (mapped, not yet matched) → ``review`` (a person decides) → ``ready``
+(decided: ``person_id`` set to link, empty to create) → ``person_sent`` → ``ready`` (with the new
+``person_id``) → ``report_sent`` → ``done``. Rows that cannot go on say why: ``unplaced`` (no place
+for the row's facility or area), ``failed`` (CHT refused a write, or the mapping failed),
+``skipped`` (a reviewer chose to skip it, or the list names the same person twice).
+
+The mapped record (names, phone…) is kept in ``record`` only while the row is open and is
+cleared when it is done, skipped or failed: the ledger outlives the data it needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, select, update
+
+from cht_bridge.state.store import StateStore, _insert_for, _upsert_checkpoint
+
+metadata = MetaData()
+
+inbound = Table(
+    "cht_bridge_inbound",
+    metadata,
+    Column("pipeline", String(200), primary_key=True),
+    Column("source_id", String(255), primary_key=True),
+    Column("source_version", String(255), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("record", Text),  # the mapped row as JSON while it is open; NULL once closed
+    Column("place_id", String(255)),
+    Column("decision", String(10)),  # link | new | review: the matcher's, then the reviewer's
+    Column("decided_by", String(200)),  # matcher | deterministic | <reviewer>
+    Column("probability", Float),
+    Column("candidates", Text),  # JSON [{id, probability, reason}]: ids only
+    Column("same_as", String(255)),  # an earlier row of the same list that is the same person
+    Column("person_id", String(255)),
+    Column("person_created", Integer, nullable=False, default=0),
+    Column("report_id", String(255)),
+    Column("reason", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("run_id", String(250)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_cht_bridge_inbound_status", "pipeline", "status"),
+)
+
+RECEIVED = "received"
+REVIEW = "review"
+READY = "ready"
+PERSON_SENT = "person_sent"
+REPORT_SENT = "report_sent"
+DONE = "done"
+UNPLACED = "unplaced"
+FAILED = "failed"
+SKIPPED = "skipped"
+OPEN = (RECEIVED, REVIEW, READY, PERSON_SENT, REPORT_SENT)
+CLOSED = (DONE, UNPLACED, FAILED, SKIPPED)
+
+
+@dataclass
+class InboundRow:
+    """One list row as the ledger knows it."""
+
+    pipeline: str
+    source_id: str
+    source_version: str
+    status: str
+    record: dict[str, Any] | None = None
+    place_id: str | None = None
+    decision: str | None = None
+    decided_by: str | None = None
+    probability: float | None = None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    same_as: str | None = None
+    person_id: str | None = None
+    person_created: bool = False
+    report_id: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source_id, self.source_version)
+
+    @property
+    def source_ref(self) -> str:
+        """Stored on what the row creates in CHT, so a run after a crash can find it again."""
+        return f"{self.pipeline}:{self.source_id}:{self.source_version}"
+
+
+class InboundLedger:
+    """The reverse pipelines' ledger and checkpoints, in the state store's database."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.engine = store.engine
+        metadata.create_all(self.engine)
+
+    def checkpoint(self, pipeline: str) -> Any:
+        return self.store.checkpoint(pipeline)
+
+    def seen(self, pipeline: str, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (source id, version) pairs are already in the ledger: a re-read page adds nothing."""
+        keys = list(keys)
+        ids = sorted({k[0] for k in keys})
+        c = inbound.c
+        found: set[tuple[str, str]] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    select(c.source_id, c.source_version).where(
+                        c.pipeline == pipeline, c.source_id.in_(ids[start : start + 500])
+                    )
+                )
+                found.update((r.source_id, r.source_version) for r in rows)
+        return found & set(keys)
+
+    def receive(self, pipeline: str, rows: list[InboundRow], checkpoint: Any, run_id: str | None) -> int:
+        """Add a page's new rows and move the source's checkpoint, in one transaction."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            if rows:
+                stmt = _insert_for(conn, inbound).on_conflict_do_nothing()
+                # created_at keeps the list's order: rows are matched and written in it
+                values = [
+                    _values(row, now + timedelta(microseconds=i), run_id, created=True) for i, row in enumerate(rows)
+                ]
+                conn.execute(stmt, values)
+            _upsert_checkpoint(conn, pipeline, checkpoint, now)
+        return len(rows)
+
+    def rows(self, pipeline: str, statuses: Iterable[str], limit: int | None = None) -> list[InboundRow]:
+        """Rows in these statuses, oldest first (a list is written in the order it came)."""
+        c = inbound.c
+        query = (
+            select(inbound)
+            .where(c.pipeline == pipeline, c.status.in_(list(statuses)))
+            .order_by(c.created_at, c.source_id, c.source_version)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def get(self, pipeline: str, source_id: str, source_version: str) -> InboundRow | None:
+        c = inbound.c
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                select(inbound).where(
+                    c.pipeline == pipeline, c.source_id == source_id, c.source_version == source_version
+                )
+            ).first()
+        return None if r is None else _row(r)
+
+    def save(self, row: InboundRow, run_id: str | None = None) -> None:
+        """Write a row's current state; a closed row forgets its record (patient data)."""
+        if row.status in CLOSED:
+            row.record = None
+        values = _values(row, datetime.now(UTC), run_id, created=False)
+        c = inbound.c
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(inbound)
+                .where(c.pipeline == row.pipeline, c.source_id == row.source_id, c.source_version == row.source_version)
+                .values(**values)
+            )
+
+    def review_keys(self, pipeline: str) -> list[list[str]]:
+        """``[source_id, source_version]`` of the rows waiting for a person, oldest first."""
+        c = inbound.c
+        query = (
+            select(c.source_id, c.source_version)
+            .where(c.pipeline == pipeline, c.status == REVIEW)
+            .order_by(c.created_at, c.source_id, c.source_version)
+        )
+        with self.engine.connect() as conn:
+            return [[r.source_id, r.source_version] for r in conn.execute(query)]
+
+    def counts(self, pipeline: str) -> dict[str, int]:
+        from sqlalchemy import func
+
+        c = inbound.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(c.status, func.count()).where(c.pipeline == pipeline).group_by(c.status)).all()
+        return {status: n for status, n in rows}
+
+
+def _values(row: InboundRow, now: datetime, run_id: str | None, *, created: bool) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "pipeline": row.pipeline,
+        "source_id": row.source_id,
+        "source_version": row.source_version,
+        "status": row.status,
+        "record": None if row.record is None else json.dumps(row.record, sort_keys=True),
+        "place_id": row.place_id,
+        "decision": row.decision,
+        "decided_by": row.decided_by,
+        "probability": row.probability,
+        "candidates": json.dumps(row.candidates) if row.candidates else None,
+        "same_as": row.same_as,
+        "person_id": row.person_id,
+        "person_created": int(row.person_created),
+        "report_id": row.report_id,
+        "reason": row.reason,
+        "attempts": row.attempts,
+        "updated_at": now,
+    }
+    if run_id is not None:
+        values["run_id"] = run_id
+    if created:
+        values["created_at"] = now
+    return values
+
+
+def _row(r: Any) -> InboundRow:
+    return InboundRow(
+        pipeline=r.pipeline,
+        source_id=r.source_id,
+        source_version=r.source_version,
+        status=r.status,
+        record=None if r.record is None else json.loads(r.record),
+        place_id=r.place_id,
+        decision=r.decision,
+        decided_by=r.decided_by,
+        probability=r.probability,
+        candidates=json.loads(r.candidates) if r.candidates else [],
+        same_as=r.same_as,
+        person_id=r.person_id,
+        person_created=bool(r.person_created),
+        report_id=r.report_id,
+        reason=r.reason,
+        attempts=r.attempts,
+    )
