@@ -34,9 +34,11 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-## Throughput and memory: DOCS documents end to end (make bench DOCS=1000000).
+## Throughput and memory: DOCS documents end to end (make bench DOCS=1000000); then patient
+## matching: accuracy and speed on synthetic East-African lists (5k incoming vs 5k and 100k).
 bench: install
 	$(BIN)/python -m bench.pipeline --docs $(DOCS)
+	$(BIN)/python -m bench.matching
 
 ## Airflow UI on http://localhost:8080 with the sandbox CHT, receiver and connections.
 airflow: install

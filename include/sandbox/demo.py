@@ -1,9 +1,11 @@
 """``make demo``: every example pipeline as a real Airflow DAG run on the local CHT sandbox.
 
-It starts the sandbox (see ``stack.py``), runs each DAG generated from ``include/pipelines`` with
-``dag.test()`` in a child process whose Airflow log goes to ``.sandbox/demo.log``, then prints a
-summary per pipeline and where to look at what was delivered. Run it again: the second run reads
-only what changed since the first, and sends nothing new.
+It starts the sandbox (see ``stack.py``), runs each DAG generated from ``include/pipelines`` and
+``include/reverse`` with ``dag.test()`` in a child process whose Airflow log goes to
+``.sandbox/demo.log``, then prints a summary per pipeline and where to look at what was delivered
+or created. The reverse pipelines' review questions are answered by a scripted reviewer that knows
+the demo lists' truth (in the Airflow UI a person answers them under Required Actions). Run it
+again: the second run reads only what changed since the first, and sends or creates nothing new.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 from include.sandbox import stack as sandbox
 
 COLUMNS = ("read", "relevant", "sent", "unchanged", "failed", "dead_lettered")
+REVERSE_COLUMNS = ("received", "link", "review", "new", "unplaced", "persons", "reports")
 
 
 def run_dags(out: Path) -> int:
@@ -28,18 +31,62 @@ def run_dags(out: Path) -> int:
     from airflow.utils.session import create_session
 
     from cht_bridge.dag_factory import REPLAY_DAG_ID
+    from include.sandbox.reviewer import ScriptedReviewer
 
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     results = {}
+    choose = demo_reviewer()
     for dag_id in sorted(set(bag.dag_ids) - {REPLAY_DAG_ID}):  # replay is for a person to trigger
-        run = bag.get_dag(dag_id).test()
+        dag = bag.get_dag(dag_id)
+        reverse = "match" in dag.task_ids
+        with ScriptedReviewer(dag_id, choose) as reviewer:
+            run = dag.test()
         with create_session() as session:
-            rows = session.scalars(
-                XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, task_ids="sync", key="return_value")
-            ).all()
-        results[dag_id] = {"state": str(run.state), "summary": rows[0].value if rows else None}
+            rows = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids=dag_id, key="return_value")).all()
+            xcoms = {(r.task_id, r.map_index): r.value for r in rows}
+        summary = reverse_summary(xcoms, len(reviewer.answered)) if reverse else xcoms.get(("sync", -1))
+        results[dag_id] = {"state": str(run.state), "reverse": reverse, "summary": summary}
     out.write_text(json.dumps(results))
     return 0
+
+
+def reverse_summary(xcoms: dict, answered: int) -> dict:
+    """One line of counts for a reverse pipeline run, from its tasks' XComs."""
+    receive, match = xcoms.get(("receive", -1)) or {}, xcoms.get(("match", -1)) or {}
+    writes = [xcoms.get((task, -1)) or {} for task in ("write_decided", "write_reviewed")]
+    return {
+        "received": receive.get("received", 0),
+        "link": match.get("link", 0),
+        "review": match.get("review", 0),
+        "new": match.get("new", 0),
+        "unplaced": match.get("unplaced", 0),
+        "duplicate": match.get("duplicate", 0),
+        "answered": answered,
+        "persons": sum(w.get("persons_created", 0) for w in writes),
+        "reports": sum(w.get("reports_created", 0) for w in writes),
+        "failed": sum(w.get("failed", 0) for w in writes),
+    }
+
+
+def demo_reviewer():
+    """Answer review questions as a person who knows the demo lists would: the true candidate,
+    a new person when the row is truly new, and skip when the true person is not offered."""
+    from include.sandbox.emr_lists import contact_rows, ltfu_patients
+
+    truth = {**ltfu_patients()[1], **contact_rows()[1]}
+
+    def choose(question) -> str:
+        record = question.subject.rsplit("record ", 1)[-1].rstrip("?")
+        ids = next((line for line in question.body.splitlines() if line.startswith("| CHT id |")), "")
+        candidates = [cell.strip() for cell in ids.strip("|").split("|")[2:]]
+        true_id = truth.get(record)
+        if true_id is None:
+            return "Create a new person"
+        if true_id in candidates:
+            return f"Link to candidate {candidates.index(true_id) + 1}"
+        return "Skip this row"
+
+    return choose
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"Seeded a synthetic CHT: {s['docs']} docs ({s['contacts']} contacts, {s['reports']} reports, "
                 f"{s['edited']} edited, {s['deleted']} deleted)"
             )
-        print(f"CHT (CouchDB protocol) at {stack.couch.url}; receiver at {stack.receiver.url}")
+        print(f"CHT (CouchDB protocol) at {stack.couch.url}; CHT API at {stack.cht_api.url}")
+        print(f"Receiver at {stack.receiver.url}; EMR FHIR server at {stack.fhir.url}")
+        if stack.ltfu_loaded:
+            print(f"Loaded the EMR's lost-to-follow-up list: {stack.ltfu_loaded} FHIR Patients")
         env = {**os.environ, **stack.environment()}
         log_path = args.home / "demo.log"
         result_path = args.home / "demo-results.json"
@@ -86,12 +136,28 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop()
 
     print()
+    print("CHT → other systems")
     print(f"{'pipeline':<26} {'state':<8} " + " ".join(f"{c.split('_')[0]:>9}" for c in COLUMNS))
     failed_runs = 0
     for dag_id, result in results.items():
         summary = result["summary"] or {}
         failed_runs += result["state"] != "success"
-        print(f"{dag_id:<26} {result['state']:<8} " + " ".join(f"{summary.get(c, '-'):>9}" for c in COLUMNS))
+        if not result["reverse"]:
+            print(f"{dag_id:<26} {result['state']:<8} " + " ".join(f"{summary.get(c, '-'):>9}" for c in COLUMNS))
+    print()
+    print("Lists → CHT (link / review / new decisions, and what was created in CHT)")
+    print(f"{'pipeline':<26} {'state':<8} " + " ".join(f"{c:>9}" for c in REVERSE_COLUMNS))
+    for dag_id, result in results.items():
+        summary = result["summary"] or {}
+        if result["reverse"]:
+            print(
+                f"{dag_id:<26} {result['state']:<8} " + " ".join(f"{summary.get(c, '-'):>9}" for c in REVERSE_COLUMNS)
+            )
+            extra = {k: summary.get(k, 0) for k in ("duplicate", "answered", "failed")}
+            print(
+                f"{'':<26} {'':<8} same person twice: {extra['duplicate']}, review questions answered by the "
+                f"demo reviewer: {extra['answered']}, writes refused by CHT: {extra['failed']}"
+            )
     print()
     print(
         f"Receiver this run: {stats['items']} new items, {stats['duplicates']} duplicates dropped, "
@@ -100,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Delivered payloads: {stack.receiver.received_path}")
     print(f"Delivery ledger:    {stack.state_db}")
     print(f'  sqlite3 {stack.state_db} "select pipeline, status, count(*) from cht_bridge_delivery group by 1, 2"')
+    print(
+        f'  sqlite3 {stack.state_db} "select pipeline, status, decision, count(*) from cht_bridge_inbound group by 1, 2, 3"'
+    )
     print("Failures, with their reasons, are in the ledger (status 'failed' = retried by the next runs,")
     print("'dead' = waits for a person; view cht_bridge_dead_letters) and in the task log. Replay them with")
     print("the cht_bridge_replay DAG; backfill a date window by triggering a pipeline DAG with start/end.")

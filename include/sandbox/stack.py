@@ -1,8 +1,10 @@
 """The local CHT sandbox the demo and ``make airflow`` run on.
 
 A real CouchDB-protocol server (pouchdb-server) holding a seeded synthetic CHT ``medic``
-database, an *online* integration user (the kind of account CHT integrations must use), the demo
-receiver, and the Airflow settings and Connections that point the pipelines at them.
+database, the local CHT API in front of it (records, people, contacts-by-phone…), an *online*
+integration user (the kind of account CHT integrations must use), the demo receiver, a local FHIR
+R4 server holding the EMR's lost-to-follow-up list, and the Airflow settings and Connections that
+point the pipelines at them.
 
 Everything lives under ``.sandbox/`` (git-ignored) and survives between runs, so running the demo
 twice continues from the first run's checkpoints. Passwords are generated on first use into
@@ -19,7 +21,10 @@ from pathlib import Path
 
 import requests
 
+from include.sandbox.cht_api import ChtApi
 from include.sandbox.couchdb import LocalCouch, create_user, set_security, write_private
+from include.sandbox.fhir_server import LocalFhir
+from include.sandbox.fixed_docs import SETTINGS_DOC
 from include.sandbox.receiver import Receiver
 from include.sandbox.seed import seed
 
@@ -38,7 +43,10 @@ class Stack:
     couch: LocalCouch
     receiver: Receiver
     credentials: dict[str, str]
+    cht_api: ChtApi
+    fhir: LocalFhir
     seeded: dict[str, int] = field(default_factory=dict)
+    ltfu_loaded: int = 0
 
     @property
     def airflow_home(self) -> Path:
@@ -57,7 +65,15 @@ class Stack:
             "login": RECEIVER_USER,
             "password": self.credentials["receiver"],
         }
-        return {"AIRFLOW_CONN_CHT_LOCAL": json.dumps(cht), "AIRFLOW_CONN_DEMO_RECEIVER": json.dumps(receiver)}
+        api = {**cht, "host": self.cht_api.url}
+        login, password = self.fhir.credentials
+        fhir = {"conn_type": "http", "host": self.fhir.url, "login": login, "password": password}
+        return {
+            "AIRFLOW_CONN_CHT_LOCAL": json.dumps(cht),
+            "AIRFLOW_CONN_CHT_API_LOCAL": json.dumps(api),
+            "AIRFLOW_CONN_EMR_FHIR": json.dumps(fhir),
+            "AIRFLOW_CONN_DEMO_RECEIVER": json.dumps(receiver),
+        }
 
     def environment(self) -> dict[str, str]:
         """Everything an Airflow process needs to run the example pipelines here."""
@@ -71,6 +87,8 @@ class Stack:
         }
 
     def stop(self) -> None:
+        self.fhir.stop()
+        self.cht_api.stop()
         self.receiver.stop()
         self.couch.stop()
 
@@ -84,22 +102,60 @@ def _credentials(home: Path) -> dict[str, str]:
     return creds
 
 
+def _ensure_app_settings(couch: LocalCouch) -> None:
+    """Add what the CHT API needs (forms, roles, permissions, contact types) to an older sandbox."""
+    url = f"{couch.url}/medic/settings"
+    doc = requests.get(url, auth=couch.admin_auth, timeout=30).json()
+    missing = {k: v for k, v in SETTINGS_DOC["settings"].items() if k not in doc.get("settings", {})}
+    if missing:
+        doc.setdefault("settings", {}).update(missing)
+        requests.put(url, json=doc, auth=couch.admin_auth, timeout=30).raise_for_status()
+
+
+def _load_ltfu_list(fhir: LocalFhir, docs: int) -> int:
+    """Put the EMR's lost-to-follow-up Patients on the FHIR server, once (a PUT of the same
+    Patient again would make a new version, which the LTFU pipeline would read as a new entry)."""
+    from include.sandbox.emr_lists import ltfu_patients
+
+    answer = fhir.session().get(f"{fhir.url}/Patient", params={"_count": 1, "_total": "accurate"}, timeout=30)
+    answer.raise_for_status()
+    if answer.json().get("total", 0) or answer.json().get("entry"):
+        return 0
+    patients, _ = ltfu_patients(docs=docs)
+    fhir.transaction(patients)
+    return len(patients)
+
+
 def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
     """Start (or resume) the sandbox; seed the ``medic`` database the first time."""
     home.mkdir(parents=True, exist_ok=True)
     creds = _credentials(home)
+    creds.setdefault("fhir", secrets.token_urlsafe(18))  # a sandbox from before the FHIR server
+    write_private(home / "credentials.json", json.dumps(creds))
     couch = LocalCouch(home / "couch", in_memory=False).start()
     seeded: dict[str, int] = {}
+    started: list = [couch]
     try:
         existing = requests.get(f"{couch.url}/medic", auth=couch.admin_auth, timeout=30)
         if existing.status_code == 404 or existing.json().get("doc_count", 0) == 0:
             seeded = seed(couch.url, couch.admin_auth, docs, seed=data_seed)
+        _ensure_app_settings(couch)
         create_user(couch.url, couch.admin_auth, CHT_USER, creds["cht"], CHT_ROLES)
         set_security(couch.url, couch.admin_auth, "medic", member_roles=["mm-online"])
         receiver = Receiver(
             home / "receiver", credentials={"username": RECEIVER_USER, "password": creds["receiver"]}
         ).start()
+        started.append(receiver)
+        cht_api = ChtApi(couch.url, couch.admin_auth, db="medic").start()
+        started.append(cht_api)
+        fhir = LocalFhir(home / "fhir", credentials=("cht", creds["fhir"])).start()
+        started.append(fhir)
+        loaded = _load_ltfu_list(fhir, docs)
     except BaseException:
-        couch.stop()
+        for server in reversed(started):
+            server.stop()
         raise
-    return Stack(home=home, couch=couch, receiver=receiver, credentials=creds, seeded=seeded)
+    return Stack(
+        home=home, couch=couch, receiver=receiver, credentials=creds, cht_api=cht_api, fhir=fhir, seeded=seeded,
+        ltfu_loaded=loaded,
+    )  # fmt: skip

@@ -1,5 +1,5 @@
-"""``make demo`` end to end, twice, on a small synthetic CHT: it works, the second run sends
-nothing new, and nothing it prints or logs holds a password or a patient's name."""
+"""``make demo`` end to end, twice, on the default synthetic CHT: it works, the second run sends
+and creates nothing new, and nothing it prints or logs holds a password or a patient's name."""
 
 from __future__ import annotations
 
@@ -21,24 +21,27 @@ def run_demo(home: Path) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
     proc = subprocess.run(
-        [sys.executable, "-m", "include.sandbox.demo", "--docs", "400", "--home", str(home)],
+        [sys.executable, "-m", "include.sandbox.demo", "--home", str(home)],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout + proc.stderr
 
 
-def summary_rows(output: str) -> dict[str, list[str]]:
+def summary_rows(output: str, columns: int = 8) -> dict[str, list[str]]:
     rows = {}
     for line in output.splitlines():
         parts = line.split()
-        if len(parts) == 8 and parts[1] in ("success", "failed"):
+        if len(parts) == columns and parts[1] in ("success", "failed"):
             rows[parts[0]] = parts[1:]
     return rows
+
+
+REVERSE = ("received", "link", "review", "new", "unplaced", "persons", "reports")
 
 
 def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
@@ -50,14 +53,25 @@ def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
         assert state == "success" and int(read) >= 400 and int(sent) == int(relevant) > 0
         assert failed == dead == "0"
     assert "Delivered payloads:" in first and "Delivery ledger:" in first
+    reverse = {name: dict(zip(("state", *REVERSE), row, strict=True)) for name, row in summary_rows(first, 9).items()}
+    assert set(reverse) == {"contact_tracing_from_csv", "ltfu_from_emr"}
+    for counts in reverse.values():
+        assert counts["state"] == "success"
+        decided = sum(int(counts[k]) for k in ("link", "review", "new", "unplaced"))
+        assert int(counts["received"]) > 0 and decided >= int(counts["received"]) - 1  # minus a repeated person
+        assert int(counts["link"]) > 0 and int(counts["new"]) > 0 and int(counts["reports"]) > 0
+    assert reverse["contact_tracing_from_csv"]["unplaced"] == "1"  # the row with an unknown facility code
+    assert "writes refused by CHT: 0" in first
 
     second = run_demo(home)
     for state, *_counts, sent, _unchanged, failed, dead in summary_rows(second).values():
         assert (state, sent, failed, dead) == ("success", "0", "0", "0")
     assert "Receiver this run: 0 new items" in second
+    for counts in summary_rows(second, 9).values():
+        assert counts[0] == "success" and counts[1:] == ["0"] * 7  # nothing received, nothing created
 
     secrets = list(json.loads((home / "credentials.json").read_text()).values())
-    patient_names = {d["name"] for d in generate(400, seed=42) if d.get("type") == "person" and d.get("name")}
+    patient_names = {d["name"] for d in generate(5000, seed=42) if d.get("type") == "person" and d.get("name")}
     assert len(patient_names) > 20
     texts = [first, second, (home / "demo.log").read_text()]
     texts += [p.read_text(errors="replace") for p in (home / "airflow").rglob("*.log")]
