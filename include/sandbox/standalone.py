@@ -1,7 +1,8 @@
 """``make airflow``: ``airflow standalone`` wired to the local CHT sandbox.
 
 Open http://localhost:8080 (the generated admin password is printed by Airflow and kept in
-``.sandbox/airflow``), then trigger any of the example DAGs by hand. Ctrl-C stops everything.
+``.sandbox/airflow``), then trigger any of the example DAGs by hand; a reverse pipeline's review
+questions wait under Browse → Required Actions. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ def main() -> int:
     # Stop the sandbox's servers on SIGTERM too, not only on Ctrl-C or a normal exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stack = sandbox.start()
-    print(f"CHT (CouchDB protocol) at {stack.couch.url}; receiver at {stack.receiver.url}", flush=True)
+    print(f"CHT (CouchDB protocol) at {stack.couch.url}; CHT API at {stack.cht_api.url}", flush=True)
+    print(f"Receiver at {stack.receiver.url}; EMR FHIR server at {stack.fhir.url}", flush=True)
+    print("Reverse pipelines ask about uncertain matches under Browse → Required Actions.", flush=True)
     env = {**os.environ, **stack.environment()}
     # `airflow standalone` starts its components as `airflow ...` commands found on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
