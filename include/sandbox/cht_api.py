@@ -36,7 +36,6 @@ import copy
 import json
 import logging
 import re
-import sys
 import threading
 import time
 import traceback
@@ -44,8 +43,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import phonenumbers
@@ -53,6 +52,7 @@ import requests
 
 from include.sandbox.couchdb import create_user
 from include.sandbox.fixed_docs import DESIGN_DOC, SETTINGS_DOC
+from include.sandbox.http_server import BackgroundHttpServer
 
 log = logging.getLogger("cht_bridge.sandbox.cht_api")
 
@@ -456,7 +456,7 @@ class Request:
 Handler = Callable[[Request, re.Match[str]], Response]
 
 
-class ChtApi:
+class ChtApi(BackgroundHttpServer):
     """The API in a background thread; also a context manager.
 
     ``couch_url``/``admin_auth`` reach the CouchDB server, ``db`` is the CHT ``medic`` db (it
@@ -464,12 +464,9 @@ class ChtApi:
     """
 
     def __init__(self, couch_url: str, admin_auth: tuple[str, str], db: str = "medic", port: int | None = None) -> None:
+        super().__init__(port=port or 0)
         self.couch = Couch(couch_url, admin_auth, db)
         self.hydrator = Hydrator(self.couch)
-        self.host = "127.0.0.1"
-        self.port = port or 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.routes: list[tuple[frozenset[str], re.Pattern[str], Handler]] = [
             (frozenset({"POST"}), re.compile(r"^/api/v[12]/records/?$"), self._records),
             (frozenset({"GET", "POST"}), re.compile(r"^/api/v1/hydrate/?$"), self._hydrate),
@@ -485,35 +482,10 @@ class ChtApi:
             ),
         ]
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    thread_name = "cht-api"
 
-    def start(self) -> Self:
-        handler = type("Handler", (_HttpHandler,), {"api": self})
-        self._server = _Server((self.host, self.port), handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.1,), name=f"cht-api:{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_HttpHandler,), {"api": self})
 
     # -- dispatch ----------------------------------------------------------------------------------
     def handle(self, req: Request) -> Response:
@@ -1046,14 +1018,6 @@ class _HttpHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_COPY = _handle  # noqa: N815 - stdlib naming
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away is normal here, not a traceback."""
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)
 
 
 # -- database preparation --------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -146,14 +147,7 @@ class LocalCouch:
         """Terminate the server (SIGTERM, then SIGKILL after 10 s)."""
         proc, self._proc = self._proc, None
         atexit.unregister(self.stop)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        terminate(proc)
 
     def kill(self) -> None:
         """SIGKILL the server without a clean shutdown (to simulate a crash)."""
@@ -174,35 +168,57 @@ class LocalCouch:
 
     # -- helpers ---------------------------------------------------------------------------------
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        last_error = "no answer"
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"pouchdb-server exited with code {self._proc.returncode} during start-up; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            try:
-                r = requests.get(self.url + "/", timeout=2)
-                if r.status_code == 200:
-                    return
-                last_error = f"HTTP {r.status_code}"
-            except requests.RequestException as e:
-                last_error = type(e).__name__
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(
-            f"pouchdb-server not ready on {self.url} after {START_TIMEOUT_S:.0f} s ({last_error}); "
-            f"log {self.log_path}:\n{self.log_tail()}"
-        )
+        wait_ready("pouchdb-server", self._proc, self.url + "/", self.log_path, START_TIMEOUT_S, self.stop)
+
+
+def terminate(proc: subprocess.Popen | None) -> None:
+    """SIGTERM a child server, then SIGKILL it if it has not gone after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a child server's log, for an error message."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_ready(
+    name: str, proc: subprocess.Popen, probe_url: str, log_path: Path, timeout_s: float, stop: Callable[[], None]
+) -> None:
+    """Wait until ``probe_url`` answers 200; a child that exits, or a timeout (after ``stop()``),
+    raises with the log's tail, so a failed start says why."""
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with code {proc.returncode} during start-up; log {log_path}:\n{log_tail(log_path)}"
+            )
+        try:
+            r = requests.get(probe_url, timeout=2)
+            if r.status_code == 200:
+                return
+            last_error = f"HTTP {r.status_code}"
+        except requests.RequestException as e:
+            last_error = type(e).__name__
+        time.sleep(0.1)
+    stop()
+    raise RuntimeError(
+        f"{name} not ready on {probe_url} after {timeout_s:.0f} s ({last_error}); log {log_path}:\n{log_tail(log_path)}"
+    )
 
 
 def create_user(url: str, admin_auth: tuple[str, str], name: str, password: str, roles: list[str]) -> None:

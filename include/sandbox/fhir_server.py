@@ -46,7 +46,7 @@ from typing import Any, Self
 
 import requests
 
-from include.sandbox.couchdb import free_port, write_private
+from include.sandbox.couchdb import free_port, log_tail, terminate, wait_ready, write_private
 
 SANDBOX_DIR = Path(__file__).resolve().parent
 REPO_DIR = SANDBOX_DIR.parent.parent
@@ -136,14 +136,7 @@ class LocalFhir:
         """Terminate the server (SIGTERM, then SIGKILL after 10 s)."""
         proc, self._proc = self._proc, None
         atexit.unregister(self.stop)
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        terminate(proc)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -166,35 +159,10 @@ class LocalFhir:
         write_private(self.workdir / "settings.yaml", json.dumps(settings, indent=2))
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        last_error = "no answer"
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"sekmet exited with code {self._proc.returncode} during start-up; "
-                    f"log {self.log_path}:\n{self.log_tail()}"
-                )
-            try:
-                r = requests.get(self.url + "/metadata", timeout=2)
-                if r.status_code == 200:
-                    return
-                last_error = f"HTTP {r.status_code}"
-            except requests.RequestException as e:
-                last_error = type(e).__name__
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(
-            f"sekmet not ready on {self.url} after {START_TIMEOUT_S:.0f} s ({last_error}); "
-            f"log {self.log_path}:\n{self.log_tail()}"
-        )
+        wait_ready("sekmet", self._proc, self.url + "/metadata", self.log_path, START_TIMEOUT_S, self.stop)
 
     # -- data ------------------------------------------------------------------------------------
     def session(self) -> requests.Session:

@@ -73,8 +73,8 @@ def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def _lineage(ids: list[str]) -> dict[str, Any]:
-    """Minified lineage, nearest first: ["a","b","c"] → {_id:a, parent:{_id:b, parent:{_id:c}}}."""
+def lineage(*ids: str) -> dict[str, Any]:
+    """Minified lineage, nearest first: ("a","b","c") → {_id:a, parent:{_id:b, parent:{_id:c}}}."""
     node: dict[str, Any] | None = None
     for doc_id in reversed(ids):
         node = {"_id": doc_id} if node is None else {"_id": doc_id, "parent": node}
@@ -237,7 +237,7 @@ class _Generator:
                 hc = self._place(hc_id, "health_center", facility, [dh_id], chw_id)
                 if rng.random() < 0.3:
                     hc["rc_code"] = f"KE-HF-{rng.randrange(10**5):05d}"
-                hc_chws = [_Chw(chw_id, _lineage([chw_id, hc_id, dh_id]), chw["phone"])]
+                hc_chws = [_Chw(chw_id, lineage(chw_id, hc_id, dh_id), chw["phone"])]
                 self.chws.append(hc_chws[0])
                 yield [hc, chw]
                 for h in range(rng.randint(8, 20)):
@@ -254,7 +254,7 @@ class _Generator:
         rng = self.rng
         family = rng.choice(FAMILY_NAMES)
         clinic_id = _uuid(rng)
-        lineage = [clinic_id, hc_id, dh_id]
+        chain = [clinic_id, hc_id, dh_id]
         size = rng.randint(3, 6) if young_family else rng.randint(1, 6)
         head_sex = "male" if young_family else rng.choice(("male", "female"))
         for i in range(size):
@@ -270,9 +270,9 @@ class _Generator:
             else:
                 sex = rng.choice(("male", "female"))
                 age = (0, 4) if young_family and i == 2 else (0, 12)
-            person = self._person(person_id, lineage, role=role, age=age, sex=sex, family=family)
+            person = self._person(person_id, chain, role=role, age=age, sex=sex, family=family)
             if role == "chw":
-                chw = _Chw(person_id, _lineage([person_id, *lineage]), person["phone"])
+                chw = _Chw(person_id, lineage(person_id, *chain), person["phone"])
                 hc_chws.append(chw)
                 self.chws.append(chw)
             else:
@@ -290,8 +290,8 @@ class _Generator:
     def _place(self, place_id: str, type_: str, name: str, ancestors: list[str], contact_id: str) -> dict[str, Any]:
         doc: dict[str, Any] = {"_id": place_id, "type": type_, "name": name}
         if ancestors:
-            doc["parent"] = _lineage(ancestors)
-        doc["contact"] = _lineage([contact_id, place_id, *ancestors])
+            doc["parent"] = lineage(*ancestors)
+        doc["contact"] = lineage(contact_id, place_id, *ancestors)
         doc["place_id"] = self.codes.next()
         doc["reported_date"] = self._contact_date(0)
         return doc
@@ -324,7 +324,7 @@ class _Generator:
         doc["sex"] = sex
         doc["phone"] = _phone(rng) if role != "patient" or (age[0] >= 18 and rng.random() < 0.8) else ""
         doc["role"] = role
-        doc["parent"] = _lineage(ancestors)
+        doc["parent"] = lineage(*ancestors)
         doc["patient_id"] = self.codes.next()
         doc["reported_date"] = self._contact_date(dob_ms)
         return doc

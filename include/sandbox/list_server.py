@@ -26,14 +26,15 @@ from __future__ import annotations
 import base64
 import copy
 import hmac
-import json
 import logging
 import threading
 from collections import deque
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from include.sandbox.http_server import BackgroundHttpServer, send_json
 
 log = logging.getLogger("cht_bridge.sandbox.list_server")
 
@@ -107,18 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default access log; _send writes a line without query values."""
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
         log.info("%s %s -> %d", self.command, urlsplit(self.path).path, status)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            self.close_connection = True
+        send_json(self, status, body, headers)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         state = self.state
@@ -172,7 +163,7 @@ def _positive(text: str | None, default: int) -> int:
     return value
 
 
-class ListServer:
+class ListServer(BackgroundHttpServer):
     """The list server in a background thread; also a context manager."""
 
     def __init__(
@@ -183,16 +174,9 @@ class ListServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.credentials = credentials
         self.state = _State(items or [], credentials, page_size)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     # -- the list --------------------------------------------------------------------------------
     def items(self) -> list[dict[str, Any]]:
@@ -227,28 +211,7 @@ class ListServer:
             return dict(self.state.stats)
 
     # -- life cycle ------------------------------------------------------------------------------
-    def start(self) -> Self:
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.1,), name=f"list-server:{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
+    thread_name = "list-server"
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"state": self.state})

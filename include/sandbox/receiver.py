@@ -68,10 +68,12 @@ import uuid
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
+
+from include.sandbox.http_server import BackgroundHttpServer, send_json
 
 log = logging.getLogger("cht_bridge.sandbox.receiver")
 
@@ -261,19 +263,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence the default access log (it goes to stderr); see _send for our own line."""
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, note: str = "") -> None:
-        data = json.dumps(body).encode()
         # Logged before the answer leaves, so whoever reads the answer can already see the line.
         log.info("%s %s -> %d %s", self.command, urlsplit(self.path).path, status, note)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:  # the client gave up (e.g. timed out during a hang): expected, not a traceback
-            self.close_connection = True
+        if not send_json(self, status, body, headers):  # the client gave up (e.g. timed out during a hang)
             log.info("%s %s: the client was gone before the answer", self.command, urlsplit(self.path).path)
 
     def _read_body(self) -> bytes | None:
@@ -412,16 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"results": results}, note=f"items={len(payloads)} new={new}")
 
 
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that vanished (a killed worker's keep-alive socket) is normal here, not an error."""
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            log.info("client %s went away", client_address[0])
-            return
-        super().handle_error(request, client_address)
-
-
-class Receiver:
+class Receiver(BackgroundHttpServer):
     """The receiver in a background thread (tests) — also usable as a context manager."""
 
     def __init__(
@@ -440,9 +423,8 @@ class Receiver:
         delay: float = 0.0,
         hang_seconds: float = 2.0,
     ) -> None:
+        super().__init__(host, port)
         self.directory = Path(directory)
-        self.host = host
-        self.port = port
         settings = Settings(
             fail_rate=fail_rate,
             fail_kinds=fail_kinds,
@@ -453,12 +435,6 @@ class Receiver:
             hang_seconds=hang_seconds,
         )
         self.state = _State(self.directory, credentials, seed, settings)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def received_path(self) -> Path:
@@ -476,32 +452,14 @@ class Receiver:
         the receiver before a replay. Names: see ``Settings``; an unknown one raises TypeError."""
         return self.state.configure(**changes)
 
-    def start(self) -> Self:
-        handler = type("Handler", (_Handler,), {"state": self.state})
-        self._server = _Server((self.host, self.port), handler)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.1,), name=f"receiver:{self.port}", daemon=True
-        )
-        self._thread.start()
-        return self
+    thread_name = "receiver"
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"state": self.state})
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        super().stop()
         self.state.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _fail_kinds(text: str) -> tuple[str, ...]:

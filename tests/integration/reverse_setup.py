@@ -9,15 +9,10 @@ from typing import Any
 
 import yaml
 
+from include.sandbox.generate import lineage
+
 DH, HC, HH1, HH2 = "dh-1", "hc-1", "hh-1", "hh-2"
 FACILITY = "MFL-100"
-
-
-def lineage(*ids: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for place_id in reversed(ids):
-        out = {"_id": place_id, "parent": out} if out else {"_id": place_id}
-    return out
 
 
 def person(doc_id: str, name: str, sex: str, dob: str, household: str, **extra: Any) -> dict[str, Any]:

@@ -12,18 +12,10 @@ import requests
 
 from cht_bridge.source.hydration import Hydrator
 from include.sandbox.fixed_docs import DESIGN_DOC
+from include.sandbox.generate import lineage
 from tests.recording import RecordingClient
 
 pytestmark = pytest.mark.integration
-
-
-def lineage(*ids: str) -> dict[str, Any]:
-    """A minified lineage ``{_id, parent: {_id, ...}}``, nearest first."""
-    node: dict[str, Any] | None = None
-    for doc_id in reversed(ids):
-        node = {"_id": doc_id, **({"parent": node} if node else {})}
-    assert node is not None
-    return node
 
 
 DH = {"_id": "dh1", "type": "district_hospital", "name": "District One", "contact": lineage("sup1", "dh1")}

@@ -11,19 +11,11 @@ import pytest
 import requests
 
 from include.sandbox.cht_api import prefers_json
+from include.sandbox.generate import lineage
 
 JSON = {"Accept": "application/json"}
 FIREWALL = {"code": 403, "error": "forbidden", "details": "Offline users are not allowed access to this endpoint"}
 CHW_PHONE = "+254712345678"
-
-
-def lineage(*ids: str) -> dict[str, Any]:
-    """A minified lineage ``{_id, parent: {_id, ...}}``, nearest first."""
-    node: dict[str, Any] | None = None
-    for doc_id in reversed(ids):
-        node = {"_id": doc_id, **({"parent": node} if node else {})}
-    assert node is not None
-    return node
 
 
 DH = {"_id": "dh1", "type": "district_hospital", "name": "District One", "reported_date": 1}

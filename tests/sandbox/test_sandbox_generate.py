@@ -157,3 +157,10 @@ def test_jsonl_cli(tmp_path):
     assert gen.main(["--docs", "100", "--seed", "3", "--jsonl", str(out)]) == 0
     lines = out.read_text().splitlines()
     assert [json.loads(x) for x in lines] == list(generate(100, seed=3))
+
+
+def test_the_committed_contact_list_is_the_generators_output():
+    """The demo's reviewer answers from the generator's truth, so the CSV must be what it makes."""
+    from include.sandbox.emr_lists import CONTACTS_CSV, contacts_csv
+
+    assert CONTACTS_CSV.read_text(encoding="utf-8") == contacts_csv()

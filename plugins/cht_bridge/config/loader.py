@@ -103,15 +103,19 @@ def load_pipeline(path: str | Path) -> Pipeline:
     :raises ConfigError: naming the file and every key at fault.
     """
     path = Path(path)
+    return parse_pipeline(read_yaml(path), source=str(path), default_name=path.stem)
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed file; an unreadable file or bad YAML is a ``ConfigError`` naming the line."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
         raise ConfigError(str(path), [f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
-    return parse_pipeline(raw, source=str(path), default_name=path.stem)
 
 
 def find_pipeline(folder: str | Path, name: str) -> Pipeline:

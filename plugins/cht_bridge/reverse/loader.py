@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cht_bridge.config.loader import (
     NAME_RE,
     _conn_id,
@@ -21,6 +19,7 @@ from cht_bridge.config.loader import (
     _Problems,
     _schedule,
     _start_date,
+    read_yaml,
     shared_keys,
 )
 from cht_bridge.errors import ConfigError
@@ -62,15 +61,7 @@ def load_reverse_pipeline(path: str | Path) -> ReversePipeline:
     :raises ConfigError: naming the file and every key at fault.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        raise ConfigError(str(path), [f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})"]) from exc
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
-    return parse_reverse_pipeline(raw, file=str(path), default_name=path.stem)
+    return parse_reverse_pipeline(read_yaml(path), file=str(path), default_name=path.stem)
 
 
 def parse_reverse_pipeline(raw: Any, *, file: str, default_name: str | None = None) -> ReversePipeline:
@@ -265,20 +256,3 @@ def _review(value: Any, problems: _Problems) -> Review:
         max_candidates=_int(section.get("max_candidates", 3), "review.max_candidates", 1, 10, problems),
         assignees=tuple(assignees),
     )
-
-
-def find_reverse_pipeline(folder: str | Path, name: str) -> ReversePipeline:
-    """The reverse pipeline called ``name`` in ``folder``.
-
-    :raises ConfigError: when no valid file has that name.
-    """
-    for path in sorted(Path(folder).glob("*.y*ml")):
-        try:
-            pipeline = load_reverse_pipeline(path)
-        except ConfigError:
-            if path.stem == name:
-                raise
-            continue
-        if pipeline.name == name:
-            return pipeline
-    raise ConfigError(str(folder), [f"pipeline: no valid reverse pipeline file named '{name}' in this folder"])
