@@ -205,7 +205,7 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
             retries=0,
         ).expand(review_key=waiting.output)
         reviewed = ReverseStepOperator(
-            task_id="write_reviewed", pipeline_file=file, step="write", trigger_rule=TriggerRule.ALL_DONE
+            task_id="write_reviewed", pipeline_file=file, step="write", trigger_rule=TriggerRule.NONE_FAILED
         )
         receive >> match >> write >> waiting >> review >> reviewed
     return dag

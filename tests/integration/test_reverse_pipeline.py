@@ -175,3 +175,21 @@ def test_an_invalid_pipeline_file_fails_only_its_own_dag(monkeypatch, cht_api, t
     state, _, _ = run_reverse_dag(monkeypatch, folder, "broken_list")
     assert state == "failed"
     assert os.environ.get("CHT_BRIDGE_REVERSE_PIPELINES") == str(folder)
+
+
+def test_a_wrong_cht_password_fails_the_run_plainly_and_writes_nothing(monkeypatch, cht_api, trace_list) -> None:
+    import json
+
+    folder, name, _ = trace_list
+    connection = json.loads(api_connection(cht_api))
+    monkeypatch.setenv("AIRFLOW_CONN_CHT_API_TEST", json.dumps({**connection, "password": "not-the-password"}))
+    people_before, _ = cht_docs(cht_api)
+    state, xcoms, _ = run_reverse_dag(monkeypatch, folder, name)
+    assert state == "failed" and "match" not in xcoms
+    assert xcoms["receive"]["received"] == 6  # the list was read; CHT refused the first lookup
+    assert {row.status for row in ledger_rows(name).values()} == {"received", "unplaced"}  # no CHT needed for that
+    assert cht_docs(cht_api) == (people_before, [])
+
+    monkeypatch.setenv("AIRFLOW_CONN_CHT_API_TEST", api_connection(cht_api))  # fixed: the next run goes on
+    state, xcoms, _ = run_reverse_dag(monkeypatch, folder, name, lambda q: "Skip this row")
+    assert state == "success" and xcoms["receive"]["received"] == 0 and xcoms["match"]["link"] == 2
