@@ -52,7 +52,7 @@ import requests
 
 from include.sandbox.couchdb import create_user
 from include.sandbox.fixed_docs import DESIGN_DOC, SETTINGS_DOC
-from include.sandbox.http_server import BackgroundHttpServer
+from include.sandbox.http_server import BackgroundHttpServer, StandInHandler
 
 log = logging.getLogger("cht_bridge.sandbox.cht_api")
 
@@ -963,14 +963,9 @@ def validate_place(settings: dict[str, Any], place: Any) -> None:
 
 
 # -- HTTP plumbing ---------------------------------------------------------------------------------
-class _HttpHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _HttpHandler(StandInHandler):
     server_version = "cht-bridge-cht-api/1"
     api: ChtApi  # set on a per-server subclass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Silenced: the default line holds the query string (phone numbers); see _respond."""
 
     def _handle(self) -> None:
         split = urlsplit(self.path)

@@ -33,7 +33,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Self
 
@@ -72,28 +71,135 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LocalCouch:
+class ChildServer:
+    """What the child-process stand-ins share (pouchdb-server here, sekmet in ``fhir_server``): a
+    server run from ``workdir`` on a loopback port with its output appended to ``log_path``, a
+    start-up wait that says why a start failed, stop, and a context manager.
+
+    A subclass sets the class attributes and writes ``start()`` with :meth:`_prepare` and
+    :meth:`_spawn`.
+    """
+
+    #: the server's name in error messages
+    name = "server"
+    #: ``url`` is ``http://127.0.0.1:<port>`` and this
+    url_path = ""
+    #: ``GET url + probe_path`` answers 200 once the server is ready
+    probe_path = "/"
+    start_timeout_s = START_TIMEOUT_S
+
+    def __init__(self, workdir: Path, port: int | None, log_name: str) -> None:
+        self.workdir = Path(workdir)
+        self.port = port
+        self.log_path = self.workdir / log_name
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError(f"{type(self).__name__} not started")
+        return f"http://127.0.0.1:{self.port}{self.url_path}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        """Terminate the server (SIGTERM, then SIGKILL after 10 s)."""
+        proc, self._proc = self._proc, None
+        atexit.unregister(self.stop)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def serve_until_signalled(self) -> None:
+        """The CLIs' foreground mode: block until SIGTERM/SIGINT or the server exits, then stop it."""
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        while not stop.is_set() and self.running:
+            stop.wait(1.0)
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the server's log, for an error message."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _prepare(self) -> None:
+        """Make ``workdir`` and pick a free port unless one was given."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.port is None:
+            self.port = free_port()
+
+    def _spawn(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        """Start ``cmd`` in ``workdir`` (stopped at exit) and wait until it is ready."""
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        atexit.register(self.stop)
+        self._wait_ready(self._proc)
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
+        """Wait until ``url + probe_path`` answers 200; a child that exits, or a timeout (after
+        ``stop()``), raises with the log's tail, so a failed start says why."""
+        probe_url = self.url + self.probe_path
+        deadline = time.monotonic() + self.start_timeout_s
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with code {proc.returncode} during start-up; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            try:
+                r = requests.get(probe_url, timeout=2)
+                if r.status_code == 200:
+                    return
+                last_error = f"HTTP {r.status_code}"
+            except requests.RequestException as e:
+                last_error = type(e).__name__
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(
+            f"{self.name} not ready on {probe_url} after {self.start_timeout_s:.0f} s ({last_error}); "
+            f"log {self.log_path}:\n{self.log_tail()}"
+        )
+
+
+class LocalCouch(ChildServer):
     """A pouchdb-server child process with a random admin password, in its own working dir.
 
     ``in_memory=True`` (default) loses data on stop/restart; ``in_memory=False`` keeps LevelDB
     files under ``<workdir>/data`` so :meth:`restart` comes back with the same data (crash tests).
     """
 
+    name = "pouchdb-server"
+
     def __init__(self, workdir: Path, port: int | None = None, in_memory: bool = True) -> None:
-        self.workdir = Path(workdir)
-        self.port = port
+        super().__init__(workdir, port, "pouchdb-server.log")
         self.in_memory = in_memory
-        self.log_path = self.workdir / "pouchdb-server.log"
         self._password: str | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
 
     # -- public properties -------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("LocalCouch not started")
-        return f"http://127.0.0.1:{self.port}"
-
     @property
     def admin_auth(self) -> tuple[str, str]:
         if self._password is None:
@@ -107,19 +213,13 @@ class LocalCouch:
             raise RuntimeError("LocalCouch not started")
         return self._proc.pid
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> Self:
         """Start the server and block until ``GET /`` answers 200."""
         if self.running:
             return self
         binary = ensure_installed()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.port is None:
-            self.port = free_port()
+        self._prepare()
         if self._password is None:
             # First start: seed the admin. The server replaces the plaintext by a pbkdf2 hash,
             # and keeps it across restarts, so restart() must not rewrite this file.
@@ -135,19 +235,8 @@ class LocalCouch:
             cmd += ["--dir", str(data_dir)]
         env = dict(os.environ)
         env["NODE_OPTIONS"] = (env.get("NODE_OPTIONS", "") + " --unhandled-rejections=warn").strip()
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                cmd, cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
-        atexit.register(self.stop)
-        self._wait_ready()
+        self._spawn(cmd, env)
         return self
-
-    def stop(self) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after 10 s)."""
-        proc, self._proc = self._proc, None
-        atexit.unregister(self.stop)
-        terminate(proc)
 
     def kill(self) -> None:
         """SIGKILL the server without a clean shutdown (to simulate a crash)."""
@@ -159,66 +248,6 @@ class LocalCouch:
         """Stop and start again on the same port with the same admin (and data unless in-memory)."""
         self.stop()
         return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- helpers ---------------------------------------------------------------------------------
-    def log_tail(self, lines: int = 40) -> str:
-        return log_tail(self.log_path, lines)
-
-    def _wait_ready(self) -> None:
-        wait_ready("pouchdb-server", self._proc, self.url + "/", self.log_path, START_TIMEOUT_S, self.stop)
-
-
-def terminate(proc: subprocess.Popen | None) -> None:
-    """SIGTERM a child server, then SIGKILL it if it has not gone after 10 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The last lines of a child server's log, for an error message."""
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def wait_ready(
-    name: str, proc: subprocess.Popen, probe_url: str, log_path: Path, timeout_s: float, stop: Callable[[], None]
-) -> None:
-    """Wait until ``probe_url`` answers 200; a child that exits, or a timeout (after ``stop()``),
-    raises with the log's tail, so a failed start says why."""
-    deadline = time.monotonic() + timeout_s
-    last_error = "no answer"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{name} exited with code {proc.returncode} during start-up; log {log_path}:\n{log_tail(log_path)}"
-            )
-        try:
-            r = requests.get(probe_url, timeout=2)
-            if r.status_code == 200:
-                return
-            last_error = f"HTTP {r.status_code}"
-        except requests.RequestException as e:
-            last_error = type(e).__name__
-        time.sleep(0.1)
-    stop()
-    raise RuntimeError(
-        f"{name} not ready on {probe_url} after {timeout_s:.0f} s ({last_error}); log {log_path}:\n{log_tail(log_path)}"
-    )
 
 
 def create_user(url: str, admin_auth: tuple[str, str], name: str, password: str, roles: list[str]) -> None:
@@ -278,12 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"url": couch.url, "username": user, "password": password}, indent=2),
     )
     print(f"pouchdb-server ready at {couch.url}; admin credentials in {args.dir / 'admin.json'}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.is_set() and couch.running:
-        stop.wait(1.0)
-    couch.stop()
+    couch.serve_until_signalled()
     return 0
 
 

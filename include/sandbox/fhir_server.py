@@ -29,16 +29,13 @@ CLI (foreground server for the demo; writes ``<dir>/fhir.json`` with the URL and
 from __future__ import annotations
 
 import argparse
-import atexit
 import fcntl
 import hashlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,7 +43,7 @@ from typing import Any, Self
 
 import requests
 
-from include.sandbox.couchdb import free_port, log_tail, terminate, wait_ready, write_private
+from include.sandbox.couchdb import ChildServer, write_private
 
 SANDBOX_DIR = Path(__file__).resolve().parent
 REPO_DIR = SANDBOX_DIR.parent.parent
@@ -83,30 +80,22 @@ def ensure_installed(venv: Path = VENV_DIR) -> Path:
     return binary
 
 
-class LocalFhir:
+class LocalFhir(ChildServer):
     """A sekmet FHIR server child process with basic auth, in its own working directory.
 
     Data lives in ``<workdir>/data`` (SQLite), so a restart keeps it. ``.url`` is the FHIR base,
     ``http://127.0.0.1:<port>/fhir``.
     """
 
+    name = "sekmet"
+    url_path = "/fhir"
+    probe_path = "/metadata"
+    start_timeout_s = START_TIMEOUT_S
+
     def __init__(self, workdir: Path, port: int | None = None, credentials: tuple[str, str] | None = None) -> None:
-        self.workdir = Path(workdir)
-        self.port = port
+        super().__init__(workdir, port, "sekmet.log")
         self.credentials = credentials or ("cht", secrets.token_urlsafe(18))
-        self.log_path = self.workdir / "sekmet.log"
         self.startup_seconds: float | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        if self.port is None:
-            raise RuntimeError("LocalFhir not started")
-        return f"http://127.0.0.1:{self.port}/fhir"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> Self:
@@ -114,35 +103,12 @@ class LocalFhir:
         if self.running:
             return self
         binary = ensure_installed()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.port is None:
-            self.port = free_port()
+        self._prepare()
         self._write_settings()
         began = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [str(binary), "serve", "-c", "settings.yaml"],
-                cwd=self.workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-        atexit.register(self.stop)
-        self._wait_ready()
+        self._spawn([str(binary), "serve", "-c", "settings.yaml"])
         self.startup_seconds = time.monotonic() - began
         return self
-
-    def stop(self) -> None:
-        """Terminate the server (SIGTERM, then SIGKILL after 10 s)."""
-        proc, self._proc = self._proc, None
-        atexit.unregister(self.stop)
-        terminate(proc)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _write_settings(self) -> None:
         user, password = self.credentials
@@ -157,12 +123,6 @@ class LocalFhir:
         }
         # JSON is YAML; the file holds the password, so only the owner may read it.
         write_private(self.workdir / "settings.yaml", json.dumps(settings, indent=2))
-
-    def log_tail(self, lines: int = 40) -> str:
-        return log_tail(self.log_path, lines)
-
-    def _wait_ready(self) -> None:
-        wait_ready("sekmet", self._proc, self.url + "/metadata", self.log_path, START_TIMEOUT_S, self.stop)
 
     # -- data ------------------------------------------------------------------------------------
     def session(self) -> requests.Session:
@@ -213,12 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     user, password = fhir.credentials
     write_private(args.dir / "fhir.json", json.dumps({"url": fhir.url, "username": user, "password": password}))
     print(f"sekmet FHIR server ready at {fhir.url}; credentials in {args.dir / 'fhir.json'}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    while not stop.is_set() and fhir.running:
-        stop.wait(1.0)
-    fhir.stop()
+    fhir.serve_until_signalled()
     return 0
 
 

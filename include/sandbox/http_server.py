@@ -34,6 +34,19 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: 
     return True
 
 
+class StandInHandler(BaseHTTPRequestHandler):
+    """What every stand-in's handler shares; a subclass sets ``server_version`` and answers."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
+    # Headers and body go out as two writes; without TCP_NODELAY, Nagle's algorithm holds the
+    # body until the client's delayed ACK (~40 ms), which would cap every keep-alive request.
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silenced: the default line goes to stderr and holds the query string (which may carry
+        phone numbers); each stand-in logs its own line without query values."""
+
+
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from include.sandbox.http_server import BackgroundHttpServer, send_json
+from include.sandbox.http_server import BackgroundHttpServer, StandInHandler, send_json
 
 log = logging.getLogger("cht_bridge.sandbox.list_server")
 
@@ -98,14 +98,9 @@ def decode_cursor(cursor: str) -> int:
     return offset
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Handler(StandInHandler):
     server_version = "cht-bridge-list-server/1"
     state: _State  # set on a per-server subclass
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Silence the default access log; _send writes a line without query values."""
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         log.info("%s %s -> %d", self.command, urlsplit(self.path).path, status)

@@ -73,7 +73,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from include.sandbox.http_server import BackgroundHttpServer, send_json
+from include.sandbox.http_server import BackgroundHttpServer, StandInHandler, send_json
 
 log = logging.getLogger("cht_bridge.sandbox.receiver")
 
@@ -250,18 +250,11 @@ class _State:
             return json.loads(json.dumps(self.stats))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections
-    # Headers and body go out as two writes; without TCP_NODELAY, Nagle's algorithm holds the
-    # body until the client's delayed ACK (~40 ms), which would cap every keep-alive request.
-    disable_nagle_algorithm = True
+class _Handler(StandInHandler):
     server_version = "cht-bridge-receiver/1"
     state: _State  # set on a per-server subclass
 
     # -- plumbing ------------------------------------------------------------------------------
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Silence the default access log (it goes to stderr); see _send for our own line."""
-
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None, note: str = "") -> None:
         # Logged before the answer leaves, so whoever reads the answer can already see the line.
         log.info("%s %s -> %d %s", self.command, urlsplit(self.path).path, status, note)
