@@ -1,7 +1,7 @@
 """Command line: match an incoming CSV list against existing people.
 
 ``python -m cht_bridge.matching link --existing existing.csv --incoming incoming.csv
---out decisions.csv [--upper 0.99 --lower 0.5 --margin 0.05 --region KE]``
+--out decisions.csv [--upper 0.995 --lower 0.5 --margin 0.05 --region KE]``
 
 Prints the counts of link/review/new and the seconds taken; never names or phones.
 """

@@ -4,6 +4,9 @@ Two thresholds, as in OpenCR, SantéMPI and Tuva's EMPI: at or above ``upper`` t
 linked, below ``lower`` a new contact is created, in between a person reviews. Two close
 candidates, or an identifier that contradicts agreeing demographics, also go to review: linking
 the wrong person sends a health worker to the wrong home, which costs more than a review.
+One exception to the thresholds lives in the matcher: a lone candidate between them links when
+its date of birth and place, without the name or the (household-level) phone, already make a
+strong case (``corroborated_link``, ``corroboration_bits``, ``rival_probability``).
 """
 
 from __future__ import annotations
@@ -29,9 +32,20 @@ class MatchConfig:
     :param shared_phone_count: a phone held by this many existing people or more is a household
         or CHW phone: not enough, with a date of birth, for a deterministic link.
     :param threads: DuckDB threads (``None``: all cores).
+    :param corroborated_link: a lone candidate between the thresholds links from this
+        probability on when names agree and the date of birth and place alone give at least
+        ``corroboration_bits`` bits of evidence (``1.0`` or more switches this off).
+    :param corroboration_bits: see ``corroborated_link`` (8 bits: odds of 256 to 1).
+    :param rival_probability: "lone" means no other candidate at or above this probability.
+    :param same_as_upper: two rows of the incoming list are one person at or above this
+        probability (``None``: ``upper``). Rows marked ``same_as`` only follow a link the earlier
+        row made on its own, or go to review.
     """
 
-    upper: float = 0.99
+    # The candidate probabilities are calibrated (on the synthetic population, the share of wrong
+    # candidates in each probability band matches 1 - p), so ``upper`` is the accepted risk of
+    # one link: 0.995 keeps the expected wrong links under one per 5,000 incoming people.
+    upper: float = 0.995
     lower: float = 0.1
     ambiguity_margin: float = 0.05
     region: str = "KE"
@@ -39,12 +53,18 @@ class MatchConfig:
     duplicate_share: float = 0.02
     shared_phone_count: int = 2
     threads: int | None = None
+    corroborated_link: float = 0.5
+    corroboration_bits: float = 8.0
+    rival_probability: float = 0.01
+    same_as_upper: float | None = 0.99
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lower <= self.upper <= 1.0:
             raise ValueError("thresholds must satisfy 0 <= lower <= upper <= 1")
         if self.ambiguity_margin < 0:
             raise ValueError("ambiguity_margin must not be negative")
+        if self.same_as_upper is not None and not 0.0 <= self.same_as_upper <= 1.0:
+            raise ValueError("same_as_upper must lie between 0 and 1")
 
 
 @dataclass(frozen=True)

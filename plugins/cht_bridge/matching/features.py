@@ -24,7 +24,7 @@ from cht_bridge.matching.records import Person
 # Prior share of people carrying a given name token, date of birth, phone or place, and the
 # pseudo-count of people that prior is worth (see the module docstring).
 _PSEUDO_COUNT = 1000
-_PRIOR = {"token": 1 / 2000, "date_of_birth": 1 / (365 * 60), "phone": 1e-5, "place": 1e-3}
+_PRIOR = {"token": 1 / 2000, "date_of_birth": 1 / (365 * 60), "phone": 1e-5, "place": 1e-3, "area": 1e-3}
 _MIN_TF = 1e-9
 
 
@@ -68,6 +68,7 @@ def build_table(
         rows["phone9"].append(phone[-9:] if phone else None)
         rows["place"].append(person.place)
         rows["area"].append(list(person.area) or None)
+        rows["area_key"].append(person.place)
         places = list(dict.fromkeys([*([person.place] if person.place else []), *person.area]))
         rows["places"].append(places or None)
     return pa.table({name: pa.array(values, type=_COLUMNS[name]) for name, values in rows.items()})
@@ -84,6 +85,7 @@ def tf_tables(tables: Sequence[pa.Table], counts: Frequencies) -> dict[str, pa.T
         ("date_of_birth", "date_of_birth"),
         ("phone", "phone"),
         ("place", "place"),
+        ("area_key", "area"),
     ):
         values = sorted({value for table in tables for value in table.column(column).to_pylist() if value is not None})
         if kind == "names":
@@ -99,6 +101,10 @@ def tf_tables(tables: Sequence[pa.Table], counts: Frequencies) -> dict[str, pa.T
     return lookups
 
 
+def _places(person: Person) -> set[str]:
+    return {*([person.place] if person.place else []), *person.area}
+
+
 class Frequencies:
     """Smoothed share of people holding each name token, date of birth, phone and place."""
 
@@ -109,6 +115,9 @@ class Frequencies:
             "date_of_birth": Counter(person.date_of_birth for person in people if person.date_of_birth),
             "phone": Counter(phone for phone in phones if phone),
             "place": Counter(person.place for person in people if person.place),
+            # Everyone under an area (CHW area, health centre) holds it: a place's share here is
+            # how many people live in or under it.
+            "area": Counter(value for person in people for value in _places(person)),
         }
 
     def count(self, kind: str, value: str | None) -> int:
@@ -142,5 +151,6 @@ _COLUMNS: dict[str, pa.DataType] = {
     "phone9": pa.string(),
     "place": pa.string(),
     "area": pa.list_(pa.string()),
+    "area_key": pa.string(),
     "places": pa.list_(pa.string()),
 }

@@ -11,6 +11,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
 from cht_bridge.matching.decisions import Candidate, Decision, MatchConfig, decide
 from cht_bridge.matching.deterministic import DeterministicIndex, Rule
@@ -20,6 +21,18 @@ from cht_bridge.matching.scoring import ScoredPair, score
 
 log = logging.getLogger(__name__)
 _MAX_CANDIDATES = 3
+# Evidence that is not the name and not the (household-level) phone: a relative shares a family
+# name, a phone and a home, but rarely the date of birth as well.
+_CORROBORATING_FIELDS = ("date_of_birth", "place")
+
+
+class _Ranked(NamedTuple):
+    candidates: list[Candidate]
+    any_match: float
+    best_weights: dict[str, float]
+
+
+_NOTHING = _Ranked([], 0.0, {})
 
 
 def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchConfig | None = None) -> list[Decision]:
@@ -53,10 +66,10 @@ def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchC
     )
 
     existing_ids = {key: person.id for key, person in zip(existing_keys, existing, strict=True)}
-    ranked = _rank(between, existing_ids)
+    ranked = _rank(between, existing_ids, config.expected_match_share)
     index = DeterministicIndex(existing, existing_phones, config.shared_phone_count)
     decisions = [
-        _decide_one(person, phone, *ranked.get(key, ([], 0.0)), index, config)
+        _decide_one(person, phone, ranked.get(key, _NOTHING), index, config)
         for key, person, phone in zip(incoming_keys, incoming, incoming_phones, strict=True)
     ]
     decisions = _mark_duplicates(decisions, incoming, within, config)
@@ -67,19 +80,42 @@ def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchC
 def _decide_one(
     person: Person,
     phone: str | None,
-    candidates: list[Candidate],
-    any_match: float,
+    ranked: _Ranked,
     index: DeterministicIndex,
     config: MatchConfig,
 ) -> Decision:
+    candidates = ranked.candidates
     rule = index.find(person, phone)
     if rule is not None:
         return _deterministic(person.id, rule, candidates)
-    decision = decide(person.id, candidates, config, any_match)
+    decision = decide(person.id, candidates, config, ranked.any_match)
+    if decision.decision == "review" and _corroborated(candidates, ranked.best_weights, config):
+        best = candidates[0]
+        reason = f"lone candidate, corroborated by date of birth and place; {best.reason}"
+        decision = replace(decision, decision="link", reason=reason)
     conflicting = decision.existing_id is not None and _identifiers_disagree(person, decision.existing_id, index)
     if decision.decision == "link" and conflicting:
         return replace(decision, decision="review", reason="identifier conflict; demographics agree")
     return decision
+
+
+def _corroborated(candidates: Sequence[Candidate], weights: dict[str, float], config: MatchConfig) -> bool:
+    """Whether a lone, likely candidate is confirmed by more than its name.
+
+    With many existing people the prior of any one pair is tiny, and a person whose name, date of
+    birth and place all agree can stay just under ``upper``. Such a candidate links when it is
+    the only one with any weight (the runner-up below ``rival_probability``), its probability is
+    at least ``corroborated_link``, the names agree at a positive level, the sexes do not
+    disagree, and the date of birth and place *on their own* carry ``corroboration_bits`` bits.
+    The phone does not count here: relatives share it.
+    """
+    if not candidates or candidates[0].probability < config.corroborated_link:
+        return False
+    if len(candidates) > 1 and candidates[1].probability >= config.rival_probability:
+        return False
+    if weights.get("names", 0.0) <= 0.0 or weights.get("sex", 0.0) < 0.0:
+        return False
+    return sum(weights.get(name, 0.0) for name in _CORROBORATING_FIELDS) >= config.corroboration_bits
 
 
 def _deterministic(incoming_id: str, rule: Rule, candidates: list[Candidate]) -> Decision:
@@ -95,31 +131,34 @@ def _identifiers_disagree(person: Person, existing_id: str, index: Deterministic
     return bool(person.identifier and theirs and theirs != person.identifier)
 
 
-def _rank(pairs: Sequence[ScoredPair], existing_ids: dict[str, str]) -> dict[str, tuple[list[Candidate], float]]:
+def _rank(pairs: Sequence[ScoredPair], existing_ids: dict[str, str], match_share: float) -> dict[str, _Ranked]:
     """Best candidates per incoming key, with probabilities that compete.
 
     Splink scores each pair on its own, so two look-alike candidates can both reach 0.999. An
-    incoming person is at most one existing person, so each candidate's probability here is its
-    odds over one plus the odds of all candidates (the rest being "someone new"): two equally good
-    candidates each get about 0.5 and go to review. Also returns the probability that the person
-    is any of them. Ties are broken by existing id.
+    incoming person is at most one existing person: each candidate's posterior is its prior
+    (``match_share`` over the number of existing people, already in its match weight) times its
+    Bayes factor, over the same sum for every candidate plus ``1 - match_share`` for "someone
+    new". Two equally good candidates each get about 0.5 and go to review. Also returns the
+    probability that the person is any of them, and the best candidate's per-field weights.
+    Ties are broken by existing id.
     """
     by_incoming: dict[str, list[ScoredPair]] = defaultdict(list)
     for pair in pairs:
         by_incoming[pair.right].append(pair)
-    ranked: dict[str, tuple[list[Candidate], float]] = {}
+    ranked: dict[str, _Ranked] = {}
     for key, found in by_incoming.items():
         top = max(pair.match_weight for pair in found)
         # Odds relative to the best candidate keep the arithmetic finite for huge weights.
         relative = [2.0 ** (pair.match_weight - top) for pair in found]
-        none_of_them = 2.0 ** (-top) if top < 1000 else 0.0
+        none_of_them = max(1.0 - match_share, 1e-9) * 2.0 ** (-top) if top < 1000 else 0.0
         total = none_of_them + sum(relative)
         candidates = [
             Candidate(existing_ids[pair.left], odds / total, _reason(pair))
             for pair, odds in zip(found, relative, strict=True)
         ]
-        best_first = sorted(candidates, key=lambda c: (-c.probability, c.existing_id))
-        ranked[key] = (best_first[:_MAX_CANDIDATES], 1.0 - none_of_them / total)
+        order = sorted(range(len(found)), key=lambda i: (-candidates[i].probability, candidates[i].existing_id))
+        best_first = [candidates[i] for i in order[:_MAX_CANDIDATES]]
+        ranked[key] = _Ranked(best_first, 1.0 - none_of_them / total, dict(found[order[0]].weights))
     return ranked
 
 
@@ -148,8 +187,9 @@ def _mark_duplicates(
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
+    threshold = config.upper if config.same_as_upper is None else config.same_as_upper
     for pair in within:
-        if pair.probability >= config.upper:
+        if pair.probability >= threshold:
             join(int(pair.left[1:]), int(pair.right[1:]))
     first_with_identifier: dict[str, int] = {}
     for position, person in enumerate(incoming):

@@ -92,7 +92,18 @@ DATE_OF_BIRTH = {
     "output_column_name": "date_of_birth",
     "comparison_levels": [
         _null('"date_of_birth_l" IS NULL OR "date_of_birth_r" IS NULL'),
-        _level('"date_of_birth_l" = "date_of_birth_r"', "same date", 0.75, 4e-4, **_tf("date_of_birth")),
+        # A 1 January date is usually an estimate (only the year was known, or an age heaped on 0
+        # and 5): agreeing on it says little more than agreeing on the year, and spouses and
+        # siblings of one household often share it. Few true pairs reach this level, so its m is
+        # small; the date's own frequency is its u.
+        _level(
+            '"date_of_birth_l" = "date_of_birth_r" AND "birth_month_l" = 1 AND "birth_day_l" = 1',
+            "same 1 January (estimated) date",
+            0.11,
+            5e-4,
+            **_tf("date_of_birth"),
+        ),
+        _level('"date_of_birth_l" = "date_of_birth_r"', "same date", 0.66, 4e-4, **_tf("date_of_birth")),
         _level(
             '"birth_year_l" = "birth_year_r" AND ("birth_month_l" = "birth_month_r" OR "birth_day_l" = "birth_day_r" '
             'OR ("birth_day_l" = "birth_month_r" AND "birth_month_l" = "birth_day_r"))',
@@ -139,6 +150,10 @@ PLACE = {
             "same wider area",
             0.20,
             0.009,
+            # How much sharing an area says depends on its size: one CHW area of twelve is weak
+            # evidence, one of 250 is strong. The share of people living in or under the place
+            # named replaces u (the larger of the two sides', so the area, not the household).
+            **_tf("area_key", floor=1e-3),
         ),
         _level("ELSE", "places differ (people move)", 0.05, 0.99),
     ],
