@@ -65,6 +65,20 @@ class _Problems:
                 self.add(f"{prefix}{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
+def first_checks(
+    raw: Any, allowed: set[str], *, source: str, default_name: str | None
+) -> tuple[_Problems, Any, str | None, datetime | None]:
+    """Start checking a pipeline file: its shape, unknown keys, ``name``, ``schedule``, ``start_date``."""
+    problems = _Problems()
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["(top level): must be a mapping of keys, got " + type(raw).__name__])
+    problems.unknown(raw, allowed)
+    name = raw.get("name", default_name)
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        problems.add("name", "must be letters, digits, '_', '.' or '-' (it becomes the DAG id)")
+    return problems, name, _schedule(raw.get("schedule"), problems), _start_date(raw.get("start_date"), problems)
+
+
 def shared_keys(raw: dict, problems: _Problems, *, default_batch: int | None) -> dict[str, Any]:
     """The keys every pipeline file has, forward or reverse, checked the same way.
 
@@ -137,17 +151,7 @@ def find_pipeline(folder: str | Path, name: str) -> Pipeline:
 
 def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) -> Pipeline:
     """Check an already-parsed pipeline mapping and build the frozen model."""
-    problems = _Problems()
-    if not isinstance(raw, dict):
-        raise ConfigError(source, ["(top level): must be a mapping of keys, got " + type(raw).__name__])
-    problems.unknown(raw, TOP_KEYS)
-
-    name = raw.get("name", default_name)
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        problems.add("name", "must be letters, digits, '_', '.' or '-' (it becomes the DAG id)")
-
-    schedule = _schedule(raw.get("schedule"), problems)
-    start_date = _start_date(raw.get("start_date"), problems)
+    problems, name, schedule, start_date = first_checks(raw, TOP_KEYS, source=source, default_name=default_name)
 
     cht = raw.get("cht")
     cht_conn_id, cht_db = None, "medic"

@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from cht_bridge.config.loader import (
-    NAME_RE,
     _conn_id,
     _int,
     _mapping,
     _number,
     _Problems,
-    _schedule,
-    _start_date,
+    first_checks,
     read_yaml,
     shared_keys,
 )
@@ -66,16 +64,7 @@ def load_reverse_pipeline(path: str | Path) -> ReversePipeline:
 
 def parse_reverse_pipeline(raw: Any, *, file: str, default_name: str | None = None) -> ReversePipeline:
     """Check an already-parsed reverse-pipeline mapping and build the frozen model."""
-    problems = _Problems()
-    if not isinstance(raw, dict):
-        raise ConfigError(file, ["(top level): must be a mapping of keys, got " + type(raw).__name__])
-    problems.unknown(raw, TOP_KEYS)
-
-    name = raw.get("name", default_name)
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        problems.add("name", "must be letters, digits, '_', '.' or '-' (it becomes the DAG id)")
-    schedule = _schedule(raw.get("schedule"), problems)
-    start_date = _start_date(raw.get("start_date"), problems)
+    problems, name, schedule, start_date = first_checks(raw, TOP_KEYS, source=file, default_name=default_name)
     source = _source(raw.get("source"), problems)
     relevant_to = raw.get("relevant_to", "true")
     if not isinstance(relevant_to, str) or not relevant_to.strip():
