@@ -15,7 +15,7 @@ from typing import Any
 import requests
 
 from cht_bridge.destinations.retry import classify
-from cht_bridge.errors import AuthError, ChtBridgeError
+from cht_bridge.errors import AuthError, ChtBridgeError, SourceError
 from cht_bridge.source.couch import CouchClient
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,13 @@ class ChtApiClient(CouchClient):
 
     def contacts_by_phone(self, phone: str) -> list[dict[str, Any]]:
         """CHT's own phone lookup (normalised with the instance's country code); [] when none."""
-        url = f"{self.base_url}/api/v1/contacts-by-phone"
         try:
-            response = self._session().get(url, params={"phone": phone}, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise WriteError(f"{type(exc).__name__} on GET /api/v1/contacts-by-phone", None, True) from exc
-        if response.status_code in (400, 404):  # 400: CHT could not read the number either
-            return []
-        self._check(response, "GET /api/v1/contacts-by-phone")
-        return [doc for doc in response.json().get("docs", []) if is_person(doc)]
+            text = self._request_text("GET", f"{self.base_url}/api/v1/contacts-by-phone", params={"phone": phone})
+        except SourceError as exc:
+            if exc.status in (400, 404):  # 404: nobody has it; 400: CHT could not read the number either
+                return []
+            raise
+        return [doc for doc in json.loads(text).get("docs", []) if is_person(doc)]
 
     def docs(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Documents by id (missing ones left out), for a reviewer's side-by-side view."""

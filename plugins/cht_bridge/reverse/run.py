@@ -201,7 +201,8 @@ def _existing_people(
     from cht_bridge.matching import from_cht_person, normalise_phone
 
     docs: dict[str, dict[str, Any]] = {}
-    for place_id in sorted({row.place_id for row in rows if row.place_id}):
+    places = sorted({row.place_id for row in rows if row.place_id})
+    for place_id in places:
         for doc in api.persons_under(place_id):
             docs[doc["_id"]] = doc
     phones = sorted({p for p in (normalise_phone(x.phone, pipeline.match.region) for x in incoming if x.phone) if p})
@@ -212,7 +213,7 @@ def _existing_people(
         "%s: %d CHT persons from %d places and %d phones",
         pipeline.name,
         len(docs),
-        len(rows and {r.place_id for r in rows}),
+        len(places),
         len(phones),
     )
     return [from_cht_person(doc, pipeline.match.identifier_field) for doc in docs.values()]
