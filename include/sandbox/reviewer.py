@@ -10,8 +10,10 @@ parked task instance. What to answer is the caller's ``choose(question) -> optio
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class Question:
     options: list[str]
 
 
+#: seconds after which an answered question whose task is still parked is resumed again
+RESUBMIT_AFTER_S = 3.0
+#: seconds after which a task still parked is failed, so a stuck ``dag.test()`` ends instead of hanging
+GIVE_UP_S = 90.0
+
+
 class ScriptedReviewer(threading.Thread):
     """Answer every open question of ``dag_id`` with ``choose``; ``stop()`` when the run is over."""
 
@@ -34,6 +42,7 @@ class ScriptedReviewer(threading.Thread):
         self.reviewer = {"id": name, "name": name}
         self.answered: list[tuple[Question, str]] = []
         self.errors: list[BaseException] = []
+        self._first_seen: dict[str, float] = {}
         self._halt = threading.Event()
 
     def stop(self) -> None:
@@ -66,22 +75,36 @@ class ScriptedReviewer(threading.Thread):
         from sqlalchemy import select
 
         with create_session() as session:
-            open_questions = session.execute(
+            waiting = session.execute(
                 select(HITLDetail, TaskInstance)
                 .join(TaskInstance, TaskInstance.id == HITLDetail.ti_id)
-                .where(
-                    TaskInstance.dag_id == self.dag_id,
-                    TaskInstance.state == TaskInstanceState.AWAITING_INPUT,
-                    HITLDetail.responded_at.is_(None),
-                )
+                .where(TaskInstance.dag_id == self.dag_id, TaskInstance.state == TaskInstanceState.AWAITING_INPUT)
             ).all()
-            for detail, ti in open_questions:
+            now = timezone.utcnow()
+            for detail, ti in waiting:
+                first = self._first_seen.setdefault(str(ti.id), time.monotonic())
+                if time.monotonic() - first > GIVE_UP_S:
+                    ti.state = TaskInstanceState.FAILED
+                    session.commit()
+                    self.errors.append(
+                        TimeoutError(f"{ti.task_id}[{ti.map_index}] still awaiting input after {GIVE_UP_S} s")
+                    )
+                    continue
+                if detail.responded_at is not None:
+                    # Answered, yet still parked: the task's own "park" landed after the answer
+                    # (SQLite has no row locks to order them). Resume it again with the same answer.
+                    if now - detail.responded_at > timedelta(seconds=RESUBMIT_AFTER_S):
+                        handle_event_submit(
+                            TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
+                        )
+                        session.commit()
+                    continue
                 question = Question(
                     ti.dag_id, ti.task_id, ti.map_index, detail.subject, detail.body or "", list(detail.options)
                 )
                 choice = self.choose(question)
                 detail.responded_by = self.reviewer
-                detail.responded_at = timezone.utcnow()
+                detail.responded_at = now
                 detail.chosen_options = [choice]
                 detail.params_input = {}
                 session.add(detail)
