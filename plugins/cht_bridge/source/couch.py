@@ -8,28 +8,20 @@ as JSON, and the ``seq`` kept as the opaque JSON value the server gave.
 from __future__ import annotations
 
 import json
-import logging
-import random
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy, backoff, classify
-from cht_bridge.errors import AuthError, SourceError
-
-log = logging.getLogger(__name__)
+from cht_bridge.destinations.retry import RetryPolicy
+from cht_bridge.source.http import READ_RETRY, Reader
 
 #: (connect, read) seconds. A ``_changes`` page of 5,000 docs takes a few seconds on a busy CHT.
 DEFAULT_TIMEOUT = (10.0, 300.0)
 #: Keys per GET view query: keeps the URL under common 8 KiB proxy limits.
 VIEW_KEYS_PER_REQUEST = 100
-#: Reads are repeated through a CHT or CouchDB restart (a few seconds), then the run fails and
-#: Airflow retries the task; every request here is a read, so repeating it is always safe.
-READ_RETRY = RetryPolicy(retries=4, backoff_s=1.0, max_backoff_s=8.0)
 
 
 class CouchClient:
@@ -53,7 +45,6 @@ class CouchClient:
         self._timeout = timeout
         self._verify = verify
         self._retry = retry
-        self._rng = random.Random()
         self._local = threading.local()
 
     @property
@@ -75,30 +66,17 @@ class CouchClient:
         return json.loads(self._request_text(method, url, **kwargs))
 
     def _request_text(self, method: str, url: str, **kwargs: Any) -> str:
-        where = f"{method} {url.split('?')[0]}"
-        for attempt in range(self._retry.retries + 1):
-            try:
-                response = self._session().request(method, url, timeout=self._timeout, **kwargs)
-            except requests.RequestException as exc:
-                status, short = None, type(exc).__name__
-                problem = f"{short} on {where}"
-            else:
-                status, short = response.status_code, f"HTTP {response.status_code}"
-                problem = f"{short} on {where}: {response.text[:200]}"
-                kind = classify(status)
-                if kind == "auth":
-                    raise AuthError(self.conn_id, status, "CHT")
-                if kind == "delivered":
-                    return response.content.decode("utf-8")
-                if kind == "permanent":
-                    break
-            if attempt < self._retry.retries:
-                wait = backoff(attempt, self._retry, self._rng)
-                log.warning(
-                    "CHT connection '%s': %s; trying again in %.1f s", self.conn_id, f"{short} on {where}", wait
-                )
-                time.sleep(wait)
-        raise SourceError(f"CHT connection '{self.conn_id}': {problem}", status=status)
+        return self._reader().request_text(method, url, params=kwargs.get("params"), body=kwargs.get("json"))
+
+    def _reader(self) -> Reader:
+        """This thread's reader: the shared read loop over this thread's session."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = Reader(
+                self._session(), conn_id=self.conn_id, system="CHT", timeout=self._timeout, retry=self._retry
+            )
+            self._local.reader = reader
+        return reader
 
     def info(self) -> dict:
         """Fetch the database info; the cheapest call that proves the credentials work."""

@@ -37,7 +37,7 @@ import requests
 from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash
-from cht_bridge.reverse.sources.http import READ_RETRY, Reader, default_reason
+from cht_bridge.source.http import READ_RETRY, Reader, default_reason
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import requests
 from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash, dotted
-from cht_bridge.reverse.sources.http import READ_RETRY, Reader
+from cht_bridge.source.http import READ_RETRY, Reader
 
 log = logging.getLogger(__name__)
 

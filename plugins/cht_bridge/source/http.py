@@ -1,10 +1,12 @@
-"""The one read loop the HTTP sources share: GET, retry what may pass on its own, translate errors.
+"""The one read loop every source shares (CHT's CouchDB, FHIR, JSON lists): send a read, retry
+what may pass on its own, translate errors.
 
 Retry decisions come from ``cht_bridge.destinations.retry`` (``classify``, ``backoff``,
 ``retry_after``), so reads and deliveries agree on what is retryable: timeouts, connection
 errors, 408, 429 and 5xx are repeated with jittered exponential waits; 401/403 stop at once with
 an ``AuthError`` (repeating a refused login locks accounts); any other answer is a
-``SourceError`` carrying the status. Every request here is a GET, so repeating it is safe.
+``SourceError`` carrying the status. Every request here is a read (a GET, or CouchDB's POST of
+``_all_docs`` keys), so repeating it is safe.
 
 Logs name the connection, the method, the URL without credentials or query values, and the
 status: query values can be patient identifiers and bodies are patient data.
@@ -12,6 +14,7 @@ status: query values can be patient identifiers and bodies are patient data.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -89,13 +92,31 @@ class Reader:
         :raises SourceError: on any other non-2xx answer (after retries for the retryable ones), on
             an unreachable server after retries, or on a 2xx body that is not JSON.
         """
-        where = f"GET {safe_url(url, params)}"
+        text = self.request_text("GET", url, params=params)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise SourceError(
+                f"{self.system} connection '{self.conn_id}': GET {safe_url(url, params)} answered "
+                "with a body that is not JSON",
+            ) from None
+
+    def request_text(self, method: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None) -> str:
+        """The body of a 2xx answer to a read, as text (CHT pages go to V8 unparsed).
+
+        :raises AuthError: on 401/403, without retrying.
+        :raises SourceError: on any other non-2xx answer (after retries for the retryable ones), or
+            on an unreachable server after retries.
+        """
+        where = f"{method} {safe_url(url, params)}"
         problem, status = "no answer", None
         for attempt in range(self.retry.retries + 1):
             wait_asked = None
             self.requests += 1
             try:
-                response = self.session.get(url, params=params, headers=self._headers, timeout=self.timeout)
+                response = self.session.request(
+                    method, url, params=params, json=body, headers=self._headers, timeout=self.timeout
+                )
             except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
                 status, problem = None, type(exc).__name__
             else:
@@ -104,14 +125,7 @@ class Reader:
                 if kind == "auth":
                     raise AuthError(self.conn_id, status, self.system)
                 if kind == "delivered":
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise SourceError(
-                            f"{self.system} connection '{self.conn_id}': {where} answered {status} "
-                            f"with a body that is not JSON",
-                            status=status,
-                        ) from None
+                    return response.content.decode("utf-8")
                 problem = f"HTTP {status}: {self._reason(response)}"
                 if kind == "permanent":
                     break
