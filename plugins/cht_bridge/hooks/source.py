@@ -7,15 +7,11 @@ A CSV source needs no Connection: its folder is named in the pipeline file.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import requests
 from airflow.sdk import BaseHook
 
 from cht_bridge.reverse.model import SourceConfig
 from cht_bridge.reverse.sources.base import Source
-
-REPO = Path(__file__).resolve().parents[3]
 
 
 def source_session(conn_id: str) -> tuple[requests.Session, str]:
@@ -40,10 +36,10 @@ def source_session(conn_id: str) -> tuple[requests.Session, str]:
 def open_source(config: SourceConfig) -> Source:
     """The source a pipeline file describes, ready to page from a checkpoint."""
     if config.type == "csv":
+        from cht_bridge.reverse.places import from_repo
         from cht_bridge.reverse.sources.csv_folder import CsvFolderSource
 
-        folder = Path(config.folder)
-        return CsvFolderSource(folder if folder.is_absolute() else REPO / folder, config.pattern, config.id_field)
+        return CsvFolderSource(from_repo(config.folder), config.pattern, config.id_field)
     session, base_url = source_session(config.conn_id)
     if config.type == "fhir":
         from cht_bridge.reverse.sources.fhir import FhirSearchSource

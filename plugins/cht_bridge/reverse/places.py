@@ -16,6 +16,12 @@ from cht_bridge.errors import ConfigError
 REPO = Path(__file__).resolve().parents[3]
 
 
+def from_repo(path: str | Path) -> Path:
+    """A path from a pipeline file: absolute as given, relative from the repository root."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO / path
+
+
 @dataclass(frozen=True)
 class PlaceTable:
     """Codes (compared case-insensitively, spaces trimmed) → CHT place UUIDs."""
@@ -34,9 +40,7 @@ def load_place_table(path: str | Path) -> PlaceTable:
 
     :raises ConfigError: naming the file and the line of a bad or repeated code.
     """
-    path = Path(path)
-    if not path.is_absolute():
-        path = REPO / path
+    path = from_repo(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
