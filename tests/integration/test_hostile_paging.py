@@ -121,7 +121,11 @@ def assert_plain(error: SourceError, *words: str) -> None:
 
 def test_rest_cursor_that_comes_back_stops_and_keeps_every_page_read(ledger):
     """a → b → c → b: the third page is kept under the cursor that fetched it, then the read stops."""
-    pages = {"": (items("a1", "a2"), f"b-{SECRET}"), f"b-{SECRET}": (items("b1", "b2"), "c"), "c": (items("c1"), f"b-{SECRET}")}  # fmt: skip
+    pages = {
+        "": (items("a1", "a2"), f"b-{SECRET}"),
+        f"b-{SECRET}": (items("b1", "b2"), "c"),
+        "c": (items("c1"), f"b-{SECRET}"),
+    }
 
     def answer(path: str, query: dict[str, str]) -> Any:
         found, following = pages[query.get("cursor", "")]
