@@ -21,7 +21,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from cht_bridge.config import load_pipeline
 from cht_bridge.config.loader import NAME_RE
-from cht_bridge.config.model import Pipeline
+from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES, Pipeline
 from cht_bridge.errors import ConfigError
 from cht_bridge.operators import ChtReplayOperator, ChtSyncOperator
 from cht_bridge.operators.params import pipeline_params, replay_params
@@ -29,7 +29,14 @@ from cht_bridge.reverse.model import ReversePipeline
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ARGS = {"owner": "cht-bridge", "retries": 2, "retry_delay": timedelta(minutes=2)}
+#: Every task of every DAG here has an ``execution_timeout``: a pipeline's own
+#: ``task_timeout_minutes``, or the default for the DAGs that belong to no one pipeline.
+DEFAULT_ARGS = {
+    "owner": "cht-bridge",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=2),
+    "execution_timeout": timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES),
+}
 BROKEN_START = datetime(2026, 1, 1, tzinfo=UTC)
 REPLAY_DAG_ID = "cht_bridge_replay"
 NOT_CRON = {"@once", "@continuous"}
@@ -61,6 +68,15 @@ def _timetable(schedule: str | None) -> object:
     return CronDataIntervalTimetable(schedule, timezone="UTC")
 
 
+def _task_args(pipeline: Pipeline | ReversePipeline) -> dict[str, object]:
+    """The default_args of a pipeline's DAG: its retries and each task's execution_timeout."""
+    return {
+        **DEFAULT_ARGS,
+        "retries": pipeline.retries,
+        "execution_timeout": timedelta(minutes=pipeline.task_timeout_minutes),
+    }
+
+
 def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
     dest = pipeline.destination
     doc = (
@@ -78,7 +94,7 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
         start_date=pipeline.start_date,
         catchup=False,
         max_active_runs=1,  # two runs of one pipeline would race for the same checkpoint
-        default_args={**DEFAULT_ARGS, "retries": pipeline.retries},
+        default_args=_task_args(pipeline),
         tags=["cht-bridge", f"to-{dest.type}", *pipeline.tags],
         doc_md=doc,
         params=pipeline_params(),
@@ -188,7 +204,7 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
         start_date=pipeline.start_date,
         catchup=False,
         max_active_runs=1,  # two runs would ask the same review questions and race for the ledger
-        default_args={**DEFAULT_ARGS, "retries": pipeline.retries},
+        default_args=_task_args(pipeline),
         tags=["cht-bridge", "to-cht", f"from-{source.type}", *pipeline.tags],
         doc_md=doc,
     ) as dag:
@@ -201,6 +217,9 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
             pipeline_file=file,
             max_candidates=pipeline.review.max_candidates,
             response_timeout=timedelta(hours=pipeline.review.timeout_hours),
+            # On Airflow 3.3 (pinned) the wait for a person is not execution: the task is parked in
+            # AWAITING_INPUT with no process, bounded by response_timeout alone; execution_timeout
+            # (from default_args) bounds each of its two short runs (ask, then record the answer).
             assigned_users=[{"id": a, "name": a} for a in pipeline.review.assignees] or None,
             retries=0,
         ).expand(review_key=waiting.output)

@@ -68,6 +68,73 @@ def test_replay_dag_offers_every_valid_pipeline(bag):
     assert dag.params["status"] == "dead"
 
 
+def test_every_task_of_every_dag_has_an_execution_timeout(bag):
+    """Nothing hangs: each task is stopped after its pipeline's task_timeout_minutes (default 60)."""
+    from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES
+
+    tasks = [(dag_id, task) for dag_id, dag in bag.dags.items() for task in dag.tasks]
+    assert len(tasks) >= len(bag.dags)
+    for dag_id, task in tasks:
+        assert task.execution_timeout == timedelta(minutes=DEFAULT_TASK_TIMEOUT_MINUTES), (dag_id, task.task_id)
+
+
+def test_a_review_waits_for_its_response_timeout_not_the_execution_timeout(bag):
+    """The review's wait is bounded by review.timeout_hours (72 h), far longer than the task timeout;
+    HITLOperator turns an execution_timeout into the response wait only when response_timeout is unset."""
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    review = bag.dags["ltfu_from_emr"].get_task("review")
+    assert review.partial_kwargs["response_timeout"] == timedelta(hours=72)
+    assert review.execution_timeout == timedelta(minutes=60)
+    unmapped = HITLOperator(
+        task_id="probe",
+        subject="q",
+        options=["a"],
+        response_timeout=timedelta(hours=72),
+        execution_timeout=timedelta(minutes=5),
+    )
+    assert (unmapped.execution_timeout, unmapped.response_timeout) == (timedelta(minutes=5), timedelta(hours=72))
+
+
+REVERSE_FILE = """
+name: {name}
+start_date: 2026-01-01
+source: {{type: rest, conn_id: emr_list, path: /cursor, items: data.results,
+         paging: {{type: cursor, param: cursor, next: next_cursor}}}}
+mapping: {{person.name: doc.patient.given, place: doc.place}}
+places: {{table: include/places/facilities.csv}}
+target: {{conn_id: cht_api, form: LTFU_FOLLOWUP}}
+task_timeout_minutes: {minutes}
+"""
+
+
+def test_a_pipeline_sets_its_task_timeout_and_a_bad_one_fails_only_its_file(tmp_path):
+    from cht_bridge.dag_factory import build_dags, build_reverse_dags
+
+    forward, reverse = tmp_path / "forward", tmp_path / "reverse"
+    forward.mkdir()
+    reverse.mkdir()
+    good = GOOD.format(name="quick", db="medic") + "task_timeout_minutes: 7\n"
+    (forward / "quick.yaml").write_text(good)
+    (forward / "slow.yaml").write_text(good.replace("quick", "slow").replace(": 7", ": 0"))
+    (reverse / "list.yaml").write_text(REVERSE_FILE.format(name="list", minutes=12))
+    (reverse / "endless.yaml").write_text(REVERSE_FILE.format(name="endless", minutes="forever"))
+
+    dags = {**build_dags(forward), **build_reverse_dags(reverse)}
+
+    assert dags["quick"].get_task("sync").execution_timeout == timedelta(minutes=7)
+    assert {t.task_id: t.execution_timeout for t in dags["list"].tasks} == {
+        task: timedelta(minutes=12)
+        for task in ("receive", "match", "write_decided", "waiting_review", "review", "write_reviewed")
+    }
+    for name, file in (("slow", forward / "slow.yaml"), ("endless", reverse / "endless.yaml")):
+        assert "config-error" in dags[name].tags and dags[name].schedule is None
+        assert f"{file}: invalid" in dags[name].doc_md
+        assert "task_timeout_minutes: must be a whole number from 1 to 1440" in dags[name].doc_md
+        assert all(t.execution_timeout == timedelta(minutes=60) for t in dags[name].tasks)
+    assert dags["cht_bridge_replay"].get_task("replay").execution_timeout == timedelta(minutes=60)
+
+
 def test_a_backfill_of_one_month_is_covered_by_its_runs_data_intervals(bag):
     """`airflow backfill create` makes one run per schedule interval (as Airflow computes them for
     a backfill); together their data intervals cover the month, with no gap and none empty."""

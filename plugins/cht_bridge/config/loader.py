@@ -14,7 +14,15 @@ from typing import Any
 
 import yaml
 
-from cht_bridge.config.model import Auth, Deletes, Delivery, Destination, MappingSource, Pipeline
+from cht_bridge.config.model import (
+    DEFAULT_TASK_TIMEOUT_MINUTES,
+    Auth,
+    Deletes,
+    Delivery,
+    Destination,
+    MappingSource,
+    Pipeline,
+)
 from cht_bridge.errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
@@ -23,6 +31,8 @@ AUTH_TYPES = ("none", "basic", "bearer", "header")
 METHODS = ("POST", "PUT")
 MODES = ("single", "batch")
 MAX_BATCH = 500  # per-item idempotency keys travel in one header; keep it under 16 KiB
+#: Longest a task may run (minutes): a day, so a stuck read never blocks a pipeline longer than that.
+MAX_TASK_TIMEOUT_MINUTES = 24 * 60
 
 TOP_KEYS = {
     "name",
@@ -37,6 +47,7 @@ TOP_KEYS = {
     "script_timeout_ms",
     "state",
     "retries",
+    "task_timeout_minutes",
     "tags",
     "delivery",
     "deletes",
@@ -102,6 +113,13 @@ def shared_keys(raw: dict, problems: _Problems, *, default_batch: int | None) ->
     shared = {
         "script_timeout_ms": _int(raw.get("script_timeout_ms", 1000), "script_timeout_ms", 10, 60000, problems),
         "retries": _int(raw.get("retries", 2), "retries", 0, 10, problems),
+        "task_timeout_minutes": _int(
+            raw.get("task_timeout_minutes", DEFAULT_TASK_TIMEOUT_MINUTES),
+            "task_timeout_minutes",
+            1,
+            MAX_TASK_TIMEOUT_MINUTES,
+            problems,
+        ),
         "state_conn_id": state_conn_id,
         "tags": tuple(tags),
         "description": description,

@@ -14,6 +14,13 @@ from typing import Any
 #: object with ``path``/``expr``/``optional``. Kept verbatim so the engine applies CHT's rules.
 MappingSource = str | dict[str, Any]
 
+#: Each task of a pipeline's DAG is stopped after this long (Airflow's ``execution_timeout``),
+#: so a read or a delivery that hangs despite its own deadlines cannot hold the pipeline for
+#: ever. Every step keeps its place page by page (checkpoints, ledgers), so a stopped task
+#: loses nothing: Airflow's retry or the next run carries on from there. An hour is many times
+#: what a first sync of a million documents needs at the measured ~9,000 documents a second.
+DEFAULT_TASK_TIMEOUT_MINUTES = 60
+
 
 @dataclass(frozen=True)
 class Auth:
@@ -87,6 +94,7 @@ class Pipeline:
     script_timeout_ms: int = 1000
     state_conn_id: str | None = None
     retries: int = 2  # Airflow task retries after a transient failure (CHT or destination down)
+    task_timeout_minutes: int = DEFAULT_TASK_TIMEOUT_MINUTES  # each task's execution_timeout
     tags: tuple[str, ...] = ()
     delivery: Delivery = field(default_factory=Delivery)
     deletes: Deletes = field(default_factory=Deletes)

@@ -46,12 +46,13 @@ def open_source(config: SourceConfig) -> Source:
 
         return FhirSearchSource(
             session, base_url, config.resource, dict(config.params), page_size=config.page_size,
-            timeout=config.timeout, conn_id=config.conn_id,
+            timeout=config.timeout, conn_id=config.conn_id, max_pages=config.max_pages,
+            clock_skew_minutes=config.clock_skew_minutes,
         )  # fmt: skip
     from cht_bridge.reverse.sources.rest import JsonRestSource
 
     return JsonRestSource(
         session, base_url, config.path, items=config.items, id_field=config.id_field,
         version_field=config.version_field, paging=dict(config.paging), params=dict(config.params),
-        timeout=config.timeout, conn_id=config.conn_id,
+        timeout=config.timeout, conn_id=config.conn_id, max_pages=config.max_pages,
     )  # fmt: skip

@@ -22,6 +22,8 @@ from cht_bridge.config.loader import (
 )
 from cht_bridge.errors import ConfigError
 from cht_bridge.reverse.model import (
+    DEFAULT_CLOCK_SKEW_MINUTES,
+    DEFAULT_MAX_PAGES,
     PERSON_FIELDS,
     MatchSettings,
     PlaceSettings,
@@ -33,12 +35,13 @@ from cht_bridge.reverse.model import (
 
 TOP_KEYS = {
     "name", "description", "schedule", "start_date", "source", "relevant_to", "mapping", "match", "places",
-    "target", "review", "script_timeout_ms", "state", "retries", "tags",
+    "target", "review", "script_timeout_ms", "state", "retries", "task_timeout_minutes", "tags",
 }  # fmt: skip
 SOURCE_TYPES = ("fhir", "rest", "csv")
 SOURCE_KEYS = {
-    "fhir": {"type", "conn_id", "resource", "params", "page_size", "timeout"},
-    "rest": {"type", "conn_id", "path", "items", "id_field", "version_field", "paging", "params", "timeout"},
+    "fhir": {"type", "conn_id", "resource", "params", "page_size", "timeout", "max_pages", "clock_skew_minutes"},
+    "rest": {"type", "conn_id", "path", "items", "id_field", "version_field", "paging", "params", "timeout"}
+    | {"max_pages"},
     "csv": {"type", "folder", "pattern", "id_field"},
 }
 PAGING_KEYS = {
@@ -137,11 +140,15 @@ def _source(value: Any, problems: _Problems) -> SourceConfig | None:
             id_field=_text(value, "id_field", "source", problems, "id") or "id",
         )
     conn_id = _conn_id(value.get("conn_id"), "source.conn_id", problems)
+    common["max_pages"] = _int(value.get("max_pages", DEFAULT_MAX_PAGES), "source.max_pages", 1, 1_000_000, problems)
     if kind == "fhir":
         resource = value.get("resource")
         if not isinstance(resource, str) or not resource[:1].isupper() or not resource.isalpha():
             problems.add("source.resource", "required: a FHIR resource type such as Patient, ServiceRequest or Task")
-        return SourceConfig(**common, conn_id=conn_id, resource=resource)
+        skew = _number(
+            value.get("clock_skew_minutes", DEFAULT_CLOCK_SKEW_MINUTES), "source.clock_skew_minutes", 0, 1440, problems
+        )
+        return SourceConfig(**common, conn_id=conn_id, resource=resource, clock_skew_minutes=skew)
     path = _text(value, "path", "source", problems)
     if path is None:
         problems.add("source.path", "required: the endpoint path, e.g. /api/ltfu")

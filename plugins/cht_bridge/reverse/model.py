@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cht_bridge.config.model import MappingSource
+from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES, MappingSource
+
+#: Pages one run reads from a FHIR or REST source at most (``source.max_pages``). A list that
+#: long is read over several runs (each page's checkpoint is kept); a server whose paging never
+#: ends (a fresh next link or cursor on every page, or the same page again and again) is stopped.
+DEFAULT_MAX_PAGES = 10_000
+#: How far a FHIR ``meta.lastUpdated`` may lie ahead of this machine's clock and still move the
+#: checkpoint (``source.clock_skew_minutes``): a server clock a little ahead is normal, a date
+#: beyond that is an error upstream, and a checkpoint there would skip every real change until then.
+DEFAULT_CLOCK_SKEW_MINUTES = 5
 
 #: Keys of the mapped record that the run reads. ``person.*`` feeds the matcher and a new
 #: person; ``report.*`` becomes the fields of the CHT report; ``place`` is looked up in the
@@ -51,6 +60,8 @@ class SourceConfig:
     folder: str | None = None  # csv: the folder lists are dropped into
     pattern: str = "*.csv"  # csv
     timeout: float = 30.0
+    max_pages: int = DEFAULT_MAX_PAGES  # fhir/rest: pages one run reads at most
+    clock_skew_minutes: float = DEFAULT_CLOCK_SKEW_MINUTES  # fhir
 
 
 @dataclass(frozen=True)
@@ -115,4 +126,5 @@ class ReversePipeline:
     script_timeout_ms: int = 1000
     state_conn_id: str | None = None
     retries: int = 2
+    task_timeout_minutes: int = DEFAULT_TASK_TIMEOUT_MINUTES  # each task's execution_timeout
     tags: tuple[str, ...] = ()

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from cht_bridge.errors import SourceError
 from cht_bridge.source.couch import CouchClient
 
 Load = Callable[[str], "Page"]
@@ -64,11 +65,31 @@ def _prefetched(
 def iter_changes(client: CouchClient, since: Any, limit: int, load: Load) -> Iterator[Page]:
     """The changes after ``since`` until the feed is drained.
 
-    pouchdb-server sends no ``pending``, so a short page is taken as the end.
+    pouchdb-server sends no ``pending``, so a short page is taken as the end. A full page whose
+    ``last_seq`` was already read from (the feed did not move, or went back) would be asked for
+    again for ever: the read stops there with a ``SourceError``, before that page, so the
+    checkpoint stays at the last page that moved.
     """
-    return _prefetched(
-        lambda seq: client.changes_text(seq, limit), since, load, lambda p: p.last_seq if p.read >= limit else None
-    )
+    read_from = {_seq_key(since)}
+
+    def after(page: Page) -> Any:
+        if page.read < limit:
+            return None
+        key = _seq_key(page.last_seq)
+        if key in read_from:
+            raise SourceError(
+                f"CHT connection '{client.conn_id}': a full page of {page.read} changes ended at a last_seq "
+                "already read from, so the feed would never end; stopped (the pages before it are kept)"
+            )
+        read_from.add(key)
+        return page.last_seq
+
+    return _prefetched(lambda seq: client.changes_text(seq, limit), since, load, after)
+
+
+def _seq_key(seq: Any) -> str:
+    """A seq as a comparable text (CouchDB's are opaque strings, pouchdb's numbers)."""
+    return json.dumps(seq, sort_keys=True)
 
 
 def iter_reports_by_date(

@@ -50,6 +50,11 @@ def test_a_good_file_loads_into_the_model(tmp_path):
     assert p.batch_size == 500 and p.tags == ("anc",)
 
 
+def test_task_timeout_defaults_to_an_hour_and_is_read(tmp_path):
+    assert load_pipeline(write(tmp_path, GOOD)).task_timeout_minutes == 60
+    assert load_pipeline(write(tmp_path, GOOD + "task_timeout_minutes: 15\n")).task_timeout_minutes == 15
+
+
 def test_name_defaults_to_the_file_name(tmp_path):
     p = load_pipeline(write(tmp_path, GOOD.replace("name: pregnancies_to_emr\n", ""), "from_file.yaml"))
     assert p.name == "from_file"
@@ -76,6 +81,8 @@ def test_name_defaults_to_the_file_name(tmp_path):
         ("  path: /api/pregnancies", "  path: api", "destination.path", "starting with '/'"),
         ("batch_size: 500", "batch_size: many", "batch_size", "whole number"),
         ("tags: [anc]", "tagz: [anc]", "tagz", "unknown key"),
+        ("tags: [anc]", "task_timeout_minutes: 0", "task_timeout_minutes", "whole number from 1 to 1440"),
+        ("tags: [anc]", "task_timeout_minutes: 1h", "task_timeout_minutes", "whole number from 1 to 1440"),
     ],
 )
 def test_each_bad_key_is_named_with_the_file(tmp_path, old, new, key, words):

@@ -70,6 +70,47 @@ def test_rest_source_needs_a_path_and_a_cursor_path() -> None:
     assert "source.path" in str(err.value) and "source.paging.next" in str(err.value)
 
 
+def test_paging_bounds_and_task_timeout_have_defaults_and_are_read() -> None:
+    pipeline = parse()
+    assert (pipeline.source.max_pages, pipeline.source.clock_skew_minutes, pipeline.task_timeout_minutes) == (
+        10_000,
+        5,
+        60,
+    )
+    fhir = {**BASE["source"], "max_pages": 50, "clock_skew_minutes": 0.5}
+    pipeline = parse(source=fhir, task_timeout_minutes=240)
+    assert (pipeline.source.max_pages, pipeline.source.clock_skew_minutes, pipeline.task_timeout_minutes) == (
+        50,
+        0.5,
+        240,
+    )
+    rest = {"type": "rest", "conn_id": "emr", "path": "/l", "max_pages": 3}
+    assert parse(source=rest).source.max_pages == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "words"),
+    [
+        ({"task_timeout_minutes": 0}, "task_timeout_minutes", "whole number from 1 to 1440"),
+        ({"task_timeout_minutes": "1h"}, "task_timeout_minutes", "whole number from 1 to 1440"),
+        ({"source": {**BASE["source"], "max_pages": 0}}, "source.max_pages", "whole number from 1 to 1000000"),
+        ({"source": {**BASE["source"], "max_pages": 2.5}}, "source.max_pages", "whole number"),
+        ({"source": {**BASE["source"], "clock_skew_minutes": -1}}, "source.clock_skew_minutes", "from 0 to 1440"),
+        ({"source": {"type": "csv", "folder": "x", "max_pages": 5}}, "source.max_pages", "unknown key"),
+        (
+            {"source": {"type": "rest", "conn_id": "e", "path": "/l", "clock_skew_minutes": 5}},
+            "source.clock_skew_minutes",
+            "unknown key",
+        ),
+    ],
+)
+def test_bad_paging_bounds_and_task_timeout_are_named(changes, key, words) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(**changes)
+    line = next(p for p in err.value.problems if p.startswith(f"{key}:"))
+    assert words in line and str(err.value).startswith("ltfu.yaml")
+
+
 def test_csv_source_needs_no_connection(tmp_path: Path) -> None:
     pipeline = parse(source={"type": "csv", "folder": str(tmp_path), "id_field": "contact_id"})
     assert pipeline.source.conn_id is None and pipeline.source.id_field == "contact_id"

@@ -22,13 +22,16 @@ result list (HAPI, OpenMRS): a record updated *during* the read moves to the end
 ``_lastUpdated`` order, shifting the later pages by one, so the record right after the current
 page boundary can be skipped in that run and its ``_lastUpdated`` is then below the checkpoint.
 Keep page sizes large enough for a run to read a day's changes in a few pages against such servers.
+
+A ``meta.lastUpdated`` later than now plus ``clock_skew_minutes`` does not move the checkpoint:
+the record is processed, and read again by each run (the ledger skips it) until its time comes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -36,7 +39,9 @@ import requests
 
 from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
+from cht_bridge.reverse.model import DEFAULT_CLOCK_SKEW_MINUTES, DEFAULT_MAX_PAGES
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash
+from cht_bridge.reverse.sources.paging import PageGuard
 from cht_bridge.source.http import READ_RETRY, Reader, default_reason
 
 log = logging.getLogger(__name__)
@@ -85,6 +90,17 @@ def later(a: str | None, b: str | None) -> str | None:
     return b if _instant(b) > _instant(a) else a
 
 
+def after(value: str, latest: datetime) -> bool:
+    """Whether a ``lastUpdated`` lies after ``latest`` (now plus the allowed clock skew).
+
+    Such a value must not become the checkpoint: a server stamping a record in the future (a
+    clock years ahead, a bad import) would otherwise make the search skip every real change
+    until that date.
+    """
+    when = _instant(value)
+    return when is not None and when > latest
+
+
 class FhirSearchSource:
     """Pages of one resource type from a FHIR R4 search; the checkpoint is the highest
     ``meta.lastUpdated`` processed so far (a string, as the server wrote it).
@@ -106,7 +122,11 @@ class FhirSearchSource:
         *,
         validate: bool = True,
         retry: RetryPolicy = READ_RETRY,
+        max_pages: int = DEFAULT_MAX_PAGES,
+        clock_skew_minutes: float = DEFAULT_CLOCK_SKEW_MINUTES,
     ) -> None:
+        self.max_pages = max_pages
+        self.clock_skew = timedelta(minutes=clock_skew_minutes)
         self.base_url = base_url.rstrip("/")
         self.resource_type = resource_type
         self.params = dict(params or {})
@@ -128,12 +148,19 @@ class FhirSearchSource:
         self._server_base: str | None = None
 
     def pages(self, checkpoint: Any | None) -> Iterator[SourcePage]:
-        """Search from ``checkpoint`` (``None``: everything) and yield every page of matches."""
+        """Search from ``checkpoint`` (``None``: everything) and yield every page of matches.
+
+        :raises SourceError: on a next link that repeats an earlier one, a page that repeats the
+            page before it, or after ``max_pages`` pages (``reverse.sources.paging``); the pages
+            yielded before it carry good checkpoints.
+        """
         mark: str | None = checkpoint
         restarts = 0
         url, params = self._search(mark)
         first = True
+        guard = PageGuard(f"FHIR connection '{self.conn_id}'", self.max_pages)
         while True:
+            guard.before_read()
             try:
                 bundle = self.reader.get_json(url, params)
             except SourceError as exc:
@@ -147,11 +174,13 @@ class FhirSearchSource:
                     mark,
                 )
                 url, params, first = *self._search(mark), True
+                guard.restart()  # a new search hands out new links, and may begin with the last records
                 continue
             self._check_bundle(bundle)
             if first:
                 self._learn_server_base(bundle)
             records, mark = self._records(bundle, mark)
+            guard.after_read(records)
             log.info(
                 "FHIR connection '%s': %s page with %d record(s), checkpoint %s",
                 self.conn_id,
@@ -165,6 +194,7 @@ class FhirSearchSource:
             if not next_url:
                 return
             url, params, first = self._rebase(next_url), None, False
+            guard.follow(url, "next link")
 
     # -- requests --------------------------------------------------------------------------------
     def _search(self, mark: str | None) -> tuple[str, dict[str, Any]]:
@@ -205,6 +235,7 @@ class FhirSearchSource:
 
     def _records(self, bundle: dict[str, Any], mark: str | None) -> tuple[list[SourceRecord], str | None]:
         records: list[SourceRecord] = []
+        latest, ahead = datetime.now(UTC) + self.clock_skew, 0
         for entry in bundle.get("entry") or []:
             mode = (entry.get("search") or {}).get("mode", "match")
             resource = entry.get("resource")
@@ -223,7 +254,18 @@ class FhirSearchSource:
             version = meta.get("versionId") or updated or content_hash(resource)
             records.append(SourceRecord(str(resource["id"]), str(version), resource, self._problems(resource)))
             if isinstance(updated, str):
-                mark = later(mark, updated)
+                if after(updated, latest):
+                    ahead += 1  # still processed; read again by each run until its time has come
+                else:
+                    mark = later(mark, updated)
+        if ahead:
+            log.warning(
+                "FHIR connection '%s': %d record(s) updated after now + %s by their meta.lastUpdated; they are "
+                "processed, but the checkpoint does not move to them (the next run reads them again)",
+                self.conn_id,
+                ahead,
+                self.clock_skew,
+            )
         return records, mark
 
     def _problems(self, resource: dict[str, Any]) -> str | None:

@@ -14,6 +14,10 @@ Three paging styles cover the APIs met so far:
   the checkpoint stays ``None`` and every run reads the whole list (the ledger skips unchanged
   items).
 
+A read stops with a ``SourceError`` on a cursor that repeats one handed out before, a page that
+repeats the page before it, or after ``max_pages`` pages (``reverse.sources.paging``); the pages
+before the error keep their checkpoints.
+
 ``items`` is the dotted path of the item list in an answer (``"data.results"``, or ``""`` when
 the answer is the list itself). An item's version is ``version_field`` when given, else a hash
 of the item, so any change to an item makes it new for the ledger.
@@ -29,7 +33,9 @@ import requests
 
 from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
+from cht_bridge.reverse.model import DEFAULT_MAX_PAGES
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash, dotted
+from cht_bridge.reverse.sources.paging import PageGuard
 from cht_bridge.source.http import READ_RETRY, Reader
 
 log = logging.getLogger(__name__)
@@ -54,7 +60,9 @@ class JsonRestSource:
         conn_id: str = "(no connection)",
         *,
         retry: RetryPolicy = READ_RETRY,
+        max_pages: int = DEFAULT_MAX_PAGES,
     ) -> None:
+        self.max_pages = max_pages
         self.url = base_url.rstrip("/") + "/" + path.lstrip("/")
         self.items = items
         self.id_field = id_field
@@ -82,34 +90,47 @@ class JsonRestSource:
             yield SourcePage(self._records(self._get(dict(self.params))), None)
 
     def _cursor_pages(self, cursor: Any | None) -> Iterator[SourcePage]:
-        seen = set()
+        guard = self._guard()
+        guard.restart(cursor)
         while True:
+            guard.before_read()
             params = dict(self.params)
             if cursor is not None:
                 params[self.paging["param"]] = cursor
             body = self._get(params)
             records = self._records(body)
+            guard.after_read(records)
             following = dotted(body, self.paging["next"])
             if following in (None, ""):
                 yield SourcePage(records, cursor)
                 return
-            if following == cursor or _key(following) in seen:
-                raise SourceError(f"REST source '{self.conn_id}': the next cursor repeats an earlier one")
-            seen.add(_key(following))
+            try:
+                guard.follow(following, "next cursor")
+            except SourceError:  # the page is good; a repeating cursor is no place to resume from
+                yield SourcePage(records, cursor)
+                raise
             yield SourcePage(records, following)
             cursor = following
 
     def _offset_pages(self, offset: int) -> Iterator[SourcePage]:
+        """Offsets are ours and grow with each full page, so they cannot repeat; a server that ignores
+        the offset sends the same page again, which the guard refuses."""
         size = int(self.paging.get("page_size", 100))
+        guard = self._guard()
         while True:
+            guard.before_read()
             params = dict(self.params)
             params[self.paging["param"]] = offset
             params[self.paging["limit_param"]] = size
             records = self._records(self._get(params))
+            guard.after_read(records)
             offset += len(records)
             yield SourcePage(records, offset)
             if len(records) < size:
                 return
+
+    def _guard(self) -> PageGuard:
+        return PageGuard(f"REST source '{self.conn_id}'", self.max_pages)
 
     def _get(self, params: dict[str, Any]) -> Any:
         return self.reader.get_json(self.url, params)
@@ -133,10 +154,6 @@ class JsonRestSource:
             log.warning("REST source '%s': %d item(s) without '%s'", self.conn_id, without_id, self.id_field)
         log.info("REST source '%s': page with %d item(s)", self.conn_id, len(records))
         return records
-
-
-def _key(cursor: Any) -> str:
-    return content_hash(cursor)
 
 
 def _checked_paging(paging: dict[str, Any], conn_id: str) -> dict[str, Any]:
