@@ -77,8 +77,6 @@ FAILED = "failed"
 SKIPPED = "skipped"
 OPEN = (RECEIVED, REVIEW, READY, PERSON_SENT, REPORT_SENT)
 CLOSED = (DONE, UNPLACED, FAILED, SKIPPED)
-#: Closed for good: nothing is written for these rows again, so their record can go (housekeeping).
-FINISHED = (DONE, SKIPPED)
 
 
 @dataclass
@@ -110,6 +108,33 @@ class InboundRow:
     def source_ref(self) -> str:
         """Stored on what the row creates in CHT, so a run after a crash can find it again."""
         return f"{self.pipeline}:{self.source_id}:{self.source_version}"
+
+
+#: Finished for good: nothing is written for these rows again, so housekeeping erases any record
+#: they still hold after the retention time.
+FINISHED = (DONE, SKIPPED)
+
+
+def ledger_key(source_id: str, source_version: str) -> tuple[str, str]:
+    """The (id, version) a row is kept under: as the source sent them when they fit the columns."""
+    return short_id(source_id, SOURCE_ID_CHARS), short_id(source_version, SOURCE_VERSION_CHARS)
+
+
+def refused_row(pipeline: str, source_id: str, source_version: str) -> InboundRow | None:
+    """A failed row for a record whose id or version the ledger cannot hold, else ``None``.
+
+    Checked when the record is received, before anything is written to CHT: the row is kept under
+    ``ledger_key`` (the id's first characters and a hash), so a person sees it and a re-read adds
+    nothing, and nothing is created in CHT for a row the ledger could not track.
+    """
+    for what, value, chars in (("id", source_id, SOURCE_ID_CHARS), ("version", source_version, SOURCE_VERSION_CHARS)):
+        if not fits(value, chars):
+            reason = (
+                f"source: the ledger cannot hold the record's {what} ({len(value)} characters; at most {chars}, "
+                "with no NUL or invalid character)"
+            )
+            return InboundRow(pipeline, *ledger_key(source_id, source_version), FAILED, reason=reason)
+    return None
 
 
 class InboundLedger:
@@ -223,28 +248,6 @@ class InboundLedger:
         with self.engine.connect() as conn:
             rows = conn.execute(select(c.status, func.count()).where(c.pipeline == pipeline).group_by(c.status)).all()
         return {status: n for status, n in rows}
-
-
-def ledger_key(source_id: str, source_version: str) -> tuple[str, str]:
-    """The (id, version) a row is kept under: as the source sent them when they fit the columns."""
-    return short_id(source_id, SOURCE_ID_CHARS), short_id(source_version, SOURCE_VERSION_CHARS)
-
-
-def refused_row(pipeline: str, source_id: str, source_version: str) -> InboundRow | None:
-    """A failed row for a record whose id or version the ledger cannot hold, else ``None``.
-
-    Checked when the record is received, before anything is written to CHT: the row is kept under
-    ``ledger_key`` (the id's first characters and a hash), so a person sees it and a re-read adds
-    nothing, and nothing is created in CHT for a row the ledger could not track.
-    """
-    for what, value, chars in (("id", source_id, SOURCE_ID_CHARS), ("version", source_version, SOURCE_VERSION_CHARS)):
-        if not fits(value, chars):
-            reason = (
-                f"source: the ledger cannot hold the record's {what} ({len(value)} characters; at most {chars}, "
-                "with no NUL or invalid character)"
-            )
-            return InboundRow(pipeline, *ledger_key(source_id, source_version), FAILED, reason=reason)
-    return None
 
 
 def _values(row: InboundRow, now: datetime, run_id: str | None, *, created: bool) -> dict[str, Any]:
