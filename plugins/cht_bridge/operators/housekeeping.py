@@ -51,11 +51,13 @@ class HousekeepingOperator(BaseOperator):
 
         from cht_bridge.hooks import bridge_home
         from cht_bridge.housekeeping import housekeeping
+        from cht_bridge.operators.resources import failing_plainly
 
         params = context.get("params") or {}
-        settings = {name: int(params.get(name, default_days(name))) for name in SETTINGS}
-        dry_run = bool(params.get("dry_run"))
-        report = housekeeping(Path(self.reverse_folder), bridge_home(), datetime.now(UTC), settings, dry_run)
+        with failing_plainly():  # a bad setting fails at once, without retries
+            settings = {n: default_days(n) if params.get(n) is None else int(params[n]) for n in SETTINGS}
+            dry_run = bool(params.get("dry_run"))
+            report = housekeeping(Path(self.reverse_folder), bridge_home(), datetime.now(UTC), settings, dry_run)
         result = {**report.as_dict(), **settings}
         self.log.info(
             "housekeeping%s: %d inbound records erased %s, %d CSV drop files deleted %s, %d dry-run files deleted "
