@@ -151,3 +151,20 @@ def test_a_list_record_with_a_too_long_id_is_refused_at_receive(store, tmp_path)
     [refused] = ledger.rows(name, [FAILED])
     assert refused.source_id == short_id(long_id, 255) and refused.record is None
     assert "cannot hold the record's id (300 characters" in refused.reason
+
+
+def test_ids_with_a_nul_or_a_lone_surrogate_neither_break_a_lookup_nor_a_write(store):
+    """PostgreSQL's driver refuses such strings in any query: a lookup must skip them, a write keep
+    the delivery without the destination's id."""
+    from cht_bridge.state import Outcome
+    from cht_bridge.state.inbound import InboundLedger
+    from cht_bridge.state.store import refusal
+
+    name = f"nul_{uuid.uuid4().hex[:8]}"
+    odd = ["a\x00b", "\ud800c"]
+    assert store.states(name, ["ok", *odd]) == {}
+    assert InboundLedger(store).seen(name, [(i, "1") for i in odd]) == set()
+    outcomes = [Outcome("ok", "1-a", True, "h", 201, destination_id="emr\x001"), *(refusal(i, "1-a") for i in odd)]
+    assert store.record(name, outcomes, checkpoint=3) == {"delivered": 1, "dead": 2}
+    assert store.ledger(name, "ok")["destination_id"] is None and store.checkpoint(name) == 3
+    assert {r["doc_id"] for r in store.failures(name)} == {short_id(i) for i in odd}
