@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cht_bridge.errors import ConfigError, ParamError
+
+if TYPE_CHECKING:
+    from cht_bridge.reverse.model import ReversePipeline
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ class Report:
         }
 
 
-def older(files: Any, before: datetime) -> list[Path]:
+def older(files: Iterable[Path], before: datetime) -> list[Path]:
     """The files last changed before ``before`` (a file dropped or rewritten later is younger)."""
     cutoff = before.timestamp()
     return [p for p in files if p.is_file() and p.stat().st_mtime < cutoff]
@@ -95,14 +99,14 @@ def clean_dry_runs(home: Path, now: datetime, days: int, dry_run: bool) -> int:
     return removed
 
 
-def clean_reverse(pipelines: list[Any], now: datetime, settings: dict[str, int], report: Report) -> None:
+def clean_reverse(pipelines: list[ReversePipeline], now: datetime, settings: dict[str, int], report: Report) -> None:
     """Erase finished rows' records and delete read CSV files, for each state store in use once."""
     from cht_bridge.hooks import open_state_store
     from cht_bridge.hooks.source import open_source
     from cht_bridge.hooks.state import STATE_CONN_ENV
     from cht_bridge.state.inbound import InboundLedger
 
-    by_store: dict[str | None, list[Any]] = {}
+    by_store: dict[str | None, list[ReversePipeline]] = {}
     for pipeline in pipelines:
         by_store.setdefault(pipeline.state_conn_id or os.environ.get(STATE_CONN_ENV), []).append(pipeline)
     for conn_id, members in by_store.items():
@@ -126,7 +130,7 @@ def housekeeping(reverse_folder: Path, home: Path, now: datetime, settings: dict
     from cht_bridge.reverse.loader import load_reverse_pipeline
 
     report = Report(dry_run=dry_run)
-    pipelines = []
+    pipelines: list[ReversePipeline] = []
     for path in sorted(Path(reverse_folder).glob("*.y*ml")):
         try:
             pipelines.append(load_reverse_pipeline(path))
