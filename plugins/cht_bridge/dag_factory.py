@@ -228,3 +228,33 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
         )
         receive >> match >> write >> waiting >> review >> reviewed
     return dag
+
+
+HOUSEKEEPING_DAG_ID = "cht_bridge_housekeeping"
+
+
+def build_housekeeping_dag(reverse_folder: str | Path) -> DAG:
+    """``cht_bridge_housekeeping``: daily, removes patient data past its retention (see its doc)."""
+    from cht_bridge.operators.housekeeping import HousekeepingOperator, housekeeping_params
+
+    with DAG(
+        dag_id=HOUSEKEEPING_DAG_ID,
+        description="Erase patient data past its retention: finished inbound records, dry-run and read CSV files",
+        schedule="@daily",
+        start_date=BROKEN_START,
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, "retries": 1},
+        tags=["cht-bridge", "housekeeping"],
+        params=housekeeping_params(),
+        doc_md=(
+            "### Housekeeping\n"
+            "Once a day: erases the `record` (names, phones) of inbound rows `done` or `skipped` more than "
+            "`retention_days` ago, deletes dry-run files older than `dry_run_days` and CSV drop files of the "
+            "reverse pipelines that were read whole and are older than `csv_days`. Open and waiting rows keep "
+            "their record. Trigger with `dry_run` to see the counts without removing anything. The log and "
+            "the XCom carry counts per pipeline only."
+        ),
+    ) as dag:
+        HousekeepingOperator(task_id="housekeeping", reverse_folder=str(Path(reverse_folder).resolve()))
+    return dag

@@ -9,6 +9,7 @@ an exception at all: it is recorded as failed, with its reason, and the run goes
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -88,3 +89,19 @@ class CircuitOpenError(TransportError):
             f"destination connection '{conn_id}' failed {failures} times in a row (last: {last_error}); "
             f"stopped sending. The documents not yet delivered stay pending and the next run resumes."
         )
+
+
+# Line breaks, C0/C1 controls (ESC starts a terminal escape) and the bidi overrides that reorder
+# what a reader sees; \s+ also folds tabs and the Unicode line and paragraph separators.
+_NOT_ONE_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")
+
+
+def one_line(text: str | None) -> str | None:
+    """A reason as the ledgers store it and the logs show it: one line, no control characters.
+
+    Reasons come from outside (a destination's answer, CHT's words, a source's cell); a reason
+    with a newline could forge a log line, and an escape sequence could rewrite a terminal.
+    """
+    if text is None:
+        return None
+    return _NOT_ONE_LINE.sub(" ", text).strip()

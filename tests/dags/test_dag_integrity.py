@@ -32,7 +32,7 @@ def test_no_import_errors_and_one_dag_per_pipeline_file(bag):
     assert bag.import_errors == {}
     names = {yaml.safe_load(p.read_text())["name"] for p in PIPELINES.glob("*.yaml")}
     assert names and REVERSE_NAMES
-    assert set(bag.dag_ids) == names | set(REVERSE_NAMES) | {"cht_bridge_replay"}
+    assert set(bag.dag_ids) == names | set(REVERSE_NAMES) | {"cht_bridge_replay", "cht_bridge_housekeeping"}
 
 
 @pytest.mark.parametrize("dag_id", REVERSE_NAMES)
@@ -135,6 +135,16 @@ def test_a_pipeline_sets_its_task_timeout_and_a_bad_one_fails_only_its_file(tmp_
     assert dags["cht_bridge_replay"].get_task("replay").execution_timeout == timedelta(minutes=60)
 
 
+def test_housekeeping_runs_daily_with_documented_defaults_and_a_dry_run(bag):
+    dag = bag.dags["cht_bridge_housekeeping"]
+    assert dag.schedule == "@daily" and not dag.catchup and dag.max_active_runs == 1
+    assert [t.task_id for t in dag.tasks] == ["housekeeping"]
+    assert {k: dag.params[k] for k in dag.params} == {
+        "retention_days": 30, "dry_run_days": 7, "csv_days": 7, "dry_run": False
+    }  # fmt: skip
+    assert dag.get_task("housekeeping").reverse_folder == str(REVERSE.resolve())
+
+
 def test_a_backfill_of_one_month_is_covered_by_its_runs_data_intervals(bag):
     """`airflow backfill create` makes one run per schedule interval (as Airflow computes them for
     a backfill); together their data intervals cover the month, with no gap and none empty."""
@@ -166,6 +176,7 @@ def test_parsing_is_fast_and_touches_no_network_or_heavy_modules():
         import runpy
         namespace = runpy.run_path({str(ROOT / "dags" / "cht_bridge_pipelines.py")!r})
         namespace.update(runpy.run_path({str(ROOT / "dags" / "cht_bridge_reverse.py")!r}))
+        namespace.update(runpy.run_path({str(ROOT / "dags" / "cht_bridge_housekeeping.py")!r}))
         elapsed = time.perf_counter() - start
         added = set(sys.modules) - before
         heavy = sorted(
@@ -179,7 +190,7 @@ def test_parsing_is_fast_and_touches_no_network_or_heavy_modules():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 1 + len(REVERSE_NAMES)  # + replay
+    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 2 + len(REVERSE_NAMES)  # + replay, housekeeping
     assert result["elapsed"] < 2.0, result  # generous: measured ~0.05 s on 2 cores
 
 

@@ -6,23 +6,59 @@ that database, and the ledger must outlive Airflow upgrades and resets.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import stat
 from pathlib import Path
 
 from airflow.sdk import BaseHook
 
 from cht_bridge.state.store import StateStore
 
+log = logging.getLogger(__name__)
+
+#: SQLite's own files next to the database; it creates them with the database file's mode.
+SQLITE_COMPANIONS = ("-journal", "-wal", "-shm")
+
 
 def bridge_home() -> Path:
-    """``$AIRFLOW_HOME/cht_bridge``: the default state store and the dry-run files live here."""
+    """``$AIRFLOW_HOME/cht_bridge``, owner-only (0700): the default state store and the dry-run files.
+
+    Both hold patient data (list rows while open, payloads), so a folder left looser by an
+    earlier version or by hand is tightened, with a warning, rather than trusted.
+    """
     folder = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "cht_bridge"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _owner_only(folder, 0o700)
     return folder
 
 
 def default_state_url() -> str:
-    return f"sqlite:///{bridge_home() / 'state.db'}"
+    """The default store, ``state.db`` in ``bridge_home()``: created 0600 before SQLite opens it.
+
+    SQLite gives its journal, WAL and shared-memory files the database file's mode, so they are
+    owner-only too, whatever the worker's umask; older files of any of them are tightened.
+    """
+    path = bridge_home() / "state.db"
+    with contextlib.suppress(FileExistsError):  # an empty file is an empty database
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_COMPANIONS)):
+        _owner_only(file, 0o600)
+    return f"sqlite:///{path}"
+
+
+def _owner_only(path: Path, mode: int) -> None:
+    """Take from ``path`` every permission outside ``mode``; a file that is not there is fine."""
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+        if current & ~mode:
+            os.chmod(path, current & mode)
+            log.warning("%s was readable by other users (mode %o); now %o", path, current, current & mode)
+    except FileNotFoundError:
+        pass  # e.g. a WAL file SQLite removed in the meantime
+    except PermissionError:
+        log.warning("%s is readable by other users and owned by another user: make it owner-only", path)
 
 
 #: Names the state store's Connection for every pipeline that does not name one itself, so a

@@ -34,6 +34,7 @@ from cht_bridge.state.inbound import (
     UNPLACED,
     InboundLedger,
     InboundRow,
+    refused_row,
 )
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,12 @@ def receive(
                 counts["unchanged"] += 1
                 continue
             keys.add((record.id, record.version))
+            refused = refused_row(pipeline.name, record.id, record.version)
+            if refused is not None:  # the ledger could not track what it creates in CHT
+                rows.append(refused)
+                _bump(counts, "refused_id")
+                log.warning("%s: record %s refused: %s", pipeline.name, refused.source_id, refused.reason)
+                continue
             if record.error is not None:  # read, but unusable (e.g. an invalid FHIR resource)
                 rows.append(
                     InboundRow(pipeline.name, record.id, record.version, FAILED, reason=f"source: {record.error}")
@@ -309,8 +316,8 @@ def write_ready(
             else:
                 counts["failed"] += 1
                 row.status, row.reason = FAILED, str(exc)
-            ledger.save(row, run_id)
-            log.warning("%s: record %s not written: %s", pipeline.name, row.source_id, exc)
+            ledger.save(row, run_id)  # makes the reason one line, as logged here
+            log.warning("%s: record %s not written: %s", pipeline.name, row.source_id, row.reason)
     log.info("%s: wrote %s", pipeline.name, counts)
     return StepCounts(counts)
 

@@ -26,16 +26,27 @@ from typing import Any
 
 from sqlalchemy import Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text, select, update
 
-from cht_bridge.state.store import StateStore, _insert_for, _upsert_checkpoint
+from cht_bridge.errors import one_line
+from cht_bridge.state.store import (
+    PIPELINE_CHARS,
+    SOURCE_ID_CHARS,
+    SOURCE_VERSION_CHARS,
+    StateStore,
+    _insert_for,
+    _stamp,
+    _upsert_checkpoint,
+    fits,
+    short_id,
+)
 
 metadata = MetaData()
 
 inbound = Table(
     "cht_bridge_inbound",
     metadata,
-    Column("pipeline", String(200), primary_key=True),
-    Column("source_id", String(255), primary_key=True),
-    Column("source_version", String(255), primary_key=True),
+    Column("pipeline", String(PIPELINE_CHARS), primary_key=True),
+    Column("source_id", String(SOURCE_ID_CHARS), primary_key=True),
+    Column("source_version", String(SOURCE_VERSION_CHARS), primary_key=True),
     Column("status", String(20), nullable=False),
     Column("record", Text),  # the mapped row as JSON while it is open; NULL once closed
     Column("place_id", String(255)),
@@ -99,6 +110,33 @@ class InboundRow:
         return f"{self.pipeline}:{self.source_id}:{self.source_version}"
 
 
+#: Finished for good: nothing is written for these rows again, so housekeeping erases any record
+#: they still hold after the retention time.
+FINISHED = (DONE, SKIPPED)
+
+
+def ledger_key(source_id: str, source_version: str) -> tuple[str, str]:
+    """The (id, version) a row is kept under: as the source sent them when they fit the columns."""
+    return short_id(source_id, SOURCE_ID_CHARS), short_id(source_version, SOURCE_VERSION_CHARS)
+
+
+def refused_row(pipeline: str, source_id: str, source_version: str) -> InboundRow | None:
+    """A failed row for a record whose id or version the ledger cannot hold, else ``None``.
+
+    Checked when the record is received, before anything is written to CHT: the row is kept under
+    ``ledger_key`` (the id's first characters and a hash), so a person sees it and a re-read adds
+    nothing, and nothing is created in CHT for a row the ledger could not track.
+    """
+    for what, value, chars in (("id", source_id, SOURCE_ID_CHARS), ("version", source_version, SOURCE_VERSION_CHARS)):
+        if not fits(value, chars):
+            reason = (
+                f"source: the ledger cannot hold the record's {what} ({len(value)} characters; at most {chars}, "
+                "with no NUL or invalid character)"
+            )
+            return InboundRow(pipeline, *ledger_key(source_id, source_version), FAILED, reason=reason)
+    return None
+
+
 class InboundLedger:
     """The reverse pipelines' ledger and checkpoints, in the state store's database."""
 
@@ -112,8 +150,8 @@ class InboundLedger:
 
     def seen(self, pipeline: str, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (source id, version) pairs are already in the ledger: a re-read page adds nothing."""
-        keys = list(keys)
-        ids = sorted({k[0] for k in keys})
+        stored = {key: ledger_key(*key) for key in keys}  # a refused id is kept under its short form
+        ids = sorted({k[0] for k in stored.values()})
         c = inbound.c
         found: set[tuple[str, str]] = set()
         with self.engine.connect() as conn:
@@ -124,7 +162,7 @@ class InboundLedger:
                     )
                 )
                 found.update((r.source_id, r.source_version) for r in rows)
-        return found & set(keys)
+        return {key for key, at in stored.items() if at in found}
 
     def receive(self, pipeline: str, rows: list[InboundRow], checkpoint: Any, run_id: str | None) -> int:
         """Add a page's new rows and move the source's checkpoint, in one transaction."""
@@ -187,6 +225,22 @@ class InboundLedger:
         with self.engine.connect() as conn:
             return [[r.source_id, r.source_version] for r in conn.execute(query)]
 
+    def erase_records(self, before: datetime, *, dry_run: bool = False) -> dict[str, int]:
+        """Erase the record (names, phones…) of rows done or skipped before ``before``; per pipeline.
+
+        Every pipeline of this database, including those whose file is gone. Open rows, and rows
+        that may be tried again, keep theirs. ``dry_run`` changes nothing and counts the same rows.
+        """
+        from sqlalchemy import func
+
+        c = inbound.c
+        with self.engine.begin() as conn:
+            where = (c.status.in_(FINISHED), c.record.is_not(None), c.updated_at < _stamp(conn, before))
+            found = conn.execute(select(c.pipeline, func.count()).where(*where).group_by(c.pipeline)).all()
+            if found and not dry_run:
+                conn.execute(update(inbound).where(*where).values(record=None))
+        return {pipeline: n for pipeline, n in found}
+
     def counts(self, pipeline: str) -> dict[str, int]:
         from sqlalchemy import func
 
@@ -197,6 +251,7 @@ class InboundLedger:
 
 
 def _values(row: InboundRow, now: datetime, run_id: str | None, *, created: bool) -> dict[str, Any]:
+    row.reason = one_line(row.reason)  # stored and then logged by the caller as one line
     values: dict[str, Any] = {
         "pipeline": row.pipeline,
         "source_id": row.source_id,

@@ -16,9 +16,11 @@ SQLAlchemy Core keeps the same code on the default SQLite file and on PostgreSQL
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,12 +43,26 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
+from cht_bridge.errors import one_line
+
+log = logging.getLogger("cht_bridge.state")
+
 metadata = MetaData()
+
+#: The widths of the ledgers' id columns, in characters: the one place both ledgers and the
+#: checks before sending read them. PostgreSQL refuses a longer value (or a NUL character) when
+#: the row is written; SQLite stores anything, so only PostgreSQL would fail, after the send.
+PIPELINE_CHARS = 200
+DOC_ID_CHARS = 255
+DOC_REV_CHARS = 100
+DESTINATION_ID_CHARS = 255
+SOURCE_ID_CHARS = 255
+SOURCE_VERSION_CHARS = 255
 
 checkpoints = Table(
     "cht_bridge_checkpoint",
     metadata,
-    Column("pipeline", String(200), primary_key=True),
+    Column("pipeline", String(PIPELINE_CHARS), primary_key=True),
     Column("seq", Text, nullable=False),  # the server's seq as JSON text: opaque, never parsed
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -54,15 +70,15 @@ checkpoints = Table(
 deliveries = Table(
     "cht_bridge_delivery",
     metadata,
-    Column("pipeline", String(200), primary_key=True),
-    Column("doc_id", String(255), primary_key=True),
-    Column("doc_rev", String(100)),
+    Column("pipeline", String(PIPELINE_CHARS), primary_key=True),
+    Column("doc_id", String(DOC_ID_CHARS), primary_key=True),
+    Column("doc_rev", String(DOC_REV_CHARS)),
     Column("status", String(20), nullable=False),  # delivered | failed | dead | deleted | closed
     Column("payload_hash", String(64)),  # of the last attempt
     Column("delivered_hash", String(64)),  # of the last successful delivery: the dedup key
     Column("attempts", Integer, nullable=False, default=0),
     Column("response_status", Integer),
-    Column("destination_id", String(255)),
+    Column("destination_id", String(DESTINATION_ID_CHARS)),
     Column("last_error", Text),
     Column("first_attempt_at", DateTime(timezone=True), nullable=False),
     Column("last_attempt_at", DateTime(timezone=True), nullable=False),
@@ -110,6 +126,11 @@ class Outcome:
     key: str | None = None
     closed: bool = False  # nothing left to send: the failure needs no one (see CLOSED)
 
+    def __post_init__(self) -> None:
+        # The reason is stored and logged as one line: made safe here, once, for both.
+        if self.error is not None:
+            object.__setattr__(self, "error", one_line(self.error))
+
 
 @dataclass(frozen=True)
 class LedgerState:
@@ -123,6 +144,50 @@ class LedgerState:
 
 #: ``record(checkpoint=KEEP)`` writes outcomes without moving the checkpoint (retries, backfills).
 KEEP = object()
+
+
+def fits(value: str | None, chars: int) -> bool:
+    """Whether a ledger column ``chars`` characters wide holds ``value`` on every database.
+
+    PostgreSQL also refuses a NUL character, and the driver a string that is not valid UTF-8 (a
+    lone surrogate, which JSON can carry).
+    """
+    if value is None:
+        return True
+    if len(value) > chars or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def short_id(value: str, chars: int = DOC_ID_CHARS) -> str:
+    """An id as a ledger row and a log line can hold it: itself when it fits, else its first
+    characters (one line) and a hash of the whole, so two long ids never share a row."""
+    if fits(value, chars):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    head = one_line(value[:40].replace("\x00", " ").encode("utf-8", "replace").decode("utf-8"))
+    return f"{head}…#{digest}"
+
+
+def refusal(doc_id: str, doc_rev: str | None, reported_at: datetime | None = None) -> Outcome | None:
+    """A dead letter for a document whose id or revision the ledger cannot hold, else ``None``.
+
+    Checked before sending: a document delivered and then refused by the ledger's write would be
+    sent again by every run. Its row is kept under ``short_id`` so a person sees why.
+    """
+    for what, value, chars in (("id", doc_id, DOC_ID_CHARS), ("revision", doc_rev, DOC_REV_CHARS)):
+        if not fits(value, chars):
+            reason = (
+                f"not sent: the ledger cannot hold the document's {what} ({len(value or '')} characters; "
+                f"at most {chars}, with no NUL or invalid character)"
+            )
+            rev = doc_rev if fits(doc_rev, DOC_REV_CHARS) else None
+            return Outcome(short_id(doc_id), rev, False, error=reason, retryable=False, reported_at=reported_at)
+    return None
 
 
 class StateStore:
@@ -149,7 +214,7 @@ class StateStore:
 
     def states(self, pipeline: str, doc_ids: Iterable[str]) -> dict[str, LedgerState]:
         """The ledger's view of each document that has a row."""
-        ids = list(dict.fromkeys(doc_ids))
+        ids = [i for i in dict.fromkeys(doc_ids) if fits(i, DOC_ID_CHARS)]  # a longer id has no row
         found: dict[str, LedgerState] = {}
         c = deliveries.c
         with self.engine.connect() as conn:
@@ -354,6 +419,7 @@ def _upsert_deliveries(
 ) -> dict[str, int]:
     stamp = _stamp(conn, now)
     c = deliveries.c
+    outcomes = [_storable(pipeline, o) for o in outcomes]
     failed_ids = [o.doc_id for o in outcomes if not o.delivered]
     before: dict[str, int] = {}
     for start in range(0, len(failed_ids), 500):
@@ -389,6 +455,28 @@ def _upsert_deliveries(
         )
     conn.exec_driver_sql(_upsert_sql(conn.dialect.name), rows)
     return counts
+
+
+def _storable(pipeline: str, o: Outcome) -> Outcome:
+    """The outcome as the ledger's columns can hold it, so a delivered batch is always recorded.
+
+    Documents are refused before sending (``refusal``); this catches the rest. A destination id
+    too long for its column is not kept rather than cut: a cut id in a delete's path could name
+    another record. A delete then uses the CHT document id, as for a destination that answers none.
+    """
+    if fits(o.doc_id, DOC_ID_CHARS) and fits(o.doc_rev, DOC_REV_CHARS) and fits(o.destination_id, DESTINATION_ID_CHARS):
+        return o
+    changes: dict[str, Any] = {"doc_id": short_id(o.doc_id)}
+    if not fits(o.doc_rev, DOC_REV_CHARS):
+        changes["doc_rev"] = None
+    if not fits(o.destination_id, DESTINATION_ID_CHARS):
+        note = (
+            f"the destination answered an id of {len(o.destination_id or '')} characters, which the ledger "
+            f"cannot hold (at most {DESTINATION_ID_CHARS}); it was not kept"
+        )
+        log.warning("pipeline %s: document %s: %s", pipeline, changes["doc_id"], note)
+        changes.update(destination_id=None, error=f"{o.error}; {note}" if o.error else note)
+    return replace(o, **changes)
 
 
 def _status(outcome: Outcome, failures: int, dead_after: int) -> str:

@@ -34,6 +34,7 @@ from cht_bridge.errors import AuthError, CircuitOpenError, ParamError
 from cht_bridge.mapping import Mapped, Mapper, idempotency_key
 from cht_bridge.source import CouchClient, Hydrator, Page, iter_changes, iter_documents, iter_reports_by_date
 from cht_bridge.state import CLOSED, DEAD, DELETE, DELETED, FAILED, KEEP, UPSERT, LedgerState, Outcome, StateStore
+from cht_bridge.state.store import refusal
 from cht_bridge.sync.dry_run import DryRun
 
 log = logging.getLogger("cht_bridge.sync")
@@ -256,6 +257,10 @@ class _Run:
         states = self.store.states(self.name, [m.doc_id for m in good] + [d[0] for d in page.deleted])
         for m in relevant:
             rev, t = info[m.doc_id]
+            refused = refusal(m.doc_id, rev, _time(t))  # an id the ledger cannot hold: never sent
+            if refused is not None:
+                batch.outcomes.append(refused)
+                continue
             if m.error is not None:  # the same revision would fail the same way: dead until it changes
                 batch.outcomes.append(
                     Outcome(m.doc_id, rev, False, error=m.error, retryable=False, reported_at=_time(t))

@@ -63,6 +63,18 @@ class CsvFolderSource:
             log.info("CSV folder %s: %s has %d row(s)", self.folder, path.name, len(records))
             yield SourcePage(records, dict(done))
 
+    def processed(self, checkpoint: Any | None) -> list[Path]:
+        """The files read whole: their bytes are still those ``checkpoint`` recorded.
+
+        A file's name and hash enter the checkpoint in the transaction that adds its rows to the
+        ledger, so such a file is no longer needed (housekeeping removes it); a changed one is.
+        """
+        done = dict(checkpoint or {})
+        if not self.folder.is_dir():
+            return []
+        files = (p for p in self.folder.glob(self.pattern) if p.is_file() and p.name in done)
+        return [p for p in files if _file_sha256(p) == done[p.name]]
+
     def read_file(self, name: str, content: bytes) -> list[SourceRecord]:
         """The rows of one file; ``name`` is used in ids and error messages."""
         try:
@@ -105,3 +117,8 @@ class CsvFolderSource:
         if self.id_column not in header:
             log.warning("CSV file %s has no '%s' column; rows are keyed by line", name, self.id_column)
         return header
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -1,0 +1,142 @@
+"""Housekeeping: patient data the bridge no longer needs is removed after a set time.
+
+Three places can keep patient data after the work on it is done: the ``record`` (names, phones)
+of inbound rows that are finished (``done``, ``skipped``), the dry-run files (payloads) under
+``$AIRFLOW_HOME/cht_bridge/dry_runs``, and the CSV files dropped for the reverse pipelines once
+they have been read whole. Each goes after its own number of days; the ledgers themselves (ids,
+hashes, statuses, reasons) stay, since they answer "what became of record R".
+
+Every step counts what it removes, per pipeline, and a dry run counts the same without removing:
+counts only, never a name, a file's content or a row's values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cht_bridge.errors import ConfigError, ParamError
+
+if TYPE_CHECKING:
+    from cht_bridge.reverse.model import ReversePipeline
+
+log = logging.getLogger(__name__)
+
+#: Each setting: its Param name, the environment variable that sets its default, the default.
+SETTINGS = {
+    "retention_days": ("CHT_BRIDGE_RETENTION_DAYS", 30),  # the record of a done or skipped inbound row
+    "dry_run_days": ("CHT_BRIDGE_DRY_RUN_DAYS", 7),  # a dry-run file
+    "csv_days": ("CHT_BRIDGE_CSV_DAYS", 7),  # a CSV drop file already read whole
+}
+
+
+def default_days(name: str) -> int:
+    """A setting's default: its environment variable if set, else the documented default."""
+    variable, default = SETTINGS[name]
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ParamError(f"{variable} must be a whole number of days (0 or more), not {value!r}")
+    return int(value)
+
+
+@dataclass
+class Report:
+    """What one housekeeping run removed (or, in a dry run, would remove): counts only."""
+
+    dry_run: bool
+    records_erased: dict[str, int] = field(default_factory=dict)  # pipeline -> inbound rows
+    csv_files: dict[str, int] = field(default_factory=dict)  # pipeline -> files
+    dry_run_files: int = 0
+    unreadable_pipelines: int = 0  # reverse pipeline files that failed their checks: skipped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "records_erased": sum(self.records_erased.values()),
+            "records_erased_by_pipeline": dict(sorted(self.records_erased.items())),
+            "csv_files_deleted": sum(self.csv_files.values()),
+            "csv_files_by_pipeline": dict(sorted(self.csv_files.items())),
+            "dry_run_files_deleted": self.dry_run_files,
+            "unreadable_pipelines": self.unreadable_pipelines,
+        }
+
+
+def older(files: Iterable[Path], before: datetime) -> list[Path]:
+    """The files last changed before ``before`` (a file dropped or rewritten later is younger)."""
+    cutoff = before.timestamp()
+    return [p for p in files if p.is_file() and p.stat().st_mtime < cutoff]
+
+
+def remove(files: list[Path], dry_run: bool) -> int:
+    """Delete ``files`` (none in a dry run); a file already gone counts as removed by someone else."""
+    if dry_run:
+        return len(files)
+    removed = 0
+    for path in files:
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def clean_dry_runs(home: Path, now: datetime, days: int, dry_run: bool) -> int:
+    """Dry-run files older than ``days``; the emptied pipeline folders go with them."""
+    folder = home / "dry_runs"
+    removed = remove(older(folder.glob("*/*"), now - timedelta(days=days)), dry_run)
+    if not dry_run and folder.is_dir():
+        for sub in folder.iterdir():
+            if sub.is_dir() and not any(sub.iterdir()):
+                sub.rmdir()
+    return removed
+
+
+def clean_reverse(pipelines: list[ReversePipeline], now: datetime, settings: dict[str, int], report: Report) -> None:
+    """Erase finished rows' records and delete read CSV files, for each state store in use once."""
+    from cht_bridge.hooks import open_state_store
+    from cht_bridge.hooks.source import open_source
+    from cht_bridge.hooks.state import STATE_CONN_ENV
+    from cht_bridge.state.inbound import InboundLedger
+
+    by_store: dict[str | None, list[ReversePipeline]] = {}
+    for pipeline in pipelines:
+        by_store.setdefault(pipeline.state_conn_id or os.environ.get(STATE_CONN_ENV), []).append(pipeline)
+    for conn_id, members in by_store.items():
+        store = open_state_store(conn_id)
+        try:
+            ledger = InboundLedger(store)
+            # every pipeline of this store, also those whose file is gone
+            erased = ledger.erase_records(now - timedelta(days=settings["retention_days"]), dry_run=report.dry_run)
+            for name, n in erased.items():
+                report.records_erased[name] = report.records_erased.get(name, 0) + n
+            for pipeline in (p for p in members if p.source.type == "csv"):
+                read = open_source(pipeline.source).processed(ledger.checkpoint(pipeline.name))
+                old = older(read, now - timedelta(days=settings["csv_days"]))
+                report.csv_files[pipeline.name] = remove(old, report.dry_run)
+        finally:
+            store.close()
+
+
+def housekeeping(reverse_folder: Path, home: Path, now: datetime, settings: dict[str, int], dry_run: bool) -> Report:
+    """One run over every reverse pipeline file in ``reverse_folder`` and the dry-run files in ``home``."""
+    from cht_bridge.reverse.loader import load_reverse_pipeline
+
+    report = Report(dry_run=dry_run)
+    pipelines: list[ReversePipeline] = []
+    for path in sorted(Path(reverse_folder).glob("*.y*ml")):
+        try:
+            pipelines.append(load_reverse_pipeline(path))
+        except ConfigError:
+            report.unreadable_pipelines += 1
+            log.warning("housekeeping: %s fails its checks; its CSV folder is left alone", path.name)
+    clean_reverse(pipelines, now, settings, report)
+    report.dry_run_files = clean_dry_runs(home, now, settings["dry_run_days"], dry_run)
+    return report
