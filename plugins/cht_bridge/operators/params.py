@@ -1,4 +1,4 @@
-"""The Params of the pipeline DAGs and of the replay DAG, and how a run reads them.
+"""The Params of the pipeline DAGs, the reverse-pipeline DAGs and the replay DAG, and how a run reads them.
 
 They are what an integration engineer fills in the Airflow UI's "Trigger DAG" form, so every
 Param says in its description what it does. Reading them fails the task with a plain message
@@ -68,6 +68,41 @@ def replay_params(pipelines: list[str]) -> dict[str, Param]:
         "end": Param(None, type=["null", "string"], description="Only documents whose last failure is before this."),
         "dry_run": Param(False, type="boolean", description="Write what would be sent to a file; send nothing."),
     }  # fmt: skip
+
+
+def reverse_params() -> dict[str, Param]:
+    """Params of every reverse-pipeline DAG: a plain run, or a replay of rows that waited."""
+    return {
+        "replay": Param(
+            "none",
+            enum=["none", "failed", "unplaced", "both"],
+            description="Send rows again once their cause is fixed: failed = rows CHT refused (a form missing "
+            "from app_settings, a place that does not exist, a validation error) or gave up on; unplaced = rows "
+            "without a place (every run matches them again anyway); both. none = a plain run.",
+        ),
+        "source_ids": Param(
+            [], type="array", description="Replay: only the rows of these source record ids (empty: every row "
+            "with the chosen status)."
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="Replay: list the rows a replay would send again (ids and reasons, in the replay task's "
+            "log and XCom) and change nothing; the run reads, matches and writes nothing.",
+        ),
+    }  # fmt: skip
+
+
+def replay_choice(params: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...], bool]:
+    """A reverse run's ``replay`` status (``None``: a plain run), its ``source_ids`` and ``dry_run``."""
+    status = params.get("replay") or "none"
+    if status not in ("none", "failed", "unplaced", "both"):
+        raise ParamError(f"Param 'replay': '{status}' is not one of none, failed, unplaced, both")
+    source_ids = string_list(params.get("source_ids"), "source_ids")
+    dry_run = bool(params.get("dry_run"))
+    if status == "none" and (source_ids or dry_run):
+        raise ParamError("Params 'source_ids' and 'dry_run' choose what a replay sends: set 'replay' too")
+    return (None if status == "none" else status), source_ids, dry_run
 
 
 def parse_time(value: Any, name: str) -> datetime | None:

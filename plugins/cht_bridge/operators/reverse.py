@@ -1,8 +1,8 @@
-"""The tasks of a reverse pipeline: receive, match, write, and a person's review in between.
+"""The tasks of a reverse pipeline: replay, receive, match, write, and a person's review in between.
 
 Each task reads the pipeline file again when it runs and keeps its work in the inbound ledger;
-XCom carries counts and the (source id, version) keys of the rows waiting for review, never the
-rows themselves.
+XCom carries counts, the (source id, version) keys of the rows waiting for review and a replay's
+list of ids and reasons, never the rows themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 
 from cht_bridge.reverse.model import DECIDE_LATER, REVIEW_CHOICES, candidate_option
 
-STEPS = ("receive", "match", "write", "reviews")
+STEPS = ("replay", "receive", "match", "write", "reviews")
 
 
 @contextmanager
@@ -38,8 +38,9 @@ def cht_api(pipeline: Any) -> Any:
 
 
 class ReverseStepOperator(BaseOperator):
-    """One step of a reverse pipeline: ``receive``, ``match``, ``write``, or ``reviews`` (the
-    ``[source id, version]`` keys of the rows waiting for a person, which the review task maps over).
+    """One step of a reverse pipeline: ``replay`` (the rows the run's Params choose), ``receive``,
+    ``match``, ``write``, or ``reviews`` (the ``[source id, version]`` keys of the rows waiting for a
+    person, which the review task maps over). In a replay's dry run only ``replay`` does anything.
 
     :param pipeline_file: path of the reverse pipeline's YAML file.
     :param step: which step this task runs.
@@ -55,19 +56,39 @@ class ReverseStepOperator(BaseOperator):
         self.step = step
 
     def execute(self, context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from cht_bridge.operators.params import replay_choice
         from cht_bridge.operators.resources import failing_plainly
         from cht_bridge.reverse.loader import load_reverse_pipeline
 
         with failing_plainly():
             pipeline = load_reverse_pipeline(self.pipeline_file)
+            status, source_ids, dry_run = replay_choice(context.get("params") or {})
+            if dry_run and self.step != "replay":
+                raise AirflowSkipException("dry run of a replay: nothing is read, matched or written")
             with ledger_for(pipeline) as ledger:
                 if self.step == "reviews":  # what the review task is mapped over: ids only
                     return ledger.review_keys(pipeline.name)
-                result = getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"])
+                if self.step == "replay":
+                    result = self._replay(pipeline, ledger, context["run_id"], status, source_ids, dry_run)
+                else:
+                    result = getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"])
                 self.log.info(
                     "%s %s: %s; ledger %s", pipeline.name, self.step, result.as_xcom(), ledger.counts(pipeline.name)
                 )
                 return result.as_xcom()
+
+    def _replay(
+        self, pipeline: Any, ledger: Any, run_id: str, status: str | None, source_ids: tuple[str, ...], dry_run: bool
+    ) -> Any:
+        from cht_bridge.reverse.places import load_place_table
+        from cht_bridge.reverse.run import StepCounts, replay
+
+        if status is None:
+            return StepCounts({"replayed": 0})  # a plain run
+        places = load_place_table(pipeline.places.table)
+        return replay(pipeline, ledger, places, status, source_ids, dry_run, run_id)
 
     def _receive(self, pipeline: Any, ledger: Any, run_id: str) -> Any:
         from cht_bridge.hooks.source import open_source
