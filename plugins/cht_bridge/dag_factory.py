@@ -174,10 +174,9 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
     doc = (
         f"### {pipeline.name}\n{pipeline.description}\n\n"
         f"{origin} → CHT connection `{pipeline.target.conn_id}`, form `{pipeline.target.form}`.\n\n"
-        "`replay` puts back the rows the Params choose (trigger with `replay`: `failed` once CHT's config, "
-        "the place table or the data is fixed; `unplaced`; `both`; optionally only some `source_ids`; "
-        "`dry_run` to list them first), and does nothing in a plain run; "
-        "`receive` reads the list from its checkpoint; `match` decides link / review / new for each "
+        "`receive` reads the list from its checkpoint, and puts back the rows a replay chooses (trigger "
+        "with `replay`: `failed` once CHT's config, the place table or the data is fixed; `unplaced`; `both`; "
+        "optionally only some `source_ids`; `dry_run` to list them first); `match` decides link / review / new for each "
         "person (and places again the rows still waiting for a place); `write_decided` creates people and "
         "reports in CHT; `waiting_review` lists the rows a person must "
         "decide (this run's and any left from earlier runs); `review` asks a person about each "
@@ -197,7 +196,6 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
         doc_md=doc,
         params=reverse_params(),
     ) as dag:
-        replay = ReverseStepOperator(task_id="replay", pipeline_file=file, step="replay")
         receive = ReverseStepOperator(task_id="receive", pipeline_file=file, step="receive")
         match = ReverseStepOperator(task_id="match", pipeline_file=file, step="match")
         write = ReverseStepOperator(task_id="write_decided", pipeline_file=file, step="write")
@@ -213,5 +211,5 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
         reviewed = ReverseStepOperator(
             task_id="write_reviewed", pipeline_file=file, step="write", trigger_rule=TriggerRule.NONE_FAILED
         )
-        replay >> receive >> match >> write >> waiting >> review >> reviewed
+        receive >> match >> write >> waiting >> review >> reviewed
     return dag

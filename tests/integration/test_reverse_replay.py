@@ -3,7 +3,7 @@
 Whole reverse DAGs (``dag.test()``) against the local CHT API: a row whose facility code is not in
 the place table waits and is placed by a later run once the code is added; a report CHT refuses
 because its form is not in ``app_settings`` waits as ``failed`` and is sent, once, by a replay
-(the reverse DAG's ``replay`` Param) after the form is added.
+(the reverse DAG's ``replay`` Param, which its ``receive`` task reads) after the form is added.
 """
 
 from __future__ import annotations
@@ -89,17 +89,18 @@ def test_a_report_refused_for_a_missing_form_waits_and_a_replay_sends_it_once(mo
     conf = {"replay": "failed", "source_ids": ["c-1", "c-9"], "dry_run": True}
     state, xcoms, _ = run_reverse_dag(monkeypatch, folder, name, skip, conf)
     assert state == "success", xcoms
-    assert [(r["source_id"], r["status"], r["to"]) for r in xcoms["replay"]["rows"]] == [
+    assert [(r["source_id"], r["status"], r["to"]) for r in xcoms["receive"]["replay"]["rows"]] == [
         ("c-1", "failed", "report_sent")
     ]
-    assert xcoms["replay"]["not_found"] == ["c-9"] and xcoms["replay"]["dry_run"] is True
-    assert "receive" not in xcoms and "write_decided" not in xcoms  # skipped: nothing read or written
+    assert xcoms["receive"]["replay"]["not_found"] == ["c-9"] and xcoms["receive"]["replay"]["dry_run"] is True
+    assert set(xcoms["receive"]) == {"replay"}  # the source was not read
+    assert "match" not in xcoms and "write_decided" not in xcoms  # skipped: nothing matched or written
     assert {c: r.status for c, r in ledger_rows(name).items()} == {c: r.status for c, r in rows.items()}
 
     cht_api.update_settings(forms=forms)  # the fix: the form is declared in app_settings
     state, xcoms, _ = run_reverse_dag(monkeypatch, folder, name, skip, {"replay": "failed"})
     assert state == "success", xcoms
-    assert (xcoms["replay"]["selected"], xcoms["replay"]["replayed"]) == (3, 3)
+    assert (xcoms["receive"]["replay"]["selected"], xcoms["receive"]["replay"]["replayed"]) == (3, 3)
     written = xcoms["write_decided"]
     assert (written["reports_created"], written["persons_created"], written["failed_waiting"]) == (3, 0, 0)
     rows = ledger_rows(name)
@@ -113,5 +114,5 @@ def test_a_report_refused_for_a_missing_form_waits_and_a_replay_sends_it_once(mo
 
     state, xcoms, _ = run_reverse_dag(monkeypatch, folder, name, skip, {"replay": "failed"})
     assert state == "success", xcoms
-    assert xcoms["replay"]["selected"] == 0  # nothing failed any more: a second replay sends nothing
+    assert xcoms["receive"]["replay"]["selected"] == 0  # nothing failed any more: a second replay sends nothing
     assert cht_docs(cht_api) == (people_after, reports_after)

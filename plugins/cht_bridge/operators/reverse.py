@@ -1,4 +1,4 @@
-"""The tasks of a reverse pipeline: replay, receive, match, write, and a person's review in between.
+"""The tasks of a reverse pipeline: receive, match, write, and a person's review in between.
 
 Each task reads the pipeline file again when it runs and keeps its work in the inbound ledger;
 XCom carries counts, the (source id, version) keys of the rows waiting for review and a replay's
@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 
 from cht_bridge.reverse.model import DECIDE_LATER, REVIEW_CHOICES, candidate_option
 
-STEPS = ("replay", "receive", "match", "write", "reviews")
+STEPS = ("receive", "match", "write", "reviews")
 
 
 @contextmanager
@@ -38,9 +38,10 @@ def cht_api(pipeline: Any) -> Any:
 
 
 class ReverseStepOperator(BaseOperator):
-    """One step of a reverse pipeline: ``replay`` (the rows the run's Params choose), ``receive``,
-    ``match``, ``write``, or ``reviews`` (the ``[source id, version]`` keys of the rows waiting for a
-    person, which the review task maps over). In a replay's dry run only ``replay`` does anything.
+    """One step of a reverse pipeline: ``receive`` (and a replay of the rows the run's Params
+    choose), ``match``, ``write``, or ``reviews`` (the ``[source id, version]`` keys of the rows
+    waiting for a person, which the review task maps over). In a replay's dry run ``receive`` only
+    lists what the replay would put back, and the other steps are skipped.
 
     :param pipeline_file: path of the reverse pipeline's YAML file.
     :param step: which step this task runs.
@@ -65,28 +66,26 @@ class ReverseStepOperator(BaseOperator):
         with failing_plainly():
             pipeline = load_reverse_pipeline(self.pipeline_file)
             status, source_ids, dry_run = replay_choice(context.get("params") or {})
-            if dry_run and self.step != "replay":
+            if dry_run and self.step != "receive":
                 raise AirflowSkipException("dry run of a replay: nothing is read, matched or written")
             with ledger_for(pipeline) as ledger:
                 if self.step == "reviews":  # what the review task is mapped over: ids only
                     return ledger.review_keys(pipeline.name)
-                if self.step == "replay":
-                    result = self._replay(pipeline, ledger, context["run_id"], status, source_ids, dry_run)
-                else:
-                    result = getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"])
-                self.log.info(
-                    "%s %s: %s; ledger %s", pipeline.name, self.step, result.as_xcom(), ledger.counts(pipeline.name)
+                counts = (
+                    {} if dry_run else getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"]).as_xcom()
                 )
-                return result.as_xcom()
+                if self.step == "receive" and status is not None:  # after the read: a newer version wins
+                    replayed = self._replay(pipeline, ledger, context["run_id"], status, source_ids, dry_run)
+                    counts["replay"] = replayed.as_xcom()
+                self.log.info("%s %s: %s; ledger %s", pipeline.name, self.step, counts, ledger.counts(pipeline.name))
+                return counts
 
     def _replay(
-        self, pipeline: Any, ledger: Any, run_id: str, status: str | None, source_ids: tuple[str, ...], dry_run: bool
+        self, pipeline: Any, ledger: Any, run_id: str, status: str, source_ids: tuple[str, ...], dry_run: bool
     ) -> Any:
         from cht_bridge.reverse.places import load_place_table
-        from cht_bridge.reverse.run import StepCounts, replay
+        from cht_bridge.reverse.run import replay
 
-        if status is None:
-            return StepCounts({"replayed": 0})  # a plain run
         places = load_place_table(pipeline.places.table)
         return replay(pipeline, ledger, places, status, source_ids, dry_run, run_id)
 

@@ -53,9 +53,9 @@ REPLAY_LISTED = 100
 
 @dataclass
 class StepCounts:
-    """What one step did; the task returns it (counts only) as its XCom."""
+    """What one step did; the task returns it (counts, and a replay's ids and reasons) as its XCom."""
 
-    counts: dict[str, int]
+    counts: dict[str, Any]
 
     def as_xcom(self) -> dict[str, Any]:
         return dict(self.counts)
@@ -152,7 +152,7 @@ def match_received(
         place_id = places.place_for(code)
         if place_id is None:
             counts["unplaced"] += 1
-            missing.add(str(code or ""))
+            missing.add(str(code) if code else "(none)")
             reason = unplaced_reason(pipeline, places, code)
             if (row.status, row.reason) != (UNPLACED, reason):
                 if row.status != UNPLACED:
@@ -434,7 +434,8 @@ def replay(
     """
     rows = ledger.rows(pipeline.name, REPLAY_STATUSES[status])
     if source_ids:
-        rows = [row for row in rows if row.source_id in set(source_ids)]
+        chosen = set(source_ids)
+        rows = [row for row in rows if row.source_id in chosen]
     counts: dict[str, Any] = {"selected": len(rows), "replayed": 0, "unplaced": 0, "not_replayable": 0}
     counts["not_found"] = sorted(set(source_ids) - {row.source_id for row in rows})
     listed: list[dict[str, Any]] = []
