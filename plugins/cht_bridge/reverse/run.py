@@ -143,7 +143,7 @@ def match_received(
     """
     from cht_bridge.matching import match
 
-    counts = {"unplaced": 0, "placed_again": 0, "link": 0, "review": 0, "new": 0, "duplicate": 0}
+    counts = {"unplaced": 0, "placed_again": 0, "waiting_place": 0, "link": 0, "review": 0, "new": 0, "duplicate": 0}
     rows = ledger.rows(pipeline.name, [RECEIVED, UNPLACED])
     placed: list[InboundRow] = []
     missing: set[str] = set()
@@ -151,12 +151,13 @@ def match_received(
         code = (row.record or {}).get("place")
         place_id = places.place_for(code)
         if place_id is None:
-            counts["unplaced"] += 1
+            counts["waiting_place"] += 1
             missing.add(str(code) if code else "(none)")
             reason = unplaced_reason(pipeline, places, code)
+            if row.status != UNPLACED:
+                counts["unplaced"] += 1
+                log.warning("%s: record %s set aside: %s", pipeline.name, row.source_id, reason)
             if (row.status, row.reason) != (UNPLACED, reason):
-                if row.status != UNPLACED:
-                    log.warning("%s: record %s set aside: %s", pipeline.name, row.source_id, reason)
                 row.status, row.reason, row.place_id = UNPLACED, reason, None
                 ledger.save(row, run_id)
             continue
@@ -169,7 +170,7 @@ def match_received(
         codes = ", ".join(sorted(missing)[:20]) + (" …" if len(missing) > 20 else "")
         log.warning(
             "%s: %d rows wait for a place: add these %s codes to %s: %s",
-            pipeline.name, counts["unplaced"], pipeline.places.key, places.file, codes,
+            pipeline.name, counts["waiting_place"], pipeline.places.key, places.file, codes,
         )  # fmt: skip
     if placed:
         incoming = [incoming_person(row, str(i), pipeline) for i, row in enumerate(placed)]
