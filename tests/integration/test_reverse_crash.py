@@ -15,7 +15,7 @@ import requests
 from cht_bridge.destinations.cht_api import ChtApiClient
 from cht_bridge.reverse.loader import parse_reverse_pipeline
 from cht_bridge.reverse.places import load_place_table
-from cht_bridge.reverse.run import replay, write_ready
+from cht_bridge.reverse.run import ReplayChoice, replay, write_ready
 from cht_bridge.state import StateStore
 from cht_bridge.state.inbound import DONE, FAILED, PERSON_SENT, READY, REPORT_SENT, InboundLedger, InboundRow
 from include.sandbox.http_server import BackgroundHttpServer, StandInHandler, send_json
@@ -195,7 +195,7 @@ def test_a_write_failing_for_a_passing_reason_is_tried_once_a_run_then_waits_for
 
         door.busy = False  # CHT is well again; a person replays the row
         places = load_place_table(tmp_path / "places.csv")
-        assert replay(pipeline, ledger, places, "failed", run_id="run-5").counts["replayed"] == 1
+        assert replay(pipeline, ledger, places, ReplayChoice("failed"), "run-5").counts["replayed"] == 1
         assert ledger.get("crash_test", "c-1", "v1").status == PERSON_SENT  # looked up in CHT first
         counts = write_ready(pipeline, ledger, api, "run-5").counts
     assert (counts["persons_found"], counts["persons_created"], counts["reports_created"]) == (0, 1, 1)
@@ -210,16 +210,30 @@ def test_a_person_refused_for_a_missing_place_is_sent_by_a_replay_once_the_table
     assert write_ready(pipeline, ledger, api, "run-1").counts["failed"] == 1
     places = load_place_table(tmp_path / "places.csv")  # the table as it is now, fixed
 
-    dry = replay(pipeline, ledger, places, "both", ("c-1",), dry_run=True, run_id="run-2").counts
+    dry = replay(pipeline, ledger, places, ReplayChoice("both", ("c-1",), dry_run=True), "run-2").counts
     assert [(r["source_id"], r["status"], r["to"]) for r in dry["rows"]] == [("c-1", "failed", "person_sent")]
     assert "Failed to find place" in dry["rows"][0]["reason"]
     assert ledger.get("crash_test", "c-1", "v1").status == FAILED  # a dry run changes nothing
 
-    assert replay(pipeline, ledger, places, "failed", ("c-1",), run_id="run-3").counts["replayed"] == 1
+    assert replay(pipeline, ledger, places, ReplayChoice("failed", ("c-1",)), "run-3").counts["replayed"] == 1
     row = ledger.get("crash_test", "c-1", "v1")
     assert (row.status, row.place_id, row.attempts) == (PERSON_SENT, HC, 0)
     counts = write_ready(pipeline, ledger, api, "run-3").counts
     assert (counts["persons_created"], counts["reports_created"]) == (1, 1)
-    assert replay(pipeline, ledger, places, "failed", ("c-1",), run_id="run-4").counts["selected"] == 0
+    assert replay(pipeline, ledger, places, ReplayChoice("failed", ("c-1",)), "run-4").counts["selected"] == 0
     people, reports = made(cht_api, "crash_test:c-1:v1")
     assert len(people) == 1 and len(reports) == 1 and people[0]["parent"]["_id"] == HC
+
+
+def test_a_row_that_will_never_go_through_is_given_up_and_forgets_its_record(setup, tmp_path) -> None:
+    pipeline, store, api, _ = setup
+    placed_row(store, tmp_path, "no-such-place")
+    ledger = InboundLedger(store)
+    write_ready(pipeline, ledger, api, "run-1")
+    places = load_place_table(tmp_path / "places.csv")
+    counts = replay(pipeline, ledger, places, ReplayChoice("both", give_up=True), "run-2").counts
+    assert (counts["selected"], counts["given_up"], counts["replayed"]) == (1, 1, 0)
+    row = ledger.get("crash_test", "c-1", "v1")
+    assert (row.status, row.record) == ("skipped", None)
+    assert row.reason.startswith("given up by a person (run run-2): HTTP 404 on POST /api/v1/people")
+    assert write_ready(pipeline, ledger, api, "run-3").counts["failed_waiting"] == 0

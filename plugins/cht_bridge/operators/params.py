@@ -84,25 +84,35 @@ def reverse_params() -> dict[str, Param]:
             [], type="array", description="Replay: only the rows of these source record ids (empty: every row "
             "with the chosen status)."
         ),
+        "give_up": Param(
+            False,
+            type="boolean",
+            description="Replay: close the chosen rows as skipped instead of sending them (their data is "
+            "erased), for rows that will never go through.",
+        ),
         "dry_run": Param(
             False,
             type="boolean",
-            description="Replay: list the rows a replay would send again (ids and reasons, in the replay task's "
+            description="Replay: list the rows a replay would take (ids and reasons, in the receive task's "
             "log and XCom) and change nothing; the run reads, matches and writes nothing.",
         ),
     }  # fmt: skip
 
 
-def replay_choice(params: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...], bool]:
-    """A reverse run's ``replay`` status (``None``: a plain run), its ``source_ids`` and ``dry_run``."""
+def replay_choice(params: Mapping[str, Any]) -> Any:
+    """A reverse run's ``ReplayChoice`` from its Params; ``None`` for a plain run."""
+    from cht_bridge.reverse.run import REPLAY_STATUSES, ReplayChoice
+
     status = params.get("replay") or "none"
-    if status not in ("none", "failed", "unplaced", "both"):
-        raise ParamError(f"Param 'replay': '{status}' is not one of none, failed, unplaced, both")
+    if status != "none" and status not in REPLAY_STATUSES:
+        raise ParamError(f"Param 'replay': '{status}' is not one of none, {', '.join(REPLAY_STATUSES)}")
     source_ids = string_list(params.get("source_ids"), "source_ids")
-    dry_run = bool(params.get("dry_run"))
-    if status == "none" and (source_ids or dry_run):
-        raise ParamError("Params 'source_ids' and 'dry_run' choose what a replay sends: set 'replay' too")
-    return (None if status == "none" else status), source_ids, dry_run
+    flags = {name: bool(params.get(name)) for name in ("dry_run", "give_up")}
+    if status == "none":
+        if source_ids or any(flags.values()):
+            raise ParamError("Params 'source_ids', 'give_up' and 'dry_run' choose what a replay does: set 'replay' too")
+        return None
+    return ReplayChoice(status, source_ids, **flags)
 
 
 def parse_time(value: Any, name: str) -> datetime | None:

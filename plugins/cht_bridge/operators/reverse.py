@@ -65,7 +65,8 @@ class ReverseStepOperator(BaseOperator):
 
         with failing_plainly():
             pipeline = load_reverse_pipeline(self.pipeline_file)
-            status, source_ids, dry_run = replay_choice(context.get("params") or {})
+            choice = replay_choice(context.get("params") or {})
+            dry_run = choice is not None and choice.dry_run
             if dry_run and self.step != "receive":
                 raise AirflowSkipException("dry run of a replay: nothing is read, matched or written")
             with ledger_for(pipeline) as ledger:
@@ -74,20 +75,16 @@ class ReverseStepOperator(BaseOperator):
                 counts = (
                     {} if dry_run else getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"]).as_xcom()
                 )
-                if self.step == "receive" and status is not None:  # after the read: a newer version wins
-                    replayed = self._replay(pipeline, ledger, context["run_id"], status, source_ids, dry_run)
-                    counts["replay"] = replayed.as_xcom()
+                if self.step == "receive" and choice is not None:  # after the read: a newer version wins
+                    counts["replay"] = self._replay(pipeline, ledger, context["run_id"], choice).as_xcom()
                 self.log.info("%s %s: %s; ledger %s", pipeline.name, self.step, counts, ledger.counts(pipeline.name))
                 return counts
 
-    def _replay(
-        self, pipeline: Any, ledger: Any, run_id: str, status: str, source_ids: tuple[str, ...], dry_run: bool
-    ) -> Any:
+    def _replay(self, pipeline: Any, ledger: Any, run_id: str, choice: Any) -> Any:
         from cht_bridge.reverse.places import load_place_table
         from cht_bridge.reverse.run import replay
 
-        places = load_place_table(pipeline.places.table)
-        return replay(pipeline, ledger, places, status, source_ids, dry_run, run_id)
+        return replay(pipeline, ledger, load_place_table(pipeline.places.table), choice, run_id)
 
     def _receive(self, pipeline: Any, ledger: Any, run_id: str) -> Any:
         from cht_bridge.hooks.source import open_source

@@ -415,13 +415,21 @@ def _write_row(
 # -- replay ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ReplayChoice:
+    """Which waiting rows a replay takes, and what it does with them (the reverse DAG's Params)."""
+
+    status: str  # failed | unplaced | both
+    source_ids: tuple[str, ...] = ()  # empty: every row with the status
+    dry_run: bool = False  # list what would happen; change nothing
+    give_up: bool = False  # close the rows as skipped (their record erased) instead of sending them
+
+
 def replay(
     pipeline: ReversePipeline,
     ledger: InboundLedger,
     places: PlaceTable,
-    status: str,
-    source_ids: tuple[str, ...] = (),
-    dry_run: bool = False,
+    choice: ReplayChoice,
     run_id: str | None = None,
 ) -> StepCounts:
     """Put rows that waited for a person's fix back into the run: ``failed``, ``unplaced`` or both.
@@ -431,32 +439,44 @@ def replay(
     up in CHT by its ``source_ref`` before it posts: a replay never creates a second person or
     report, however often it is asked for. An unplaced row is matched again. A row without a
     mapped record (its mapping or the source failed) cannot be sent again; a new version of the
-    record brings it back. ``dry_run`` lists what would happen and changes nothing.
+    record brings it back. ``give_up`` closes the rows instead (``skipped``, record erased): for
+    rows that will never go through. ``dry_run`` lists what would happen and changes nothing.
     """
-    rows = ledger.rows(pipeline.name, REPLAY_STATUSES[status])
-    if source_ids:
-        chosen = set(source_ids)
+    rows = ledger.rows(pipeline.name, REPLAY_STATUSES[choice.status])
+    if choice.source_ids:
+        chosen = set(choice.source_ids)
         rows = [row for row in rows if row.source_id in chosen]
-    counts: dict[str, Any] = {"selected": len(rows), "replayed": 0, "unplaced": 0, "not_replayable": 0}
-    counts["not_found"] = sorted(set(source_ids) - {row.source_id for row in rows})
+    counts: dict[str, Any] = {"selected": len(rows), "replayed": 0, "unplaced": 0, "not_replayable": 0, "given_up": 0}
+    counts["not_found"] = sorted(set(choice.source_ids) - {row.source_id for row in rows})
     listed: list[dict[str, Any]] = []
     for row in rows:
         before, reason = row.status, row.reason
-        after = _reopen(pipeline, places, row)
-        _bump(counts, "not_replayable" if after is None else ("unplaced" if after == UNPLACED else "replayed"))
+        after = _give_up(row, run_id) if choice.give_up else _reopen(pipeline, places, row)
+        _bump(counts, _replay_outcome(after))
         if len(listed) < REPLAY_LISTED:
             listed.append({"source_id": row.source_id, "source_version": row.source_version, "status": before,
                            "to": after, "reason": reason})  # fmt: skip
         log.info(
             "%s: record %s v%s: %s → %s%s (%s)", pipeline.name, row.source_id, row.source_version, before,
-            after or "not replayable", " [dry run]" if dry_run else "", reason,
+            after or "not replayable", " [dry run]" if choice.dry_run else "", reason,
         )  # fmt: skip
-        if after is not None and not dry_run:
+        if after is not None and not choice.dry_run:
             ledger.save(row, run_id)
-    counts["dry_run"] = dry_run
+    counts["dry_run"] = choice.dry_run
     counts["rows"] = listed
-    log.info("%s: replay %s: %s", pipeline.name, status, {k: v for k, v in counts.items() if k != "rows"})
+    log.info("%s: replay %s: %s", pipeline.name, choice.status, {k: v for k, v in counts.items() if k != "rows"})
     return StepCounts(counts)
+
+
+def _replay_outcome(after: str | None) -> str:
+    if after is None:
+        return "not_replayable"
+    return {UNPLACED: "unplaced", SKIPPED: "given_up"}.get(after, "replayed")
+
+
+def _give_up(row: InboundRow, run_id: str | None) -> str:
+    row.status, row.reason = SKIPPED, f"given up by a person (run {run_id}): {row.reason}"
+    return row.status
 
 
 def _reopen(pipeline: ReversePipeline, places: PlaceTable, row: InboundRow) -> str | None:

@@ -14,6 +14,7 @@ from cht_bridge.operators.params import (
     reverse_params,
     string_list,
 )
+from cht_bridge.reverse.run import ReplayChoice
 
 NO_INTERVAL = (None, None)
 
@@ -80,12 +81,10 @@ def test_helpers():
 
 def test_a_reverse_run_reads_its_replay_params():
     defaults = {name: param.value for name, param in reverse_params().items()}
-    assert replay_choice(defaults) == (None, (), False)  # the trigger form's defaults: a plain run
-    assert replay_choice({"replay": "both", "source_ids": "c-1, c-2", "dry_run": True}) == (
-        "both",
-        ("c-1", "c-2"),
-        True,
-    )
+    assert replay_choice(defaults) is None  # the trigger form's defaults: a plain run
+    choice = replay_choice({**defaults, "replay": "both", "source_ids": "c-1, c-2", "dry_run": True})
+    assert choice == ReplayChoice("both", ("c-1", "c-2"), dry_run=True, give_up=False)
+    assert replay_choice({"replay": "failed", "give_up": True}) == ReplayChoice("failed", give_up=True)
 
 
 @pytest.mark.parametrize(
@@ -94,6 +93,7 @@ def test_a_reverse_run_reads_its_replay_params():
         ({"replay": "dead"}, "'dead' is not one of"),
         ({"source_ids": ["c-1"]}, "set 'replay' too"),
         ({"replay": "none", "dry_run": True}, "set 'replay' too"),
+        ({"give_up": True}, "set 'replay' too"),
         ({"replay": "failed", "source_ids": [1]}, "source_ids"),
     ],
 )
