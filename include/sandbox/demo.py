@@ -173,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     print("Failures, with their reasons, are in the ledger (status 'failed' = retried by the next runs,")
     print("'dead' = waits for a person; view cht_bridge_dead_letters) and in the task log. Replay them with")
     print("the cht_bridge_replay DAG; backfill a date window by triggering a pipeline DAG with start/end.")
+    print("A list row CHT refused waits as 'failed' in cht_bridge_inbound: trigger its reverse DAG with")
+    print(
+        '--conf \'{"replay": "failed"}\' once fixed; a row without a place goes through once its code is in the table.'
+    )
     return 1 if failed_runs else 0
 
 

@@ -24,7 +24,7 @@ from cht_bridge.config.loader import NAME_RE
 from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES, Pipeline
 from cht_bridge.errors import ConfigError
 from cht_bridge.operators import ChtReplayOperator, ChtSyncOperator
-from cht_bridge.operators.params import pipeline_params, replay_params
+from cht_bridge.operators.params import pipeline_params, replay_params, reverse_params
 from cht_bridge.reverse.model import ReversePipeline
 
 log = logging.getLogger(__name__)
@@ -190,9 +190,12 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
     doc = (
         f"### {pipeline.name}\n{pipeline.description}\n\n"
         f"{origin} → CHT connection `{pipeline.target.conn_id}`, form `{pipeline.target.form}`.\n\n"
-        "`receive` reads the list from its checkpoint; `match` decides link / review / new for each "
-        "person; `write_decided` creates people and reports in CHT; `waiting_review` lists the rows a person must "
-        "decide (this run's and any left from earlier runs); `review` asks a person about each "
+        "`receive` reads the list from its checkpoint, and puts back the rows a replay chooses (trigger "
+        "with `replay`: `failed` once CHT's config, the place table or the data is fixed; `unplaced`; "
+        "`both`; optionally only some `source_ids`; `dry_run` to list them first; `give_up` to close "
+        "them); `match` decides link / review / new for each person (and places again the rows still "
+        "waiting for a place); `write_decided` creates people and reports in CHT; `waiting_review` lists "
+        "the rows a person must decide (this run's and any left from earlier runs); `review` asks a person about each "
         "uncertain match (Browse → Required Actions); `write_reviewed` writes what was decided. "
         f"Pipeline file: `{path.name}`."
     )
@@ -207,6 +210,7 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
         default_args=_task_args(pipeline),
         tags=["cht-bridge", "to-cht", f"from-{source.type}", *pipeline.tags],
         doc_md=doc,
+        params=reverse_params(),
     ) as dag:
         receive = ReverseStepOperator(task_id="receive", pipeline_file=file, step="receive")
         match = ReverseStepOperator(task_id="match", pipeline_file=file, step="match")

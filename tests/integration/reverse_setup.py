@@ -100,6 +100,20 @@ def place_table(path: Path) -> Path:
     return path
 
 
+def contact_list(tmp_path: Path, monkeypatch: Any, cht_api: Any) -> tuple[Path, str, Path, Path]:
+    """The seeded area, the CHT API Connection and ``CONTACTS_CSV`` as a CSV pipeline in ``tmp_path``:
+    (pipelines folder, pipeline name, list folder, place table)."""
+    seed_area(cht_api.db)
+    monkeypatch.setenv("AIRFLOW_CONN_CHT_API_TEST", api_connection(cht_api))
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "contacts-2026-11-22.csv").write_text(CONTACTS_CSV)
+    places = place_table(tmp_path / "places.csv")
+    folder = tmp_path / "reverse"
+    _, name = csv_pipeline(folder, lists, places)
+    return folder, name, lists, places
+
+
 def api_connection(cht_api: Any) -> str:
     login, password = cht_api.online
     return json.dumps({"conn_type": "http", "host": cht_api.url, "login": login, "password": password})

@@ -111,3 +111,21 @@ def test_inbound_ledger_round_trip_on_postgres(store):
     row.status, row.person_id, row.report_id = DONE, "p-1", "r-1"
     ledger.save(row)
     assert ledger.get(name, "a", "v1").record is None and ledger.counts(name) == {RECEIVED: 1, DONE: 1}
+
+
+def test_waiting_inbound_rows_keep_their_record_until_a_newer_version_replaces_them_on_postgres(store):
+    from cht_bridge.state.inbound import FAILED, RECEIVED, SKIPPED, UNPLACED, InboundLedger, InboundRow
+
+    ledger, name = InboundLedger(store), f"r_{uuid.uuid4().hex[:8]}"
+    ledger.receive(name, [InboundRow(name, i, "v1", RECEIVED, record={"place": "X"}) for i in ("a", "b")], 1, None)
+    for source_id, status in (("a", UNPLACED), ("b", FAILED)):
+        row = ledger.get(name, source_id, "v1")
+        row.status = status
+        ledger.save(row, "run-1")
+        assert ledger.get(name, source_id, "v1").record == {"place": "X"}
+    superseded: list[tuple[str, str]] = []
+    ledger.receive(name, [InboundRow(name, "a", "v2", RECEIVED, record={"place": "Y"})], 2, "run-2", superseded)
+    assert superseded == [("a", "v1")]
+    old = ledger.get(name, "a", "v1")
+    assert (old.status, old.record, old.run_id) == (SKIPPED, None, "run-2")
+    assert ledger.counts(name) == {SKIPPED: 1, FAILED: 1, RECEIVED: 1}

@@ -1,4 +1,4 @@
-"""The Params of the pipeline DAGs and of the replay DAG, and how a run reads them.
+"""The Params of the pipeline DAGs, the reverse-pipeline DAGs and the replay DAG, and how a run reads them.
 
 They are what an integration engineer fills in the Airflow UI's "Trigger DAG" form, so every
 Param says in its description what it does. Reading them fails the task with a plain message
@@ -68,6 +68,51 @@ def replay_params(pipelines: list[str]) -> dict[str, Param]:
         "end": Param(None, type=["null", "string"], description="Only documents whose last failure is before this."),
         "dry_run": Param(False, type="boolean", description="Write what would be sent to a file; send nothing."),
     }  # fmt: skip
+
+
+def reverse_params() -> dict[str, Param]:
+    """Params of every reverse-pipeline DAG: a plain run, or a replay of rows that waited."""
+    return {
+        "replay": Param(
+            "none",
+            enum=["none", "failed", "unplaced", "both"],
+            description="Send rows again once their cause is fixed: failed = rows CHT refused (a form missing "
+            "from app_settings, a place that does not exist, a validation error) or gave up on; unplaced = rows "
+            "without a place (every run matches them again anyway); both. none = a plain run.",
+        ),
+        "source_ids": Param(
+            [], type="array", description="Replay: only the rows of these source record ids (empty: every row "
+            "with the chosen status)."
+        ),
+        "give_up": Param(
+            False,
+            type="boolean",
+            description="Replay: close the chosen rows as skipped instead of sending them (their data is "
+            "erased), for rows that will never go through.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            description="Replay: list the rows a replay would take (ids and reasons, in the receive task's "
+            "log and XCom) and change nothing; the run reads, matches and writes nothing.",
+        ),
+    }  # fmt: skip
+
+
+def replay_choice(params: Mapping[str, Any]) -> Any:
+    """A reverse run's ``ReplayChoice`` from its Params; ``None`` for a plain run."""
+    from cht_bridge.reverse.run import REPLAY_STATUSES, ReplayChoice
+
+    status = params.get("replay") or "none"
+    if status != "none" and status not in REPLAY_STATUSES:
+        raise ParamError(f"Param 'replay': '{status}' is not one of none, {', '.join(REPLAY_STATUSES)}")
+    source_ids = string_list(params.get("source_ids"), "source_ids")
+    flags = {name: bool(params.get(name)) for name in ("dry_run", "give_up")}
+    if status == "none":
+        if source_ids or any(flags.values()):
+            raise ParamError("Params 'source_ids', 'give_up' and 'dry_run' choose what a replay does: set 'replay' too")
+        return None
+    return ReplayChoice(status, source_ids, **flags)
 
 
 def parse_time(value: Any, name: str) -> datetime | None:

@@ -1,8 +1,8 @@
 """The tasks of a reverse pipeline: receive, match, write, and a person's review in between.
 
 Each task reads the pipeline file again when it runs and keeps its work in the inbound ledger;
-XCom carries counts and the (source id, version) keys of the rows waiting for review, never the
-rows themselves.
+XCom carries counts, the (source id, version) keys of the rows waiting for review and a replay's
+list of ids and reasons, never the rows themselves.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ def cht_api(pipeline: Any) -> Any:
 
 
 class ReverseStepOperator(BaseOperator):
-    """One step of a reverse pipeline: ``receive``, ``match``, ``write``, or ``reviews`` (the
-    ``[source id, version]`` keys of the rows waiting for a person, which the review task maps over).
+    """One step of a reverse pipeline: ``receive`` (and a replay of the rows the run's Params
+    choose), ``match``, ``write``, or ``reviews`` (the ``[source id, version]`` keys of the rows
+    waiting for a person, which the review task maps over). In a replay's dry run ``receive`` only
+    lists what the replay would put back, and the other steps are skipped.
 
     :param pipeline_file: path of the reverse pipeline's YAML file.
     :param step: which step this task runs.
@@ -55,19 +57,34 @@ class ReverseStepOperator(BaseOperator):
         self.step = step
 
     def execute(self, context: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from cht_bridge.operators.params import replay_choice
         from cht_bridge.operators.resources import failing_plainly
         from cht_bridge.reverse.loader import load_reverse_pipeline
 
         with failing_plainly():
             pipeline = load_reverse_pipeline(self.pipeline_file)
+            choice = replay_choice(context.get("params") or {})
+            dry_run = choice is not None and choice.dry_run
+            if dry_run and self.step != "receive":
+                raise AirflowSkipException("dry run of a replay: nothing is read, matched or written")
             with ledger_for(pipeline) as ledger:
                 if self.step == "reviews":  # what the review task is mapped over: ids only
                     return ledger.review_keys(pipeline.name)
-                result = getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"])
-                self.log.info(
-                    "%s %s: %s; ledger %s", pipeline.name, self.step, result.as_xcom(), ledger.counts(pipeline.name)
+                counts = (
+                    {} if dry_run else getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"]).as_xcom()
                 )
-                return result.as_xcom()
+                if self.step == "receive" and choice is not None:  # after the read: a newer version wins
+                    counts["replay"] = self._replay(pipeline, ledger, context["run_id"], choice).as_xcom()
+                self.log.info("%s %s: %s; ledger %s", pipeline.name, self.step, counts, ledger.counts(pipeline.name))
+                return counts
+
+    def _replay(self, pipeline: Any, ledger: Any, run_id: str, choice: Any) -> Any:
+        from cht_bridge.reverse.places import load_place_table
+        from cht_bridge.reverse.run import replay
+
+        return replay(pipeline, ledger, load_place_table(pipeline.places.table), choice, run_id)
 
     def _receive(self, pipeline: Any, ledger: Any, run_id: str) -> Any:
         from cht_bridge.hooks.source import open_source

@@ -2,10 +2,12 @@
 
 ``receive`` reads the source from its checkpoint, maps each new (record, version) and adds it to
 the inbound ledger; ``match_received`` decides for each row link / review / new against the CHT
-persons of its area; ``write_ready`` creates what was decided in CHT. A reviewer's choice
-(``apply_choice``) turns a ``review`` row into a decided one, which the next ``write_ready``
-writes. Every step reads its work from the ledger, so a step retried by Airflow, or a run after a
-crash, picks up exactly where the last one stopped, and nothing is posted to CHT twice.
+persons of its area (rows still waiting for a place are placed again first); ``write_ready``
+creates what was decided in CHT. A reviewer's choice (``apply_choice``) turns a ``review`` row
+into a decided one, which the next ``write_ready`` writes; ``replay`` sends rows that waited for a
+person's fix through again. Every step reads its work from the ledger, so a step retried by
+Airflow, or a run after a crash, picks up exactly where the last one stopped, and nothing is
+posted to CHT twice.
 
 Logs carry source ids, counts and reasons; never names, phones or dates of birth.
 """
@@ -39,12 +41,22 @@ from cht_bridge.state.inbound import (
 
 log = logging.getLogger(__name__)
 
+#: Runs in a row a write may fail for a passing reason (timeout, 429, 5xx without CHT's details)
+#: before its row is ``failed`` and waits for a replay, like the forward path's ``dead_after``.
+GIVE_UP_AFTER = 5
+#: Starts the reason of a row whose write failed for a passing reason; the next run tries again.
+RETRY_LATER = "tried again by the next run: "
+#: What a replay reopens, by the ``replay`` Param.
+REPLAY_STATUSES = {"failed": (FAILED,), "unplaced": (UNPLACED,), "both": (FAILED, UNPLACED)}
+#: Rows a replay lists in its XCom and log (all are counted).
+REPLAY_LISTED = 100
+
 
 @dataclass
 class StepCounts:
-    """What one step did; the task returns it (counts only) as its XCom."""
+    """What one step did; the task returns it (counts, and a replay's ids and reasons) as its XCom."""
 
-    counts: dict[str, int]
+    counts: dict[str, Any]
 
     def as_xcom(self) -> dict[str, Any]:
         return dict(self.counts)
@@ -65,7 +77,7 @@ def receive(
     Each page's rows and the checkpoint after it are written in one transaction, so a crash
     re-reads at most one page, and the ledger's key makes that re-read add nothing.
     """
-    counts = {"read": 0, "received": 0, "unchanged": 0, "filtered": 0, "mapping_failed": 0, "pages": 0}
+    counts = {"read": 0, "received": 0, "unchanged": 0, "filtered": 0, "mapping_failed": 0, "superseded": 0, "pages": 0}
     started = time.monotonic()
     for page in source.pages(ledger.checkpoint(pipeline.name)):
         counts["pages"] += 1
@@ -106,7 +118,11 @@ def receive(
                 row.record = result.payload
                 counts["received"] += 1
             rows.append(row)
-        ledger.receive(pipeline.name, rows, page.checkpoint, run_id)
+        superseded: list[tuple[str, str]] = []
+        ledger.receive(pipeline.name, rows, page.checkpoint, run_id, superseded)
+        counts["superseded"] += len(superseded)
+        for source_id, version in superseded:
+            log.info("%s: record %s v%s replaced by its newer version", pipeline.name, source_id, version)
         log.info(
             "%s: page %d read=%d new=%d unchanged=%d", pipeline.name, counts["pages"], len(page.records),
             len(keys), len(page.records) - len(keys),
@@ -127,29 +143,42 @@ def match_received(
 ) -> StepCounts:
     """Decide link / review / new for every received row; rows without a place are set aside.
 
-    The CHT persons of each area are read once per run (``persons_under``), and CHT's own phone
-    lookup adds people registered elsewhere (people move; EMR villages are free text).
+    Rows set aside by earlier runs (``unplaced``, with their record) are placed again first, so a
+    code added to the place table lets them through. The CHT persons of each area are read once
+    per run (``persons_under``), and CHT's own phone lookup adds people registered elsewhere
+    (people move; EMR villages are free text).
     """
     from cht_bridge.matching import match
 
-    counts = {"unplaced": 0, "link": 0, "review": 0, "new": 0, "duplicate": 0}
-    rows = ledger.rows(pipeline.name, [RECEIVED])
+    counts = {"unplaced": 0, "placed_again": 0, "waiting_place": 0, "link": 0, "review": 0, "new": 0, "duplicate": 0}
+    rows = ledger.rows(pipeline.name, [RECEIVED, UNPLACED])
     placed: list[InboundRow] = []
+    missing: set[str] = set()
     for row in rows:
         code = (row.record or {}).get("place")
-        row.place_id = places.place_for(code)
-        if row.place_id is None:
-            row.status = UNPLACED
-            row.reason = (
-                f"no place for {pipeline.places.key} '{code}' in {places.file}"
-                if code
-                else (f"the row has no {pipeline.places.key}")
-            )
-            ledger.save(row, run_id)
-            counts["unplaced"] += 1
-            log.warning("%s: record %s set aside: %s", pipeline.name, row.source_id, row.reason)
-        else:
-            placed.append(row)
+        place_id = places.place_for(code)
+        if place_id is None:
+            counts["waiting_place"] += 1
+            missing.add(str(code) if code else "(none)")
+            reason = unplaced_reason(pipeline, places, code)
+            if row.status != UNPLACED:
+                counts["unplaced"] += 1
+                log.warning("%s: record %s set aside: %s", pipeline.name, row.source_id, reason)
+            if (row.status, row.reason) != (UNPLACED, reason):
+                row.status, row.reason, row.place_id = UNPLACED, reason, None
+                ledger.save(row, run_id)
+            continue
+        if row.status == UNPLACED:
+            counts["placed_again"] += 1
+            log.info("%s: record %s has a place now (%s)", pipeline.name, row.source_id, place_id)
+        row.place_id = place_id
+        placed.append(row)
+    if missing:
+        codes = ", ".join(sorted(missing)[:20]) + (" …" if len(missing) > 20 else "")
+        log.warning(
+            "%s: %d rows wait for a place: add these %s codes to %s: %s",
+            pipeline.name, counts["waiting_place"], pipeline.places.key, places.file, codes,
+        )  # fmt: skip
     if placed:
         incoming = [incoming_person(row, str(i), pipeline) for i, row in enumerate(placed)]
         existing = _existing_people(pipeline, api, placed, incoming)
@@ -162,6 +191,12 @@ def match_received(
     counts["waiting_review"] = len(ledger.review_keys(pipeline.name))
     log.info("%s: matched %s", pipeline.name, counts)
     return StepCounts(counts)
+
+
+def unplaced_reason(pipeline: ReversePipeline, places: PlaceTable, code: Any) -> str:
+    if not code:
+        return f"the row has no {pipeline.places.key}"
+    return f"no place for {pipeline.places.key} '{code}' in {places.file}"
 
 
 def match_config(pipeline: ReversePipeline) -> Any:
@@ -290,12 +325,22 @@ def candidate_index(option: str) -> int | None:
 
 
 def write_ready(
-    pipeline: ReversePipeline, ledger: InboundLedger, api: ChtApiClient, run_id: str | None = None
+    pipeline: ReversePipeline,
+    ledger: InboundLedger,
+    api: ChtApiClient,
+    run_id: str | None = None,
+    give_up_after: int = GIVE_UP_AFTER,
 ) -> StepCounts:
     """Create the decided rows in CHT: a person first when needed, then the report.
 
     Each write is marked in the ledger before it is sent; a row found marked (a crash, a timeout)
     is looked up in CHT by its ``source_ref`` before anything is posted again.
+
+    A write CHT refuses for a reason a person must fix (CHT's validation or config errors: an
+    unknown form, a missing place, a 400) makes the row ``failed``, with its record and CHT's
+    reason, until a replay. A write that fails for a passing reason (timeout, 429, 5xx without
+    details) is tried again by the next run, once a run, and the row is ``failed`` after
+    ``give_up_after`` runs in a row.
     """
     counts = {
         "persons_created": 0,
@@ -306,18 +351,32 @@ def write_ready(
         "retry_later": 0,
     }
     for row in ledger.rows(pipeline.name, [READY, PERSON_SENT, REPORT_SENT]):
+        if run_id is not None and row.run_id == run_id and (row.reason or "").startswith(RETRY_LATER):
+            counts["retry_later"] += 1  # this run tried it already: once a run counts the runs
+            continue
         try:
             _write_row(pipeline, ledger, api, row, counts, run_id)
         except WriteError as exc:
             row.attempts += 1
-            if exc.retryable:
+            if exc.retryable and row.attempts < give_up_after:
                 counts["retry_later"] += 1
-                row.reason = str(exc)
+                row.reason = f"{RETRY_LATER}{exc}"
             else:
                 counts["failed"] += 1
-                row.status, row.reason = FAILED, str(exc)
+                row.status = FAILED
+                row.reason = f"gave up after {row.attempts} runs: {exc}" if exc.retryable else str(exc)
             ledger.save(row, run_id)  # makes the reason one line, as logged here
-            log.warning("%s: record %s not written: %s", pipeline.name, row.source_id, row.reason)
+            log.warning(
+                "%s: record %s not written (try %d): %s", pipeline.name, row.source_id, row.attempts, row.reason
+            )
+    counts["failed_waiting"] = ledger.counts(pipeline.name).get(FAILED, 0)
+    if counts["failed_waiting"]:
+        failed = ledger.rows(pipeline.name, [FAILED], limit=20)
+        ids = ", ".join(row.source_id for row in failed) + (" …" if counts["failed_waiting"] > 20 else "")
+        log.warning(
+            "%s: %d rows failed and wait for a replay (Param replay=failed once the cause is fixed): %s",
+            pipeline.name, counts["failed_waiting"], ids,
+        )  # fmt: skip
     log.info("%s: wrote %s", pipeline.name, counts)
     return StepCounts(counts)
 
@@ -360,6 +419,92 @@ def _write_row(
         row.status, row.reason = DONE, None
         ledger.save(row, run_id)
         counts["reports_created"] += 1
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplayChoice:
+    """Which waiting rows a replay takes, and what it does with them (the reverse DAG's Params)."""
+
+    status: str  # failed | unplaced | both
+    source_ids: tuple[str, ...] = ()  # empty: every row with the status
+    dry_run: bool = False  # list what would happen; change nothing
+    give_up: bool = False  # close the rows as skipped (their record erased) instead of sending them
+
+
+def replay(
+    pipeline: ReversePipeline,
+    ledger: InboundLedger,
+    places: PlaceTable,
+    choice: ReplayChoice,
+    run_id: str | None = None,
+) -> StepCounts:
+    """Put rows that waited for a person's fix back into the run: ``failed``, ``unplaced`` or both.
+
+    A failed row goes back to its write mark (``report_sent`` when its person exists,
+    ``person_sent`` under its place as the table says now when not), so the write step looks it
+    up in CHT by its ``source_ref`` before it posts: a replay never creates a second person or
+    report, however often it is asked for. An unplaced row is matched again. A row without a
+    mapped record (its mapping or the source failed) cannot be sent again; a new version of the
+    record brings it back. ``give_up`` closes the rows instead (``skipped``, record erased): for
+    rows that will never go through. ``dry_run`` lists what would happen and changes nothing.
+    """
+    rows = ledger.rows(pipeline.name, REPLAY_STATUSES[choice.status])
+    if choice.source_ids:
+        chosen = set(choice.source_ids)
+        rows = [row for row in rows if row.source_id in chosen]
+    counts: dict[str, Any] = {"selected": len(rows), "replayed": 0, "unplaced": 0, "not_replayable": 0, "given_up": 0}
+    counts["not_found"] = sorted(set(choice.source_ids) - {row.source_id for row in rows})
+    listed: list[dict[str, Any]] = []
+    for row in rows:
+        before, reason = row.status, row.reason
+        after = _give_up(row, run_id) if choice.give_up else _reopen(pipeline, places, row)
+        _bump(counts, _replay_outcome(after))
+        if len(listed) < REPLAY_LISTED:
+            listed.append({"source_id": row.source_id, "source_version": row.source_version, "status": before,
+                           "to": after, "reason": reason})  # fmt: skip
+        log.info(
+            "%s: record %s v%s: %s → %s%s (%s)", pipeline.name, row.source_id, row.source_version, before,
+            after or "not replayable", " [dry run]" if choice.dry_run else "", reason,
+        )  # fmt: skip
+        if after is not None and not choice.dry_run:
+            ledger.save(row, run_id)
+    counts["dry_run"] = choice.dry_run
+    counts["rows"] = listed
+    log.info("%s: replay %s: %s", pipeline.name, choice.status, {k: v for k, v in counts.items() if k != "rows"})
+    return StepCounts(counts)
+
+
+def _replay_outcome(after: str | None) -> str:
+    if after is None:
+        return "not_replayable"
+    return {UNPLACED: "unplaced", SKIPPED: "given_up"}.get(after, "replayed")
+
+
+def _give_up(row: InboundRow, run_id: str | None) -> str:
+    row.status, row.reason = SKIPPED, f"given up by a person (run {run_id}): {row.reason}"
+    return row.status
+
+
+def _reopen(pipeline: ReversePipeline, places: PlaceTable, row: InboundRow) -> str | None:
+    """Move ``row`` to where the run takes it up again; ``None`` when it cannot be sent again."""
+    if row.record is None:
+        return None
+    row.attempts = 0
+    if row.status == UNPLACED:
+        row.status = RECEIVED
+    elif row.person_id:
+        row.status = REPORT_SENT
+    else:
+        code = row.record.get("place")
+        row.place_id = places.place_for(code)
+        if row.place_id is None:
+            row.status, row.reason = UNPLACED, unplaced_reason(pipeline, places, code)
+        else:
+            row.status = PERSON_SENT
+    return row.status
 
 
 def new_person(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:

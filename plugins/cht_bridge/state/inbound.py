@@ -8,12 +8,15 @@ crash looks the document up in CHT by its ``source_ref`` before it posts again.
 
 Statuses: ``received`` (mapped, not yet matched) → ``review`` (a person decides) → ``ready``
 (decided: ``person_id`` set to link, empty to create) → ``person_sent`` → ``ready`` (with the new
-``person_id``) → ``report_sent`` → ``done``. Rows that cannot go on say why: ``unplaced`` (no place
-for the row's facility or area), ``failed`` (CHT refused a write, or the mapping failed),
-``skipped`` (a reviewer chose to skip it, or the list names the same person twice).
+``person_id``) → ``report_sent`` → ``done``. Rows that cannot go on yet say why and wait, with
+their record: ``unplaced`` (no place for the row's facility or area; matched again by every run,
+so adding the code to the place table lets it through) and ``failed`` (CHT refused a write for a
+reason a person must fix, or the mapping failed; sent again by a replay). ``skipped`` rows (a
+reviewer chose to skip it, the list names the same person twice, or a newer version of the
+record replaced it) and ``done`` rows are closed.
 
-The mapped record (names, phone…) is kept in ``record`` only while the row is open and is
-cleared when it is done, skipped or failed: the ledger outlives the data it needed.
+The mapped record (names, phone…) is kept in ``record`` while the row is open or waiting and is
+cleared when it is closed: the ledger outlives the data it needed.
 """
 
 from __future__ import annotations
@@ -76,7 +79,11 @@ UNPLACED = "unplaced"
 FAILED = "failed"
 SKIPPED = "skipped"
 OPEN = (RECEIVED, REVIEW, READY, PERSON_SENT, REPORT_SENT)
-CLOSED = (DONE, UNPLACED, FAILED, SKIPPED)
+#: Stopped until a person acts (a place-table code, a fix and a replay): the record is kept.
+WAITING = (UNPLACED, FAILED)
+#: Finished for good: the record is erased when the row closes, and housekeeping erases any
+#: record such a row still holds after the retention time.
+CLOSED = (DONE, SKIPPED)
 
 
 @dataclass
@@ -99,6 +106,7 @@ class InboundRow:
     report_id: str | None = None
     reason: str | None = None
     attempts: int = 0
+    run_id: str | None = None  # the run that last saved the row (read back; ``save`` sets it)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -108,11 +116,6 @@ class InboundRow:
     def source_ref(self) -> str:
         """Stored on what the row creates in CHT, so a run after a crash can find it again."""
         return f"{self.pipeline}:{self.source_id}:{self.source_version}"
-
-
-#: Finished for good: nothing is written for these rows again, so housekeeping erases any record
-#: they still hold after the retention time.
-FINISHED = (DONE, SKIPPED)
 
 
 def ledger_key(source_id: str, source_version: str) -> tuple[str, str]:
@@ -164,8 +167,20 @@ class InboundLedger:
                 found.update((r.source_id, r.source_version) for r in rows)
         return {key for key, at in stored.items() if at in found}
 
-    def receive(self, pipeline: str, rows: list[InboundRow], checkpoint: Any, run_id: str | None) -> int:
-        """Add a page's new rows and move the source's checkpoint, in one transaction."""
+    def receive(
+        self,
+        pipeline: str,
+        rows: list[InboundRow],
+        checkpoint: Any,
+        run_id: str | None,
+        superseded: list[tuple[str, str]] | None = None,
+    ) -> int:
+        """Add a page's new rows and move the source's checkpoint, in one transaction.
+
+        A new version of a record replaces its older versions still waiting (``unplaced`` or
+        ``failed``): they become ``skipped``, so adding a code to the place table, or a replay,
+        sends the record once, as it is now. Their keys are appended to ``superseded``.
+        """
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             if rows:
@@ -175,6 +190,9 @@ class InboundLedger:
                     _values(row, now + timedelta(microseconds=i), run_id, created=True) for i, row in enumerate(rows)
                 ]
                 conn.execute(stmt, values)
+                replaced = _supersede(conn, pipeline, rows, now, run_id)
+                if superseded is not None:
+                    superseded.extend(replaced)
             _upsert_checkpoint(conn, pipeline, checkpoint, now)
         return len(rows)
 
@@ -235,7 +253,7 @@ class InboundLedger:
 
         c = inbound.c
         with self.engine.begin() as conn:
-            where = (c.status.in_(FINISHED), c.record.is_not(None), c.updated_at < _stamp(conn, before))
+            where = (c.status.in_(CLOSED), c.record.is_not(None), c.updated_at < _stamp(conn, before))
             found = conn.execute(select(c.pipeline, func.count()).where(*where).group_by(c.pipeline)).all()
             if found and not dry_run:
                 conn.execute(update(inbound).where(*where).values(record=None))
@@ -248,6 +266,37 @@ class InboundLedger:
         with self.engine.connect() as conn:
             rows = conn.execute(select(c.status, func.count()).where(c.pipeline == pipeline).group_by(c.status)).all()
         return {status: n for status, n in rows}
+
+
+def _supersede(
+    conn: Any, pipeline: str, rows: list[InboundRow], now: datetime, run_id: str | None
+) -> list[tuple[str, str]]:
+    c = inbound.c
+    newest = {row.source_id: row.source_version for row in rows}
+    ids = sorted(newest)
+    replaced: list[tuple[str, str]] = []
+    for start in range(0, len(ids), 500):
+        found = conn.execute(
+            select(c.source_id, c.source_version).where(
+                c.pipeline == pipeline, c.source_id.in_(ids[start : start + 500]), c.status.in_(WAITING)
+            )
+        )
+        replaced.extend((r.source_id, r.source_version) for r in found if r.source_version != newest[r.source_id])
+    for source_id, version in replaced:
+        values: dict[str, Any] = {
+            "status": SKIPPED,
+            "record": None,
+            "reason": f"replaced by a newer version of the record ({newest[source_id]})",
+            "updated_at": now,
+        }
+        if run_id is not None:
+            values["run_id"] = run_id
+        conn.execute(
+            update(inbound)
+            .where(c.pipeline == pipeline, c.source_id == source_id, c.source_version == version)
+            .values(**values)
+        )
+    return replaced
 
 
 def _values(row: InboundRow, now: datetime, run_id: str | None, *, created: bool) -> dict[str, Any]:
@@ -296,4 +345,5 @@ def _row(r: Any) -> InboundRow:
         report_id=r.report_id,
         reason=r.reason,
         attempts=r.attempts,
+        run_id=r.run_id,
     )

@@ -6,7 +6,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cht_bridge.operators.params import backfill_window, parse_time, pipeline_params, string_list
+from cht_bridge.operators.params import (
+    backfill_window,
+    parse_time,
+    pipeline_params,
+    replay_choice,
+    reverse_params,
+    string_list,
+)
+from cht_bridge.reverse.run import ReplayChoice
 
 NO_INTERVAL = (None, None)
 
@@ -69,3 +77,26 @@ def test_contradictions_are_refused(params, words):
 def test_helpers():
     assert parse_time("", "x") is None and parse_time("2026-03-01T10:00:00Z", "x").hour == 10
     assert string_list(None, "x") == () and string_list("a,,b ", "x") == ("a", "b")
+
+
+def test_a_reverse_run_reads_its_replay_params():
+    defaults = {name: param.value for name, param in reverse_params().items()}
+    assert replay_choice(defaults) is None  # the trigger form's defaults: a plain run
+    choice = replay_choice({**defaults, "replay": "both", "source_ids": "c-1, c-2", "dry_run": True})
+    assert choice == ReplayChoice("both", ("c-1", "c-2"), dry_run=True, give_up=False)
+    assert replay_choice({"replay": "failed", "give_up": True}) == ReplayChoice("failed", give_up=True)
+
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"replay": "dead"}, "'dead' is not one of"),
+        ({"source_ids": ["c-1"]}, "set 'replay' too"),
+        ({"replay": "none", "dry_run": True}, "set 'replay' too"),
+        ({"give_up": True}, "set 'replay' too"),
+        ({"replay": "failed", "source_ids": [1]}, "source_ids"),
+    ],
+)
+def test_replay_params_that_contradict_each_other_are_refused(params, words):
+    with pytest.raises(ValueError, match=words):
+        replay_choice(params)

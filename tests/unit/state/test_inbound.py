@@ -1,11 +1,23 @@
-"""The inbound ledger: keys, list order, checkpoint in the same transaction, records forgotten."""
+"""The inbound ledger: keys, list order, checkpoint in the same transaction, records forgotten or kept."""
 
 from __future__ import annotations
 
 import pytest
 
 from cht_bridge.state import StateStore
-from cht_bridge.state.inbound import DONE, READY, RECEIVED, InboundLedger, InboundRow
+from cht_bridge.state.inbound import (
+    CLOSED,
+    DONE,
+    FAILED,
+    READY,
+    RECEIVED,
+    REVIEW,
+    SKIPPED,
+    UNPLACED,
+    WAITING,
+    InboundLedger,
+    InboundRow,
+)
 
 
 @pytest.fixture
@@ -43,3 +55,35 @@ def test_a_closed_row_forgets_its_record(ledger) -> None:
     done = ledger.get("p", "a", "1")
     assert done.record is None and (done.person_id, done.report_id) == ("person-1", "report-1")
     assert done.source_ref == "p:a:1"
+
+
+def test_a_waiting_row_keeps_its_record(ledger) -> None:
+    ledger.receive("p", rows("a", "b"), 1, None)
+    for source_id, status in (("a", UNPLACED), ("b", FAILED)):
+        row = ledger.get("p", source_id, "1")
+        row.status, row.reason = status, "why"
+        ledger.save(row, "run-1")
+        kept = ledger.get("p", source_id, "1")
+        assert (kept.status, kept.record, kept.run_id) == (status, {"person": {"given_name": "x"}}, "run-1")
+    assert set(WAITING) == {UNPLACED, FAILED} and not set(WAITING) & set(CLOSED)
+
+
+def test_a_new_version_replaces_the_waiting_older_ones_only(ledger) -> None:
+    ledger.receive("p", rows("unplaced", "failed", "done", "review"), 1, None)
+    for source_id, status in (("unplaced", UNPLACED), ("failed", FAILED), ("done", DONE), ("review", REVIEW)):
+        row = ledger.get("p", source_id, "1")
+        row.status = status
+        ledger.save(row)
+    newer = [InboundRow("p", i, "2", RECEIVED, record={"person": {"given_name": "y"}}) for i in ("unplaced", "failed")]
+    newer += [InboundRow("p", i, "2", RECEIVED, record={}) for i in ("done", "review")]
+    superseded: list[tuple[str, str]] = []
+    ledger.receive("p", newer, 2, "run-2", superseded)
+    assert sorted(superseded) == [("failed", "1"), ("unplaced", "1")]
+    for source_id in ("unplaced", "failed"):
+        old = ledger.get("p", source_id, "1")
+        assert (old.status, old.record, old.run_id) == (SKIPPED, None, "run-2")
+        assert old.reason == "replaced by a newer version of the record (2)"
+    assert ledger.get("p", "done", "1").status == DONE and ledger.get("p", "review", "1").status == REVIEW
+    assert ledger.counts("p") == {RECEIVED: 4, SKIPPED: 2, DONE: 1, REVIEW: 1}
+    ledger.receive("p", newer[:1], 3, None, superseded)  # the same version again: nothing replaced
+    assert len(superseded) == 2
