@@ -15,11 +15,27 @@ var __chtMapping = (function () {
   var current = ''; // what is running: 'relevant_to' or a mapping key, read after a timeout or OOM
   var KINDS = [EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError, AggregateError];
 
-  // A snippet's error in words that hold no value of the document, on one line: the kind, and
-  // V8's message with anything quoted or numeric taken out. V8 quotes values in its messages
-  // (JSON.parse quotes the text, BigInt the number or string, "Cannot create property 'x' on
-  // string '...'"), and a message a snippet wrote itself (`throw new Error(...)`, or throwing a
-  // value) may be built from the document, so it is not kept at all.
+  // V8's messages that say what went wrong without a value, once quoted and numeric parts are
+  // taken out ("Cannot read properties of undefined (reading '…')", "x.y is not a function").
+  var KNOWN = [
+    /^Cannot (read|set) properties of (undefined|null) \((reading|setting) …\)$/,
+    /^(\w+ )?[\w$.…\[\]()]+ is not (a function|a constructor|iterable|defined|an object)$/,
+    /^Cannot create property … on (string|number|boolean|bigint|symbol) …$/,
+    /^Cannot convert undefined or null to object$/,
+    /^Cannot access … before initialization$/,
+    /^Assignment to constant variable\.$/,
+    /^Invalid (time value|count value: …|string length|array length)$/,
+    /^Maximum call stack size exceeded$/,
+    /^Reduce of empty array with no initial value$/,
+    /^Cannot mix BigInt and other types, use explicit conversions$/,
+    /^Do not know how to serialize a BigInt$/
+  ];
+
+  // A snippet's error in words that hold no value of the document, on one line: its kind, and
+  // V8's message only when it is one of the KNOWN shapes once anything quoted or numeric is
+  // taken out. V8 quotes values in many messages (JSON.parse quotes the text, BigInt the number or
+  // string), and a message a snippet wrote itself (`throw new Error(...)`, or throwing a value)
+  // may be built from the document, so those are not kept.
   function describe(e) {
     var kind = null;
     for (var i = 0; i < KINDS.length; i++) {
@@ -33,18 +49,23 @@ var __chtMapping = (function () {
         : 'a thrown ' + (e === null ? 'null' : typeof e) + ' (its value is not kept)';
     }
     var message = typeof e.message === 'string' ? e.message : '';
-    if (/JSON/.test(message)) {
-      message = 'the text given to JSON.parse is not valid JSON';
-    } else if (/BigInt/.test(message)) {
-      message = 'a value cannot be converted to a BigInt';
-    } else {
-      message = message
-        .replace(/'[^']*'|"[^"]*"|`[^`]*`/g, '…')
-        .replace(/[-+]?\d[\d.,eE+-]*/g, '…')
-        .replace(/[\s\u2028\u2029]+/g, ' ')
-        .slice(0, 200);
+    if (/JSON/.test(message) && kind === 'SyntaxError') {
+      return kind + ': the text given to JSON.parse is not valid JSON';
     }
-    return kind + ': ' + message;
+    if (/BigInt/.test(message) && (kind === 'SyntaxError' || kind === 'RangeError')) {
+      return kind + ': a value cannot be converted to a BigInt';
+    }
+    message = message
+      .replace(/'[^']*'|"[^"]*"|`[^`]*`/g, '…')
+      .replace(/[-+]?\d[\d.,eE+-]*/g, '…')
+      .replace(/[\s\u2028\u2029]+/g, ' ')
+      .slice(0, 200);
+    for (var k = 0; k < KNOWN.length; k++) {
+      if (KNOWN[k].test(message)) {
+        return kind + ': ' + message;
+      }
+    }
+    return kind + ' (its message is not kept: it may hold document values)';
   }
 
   // An id for a message: on one line.
