@@ -14,6 +14,7 @@ from cht_bridge.destinations import RestDestination
 from cht_bridge.errors import SourceError
 from cht_bridge.mapping import Mapper
 from cht_bridge.mapping.engine import ScriptStalled
+from cht_bridge.sandbox import Sandbox
 from cht_bridge.source import CouchClient, Hydrator
 from cht_bridge.state import DEAD, FAILED, Outcome, StateStore
 from cht_bridge.sync import run_pipeline
@@ -173,3 +174,26 @@ def test_an_unreadable_changes_page_is_a_source_error_naming_the_connection_and_
     assert "'cht_hostile'" in text and '(the _changes page after seq "5-abc")' in text
     assert "Achieng" not in text and "254712345678" not in text and "chieng" not in text
     assert state.checkpoint("hostile") == "5-abc"  # never moved, never back to null
+
+
+def test_a_page_too_large_for_the_sandbox_is_a_source_error_and_the_next_page_loads():
+    box = Sandbox(max_memory=32 * 1024 * 1024)
+    hydrator = Hydrator(CouchClient("http://127.0.0.1:9", "medic", None, conn_id="cht_big"), sandbox=box)
+    rows = [
+        {
+            "seq": i,
+            "id": f"d{i}",
+            "doc": {"_id": f"d{i}", "type": "person", "name": SECRET, "fields": {f"k{j}": "v" * 20 for j in range(30)}},
+        }
+        for i in range(20000)
+    ]
+    try:
+        with pytest.raises(SourceError) as err:
+            hydrator.load_page(json.dumps({"results": rows, "last_seq": 5}))
+        assert str(err.value) == (
+            "CHT connection 'cht_big': a page it sent was too large to read within the sandbox's time and memory; "
+            "nothing of it was used"
+        )
+        assert hydrator.load_page(json.dumps({"results": rows[:10], "last_seq": 6})).ids == [f"d{i}" for i in range(10)]
+    finally:
+        box.close()

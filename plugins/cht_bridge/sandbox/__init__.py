@@ -226,12 +226,14 @@ class Sandbox:
         nothing of it.
         """
         args = (page_text, filter_json or "")
+        self._loaded = None  # a rebuild while this page loads must not load the previous one again
         info = json.loads(self._call("loadPage", *args))
         self._loaded = None if "invalid" in info else ("loadPage", args)
         return info
 
     def load_docs(self, docs_json: str) -> list[Any]:
         """Load documents to hydrate; return the subject refs that still need resolving."""
+        self._loaded = None
         refs = json.loads(self._call("loadDocs", docs_json))["refs"]
         self._loaded = ("loadDocs", (docs_json,))
         return refs

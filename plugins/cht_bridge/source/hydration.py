@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from cht_bridge.errors import SourceError
-from cht_bridge.sandbox import Sandbox
+from cht_bridge.sandbox import Sandbox, ScriptTimeout
 from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.pages import Page
 
@@ -38,7 +38,12 @@ class Hydrator:
 
     def load_page(self, page_text: str, filter_json: str | None = None) -> Page:
         """Load a ``_changes``, view or ``_all_docs`` page into the sandbox: what to process, what was skipped."""
-        info = self.sandbox.load_page(page_text, filter_json)
+        try:
+            info = self.sandbox.load_page(page_text, filter_json)
+        except ScriptTimeout:  # or out of memory: a page no sane CouchDB sends at this batch_size
+            raise self._unreadable(
+                "a page it sent was too large to read within the sandbox's time and memory"
+            ) from None
         if "invalid" in info:
             raise self._unreadable(f"a page it sent {info['invalid']}")
         self._refs = info["refs"]
