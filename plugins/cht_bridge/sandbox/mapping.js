@@ -37,6 +37,14 @@ var __chtMapping = (function () {
   // string), and a message a snippet wrote itself (`throw new Error(...)`, or throwing a value)
   // may be built from the document, so those are not kept.
   function describe(e) {
+    try {
+      return describeError(e);
+    } catch (ignored) { // a thrown Proxy or a throwing getter: not worth more than its name
+      return 'an error that cannot be described';
+    }
+  }
+
+  function describeError(e) {
     var kind = null;
     for (var i = 0; i < KINDS.length; i++) {
       if (e instanceof KINDS[i]) {
@@ -178,10 +186,9 @@ var __chtMapping = (function () {
     return JSON.stringify({ id: pipelines.length - 1 });
   }
 
-  function mapDoc(p, doc) {
+  function mapDoc(p, doc, id) {
     var scope = { doc: doc };
     var payload = {};
-    var id = idText(doc);
     for (var i = 0; i < p.entries.length; i++) {
       var m = p.entries[i];
       var where = "Mapping error for '" + p.name + '/' + m.dest + "'";
@@ -233,18 +240,24 @@ var __chtMapping = (function () {
         continue;
       }
       var relevant;
+      var id = idText(doc); // before any snippet can change doc._id
       current = 'relevant_to';
       try {
         relevant = p.relevant.call({ doc: doc }, doc);
       } catch (e) {
-        out[i] = { r: 0, e: "relevant_to of '" + p.name + "' threw on '" + idText(doc) + "': " + describe(e) };
+        out[i] = { r: 0, e: "relevant_to of '" + p.name + "' threw on '" + id + "': " + describe(e) };
         continue;
       }
       if (!relevant) {
         out[i] = { r: 0 };
         continue;
       }
-      var mapped = mapDoc(p, doc);
+      var mapped;
+      try {
+        mapped = mapDoc(p, doc, id);
+      } catch (e) { // e.g. a path read through a getter a snippet put on doc
+        mapped = { e: "Mapping error for '" + p.name + "' on source document '" + id + "': " + describe(e) };
+      }
       mapped.r = 1;
       out[i] = mapped;
     }

@@ -149,3 +149,14 @@ def test_relevant_to_errors_and_ids_are_value_free_and_on_one_line(sandbox):
         m.error
         == "relevant_to of 'p' threw on 'r1 forged log line': SyntaxError: the text given to JSON.parse is not valid JSON"
     )
+
+
+def test_a_snippet_that_booby_traps_its_document_fails_only_that_document(sandbox):
+    trap = (
+        "(Object.defineProperty(doc, 'fields', {get: function () { throw doc.secret }}),"
+        " doc._id = {toString: function () { throw 1 }}, 1)"
+    )
+    mapper = Mapper("p", "true", {"t": {"expr": f"doc.trap ? {trap} : 0"}, "f": "doc.fields"}, sandbox=sandbox)
+    trapped, fine = mapper.map([{"_id": "a", "trap": True, "secret": SECRET, "fields": 1}, {"_id": "b", "fields": 2}])
+    assert trapped.error == "Mapping error for 'p' on source document 'a': a thrown string (its value is not kept)"
+    assert fine.payload == {"t": 0, "f": 2}
