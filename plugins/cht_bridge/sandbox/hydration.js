@@ -427,13 +427,15 @@ var __chtHydration = (function () {
     if (!isReport(doc)) {
       return withParents(withContacts(doc, inBatch), inBatch);
     }
-    var out = copy(doc, 0);
+    // The report itself is only this document's: a shallow copy will do (a report is never
+    // anyone's parent or contact). What hydration adds to it is copied deeply.
     var contact = doc.contact;
+    var out = Object.assign({}, doc);
     var submitter = find(getId(contact), inBatch);
     if (submitter) {
       out.contact = withParents(withContacts(submitter, inBatch), inBatch);
-    } else if (contact && typeof contact === 'object' && chainIds(contact.parent).length) {
-      out.contact = withParents(out.contact, inBatch);
+    } else if (contact && typeof contact === 'object') {
+      out.contact = withParents(copy(contact, 0), inBatch);
     }
     var fieldsNames = ['patient', 'place'];
     subjects[i].forEach(function (ref, k) {
