@@ -1,7 +1,14 @@
 """Apply a pipeline's ``relevant_to`` and ``mapping`` to hydrated CHT documents.
 
 The semantics are CHT's outbound ones (see ``sandbox/mapping.js``); this module feeds batches to
-the sandbox, isolates a document that runs too long, and hashes the payloads.
+the sandbox, isolates a document that runs too long or out of memory, and hashes the payloads.
+
+A batch call that is stopped (time or memory) is followed by a new isolate and each document of
+the batch alone, with ``timeout_ms``: the one at fault fails, named with its pipeline, id and the
+key that was running, and the batch goes on. That failure is ``retryable``: a worker starved of
+CPU stops valid documents too, so they are retried by the next runs and become dead letters only
+after ``dead_after`` of them, like a busy destination's. When most documents stop, the snippet or
+the worker is at fault, not the documents: ``ScriptStalled`` ends the run (see ``STALL_AFTER``).
 """
 
 from __future__ import annotations
@@ -11,8 +18,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cht_bridge.errors import ChtBridgeError
 from cht_bridge.mapping.hashing import payload_hash
-from cht_bridge.sandbox import MapResult, Sandbox, ScriptTimeout
+from cht_bridge.sandbox import MapResult, Sandbox, ScriptMemoryError, ScriptTimeout
+
+#: A run stops once this many documents were stopped (time or memory) when evaluated alone, and
+#: they are more than half of the documents evaluated alone: a thousand-document batch that all
+#: loops then costs about ``STALL_AFTER`` × ``timeout_ms``, not a thousand of them.
+STALL_AFTER = 10
+
+
+class ScriptStalled(ChtBridgeError):
+    """Most documents evaluated alone ran past their time or out of memory: the run stops.
+
+    Either the worker is starved of CPU or a snippet loops on most documents; either way going on
+    would take hours and fail valid documents. Nothing of the batch is recorded, so the checkpoint
+    stays and the next run (or Airflow's retry) starts from it.
+    """
 
 
 @dataclass(frozen=True)
@@ -28,6 +50,7 @@ class Mapped:
     body: str | None = None
     payload_hash: str | None = None
     error: str | None = None
+    retryable: bool = False  # stopped (time, memory), not refused: the same revision may pass next time
 
     @property
     def payload(self) -> Any:
@@ -46,11 +69,15 @@ class Mapper:
         source: str = "<pipeline>",
         timeout_ms: int = 1000,
         sandbox: Sandbox | None = None,
+        stall_after: int = STALL_AFTER,
     ) -> None:
         self.name = name
         self.timeout_s = timeout_ms / 1000
         self.sandbox = sandbox or Sandbox()
         self._handle = self.sandbox.compile(name, relevant_to, mapping, source)
+        self.stall_after = stall_after
+        self.alone = 0  # documents evaluated alone after a stopped batch call, in this run
+        self.stopped = 0  # of those, stopped again
 
     @classmethod
     def for_pipeline(cls, pipeline: Any, sandbox: Sandbox | None = None) -> Mapper:
@@ -92,12 +119,26 @@ class Mapper:
         return [self._result(doc_id, r) for doc_id, r in zip(ids, raw, strict=True)]
 
     def _one(self, i: int, doc_id: str, evaluate: Callable[[int, int, float | None], list[MapResult]]) -> Mapped:
-        """Map one document alone, so a snippet that never ends fails only that document."""
+        """Map one document alone, so a snippet that never ends, or fills the heap, fails only that document."""
+        self.alone += 1
         try:
             return self._result(doc_id, evaluate(i, i + 1, self.timeout_s)[0])
-        except ScriptTimeout:
-            ms = int(self.timeout_s * 1000)
-            return Mapped(doc_id, True, error=f"JavaScript of '{self.name}' ran past {ms} ms on '{doc_id}'")
+        except ScriptTimeout as exc:
+            self.stopped += 1
+            if self.stopped >= self.stall_after and 2 * self.stopped > self.alone:
+                raise ScriptStalled(
+                    f"pipeline '{self.name}': {self.stopped} of {self.alone} documents evaluated alone ran past "
+                    f"{int(self.timeout_s * 1000)} ms or out of memory; the run stopped. The worker may be starved "
+                    "of CPU, or a snippet loops or allocates without end; the checkpoint stays where it was."
+                ) from None
+            doc = _one_line(doc_id)
+            if isinstance(exc, ScriptMemoryError):
+                mb = self.sandbox.max_memory // (1024 * 1024)
+                where = f"'{exc.key}'" if exc.key else "an unknown key"
+                error = f"JavaScript of '{self.name}' ran out of memory (cap {mb} MB) on '{doc}' at {where}"
+            else:
+                error = f"JavaScript of '{self.name}' ran past {int(self.timeout_s * 1000)} ms on '{doc}'"
+            return Mapped(doc_id, True, error=error, retryable=True)
 
     @staticmethod
     def _result(doc_id: str, r: MapResult) -> Mapped:
@@ -109,3 +150,8 @@ class Mapper:
 
     def close(self) -> None:
         self.sandbox.close()
+
+
+def _one_line(text: str) -> str:
+    """An id for a message: control characters (a newline would forge a log line) as spaces."""
+    return "".join(" " if ord(c) < 32 or c == "\x7f" else c for c in str(text))

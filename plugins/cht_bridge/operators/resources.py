@@ -29,13 +29,15 @@ class Resources:
 def failing_plainly() -> Iterator[None]:
     """Translate CHT Bridge errors into the Airflow exception that does the right thing next."""
     from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ParamError, ScriptError
+    from cht_bridge.mapping.engine import ScriptStalled
 
     try:
         yield
     except (AuthError, ConfigError, ParamError, ScriptError) as exc:
         raise AirflowFailException(str(exc)) from None  # retrying cannot help; a person must act
-    except CircuitOpenError as exc:
-        raise AirflowException(str(exc)) from None  # Airflow's retries are the "next run"
+    except (CircuitOpenError, ScriptStalled) as exc:
+        # An outage or a starved worker: Airflow's retries are the "next run", without a traceback.
+        raise AirflowException(str(exc)) from None
 
 
 @contextmanager

@@ -4,30 +4,61 @@ CHT evaluates outbound snippets with Node's ``vm`` and only ``doc`` in scope. We
 mini-racer: no filesystem, network or ``require``; a time limit on every call; a memory cap.
 Documents cross from Python as the text the server sent and are parsed, hydrated and mapped in
 V8 a whole batch per call, because crossing the boundary costs far more than any one document.
+
+One snippet must not harm the others. ``lockdown.js`` removes timers and freezes the built-ins
+before the bridge loads; the bridge keeps no global name (Python holds its functions as handles);
+and a call that runs past its time or out of memory is followed by a new isolate, rebuilt with the
+compiled pipelines and the loaded batch (``on_reload`` lets the hydrator fetch what the new
+isolate's cache lacks), so no job left behind by that call can run, or fail, in the next one.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from cht_bridge.errors import ScriptError
 
-#: V8 heap cap for one sandbox; a runaway snippet fails its batch instead of the worker.
+#: V8 heap cap for one sandbox; a runaway snippet fails its document instead of the worker.
 MAX_MEMORY = 1024 * 1024 * 1024
 #: Budget for one batch call: a floor plus a per-document allowance.
 BATCH_FLOOR_S = 2.0
 BATCH_PER_DOC_S = 0.005
 #: Budget for calls that only move data (parse, hydrate), not user code.
 DATA_TIMEOUT_S = 120.0
+#: Time for an empty evaluation on an idle isolate (it takes well under a millisecond).
+PROBE_S = 0.25
 #: V8 collects garbage lazily and would let a long run's heap grow for ever; past this much live
 #: heap, a batch ends with a full collection, which keeps the worker's memory flat.
 TRIM_HEAP_BYTES = 32 * 1024 * 1024
+#: The bridge, loaded as one function of lockdown.js's ``restore``: hydration.js and mapping.js
+#: are its body, so their names stay local to it.
+_BRIDGE = "(function (restore) {{\n'use strict';\n{hydration}\n{mapping}\nreturn __chtBridge(restore);\n}})"
+_API = (
+    "configure", "loadPage", "loadDocs", "learnDocs", "resolve", "missing", "addDocs", "hydratedJson",
+    "addPipeline", "run", "runLoaded", "current",
+)  # fmt: skip
 
 
 class ScriptTimeout(Exception):
-    """A batch or a single document ran past its time limit."""
+    """A batch or a single document ran past its time limit; the isolate was rebuilt.
+
+    ``key`` is what was running when the time ran out: ``relevant_to`` or a mapping key.
+    """
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key or None
+        super().__init__(message)
+
+
+class ScriptMemoryError(ScriptTimeout):
+    """A batch or a single document ran out of V8 memory; the isolate was rebuilt.
+
+    A kind of ``ScriptTimeout`` for callers: both mean "this call was stopped, try the documents
+    alone", and neither says anything about the document itself.
+    """
 
 
 class MapResult(NamedTuple):
@@ -56,30 +87,111 @@ def _decode(text: str) -> list[MapResult]:
     return out
 
 
-def _text(value: str) -> str:
-    """A Python string as a JavaScript string literal (JSON is valid JavaScript)."""
-    return json.dumps(value)
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
 class Sandbox:
-    """One V8 isolate: the hydration cache of a run and any number of compiled pipelines."""
+    """One V8 isolate: the hydration cache of a run and any number of compiled pipelines.
 
-    def __init__(self, cache_size: int = 50_000) -> None:
+    ``max_memory`` caps the isolate's heap (tests use a few MB). ``rebuilds`` counts the isolates
+    replaced after a timeout or an out-of-memory, for logs and tests.
+    """
+
+    def __init__(self, cache_size: int = 50_000, max_memory: int = MAX_MEMORY) -> None:
+        self._cache_size = int(cache_size)
+        self.max_memory = max_memory
+        self._pipelines: list[tuple[str, str, dict[str, Any]]] = []
+        self._loaded: tuple[str, tuple[str, ...]] | None = None  # the batch's load call, to repeat it
+        self._rebuilding = False
+        #: called with the loaded batch's unresolved refs after a rebuild re-loaded it
+        self.on_reload: Callable[[list[Any]], None] | None = None
+        self.rebuilds = 0
+        self._start()
+
+    def _start(self) -> None:
         from py_mini_racer import MiniRacer  # heavy native import: only when a task runs
 
         self._ctx = MiniRacer()
-        self._ctx.set_hard_memory_limit(MAX_MEMORY)
-        for script in ("hydration.js", "mapping.js"):
-            self._ctx.eval(resources.files(__package__).joinpath(script).read_text(encoding="utf-8"))
-        self._eval(f"__chtHydration.configure({int(cache_size)})")
+        self._ctx.set_hard_memory_limit(self.max_memory)
+        restore = self._ctx.eval(_script("lockdown.js"))
+        bridge = self._ctx.eval(_BRIDGE.format(hydration=_script("hydration.js"), mapping=_script("mapping.js")))
+        api = bridge(restore)
+        self._fn = {name: api[name] for name in _API}
+        self._call("configure", self._cache_size)
 
-    def _eval(self, code: str, timeout_s: float = DATA_TIMEOUT_S) -> Any:
-        from py_mini_racer import JSTimeoutException
+    def _call(self, name: str, *args: Any, timeout_s: float = DATA_TIMEOUT_S, probe_s: float | None = None) -> Any:
+        """Call a bridge function; after a timeout or out-of-memory, rebuild the isolate and say so.
+
+        ``probe_s`` (for calls that run snippets): V8 runs the ``Promise`` jobs a call queued
+        after it has returned, outside its time limit, and one that never ends would hang every
+        later call; so the call is followed by an empty evaluation, which must end within
+        ``probe_s``, or the call counts as stopped.
+        """
+        from py_mini_racer import JSEvalException, JSTimeoutException
 
         try:
-            return self._ctx.eval(code, timeout_sec=timeout_s)
-        except JSTimeoutException as exc:
-            raise ScriptTimeout(f"JavaScript ran past {timeout_s:.2f} s") from exc
+            result = self._fn[name](*args, timeout_sec=timeout_s)
+        except JSTimeoutException:
+            self._stop(ScriptTimeout, f"JavaScript ran past {timeout_s:.2f} s")
+        except JSEvalException:
+            # A call stopped at the memory cap comes back as a bare evaluation error ("null").
+            if not self._ctx.was_hard_memory_limit_reached():
+                raise
+            mb = self.max_memory // (1024 * 1024)
+            self._stop(ScriptMemoryError, f"JavaScript ran out of memory (the sandbox's cap is {mb} MB)")
+        if probe_s is not None and not self._idle(probe_s):
+            self._stop(ScriptTimeout, f"a job the JavaScript left queued ran past {probe_s:.2f} s")
+        return result
+
+    def _idle(self, timeout_s: float) -> bool:
+        """Whether the isolate runs an empty evaluation in time (nothing left running in it).
+
+        ``eval`` is the one call mini-racer can always cancel; a function call first makes its
+        argument list with a call that waits for ever on an isolate that is busy.
+        """
+        from py_mini_racer import JSEvalException
+
+        try:
+            self._ctx.eval("0", timeout_sec=timeout_s)
+        except JSEvalException:
+            return False
+        return True
+
+    def _stop(self, kind: type[ScriptTimeout], message: str) -> NoReturn:
+        """Name what was running if the isolate still answers, rebuild it, and raise ``kind``."""
+        key = None
+        if self._idle(PROBE_S):
+            try:
+                key = self._fn["current"](timeout_sec=PROBE_S) or None
+            except Exception:  # noqa: BLE001 - a broken isolate only loses the detail
+                key = None
+        self._rebuild()
+        raise kind(message, key)
+
+    def _rebuild(self) -> None:
+        """A new isolate with the same pipelines (same handles) and the same batch loaded.
+
+        A job the stopped call queued (a ``Promise``, a loop in a microtask) dies with the old
+        isolate instead of running, and failing, in the next document's call.
+        """
+        if self._rebuilding:
+            return  # a timeout while rebuilding: the caller's error stands; the next call starts afresh
+        self._rebuilding = True
+        try:
+            self.rebuilds += 1
+            old, self._ctx = self._ctx, None
+            old.close()
+            self._start()
+            for name, relevant_to, mapping in self._pipelines:
+                self._call("addPipeline", name, relevant_to, json.dumps(mapping))
+            if self._loaded is not None:
+                function, args = self._loaded
+                refs = json.loads(self._call(function, *args))["refs"]
+                if self.on_reload is not None:
+                    self.on_reload(refs)
+        finally:
+            self._rebuilding = False
 
     # -- mapping ---------------------------------------------------------------------------
 
@@ -88,48 +200,60 @@ class Sandbox:
 
         :raises ScriptError: naming the file and each snippet that does not compile.
         """
-        args = ", ".join(json.dumps(a) for a in (name, relevant_to, mapping))
-        answer = json.loads(self._eval(f"__chtMapping.addPipeline({args})"))
+        answer = json.loads(self._call("addPipeline", name, relevant_to, json.dumps(mapping)))
         if "problems" in answer:
             lines = "\n  - ".join(answer["problems"])
             raise ScriptError(f"{source}: JavaScript does not compile:\n  - {lines}")
+        self._pipelines.append((name, relevant_to, mapping))
         return answer["id"]
 
     def map_docs(self, handle: int, docs_json: str, count: int, timeout_s: float | None = None) -> list[MapResult]:
         """Evaluate a compiled pipeline over a JSON array of ``count`` hydrated documents."""
         budget = timeout_s if timeout_s is not None else BATCH_FLOOR_S + BATCH_PER_DOC_S * count
-        return _decode(self._eval(f"__chtMapping.run({handle}, {_text(docs_json)})", budget))
+        return _decode(self._call("run", handle, docs_json, timeout_s=budget, probe_s=timeout_s or PROBE_S))
 
     def map_loaded(self, handle: int, start: int, end: int, timeout_s: float | None = None) -> list[MapResult]:
         """Hydrate and evaluate documents ``[start, end)`` of the loaded batch."""
         budget = timeout_s if timeout_s is not None else BATCH_FLOOR_S + BATCH_PER_DOC_S * (end - start)
-        return _decode(self._eval(f"__chtMapping.runLoaded({handle}, {start}, {end})", budget))
+        return _decode(self._call("runLoaded", handle, start, end, timeout_s=budget, probe_s=timeout_s or PROBE_S))
 
     # -- hydration -------------------------------------------------------------------------
 
     def load_page(self, page_text: str, filter_json: str | None = None) -> dict[str, Any]:
-        """Parse a ``_changes``, view or ``_all_docs`` page; keep the documents to process, learn its contacts."""
-        arg = _text(filter_json) if filter_json else "null"
-        return json.loads(self._eval(f"__chtHydration.loadPage({_text(page_text)}, {arg})"))
+        """Parse a ``_changes``, view or ``_all_docs`` page; keep the documents to process, learn its contacts.
+
+        An answer that cannot be used comes back as ``{"invalid": reason}``, the reason quoting
+        nothing of it.
+        """
+        args = (page_text, filter_json or "")
+        self._loaded = None  # a rebuild while this page loads must not load the previous one again
+        info = json.loads(self._call("loadPage", *args))
+        self._loaded = None if "invalid" in info else ("loadPage", args)
+        return info
 
     def load_docs(self, docs_json: str) -> list[Any]:
         """Load documents to hydrate; return the subject refs that still need resolving."""
-        return json.loads(self._eval(f"__chtHydration.loadDocs({_text(docs_json)})"))["refs"]
+        self._loaded = None
+        refs = json.loads(self._call("loadDocs", docs_json))["refs"]
+        self._loaded = ("loadDocs", (docs_json,))
+        return refs
 
     def learn(self, docs_json: str) -> None:
-        self._eval(f"__chtHydration.learnDocs({_text(docs_json)})")
+        self._call("learnDocs", docs_json)
 
-    def resolve(self, view_response: str, refs: list[Any]) -> None:
-        self._eval(f"__chtHydration.resolve({_text(view_response)}, {_text(json.dumps(refs))})")
+    def resolve(self, view_response: str, refs: list[Any]) -> str:
+        """Store a ``contacts_by_reference`` answer; return why it cannot be used, or ``''``."""
+        return self._call("resolve", view_response, json.dumps(refs))
 
     def missing(self) -> list[str]:
-        return json.loads(self._eval("__chtHydration.missing()"))
+        return json.loads(self._call("missing"))
 
-    def add_docs(self, all_docs_response: str, ids: list[str]) -> None:
-        self._eval(f"__chtHydration.addDocs({_text(all_docs_response)}, {_text(json.dumps(ids))})")
+    def add_docs(self, all_docs_response: str, ids: list[str]) -> str:
+        """Store an ``_all_docs`` answer; return why it cannot be used, or ``''``."""
+        return self._call("addDocs", all_docs_response, json.dumps(ids))
 
     def hydrated(self) -> list[dict]:
-        return json.loads(self._eval("__chtHydration.hydratedJson()"))
+        return json.loads(self._call("hydratedJson"))
 
     def trim(self) -> None:
         """Collect V8 garbage once the heap has grown past ``TRIM_HEAP_BYTES``."""

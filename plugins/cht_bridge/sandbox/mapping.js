@@ -1,4 +1,5 @@
-// CHT Bridge mapping runtime, loaded once into an embedded V8 (mini-racer) per sandbox.
+// CHT Bridge mapping runtime, loaded once into an embedded V8 (mini-racer) per sandbox, inside one
+// function with hydration.js (see sandbox/__init__.py), so none of its names is a global.
 //
 // It reproduces CHT outbound semantics (shared-libs/outbound): `relevant_to` and `expr` see only
 // `doc`; string sources are object-paths resolved against {doc}; destination keys are
@@ -9,6 +10,76 @@
 
 var __chtMapping = (function () {
   var pipelines = [];
+  var hasOwnProperty = Object.prototype.hasOwnProperty; // taken before any snippet runs
+  var objectToString = Object.prototype.toString;
+  var current = ''; // what is running: 'relevant_to' or a mapping key, read after a timeout or OOM
+  var KINDS = [EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError, AggregateError];
+
+  // V8's messages that say what went wrong without a value, once quoted and numeric parts are
+  // taken out ("Cannot read properties of undefined (reading '…')", "x.y is not a function").
+  var KNOWN = [
+    /^Cannot (read|set) properties of (undefined|null) \((reading|setting) …\)$/,
+    /^(\w+ )?[\w$.…\[\]()]+ is not (a function|a constructor|iterable|defined|an object)$/,
+    /^Cannot create property … on (string|number|boolean|bigint|symbol) …$/,
+    /^Cannot convert undefined or null to object$/,
+    /^Cannot access … before initialization$/,
+    /^Assignment to constant variable\.$/,
+    /^Invalid (time value|count value: …|string length|array length)$/,
+    /^Maximum call stack size exceeded$/,
+    /^Reduce of empty array with no initial value$/,
+    /^Cannot mix BigInt and other types, use explicit conversions$/,
+    /^Do not know how to serialize a BigInt$/
+  ];
+
+  // A snippet's error in words that hold no value of the document, on one line: its kind, and
+  // V8's message only when it is one of the KNOWN shapes once anything quoted or numeric is
+  // taken out. V8 quotes values in many messages (JSON.parse quotes the text, BigInt the number or
+  // string), and a message a snippet wrote itself (`throw new Error(...)`, or throwing a value)
+  // may be built from the document, so those are not kept.
+  function describe(e) {
+    try {
+      return describeError(e);
+    } catch (ignored) { // a thrown Proxy or a throwing getter: not worth more than its name
+      return 'an error that cannot be described';
+    }
+  }
+
+  function describeError(e) {
+    var kind = null;
+    for (var i = 0; i < KINDS.length; i++) {
+      if (e instanceof KINDS[i]) {
+        kind = KINDS[i].prototype.name;
+        break;
+      }
+    }
+    if (kind === null) {
+      return e instanceof Error ? 'Error (its message is not kept: it may hold document values)'
+        : 'a thrown ' + (e === null ? 'null' : typeof e) + ' (its value is not kept)';
+    }
+    var message = typeof e.message === 'string' ? e.message : '';
+    if (/JSON/.test(message) && kind === 'SyntaxError') {
+      return kind + ': the text given to JSON.parse is not valid JSON';
+    }
+    if (/BigInt/.test(message) && (kind === 'SyntaxError' || kind === 'RangeError')) {
+      return kind + ': a value cannot be converted to a BigInt';
+    }
+    message = message
+      .replace(/'[^']*'|"[^"]*"|`[^`]*`/g, '…')
+      .replace(/[-+]?\d[\d.,eE+-]*/g, '…')
+      .replace(/[\s\u2028\u2029]+/g, ' ')
+      .slice(0, 200);
+    for (var k = 0; k < KNOWN.length; k++) {
+      if (KNOWN[k].test(message)) {
+        return kind + ': ' + message;
+      }
+    }
+    return kind + ' (its message is not kept: it may hold document values)';
+  }
+
+  // An id for a message: on one line.
+  function idText(doc) {
+    return String(doc && doc._id).replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, ' ');
+  }
 
   // A path segment that is a canonical integer addresses an array index.
   function segment(text) {
@@ -20,7 +91,7 @@ var __chtMapping = (function () {
     if (obj === null || obj === undefined) {
       return false;
     }
-    return (typeof key === 'number' && Array.isArray(obj)) || Object.prototype.hasOwnProperty.call(obj, key);
+    return (typeof key === 'number' && Array.isArray(obj)) || hasOwnProperty.call(obj, key);
   }
 
   function getPath(root, path) {
@@ -54,7 +125,7 @@ var __chtMapping = (function () {
 
   // CHT's hash input: objects with keys sorted, everything else as JSON.stringify writes it.
   function ordered(thing) {
-    if (Object.prototype.toString.call(thing) === '[object Object]') {
+    if (objectToString.call(thing) === '[object Object]') {
       var keys = Object.keys(thing).sort();
       var parts = [];
       for (var i = 0; i < keys.length; i++) {
@@ -80,7 +151,8 @@ var __chtMapping = (function () {
     return new Function('doc', 'return eval(' + JSON.stringify(code) + ');');
   }
 
-  function addPipeline(name, relevantTo, mapping) {
+  function addPipeline(name, relevantTo, mappingJson) {
+    var mapping = JSON.parse(mappingJson);
     var problems = [];
     var relevant = null;
     try {
@@ -114,56 +186,78 @@ var __chtMapping = (function () {
     return JSON.stringify({ id: pipelines.length - 1 });
   }
 
-  function mapDoc(p, doc) {
+  function mapDoc(p, doc, id) {
     var scope = { doc: doc };
     var payload = {};
     for (var i = 0; i < p.entries.length; i++) {
       var m = p.entries[i];
       var where = "Mapping error for '" + p.name + '/' + m.dest + "'";
       var value;
+      current = m.dest;
       if (m.expr) {
         try {
           value = m.expr.call(scope, doc);
         } catch (e) {
-          return { e: where + " JS error on source document: '" + doc._id + "': " + String(e) };
+          return { e: where + " JS error on source document: '" + id + "': " + describe(e) };
         }
       } else if (m.path) {
         value = getPath(scope, m.path);
       } else {
-        return { e: where + " either 'expr' or 'path' is required: '" + doc._id + "'" };
+        return { e: where + " either 'expr' or 'path' is required: '" + id + "'" };
       }
       if (m.required && value === undefined) {
         var problem = m.expr ? 'expr evaluated to undefined' : "cannot find '" + m.path + "' on source document";
-        return { e: where + " on source document '" + doc._id + "': " + problem };
+        return { e: where + " on source document '" + id + "': " + problem };
       }
       if (value !== undefined) {
         try {
           setPath(payload, m.dest, value);
         } catch (e) {
-          return { e: where + " on source document '" + doc._id + "': cannot set '" + m.dest + "': " + String(e) };
+          return { e: where + " on source document '" + id + "': cannot set '" + m.dest + "': " + describe(e) };
         }
       }
     }
-    var body = JSON.stringify(payload);
+    current = 'the payload';
+    var body;
+    try {
+      body = JSON.stringify(payload);
+    } catch (e) { // a BigInt, a cycle, a throwing toJSON: what CHT would fail to send too
+      return { e: "Mapping error for '" + p.name + "' on source document '" + id + "': the payload cannot be written as JSON: " + describe(e) };
+    }
     return { b: body, h: ordered(JSON.parse(body)) };
   }
 
-  function evaluate(p, docs) {
-    var out = new Array(docs.length);
-    for (var i = 0; i < docs.length; i++) {
-      var doc = docs[i];
+  // Evaluate a pipeline over `count` documents; `get(i)` gives the i-th (hydrated on demand, so a
+  // document whose hydration fails fails alone).
+  function evaluate(p, count, get) {
+    var out = new Array(count);
+    for (var i = 0; i < count; i++) {
+      var doc;
+      try {
+        doc = get(i);
+      } catch (e) {
+        out[i] = { r: 1, e: "Hydration of a document for '" + p.name + "' failed: " + describe(e) };
+        continue;
+      }
       var relevant;
+      var id = idText(doc); // before any snippet can change doc._id
+      current = 'relevant_to';
       try {
         relevant = p.relevant.call({ doc: doc }, doc);
       } catch (e) {
-        out[i] = { r: 0, e: "relevant_to of '" + p.name + "' threw on '" + doc._id + "': " + String(e) };
+        out[i] = { r: 0, e: "relevant_to of '" + p.name + "' threw on '" + id + "': " + describe(e) };
         continue;
       }
       if (!relevant) {
         out[i] = { r: 0 };
         continue;
       }
-      var mapped = mapDoc(p, doc);
+      var mapped;
+      try {
+        mapped = mapDoc(p, doc, id);
+      } catch (e) { // e.g. a path read through a getter a snippet put on doc
+        mapped = { e: "Mapping error for '" + p.name + "' on source document '" + id + "': " + describe(e) };
+      }
       mapped.r = 1;
       out[i] = mapped;
     }
@@ -191,13 +285,52 @@ var __chtMapping = (function () {
 
   // Evaluate one pipeline over a JSON array of already-hydrated docs; one call per batch.
   function run(id, docsJson) {
-    return encode(evaluate(pipelines[id], JSON.parse(docsJson)));
+    var docs = JSON.parse(docsJson);
+    current = '';
+    return encode(evaluate(pipelines[id], docs.length, function (i) { return docs[i]; }));
   }
 
   // Evaluate one pipeline over documents [start, end) of the batch loaded for hydration.
   function runLoaded(id, start, end) {
-    return encode(evaluate(pipelines[id], __chtHydration.hydrated(start, end)));
+    var inBatch = __chtHydration.batchIndex();
+    current = '';
+    return encode(evaluate(pipelines[id], end - start, function (i) { return __chtHydration.hydrate(start + i, inBatch); }));
   }
 
-  return { addPipeline: addPipeline, run: run, runLoaded: runLoaded };
+  return {
+    addPipeline: addPipeline,
+    run: run,
+    runLoaded: runLoaded,
+    current: function () { return current; }
+  };
 })();
+
+// What Python holds, as function handles: the bridge has no global name a snippet could reach.
+// After every evaluation, `restore` undoes what a snippet changed outside its documents.
+function __chtBridge(restore) {
+  function guarded(f) {
+    return function () {
+      try {
+        return f.apply(null, arguments);
+      } finally {
+        restore();
+      }
+    };
+  }
+  var h = __chtHydration;
+  var m = __chtMapping;
+  return {
+    configure: h.configure,
+    loadPage: h.loadPage,
+    loadDocs: h.loadDocs,
+    learnDocs: h.learnDocs,
+    resolve: h.resolve,
+    missing: h.missing,
+    addDocs: h.addDocs,
+    hydratedJson: h.hydratedJson,
+    addPipeline: m.addPipeline,
+    run: guarded(m.run),
+    runLoaded: guarded(m.runLoaded),
+    current: m.current
+  };
+}

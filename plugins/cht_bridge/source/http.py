@@ -125,7 +125,14 @@ class Reader:
                 if kind == "auth":
                     raise AuthError(self.conn_id, status, self.system)
                 if kind == "delivered":
-                    return response.content.decode("utf-8")
+                    try:
+                        return response.content.decode("utf-8")
+                    except UnicodeDecodeError:  # its str() is value-free, but the error holds the body
+                        raise SourceError(
+                            f"{self.system} connection '{self.conn_id}': {where} answered with a body that is "
+                            "not UTF-8",
+                            status=status,
+                        ) from None
                 problem = f"HTTP {status}: {self._reason(response)}"
                 if kind == "permanent":
                     break

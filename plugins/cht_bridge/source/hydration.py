@@ -7,6 +7,9 @@ does the I/O: it resolves shortcodes with the ``medic-client/contacts_by_referen
 fetches what the sandbox's per-run cache lacks, one ``_all_docs?keys=`` request per round (at
 most three rounds: submitters and subjects, then their parents, then the parents' primary
 contacts). With the cache warm, most batches need one request or none.
+
+An answer that cannot be read (truncated, not JSON, not the shape CouchDB sends) is a
+``SourceError`` naming the Connection, never quoting the answer: it is patient data.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 from typing import Any
 
 from cht_bridge.errors import SourceError
-from cht_bridge.sandbox import Sandbox
+from cht_bridge.sandbox import Sandbox, ScriptTimeout
 from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.pages import Page
 
@@ -28,15 +31,42 @@ class Hydrator:
     def __init__(self, client: CouchClient, sandbox: Sandbox | None = None, cache_size: int = 50_000) -> None:
         self._client = client
         self.sandbox = sandbox or Sandbox(cache_size=cache_size)
+        self.sandbox.on_reload = self._reload  # a rebuilt isolate has the batch but not the cache
         self._refs: list[Any] = []
         self._view_available = True
         self.requests = 0  # view and _all_docs requests made, for logs and benchmarks
 
     def load_page(self, page_text: str, filter_json: str | None = None) -> Page:
         """Load a ``_changes``, view or ``_all_docs`` page into the sandbox: what to process, what was skipped."""
-        info = self.sandbox.load_page(page_text, filter_json)
+        try:
+            info = self.sandbox.load_page(page_text, filter_json)
+        except ScriptTimeout:  # or out of memory: a page no sane CouchDB sends at this batch_size
+            raise self._unreadable(
+                "a page it sent was too large to read within the sandbox's time and memory"
+            ) from None
+        if "invalid" in info:
+            raise self._unreadable(f"a page it sent {info['invalid']}")
         self._refs = info["refs"]
         return Page(**info)
+
+    def load_changes(self, page_text: str) -> Page:
+        """Load a ``_changes`` page, which must say where the feed resumes.
+
+        Without ``last_seq`` the checkpoint would have nowhere to go (storing null would start the
+        next run from the beginning), so such an answer is refused.
+        """
+        page = self.load_page(page_text)
+        if page.last_seq is None:
+            raise self._unreadable("a _changes page it sent has no last_seq")
+        return page
+
+    def _unreadable(self, what: str) -> SourceError:
+        return SourceError(f"CHT connection '{self._client.conn_id}': {what}; nothing of it was used")
+
+    def _reload(self, refs: list[Any]) -> None:
+        """After the sandbox was rebuilt: fetch again what hydrating the reloaded batch needs."""
+        self._refs = refs
+        self.fetch()
 
     def remember(self, docs: list[dict]) -> None:
         """Cache documents already in hand (the feed's own contacts are cached on load)."""
@@ -51,7 +81,9 @@ class Hydrator:
                     "medic-client", "contacts_by_reference", [["shortcode", ref] for ref in refs]
                 ):
                     self.requests += 1
-                    self.sandbox.resolve(answer, [key[1] for key in chunk])
+                    problem = self.sandbox.resolve(answer, [key[1] for key in chunk])
+                    if problem:
+                        raise self._unreadable(f"the contacts_by_reference view's answer {problem}")
             except SourceError as exc:
                 if exc.status != 404:
                     raise
@@ -63,7 +95,9 @@ class Hydrator:
             if not ids:
                 return
             self.requests += 1
-            self.sandbox.add_docs(self._client.all_docs_text(ids), ids)
+            problem = self.sandbox.add_docs(self._client.all_docs_text(ids), ids)
+            if problem:
+                raise self._unreadable(f"an _all_docs answer {problem}")
 
     def hydrate(self, docs: list[dict]) -> list[dict]:
         """Hydrated copies of ``docs`` (for tools and tests; runs map inside the sandbox)."""

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cht_bridge.destinations.base import Delivery, Destination, Result
-from cht_bridge.errors import AuthError, CircuitOpenError, ParamError
+from cht_bridge.errors import AuthError, CircuitOpenError, ParamError, SourceError
 from cht_bridge.mapping import Mapped, Mapper, idempotency_key
 from cht_bridge.source import CouchClient, Hydrator, Page, iter_changes, iter_documents, iter_reports_by_date
 from cht_bridge.state import CLOSED, DEAD, DELETE, DELETED, FAILED, KEEP, UPSERT, LedgerState, Outcome, StateStore
@@ -200,10 +200,15 @@ class _Run:
 
     def changes(self, since: Any) -> None:
         self.log.info("pipeline %s: reading changes of '%s' since %s", self.name, self.pipeline.cht_db, since or 0)
-        pages = iter_changes(
-            self.client, since if since is not None else 0, self.pipeline.batch_size, self.hydrator.load_page
-        )
-        self.process(pages, "changes")
+        position = [since if since is not None else 0]  # where the page being read starts
+
+        def load(text: str) -> Page:
+            page = self.hydrator.load_changes(text)
+            position[0] = page.last_seq
+            return page
+
+        pages = iter_changes(self.client, position[0], self.pipeline.batch_size, load)
+        self.process(_at_seq(pages, position), "changes")
 
     def backfill(self, window: Window) -> None:
         self.log.info("pipeline %s: backfill of reports %s", self.name, json.dumps(window.describe()))
@@ -245,7 +250,8 @@ class _Run:
 
     def _prepare(self, phase: str, page: Page, mapped: list[Mapped]) -> _Batch:
         """Decide per document: send, skip (and why), or record a failure without sending."""
-        checkpoint = page.last_seq if phase == "changes" else KEEP
+        # A changes page without last_seq is refused when loaded; the checkpoint never goes back to null.
+        checkpoint = page.last_seq if phase == "changes" and page.last_seq is not None else KEEP
         batch = _Batch(phase, page, checkpoint)
         info = {
             doc_id: (rev, t)
@@ -261,9 +267,11 @@ class _Run:
             if refused is not None:
                 batch.outcomes.append(refused)
                 continue
-            if m.error is not None:  # the same revision would fail the same way: dead until it changes
+            if m.error is not None:
+                # A refused mapping fails the same way for the same revision: dead until it changes.
+                # A snippet stopped for time or memory may pass next time (a starved worker): retried.
                 batch.outcomes.append(
-                    Outcome(m.doc_id, rev, False, error=m.error, retryable=False, reported_at=_time(t))
+                    Outcome(m.doc_id, rev, False, error=m.error, retryable=m.retryable, reported_at=_time(t))
                 )
                 continue
             decision = self._decide(phase, states.get(m.doc_id), m)
@@ -524,6 +532,18 @@ def _log_summary(logger: logging.Logger, s: RunSummary, outcome: str, lookups: i
         s.skipped_info, s.tombstones, s.filtered, s.batches, s.last_seq,
         "n/a" if s.lag_seconds is None else f"{s.lag_seconds:.0f}s", s.seconds, lookups,
     )  # fmt: skip
+
+
+def _at_seq(pages: Iterator[Page], position: list[Any]) -> Iterator[Page]:
+    """The changes pages, with the seq a page was read after named in any ``SourceError`` reading it."""
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        except SourceError as exc:
+            raise SourceError(f"{exc} (the _changes page after seq {json.dumps(position[0])})", exc.status) from None
+        yield page
 
 
 def _fill(template: Any, values: dict[str, str]) -> Any:
