@@ -88,3 +88,16 @@ class CircuitOpenError(TransportError):
             f"destination connection '{conn_id}' failed {failures} times in a row (last: {last_error}); "
             f"stopped sending. The documents not yet delivered stay pending and the next run resumes."
         )
+
+
+class AnswerLimitError(ChtBridgeError):
+    """An answer's body broke its read limits: larger than the cap, or not complete by the deadline.
+
+    ``too_large`` says which. A too-large answer would be as large again, so it is not worth
+    repeating; a slow one is handled like a timeout. Callers turn it into their own error (a
+    ``SourceError``, a failed delivery); the connection it came on has been closed.
+    """
+
+    def __init__(self, message: str, *, too_large: bool) -> None:
+        self.too_large = too_large
+        super().__init__(message)
