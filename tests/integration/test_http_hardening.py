@@ -192,11 +192,11 @@ def test_a_redirect_hop_to_another_origin_loses_every_credential_and_one_home_ke
 
 
 def test_a_read_is_not_redirected_anywhere(ours, other):
-    ours.location = f"https://user:pw@127.0.0.1:{other.port}/medic?token=abc"
+    ours.location = f"http://user:pw@127.0.0.1:{other.port}/medic?token=abc"
     client = CouchClient(ours.url, "redirect", ("bridge", SECRET), conn_id="cht_hard", retry=FAST)
     with pytest.raises(SourceError) as caught:
         client.info()
-    assert f"HTTP 302: redirected to https://127.0.0.1:{other.port}/medic?token=…" in str(caught.value)
+    assert f"HTTP 302: redirected to http://127.0.0.1:{other.port}/medic?token=…" in str(caught.value)
     assert "abc" not in str(caught.value) and "pw" not in str(caught.value)
     assert other.seen == []
     assert len(ours.seen) == 1  # a redirect is permanent: not repeated
