@@ -53,7 +53,9 @@ class AnswerLimits:
     """How long an answer's body may take to arrive, and how large it may be.
 
     The deadline runs from the answer's status line to its last byte; the wait for the status
-    line itself is the per-read ``timeout``. The defaults fit CHT's pages: a ``_changes`` page of
+    line itself is the per-read ``timeout``. Headers trickled a byte at a time are not covered
+    (``http.client`` reads them before the answer is handed over): the task's execution timeout
+    bounds that case. The defaults fit CHT's pages: a ``_changes`` page of
     10,000 documents (the largest ``batch_size``) with ``include_docs`` is about 100 MB at 10 KB a
     report, and a busy CHT sends it in well under a minute.
     """
