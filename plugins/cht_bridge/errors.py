@@ -91,6 +91,19 @@ class CircuitOpenError(TransportError):
         )
 
 
+class AnswerLimitError(ChtBridgeError):
+    """An answer's body broke its read limits: larger than the cap, or not complete by the deadline.
+
+    ``too_large`` says which. A too-large answer would be as large again, so it is not worth
+    repeating; a slow one is handled like a timeout. Callers turn it into their own error (a
+    ``SourceError``, a failed delivery); the connection it came on has been closed.
+    """
+
+    def __init__(self, message: str, *, too_large: bool) -> None:
+        self.too_large = too_large
+        super().__init__(message)
+
+
 # Line breaks, C0/C1 controls (ESC starts a terminal escape) and the bidi overrides that reorder
 # what a reader sees; \s+ also folds tabs and the Unicode line and paragraph separators.
 _NOT_ONE_LINE = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+")

@@ -3,7 +3,10 @@
 Reads (views, contacts-by-phone) go through ``CouchClient``'s retried reads. Writes are never
 repeated here: CHT's write APIs have no idempotency key (cht.md §2.2), so a POST that timed out
 may still have created its document. The caller marks a write in its ledger before sending it and,
-after a failure, looks the document up by its ``source_ref`` before posting again.
+after a failure, looks the document up by its ``source_ref`` before posting again. A write follows
+no redirect (it would turn the POST into a GET, or send the record to another host), and its
+answer is read within ``write_limits``: a too-large answer fails the write for good, a too-slow
+one like a timeout.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import Any
 import requests
 
 from cht_bridge.destinations.retry import classify
-from cht_bridge.errors import AuthError, ChtBridgeError, SourceError
+from cht_bridge.errors import AnswerLimitError, AuthError, ChtBridgeError, SourceError
 from cht_bridge.source.couch import CouchClient
+from cht_bridge.source.http import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,10 @@ class WriteError(ChtBridgeError):
 
 class ChtApiClient(CouchClient):
     """The CHT API of one instance: ``/api/...`` endpoints plus the ``medic`` database reads."""
+
+    def __init__(self, *args: Any, write_limits: AnswerLimits = ANSWER_LIMITS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.write_limits = write_limits
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -110,10 +118,17 @@ class ChtApiClient(CouchClient):
     def _write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         where = f"POST {path}"
         try:
-            response = self._session().post(f"{self.base_url}{path}", json=body, timeout=self._timeout)
+            response = self._session().post(
+                f"{self.base_url}{path}", json=body, timeout=self._timeout, stream=True, allow_redirects=False
+            )
+            read_body(response, self.write_limits, reason_only=classify(response.status_code) != "delivered")
         except requests.RequestException as exc:
             # It may have been created all the same: the caller looks it up before trying again.
             raise WriteError(f"{type(exc).__name__} on {where}", None, True) from exc
+        except AnswerLimitError as exc:
+            # Created or not, a longer wait cannot help a too-large answer; a slow one is a timeout.
+            status = response.status_code
+            raise WriteError(f"HTTP {status}: {exc} on {where}", status, not exc.too_large) from None
         self._check(response, where)
         return response.json()
 
@@ -151,6 +166,9 @@ def _reason(response: requests.Response) -> tuple[str, bool]:
 
     The messages name fields and forms, not patient values.
     """
+    redirected = redirect_reason(response)
+    if redirected:
+        return redirected, False
     try:
         body = response.json()
     except ValueError:

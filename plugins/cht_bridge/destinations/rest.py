@@ -11,6 +11,14 @@ is sent again after a backoff, inside the call; what will not (another 4xx, a re
 once with the destination's reason; refused credentials stop everything. A batch refused as a
 whole is sent again in halves until the payloads at fault are isolated, so one bad document does
 not dead-letter the ninety-nine good ones sent with it.
+
+An answer's body is read within ``limits`` (a deadline from its status line to its last byte, and
+a size cap). One that is not complete by the deadline is a retryable failure, like a timeout: the
+receiver may still be busy, and the idempotency key makes sending again safe. A 2xx answer larger
+than the cap is a permanent failure of every item the request carried: the same request would get
+the same answer, and a batch's answer unread cannot say which items were taken, so they become
+dead letters a person can look at and replay rather than deliveries the ledger cannot vouch for.
+An error answer is read only for its reason (``read_body``'s ``reason_only``); its status decides. A redirect's ``Location`` is kept without user-info or query values.
 """
 
 from __future__ import annotations
@@ -24,13 +32,15 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from cht_bridge.destinations.base import Delivery, Result
 from cht_bridge.destinations.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
-from cht_bridge.errors import AuthError, CircuitOpenError
+from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
+from cht_bridge.source.http import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +77,7 @@ class RestDestination:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        limits: AnswerLimits = ANSWER_LIMITS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.url = self._url(path)
@@ -76,6 +87,7 @@ class RestDestination:
         self.batch_size = batch_size
         self.concurrency = concurrency
         self.timeout = timeout
+        self.limits = limits
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -237,16 +249,21 @@ class RestDestination:
                 headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,
+                stream=True,
             )
+            status = response.status_code
+            kind = classify(status)
+            if kind == "auth":
+                response.close()
+                self._refused = AuthError(self.conn_id, status, "The destination")
+                raise self._refused
+            read_body(response, self.limits, reason_only=kind != "delivered")
         except requests.Timeout:
             return _Answer(_failed(items, None, f"timeout after {self.timeout:g} s", retryable=True))
         except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
             return _Answer(_failed(items, None, type(exc).__name__, retryable=True))
-        status = response.status_code
-        kind = classify(status)
-        if kind == "auth":
-            self._refused = AuthError(self.conn_id, status, "The destination")
-            raise self._refused
+        except AnswerLimitError as exc:
+            return _Answer(_failed(items, status, f"HTTP {status}: {exc}", retryable=not exc.too_large))
         wait = retry_after(response.headers.get("Retry-After"))
         if kind == "delivered" and as_array:
             return _Answer(_batch_results(items, response), wait)
@@ -333,21 +350,21 @@ def _item_result(item: Delivery, entry: Any, response: requests.Response) -> Res
 
 
 def _destination_id(response: requests.Response | None, answer: Any) -> str | None:
-    """The id the destination gave the record: ``id`` in the JSON answer, else ``Location``."""
+    """The id the destination gave the record: ``id`` in the JSON answer, else the last segment of
+    ``Location``'s path (never its query, which may hold a token)."""
     if isinstance(answer, dict):
         for key in ("id", "uuid", "_id"):
             if isinstance(answer.get(key), (str, int)):
                 return str(answer[key])
     if response is not None and response.headers.get("Location"):
-        return response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+        return urlsplit(response.headers["Location"]).path.rstrip("/").rsplit("/", 1)[-1] or None
     return None
 
 
 def _reason(response: requests.Response) -> str:
-    if response.is_redirect:
-        return (
-            f"HTTP {response.status_code}: redirected to {response.headers.get('Location')}; fix the connection's URL"
-        )
+    redirected = redirect_reason(response)
+    if redirected:
+        return f"HTTP {response.status_code}: {redirected}"
     text = response.text.strip().replace("\n", " ")
     answer = _json(response)
     if isinstance(answer, dict):

@@ -2,7 +2,8 @@
 
 The Connection (type ``http``) holds the host with scheme and port, and the login and password
 (HTTP Basic); with ``{"auth": "bearer"}`` in its extra, the password is sent as a bearer token.
-A CSV source needs no Connection: its folder is named in the pipeline file.
+Either goes only to the Connection's own origin (``cht_bridge.origin``). A CSV source needs no
+Connection: its folder is named in the pipeline file.
 """
 
 from __future__ import annotations
@@ -10,27 +11,29 @@ from __future__ import annotations
 import requests
 from airflow.sdk import BaseHook
 
+from cht_bridge.origin import scoped_session
 from cht_bridge.reverse.model import SourceConfig
 from cht_bridge.reverse.sources.base import Source
 
 
 def source_session(conn_id: str) -> tuple[requests.Session, str]:
-    """A session with the Connection's credentials and TLS setting, and its base URL."""
+    """A session with the Connection's credentials (for its origin only) and TLS setting, and its base URL."""
     conn = BaseHook.get_connection(conn_id)
     extra = conn.extra_dejson
-    session = requests.Session()
-    session.headers["Accept"] = "application/fhir+json, application/json"
-    if extra.get("auth") == "bearer":
-        session.headers["Authorization"] = f"Bearer {conn.password}"
-    elif conn.login:
-        session.auth = (conn.login, conn.password or "")
-    session.verify = extra.get("verify", True)
     host = conn.host or ""
     if "://" not in host:
         host = f"{conn.schema or 'http'}://{host}"
     if conn.port and f":{conn.port}" not in host.split("://", 1)[1]:
         host = f"{host}:{conn.port}"
-    return session, host.rstrip("/")
+    base_url = host.rstrip("/")
+    basic, headers = None, None
+    if extra.get("auth") == "bearer":
+        headers = {"Authorization": f"Bearer {conn.password}"}
+    elif conn.login:
+        basic = (conn.login, conn.password or "")
+    session = scoped_session(base_url, basic=basic, headers=headers, verify=extra.get("verify", True))
+    session.headers["Accept"] = "application/fhir+json, application/json"
+    return session, base_url
 
 
 def open_source(config: SourceConfig) -> Source:

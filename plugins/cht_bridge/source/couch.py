@@ -2,7 +2,8 @@
 
 Plain ``requests``, one session per thread (a prefetching thread reads ``_changes`` while the
 main thread fetches lineage), ``Accept: application/json`` on every call so CHT answers errors
-as JSON, and the ``seq`` kept as the opaque JSON value the server gave.
+as JSON, and the ``seq`` kept as the opaque JSON value the server gave. The login goes only to
+the CHT's own origin (``cht_bridge.origin``), and every answer is read within ``limits``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from urllib.parse import quote
 import requests
 
 from cht_bridge.destinations.retry import RetryPolicy
-from cht_bridge.source.http import READ_RETRY, Reader
+from cht_bridge.origin import scoped_session
+from cht_bridge.source.http import READ_LIMITS, READ_RETRY, AnswerLimits, Reader
 
 #: (connect, read) seconds. A ``_changes`` page of 5,000 docs takes a few seconds on a busy CHT.
 DEFAULT_TIMEOUT = (10.0, 300.0)
@@ -37,6 +39,7 @@ class CouchClient:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         verify: bool | str = True,
         retry: RetryPolicy = READ_RETRY,
+        limits: AnswerLimits = READ_LIMITS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.db = db
@@ -45,6 +48,7 @@ class CouchClient:
         self._timeout = timeout
         self._verify = verify
         self._retry = retry
+        self._limits = limits
         self._local = threading.local()
 
     @property
@@ -54,9 +58,7 @@ class CouchClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
-            session.auth = self._auth
-            session.verify = self._verify
+            session = scoped_session(self.base_url, basic=self._auth, verify=self._verify)
             session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
             self._local.session = session
         return session
@@ -73,7 +75,12 @@ class CouchClient:
         reader = getattr(self._local, "reader", None)
         if reader is None:
             reader = Reader(
-                self._session(), conn_id=self.conn_id, system="CHT", timeout=self._timeout, retry=self._retry
+                self._session(),
+                conn_id=self.conn_id,
+                system="CHT",
+                timeout=self._timeout,
+                retry=self._retry,
+                limits=self._limits,
             )
             self._local.reader = reader
         return reader

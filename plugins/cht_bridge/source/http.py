@@ -8,6 +8,12 @@ an ``AuthError`` (repeating a refused login locks accounts); any other answer is
 ``SourceError`` carrying the status. Every request here is a read (a GET, or CouchDB's POST of
 ``_all_docs`` keys), so repeating it is safe.
 
+Every answer is read against a wall-clock deadline and a size cap (``read_body``), because
+``requests``' timeout bounds each socket read and not the answer: a server that sends one byte a
+second never times out, and one that sends 2 GB fills the memory. Redirects are not followed: a
+read that is redirected is refused with the target's origin, so nothing (credentials, query
+values) goes to a host the Connection does not name.
+
 Logs name the connection, the method, the URL without credentials or query values, and the
 status: query values can be patient identifiers and bodies are patient data.
 """
@@ -19,19 +25,113 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from cht_bridge.destinations.retry import RetryPolicy, backoff, classify, retry_after
-from cht_bridge.errors import AuthError, SourceError
+from cht_bridge.errors import AnswerLimitError, AuthError, SourceError
 
 log = logging.getLogger(__name__)
 
 #: Reads ride out a restart of the source (a few seconds); after that the task fails and
 #: Airflow retries it later, from the last stored checkpoint.
 READ_RETRY = RetryPolicy(retries=4, backoff_s=1.0, max_backoff_s=8.0)
+
+MiB = 1024 * 1024
+#: Bytes asked of the socket per read: large, so a 100 MB page is a few thousand Python steps.
+CHUNK_BYTES = MiB
+#: Of an error answer only the start is read: enough for its reason, never a whole page.
+ERROR_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class AnswerLimits:
+    """How long an answer's body may take to arrive, and how large it may be.
+
+    The deadline runs from the answer's status line to its last byte; the wait for the status
+    line itself is the per-read ``timeout``. Headers trickled a byte at a time are not covered
+    (``http.client`` reads them before the answer is handed over): the task's execution timeout
+    bounds that case. The defaults fit CHT's pages: a ``_changes`` page of
+    10,000 documents (the largest ``batch_size``) with ``include_docs`` is about 100 MB at 10 KB a
+    report, and a busy CHT sends it in well under a minute.
+    """
+
+    deadline_s: float = 300.0
+    max_bytes: int = 256 * MiB
+
+
+#: The limits of every read unless its constructor is given others.
+READ_LIMITS = AnswerLimits()
+#: The limits of a destination's answer to a write: an id, or a status per item of a batch.
+ANSWER_LIMITS = AnswerLimits(deadline_s=60.0, max_bytes=4 * MiB)
+
+
+def read_body(response: requests.Response, limits: AnswerLimits, *, reason_only: bool = False) -> bytes:
+    """The body of a streamed answer (``stream=True``), read within ``limits``.
+
+    Each socket read returns what has arrived (``read1``), so a trickle is seen between reads, and
+    the socket's timeout is cut to the time left, so a stall ends at the deadline too. The body is
+    then also ``response.content``, for code that reads ``.json()`` or ``.text``. On a breach the
+    connection is closed (the rest of the answer is never read) and ``AnswerLimitError`` raised.
+    ``reason_only`` (an error answer, read for its reason): at most ``ERROR_BODY_BYTES``, and what
+    arrived by the cap or the deadline is returned instead of raising.
+
+    :raises AnswerLimitError: the body is larger than ``limits.max_bytes`` or not complete after
+        ``limits.deadline_s``.
+    :raises requests.RequestException: the connection broke, or stalled for a whole read timeout.
+    """
+    cap = min(limits.max_bytes, ERROR_BODY_BYTES) if reason_only else limits.max_bytes
+    raw = response.raw
+    if raw is None:  # an answer made in memory, not received: nothing to wait for
+        return response.content or b""
+    sock = getattr(raw.connection, "sock", None)
+    deadline = time.monotonic() + limits.deadline_s
+    chunks: list[bytes] = []
+    size, breach = 0, None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                breach = AnswerLimitError(f"answer not complete after {limits.deadline_s:g} s", too_large=False)
+                break
+            if sock is not None and (sock.gettimeout() is None or sock.gettimeout() > left):
+                sock.settimeout(left)
+            try:
+                chunk = raw.read1(CHUNK_BYTES, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError:
+                if time.monotonic() < deadline:
+                    raise requests.ReadTimeout("the answer stalled") from None
+                continue  # the deadline check names it
+            except urllib3.exceptions.HTTPError as exc:
+                raise requests.ConnectionError(type(exc).__name__) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > cap:
+                breach = AnswerLimitError(f"answer larger than {_size(cap)}", too_large=True)
+                break
+    except BaseException:
+        response.close()
+        raise
+    if breach is not None:
+        response.close()
+        if not reason_only:
+            raise breach
+    body = b"".join(chunks)
+    if reason_only:
+        body = body[:cap]
+    response._content = body  # noqa: SLF001 - what requests' own .content would hold, read within limits
+    response._content_consumed = True  # noqa: SLF001
+    return body
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:g} MiB" if n >= MiB else f"{n} bytes"
 
 
 def safe_url(url: str, params: dict[str, Any] | None = None) -> str:
@@ -43,6 +143,14 @@ def safe_url(url: str, params: dict[str, Any] | None = None) -> str:
     names = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)] + list(params or {})
     query = "&".join(dict.fromkeys(f"{name}=…" for name in names))
     return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def redirect_reason(response: requests.Response) -> str | None:
+    """Why a redirect was not followed, naming its target without user-info or query values; None
+    for any other answer. The bridge follows no redirect: a Connection names the URL to use."""
+    if not response.is_redirect:
+        return None
+    return f"redirected to {safe_url(response.headers['Location'])}; fix the connection's URL"
 
 
 def default_reason(response: requests.Response) -> str:
@@ -72,8 +180,10 @@ class Reader:
         reason: Callable[[requests.Response], str] = default_reason,
         headers: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        limits: AnswerLimits = READ_LIMITS,
     ) -> None:
         self.session = session
+        self.limits = limits
         self.conn_id = conn_id
         self.system = system
         self.timeout = timeout
@@ -115,25 +225,42 @@ class Reader:
             self.requests += 1
             try:
                 response = self.session.request(
-                    method, url, params=params, json=body, headers=self._headers, timeout=self.timeout
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=self._headers,
+                    timeout=self.timeout,
+                    stream=True,
+                    allow_redirects=False,
                 )
-            except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
-                status, problem = None, type(exc).__name__
-            else:
                 status = response.status_code
                 kind = classify(status)
                 if kind == "auth":
+                    response.close()
                     raise AuthError(self.conn_id, status, self.system)
                 if kind == "delivered":
+                    text = read_body(response, self.limits)
                     try:
-                        return response.content.decode("utf-8")
+                        return text.decode("utf-8")
                     except UnicodeDecodeError:  # its str() is value-free, but the error holds the body
                         raise SourceError(
                             f"{self.system} connection '{self.conn_id}': {where} answered with a body that is "
                             "not UTF-8",
                             status=status,
                         ) from None
-                problem = f"HTTP {status}: {self._reason(response)}"
+                read_body(response, self.limits, reason_only=True)
+            except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
+                status, problem = None, type(exc).__name__
+            except AnswerLimitError as exc:
+                # Not repeated: a too-large answer would be as large again, and a read that already
+                # took the whole deadline would hold the task for as long again, each time.
+                raise SourceError(
+                    f"{self.system} connection '{self.conn_id}': {exc} on {where}; the read was stopped",
+                    status=status,
+                ) from None
+            else:
+                problem = f"HTTP {status}: {redirect_reason(response) or self._reason(response)}"
                 if kind == "permanent":
                     break
                 wait_asked = retry_after(response.headers.get("Retry-After"))

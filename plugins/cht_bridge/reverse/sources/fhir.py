@@ -12,9 +12,11 @@ the read. ``gt`` would lose those for good; ``ge`` reads the boundary records ag
 run, and the caller's ledger, keyed by ``(id, version)``, skips the ones it already processed.
 The cost is a few repeated records per run, never a missed one.
 
-Paging follows ``Bundle.link[relation=next]`` verbatim except for its host: servers behind a proxy
-(OpenMRS behind OpenHIM) put their own view of the base in the link, so the part before the
-resource path is moved onto the configured base. A next link that expired (404/410: OpenMRS keeps
+Paging follows ``Bundle.link[relation=next]`` when it points to the Connection's own origin
+(scheme, host and port, compared parsed). Servers behind a proxy (OpenMRS behind OpenHIM) put their
+own view of the base in the link: a link on the base the first page's self link named is moved
+onto the configured base. A next link anywhere else, or with user-info, is refused with a
+``SourceError``, so the credentials never follow it. A next link that expired (404/410: OpenMRS keeps
 only the last 100 searches in memory) restarts the search from the current checkpoint.
 
 Caveat for servers whose next links are plain ``_offset`` re-queries (sekmet) rather than a cached
@@ -33,12 +35,13 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
+from cht_bridge.origin import Origin, has_userinfo, origin
 from cht_bridge.reverse.model import DEFAULT_CLOCK_SKEW_MINUTES, DEFAULT_MAX_PAGES
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash
 from cht_bridge.reverse.sources.paging import PageGuard
@@ -145,7 +148,7 @@ class FhirSearchSource:
             reason=outcome_reason,
             headers={"Accept": "application/fhir+json", "Prefer": "handling=strict"},
         )
-        self._server_base: str | None = None
+        self._server_base: tuple[Origin, str] | None = None  # origin and path of the server's own base
 
     def pages(self, checkpoint: Any | None) -> Iterator[SourcePage]:
         """Search from ``checkpoint`` (``None``: everything) and yield every page of matches.
@@ -206,22 +209,48 @@ class FhirSearchSource:
         return f"{self.base_url}/{self.resource_type}", params
 
     def _learn_server_base(self, bundle: dict[str, Any]) -> None:
-        """The server's own view of its base, from the first page's self link (for _rebase)."""
-        path = (_link(bundle, "self") or "").split("?", 1)[0].rstrip("/")
+        """The server's own view of its base, from the first page's self link (for ``_rebase``).
+
+        Kept only from an absolute self link without user-info whose path ends with the searched
+        type. It is never a place a request goes: ``_rebase`` moves a link on it onto the base.
+        """
+        link = _link(bundle, "self") or ""
+        where = origin(link)
+        self._server_base = None
+        if where is None or has_userinfo(link):
+            return
+        path = urlsplit(link).path.rstrip("/")
         suffix = f"/{self.resource_type}"
         if path.endswith(suffix):
-            self._server_base = path[: -len(suffix)]
+            self._server_base = (where, path[: -len(suffix)])
 
     def _rebase(self, link: str) -> str:
-        """A next link moved onto the configured base (same path and query after the base)."""
-        if link.startswith(self.base_url):
-            return link
-        if self._server_base and link.startswith(self._server_base):
-            return self.base_url + link[len(self._server_base) :]
-        ours, theirs = urlsplit(self.base_url), urlsplit(link)
-        if not theirs.scheme:  # a relative link: relative to the base, as FHIR references are
-            return urljoin(self.base_url + "/", link)
-        return urlunsplit((ours.scheme, ours.netloc, theirs.path, theirs.query, ""))
+        """The URL a next link asks for, on the configured base; a SourceError for any other origin.
+
+        A link on the Connection's own origin (scheme, host and port, parsed) is followed as it is,
+        a relative one relative to the base, as FHIR references are. A link on the origin the self
+        link showed, under its path (a server behind a proxy naming its own address), is moved
+        onto the configured base. Anything else, and any link with user-info, is refused: the
+        session's credentials must not go where the Connection does not point.
+        """
+        refused = f"FHIR connection '{self.conn_id}': refused a next link"
+        try:
+            if has_userinfo(link):
+                raise SourceError(f"{refused} with user-info in its host (name@host)")
+            target = urljoin(self.base_url + "/", link)
+            parts = urlsplit(target)
+        except ValueError:
+            raise SourceError(f"{refused} that is not a URL") from None
+        where = origin(target)
+        if where is not None and where == origin(self.base_url):
+            return target
+        if self._server_base and where == self._server_base[0]:
+            prefix = self._server_base[1]
+            if parts.path == prefix or parts.path.startswith(prefix + "/"):
+                query = f"?{parts.query}" if parts.query else ""
+                return self.base_url + parts.path[len(prefix) :] + query
+        shown = f"{where[0]}://{where[1]}:{where[2]}" if where else "no http(s) origin"
+        raise SourceError(f"{refused} to {shown}, which is not the connection's origin nor the server's own base")
 
     # -- answers ---------------------------------------------------------------------------------
     def _check_bundle(self, bundle: Any) -> None:
