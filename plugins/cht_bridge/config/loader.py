@@ -18,8 +18,8 @@ from cht_bridge.config.model import (
     DEFAULT_TASK_TIMEOUT_MINUTES,
     Auth,
     Deletes,
-    Delivery,
-    Destination,
+    DeliverySettings,
+    DestinationConfig,
     MappingSource,
     Pipeline,
 )
@@ -289,12 +289,12 @@ def _number(value: Any, key: str, low: float, high: float, problems: _Problems) 
     return float(value)
 
 
-def _delivery(value: Any, problems: _Problems) -> Delivery:
+def _delivery(value: Any, problems: _Problems) -> DeliverySettings:
     if not isinstance(value, dict):
         problems.add("delivery", "must be a mapping (retries, backoff_seconds, max_backoff_seconds, ...)")
-        return Delivery()
+        return DeliverySettings()
     problems.unknown(value, DELIVERY_KEYS, "delivery.")
-    default = Delivery()
+    default = DeliverySettings()
     backoff = _number(
         value.get("backoff_seconds", default.backoff_seconds), "delivery.backoff_seconds", 0, 600, problems
     )
@@ -303,7 +303,7 @@ def _delivery(value: Any, problems: _Problems) -> Delivery:
     )
     if longest < backoff:
         problems.add("delivery.max_backoff_seconds", "must not be smaller than delivery.backoff_seconds")
-    return Delivery(
+    return DeliverySettings(
         retries=_int(value.get("retries", default.retries), "delivery.retries", 0, 20, problems),
         backoff_seconds=backoff,
         max_backoff_seconds=longest,
@@ -348,7 +348,7 @@ def _is_doc_path(path: Any) -> bool:
     return isinstance(path, str) and (path == "doc" or path.startswith("doc."))
 
 
-def _destination(value: Any, problems: _Problems) -> Destination | None:
+def _destination(value: Any, problems: _Problems) -> DestinationConfig | None:
     if not isinstance(value, dict):
         problems.add("destination", "required: a mapping with conn_id and path")
         return None
@@ -373,7 +373,7 @@ def _destination(value: Any, problems: _Problems) -> Destination | None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
         problems.add("destination.timeout", "must be a number of seconds from 0 to 600")
         timeout = 30
-    return Destination(
+    return DestinationConfig(
         conn_id=conn_id,
         path=path,
         method=method,
