@@ -71,7 +71,7 @@ def pipeline(cht, name: str, mapping: dict, **extra) -> object:
         "relevant_to": "doc.type === 'data_record'", "mapping": mapping,
         "destination": {"conn_id": "emr_test", "path": "/in"}, "batch_size": 50, **extra,
     }  # fmt: skip
-    return parse_pipeline(config, source="test")
+    return parse_pipeline(config, file="test")
 
 
 # -- hydrated parents are each document's own ---------------------------------------------------------

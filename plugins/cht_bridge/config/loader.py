@@ -135,7 +135,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     :raises ConfigError: naming the file and every key at fault.
     """
     path = Path(path)
-    return parse_pipeline(read_yaml(path), source=str(path), default_name=path.stem)
+    return parse_pipeline(read_yaml(path), file=str(path), default_name=path.stem)
 
 
 def read_yaml(path: Path) -> Any:
@@ -167,9 +167,9 @@ def find_pipeline(folder: str | Path, name: str) -> Pipeline:
     raise ConfigError(str(folder), [f"pipeline: no valid pipeline file named '{name}' in this folder"])
 
 
-def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) -> Pipeline:
+def parse_pipeline(raw: Any, *, file: str, default_name: str | None = None) -> Pipeline:
     """Check an already-parsed pipeline mapping and build the frozen model."""
-    problems, name, schedule, start_date = first_checks(raw, TOP_KEYS, source=source, default_name=default_name)
+    problems, name, schedule, start_date = first_checks(raw, TOP_KEYS, source=file, default_name=default_name)
 
     cht = raw.get("cht")
     cht_conn_id, cht_db = None, "medic"
@@ -193,10 +193,10 @@ def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) ->
     deletes = _deletes(raw.get("deletes", {"action": "ignore"}), problems)
 
     if problems.lines:
-        raise ConfigError(source, problems.lines)
+        raise ConfigError(file, problems.lines)
     return Pipeline(
         name=name,
-        source=source,
+        file=file,
         start_date=start_date,
         cht_conn_id=cht_conn_id,
         relevant_to=relevant_to,

@@ -86,7 +86,7 @@ class Pipeline:
     """One CHT → destination pipeline; one Airflow DAG is generated from each."""
 
     name: str
-    source: str  # the file it came from, for error messages
+    file: str  # the file it came from, for error messages
     start_date: datetime
     cht_conn_id: str
     relevant_to: str

@@ -85,7 +85,7 @@ class Mapper:
             pipeline.name,
             pipeline.relevant_to,
             pipeline.mapping,
-            source=pipeline.source,
+            source=pipeline.file,
             timeout_ms=pipeline.script_timeout_ms,
             sandbox=sandbox,
         )

@@ -33,7 +33,7 @@ def load_pipelines(path: str | Path) -> list[Pipeline]:
     except json.JSONDecodeError as exc:
         raise ConfigError(str(path), [f"line {exc.lineno}: not valid JSON ({exc.msg})"]) from exc
     pushes = pipelines_from_app_settings(settings, source=str(path))
-    return [parse_pipeline(p.pipeline, source=f"{path}: outbound.{p.push}") for p in pushes]
+    return [parse_pipeline(p.pipeline, file=f"{path}: outbound.{p.push}") for p in pushes]
 
 
 def read_jsonl(lines: Iterable[str], source: str) -> Iterator[dict]:

@@ -51,7 +51,7 @@ def opened(pipeline: Any) -> Iterator[Resources]:
     try:
         client = ChtHook(pipeline.cht_conn_id).get_client(pipeline.cht_db)
         client.info()  # one request: wrong credentials fail here, before anything is read or sent
-        destination = rest_destination(pipeline.destination, source=pipeline.source, delivery=pipeline.delivery)
+        destination = rest_destination(pipeline.destination, source=pipeline.file, delivery=pipeline.delivery)
         store = open_state_store(pipeline.state_conn_id)
         yield Resources(client, destination, store, mapper)
     finally:
