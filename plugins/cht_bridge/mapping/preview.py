@@ -18,7 +18,7 @@ from cht_bridge.config import load_pipeline, parse_pipeline, pipelines_from_app_
 from cht_bridge.config.model import Pipeline
 from cht_bridge.errors import ConfigError
 from cht_bridge.mapping.engine import Mapper
-from cht_bridge.sandbox import Sandbox
+from cht_bridge.v8 import Sandbox
 
 CHUNK = 1000
 
