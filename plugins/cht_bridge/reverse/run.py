@@ -200,12 +200,20 @@ def unplaced_reason(pipeline: ReversePipeline, places: PlaceTable, code: Any) ->
 
 
 def match_config(pipeline: ReversePipeline) -> Any:
-    """The matcher's settings: its own defaults, with what the pipeline file sets."""
+    """The matcher's settings: its own defaults, with what the pipeline file sets.
+
+    ``review.max_candidates`` is how many candidates the matcher keeps, so a reviewer is offered
+    as many as the file allows.
+    """
     from cht_bridge.matching import MatchConfig
 
     m = pipeline.match
     chosen = {"upper": m.upper, "lower": m.lower, "ambiguity_margin": m.margin}
-    return MatchConfig(region=m.region, **{k: v for k, v in chosen.items() if v is not None})
+    return MatchConfig(
+        region=m.region,
+        max_candidates=pipeline.review.max_candidates,
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
 
 
 def incoming_person(row: InboundRow, person_id: str, pipeline: ReversePipeline) -> Any:
