@@ -131,7 +131,10 @@ def _identifiers_disagree(person: Person, existing_id: str, index: Deterministic
 
 
 def _rank(
-    pairs: Sequence[ScoredPair], existing_ids: dict[str, str], match_share: float, keep: int = MatchConfig.max_candidates
+    pairs: Sequence[ScoredPair],
+    existing_ids: dict[str, str],
+    match_share: float,
+    keep: int = MatchConfig.max_candidates,
 ) -> dict[str, _Ranked]:
     """Best candidates per incoming key, with probabilities that compete.
 
