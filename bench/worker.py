@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     user, password = sys.stdin.readline().strip().split(":", 1)  # credentials never on argv
 
     config = {**PIPELINE, "destination": {**PIPELINE["destination"], "mode": args.mode}}
-    pipeline = parse_pipeline(config, source="bench")
+    pipeline = parse_pipeline(config, file="bench")
     client = CouchClient(args.couch, args.db, (user, password), conn_id="bench_cht")
     destination = RestDestination.configured(requests.Session(), args.receiver, pipeline.destination, pipeline.delivery)
     store = StateStore(args.state)

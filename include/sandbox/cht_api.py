@@ -345,8 +345,11 @@ class Couch:
 
 
 # -- hydration -------------------------------------------------------------------------------------
-class Hydrator:
-    """``shared-libs/lineage`` hydration: parents, primary contacts, a report's submitter
+class ApiHydration:
+    """The local CHT API's server-side hydration (what ``/api/v1/hydrate`` answers); not the
+    pipeline's own ``cht_bridge.source.Hydrator``, which hydrates pages of the changes feed.
+
+    ``shared-libs/lineage`` hydration: parents, primary contacts, a report's submitter
     lineage, and its ``patient``/``place`` from the subject ids (shortcode or uuid)."""
 
     def __init__(self, couch: Couch) -> None:
@@ -466,7 +469,7 @@ class ChtApi(BackgroundHttpServer):
     def __init__(self, couch_url: str, admin_auth: tuple[str, str], db: str = "medic", port: int | None = None) -> None:
         super().__init__(port=port or 0)
         self.couch = Couch(couch_url, admin_auth, db)
-        self.hydrator = Hydrator(self.couch)
+        self.hydration = ApiHydration(self.couch)
         self.routes: list[tuple[frozenset[str], re.Pattern[str], Handler]] = [
             (frozenset({"POST"}), re.compile(r"^/api/v[12]/records/?$"), self._records),
             (frozenset({"GET", "POST"}), re.compile(r"^/api/v1/hydrate/?$"), self._hydrate),
@@ -674,7 +677,7 @@ class ChtApi(BackgroundHttpServer):
             if doc is None:
                 result.append({"id": doc_id, "error": "not_found"})
             else:
-                result.append({"id": doc_id, "doc": self.hydrator.hydrate(doc)})
+                result.append({"id": doc_id, "doc": self.hydration.hydrate(doc)})
         return json_response(200, result)
 
     def _contacts_by_phone(self, req: Request, match: re.Match[str]) -> Response:
@@ -693,7 +696,7 @@ class ChtApi(BackgroundHttpServer):
         docs = self.couch.get_many(ids)
         if not docs:
             return json_response(404, {"error": "not_found", "reason": "no matches found"})
-        return json_response(200, {"ok": True, "docs": [self.hydrator.hydrate(docs[i]) for i in ids if i in docs]})
+        return json_response(200, {"ok": True, "docs": [self.hydration.hydrate(docs[i]) for i in ids if i in docs]})
 
     # -- legacy people and places (§2.5) -----------------------------------------------------------
     def _create_people(self, req: Request, match: re.Match[str]) -> Response:
@@ -742,7 +745,7 @@ class ChtApi(BackgroundHttpServer):
         doc = self.couch.get(place_id)
         if doc is None or not is_place(settings, doc):
             raise ApiError(404, "Failed to find place.")
-        return self.hydrator.with_lineage(doc)
+        return self.hydration.with_lineage(doc)
 
     def _legacy_places(self, settings: dict[str, Any], place: dict[str, Any]) -> dict[str, Any]:
         """``places.createPlaces``: parents first (UUID or inline object), then this place."""
@@ -778,7 +781,7 @@ class ChtApi(BackgroundHttpServer):
         if doc is None or not check(req.settings, doc):
             raise ApiError(404, f"{kind.capitalize()} not found")
         if req.arg("with_lineage") == "true":
-            doc = self.hydrator.with_lineage(doc)
+            doc = self.hydration.with_lineage(doc)
         return json_response(200, doc)
 
     def _create_person(self, req: Request, match: re.Match[str]) -> Response:

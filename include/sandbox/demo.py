@@ -72,20 +72,17 @@ def reverse_summary(xcoms: dict, answered: int) -> dict:
 def demo_reviewer():
     """Answer review questions as a person who knows the demo lists would: the true candidate,
     a new person when the row is truly new, and skip when the true person is not offered."""
+    from cht_bridge.reverse.choices import NEW, SKIP
     from include.sandbox.emr_lists import contact_rows, ltfu_patients
 
     truth = {**ltfu_patients()[1], **contact_rows()[1]}
 
     def choose(question) -> str:
-        record = question.subject.rsplit("record ", 1)[-1].rstrip("?")
-        ids = next((line for line in question.body.splitlines() if line.startswith("| CHT id |")), "")
-        candidates = [cell.strip() for cell in ids.strip("|").split("|")[2:]]
-        true_id = truth.get(record)
+        offer = question.offer
+        true_id = truth.get(offer.record)
         if true_id is None:
-            return "Create a new person"
-        if true_id in candidates:
-            return f"Link to candidate {candidates.index(true_id) + 1}"
-        return "Skip this row"
+            return NEW.label
+        return (offer.link_to(true_id) or SKIP).label
 
     return choose
 

@@ -4,7 +4,9 @@ A person answers a reverse pipeline's review questions in the Airflow UI (Browse
 Actions) or through the REST API. ``dag.test()`` has neither, so this thread polls the metadata
 database for open questions and records an answer exactly as the API's
 ``PATCH .../hitlDetails`` handler does: it writes the response on the question and resumes the
-parked task instance. What to answer is the caller's ``choose(question) -> option`` function.
+parked task instance. What to answer is the caller's ``choose(question) -> option`` function;
+``question.offer`` is what the question offers (the row and its candidates' CHT ids), read from
+the question as a program reads it (``cht_bridge.reverse.choices``), not from its table.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cht_bridge.reverse.choices import Offer
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,13 @@ class Question:
     subject: str
     body: str
     options: list[str]
+
+    @property
+    def offer(self) -> Offer:
+        """The list row asked about and the CHT ids of the candidates offered, by 0-based index."""
+        from cht_bridge.reverse.choices import read_offer
+
+        return read_offer(self.body)
 
 
 #: seconds after which an answered question whose task is still parked is resumed again

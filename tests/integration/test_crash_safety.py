@@ -127,7 +127,7 @@ def child_main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(threadName)s %(message)s")
     cht_auth = tuple(sys.stdin.readline().rstrip("\n").split(":", 1))
     receiver_auth = tuple(sys.stdin.readline().rstrip("\n").split(":", 1))
-    pipeline = parse_pipeline(json.loads(args.config.read_text()), source=str(args.config))
+    pipeline = parse_pipeline(json.loads(args.config.read_text()), file=str(args.config))
     summary = run_once(pipeline, args.couch, cht_auth, args.receiver, receiver_auth, args.state)
     print(json.dumps(summary.as_dict()), flush=True)
     return 0
@@ -462,7 +462,7 @@ def test_couchdb_restarted_mid_run_fails_cleanly_or_retries_and_the_next_run_res
     db_url, admin = f"{couch.url}/medic", couch.admin_auth
     name = f"restart_{outage}_{uuid.uuid4().hex[:8]}"
     raw = pipeline_config(name, "medic", "single", cht_conn="cht_restart", receiver_conn="rcv_restart")
-    pipeline = parse_pipeline(raw, source=f"{name}.yaml")
+    pipeline = parse_pipeline(raw, file=f"{name}.yaml")
     creds = {"username": "bridge", "password": uuid.uuid4().hex}
     receiver = Receiver(tmp_path / "receiver", credentials=creds, delay=0.03).start()
     receiver.credentials = creds

@@ -177,7 +177,7 @@ def test_a_refused_login_is_not_hidden_by_a_cht_error_in_the_same_moment(cht, mo
         "relevant_to": "doc.type === 'data_record'", "mapping": {"id": "doc._id"},
         "destination": {"conn_id": "emr", "path": "/in"}, "batch_size": 100,
     }  # fmt: skip
-    pipeline = parse_pipeline(config, source="test")
+    pipeline = parse_pipeline(config, file="test")
     client = SecondPageFails(cht.url, cht.db, cht.user, conn_id="cht_test")
     destination = RestDestination(
         requests.Session(), f"http://127.0.0.1:{server.server_address[1]}", "/in", conn_id="emr"

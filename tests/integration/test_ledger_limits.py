@@ -83,7 +83,7 @@ def _run(cht, emr, store, name):
     destination = RestDestination(requests.Session(), emr, "/in", conn_id="emr")
     try:
         return run_pipeline(
-            parse_pipeline(config, source="test"),
+            parse_pipeline(config, file="test"),
             client=CouchClient(cht.url, cht.db, cht.user, conn_id="cht_test"),
             destination=destination,
             store=store,

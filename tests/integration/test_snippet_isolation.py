@@ -14,10 +14,10 @@ from cht_bridge.destinations import RestDestination
 from cht_bridge.errors import SourceError
 from cht_bridge.mapping import Mapper
 from cht_bridge.mapping.engine import ScriptStalled
-from cht_bridge.sandbox import Sandbox
 from cht_bridge.source import CouchClient, Hydrator
 from cht_bridge.state import DEAD, FAILED, Outcome, StateStore
 from cht_bridge.sync import run_pipeline
+from cht_bridge.v8 import Sandbox
 from include.sandbox.http_server import BackgroundHttpServer, StandInHandler
 from tests.integration.test_hydration import CHW_LINEAGE, client_for, report, store, world  # noqa: F401
 
@@ -71,7 +71,7 @@ def pipeline(cht, name: str, mapping: dict, **extra) -> object:
         "relevant_to": "doc.type === 'data_record'", "mapping": mapping,
         "destination": {"conn_id": "emr_test", "path": "/in"}, "batch_size": 50, **extra,
     }  # fmt: skip
-    return parse_pipeline(config, source="test")
+    return parse_pipeline(config, file="test")
 
 
 # -- hydrated parents are each document's own ---------------------------------------------------------

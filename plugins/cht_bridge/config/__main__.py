@@ -28,7 +28,7 @@ def import_outbound(settings_path: Path, out: Path, cht_conn_id: str, start: dat
     out.mkdir(parents=True, exist_ok=True)
     for push in pushes:
         target = out / f"{push.pipeline['name']}.yaml"
-        parse_pipeline(push.pipeline, source=str(target))  # the file we write must load
+        parse_pipeline(push.pipeline, file=str(target))  # the file we write must load
         target.write_text(yaml.safe_dump(push.pipeline, sort_keys=False, allow_unicode=True), encoding="utf-8")
         conn = push.connection
         print(f"wrote {target}")

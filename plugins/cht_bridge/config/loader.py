@@ -18,8 +18,8 @@ from cht_bridge.config.model import (
     DEFAULT_TASK_TIMEOUT_MINUTES,
     Auth,
     Deletes,
-    Delivery,
-    Destination,
+    DeliverySettings,
+    DestinationConfig,
     MappingSource,
     Pipeline,
 )
@@ -135,7 +135,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     :raises ConfigError: naming the file and every key at fault.
     """
     path = Path(path)
-    return parse_pipeline(read_yaml(path), source=str(path), default_name=path.stem)
+    return parse_pipeline(read_yaml(path), file=str(path), default_name=path.stem)
 
 
 def read_yaml(path: Path) -> Any:
@@ -167,9 +167,9 @@ def find_pipeline(folder: str | Path, name: str) -> Pipeline:
     raise ConfigError(str(folder), [f"pipeline: no valid pipeline file named '{name}' in this folder"])
 
 
-def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) -> Pipeline:
+def parse_pipeline(raw: Any, *, file: str, default_name: str | None = None) -> Pipeline:
     """Check an already-parsed pipeline mapping and build the frozen model."""
-    problems, name, schedule, start_date = first_checks(raw, TOP_KEYS, source=source, default_name=default_name)
+    problems, name, schedule, start_date = first_checks(raw, TOP_KEYS, source=file, default_name=default_name)
 
     cht = raw.get("cht")
     cht_conn_id, cht_db = None, "medic"
@@ -193,10 +193,10 @@ def parse_pipeline(raw: Any, *, source: str, default_name: str | None = None) ->
     deletes = _deletes(raw.get("deletes", {"action": "ignore"}), problems)
 
     if problems.lines:
-        raise ConfigError(source, problems.lines)
+        raise ConfigError(file, problems.lines)
     return Pipeline(
         name=name,
-        source=source,
+        file=file,
         start_date=start_date,
         cht_conn_id=cht_conn_id,
         relevant_to=relevant_to,
@@ -289,12 +289,12 @@ def _number(value: Any, key: str, low: float, high: float, problems: _Problems) 
     return float(value)
 
 
-def _delivery(value: Any, problems: _Problems) -> Delivery:
+def _delivery(value: Any, problems: _Problems) -> DeliverySettings:
     if not isinstance(value, dict):
         problems.add("delivery", "must be a mapping (retries, backoff_seconds, max_backoff_seconds, ...)")
-        return Delivery()
+        return DeliverySettings()
     problems.unknown(value, DELIVERY_KEYS, "delivery.")
-    default = Delivery()
+    default = DeliverySettings()
     backoff = _number(
         value.get("backoff_seconds", default.backoff_seconds), "delivery.backoff_seconds", 0, 600, problems
     )
@@ -303,7 +303,7 @@ def _delivery(value: Any, problems: _Problems) -> Delivery:
     )
     if longest < backoff:
         problems.add("delivery.max_backoff_seconds", "must not be smaller than delivery.backoff_seconds")
-    return Delivery(
+    return DeliverySettings(
         retries=_int(value.get("retries", default.retries), "delivery.retries", 0, 20, problems),
         backoff_seconds=backoff,
         max_backoff_seconds=longest,
@@ -348,7 +348,7 @@ def _is_doc_path(path: Any) -> bool:
     return isinstance(path, str) and (path == "doc" or path.startswith("doc."))
 
 
-def _destination(value: Any, problems: _Problems) -> Destination | None:
+def _destination(value: Any, problems: _Problems) -> DestinationConfig | None:
     if not isinstance(value, dict):
         problems.add("destination", "required: a mapping with conn_id and path")
         return None
@@ -373,7 +373,7 @@ def _destination(value: Any, problems: _Problems) -> Destination | None:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 600:
         problems.add("destination.timeout", "must be a number of seconds from 0 to 600")
         timeout = 30
-    return Destination(
+    return DestinationConfig(
         conn_id=conn_id,
         path=path,
         method=method,

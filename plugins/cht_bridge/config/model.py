@@ -31,8 +31,11 @@ class Auth:
 
 
 @dataclass(frozen=True)
-class Destination:
-    """Where payloads go. Host, login and secret live in the Airflow Connection ``conn_id``."""
+class DestinationConfig:
+    """The pipeline file's ``destination:`` settings: where payloads go (not the sender, ``destinations.Destination``).
+
+    Host, login and secret live in the Airflow Connection ``conn_id``.
+    """
 
     conn_id: str
     path: str
@@ -46,8 +49,10 @@ class Destination:
 
 
 @dataclass(frozen=True)
-class Delivery:
-    """How hard a pipeline tries before a document waits for the next run or is given up.
+class DeliverySettings:
+    """The pipeline file's ``delivery:`` settings (not one request, ``destinations.Delivery``).
+
+    How hard a pipeline tries before a document waits for the next run or is given up.
 
     Retries inside a run absorb a destination's hiccups (408, 429, 5xx, timeouts); runs absorb
     outages; ``dead_after`` stops a document that can never arrive from being tried for ever,
@@ -81,12 +86,12 @@ class Pipeline:
     """One CHT → destination pipeline; one Airflow DAG is generated from each."""
 
     name: str
-    source: str  # the file it came from, for error messages
+    file: str  # the file it came from, for error messages
     start_date: datetime
     cht_conn_id: str
     relevant_to: str
     mapping: dict[str, MappingSource]
-    destination: Destination
+    destination: DestinationConfig
     schedule: str | None = None
     description: str = ""
     cht_db: str = "medic"
@@ -96,5 +101,5 @@ class Pipeline:
     retries: int = 2  # Airflow task retries after a transient failure (CHT or destination down)
     task_timeout_minutes: int = DEFAULT_TASK_TIMEOUT_MINUTES  # each task's execution_timeout
     tags: tuple[str, ...] = ()
-    delivery: Delivery = field(default_factory=Delivery)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     deletes: Deletes = field(default_factory=Deletes)

@@ -20,7 +20,7 @@ from typing import Any
 
 from cht_bridge.errors import ChtBridgeError
 from cht_bridge.mapping.hashing import payload_hash
-from cht_bridge.sandbox import MapResult, Sandbox, ScriptMemoryError, ScriptTimeout
+from cht_bridge.v8 import MapResult, Sandbox, ScriptMemoryError, ScriptTimeout
 
 #: A run stops once this many documents were stopped (time or memory) when evaluated alone, and
 #: they are more than half of the documents evaluated alone: a thousand-document batch that all
@@ -85,7 +85,7 @@ class Mapper:
             pipeline.name,
             pipeline.relevant_to,
             pipeline.mapping,
-            source=pipeline.source,
+            source=pipeline.file,
             timeout_ms=pipeline.script_timeout_ms,
             sandbox=sandbox,
         )

@@ -18,7 +18,7 @@ from cht_bridge.config import load_pipeline, parse_pipeline, pipelines_from_app_
 from cht_bridge.config.model import Pipeline
 from cht_bridge.errors import ConfigError
 from cht_bridge.mapping.engine import Mapper
-from cht_bridge.sandbox import Sandbox
+from cht_bridge.v8 import Sandbox
 
 CHUNK = 1000
 
@@ -33,7 +33,7 @@ def load_pipelines(path: str | Path) -> list[Pipeline]:
     except json.JSONDecodeError as exc:
         raise ConfigError(str(path), [f"line {exc.lineno}: not valid JSON ({exc.msg})"]) from exc
     pushes = pipelines_from_app_settings(settings, source=str(path))
-    return [parse_pipeline(p.pipeline, source=f"{path}: outbound.{p.push}") for p in pushes]
+    return [parse_pipeline(p.pipeline, file=f"{path}: outbound.{p.push}") for p in pushes]
 
 
 def read_jsonl(lines: Iterable[str], source: str) -> Iterator[dict]:

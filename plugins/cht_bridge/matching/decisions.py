@@ -40,6 +40,8 @@ class MatchConfig:
     :param same_as_upper: two rows of the incoming list are one person at or above this
         probability (``None``: ``upper``). Rows marked ``same_as`` only follow a link the earlier
         row made on its own, or go to review.
+    :param max_candidates: the best candidates kept per incoming person, which is how many a
+        reviewer is offered (a reverse pipeline's ``review.max_candidates``).
     """
 
     # The candidate probabilities are calibrated (on the synthetic population, the share of wrong
@@ -57,6 +59,7 @@ class MatchConfig:
     corroboration_bits: float = 8.0
     rival_probability: float = 0.01
     same_as_upper: float | None = 0.99
+    max_candidates: int = 3
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lower <= self.upper <= 1.0:
@@ -65,6 +68,8 @@ class MatchConfig:
             raise ValueError("ambiguity_margin must not be negative")
         if self.same_as_upper is not None and not 0.0 <= self.same_as_upper <= 1.0:
             raise ValueError("same_as_upper must lie between 0 and 1")
+        if self.max_candidates < 1:
+            raise ValueError("max_candidates must be at least 1")
 
 
 @dataclass(frozen=True)

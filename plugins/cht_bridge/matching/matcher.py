@@ -20,7 +20,6 @@ from cht_bridge.matching.records import Person
 from cht_bridge.matching.scoring import ScoredPair, score
 
 log = logging.getLogger(__name__)
-_MAX_CANDIDATES = 3
 # Evidence that is not the name and not the (household-level) phone: a relative shares a family
 # name, a phone and a home, but rarely the date of birth as well.
 _CORROBORATING_FIELDS = ("date_of_birth", "place")
@@ -66,7 +65,7 @@ def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchC
     )
 
     existing_ids = {key: person.id for key, person in zip(existing_keys, existing, strict=True)}
-    ranked = _rank(between, existing_ids, config.expected_match_share)
+    ranked = _rank(between, existing_ids, config.expected_match_share, config.max_candidates)
     index = DeterministicIndex(existing, existing_phones, config.shared_phone_count)
     decisions = [
         _decide_one(person, phone, ranked.get(key, _NOTHING), index, config)
@@ -131,7 +130,12 @@ def _identifiers_disagree(person: Person, existing_id: str, index: Deterministic
     return bool(person.identifier and theirs and theirs != person.identifier)
 
 
-def _rank(pairs: Sequence[ScoredPair], existing_ids: dict[str, str], match_share: float) -> dict[str, _Ranked]:
+def _rank(
+    pairs: Sequence[ScoredPair],
+    existing_ids: dict[str, str],
+    match_share: float,
+    keep: int = MatchConfig.max_candidates,
+) -> dict[str, _Ranked]:
     """Best candidates per incoming key, with probabilities that compete.
 
     Splink scores each pair on its own, so two look-alike candidates can both reach 0.999. An
@@ -139,8 +143,8 @@ def _rank(pairs: Sequence[ScoredPair], existing_ids: dict[str, str], match_share
     (``match_share`` over the number of existing people, already in its match weight) times its
     Bayes factor, over the same sum for every candidate plus ``1 - match_share`` for "someone
     new". Two equally good candidates each get about 0.5 and go to review. Also returns the
-    probability that the person is any of them, and the best candidate's per-field weights.
-    Ties are broken by existing id.
+    probability that the person is any of them (over every candidate, not only the ``keep`` best
+    returned), and the best candidate's per-field weights. Ties are broken by existing id.
     """
     by_incoming: dict[str, list[ScoredPair]] = defaultdict(list)
     for pair in pairs:
@@ -157,7 +161,7 @@ def _rank(pairs: Sequence[ScoredPair], existing_ids: dict[str, str], match_share
             for pair, odds in zip(found, relative, strict=True)
         ]
         order = sorted(range(len(found)), key=lambda i: (-candidates[i].probability, candidates[i].existing_id))
-        best_first = [candidates[i] for i in order[:_MAX_CANDIDATES]]
+        best_first = [candidates[i] for i in order[:keep]]
         ranked[key] = _Ranked(best_first, 1.0 - none_of_them / total, dict(found[order[0]].weights))
     return ranked
 

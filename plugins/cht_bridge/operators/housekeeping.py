@@ -25,12 +25,14 @@ def housekeeping_params() -> dict[str, Param]:
     """Params of ``cht_bridge_housekeeping``; each default is its environment variable, else documented."""
     params = {
         name: Param(
-            default_days(name), type="integer", minimum=0,
+            default_days(name), type=["null", "integer"], minimum=0,
             description=f"{DESCRIPTIONS[name]} Default: ${variable}, else {default}.",
         )
         for name, (variable, default) in SETTINGS.items()
     }  # fmt: skip
-    params["dry_run"] = Param(False, type="boolean", description="Count what would be removed; remove nothing.")
+    params["dry_run"] = Param(
+        False, type=["null", "boolean"], description="Count what would be removed; remove nothing. Default: off."
+    )
     return params
 
 

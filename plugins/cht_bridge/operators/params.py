@@ -1,7 +1,9 @@
 """The Params of the pipeline DAGs, the reverse-pipeline DAGs and the replay DAG, and how a run reads them.
 
 They are what an integration engineer fills in the Airflow UI's "Trigger DAG" form, so every
-Param says in its description what it does. Reading them fails the task with a plain message
+Param says in its description what it does and what its default is. The form marks a Param
+required unless its schema ``type`` allows ``null`` (or it has no ``type``), so every Param a run
+can do without allows ``null``, and a run reads ``null`` as the default. Reading them fails the task with a plain message
 when they contradict each other, before anything is read or sent.
 """
 
@@ -25,49 +27,80 @@ def pipeline_params() -> dict[str, Param]:
             None,
             type=["null", "string"],
             description="Backfill: first reported date to re-sync (ISO date or date-time, UTC). Leave empty "
-            "for a normal run of the changes feed. The checkpoint never moves in a backfill.",
+            "for a normal run of the changes feed. The checkpoint never moves in a backfill. Default: empty.",
         ),
-        "end": Param(None, type=["null", "string"], description="Backfill: end of the window (exclusive)."),
-        "forms": Param([], type="array", description="Backfill: only reports of these forms (empty: all)."),
+        "end": Param(
+            None, type=["null", "string"], description="Backfill: end of the window (exclusive). Default: empty."
+        ),
+        "forms": Param(
+            [], type=["null", "array"], description="Backfill: only reports of these forms. Default: empty (all forms)."
+        ),
         "places": Param(
-            [], type="array", description="Backfill: only reports submitted under these place uuids (empty: all)."
+            [],
+            type=["null", "array"],
+            description="Backfill: only reports submitted under these place uuids. Default: empty (all places).",
         ),
         "mode": Param(
             "missing",
             enum=["missing", "failed", "all"],
             description="Backfill: missing = never delivered; failed = failed or dead letters; all = every "
-            "report in the window, even those the destination has.",
+            "report in the window, even those the destination has. Default: missing.",
         ),
         "dry_run": Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             description="Map and write the would-be payloads to a file under the Airflow home; send nothing, "
-            "change no ledger row and no checkpoint.",
+            "change no ledger row and no checkpoint. Default: off.",
         ),
-        "dry_run_payloads": Param(DRY_RUN_SAMPLES, type="integer", minimum=0, maximum=1000,
-                                  description="Dry run: how many payloads the file shows."),
-    }  # fmt: skip
+        "dry_run_payloads": Param(
+            DRY_RUN_SAMPLES,
+            type=["null", "integer"],
+            minimum=0,
+            maximum=1000,
+            description=f"Dry run: how many payloads the file shows. Default: {DRY_RUN_SAMPLES}.",
+        ),
+    }
 
 
 def replay_params(pipelines: list[str]) -> dict[str, Param]:
-    """Params of ``cht_bridge_replay``: which pipeline, and which of its ledger rows."""
+    """Params of ``cht_bridge_replay``: which pipeline, and which of its ledger rows.
+
+    ``pipeline`` is the one Param a person must choose; it still defaults to the first pipeline.
+    """
     return {
         "pipeline": Param(
             pipelines[0] if pipelines else "",
             type="string",
             **({"enum": pipelines} if pipelines else {}),
-            description="The pipeline whose documents are replayed.",
+            description="The pipeline whose documents are replayed. Default: "
+            + (f"{pipelines[0]} (the first by name)." if pipelines else "none (no pipeline is loaded)."),
         ),
         "status": Param(
             "dead",
             enum=["dead", "failed", "both"],
-            description="dead = dead letters; failed = still pending retries; both.",
+            description="dead = dead letters; failed = still pending retries; both. Default: dead.",
         ),
-        "doc_ids": Param([], type="array", description="Only these CHT document ids (empty: every one with the status)."),
-        "start": Param(None, type=["null", "string"], description="Only documents whose last failure is at or after this."),
-        "end": Param(None, type=["null", "string"], description="Only documents whose last failure is before this."),
-        "dry_run": Param(False, type="boolean", description="Write what would be sent to a file; send nothing."),
-    }  # fmt: skip
+        "doc_ids": Param(
+            [],
+            type=["null", "array"],
+            description="Only these CHT document ids. Default: empty (every one with the status).",
+        ),
+        "start": Param(
+            None,
+            type=["null", "string"],
+            description="Only documents whose last failure is at or after this. Default: empty (no lower bound).",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            description="Only documents whose last failure is before this. Default: empty (no upper bound).",
+        ),
+        "dry_run": Param(
+            False,
+            type=["null", "boolean"],
+            description="Write what would be sent to a file; send nothing. Default: off.",
+        ),
+    }
 
 
 def reverse_params() -> dict[str, Param]:
@@ -78,25 +111,27 @@ def reverse_params() -> dict[str, Param]:
             enum=["none", "failed", "unplaced", "both"],
             description="Send rows again once their cause is fixed: failed = rows CHT refused (a form missing "
             "from app_settings, a place that does not exist, a validation error) or gave up on; unplaced = rows "
-            "without a place (every run matches them again anyway); both. none = a plain run.",
+            "without a place (every run matches them again anyway); both. none = a plain run. Default: none.",
         ),
         "source_ids": Param(
-            [], type="array", description="Replay: only the rows of these source record ids (empty: every row "
-            "with the chosen status)."
+            [],
+            type=["null", "array"],
+            description="Replay: only the rows of these source record ids. Default: empty (every row with the "
+            "chosen status).",
         ),
         "give_up": Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             description="Replay: close the chosen rows as skipped instead of sending them (their data is "
-            "erased), for rows that will never go through.",
+            "erased), for rows that will never go through. Default: off.",
         ),
         "dry_run": Param(
             False,
-            type="boolean",
+            type=["null", "boolean"],
             description="Replay: list the rows a replay would take (ids and reasons, in the receive task's "
-            "log and XCom) and change nothing; the run reads, matches and writes nothing.",
+            "log and XCom) and change nothing; the run reads, matches and writes nothing. Default: off.",
         ),
-    }  # fmt: skip
+    }
 
 
 def replay_choice(params: Mapping[str, Any]) -> Any:

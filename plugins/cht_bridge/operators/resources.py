@@ -51,7 +51,7 @@ def opened(pipeline: Any) -> Iterator[Resources]:
     try:
         client = ChtHook(pipeline.cht_conn_id).get_client(pipeline.cht_db)
         client.info()  # one request: wrong credentials fail here, before anything is read or sent
-        destination = rest_destination(pipeline.destination, source=pipeline.source, delivery=pipeline.delivery)
+        destination = rest_destination(pipeline.destination, source=pipeline.file, delivery=pipeline.delivery)
         store = open_state_store(pipeline.state_conn_id)
         yield Resources(client, destination, store, mapper)
     finally:
@@ -70,7 +70,8 @@ def dry_run_for(params: Any, pipeline: str, run_id: str) -> Any:
 
     if not params.get("dry_run"):
         return None
-    return DryRun.under(bridge_home(), pipeline, run_id, int(params.get("dry_run_payloads", DRY_RUN_SAMPLES)))
+    samples = params.get("dry_run_payloads")  # null in the form: the default
+    return DryRun.under(bridge_home(), pipeline, run_id, DRY_RUN_SAMPLES if samples is None else int(samples))
 
 
 def finish(logger: logging.Logger, store: Any, pipeline: str, summary: Any, dry_run: Any, selection: dict) -> dict:

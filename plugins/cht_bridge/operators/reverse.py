@@ -14,7 +14,7 @@ from typing import Any
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import BaseOperator
 
-from cht_bridge.reverse.model import DECIDE_LATER, REVIEW_CHOICES, candidate_option
+from cht_bridge.reverse.choices import LATER, Choice, option_labels
 
 STEPS = ("receive", "match", "write", "reviews")
 
@@ -128,9 +128,8 @@ class MatchReviewOperator(HITLOperator):
     ui_color = "#fcf8e3"
 
     def __init__(self, *, pipeline_file: str, review_key: list[str], max_candidates: int = 3, **kwargs: Any) -> None:
-        options = [candidate_option(i) for i in range(max_candidates)] + list(REVIEW_CHOICES)
         kwargs.setdefault("subject", "Who is this person?")
-        super().__init__(options=options, defaults=[DECIDE_LATER], **kwargs)
+        super().__init__(options=option_labels(range(max_candidates)), defaults=[LATER.label], **kwargs)
         self.pipeline_file = pipeline_file
         self.review_key = review_key
 
@@ -149,7 +148,7 @@ class MatchReviewOperator(HITLOperator):
                     return {"source_id": self.review_key[0], "status": None if row is None else row.status}
                 question = review_question(pipeline, row, cht_api(pipeline))
         self.subject, self.body = question.subject, question.body
-        self.options = question.options + list(REVIEW_CHOICES)
+        self.options = question.options
         self.log.info("record %s waits for a reviewer (%d candidates)", row.source_id, len(row.candidates))
         return super().execute(context)
 
@@ -159,11 +158,12 @@ class MatchReviewOperator(HITLOperator):
         from cht_bridge.reverse.run import apply_choice
 
         answer = super().execute_complete(context, event)
-        choice = answer["chosen_options"][0]
+        label = answer["chosen_options"][0]  # one of self.options: Airflow checked it
         who = (answer.get("responded_by_user") or {}).get("name") or "reviewer"
         with failing_plainly():
+            choice = Choice.parse(label)
             pipeline = load_reverse_pipeline(self.pipeline_file)
             with ledger_for(pipeline) as ledger:
                 row = apply_choice(pipeline, ledger, tuple(self.review_key), choice, who)
-        self.log.info("record %s: %s chose %r → %s", self.review_key[0], who, choice, row and row.status)
-        return {"source_id": self.review_key[0], "choice": choice, "status": row and row.status}
+        self.log.info("record %s: %s chose %r → %s", self.review_key[0], who, label, row and row.status)
+        return {"source_id": self.review_key[0], "choice": label, "status": row and row.status}

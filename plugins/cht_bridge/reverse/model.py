@@ -28,20 +28,6 @@ DEFAULT_CLOCK_SKEW_MINUTES = 5
 #: place table.
 PERSON_FIELDS = ("given_name", "family_name", "name", "sex", "date_of_birth", "phone", "identifier")
 
-#: What a reviewer can answer besides linking to a candidate.
-CREATE_NEW = "Create a new person"
-SKIP_ROW = "Skip this row"
-DECIDE_LATER = "Decide later"
-REVIEW_CHOICES = (CREATE_NEW, SKIP_ROW, DECIDE_LATER)
-
-
-def candidate_option(index: int) -> str:
-    """The button a reviewer presses to link to candidate ``index`` (0-based).
-
-    Fixed names: the answer is read back by a fresh operator that only knows the names.
-    """
-    return f"Link to candidate {index + 1}"
-
 
 @dataclass(frozen=True)
 class SourceConfig:

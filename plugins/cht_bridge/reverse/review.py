@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cht_bridge.reverse.model import ReversePipeline, candidate_option
+from cht_bridge.reverse.choices import Offer, offer_block, option_labels
+from cht_bridge.reverse.model import ReversePipeline
 from cht_bridge.state.inbound import InboundRow
 
 
@@ -18,7 +19,7 @@ from cht_bridge.state.inbound import InboundRow
 class Question:
     subject: str
     body: str
-    options: list[str]  # one "Link to candidate k" per candidate still in CHT
+    options: list[str]  # a link per candidate still in CHT, then the other choices (``choices``)
 
 
 def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Question:
@@ -54,6 +55,7 @@ def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Que
     for label, incoming, values in lines:
         cells = [label, _cell(incoming), *(_cell(v) for v in values)]
         table.append("| " + " | ".join(cells) + " |")
+    offered = {i: c for i, c in enumerate(ids) if c in docs}
     gone = [i + 1 for i, c in enumerate(ids) if c not in docs]
     note = f"\n\nCandidate(s) {', '.join(map(str, gone))} no longer exist in CHT." if gone else ""
     body = (
@@ -62,10 +64,9 @@ def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Que
         + "\n".join(table)
         + note
         + "\n\nLink to a candidate, create a new person, skip the row, or decide later "
-        "(the next run asks again)."
+        "(the next run asks again).\n\n" + offer_block(Offer(row.source_id, offered))
     )
-    options = [candidate_option(i) for i, c in enumerate(row.candidates) if c["id"] in docs]
-    return Question(f"{pipeline.name}: who is record {row.source_id}?", body, options)
+    return Question(f"{pipeline.name}: who is record {row.source_id}?", body, option_labels(offered))
 
 
 def _parent(doc: dict[str, Any]) -> str | None:

@@ -21,7 +21,8 @@ from typing import Any
 
 from cht_bridge.destinations.cht_api import ChtApiClient, WriteError
 from cht_bridge.mapping import Mapper
-from cht_bridge.reverse.model import CREATE_NEW, DECIDE_LATER, SKIP_ROW, ReversePipeline
+from cht_bridge.reverse.choices import Choice, Kind
+from cht_bridge.reverse.model import ReversePipeline
 from cht_bridge.reverse.places import PlaceTable
 from cht_bridge.reverse.sources.base import Source
 from cht_bridge.state.inbound import (
@@ -200,12 +201,20 @@ def unplaced_reason(pipeline: ReversePipeline, places: PlaceTable, code: Any) ->
 
 
 def match_config(pipeline: ReversePipeline) -> Any:
-    """The matcher's settings: its own defaults, with what the pipeline file sets."""
+    """The matcher's settings: its own defaults, with what the pipeline file sets.
+
+    ``review.max_candidates`` is how many candidates the matcher keeps, so a reviewer is offered
+    as many as the file allows.
+    """
     from cht_bridge.matching import MatchConfig
 
     m = pipeline.match
     chosen = {"upper": m.upper, "lower": m.lower, "ambiguity_margin": m.margin}
-    return MatchConfig(region=m.region, **{k: v for k, v in chosen.items() if v is not None})
+    return MatchConfig(
+        region=m.region,
+        max_candidates=pipeline.review.max_candidates,
+        **{k: v for k, v in chosen.items() if v is not None},
+    )
 
 
 def incoming_person(row: InboundRow, person_id: str, pipeline: ReversePipeline) -> Any:
@@ -289,36 +298,27 @@ def _decide(row: InboundRow, decision: Any, by_incoming: dict[str, InboundRow], 
 
 
 def apply_choice(
-    pipeline: ReversePipeline, ledger: InboundLedger, key: tuple[str, str], choice: str, reviewer: str
+    pipeline: ReversePipeline, ledger: InboundLedger, key: tuple[str, str], choice: Choice, reviewer: str
 ) -> InboundRow | None:
     """A reviewer's answer to a ``review`` row: link to a candidate, create, skip, or later."""
     row = ledger.get(pipeline.name, *key)
     if row is None or row.status != REVIEW:
         return row  # already decided (a retried task): the first answer stands
-    if choice == DECIDE_LATER:
+    if choice.kind is Kind.LATER:
         return row
+    if choice.kind is Kind.LINK and choice.candidate >= len(row.candidates):
+        raise ValueError(f"review choice {choice.label!r}: record {row.source_id} has {len(row.candidates)} candidates")
     row.decided_by = reviewer
-    if choice == CREATE_NEW:
+    if choice.kind is Kind.NEW:
         row.status, row.decision, row.person_id = READY, "new", None
-    elif choice == SKIP_ROW:
+    elif choice.kind is Kind.SKIP:
         row.status, row.reason = SKIPPED, f"skipped by reviewer {reviewer}"
     else:
-        index = candidate_index(choice)
-        if index is None or index >= len(row.candidates):
-            raise ValueError(f"unknown review choice {choice!r}")
-        candidate = row.candidates[index]
+        candidate = row.candidates[choice.candidate]
         row.status, row.decision = READY, "link"
         row.person_id, row.probability = candidate["id"], candidate.get("probability")
     ledger.save(row)
     return row
-
-
-def candidate_index(option: str) -> int | None:
-    prefix = "Link to candidate "
-    if not option.startswith(prefix):
-        return None
-    number = option[len(prefix) :].split(" ", 1)[0]
-    return int(number) - 1 if number.isdigit() else None
 
 
 # -- 3. write -------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ import json
 from typing import Any
 
 from cht_bridge.errors import SourceError
-from cht_bridge.sandbox import Sandbox, ScriptTimeout
 from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.pages import Page
+from cht_bridge.v8 import Sandbox, ScriptTimeout
 
 MAX_ROUNDS = 4
 

@@ -83,7 +83,7 @@ OPEN = (RECEIVED, REVIEW, READY, PERSON_SENT, REPORT_SENT)
 WAITING = (UNPLACED, FAILED)
 #: Finished for good: the record is erased when the row closes, and housekeeping erases any
 #: record such a row still holds after the retention time.
-CLOSED = (DONE, SKIPPED)
+FINISHED = (DONE, SKIPPED)
 
 
 @dataclass
@@ -221,7 +221,7 @@ class InboundLedger:
 
     def save(self, row: InboundRow, run_id: str | None = None) -> None:
         """Write a row's current state; a closed row forgets its record (patient data)."""
-        if row.status in CLOSED:
+        if row.status in FINISHED:
             row.record = None
         values = _values(row, datetime.now(UTC), run_id, created=False)
         c = inbound.c
@@ -253,7 +253,7 @@ class InboundLedger:
 
         c = inbound.c
         with self.engine.begin() as conn:
-            where = (c.status.in_(CLOSED), c.record.is_not(None), c.updated_at < _stamp(conn, before))
+            where = (c.status.in_(FINISHED), c.record.is_not(None), c.updated_at < _stamp(conn, before))
             found = conn.execute(select(c.pipeline, func.count()).where(*where).group_by(c.pipeline)).all()
             if found and not dry_run:
                 conn.execute(update(inbound).where(*where).values(record=None))

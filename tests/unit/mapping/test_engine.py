@@ -6,7 +6,7 @@ import pytest
 
 from cht_bridge.errors import ScriptError
 from cht_bridge.mapping import Mapper, payload_hash
-from cht_bridge.sandbox import Sandbox
+from cht_bridge.v8 import Sandbox
 
 REPORT = {
     "_id": "r1",

@@ -7,7 +7,7 @@ import pytest
 
 from cht_bridge.mapping import Mapper
 from cht_bridge.mapping.engine import ScriptStalled
-from cht_bridge.sandbox import Sandbox
+from cht_bridge.v8 import Sandbox
 
 MB = 1024 * 1024
 SECRET = "Achieng Otieno +254712345678"

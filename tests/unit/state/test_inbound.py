@@ -6,9 +6,9 @@ import pytest
 
 from cht_bridge.state import StateStore
 from cht_bridge.state.inbound import (
-    CLOSED,
     DONE,
     FAILED,
+    FINISHED,
     READY,
     RECEIVED,
     REVIEW,
@@ -65,7 +65,7 @@ def test_a_waiting_row_keeps_its_record(ledger) -> None:
         ledger.save(row, "run-1")
         kept = ledger.get("p", source_id, "1")
         assert (kept.status, kept.record, kept.run_id) == (status, {"person": {"given_name": "x"}}, "run-1")
-    assert set(WAITING) == {UNPLACED, FAILED} and not set(WAITING) & set(CLOSED)
+    assert set(WAITING) == {UNPLACED, FAILED} and not set(WAITING) & set(FINISHED)
 
 
 def test_a_new_version_replaces_the_waiting_older_ones_only(ledger) -> None:
