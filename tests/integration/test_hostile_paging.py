@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import SourceError
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.mapping import Mapper
 from cht_bridge.reverse.loader import parse_reverse_pipeline
 from cht_bridge.reverse.run import receive

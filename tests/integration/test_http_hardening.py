@@ -14,15 +14,15 @@ import requests
 from cht_bridge.config.model import Auth, Destination
 from cht_bridge.destinations import Delivery, RestDestination
 from cht_bridge.destinations.cht_api import ChtApiClient, WriteError
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import SourceError
 from cht_bridge.hooks import rest_destination
 from cht_bridge.hooks.cht import ChtHook
 from cht_bridge.hooks.source import source_session
-from cht_bridge.origin import scoped_session
+from cht_bridge.http.origin import scoped_session
+from cht_bridge.http.read import AnswerLimits
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.reverse.sources import FhirSearchSource
 from cht_bridge.source.couch import CouchClient
-from cht_bridge.source.http import AnswerLimits
 from tests.integration.hostile import Hostile
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from typing import Any
 
 import requests
 
-from cht_bridge.destinations.retry import classify
 from cht_bridge.errors import AnswerLimitError, AuthError, ChtBridgeError, SourceError
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
+from cht_bridge.http.retry import classify
 from cht_bridge.source.couch import CouchClient
-from cht_bridge.source.http import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from cht_bridge.destinations.base import Delivery, Result
-from cht_bridge.destinations.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
-from cht_bridge.source.http import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
+from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The Airflow HTTP provider's hook prepares the session (URL, extra headers, TLS o
 the Connection); the pipeline's ``auth`` says how the Connection's password is presented:
 ``basic`` (login + password), ``bearer`` (``Authorization: Bearer <password>``), ``header``
 (``<name>: <password>``, e.g. ``x-api-key``, or CHT's ``Authorization`` with the whole value),
-or ``none``. The secret is an ``OriginAuth`` (``cht_bridge.origin``): added to each request to the
+or ``none``. The secret is an ``OriginAuth`` (``cht_bridge.http.origin``): added to each request to the
 Connection's own origin, never set on the session for every URL.
 """
 
@@ -16,7 +16,7 @@ from airflow.providers.http.hooks.http import HttpHook
 
 from cht_bridge.destinations.rest import RestDestination
 from cht_bridge.errors import ConfigError
-from cht_bridge.origin import OriginAuth, origin
+from cht_bridge.http.origin import OriginAuth, origin
 
 
 def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> RestDestination:

@@ -2,7 +2,7 @@
 
 The Connection (type ``http``) holds the host with scheme and port, and the login and password
 (HTTP Basic); with ``{"auth": "bearer"}`` in its extra, the password is sent as a bearer token.
-Either goes only to the Connection's own origin (``cht_bridge.origin``). A CSV source needs no
+Either goes only to the Connection's own origin (``cht_bridge.http.origin``). A CSV source needs no
 Connection: its folder is named in the pipeline file.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import requests
 from airflow.sdk import BaseHook
 
-from cht_bridge.origin import scoped_session
+from cht_bridge.http.origin import scoped_session
 from cht_bridge.reverse.model import SourceConfig
 from cht_bridge.reverse.sources.base import Source
 

@@ -3,7 +3,7 @@
 Plain ``requests``, one session per thread (a prefetching thread reads ``_changes`` while the
 main thread fetches lineage), ``Accept: application/json`` on every call so CHT answers errors
 as JSON, and the ``seq`` kept as the opaque JSON value the server gave. The login goes only to
-the CHT's own origin (``cht_bridge.origin``), and every answer is read within ``limits``.
+the CHT's own origin (``cht_bridge.http.origin``), and every answer is read within ``limits``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from urllib.parse import quote
 
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
-from cht_bridge.origin import scoped_session
-from cht_bridge.source.http import READ_LIMITS, READ_RETRY, AnswerLimits, Reader
+from cht_bridge.http.origin import scoped_session
+from cht_bridge.http.read import READ_LIMITS, READ_RETRY, AnswerLimits, Reader
+from cht_bridge.http.retry import RetryPolicy
 
 #: (connect, read) seconds. A ``_changes`` page of 5,000 docs takes a few seconds on a busy CHT.
 DEFAULT_TIMEOUT = (10.0, 300.0)

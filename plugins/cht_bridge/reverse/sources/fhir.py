@@ -39,13 +39,13 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
-from cht_bridge.origin import Origin, has_userinfo, origin
+from cht_bridge.http.origin import Origin, has_userinfo, origin
+from cht_bridge.http.read import READ_RETRY, Reader, default_reason
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.reverse.model import DEFAULT_CLOCK_SKEW_MINUTES, DEFAULT_MAX_PAGES
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash
 from cht_bridge.reverse.sources.paging import PageGuard
-from cht_bridge.source.http import READ_RETRY, Reader, default_reason
 
 log = logging.getLogger(__name__)
 

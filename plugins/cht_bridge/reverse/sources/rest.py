@@ -31,12 +31,12 @@ from typing import Any
 
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
+from cht_bridge.http.read import READ_RETRY, Reader
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.reverse.model import DEFAULT_MAX_PAGES
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash, dotted
 from cht_bridge.reverse.sources.paging import PageGuard
-from cht_bridge.source.http import READ_RETRY, Reader
 
 log = logging.getLogger(__name__)
 

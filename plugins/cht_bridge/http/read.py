@@ -1,7 +1,7 @@
 """The one read loop every source shares (CHT's CouchDB, FHIR, JSON lists): send a read, retry
 what may pass on its own, translate errors.
 
-Retry decisions come from ``cht_bridge.destinations.retry`` (``classify``, ``backoff``,
+Retry decisions come from ``cht_bridge.http.retry`` (``classify``, ``backoff``,
 ``retry_after``), so reads and deliveries agree on what is retryable: timeouts, connection
 errors, 408, 429 and 5xx are repeated with jittered exponential waits; 401/403 stop at once with
 an ``AuthError`` (repeating a refused login locks accounts); any other answer is a
@@ -32,8 +32,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import requests
 import urllib3
 
-from cht_bridge.destinations.retry import RetryPolicy, backoff, classify, retry_after
 from cht_bridge.errors import AnswerLimitError, AuthError, SourceError
+from cht_bridge.http.retry import RetryPolicy, backoff, classify, retry_after
 
 log = logging.getLogger(__name__)
 
