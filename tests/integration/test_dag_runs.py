@@ -180,7 +180,7 @@ def test_wrong_cht_password_fails_fast_naming_the_connection(world, monkeypatch,
     cht, receiver, folder, name = world
     wrong = "not-the-password-" + uuid.uuid4().hex
     monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection(password=wrong))
-    from cht_bridge.source.couch import CouchClient
+    from cht_bridge.cht.couch import CouchClient
 
     requests_made = []
     real = CouchClient._request

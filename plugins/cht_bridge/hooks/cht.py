@@ -11,8 +11,8 @@ from typing import Any
 
 from airflow.providers.http.hooks.http import HttpHook
 
-from cht_bridge.destinations.cht_api import ChtApiClient
-from cht_bridge.source.couch import CouchClient
+from cht_bridge.cht.api import ChtApiClient
+from cht_bridge.cht.couch import CouchClient
 
 
 class ChtHook(HttpHook):

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cht_bridge.cht.couch import CouchClient
 from cht_bridge.errors import SourceError
 from cht_bridge.sandbox import Sandbox, ScriptTimeout
-from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.pages import Page
 
 MAX_ROUNDS = 4

@@ -17,10 +17,10 @@ from typing import Any
 
 import requests
 
+from cht_bridge.cht.couch import CouchClient
 from cht_bridge.errors import AnswerLimitError, AuthError, ChtBridgeError, SourceError
 from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
 from cht_bridge.http.retry import classify
-from cht_bridge.source.couch import CouchClient
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ChtApiClient(CouchClient):
     def contacts_by_phone(self, phone: str) -> list[dict[str, Any]]:
         """CHT's own phone lookup (normalised with the instance's country code); [] when none."""
         try:
-            text = self._request_text("GET", f"{self.base_url}/api/v1/contacts-by-phone", params={"phone": phone})
+            text = self.request_text("GET", f"{self.base_url}/api/v1/contacts-by-phone", params={"phone": phone})
         except SourceError as exc:
             if exc.status in (400, 404):  # 404: nobody has it; 400: CHT could not read the number either
                 return []
@@ -118,8 +118,8 @@ class ChtApiClient(CouchClient):
     def _write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         where = f"POST {path}"
         try:
-            response = self._session().post(
-                f"{self.base_url}{path}", json=body, timeout=self._timeout, stream=True, allow_redirects=False
+            response = self.session().post(
+                f"{self.base_url}{path}", json=body, timeout=self.timeout, stream=True, allow_redirects=False
             )
             read_body(response, self.write_limits, reason_only=classify(response.status_code) != "delivered")
         except requests.RequestException as exc:
