@@ -19,7 +19,8 @@ import requests
 
 from cht_bridge.cht.couch import CouchClient
 from cht_bridge.errors import AnswerLimitError, AuthError, ChtBridgeError, SourceError
-from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body
+from cht_bridge.http.reasons import CHT, answer_reason
 from cht_bridge.http.retry import classify
 
 log = logging.getLogger(__name__)
@@ -138,11 +139,11 @@ class ChtApiClient(CouchClient):
             return
         if kind == "auth":
             raise AuthError(self.conn_id, response.status_code, "CHT")
-        reason, details = _reason(response)
+        reason = answer_reason(response, CHT)
         # CHT answers its own validation errors (PublicError) as 500 with details: not retryable.
-        retryable = kind == "retryable" and not (response.status_code == 500 and details)
+        retryable = kind == "retryable" and not (response.status_code == 500 and reason.final)
         raise WriteError(
-            f"HTTP {response.status_code} on {where}: {reason or 'no details'}", response.status_code, retryable
+            f"HTTP {response.status_code} on {where}: {reason.text or 'no details'}", response.status_code, retryable
         )
 
 
@@ -159,23 +160,3 @@ def _person_like(doc: dict[str, Any]) -> bool:
     # A configurable contact is a person when CHT's config says so; without the config at hand,
     # the fields that only persons carry decide.
     return any(key in doc for key in ("date_of_birth", "sex", "patient_id"))
-
-
-def _reason(response: requests.Response) -> tuple[str, bool]:
-    """CHT's error message, and whether it came as ``details`` (a ``PublicError``'s message).
-
-    The messages name fields and forms, not patient values.
-    """
-    redirected = redirect_reason(response)
-    if redirected:
-        return redirected, False
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200], False
-    if not isinstance(body, dict):
-        return "", False
-    if body.get("details"):
-        return str(body["details"])[:300], True
-    detail = body.get("error") or body.get("reason") or body.get("message")
-    return (str(detail)[:300] if detail else ""), False
