@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.auth import AuthBase
 
 from cht_bridge.http.origin import scoped_session
 from cht_bridge.http.read import READ_LIMITS, READ_RETRY, AnswerLimits, Reader
@@ -33,7 +34,7 @@ class CouchClient:
         self,
         base_url: str,
         db: str = "medic",
-        auth: tuple[str, str] | None = None,
+        auth: tuple[str, str] | AuthBase | None = None,
         *,
         conn_id: str = "(no connection)",
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
@@ -59,7 +60,11 @@ class CouchClient:
         """This thread's session: JSON in and out, the login only for the CHT's origin."""
         session = getattr(self._local, "session", None)
         if session is None:
-            session = scoped_session(self.base_url, basic=self._auth, verify=self._verify)
+            if isinstance(self._auth, tuple):
+                session = scoped_session(self.base_url, basic=self._auth, verify=self._verify)
+            else:  # an auth the hook built (``cht_bridge.http.auth``), shared by every thread's session
+                session = scoped_session(self.base_url, verify=self._verify)
+                session.auth = self._auth
             session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
             self._local.session = session
         return session
