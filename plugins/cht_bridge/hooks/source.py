@@ -1,9 +1,9 @@
 """Build a reverse pipeline's source from its config and an Airflow Connection.
 
 The Connection (type ``http``) holds the host with scheme and port, and the login and password
-(HTTP Basic); its extras may name another way (``{"auth": "bearer"}``, a header, a login cookie,
-OAuth2: ``cht_bridge.hooks.connection``). Credentials go only to the Connection's own origin. A CSV source needs no
-Connection: its folder is named in the pipeline file.
+(HTTP Basic); its extras may name another way (``{"auth": "bearer"}``, a header, a login
+cookie, OAuth2: ``cht_bridge.hooks.connection``). Credentials go only to the Connection's own
+origin. A CSV source needs no Connection: its folder is named in the pipeline file.
 """
 
 from __future__ import annotations
