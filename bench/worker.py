@@ -15,9 +15,9 @@ import time
 
 import requests
 
+from cht_bridge.cht import CouchClient
 from cht_bridge.config import parse_pipeline
 from cht_bridge.destinations import RestDestination
-from cht_bridge.source import CouchClient
 from cht_bridge.state import StateStore
 from cht_bridge.sync import run_pipeline
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from cht_bridge.source.couch import CouchClient
+from cht_bridge.cht.couch import CouchClient
 
 
 class RecordingClient(CouchClient):
@@ -17,8 +17,8 @@ class RecordingClient(CouchClient):
         super().__init__(*args, **kwargs)
         self.calls: list[tuple[str, str, str, Any]] = []  # (method, path, query, JSON body)
 
-    def _session(self) -> requests.Session:
-        session = super()._session()
+    def session(self) -> requests.Session:
+        session = super().session()
         if self._record not in session.hooks["response"]:
             session.hooks["response"].append(self._record)
         return session

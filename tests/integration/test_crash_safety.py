@@ -87,9 +87,9 @@ def pipeline_config(name: str, db: str, mode: str, *, cht_conn: str, receiver_co
 def open_run(pipeline: Any, couch_url: str, cht_auth: tuple[str, str], receiver_url: str, receiver_auth, state_url):
     """Client, destination, store and mapper for ``pipeline``, as the sync task opens them
     (``operators/resources.opened``) but from plain values instead of Airflow Connections."""
+    from cht_bridge.cht import CouchClient
     from cht_bridge.destinations import RestDestination
     from cht_bridge.mapping import Mapper
-    from cht_bridge.source import CouchClient
     from cht_bridge.state import StateStore
 
     mapper = Mapper.for_pipeline(pipeline)
@@ -450,10 +450,10 @@ def test_couchdb_restarted_mid_run_fails_cleanly_or_retries_and_the_next_run_res
 ):
     """``restart``: the server is restarted (well inside the client's read retries); ``down``:
     it is stopped until the run gave up (a client with one quick retry), then started again."""
+    from cht_bridge.cht import CouchClient
     from cht_bridge.config import parse_pipeline
-    from cht_bridge.destinations import RetryPolicy
     from cht_bridge.errors import SourceError
-    from cht_bridge.source import CouchClient
+    from cht_bridge.http.retry import RetryPolicy
     from cht_bridge.sync import run_pipeline
     from include.sandbox.receiver import Receiver
 
@@ -516,7 +516,7 @@ def test_couchdb_restarted_mid_run_fails_cleanly_or_retries_and_the_next_run_res
 
         error = outcome.get("error")
         read_retries = sum(
-            1 for r in caplog.records if r.name == "cht_bridge.source.http" and "trying again" in r.getMessage()
+            1 for r in caplog.records if r.name == "cht_bridge.http.read" and "trying again" in r.getMessage()
         )
         if outage == "down":
             assert error is not None, f"{context}: the run finished although CouchDB was down: {outcome}"

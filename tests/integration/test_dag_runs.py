@@ -180,16 +180,16 @@ def test_wrong_cht_password_fails_fast_naming_the_connection(world, monkeypatch,
     cht, receiver, folder, name = world
     wrong = "not-the-password-" + uuid.uuid4().hex
     monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection(password=wrong))
-    from cht_bridge.source.couch import CouchClient
+    from cht_bridge.cht.couch import CouchClient
 
     requests_made = []
-    real = CouchClient._request
+    real = CouchClient.request_json
 
     def counting(self, method, url, **kwargs):
         requests_made.append(url)
         return real(self, method, url, **kwargs)
 
-    monkeypatch.setattr(CouchClient, "_request", counting)
+    monkeypatch.setattr(CouchClient, "request_json", counting)
     state, _ = run_dag(monkeypatch, folder, name)
     assert state == "failed"
     assert len(requests_made) <= 2

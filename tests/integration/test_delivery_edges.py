@@ -12,8 +12,9 @@ import time
 import pytest
 import requests
 
+from cht_bridge.cht import CouchClient
 from cht_bridge.errors import AuthError, SourceError
-from cht_bridge.source import CouchClient, Hydrator, iter_reports_by_date
+from cht_bridge.source import Hydrator, iter_reports_by_date
 from cht_bridge.sync import run_pipeline
 from include.sandbox.receiver import Receiver
 from tests.conftest import received, receiver_connection

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import SourceError
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.mapping import Mapper
 from cht_bridge.reverse.loader import parse_reverse_pipeline
 from cht_bridge.reverse.run import receive
@@ -269,7 +269,7 @@ def test_a_future_last_updated_is_processed_but_does_not_move_the_checkpoint(led
 
 
 def test_a_changes_feed_whose_last_seq_does_not_move_stops(tmp_path):
-    from cht_bridge.source.couch import CouchClient
+    from cht_bridge.cht.couch import CouchClient
     from cht_bridge.source.hydration import Hydrator
     from cht_bridge.source.pages import iter_changes
 

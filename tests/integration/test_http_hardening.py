@@ -11,18 +11,18 @@ import time
 import pytest
 import requests
 
-from cht_bridge.config.model import Auth, Destination
+from cht_bridge.cht.api import ChtApiClient, WriteError
+from cht_bridge.cht.couch import CouchClient
+from cht_bridge.config.model import Auth, DestinationConfig
 from cht_bridge.destinations import Delivery, RestDestination
-from cht_bridge.destinations.cht_api import ChtApiClient, WriteError
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import SourceError
 from cht_bridge.hooks import rest_destination
 from cht_bridge.hooks.cht import ChtHook
 from cht_bridge.hooks.source import source_session
-from cht_bridge.origin import scoped_session
+from cht_bridge.http.origin import scoped_session
+from cht_bridge.http.read import AnswerLimits
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.reverse.sources import FhirSearchSource
-from cht_bridge.source.couch import CouchClient
-from cht_bridge.source.http import AnswerLimits
 from tests.integration.hostile import Hostile
 
 pytestmark = pytest.mark.integration
@@ -150,8 +150,8 @@ def test_a_reverse_source_session_sends_its_credentials_only_to_its_origin(monke
 def test_the_cht_client_sends_its_login_only_to_its_origin(monkeypatch, ours, other):
     connection(monkeypatch, "cht_hard", ours.url)
     client = ChtHook("cht_hard").get_client("medic")
-    client._session().get(f"{ours.url}/medic", timeout=5)
-    client._session().get(f"{other.url}/medic", timeout=5)
+    client.session().get(f"{ours.url}/medic", timeout=5)
+    client.session().get(f"{other.url}/medic", timeout=5)
     assert ours.seen[-1][2]["authorization"] == BASIC
     assert not carries_secret(other.seen[-1][2])
 
@@ -162,7 +162,7 @@ def test_the_cht_client_sends_its_login_only_to_its_origin(monkeypatch, ours, ot
 )
 def test_a_destination_session_sends_its_secret_only_to_its_origin(monkeypatch, ours, other, auth, header):
     connection(monkeypatch, "dest_hard", ours.url)
-    dest = rest_destination(Destination(conn_id="dest_hard", path="/in", auth=auth, concurrency=1), source="p.yaml")
+    dest = rest_destination(DestinationConfig(conn_id="dest_hard", path="/in", auth=auth, concurrency=1), source="p.yaml")
     try:
         (result,) = dest.send([Delivery("d1", '{"a": 1}', "key-1")])
         assert result.ok
@@ -245,7 +245,7 @@ def test_a_trickling_read_fails_at_its_deadline_without_repeats(ours):
         client.info()
     assert time.monotonic() - started < 2.0  # the body takes 3.3 s, a byte every 0.1 s
     assert "cht_slow" in str(caught.value) and "answer not complete after 0.5 s" in str(caught.value)
-    assert client._reader().requests == 1
+    assert client.reader().requests == 1
 
 
 def test_a_stalled_read_ends_at_its_deadline_not_at_the_socket_timeout(ours):
@@ -261,7 +261,7 @@ def test_a_huge_read_fails_at_its_cap_without_repeats(ours):
     with pytest.raises(SourceError) as caught:
         client.info()
     assert "cht_big" in str(caught.value) and "answer larger than 1 MiB" in str(caught.value)
-    assert client._reader().requests == 1
+    assert client.reader().requests == 1
 
 
 def test_a_huge_error_answer_is_read_only_for_its_reason(ours):

@@ -69,9 +69,9 @@ def emr():
 
 
 def _run(cht, emr, store, name):
+    from cht_bridge.cht import CouchClient
     from cht_bridge.config import parse_pipeline
     from cht_bridge.destinations import RestDestination
-    from cht_bridge.source import CouchClient
     from cht_bridge.sync import run_pipeline
 
     config = {

@@ -11,8 +11,8 @@ import requests
 
 from cht_bridge.destinations.base import Delivery
 from cht_bridge.destinations.rest import RestDestination
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import AuthError, CircuitOpenError, TransportError
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.mapping.hashing import idempotency_key
 from include.sandbox.receiver import Receiver, item_id
 from tests.conftest import received

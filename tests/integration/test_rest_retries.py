@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from cht_bridge.destinations import Delivery, RestDestination, Result, RetryPolicy
+from cht_bridge.destinations import Delivery, RestDestination, Result
 from cht_bridge.errors import AuthError, CircuitOpenError, TransportError
+from cht_bridge.http.retry import RetryPolicy
 
 pytestmark = pytest.mark.integration
 

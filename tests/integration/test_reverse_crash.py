@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from cht_bridge.destinations.cht_api import ChtApiClient
+from cht_bridge.cht.api import ChtApiClient
 from cht_bridge.reverse.loader import parse_reverse_pipeline
 from cht_bridge.reverse.places import load_place_table
 from cht_bridge.reverse.run import ReplayChoice, replay, write_ready

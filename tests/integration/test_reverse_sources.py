@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import AuthError, ConfigError, SourceError
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.reverse.sources import CsvFolderSource, FhirSearchSource, JsonRestSource, SourcePage
 from cht_bridge.reverse.sources.fhir import later
 

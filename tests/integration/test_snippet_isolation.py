@@ -9,12 +9,13 @@ import json
 import pytest
 import requests
 
+from cht_bridge.cht import CouchClient
 from cht_bridge.config import parse_pipeline
 from cht_bridge.destinations import RestDestination
 from cht_bridge.errors import SourceError
 from cht_bridge.mapping import Mapper
 from cht_bridge.mapping.engine import ScriptStalled
-from cht_bridge.source import CouchClient, Hydrator
+from cht_bridge.source import Hydrator
 from cht_bridge.state import DEAD, FAILED, Outcome, StateStore
 from cht_bridge.sync import run_pipeline
 from cht_bridge.v8 import Sandbox

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
+from cht_bridge.cht.couch import CouchClient
 from cht_bridge.errors import AuthError, SourceError
-from cht_bridge.source.couch import CouchClient
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.source.hydration import Hydrator
 from cht_bridge.source.pages import Page, iter_changes
 from tests.recording import RecordingClient

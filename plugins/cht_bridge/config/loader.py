@@ -24,10 +24,10 @@ from cht_bridge.config.model import (
     Pipeline,
 )
 from cht_bridge.errors import ConfigError
+from cht_bridge.http.settings import AUTH_KEYS, read_auth
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 SCHEDULE_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@yearly"}
-AUTH_TYPES = ("none", "basic", "bearer", "header")
 METHODS = ("POST", "PUT")
 MODES = ("single", "batch")
 MAX_BATCH = 500  # per-item idempotency keys travel in one header; keep it under 16 KiB
@@ -391,12 +391,8 @@ def _auth(value: Any, problems: _Problems) -> Auth:
     if not isinstance(value, dict):
         problems.add("destination.auth", "must be a mapping such as {type: basic}")
         return Auth()
-    problems.unknown(value, {"type", "header"}, "destination.auth.")
-    kind = str(value.get("type", "none")).lower()
-    if kind not in AUTH_TYPES:
-        problems.add("destination.auth.type", f"must be one of {', '.join(AUTH_TYPES)} (got '{value.get('type')}')")
-        return Auth()
-    header = value.get("header")
-    if kind == "header" and (not isinstance(header, str) or not header):
-        problems.add("destination.auth.header", "required for type header: the header name, e.g. x-api-key")
-    return Auth(type=kind, header=header if kind == "header" else None)
+    problems.unknown(value, AUTH_KEYS, "destination.auth.")
+    setting, found = read_auth(value)
+    for key, message in found:
+        problems.add(f"destination.auth.{key}", message)
+    return setting

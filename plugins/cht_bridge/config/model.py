@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cht_bridge.http.settings import AuthSetting as Auth  # a destination's ``auth:`` block
+
 #: A mapping source as CHT's ``outbound`` config writes it: a ``doc.``-prefixed path, or an
 #: object with ``path``/``expr``/``optional``. Kept verbatim so the engine applies CHT's rules.
 MappingSource = str | dict[str, Any]
@@ -20,14 +22,6 @@ MappingSource = str | dict[str, Any]
 #: loses nothing: Airflow's retry or the next run carries on from there. An hour is many times
 #: what a first sync of a million documents needs at the measured ~9,000 documents a second.
 DEFAULT_TASK_TIMEOUT_MINUTES = 60
-
-
-@dataclass(frozen=True)
-class Auth:
-    """How the destination request is authenticated; the secret is the Connection's password."""
-
-    type: str = "none"  # none | basic | bearer | header
-    header: str | None = None  # header name for type "header", e.g. "x-api-key"
 
 
 @dataclass(frozen=True)

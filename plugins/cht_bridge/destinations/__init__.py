@@ -2,6 +2,5 @@
 
 from cht_bridge.destinations.base import Delivery, Destination, Result
 from cht_bridge.destinations.rest import RestDestination
-from cht_bridge.destinations.retry import CircuitBreaker, RetryPolicy, classify
 
-__all__ = ["CircuitBreaker", "Delivery", "Destination", "RestDestination", "Result", "RetryPolicy", "classify"]
+__all__ = ["Delivery", "Destination", "RestDestination", "Result"]

@@ -38,9 +38,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from cht_bridge.destinations.base import Delivery, Result
-from cht_bridge.destinations.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
-from cht_bridge.source.http import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body
+from cht_bridge.http.reasons import DESTINATION, answer_reason
+from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -362,17 +363,8 @@ def _destination_id(response: requests.Response | None, answer: Any) -> str | No
 
 
 def _reason(response: requests.Response) -> str:
-    redirected = redirect_reason(response)
-    if redirected:
-        return f"HTTP {response.status_code}: {redirected}"
-    text = response.text.strip().replace("\n", " ")
-    answer = _json(response)
-    if isinstance(answer, dict):
-        for key in ("error", "message", "reason", "detail"):
-            if isinstance(answer.get(key), str):
-                text = answer[key]
-                break
-    return f"HTTP {response.status_code}: {text[:REASON_CHARS]}" if text else f"HTTP {response.status_code}"
+    text = answer_reason(response, DESTINATION).text
+    return f"HTTP {response.status_code}: {text}" if text else f"HTTP {response.status_code}"
 
 
 def _endpoint_refused(results: list[Result]) -> bool:

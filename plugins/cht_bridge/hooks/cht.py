@@ -1,8 +1,9 @@
 """Airflow hook for a CHT instance (or a bare CouchDB holding a ``medic`` database).
 
 The Connection is an ``http`` connection: host (with scheme and port, e.g.
-``https://cht.example.org``), login and password of an *online* CHT user. Nothing else is
-configured anywhere: the password never appears in a pipeline file.
+``https://cht.example.org``), login and password of an *online* CHT user (HTTP Basic, unless its
+extras name another auth: ``cht_bridge.hooks.connection``). Nothing else is configured anywhere:
+the password never appears in a pipeline file.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from typing import Any
 
 from airflow.providers.http.hooks.http import HttpHook
 
-from cht_bridge.destinations.cht_api import ChtApiClient
-from cht_bridge.source.couch import CouchClient
+from cht_bridge.cht.api import ChtApiClient
+from cht_bridge.cht.couch import CouchClient
+from cht_bridge.hooks.connection import connection_auth
 
 
 class ChtHook(HttpHook):
@@ -28,17 +30,8 @@ class ChtHook(HttpHook):
 
     def get_client(self, db: str = "medic", client: type[CouchClient] = CouchClient, **options: Any) -> CouchClient:
         """A client for ``db`` with the Connection's URL, credentials and TLS settings."""
-        conn = self.get_connection(self.http_conn_id)
-        self.get_conn().close()  # resolves base_url from the Connection as the HTTP provider does
-        auth = (conn.login, conn.password or "") if conn.login else None
-        return client(
-            self.base_url,
-            db,
-            auth,
-            conn_id=self.http_conn_id,
-            verify=conn.extra_dejson.get("verify", True),
-            **options,
-        )
+        auth, base_url, verify = connection_auth(self.http_conn_id, system="CHT")
+        return client(base_url, db, auth, conn_id=self.http_conn_id, verify=verify, **options)
 
     def get_api_client(self, timeout: float = 30.0) -> ChtApiClient:
         """A client for the CHT API (people, records, contacts-by-phone) and the ``medic`` reads."""

@@ -1,37 +1,23 @@
 """Build a reverse pipeline's source from its config and an Airflow Connection.
 
 The Connection (type ``http``) holds the host with scheme and port, and the login and password
-(HTTP Basic); with ``{"auth": "bearer"}`` in its extra, the password is sent as a bearer token.
-Either goes only to the Connection's own origin (``cht_bridge.origin``). A CSV source needs no
-Connection: its folder is named in the pipeline file.
+(HTTP Basic); its extras may name another way (``{"auth": "bearer"}``, a header, a login
+cookie, OAuth2: ``cht_bridge.hooks.connection``). Credentials go only to the Connection's own
+origin. A CSV source needs no Connection: its folder is named in the pipeline file.
 """
 
 from __future__ import annotations
 
 import requests
-from airflow.sdk import BaseHook
 
-from cht_bridge.origin import scoped_session
+from cht_bridge.hooks.connection import open_session
 from cht_bridge.reverse.model import SourceConfig
 from cht_bridge.reverse.sources.base import Source
 
 
 def source_session(conn_id: str) -> tuple[requests.Session, str]:
     """A session with the Connection's credentials (for its origin only) and TLS setting, and its base URL."""
-    conn = BaseHook.get_connection(conn_id)
-    extra = conn.extra_dejson
-    host = conn.host or ""
-    if "://" not in host:
-        host = f"{conn.schema or 'http'}://{host}"
-    if conn.port and f":{conn.port}" not in host.split("://", 1)[1]:
-        host = f"{host}:{conn.port}"
-    base_url = host.rstrip("/")
-    basic, headers = None, None
-    if extra.get("auth") == "bearer":
-        headers = {"Authorization": f"Bearer {conn.password}"}
-    elif conn.login:
-        basic = (conn.login, conn.password or "")
-    session = scoped_session(base_url, basic=basic, headers=headers, verify=extra.get("verify", True))
+    session, base_url = open_session(conn_id, system="The source")
     session.headers["Accept"] = "application/fhir+json, application/json"
     return session, base_url
 

@@ -31,6 +31,7 @@ from cht_bridge.reverse.model import (
     Review,
     SourceConfig,
     Target,
+    checked_paging,
 )
 
 TOP_KEYS = {
@@ -43,11 +44,6 @@ SOURCE_KEYS = {
     "rest": {"type", "conn_id", "path", "items", "id_field", "version_field", "paging", "params", "timeout"}
     | {"max_pages"},
     "csv": {"type", "folder", "pattern", "id_field"},
-}
-PAGING_KEYS = {
-    "none": {"type"},
-    "cursor": {"type", "param", "next"},
-    "offset": {"type", "param", "limit_param", "page_size"},
 }
 MATCH_KEYS = {"upper", "lower", "margin", "region", "identifier_field"}
 PLACE_KEYS = {"table", "key"}
@@ -168,13 +164,10 @@ def _source(value: Any, problems: _Problems) -> SourceConfig | None:
 
 
 def _paging(value: Any, problems: _Problems) -> dict[str, Any]:
-    if not isinstance(value, dict) or value.get("type") not in PAGING_KEYS:
-        problems.add("source.paging", "must be a mapping with type cursor, offset or none")
-        return {"type": "none"}
-    problems.unknown(value, PAGING_KEYS[value["type"]], "source.paging.")
-    if value["type"] == "cursor" and not isinstance(value.get("next"), str):
-        problems.add("source.paging.next", "required for cursor paging: the dotted path of the next cursor")
-    return dict(value)
+    filled, found = checked_paging(value)
+    for key, message in found:
+        problems.add(f"source.paging.{key}".rstrip("."), message)
+    return filled
 
 
 def _mapped_keys(mapping: dict[str, Any], problems: _Problems) -> None:

@@ -114,3 +114,36 @@ class ReversePipeline:
     retries: int = 2
     task_timeout_minutes: int = DEFAULT_TASK_TIMEOUT_MINUTES  # each task's execution_timeout
     tags: tuple[str, ...] = ()
+
+
+#: A REST source's paging styles and the keys each takes (``reverse.sources.rest``).
+PAGING_KEYS = {
+    "none": {"type"},
+    "cursor": {"type", "param", "next"},
+    "offset": {"type", "param", "limit_param", "page_size"},
+}
+PAGING_DEFAULTS = {
+    "none": {},
+    "cursor": {"param": "cursor"},
+    "offset": {"param": "offset", "limit_param": "limit", "page_size": 100},
+}
+
+
+def checked_paging(paging: Any) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """A REST source's ``paging`` with its defaults filled in, and its problems as ``(key, message)``.
+
+    The one check of a paging block: the pipeline loader reports the problems with the file, the
+    source refuses to start with them (``key`` is "" for the block as a whole).
+    """
+    if not isinstance(paging, dict) or paging.get("type", "none") not in PAGING_KEYS:
+        return {"type": "none"}, [("", "must be a mapping with type cursor, offset or none")]
+    kind = paging.get("type", "none")
+    allowed = PAGING_KEYS[kind]
+    problems = [(key, f"unknown key (allowed: {', '.join(sorted(allowed))})") for key in paging if key not in allowed]
+    filled = {**PAGING_DEFAULTS[kind], **paging, "type": kind}
+    if kind == "cursor" and (not isinstance(filled.get("next"), str) or not filled["next"]):
+        problems.append(("next", "required for cursor paging: the dotted path of the next cursor in an answer"))
+    size = filled.get("page_size", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        problems.append(("page_size", f"must be a positive integer, not {size!r}"))
+    return filled, problems

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cht_bridge.destinations.cht_api import ChtApiClient, WriteError
+from cht_bridge.cht.api import ChtApiClient, WriteError
 from cht_bridge.mapping import Mapper
 from cht_bridge.reverse.choices import Choice, Kind
 from cht_bridge.reverse.model import ReversePipeline

@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cht_bridge.cht.couch import CouchClient
 from cht_bridge.errors import SourceError
-from cht_bridge.source.couch import CouchClient
 from cht_bridge.source.pages import Page
 from cht_bridge.v8 import Sandbox, ScriptTimeout
 

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from cht_bridge.cht.couch import CouchClient
 from cht_bridge.errors import SourceError
-from cht_bridge.source.couch import CouchClient
 
 Load = Callable[[str], "Page"]
 

@@ -29,10 +29,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from cht_bridge.cht import CouchClient
 from cht_bridge.destinations.base import Delivery, Destination, Result
 from cht_bridge.errors import AuthError, CircuitOpenError, ParamError, SourceError
 from cht_bridge.mapping import Mapped, Mapper, idempotency_key
-from cht_bridge.source import CouchClient, Hydrator, Page, iter_changes, iter_documents, iter_reports_by_date
+from cht_bridge.source import Hydrator, Page, iter_changes, iter_documents, iter_reports_by_date
 from cht_bridge.state import CLOSED, DEAD, DELETE, DELETED, FAILED, KEEP, UPSERT, LedgerState, Outcome, StateStore
 from cht_bridge.state.store import refusal
 from cht_bridge.sync.dry_run import DryRun

@@ -39,40 +39,20 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
-from cht_bridge.origin import Origin, has_userinfo, origin
+from cht_bridge.http.origin import Origin, has_userinfo, origin
+from cht_bridge.http.read import READ_RETRY, Reader
+from cht_bridge.http.reasons import FHIR, outcome_issues
+from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.reverse.model import DEFAULT_CLOCK_SKEW_MINUTES, DEFAULT_MAX_PAGES
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash
 from cht_bridge.reverse.sources.paging import PageGuard
-from cht_bridge.source.http import READ_RETRY, Reader, default_reason
 
 log = logging.getLogger(__name__)
 
 #: How often an expired next link may restart the search in one read before giving up.
 MAX_RESTARTS = 3
 SKIPPED_MODES = ("include", "outcome")
-
-
-def outcome_reason(response: requests.Response) -> str:
-    """The issues of an OperationOutcome error answer, as ``severity code: diagnostics``."""
-    try:
-        body = response.json()
-    except ValueError:
-        return default_reason(response)
-    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-        return _issues(body) or default_reason(response)
-    return default_reason(response)
-
-
-def _issues(outcome: dict[str, Any]) -> str:
-    parts = []
-    for issue in outcome.get("issue") or []:
-        text = f"{issue.get('severity', '?')} {issue.get('code', '?')}"
-        if issue.get("diagnostics"):
-            text += f": {str(issue['diagnostics'])[:200]}"
-        parts.append(text)
-    return "; ".join(parts)
 
 
 def _instant(value: str) -> datetime | None:
@@ -145,7 +125,7 @@ class FhirSearchSource:
             system="FHIR server",
             timeout=timeout,
             retry=retry,
-            reason=outcome_reason,
+            reason=FHIR,
             headers={"Accept": "application/fhir+json", "Prefer": "handling=strict"},
         )
         self._server_base: tuple[Origin, str] | None = None  # origin and path of the server's own base
@@ -257,7 +237,7 @@ class FhirSearchSource:
         if isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle":
             return
         if isinstance(bundle, dict) and bundle.get("resourceType") == "OperationOutcome":
-            detail = _issues(bundle)
+            detail = outcome_issues(bundle)
         else:
             detail = f"a {type(bundle).__name__} that is not a Bundle"
         raise SourceError(f"FHIR connection '{self.conn_id}': the {self.resource_type} search answered {detail}")
@@ -270,7 +250,7 @@ class FhirSearchSource:
             resource = entry.get("resource")
             if mode in SKIPPED_MODES:
                 if mode == "outcome" and isinstance(resource, dict):
-                    log.warning("FHIR connection '%s': the server noted: %s", self.conn_id, _issues(resource))
+                    log.warning("FHIR connection '%s': the server noted: %s", self.conn_id, outcome_issues(resource))
                 continue
             if not isinstance(resource, dict) or resource.get("resourceType") != self.resource_type:
                 log.warning("FHIR connection '%s': skipped an entry that is not a %s", self.conn_id, self.resource_type)

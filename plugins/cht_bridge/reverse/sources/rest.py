@@ -31,16 +31,14 @@ from typing import Any
 
 import requests
 
-from cht_bridge.destinations.retry import RetryPolicy
 from cht_bridge.errors import ConfigError, SourceError
-from cht_bridge.reverse.model import DEFAULT_MAX_PAGES
+from cht_bridge.http.read import READ_RETRY, Reader
+from cht_bridge.http.retry import RetryPolicy
+from cht_bridge.reverse.model import DEFAULT_MAX_PAGES, checked_paging
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash, dotted
 from cht_bridge.reverse.sources.paging import PageGuard
-from cht_bridge.source.http import READ_RETRY, Reader
 
 log = logging.getLogger(__name__)
-
-PAGING_TYPES = ("cursor", "offset", "none")
 
 
 class JsonRestSource:
@@ -67,7 +65,11 @@ class JsonRestSource:
         self.items = items
         self.id_field = id_field
         self.version_field = version_field
-        self.paging = _checked_paging(paging or {"type": "none"}, conn_id)
+        self.paging, problems = checked_paging(paging or {"type": "none"})
+        if problems:
+            raise ConfigError(
+                f"REST source '{conn_id}'", [f"paging.{key}: {m}" if key else f"paging: {m}" for key, m in problems]
+            )
         self.params = dict(params or {})
         self.conn_id = conn_id
         self.reader = Reader(
@@ -154,23 +156,3 @@ class JsonRestSource:
             log.warning("REST source '%s': %d item(s) without '%s'", self.conn_id, without_id, self.id_field)
         log.info("REST source '%s': page with %d item(s)", self.conn_id, len(records))
         return records
-
-
-def _checked_paging(paging: dict[str, Any], conn_id: str) -> dict[str, Any]:
-    """``paging`` with defaults filled in; a ConfigError naming every problem otherwise."""
-    kind = paging.get("type", "none")
-    where = f"REST source '{conn_id}'"
-    if kind not in PAGING_TYPES:
-        raise ConfigError(where, [f"paging.type must be one of {', '.join(PAGING_TYPES)}, not {kind!r}"])
-    if kind == "cursor":
-        filled = {"param": "cursor", **paging}
-        if not filled.get("next"):
-            raise ConfigError(where, ["paging.next: the dotted path of the next cursor in an answer is required"])
-        return filled
-    if kind == "offset":
-        filled = {"param": "offset", "limit_param": "limit", "page_size": 100, **paging}
-        size = filled["page_size"]
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ConfigError(where, [f"paging.page_size must be a positive integer, not {size!r}"])
-        return filled
-    return {"type": "none"}

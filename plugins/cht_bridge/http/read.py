@@ -1,7 +1,7 @@
 """The one read loop every source shares (CHT's CouchDB, FHIR, JSON lists): send a read, retry
 what may pass on its own, translate errors.
 
-Retry decisions come from ``cht_bridge.destinations.retry`` (``classify``, ``backoff``,
+Retry decisions come from ``cht_bridge.http.retry`` (``classify``, ``backoff``,
 ``retry_after``), so reads and deliveries agree on what is retryable: timeouts, connection
 errors, 408, 429 and 5xx are repeated with jittered exponential waits; 401/403 stop at once with
 an ``AuthError`` (repeating a refused login locks accounts); any other answer is a
@@ -27,13 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import requests
 import urllib3
 
-from cht_bridge.destinations.retry import RetryPolicy, backoff, classify, retry_after
 from cht_bridge.errors import AnswerLimitError, AuthError, SourceError
+from cht_bridge.http.reasons import READ, ReasonStyle, answer_reason
+from cht_bridge.http.retry import RetryPolicy, backoff, classify, retry_after
+from cht_bridge.http.urls import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -134,38 +135,6 @@ def _size(n: int) -> str:
     return f"{n / MiB:g} MiB" if n >= MiB else f"{n} bytes"
 
 
-def safe_url(url: str, params: dict[str, Any] | None = None) -> str:
-    """``url`` for a log line: no user-info, and query parameter names only (values may be patient data)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    names = [k for k, _ in parse_qsl(parts.query, keep_blank_values=True)] + list(params or {})
-    query = "&".join(dict.fromkeys(f"{name}=…" for name in names))
-    return urlunsplit((parts.scheme, host, parts.path, query, ""))
-
-
-def redirect_reason(response: requests.Response) -> str | None:
-    """Why a redirect was not followed, naming its target without user-info or query values; None
-    for any other answer. The bridge follows no redirect: a Connection names the URL to use."""
-    if not response.is_redirect:
-        return None
-    return f"redirected to {safe_url(response.headers['Location'])}; fix the connection's URL"
-
-
-def default_reason(response: requests.Response) -> str:
-    """A short, value-free reason for an error answer: a JSON error message or the status phrase."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason or f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail"):
-            if isinstance(body.get(key), str):
-                return body[key][:200]
-    return response.reason or f"HTTP {response.status_code}"
-
-
 class Reader:
     """GETs JSON for one source connection, with retries; one instance per source object."""
 
@@ -177,7 +146,7 @@ class Reader:
         system: str,
         timeout: float | tuple[float, float] = 30.0,
         retry: RetryPolicy = READ_RETRY,
-        reason: Callable[[requests.Response], str] = default_reason,
+        reason: ReasonStyle = READ,
         headers: dict[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         limits: AnswerLimits = READ_LIMITS,
@@ -260,7 +229,7 @@ class Reader:
                     status=status,
                 ) from None
             else:
-                problem = f"HTTP {status}: {redirect_reason(response) or self._reason(response)}"
+                problem = f"HTTP {status}: {answer_reason(response, self._reason).text}"
                 if kind == "permanent":
                     break
                 wait_asked = retry_after(response.headers.get("Retry-After"))

@@ -3,7 +3,7 @@
 Plain ``requests``, one session per thread (a prefetching thread reads ``_changes`` while the
 main thread fetches lineage), ``Accept: application/json`` on every call so CHT answers errors
 as JSON, and the ``seq`` kept as the opaque JSON value the server gave. The login goes only to
-the CHT's own origin (``cht_bridge.origin``), and every answer is read within ``limits``.
+the CHT's own origin (``cht_bridge.http.origin``), and every answer is read within ``limits``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from requests.auth import AuthBase
 
-from cht_bridge.destinations.retry import RetryPolicy
-from cht_bridge.origin import scoped_session
-from cht_bridge.source.http import READ_LIMITS, READ_RETRY, AnswerLimits, Reader
+from cht_bridge.http.origin import scoped_session
+from cht_bridge.http.read import READ_LIMITS, READ_RETRY, AnswerLimits, Reader
+from cht_bridge.http.retry import RetryPolicy
 
 #: (connect, read) seconds. A ``_changes`` page of 5,000 docs takes a few seconds on a busy CHT.
 DEFAULT_TIMEOUT = (10.0, 300.0)
@@ -33,7 +34,7 @@ class CouchClient:
         self,
         base_url: str,
         db: str = "medic",
-        auth: tuple[str, str] | None = None,
+        auth: tuple[str, str] | AuthBase | None = None,
         *,
         conn_id: str = "(no connection)",
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
@@ -45,7 +46,7 @@ class CouchClient:
         self.db = db
         self.conn_id = conn_id
         self._auth = auth
-        self._timeout = timeout
+        self.timeout = timeout
         self._verify = verify
         self._retry = retry
         self._limits = limits
@@ -55,30 +56,37 @@ class CouchClient:
     def db_url(self) -> str:
         return f"{self.base_url}/{quote(self.db, safe='')}"
 
-    def _session(self) -> requests.Session:
+    def session(self) -> requests.Session:
+        """This thread's session: JSON in and out, the login only for the CHT's origin."""
         session = getattr(self._local, "session", None)
         if session is None:
-            session = scoped_session(self.base_url, basic=self._auth, verify=self._verify)
+            if isinstance(self._auth, tuple):
+                session = scoped_session(self.base_url, basic=self._auth, verify=self._verify)
+            else:  # an auth the hook built (``cht_bridge.http.auth``), shared by every thread's session
+                session = scoped_session(self.base_url, verify=self._verify)
+                session.auth = self._auth
             session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
             self._local.session = session
         return session
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+    def request_json(self, method: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+        """A read's parsed answer (``Reader.request_text``'s errors and retries)."""
         # pouchdb-server answers some JSON with text/plain; parse regardless of content type.
-        return json.loads(self._request_text(method, url, **kwargs))
+        return json.loads(self.request_text(method, url, params=params, body=body))
 
-    def _request_text(self, method: str, url: str, **kwargs: Any) -> str:
-        return self._reader().request_text(method, url, params=kwargs.get("params"), body=kwargs.get("json"))
+    def request_text(self, method: str, url: str, *, params: dict[str, Any] | None = None, body: Any = None) -> str:
+        """A read's answer as sent, through this thread's ``Reader`` (retries, deadline, size cap)."""
+        return self.reader().request_text(method, url, params=params, body=body)
 
-    def _reader(self) -> Reader:
+    def reader(self) -> Reader:
         """This thread's reader: the shared read loop over this thread's session."""
         reader = getattr(self._local, "reader", None)
         if reader is None:
             reader = Reader(
-                self._session(),
+                self.session(),
                 conn_id=self.conn_id,
                 system="CHT",
-                timeout=self._timeout,
+                timeout=self.timeout,
                 retry=self._retry,
                 limits=self._limits,
             )
@@ -87,7 +95,7 @@ class CouchClient:
 
     def info(self) -> dict:
         """Fetch the database info; the cheapest call that proves the credentials work."""
-        return self._request("GET", self.db_url)
+        return self.request_json("GET", self.db_url)
 
     def changes_text(self, since: Any, limit: int) -> str:
         """One page of changes with documents after ``since`` (an opaque seq, or 0), as sent.
@@ -100,17 +108,17 @@ class CouchClient:
             "include_docs": "true",
             "seq_interval": limit,
         }
-        return self._request_text("GET", f"{self.db_url}/_changes", params=params)
+        return self.request_text("GET", f"{self.db_url}/_changes", params=params)
 
     def all_docs_text(self, ids: list[str]) -> str:
         """The ``_all_docs?keys=`` answer for ``ids``, in one request, as sent."""
-        return self._request_text(
-            "POST", f"{self.db_url}/_all_docs", params={"include_docs": "true"}, json={"keys": ids}
+        return self.request_text(
+            "POST", f"{self.db_url}/_all_docs", params={"include_docs": "true"}, body={"keys": ids}
         )
 
     def view_text(self, ddoc: str, view: str, params: dict[str, Any]) -> str:
         """One GET query of a view (range queries: ``startkey``/``endkey``/``limit``), as sent."""
-        return self._request_text("GET", self._view_url(ddoc, view), params=params)
+        return self.request_text("GET", self._view_url(ddoc, view), params=params)
 
     def _view_url(self, ddoc: str, view: str) -> str:
         return f"{self.db_url}/_design/{quote(ddoc, safe='')}/_view/{quote(view, safe='')}"
@@ -123,4 +131,4 @@ class CouchClient:
         url = self._view_url(ddoc, view)
         for start in range(0, len(keys), VIEW_KEYS_PER_REQUEST):
             chunk = keys[start : start + VIEW_KEYS_PER_REQUEST]
-            yield chunk, self._request_text("GET", url, params={"keys": json.dumps(chunk, separators=(",", ":"))})
+            yield chunk, self.request_text("GET", url, params={"keys": json.dumps(chunk, separators=(",", ":"))})

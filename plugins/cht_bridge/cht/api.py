@@ -17,10 +17,11 @@ from typing import Any
 
 import requests
 
-from cht_bridge.destinations.retry import classify
+from cht_bridge.cht.couch import CouchClient
 from cht_bridge.errors import AnswerLimitError, AuthError, ChtBridgeError, SourceError
-from cht_bridge.source.couch import CouchClient
-from cht_bridge.source.http import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body
+from cht_bridge.http.reasons import CHT, answer_reason
+from cht_bridge.http.retry import classify
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class ChtApiClient(CouchClient):
     def contacts_by_phone(self, phone: str) -> list[dict[str, Any]]:
         """CHT's own phone lookup (normalised with the instance's country code); [] when none."""
         try:
-            text = self._request_text("GET", f"{self.base_url}/api/v1/contacts-by-phone", params={"phone": phone})
+            text = self.request_text("GET", f"{self.base_url}/api/v1/contacts-by-phone", params={"phone": phone})
         except SourceError as exc:
             if exc.status in (400, 404):  # 404: nobody has it; 400: CHT could not read the number either
                 return []
@@ -118,8 +119,8 @@ class ChtApiClient(CouchClient):
     def _write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         where = f"POST {path}"
         try:
-            response = self._session().post(
-                f"{self.base_url}{path}", json=body, timeout=self._timeout, stream=True, allow_redirects=False
+            response = self.session().post(
+                f"{self.base_url}{path}", json=body, timeout=self.timeout, stream=True, allow_redirects=False
             )
             read_body(response, self.write_limits, reason_only=classify(response.status_code) != "delivered")
         except requests.RequestException as exc:
@@ -138,11 +139,11 @@ class ChtApiClient(CouchClient):
             return
         if kind == "auth":
             raise AuthError(self.conn_id, response.status_code, "CHT")
-        reason, details = _reason(response)
+        reason = answer_reason(response, CHT)
         # CHT answers its own validation errors (PublicError) as 500 with details: not retryable.
-        retryable = kind == "retryable" and not (response.status_code == 500 and details)
+        retryable = kind == "retryable" and not (response.status_code == 500 and reason.final)
         raise WriteError(
-            f"HTTP {response.status_code} on {where}: {reason or 'no details'}", response.status_code, retryable
+            f"HTTP {response.status_code} on {where}: {reason.text or 'no details'}", response.status_code, retryable
         )
 
 
@@ -159,23 +160,3 @@ def _person_like(doc: dict[str, Any]) -> bool:
     # A configurable contact is a person when CHT's config says so; without the config at hand,
     # the fields that only persons carry decide.
     return any(key in doc for key in ("date_of_birth", "sex", "patient_id"))
-
-
-def _reason(response: requests.Response) -> tuple[str, bool]:
-    """CHT's error message, and whether it came as ``details`` (a ``PublicError``'s message).
-
-    The messages name fields and forms, not patient values.
-    """
-    redirected = redirect_reason(response)
-    if redirected:
-        return redirected, False
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200], False
-    if not isinstance(body, dict):
-        return "", False
-    if body.get("details"):
-        return str(body["details"])[:300], True
-    detail = body.get("error") or body.get("reason") or body.get("message")
-    return (str(detail)[:300] if detail else ""), False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from cht_bridge.origin import OriginAuth, has_userinfo, origin
+from cht_bridge.http.origin import OriginAuth, has_userinfo, origin
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from cht_bridge.destinations.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
+from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
 
 
 @pytest.mark.parametrize(

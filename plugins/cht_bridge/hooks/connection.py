@@ -1,0 +1,99 @@
+"""An Airflow Connection becomes a base URL and an authenticated session: the one place it is read.
+
+The base URL is built as the Airflow HTTP provider builds it (``HttpHook``): the host as given
+when it has a scheme, else ``<schema or http>://<host>``, then ``:<port>`` when the Connection has
+one (and the host does not already end in it). The login and password are presented as an
+``AuthSetting`` says (``cht_bridge.http.auth``): a destination's from its pipeline file's
+``auth:`` block; the CHT's and a reverse source's from the Connection's extras (``{"auth":
+"bearer"}``, ``{"auth": "cookie", "login_path": ...}``...), HTTP Basic when the extras name none
+and the Connection has a login.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from airflow.sdk import BaseHook
+from requests.auth import AuthBase
+
+from cht_bridge.errors import ConfigError
+from cht_bridge.http.auth import CredentialError, build_auth
+from cht_bridge.http.origin import ScopedSession
+from cht_bridge.http.settings import AUTH_KEYS, AuthSetting, read_auth
+
+
+def connection_url(conn: Any) -> str:
+    """The Connection's base URL, as the HTTP provider computes it, without a trailing slash."""
+    host = conn.host or ""
+    base = host if "://" in host else f"{conn.schema or 'http'}://{host}"
+    if conn.port:
+        try:
+            named = urlsplit(base).port
+        except ValueError:
+            named = None
+        if named != int(conn.port):
+            base = f"{base}:{conn.port}"
+    return base.rstrip("/")
+
+
+def extras_auth(conn: Any) -> AuthSetting:
+    """The auth setting a Connection's extras name; Basic when they name none and there is a login.
+
+    :raises ConfigError: naming the Connection and the extra at fault.
+    """
+    extra = conn.extra_dejson
+    if "auth" not in extra:
+        return AuthSetting("basic" if conn.login else "none")
+    setting, problems = read_auth({"type": extra["auth"], **{k: extra[k] for k in AUTH_KEYS - {"type"} if k in extra}})
+    if problems:
+        raise ConfigError(
+            f"connection '{conn.conn_id}'",
+            [f"extra {'auth' if key == 'type' else key}: {message}" for key, message in problems],
+        )
+    return setting
+
+
+def connection_auth(
+    conn_id: str,
+    setting: AuthSetting | None = None,
+    *,
+    system: str,
+    where: str | None = None,
+    prefix: str = "",
+    **options: Any,
+) -> tuple[AuthBase | None, str, bool | str]:
+    """How to authenticate to ``conn_id`` as ``setting`` says (None: as its extras say), its base
+    URL and its TLS ``verify`` extra.
+
+    ``where`` names the setting's origin in errors (a pipeline file; by default the Connection)
+    and ``prefix`` its keys (``destination.``); ``options`` go to ``build_auth`` (timeouts, limits).
+
+    :raises ConfigError: the Connection lacks what the setting needs.
+    """
+    conn = BaseHook.get_connection(conn_id)
+    base_url = connection_url(conn)
+    verify = conn.extra_dejson.get("verify", True)
+    if setting is None:
+        setting = extras_auth(conn)
+    try:
+        auth = build_auth(
+            base_url, setting, conn.login, conn.password, conn_id=conn_id, system=system, verify=verify, **options
+        )
+    except CredentialError as exc:
+        raise ConfigError(where or f"connection '{conn_id}'", [f"{prefix}{exc.key}: {exc}"]) from None
+    return auth, base_url, verify
+
+
+def open_session(
+    conn_id: str, setting: AuthSetting | None = None, *, session: requests.Session | None = None, **how: Any
+) -> tuple[requests.Session, str]:
+    """``session`` (by default a new ``ScopedSession`` with the Connection's ``verify``) with
+    ``connection_auth``'s auth, and the Connection's base URL. ``how``: ``connection_auth``'s options."""
+    auth, base_url, verify = connection_auth(conn_id, setting, **how)
+    if session is None:
+        session = ScopedSession()
+        session.verify = verify
+    session.auth = auth
+    return session, base_url
