@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from cht_bridge.destinations.base import Delivery, Result
+from cht_bridge.destinations.base import BaseDestination, Delivery, Result
 from cht_bridge.destinations.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
 from cht_bridge.source.http import ANSWER_LIMITS, AnswerLimits, read_body, redirect_reason
@@ -59,7 +59,7 @@ class _Answer:
     split: bool = False  # a batch refused as a whole: send it in halves to find the items at fault
 
 
-class RestDestination:
+class RestDestination(BaseDestination):
     """POST (or PUT) JSON payloads to ``base_url + path`` on a prepared session."""
 
     def __init__(
@@ -80,6 +80,7 @@ class RestDestination:
         limits: AnswerLimits = ANSWER_LIMITS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.path = path
         self.url = self._url(path)
         self.conn_id = conn_id
         self.method = method
@@ -381,3 +382,6 @@ def _endpoint_refused(results: list[Result]) -> bool:
         not r.ok and r.status is not None and (r.status in WHOLE_REQUEST_STATUSES or 300 <= r.status < 400)
         for r in results
     )
+
+
+DESTINATION = RestDestination  # what ``destination.type: rest`` opens (see ``registry``)

@@ -28,12 +28,12 @@ class Resources:
 @contextmanager
 def failing_plainly() -> Iterator[None]:
     """Translate CHT Bridge errors into the Airflow exception that does the right thing next."""
-    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ParamError, ScriptError
+    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ParamError, PreflightError, ScriptError
     from cht_bridge.mapping.engine import ScriptStalled
 
     try:
         yield
-    except (AuthError, ConfigError, ParamError, ScriptError) as exc:
+    except (AuthError, ConfigError, ParamError, PreflightError, ScriptError) as exc:
         raise AirflowFailException(str(exc)) from None  # retrying cannot help; a person must act
     except (CircuitOpenError, ScriptStalled) as exc:
         # An outage or a starved worker: Airflow's retries are the "next run", without a traceback.
