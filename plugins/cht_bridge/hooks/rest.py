@@ -14,13 +14,13 @@ from typing import Any
 
 from airflow.providers.http.hooks.http import HttpHook
 
-from cht_bridge.destinations.rest import RestDestination
+from cht_bridge.destinations.registry import open_destination
 from cht_bridge.errors import ConfigError
 from cht_bridge.origin import OriginAuth, origin
 
 
-def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> RestDestination:
-    """Open the destination a pipeline names, with the pipeline's ``delivery`` retry settings.
+def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> Any:
+    """Open the destination a pipeline names (its ``type``'s kind), with the pipeline's ``delivery`` retry settings.
 
     :raises ConfigError: when the Connection lacks what the chosen auth needs.
     """
@@ -47,4 +47,4 @@ def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> 
             ("Authorization", f"Bearer {conn.password}") if auth.type == "bearer" else (auth.header, conn.password)
         )
         session.auth = OriginAuth(hook.base_url, headers={name: value})
-    return RestDestination.configured(session, hook.base_url, destination, delivery)
+    return open_destination(session, hook.base_url, destination, delivery)
