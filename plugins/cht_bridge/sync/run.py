@@ -131,7 +131,7 @@ def _execute(ctx: RunContext, phases: list[Phase]) -> RunSummary:
         if ctx.own_mapper:
             ctx.mapper.close()
         s = ctx.summary
-        s.request_retries = getattr(ctx.destination, "retries", 0)
+        s.request_retries = ctx.destination.retries
         s.seconds = round(time.monotonic() - started, 3)
         # How fresh the destination is, whatever this run sent (a backfill sends old reports). Not
         # after a failure: the store may be what failed, and its error must not be hidden.
