@@ -20,7 +20,7 @@ from cht_bridge.config import parse_pipeline
 from cht_bridge.destinations import BaseDestination, Delivery, Result, register
 from cht_bridge.destinations.registry import unregister
 from cht_bridge.errors import ConfigError, PreflightError
-from cht_bridge.sync import run_pipeline
+from cht_bridge.sync import DryRun, replay_documents, run_pipeline
 from cht_bridge.sync.resources import Endpoint, opened
 
 pytestmark = pytest.mark.integration
@@ -114,6 +114,23 @@ def test_a_kind_defined_outside_sync_runs_through_run_pipeline_with_a_result_per
         assert second.retried == 1 and second.sent == 1 and second.failed == 0
         assert r.store.ledger(pipeline.name, "r05")["destination_id"] == "rec-r05"
         assert [rec["id"] for bulk in kind.sent[-2:] for rec in bulk["records"]] == ["r05"]  # retry, then no change
+
+        # A replay and a dry run go through the same contract: pre-flight once each.
+        kind.refused = {}
+        dead = r.store.select(pipeline.name, statuses=("dead",))
+        replayed = replay_documents(
+            pipeline, dead, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper
+        )
+        assert kind.checks == ["rec"] * 3 and replayed.sent == 1
+        assert r.store.ledger(pipeline.name, "r03")["destination_id"] == "rec-r03"
+        sent_before, dry = len(kind.sent), DryRun(tmp_path / "dry.json")
+        everything = r.store.select(pipeline.name, statuses=("delivered",))
+        rehearsal = replay_documents(
+            pipeline, everything, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
+            dry_run=dry,
+        )  # fmt: skip
+        assert kind.checks == ["rec"] * 4 and len(kind.sent) == sent_before  # checked, nothing sent
+        assert rehearsal.dry_run and dry.would_send == 10
 
 
 class Lines(logging.Handler):
