@@ -15,7 +15,8 @@ transaction moves the checkpoint, so the next run reads the page again; what was
 recorded, and is not sent twice.
 
 The destination is reached only through its contract (``destinations/base.py``): its pre-flight
-``check`` once, before any phase, then ``send`` and ``deletion``; so any kind fits here.
+``check`` once, before any phase (a dry run checks too, so it shows a run bound to fail), then
+``send`` and ``deletion``; so any kind fits here.
 
 A dry run goes through the same phases and writes what it would send to a file instead.
 """
