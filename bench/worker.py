@@ -1,5 +1,8 @@
 """The benchmark's worker process: one pipeline run, the same code an Airflow task runs.
 
+It opens what the task opens (``sync.resources.opened``), from the URLs it is given instead of
+Airflow Connections.
+
 It reports its own peak RSS (``ru_maxrss``), so the figure is the worker's alone, not the
 server's or the receiver's.
 """
@@ -12,14 +15,11 @@ import logging
 import resource
 import sys
 import time
+from dataclasses import replace
 
-import requests
-
-from cht_bridge.cht import CouchClient
 from cht_bridge.config import parse_pipeline
-from cht_bridge.destinations import RestDestination
-from cht_bridge.state import StateStore
 from cht_bridge.sync import run_pipeline
+from cht_bridge.sync.resources import Endpoint, opened
 
 PIPELINE = {
     "name": "bench_reports",
@@ -56,14 +56,13 @@ def main(argv: list[str] | None = None) -> int:
 
     config = {**PIPELINE, "destination": {**PIPELINE["destination"], "mode": args.mode}}
     pipeline = parse_pipeline(config, file="bench")
-    client = CouchClient(args.couch, args.db, (user, password), conn_id="bench_cht")
-    destination = RestDestination.configured(requests.Session(), args.receiver, pipeline.destination, pipeline.delivery)
-    store = StateStore(args.state)
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    started = time.perf_counter()
-    summary = run_pipeline(pipeline, client=client, destination=destination, store=store)
-    elapsed = time.perf_counter() - started
-    destination.close()
+    pipeline = replace(pipeline, cht_db=args.db)
+    cht, receiver = Endpoint(args.couch, (user, password)), Endpoint(args.receiver)
+    with opened(pipeline, cht=cht, destination=receiver, state_url=args.state) as r:
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        summary = run_pipeline(pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper)
+        elapsed = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result = {
         "summary": summary.as_dict(),

@@ -67,6 +67,18 @@ class AuthError(ChtBridgeError):
         )
 
 
+class PreflightError(ChtBridgeError):
+    """A destination's pre-flight check found the run cannot succeed (e.g. DHIS2 lacks a data element).
+
+    Raised before anything is sent; a person must fix the destination or the pipeline file, so the
+    task fails without retrying.
+    """
+
+    def __init__(self, conn_id: str, reason: str) -> None:
+        self.conn_id = conn_id
+        super().__init__(f"the destination of Airflow connection '{conn_id}' failed its pre-flight check: {reason}")
+
+
 class TransportError(ChtBridgeError):
     """A destination could not be reached (connection refused, timeout).
 

@@ -4,7 +4,7 @@ loses no document and stores none twice at the receiver.
 Real parts only: pouchdb-server, the demo receiver (which drops a repeated idempotency key and
 keeps every item it accepted in ``received.jsonl``), a SQLite state store, and the product's own
 run code. The killed worker is a child process running this module with ``--child``: like
-``bench/worker.py`` it opens what the sync task opens (``operators/resources.opened``, without
+``bench/worker.py`` it opens what the sync task opens (``sync/resources.opened``, without
 Airflow's Connections) and calls ``run_pipeline``, and it reads every credential from stdin,
 never from argv.
 
@@ -86,19 +86,16 @@ def pipeline_config(name: str, db: str, mode: str, *, cht_conn: str, receiver_co
 
 def open_run(pipeline: Any, couch_url: str, cht_auth: tuple[str, str], receiver_url: str, receiver_auth, state_url):
     """Client, destination, store and mapper for ``pipeline``, as the sync task opens them
-    (``operators/resources.opened``) but from plain values instead of Airflow Connections."""
-    from cht_bridge.cht import CouchClient
-    from cht_bridge.destinations import RestDestination
-    from cht_bridge.mapping import Mapper
-    from cht_bridge.state import StateStore
+    (``sync.resources.open_resources``) but from plain values instead of Airflow Connections."""
+    from cht_bridge.sync.resources import Endpoint, open_resources
 
-    mapper = Mapper.for_pipeline(pipeline)
-    client = CouchClient(couch_url, pipeline.cht_db, cht_auth, conn_id=pipeline.cht_conn_id)
-    client.info()
-    session = requests.Session()
-    session.auth = receiver_auth
-    destination = RestDestination.configured(session, receiver_url, pipeline.destination, pipeline.delivery)
-    return client, destination, StateStore(state_url), mapper
+    r = open_resources(
+        pipeline,
+        cht=Endpoint(couch_url, tuple(cht_auth)),
+        destination=Endpoint(receiver_url, tuple(receiver_auth)),
+        state_url=state_url,
+    )
+    return r.client, r.destination, r.store, r.mapper
 
 
 def run_once(pipeline: Any, couch_url: str, cht_auth, receiver_url: str, receiver_auth, state_url: str) -> Any:

@@ -162,7 +162,9 @@ def test_the_cht_client_sends_its_login_only_to_its_origin(monkeypatch, ours, ot
 )
 def test_a_destination_session_sends_its_secret_only_to_its_origin(monkeypatch, ours, other, auth, header):
     connection(monkeypatch, "dest_hard", ours.url)
-    dest = rest_destination(DestinationConfig(conn_id="dest_hard", path="/in", auth=auth, concurrency=1), source="p.yaml")
+    dest = rest_destination(
+        DestinationConfig(conn_id="dest_hard", path="/in", auth=auth, concurrency=1), source="p.yaml"
+    )
     try:
         (result,) = dest.send([Delivery("d1", '{"a": 1}', "key-1")])
         assert result.ok

@@ -353,9 +353,11 @@ def _destination(value: Any, problems: _Problems) -> DestinationConfig | None:
         problems.add("destination", "required: a mapping with conn_id and path")
         return None
     problems.unknown(value, DEST_KEYS, "destination.")
+    from cht_bridge.destinations.registry import kinds  # the kinds by name; their modules load when a run opens one
+
     kind = value.get("type", "rest")
-    if kind != "rest":
-        problems.add("destination.type", f"'{kind}' is not available (available: rest)")
+    if kind not in kinds():
+        problems.add("destination.type", f"'{kind}' is not available (available: {', '.join(kinds())})")
     conn_id = _conn_id(value.get("conn_id"), "destination.conn_id", problems)
     path = value.get("path")
     if not isinstance(path, str) or not path.startswith("/"):
@@ -376,6 +378,7 @@ def _destination(value: Any, problems: _Problems) -> DestinationConfig | None:
     return DestinationConfig(
         conn_id=conn_id,
         path=path,
+        type=kind,
         method=method,
         auth=auth,
         mode=mode,

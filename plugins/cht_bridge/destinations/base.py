@@ -1,13 +1,25 @@
-"""The contract every destination keeps: send a list of payloads, say what became of each.
+"""The contract every destination kind keeps, so the sync run never knows which system it talks to.
 
-Like ``requests``' ``BaseAdapter``, it is two methods, so the orchestration never knows which
-system it talks to and a test can put any destination in its place.
+A kind turns mapped payloads into its own requests (one payload a request, a JSON array, or a
+kind-specific bulk document such as a DHIS2 ``dataValueSets`` or a FHIR transaction Bundle),
+sends them, and answers with one ``Result`` per document: delivered (with the destination's id
+for it), retryable, or refused (with the destination's reason), read out of a bulk answer's
+per-record entries (DHIS2's import summary, a Bundle's ``entry.response``) where it has them.
+``check`` is the pre-flight run once per run before anything is sent (DHIS2: do the data
+elements and org units exist?); ``deletion`` is the request for a document deleted in CHT.
+
+Like ``requests``' ``BaseAdapter``, it is a few methods, so a test can put any destination in
+the run's place. ``BaseDestination`` gives the defaults a kind may keep.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
+from urllib.parse import quote
+
+DELIVERED, RETRYABLE, REFUSED = "delivered", "retryable", "refused"
 
 
 @dataclass(frozen=True)
@@ -43,16 +55,72 @@ class Result:
     retryable: bool = False
     attempts: int = 1
 
+    @property
+    def outcome(self) -> Literal["delivered", "retryable", "refused"]:
+        """The three answers the ledger knows: delivered, worth trying again later, or refused for good."""
+        if self.ok:
+            return DELIVERED
+        return RETRYABLE if self.retryable else REFUSED
+
 
 class Destination(Protocol):
     """Sends payloads.
 
+    ``check`` raises ``PreflightError`` (with the destination's reason) when the run cannot
+    succeed, before anything is sent; ``AuthError`` when the credentials are refused.
     ``send`` returns one ``Result`` per delivery, in order, retrying what may succeed later
     within the call. It raises ``AuthError`` when the credentials are refused (nothing in the call
     may be counted as handled) and ``CircuitOpenError`` when the destination failed too often in a
-    row (its ``results`` are the deliveries that finished; the rest stay pending).
+    row (its ``results`` are the deliveries that finished; the rest stay pending). ``retries``
+    counts requests repeated so far, for the run's summary.
     """
+
+    retries: int
+
+    def check(self) -> None: ...
 
     def send(self, deliveries: list[Delivery]) -> list[Result]: ...
 
+    def deletion(self, doc_id: str, destination_id: str | None, key: str, rules: Any) -> Delivery: ...
+
     def close(self) -> None: ...
+
+
+class BaseDestination:
+    """Defaults for a destination kind: no pre-flight, deletes as the pipeline's ``deletes`` block says.
+
+    ``path`` is the kind's default path (a deleted document's request defaults to ``path/{doc_id}``).
+    """
+
+    path: str = "/"
+    retries: int = 0
+
+    def check(self) -> None:
+        """Nothing to check before sending; a kind that can prove a run will fail says so here."""
+
+    def send(self, deliveries: list[Delivery]) -> list[Result]:
+        raise NotImplementedError
+
+    def deletion(self, doc_id: str, destination_id: str | None, key: str, rules: Any) -> Delivery:
+        """The request for a document deleted in CHT: ``rules`` is the pipeline's ``deletes`` block."""
+        fill = {"doc_id": doc_id, "destination_id": destination_id or doc_id}
+        in_path = {name: quote(value, safe="") for name, value in fill.items()}  # an id may hold '/' or '?'
+        path = fill_template(rules.path or self.path.rstrip("/") + "/{doc_id}", in_path)
+        body = None if rules.body is None else json.dumps(fill_template(rules.body, fill))
+        return Delivery(doc_id, body, key, method=rules.method, path=path)
+
+    def close(self) -> None:
+        """Nothing held open."""
+
+
+def fill_template(template: Any, values: dict[str, str]) -> Any:
+    """``{doc_id}`` and ``{destination_id}`` replaced in every string of a JSON template."""
+    if isinstance(template, str):
+        for name, value in values.items():
+            template = template.replace("{" + name + "}", value)
+        return template
+    if isinstance(template, list):
+        return [fill_template(v, values) for v in template]
+    if isinstance(template, dict):
+        return {k: fill_template(v, values) for k, v in template.items()}
+    return template

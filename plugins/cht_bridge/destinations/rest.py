@@ -37,10 +37,10 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from cht_bridge.destinations.base import Delivery, Result
+from cht_bridge.destinations.base import BaseDestination, Delivery, Result
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
+from cht_bridge.http import reasons
 from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body
-from cht_bridge.http.reasons import DESTINATION, answer_reason
 from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class _Answer:
     split: bool = False  # a batch refused as a whole: send it in halves to find the items at fault
 
 
-class RestDestination:
+class RestDestination(BaseDestination):
     """POST (or PUT) JSON payloads to ``base_url + path`` on a prepared session."""
 
     def __init__(
@@ -81,6 +81,7 @@ class RestDestination:
         limits: AnswerLimits = ANSWER_LIMITS,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.path = path
         self.url = self._url(path)
         self.conn_id = conn_id
         self.method = method
@@ -363,7 +364,7 @@ def _destination_id(response: requests.Response | None, answer: Any) -> str | No
 
 
 def _reason(response: requests.Response) -> str:
-    text = answer_reason(response, DESTINATION).text
+    text = reasons.answer_reason(response, reasons.DESTINATION).text
     return f"HTTP {response.status_code}: {text}" if text else f"HTTP {response.status_code}"
 
 
@@ -373,3 +374,6 @@ def _endpoint_refused(results: list[Result]) -> bool:
         not r.ok and r.status is not None and (r.status in WHOLE_REQUEST_STATUSES or 300 <= r.status < 400)
         for r in results
     )
+
+
+DESTINATION = RestDestination  # what ``destination.type: rest`` opens (see ``registry``)

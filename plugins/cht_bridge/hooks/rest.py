@@ -12,12 +12,12 @@ from typing import Any
 
 from airflow.providers.http.hooks.http import HttpHook
 
-from cht_bridge.destinations.rest import RestDestination
+from cht_bridge.destinations.registry import open_destination
 from cht_bridge.hooks.connection import open_session
 
 
-def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> RestDestination:
-    """Open the destination a pipeline names, with the pipeline's ``delivery`` retry settings.
+def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> Any:
+    """Open the destination a pipeline names (its ``type``'s kind), with the pipeline's ``delivery`` retry settings.
 
     :raises ConfigError: when the Connection lacks what the chosen auth needs.
     """
@@ -30,4 +30,4 @@ def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> 
         prefix="destination.",
         session=prepared,
     )
-    return RestDestination.configured(session, base_url, destination, delivery)
+    return open_destination(session, base_url, destination, delivery)

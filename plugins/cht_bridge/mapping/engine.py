@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cht_bridge.errors import ChtBridgeError
 from cht_bridge.mapping.hashing import payload_hash
 from cht_bridge.v8 import MapResult, Sandbox, ScriptMemoryError, ScriptTimeout
+
+if TYPE_CHECKING:
+    from cht_bridge.source.hydration import LoadedBatch  # a handle only: mapping never reads CHT
 
 #: A run stops once this many documents were stopped (time or memory) when evaluated alone, and
 #: they are more than half of the documents evaluated alone: a thousand-document batch that all
@@ -100,6 +103,12 @@ class Mapper:
             return self.sandbox.map_docs(self._handle, json.dumps(docs[start:end]), end - start, timeout_s)
 
         return self._map(ids, evaluate)
+
+    def map_batch(self, batch: LoadedBatch) -> list[Mapped]:
+        """Map a batch the Hydrator left hydrated in this mapper's sandbox, in one call."""
+        if batch.sandbox is not self.sandbox or not batch.current:
+            raise ValueError("the batch is not the one loaded in this mapper's sandbox (another page replaced it)")
+        return self.map_loaded(batch.ids)
 
     def map_loaded(self, ids: list[str]) -> list[Mapped]:
         """Hydrate and map the batch loaded in the sandbox (``ids`` in its order), in one call."""

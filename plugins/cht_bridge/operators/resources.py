@@ -1,7 +1,7 @@
 """What a pipeline task opens and closes, and how its errors reach the Airflow UI.
 
 Both the sync and the replay task need the same four things (CHT client, destination, state
-store, compiled mapping), the same error translation (a broken file or refused credentials fail
+store, compiled mapping: ``sync.resources.opened``), the same error translation (a broken file or refused credentials fail
 at once without retries; an outage fails and is retried by Airflow) and the same ledger summary
 at the end of the log.
 """
@@ -11,55 +11,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
-@dataclass
-class Resources:
-    client: Any
-    destination: Any
-    store: Any
-    mapper: Any
-
-
 @contextmanager
 def failing_plainly() -> Iterator[None]:
     """Translate CHT Bridge errors into the Airflow exception that does the right thing next."""
-    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ParamError, ScriptError
+    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ParamError, PreflightError, ScriptError
     from cht_bridge.mapping.engine import ScriptStalled
 
     try:
         yield
-    except (AuthError, ConfigError, ParamError, ScriptError) as exc:
+    except (AuthError, ConfigError, ParamError, PreflightError, ScriptError) as exc:
         raise AirflowFailException(str(exc)) from None  # retrying cannot help; a person must act
     except (CircuitOpenError, ScriptStalled) as exc:
         # An outage or a starved worker: Airflow's retries are the "next run", without a traceback.
         raise AirflowException(str(exc)) from None
-
-
-@contextmanager
-def opened(pipeline: Any) -> Iterator[Resources]:
-    """Open everything a run of ``pipeline`` needs; CHT credentials are proven before anything else."""
-    from cht_bridge.hooks import ChtHook, open_state_store, rest_destination
-    from cht_bridge.mapping import Mapper
-
-    mapper = Mapper.for_pipeline(pipeline)
-    store = destination = None
-    try:
-        client = ChtHook(pipeline.cht_conn_id).get_client(pipeline.cht_db)
-        client.info()  # one request: wrong credentials fail here, before anything is read or sent
-        destination = rest_destination(pipeline.destination, source=pipeline.file, delivery=pipeline.delivery)
-        store = open_state_store(pipeline.state_conn_id)
-        yield Resources(client, destination, store, mapper)
-    finally:
-        mapper.close()
-        if destination is not None:
-            destination.close()
-        if store is not None:
-            store.close()
 
 
 def dry_run_for(params: Any, pipeline: str, run_id: str) -> Any:

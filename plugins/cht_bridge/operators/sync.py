@@ -33,8 +33,9 @@ class ChtSyncOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from cht_bridge.config import load_pipeline
         from cht_bridge.operators.params import backfill_window
-        from cht_bridge.operators.resources import dry_run_for, failing_plainly, finish, opened
+        from cht_bridge.operators.resources import dry_run_for, failing_plainly, finish
         from cht_bridge.sync import run_pipeline
+        from cht_bridge.sync.resources import opened
 
         params = context.get("params") or {}
         run_id = context["run_id"]
@@ -73,8 +74,9 @@ class ChtReplayOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from cht_bridge.config import find_pipeline
         from cht_bridge.operators.params import parse_time, string_list
-        from cht_bridge.operators.resources import dry_run_for, failing_plainly, finish, opened
+        from cht_bridge.operators.resources import dry_run_for, failing_plainly, finish
         from cht_bridge.sync import replay_documents
+        from cht_bridge.sync.resources import opened
 
         params = context.get("params") or {}
         with failing_plainly():

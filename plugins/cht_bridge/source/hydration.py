@@ -15,6 +15,7 @@ An answer that cannot be read (truncated, not JSON, not the shape CouchDB sends)
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from cht_bridge.cht.couch import CouchClient
@@ -23,6 +24,28 @@ from cht_bridge.source.pages import Page
 from cht_bridge.v8 import Sandbox, ScriptTimeout
 
 MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class LoadedBatch:
+    """A page hydrated inside the sandbox, ready for ``Mapper.map_batch``: a handle, not a copy.
+
+    The documents stay in V8 (copying them out and back would cost more than mapping them), so the
+    handle names the sandbox that holds them and which load it was: once the next page is loaded
+    there, this handle is stale and mapping it is refused rather than mapping the wrong documents.
+    """
+
+    hydrator: Hydrator
+    ids: list[str]
+    generation: int
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.hydrator.sandbox
+
+    @property
+    def current(self) -> bool:
+        return self.generation == self.hydrator.generation
 
 
 class Hydrator:
@@ -35,6 +58,7 @@ class Hydrator:
         self._refs: list[Any] = []
         self._view_available = True
         self.requests = 0  # view and _all_docs requests made, for logs and benchmarks
+        self.generation = 0  # pages loaded so far: which one a ``LoadedBatch`` is
 
     def load_page(self, page_text: str, filter_json: str | None = None) -> Page:
         """Load a ``_changes``, view or ``_all_docs`` page into the sandbox: what to process, what was skipped."""
@@ -47,7 +71,13 @@ class Hydrator:
         if "invalid" in info:
             raise self._unreadable(f"a page it sent {info['invalid']}")
         self._refs = info["refs"]
+        self.generation += 1
         return Page(**info)
+
+    def hydrated(self, page: Page) -> LoadedBatch:
+        """Hydrate the page just loaded (``fetch``) and hand it on to be mapped where it lies."""
+        self.fetch()
+        return LoadedBatch(self, page.ids, self.generation)
 
     def load_changes(self, page_text: str) -> Page:
         """Load a ``_changes`` page, which must say where the feed resumes.

@@ -96,7 +96,9 @@ def test_a_bearer_source_without_a_password_is_a_config_error(monkeypatch):
 def test_a_destination_auth_block_can_log_in_with_a_cookie(monkeypatch, emr):
     set_connection(monkeypatch, "emr_dest", emr.url)
     auth = AuthSetting("cookie", login_path=LOGIN_PATH)
-    dest = rest_destination(DestinationConfig(conn_id="emr_dest", path="/in", auth=auth, concurrency=1), source="p.yaml")
+    dest = rest_destination(
+        DestinationConfig(conn_id="emr_dest", path="/in", auth=auth, concurrency=1), source="p.yaml"
+    )
     try:
         results = dest.send([Delivery("d1", '{"a": 1}', "k1"), Delivery("d2", '{"a": 2}', "k2")])
     finally:
