@@ -1,11 +1,11 @@
 # CHT Bridge: the two commands a new machine needs are `make demo` and `make test`.
 # Needs only Python 3.11, Node.js and npm; everything else is installed into .venv and
-# include/sandbox/node_modules by the targets below.
+# standins/node_modules by the targets below.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-SANDBOX_NODE := include/sandbox/node_modules/.installed
+STANDINS_NODE := standins/node_modules/.installed
 DOCS ?= 100000
 
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
@@ -19,15 +19,15 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
 	touch $@
 
-$(SANDBOX_NODE): include/sandbox/package.json include/sandbox/package-lock.json
-	cd include/sandbox && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+$(STANDINS_NODE): standins/package.json standins/package-lock.json
+	cd standins && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(BIN)/.installed $(SANDBOX_NODE)
+install: $(BIN)/.installed $(STANDINS_NODE)
 
 ## Run every example pipeline as a real Airflow DAG run against a local CHT and receiver.
 demo: install
-	$(BIN)/python -m include.sandbox.demo
+	$(BIN)/python -m standins.demo
 
 ## The whole test suite (CI runs this).
 test: install
@@ -40,9 +40,9 @@ bench: install
 	$(BIN)/python -m bench.pipeline --docs $(DOCS)
 	$(BIN)/python -m bench.matching
 
-## Airflow UI on http://localhost:8080 with the sandbox CHT, receiver and connections.
+## Airflow UI on http://localhost:8080 with the local stand-in CHT, receiver and connections.
 airflow: install
-	$(BIN)/python -m include.sandbox.standalone
+	$(BIN)/python -m standins.standalone
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,5 +1,5 @@
 """Patient-matching benchmark: accuracy and speed of ``cht_bridge.matching.match`` on synthetic
-East-African data (``include/sandbox/populations.py``, fixed seed).
+East-African data (``standins/populations.py``, fixed seed).
 
 For each size it prints the wrong-link rate (links to anyone but the true person, over incoming
 people), the duplicate rate (truly existing people decided ``new``, over truly existing incoming
@@ -30,7 +30,7 @@ import pyarrow as pa
 from cht_bridge.matching import Decision, MatchConfig, match
 from cht_bridge.matching.features import Frequencies, build_table, e164
 from cht_bridge.matching.model import load_model
-from include.sandbox.populations import Population, population
+from standins.populations import Population, population
 
 
 def evaluate(result: list[Decision], data: Population) -> dict[str, float]:

@@ -29,8 +29,8 @@ from pathlib import Path
 import psutil
 import requests
 
-from include.sandbox.couchdb import LocalCouch
-from include.sandbox.seed import seed
+from standins.couchdb import LocalCouch
+from standins.seed import seed
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = 2000
@@ -60,7 +60,7 @@ def _cpu(process: psutil.Process) -> float:
 
 def start_receiver(folder: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "include.sandbox.receiver", "--port", "0", "--dir", str(folder)],
+        [sys.executable, "-m", "standins.receiver", "--port", "0", "--dir", str(folder)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -30,6 +30,19 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 
 
+#: Test folders whose tests start real servers (pouchdb-server, the stand-ins, PostgreSQL, Compose)
+#: or run whole DAGs: each of their tests is marked ``integration`` (``pytest -m "not integration"``
+#: runs the fast unit tests alone).
+INTEGRATION_FOLDERS = ("integration", "standins", "compose")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(item.path).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in INTEGRATION_FOLDERS:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated Airflow metadata database, which ``dag.test()`` needs."""
@@ -41,7 +54,7 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def couch(tmp_path_factory: pytest.TempPathFactory):
-    from include.sandbox.couchdb import LocalCouch
+    from standins.couchdb import LocalCouch
 
     server = LocalCouch(tmp_path_factory.mktemp("couch")).start()
     yield server
@@ -51,7 +64,7 @@ def couch(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 def cht(couch):
     """A fresh CHT-like database on the shared server, and an online integration user for it."""
-    from include.sandbox.couchdb import create_user, set_security
+    from standins.couchdb import create_user, set_security
 
     db = f"medic_{uuid.uuid4().hex[:10]}"
     requests.put(f"{couch.url}/{db}", auth=couch.admin_auth, timeout=30).raise_for_status()
@@ -69,7 +82,7 @@ class ChtDb:
         self.db_url = f"{url}/{db}"
 
     def seed(self, n_docs: int, seed: int = 7) -> dict:
-        from include.sandbox.seed import seed as load
+        from standins.seed import seed as load
 
         return load(self.url, self.admin, n_docs, seed=seed, db=self.db)
 
@@ -101,7 +114,7 @@ class ChtDb:
 
 @pytest.fixture
 def receiver(tmp_path):
-    from include.sandbox.receiver import Receiver
+    from standins.receiver import Receiver
 
     creds = {"username": "bridge", "password": uuid.uuid4().hex}
     server = Receiver(tmp_path / "receiver", credentials=creds).start()
@@ -147,7 +160,7 @@ def postgres_url():
     if os.geteuid() == 0:  # initdb refuses to run as root
         shutil.chown(data, "postgres", "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    from include.sandbox.couchdb import free_port
+    from standins.couchdb import free_port
 
     port = free_port()
     subprocess.run(

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from include.sandbox.generate import lineage
+from standins.generate import lineage
 
 DH, HC, HH1, HH2 = "dh-1", "hc-1", "hh-1", "hh-2"
 FACILITY = "MFL-100"

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import delete
 
 from cht_bridge.state.store import Outcome, deliveries
-from include.sandbox.receiver import Receiver
+from standins.receiver import Receiver
 from tests.conftest import received, receiver_connection
 from tests.integration.dagrun import new_pipeline, run_dag, state_store
 

@@ -419,8 +419,8 @@ def test_a_worker_killed_mid_run_ten_times_loses_nothing_and_stores_nothing_twic
 @pytest.fixture
 def leveldb_couch(tmp_path):
     """A CouchDB-protocol server of this test only, keeping its data across a restart."""
-    from include.sandbox.couchdb import LocalCouch, create_user, set_security
-    from include.sandbox.seed import seed
+    from standins.couchdb import LocalCouch, create_user, set_security
+    from standins.seed import seed
 
     couch = LocalCouch(tmp_path / "couch", in_memory=False).start()
     try:
@@ -452,7 +452,7 @@ def test_couchdb_restarted_mid_run_fails_cleanly_or_retries_and_the_next_run_res
     from cht_bridge.errors import SourceError
     from cht_bridge.http.retry import RetryPolicy
     from cht_bridge.sync import run_pipeline
-    from include.sandbox.receiver import Receiver
+    from standins.receiver import Receiver
 
     couch = leveldb_couch
     rng = random.Random(f"{SEED}:{outage}")

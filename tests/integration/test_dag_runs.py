@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from cht_bridge.destinations.rest import RestDestination
-from include.sandbox.receiver import Receiver
+from standins.receiver import Receiver
 from tests.conftest import received, receiver_connection
 from tests.integration.dagrun import new_pipeline, run_dag, state_store, write_pipeline
 

@@ -24,7 +24,7 @@ import requests
 from sqlalchemy import text
 
 from cht_bridge.destinations.rest import RestDestination
-from include.sandbox.receiver import Receiver
+from standins.receiver import Receiver
 from tests.conftest import received, receiver_connection
 from tests.integration.dagrun import PREGNANCY_PIPELINE, run_dag, state_store, write_pipeline
 

@@ -16,7 +16,7 @@ from cht_bridge.cht import CouchClient
 from cht_bridge.errors import AuthError, SourceError
 from cht_bridge.source import Hydrator, iter_reports_by_date
 from cht_bridge.sync import run_pipeline
-from include.sandbox.receiver import Receiver
+from standins.receiver import Receiver
 from tests.conftest import received, receiver_connection
 from tests.integration.dagrun import new_pipeline, run_dag, state_store
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from include.sandbox.generate import generate
+from standins.generate import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def run_demo(home: Path) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
     proc = subprocess.run(
-        [sys.executable, "-m", "include.sandbox.demo", "--home", str(home)],
+        [sys.executable, "-m", "standins.demo", "--home", str(home)],
         cwd=ROOT,
         env=env,
         capture_output=True,

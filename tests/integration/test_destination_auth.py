@@ -11,7 +11,7 @@ import pytest
 from cht_bridge.config.model import Auth, DestinationConfig
 from cht_bridge.destinations import Delivery
 from cht_bridge.errors import ConfigError
-from cht_bridge.hooks import rest_destination
+from cht_bridge.hooks import open_destination_from_connection
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +45,8 @@ def capture():
 def send_with(monkeypatch, url: str, auth: Auth, login: str | None = "bridge", password: str | None = "s3cret"):
     conn = {"conn_type": "http", "host": url, "login": login, "password": password}
     monkeypatch.setenv("AIRFLOW_CONN_DEST_AUTH", json.dumps({k: v for k, v in conn.items() if v is not None}))
-    dest = rest_destination(
-        DestinationConfig(conn_id="dest_auth", path="/in", auth=auth, concurrency=1), source="p.yaml"
+    dest = open_destination_from_connection(
+        DestinationConfig(conn_id="dest_auth", path="/in", auth=auth, concurrency=1), file="p.yaml"
     )
     try:
         (result,) = dest.send([Delivery("d1", '{"a": 1}', "key-1")])

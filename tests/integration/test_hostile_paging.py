@@ -27,7 +27,7 @@ from cht_bridge.reverse.run import receive
 from cht_bridge.reverse.sources import FhirSearchSource, JsonRestSource
 from cht_bridge.state import StateStore
 from cht_bridge.state.inbound import InboundLedger
-from include.sandbox.http_server import BackgroundHttpServer, StandInHandler, send_json
+from standins.http_server import BackgroundHttpServer, StandInHandler, send_json
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from cht_bridge.cht.couch import CouchClient
 from cht_bridge.config.model import Auth, DestinationConfig
 from cht_bridge.destinations import Delivery, RestDestination
 from cht_bridge.errors import SourceError
-from cht_bridge.hooks import rest_destination
+from cht_bridge.hooks import open_destination_from_connection
 from cht_bridge.hooks.cht import ChtHook
 from cht_bridge.hooks.source import source_session
 from cht_bridge.http.origin import scoped_session
@@ -162,8 +162,8 @@ def test_the_cht_client_sends_its_login_only_to_its_origin(monkeypatch, ours, ot
 )
 def test_a_destination_session_sends_its_secret_only_to_its_origin(monkeypatch, ours, other, auth, header):
     connection(monkeypatch, "dest_hard", ours.url)
-    dest = rest_destination(
-        DestinationConfig(conn_id="dest_hard", path="/in", auth=auth, concurrency=1), source="p.yaml"
+    dest = open_destination_from_connection(
+        DestinationConfig(conn_id="dest_hard", path="/in", auth=auth, concurrency=1), file="p.yaml"
     )
     try:
         (result,) = dest.send([Delivery("d1", '{"a": 1}', "key-1")])

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from cht_bridge.source.hydration import Hydrator
-from include.sandbox.fixed_docs import DESIGN_DOC
-from include.sandbox.generate import lineage
+from standins.fixed_docs import DESIGN_DOC
+from standins.generate import lineage
 from tests.recording import RecordingClient
 
 pytestmark = pytest.mark.integration

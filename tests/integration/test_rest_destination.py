@@ -14,7 +14,7 @@ from cht_bridge.destinations.rest import RestDestination
 from cht_bridge.errors import AuthError, CircuitOpenError, TransportError
 from cht_bridge.http.retry import RetryPolicy
 from cht_bridge.mapping.hashing import idempotency_key
-from include.sandbox.receiver import Receiver, item_id
+from standins.receiver import Receiver, item_id
 from tests.conftest import received
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def deliveries(n: int = N, reject: dict[int, str] | None = None) -> list[Deliver
 
 @pytest.fixture
 def make_destination():
-    """Build destinations like hooks/rest.py does (a basic-auth session), closing them afterwards."""
+    """Build destinations like hooks/destination.py does (a basic-auth session), closing them afterwards."""
     made: list[RestDestination] = []
 
     def make(server: Receiver, *, password: str | None = None, url: str | None = None, **kwargs) -> RestDestination:

@@ -18,7 +18,7 @@ from cht_bridge.reverse.places import load_place_table
 from cht_bridge.reverse.run import ReplayChoice, replay, write_ready
 from cht_bridge.state import StateStore
 from cht_bridge.state.inbound import DONE, FAILED, PERSON_SENT, READY, REPORT_SENT, InboundLedger, InboundRow
-from include.sandbox.http_server import BackgroundHttpServer, StandInHandler, send_json
+from standins.http_server import BackgroundHttpServer, StandInHandler, send_json
 from tests.integration.reverse_setup import HC, seed_area
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from include.sandbox.reviewer import Question, ScriptedReviewer
+from standins.reviewer import Question, ScriptedReviewer
 from tests.integration.dagrun import ROOT, state_store
 from tests.integration.reverse_setup import CONTACTS_CSV, EXPECTED, HC, api_connection, contact_list
 

@@ -129,7 +129,7 @@ def test_fhir_included_resources_are_skipped(fhir_server, fhir_tag):
 
 
 def test_fhir_unreachable_server_is_retried_then_a_source_error(fhir_server, fhir_tag):
-    from include.sandbox.couchdb import free_port
+    from standins.couchdb import free_port
 
     session = requests.Session()
     source = FhirSearchSource(

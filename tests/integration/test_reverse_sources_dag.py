@@ -13,7 +13,7 @@ import uuid
 import pytest
 import yaml
 
-from include.sandbox.list_server import ListServer
+from standins.list_server import ListServer
 from tests.integration.reverse_setup import HC, api_connection, place_table, seed_area
 from tests.integration.test_reverse_pipeline import run_reverse_dag
 

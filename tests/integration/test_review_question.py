@@ -10,7 +10,7 @@ from cht_bridge.reverse.choices import Choice, read_offer
 from cht_bridge.reverse.loader import load_reverse_pipeline
 from cht_bridge.reverse.review import review_question
 from cht_bridge.state.inbound import REVIEW, InboundRow
-from include.sandbox.reviewer import Question
+from standins.reviewer import Question
 from tests.integration.reverse_setup import HC, api_connection, csv_pipeline, place_table, seed_area
 
 pytestmark = pytest.mark.integration

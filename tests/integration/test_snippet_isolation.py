@@ -19,7 +19,7 @@ from cht_bridge.source import Hydrator
 from cht_bridge.state import DEAD, FAILED, Outcome, StateStore
 from cht_bridge.sync import run_pipeline
 from cht_bridge.v8 import Sandbox
-from include.sandbox.http_server import BackgroundHttpServer, StandInHandler
+from standins.http_server import BackgroundHttpServer, StandInHandler
 from tests.integration.test_hydration import CHW_LINEAGE, client_for, report, store, world  # noqa: F401
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 
-from include.sandbox.reviewer import Question, ScriptedReviewer
+from standins.reviewer import Question, ScriptedReviewer
 from tests.integration.dagrun import ROOT
 from tests.integration.test_reverse_pipeline import ledger_rows, trace_list  # noqa: F401 - a fixture
 

@@ -15,7 +15,7 @@ Adding a kind (``fhir``, ``openmrs``, ``dhis2``, ``rapidpro``) is one module and
    ``config/loader.py``).
 
 The sync run, dry run, replay and benchmark only call the contract, so none of them changes.
-Airflow's hook (``hooks/rest.py``) prepares the session with the Connection's auth and opens
+Airflow's hook (``hooks/destination.py``) prepares the session with the Connection's auth and opens
 the kind through ``registry.open_destination``.
 """
 

@@ -4,7 +4,7 @@ The model is written here, by hand, and saved as ``model.json`` next to this fil
 loads and scores it (no EM at run time, so a DAG run is fast and its decisions do not drift with
 the batch). Each level's ``m`` is the share of *true* pairs we expect at that level given how
 EMR lists and CHT differ (typos, dropped middle names, estimated dates of birth, changed phones;
-checked against the synthetic population in ``include/sandbox/populations.py``), and ``u`` the
+checked against the synthetic population in ``standins/populations.py``), and ``u`` the
 share of *random* pairs at it. Where a value's own frequency says more than the level's average,
 a term-frequency column (``tf_*``, computed per run in ``features.py``) replaces ``u``.
 

@@ -79,9 +79,9 @@ def _client(pipeline: Any, cht: Endpoint | None) -> Any:
 
 def _destination(pipeline: Any, given: Endpoint | None) -> Any:
     if given is None:
-        from cht_bridge.hooks import rest_destination
+        from cht_bridge.hooks import open_destination_from_connection
 
-        return rest_destination(pipeline.destination, source=pipeline.file, delivery=pipeline.delivery)
+        return open_destination_from_connection(pipeline.destination, file=pipeline.file, delivery=pipeline.delivery)
     import requests
 
     from cht_bridge.destinations import open_destination

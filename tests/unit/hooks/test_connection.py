@@ -11,7 +11,7 @@ import pytest
 from cht_bridge.config.model import DestinationConfig
 from cht_bridge.destinations import Delivery
 from cht_bridge.errors import ConfigError
-from cht_bridge.hooks import ChtHook, rest_destination
+from cht_bridge.hooks import ChtHook, open_destination_from_connection
 from cht_bridge.hooks.connection import connection_url, extras_auth, open_session
 from cht_bridge.hooks.source import source_session
 from cht_bridge.http.origin import OriginAuth
@@ -96,8 +96,8 @@ def test_a_bearer_source_without_a_password_is_a_config_error(monkeypatch):
 def test_a_destination_auth_block_can_log_in_with_a_cookie(monkeypatch, emr):
     set_connection(monkeypatch, "emr_dest", emr.url)
     auth = AuthSetting("cookie", login_path=LOGIN_PATH)
-    dest = rest_destination(
-        DestinationConfig(conn_id="emr_dest", path="/in", auth=auth, concurrency=1), source="p.yaml"
+    dest = open_destination_from_connection(
+        DestinationConfig(conn_id="emr_dest", path="/in", auth=auth, concurrency=1), file="p.yaml"
     )
     try:
         results = dest.send([Delivery("d1", '{"a": 1}', "k1"), Delivery("d2", '{"a": 2}', "k2")])

@@ -1,6 +1,6 @@
 """Every real outbound config of cht.md §1.11 maps exactly as CHT would.
 
-The configs live in ``include/sandbox/app_settings.json`` and are read through the same importer
+The configs live in ``standins/app_settings.json`` and are read through the same importer
 and preview path people use, so this also proves an existing CHT outbound config runs unchanged.
 """
 
@@ -11,7 +11,7 @@ import pytest
 
 from cht_bridge.mapping.preview import load_pipelines, preview
 
-APP_SETTINGS = Path(__file__).resolve().parents[3] / "include" / "sandbox" / "app_settings.json"
+APP_SETTINGS = Path(__file__).resolve().parents[3] / "standins" / "app_settings.json"
 
 PATIENT = {
     "_id": "p-uuid-1",

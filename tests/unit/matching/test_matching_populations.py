@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from cht_bridge.matching import Person
-from include.sandbox.populations import emr_version, population
+from standins.populations import emr_version, population
 
 
 def test_same_seed_same_population() -> None:

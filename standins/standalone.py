@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from include.sandbox import stack as sandbox
+from standins import stack as sandbox
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Build a REST destination from an Airflow Connection and a pipeline's ``destination`` block.
+"""Open a pipeline's destination (any ``destination.type``) from an Airflow Connection and its ``destination`` block.
 
 The Airflow HTTP provider's hook prepares the session (extra headers, TLS options from the
 Connection); the pipeline's ``auth`` says how the Connection's secrets are presented
@@ -16,7 +16,7 @@ from cht_bridge.destinations.registry import open_destination
 from cht_bridge.hooks.connection import open_session
 
 
-def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> Any:
+def open_destination_from_connection(destination: Any, *, file: str, delivery: Any = None) -> Any:
     """Open the destination a pipeline names (its ``type``'s kind), with the pipeline's ``delivery`` retry settings.
 
     :raises ConfigError: when the Connection lacks what the chosen auth needs.
@@ -26,7 +26,7 @@ def rest_destination(destination: Any, *, source: str, delivery: Any = None) -> 
         destination.conn_id,
         destination.auth,
         system="The destination",
-        where=source,
+        where=file,
         prefix="destination.",
         session=prepared,
     )

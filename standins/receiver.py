@@ -43,7 +43,7 @@ status and counts only.
 
 CLI::
 
-    python -m include.sandbox.receiver --port 8099 --dir out/receiver \\
+    python -m standins.receiver --port 8099 --dir out/receiver \\
         [--credentials-file creds.json] [--fail-rate 0.1 --seed 1 --fail-kinds 500,503,429,timeout]
         [--hang-seconds 2] [--delay 0.05] [--reject-field reject --reject-status 400 --reject-batch]
 
@@ -73,9 +73,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from include.sandbox.http_server import BackgroundHttpServer, StandInHandler, send_json
+from standins.http_server import BackgroundHttpServer, StandInHandler, send_json
 
-log = logging.getLogger("cht_bridge.sandbox.receiver")
+log = logging.getLogger("standins.receiver")
 
 RECEIVED_FILE = "received.jsonl"
 MAX_BODY_BYTES = 64 * 1024 * 1024

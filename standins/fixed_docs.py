@@ -200,7 +200,7 @@ SETTINGS_DOC: dict[str, Any] = {
         "reported_date_format": "DD-MMM-YYYY HH:mm:ss",
         "transitions": {"generate_shortcode_on_contacts": True, "generate_patient_id_on_people": True},
         "outbound": {},
-        # Added for the local CHT API (include/sandbox/cht_api.py); see include/cht_config/README.md.
+        # Added for the local CHT API (standins/cht_api.py); see include/cht_config/README.md.
         "roles": _ROLES,
         "permissions": _PERMISSIONS,
         "contact_types": _CONTACT_TYPES,

@@ -24,8 +24,8 @@ only the current place chain and a few hundred recent patients (to pick report s
 
 Loading the stream into a server is ``seed.py``'s job. CLI::
 
-    python -m include.sandbox.generate --url URL --user admin --password-file F --docs 10000
-    python -m include.sandbox.generate --docs 200 --jsonl out/medic.jsonl     # or --jsonl -
+    python -m standins.generate --url URL --user admin --password-file F --docs 10000
+    python -m standins.generate --docs 200 --jsonl out/medic.jsonl     # or --jsonl -
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from include.sandbox.fixed_docs import DESIGN_DOC, FORM_DOC, SETTINGS_DOC
-from include.sandbox.names import (
+from standins.fixed_docs import DESIGN_DOC, FORM_DOC, SETTINGS_DOC
+from standins.names import (
     DISTRICTS,
     FAMILY_NAMES,
     FEMALE_NAMES,
@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.url or not args.password_file:
         parser.error("give --jsonl OUT, or --url and --password-file")
-    from include.sandbox.seed import seed  # seed.py imports this module
+    from standins.seed import seed  # seed.py imports this module
 
     counts = seed(
         args.url,

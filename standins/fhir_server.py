@@ -23,7 +23,7 @@ Usage::
 
 CLI (foreground server for the demo; writes ``<dir>/fhir.json`` with the URL and credentials)::
 
-    python -m include.sandbox.fhir_server --dir .sandbox/fhir [--port 8091]
+    python -m standins.fhir_server --dir .sandbox/fhir [--port 8091]
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ from typing import Any, Self
 
 import requests
 
-from include.sandbox.couchdb import ChildServer, write_private
+from standins.couchdb import ChildServer, write_private
 
-SANDBOX_DIR = Path(__file__).resolve().parent
-REPO_DIR = SANDBOX_DIR.parent.parent
-REQUIREMENTS = SANDBOX_DIR / "fhir-requirements.txt"
+STANDINS_DIR = Path(__file__).resolve().parent
+REPO_DIR = STANDINS_DIR.parent
+REQUIREMENTS = STANDINS_DIR / "fhir-requirements.txt"
 #: ``CHT_BRIDGE_FHIR_VENV`` moves the venv out of the checkout (e.g. to a cache kept across clones).
 VENV_DIR = Path(os.environ.get("CHT_BRIDGE_FHIR_VENV") or REPO_DIR / ".sandbox" / "fhir-venv")
 START_TIMEOUT_S = 60.0

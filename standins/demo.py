@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from include.sandbox import stack as sandbox
+from standins import stack as sandbox
 
 COLUMNS = ("read", "relevant", "sent", "unchanged", "failed", "dead_lettered")
 REVERSE_COLUMNS = ("received", "link", "review", "new", "unplaced", "persons", "reports")
@@ -31,7 +31,7 @@ def run_dags(out: Path) -> int:
     from airflow.utils.session import create_session
 
     from cht_bridge.dag_factory import HOUSEKEEPING_DAG_ID, REPLAY_DAG_ID
-    from include.sandbox.reviewer import ScriptedReviewer
+    from standins.reviewer import ScriptedReviewer
 
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     results = {}
@@ -73,7 +73,7 @@ def demo_reviewer():
     """Answer review questions as a person who knows the demo lists would: the true candidate,
     a new person when the row is truly new, and skip when the true person is not offered."""
     from cht_bridge.reverse.choices import NEW, SKIP
-    from include.sandbox.emr_lists import contact_rows, ltfu_patients
+    from standins.emr_lists import contact_rows, ltfu_patients
 
     truth = {**ltfu_patients()[1], **contact_rows()[1]}
 
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print("Running every pipeline DAG (Airflow log: " + str(log_path) + ") ...", flush=True)
             child = subprocess.run(
-                [sys.executable, "-m", "include.sandbox.demo", "--run-dags", str(result_path)],
+                [sys.executable, "-m", "standins.demo", "--run-dags", str(result_path)],
                 env=env,
                 stdout=log,
                 stderr=log,

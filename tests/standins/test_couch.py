@@ -7,10 +7,10 @@ import json
 import pytest
 import requests
 
-from include.sandbox import generate as gen
-from include.sandbox.couchdb import LocalCouch, create_user, ensure_installed, set_security
-from include.sandbox.generate import generate, kind_of
-from include.sandbox.seed import seed
+from standins import generate as gen
+from standins.couchdb import LocalCouch, create_user, ensure_installed, set_security
+from standins.generate import generate, kind_of
+from standins.seed import seed
 
 pytestmark = pytest.mark.integration
 N_DOCS = 300

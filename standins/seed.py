@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from include.sandbox.generate import DAY_MS, DEFAULT_ANCHOR_MS, generate, kind_of, ymd
+from standins.generate import DAY_MS, DEFAULT_ANCHOR_MS, generate, kind_of, ymd
 
 HTTP_TIMEOUT = (10, 600)
 

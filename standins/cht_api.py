@@ -50,11 +50,11 @@ from urllib.parse import parse_qs, quote, urlsplit
 import phonenumbers
 import requests
 
-from include.sandbox.couchdb import create_user
-from include.sandbox.fixed_docs import DESIGN_DOC, SETTINGS_DOC
-from include.sandbox.http_server import BackgroundHttpServer, StandInHandler
+from standins.couchdb import create_user
+from standins.fixed_docs import DESIGN_DOC, SETTINGS_DOC
+from standins.http_server import BackgroundHttpServer, StandInHandler
 
-log = logging.getLogger("cht_bridge.sandbox.cht_api")
+log = logging.getLogger("standins.cht_api")
 
 HTTP_TIMEOUT = (5, 60)
 MAX_BODY_BYTES = 32 * 1024 * 1024  # MAX_REQUEST_SIZE in cht-core

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from include.sandbox.cht_api import prefers_json
-from include.sandbox.generate import lineage
+from standins.cht_api import prefers_json
+from standins.generate import lineage
 
 JSON = {"Accept": "application/json"}
 FIREWALL = {"code": 403, "error": "forbidden", "details": "Offline users are not allowed access to this endpoint"}
@@ -521,7 +521,7 @@ def test_medic_proxy_writes_need_can_edit(seeded):
 
 # -- logging ---------------------------------------------------------------------------------------
 def test_logs_hold_no_payloads(seeded, caplog):
-    caplog.set_level(logging.INFO, logger="cht_bridge.sandbox.cht_api")
+    caplog.set_level(logging.INFO, logger="standins.cht_api")
     post_record(
         seeded, {"_meta": {"form": "LTFU_FOLLOWUP", "from": CHW_PHONE}, "patient_uuid": "pat1", "reason": "SECRET"}
     )
@@ -532,7 +532,7 @@ def test_logs_hold_no_payloads(seeded, caplog):
 
 
 def test_generated_sandbox_data_works_through_the_api(cht_api):
-    """The synthetic stream (include/sandbox/seed.py) is readable through hydrate and phone lookup."""
+    """The synthetic stream (standins/seed.py) is readable through hydrate and phone lookup."""
     cht_api.db.seed(150)
     docs = cht_api.db.all_docs()
     chw = next(d for d in docs if d.get("type") == "person" and d.get("role") == "chw" and d.get("phone"))

@@ -11,8 +11,8 @@ from itertools import islice
 
 import pytest
 
-from include.sandbox import generate as gen
-from include.sandbox.generate import DEFAULT_ANCHOR_MS, check_digit, generate, kind_of
+from standins import generate as gen
+from standins.generate import DEFAULT_ANCHOR_MS, check_digit, generate, kind_of
 
 DAY_MS = 86_400_000
 
@@ -161,6 +161,6 @@ def test_jsonl_cli(tmp_path):
 
 def test_the_committed_contact_list_is_the_generators_output():
     """The demo's reviewer answers from the generator's truth, so the CSV must be what it makes."""
-    from include.sandbox.emr_lists import CONTACTS_CSV, contacts_csv
+    from standins.emr_lists import CONTACTS_CSV, contacts_csv
 
     assert CONTACTS_CSV.read_text(encoding="utf-8") == contacts_csv()

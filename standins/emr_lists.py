@@ -6,7 +6,7 @@ formats, estimated dates, swapped names: ``populations.emr_version``), plus trul
 person named twice, and a facility code the place table does not know. Everything comes from the
 deterministic seeded stream (``generate(5000, 42)``), so the lists and their truth are the same on
 every machine, and the contact-tracing CSV in ``include/lists/contact_tracing`` is this module's
-output (``python -m include.sandbox.emr_lists contacts``).
+output (``python -m standins.emr_lists contacts``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from cht_bridge.matching import Person, from_cht_person
-from include.sandbox.generate import generate
-from include.sandbox.populations import emr_version, population
+from standins.generate import generate
+from standins.populations import emr_version, population
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 FACILITIES = ROOT / "include" / "places" / "facilities.csv"
 CONTACTS_CSV = ROOT / "include" / "lists" / "contact_tracing" / "contacts-2026-11-20.csv"
 EMR_ID_SYSTEM = "http://emr.example.org/patient-id"

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import requests
 
-from include.sandbox.cht_api import ChtApi
-from include.sandbox.couchdb import LocalCouch, create_user, set_security, write_private
-from include.sandbox.fhir_server import LocalFhir
-from include.sandbox.fixed_docs import SETTINGS_DOC
-from include.sandbox.receiver import Receiver
-from include.sandbox.seed import seed
+from standins.cht_api import ChtApi
+from standins.couchdb import LocalCouch, create_user, set_security, write_private
+from standins.fhir_server import LocalFhir
+from standins.fixed_docs import SETTINGS_DOC
+from standins.receiver import Receiver
+from standins.seed import seed
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / ".sandbox"
 CHT_USER = "cht_bridge_integration"
 CHT_ROLES = ["integration", "mm-online"]  # an online role: CHT refuses offline users here
@@ -115,7 +115,7 @@ def _ensure_app_settings(couch: LocalCouch) -> None:
 def _load_ltfu_list(fhir: LocalFhir, docs: int) -> int:
     """Put the EMR's lost-to-follow-up Patients on the FHIR server, once (a PUT of the same
     Patient again would make a new version, which the LTFU pipeline would read as a new entry)."""
-    from include.sandbox.emr_lists import ltfu_patients
+    from standins.emr_lists import ltfu_patients
 
     answer = fhir.session().get(f"{fhir.url}/Patient", params={"_count": 1, "_total": "accurate"}, timeout=30)
     answer.raise_for_status()

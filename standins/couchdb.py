@@ -16,7 +16,7 @@ Usage::
 
 CLI (foreground server for the demo; writes ``<dir>/admin.json``)::
 
-    python -m include.sandbox.couchdb --dir .sandbox/couch [--port 5984] [--persist]
+    python -m standins.couchdb --dir .sandbox/couch [--port 5984] [--persist]
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Self
 
 import requests
 
-SANDBOX_DIR = Path(__file__).resolve().parent
-BIN = SANDBOX_DIR / "node_modules" / ".bin" / "pouchdb-server"
+STANDINS_DIR = Path(__file__).resolve().parent
+BIN = STANDINS_DIR / "node_modules" / ".bin" / "pouchdb-server"
 ADMIN_USER = "admin"
 START_TIMEOUT_S = 30.0
 HTTP_TIMEOUT = (5, 60)
@@ -56,7 +56,7 @@ def ensure_installed() -> Path:
             raise RuntimeError("npm not found on PATH; Node 20 + npm are needed for the sandbox")
         subprocess.run(
             [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-            cwd=SANDBOX_DIR,
+            cwd=STANDINS_DIR,
             check=True,
         )
         if not BIN.exists():

@@ -34,9 +34,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from include.sandbox.http_server import BackgroundHttpServer, StandInHandler, send_json
+from standins.http_server import BackgroundHttpServer, StandInHandler, send_json
 
-log = logging.getLogger("cht_bridge.sandbox.list_server")
+log = logging.getLogger("standins.list_server")
 
 
 class _State:

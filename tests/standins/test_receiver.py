@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.sandbox.receiver import Receiver
+from standins.receiver import Receiver
 
 AUTH = ("bridge", "pw-for-tests")
 REPO = Path(__file__).resolve().parents[2]
@@ -276,7 +276,7 @@ def test_cli_process(tmp_path):
         [
             sys.executable,
             "-m",
-            "include.sandbox.receiver",
+            "standins.receiver",
             "--port",
             "0",
             "--dir",
