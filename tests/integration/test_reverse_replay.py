@@ -117,3 +117,31 @@ def test_a_report_refused_for_a_missing_form_waits_and_a_replay_sends_it_once(mo
     assert state == "success", xcoms
     assert xcoms["receive"]["replay"]["selected"] == 0  # nothing failed any more: a second replay sends nothing
     assert cht_docs(cht_api) == (people_after, reports_after)
+
+
+def test_an_unplaced_row_whose_record_an_earlier_version_erased_is_closed_with_its_code(
+    monkeypatch, cht_api, contacts
+) -> None:
+    """Before rows waited with their record, an unplaced row was closed and its record erased: such a
+    row has nothing left to place, so it is closed (its missing code kept in the reason), not
+    counted as waiting on every run."""
+    from sqlalchemy import update
+
+    from cht_bridge.state.inbound import inbound
+    from tests.integration.dagrun import state_store
+
+    folder, name, _ = contacts
+    state, xcoms, _ = run_reverse_dag(monkeypatch, folder, name, skip)
+    assert state == "success" and xcoms["match"]["waiting_place"] == 1, xcoms
+    store = state_store()
+    try:  # what an earlier version left: unplaced, record erased
+        with store.engine.begin() as conn:
+            conn.execute(update(inbound).where(inbound.c.source_id == "c-6").values(record=None))
+    finally:
+        store.close()
+
+    state, xcoms, _ = run_reverse_dag(monkeypatch, folder, name, skip)
+    assert state == "success", xcoms
+    assert (xcoms["match"]["orphaned"], xcoms["match"]["waiting_place"]) == (1, 0)
+    row = ledger_rows(name)["c-6"]
+    assert row.status == "skipped" and "MFL-999" in row.reason and "erased by an earlier version" in row.reason

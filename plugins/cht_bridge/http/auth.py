@@ -90,7 +90,11 @@ def build_auth(
         return OriginAuth(base_url, headers={setting.header or "Authorization": f"{setting.prefix}{password}"})
     asker = _Asker(conn_id, system, timeout, limits, verify)
     if kind == "cookie":
-        login_url = urljoin(base_url.rstrip("/") + "/", (setting.login_path or "").lstrip("/"))
+        # A path from the host's root (``/openmrs/ws/rest/v1/session``), as OpenMRS documents it,
+        # even when the Connection names a deeper base (``…/openmrs/ws/fhir2/R4``).
+        login_url = urljoin(base_url.rstrip("/") + "/", setting.login_path or "")
+        if origin(login_url) != origin(base_url):
+            raise CredentialError("login_path", "must be a path on the connection's own host, not another origin")
         return SessionCookieAuth(base_url, login_url, setting.cookie, (login or "", password or ""), asker)
     token_url = urljoin(base_url.rstrip("/") + "/", setting.token_url or "")
     return ClientCredentialsAuth(base_url, token_url, (login or "", password or ""), setting.scope, asker, clock)

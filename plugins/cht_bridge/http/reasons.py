@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 
+from cht_bridge.errors import one_line
 from cht_bridge.http.urls import safe_url
 
 
@@ -94,7 +95,16 @@ def redirect_reason(response: requests.Response) -> str | None:
 
 
 def answer_reason(response: requests.Response, style: ReasonStyle = READ) -> Reason:
-    """The reason of an error answer whose body was read (``read_body(..., reason_only=True)``)."""
+    """The reason of an error answer whose body was read (``read_body(..., reason_only=True)``).
+
+    Always one line: it goes into retry warnings, breaker messages and task errors as well as the
+    ledgers, and an upstream's newline there would forge a log line.
+    """
+    reason = _answer_reason(response, style)
+    return Reason(one_line(reason.text) or "", reason.final)
+
+
+def _answer_reason(response: requests.Response, style: ReasonStyle) -> Reason:
     redirected = redirect_reason(response)
     if redirected:
         return Reason(redirected)
@@ -110,5 +120,5 @@ def answer_reason(response: requests.Response, style: ReasonStyle = READ) -> Rea
             if isinstance(body.get(key), str):
                 return Reason(body[key][: style.limit])
     if style.body_text:
-        return Reason(response.text.strip().replace("\n", " ")[: style.limit])
+        return Reason(response.text.strip()[: style.limit])  # one line: see answer_reason
     return Reason(response.reason or f"HTTP {response.status_code}")

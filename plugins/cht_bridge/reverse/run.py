@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 GIVE_UP_AFTER = 5
 #: Starts the reason of a row whose write failed for a passing reason; the next run tries again.
 RETRY_LATER = "tried again by the next run: "
+#: Said of an ``unplaced`` row whose record an earlier version of the bridge erased: nothing is
+#: left to place, so it is closed, keeping the missing code in its reason.
+ORPHANED = "closed: its record was erased by an earlier version; the source's next version of it, or a reset checkpoint, brings it back"
 #: What a replay reopens, by the ``replay`` Param.
 REPLAY_STATUSES = {"failed": (FAILED,), "unplaced": (UNPLACED,), "both": (FAILED, UNPLACED)}
 #: Rows a replay lists in its XCom and log (all are counted).
@@ -156,7 +159,13 @@ def match_received(
     placed: list[InboundRow] = []
     missing: set[str] = set()
     for row in rows:
-        code = (row.record or {}).get("place")
+        if row.record is None:  # set aside by a version of the bridge that erased its record
+            counts["orphaned"] = counts.get("orphaned", 0) + 1
+            log.warning("%s: record %s was set aside without its data and is closed", pipeline.name, row.source_id)
+            row.status, row.reason = SKIPPED, f"{row.reason}; {ORPHANED}"
+            ledger.save(row, run_id)
+            continue
+        code = row.record.get("place")
         place_id = places.place_for(code)
         if place_id is None:
             counts["waiting_place"] += 1

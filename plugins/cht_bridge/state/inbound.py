@@ -272,7 +272,9 @@ def _supersede(
     conn: Any, pipeline: str, rows: list[InboundRow], now: datetime, run_id: str | None
 ) -> list[tuple[str, str]]:
     c = inbound.c
-    newest = {row.source_id: row.source_version for row in rows}
+    # Only a version that can be sent replaces a waiting one: a newer version that failed to map
+    # (no record) must not erase the older one's data.
+    newest = {row.source_id: row.source_version for row in rows if row.record is not None}
     ids = sorted(newest)
     replaced: list[tuple[str, str]] = []
     for start in range(0, len(ids), 500):

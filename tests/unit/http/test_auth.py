@@ -255,3 +255,18 @@ def test_a_busy_token_endpoint_is_retryable_not_an_auth_error(emr):
     )
     with pytest.raises(requests.ConnectionError):
         session.get(f"{emr.url}/data", timeout=5)
+
+
+def test_the_login_path_starts_at_the_host_root_even_under_a_deeper_fhir_base(emr):
+    """OpenMRS documents the login as ``/openmrs/ws/rest/v1/session`` while a source Connection
+    names the FHIR base (``…/openmrs/ws/fhir2/R4``): the login still goes to the host's root path."""
+    read = reader(f"{emr.url}/openmrs/ws/fhir2/R4", COOKIE)
+    assert read.get_json(f"{emr.url}/openmrs/ws/fhir2/R4/Patient") == {"ok": True}
+    assert len(emr.requests_to(LOGIN_PATH)) == 1
+
+
+def test_a_login_path_on_another_origin_is_refused():
+    setting = AuthSetting("cookie", login_path="https://elsewhere.example/openmrs/ws/rest/v1/session")
+    with pytest.raises(CredentialError, match="own host") as caught:
+        build_auth("https://emr.example.org", setting, *LOGIN, conn_id="c", system="S")
+    assert caught.value.key == "login_path"

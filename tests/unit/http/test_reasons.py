@@ -60,7 +60,7 @@ def test_fhir_gives_the_operation_outcome_issues():
 
 def test_a_destination_keeps_its_own_words():
     assert answer_reason(answer(400, {"reason": "validation failed"}), DESTINATION).text == "validation failed"
-    assert answer_reason(answer(404, text="no route\n here "), DESTINATION).text == "no route  here"
+    assert answer_reason(answer(404, text="no route\n here "), DESTINATION).text == "no route here"
     assert answer_reason(answer(400, text="y" * 1000), DESTINATION).text == "y" * 300
     assert answer_reason(answer(400, text=""), DESTINATION).text == ""
 
@@ -79,3 +79,17 @@ def test_a_destination_keeps_its_own_words():
 )
 def test_cht_details_come_first_and_say_the_request_itself_is_wrong(status, body, expected):
     assert answer_reason(answer(status, body), CHT) == expected
+
+
+@pytest.mark.parametrize("style", [READ, DESTINATION, CHT, FHIR], ids=["read", "destination", "cht", "fhir"])
+def test_a_reason_is_one_line_whatever_the_upstream_put_in_it(style):
+    """Reasons go into retry warnings, breaker messages and task errors, not only the ledgers."""
+    forged = "busy\nINFO - forged line\r\x1b[2K"
+    bodies = [
+        {"error": forged},
+        {"details": forged},
+        {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "x", "diagnostics": forged}]},
+    ]
+    for body in bodies:
+        text = answer_reason(answer(503, body), style).text
+        assert "\n" not in text and "\r" not in text and "\x1b" not in text, (body, text)

@@ -47,9 +47,7 @@ def test_preview_a_pipeline_file(tmp_path):
 
 
 def test_preview_every_push_of_an_app_settings(tmp_path):
-    proc, lines = run_preview(
-        tmp_path, ROOT / "standins" / "app_settings.json", [{"_id": "x", "type": "task"}]
-    )
+    proc, lines = run_preview(tmp_path, ROOT / "standins" / "app_settings.json", [{"_id": "x", "type": "task"}])
     assert proc.returncode == 0, proc.stderr
     assert len(lines) == 8 and all(line["id"] == "x" and line["relevant"] is False for line in lines)
 

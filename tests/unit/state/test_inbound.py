@@ -87,3 +87,17 @@ def test_a_new_version_replaces_the_waiting_older_ones_only(ledger) -> None:
     assert ledger.counts("p") == {RECEIVED: 4, SKIPPED: 2, DONE: 1, REVIEW: 1}
     ledger.receive("p", newer[:1], 3, None, superseded)  # the same version again: nothing replaced
     assert len(superseded) == 2
+
+
+def test_a_newer_version_that_cannot_be_sent_keeps_the_waiting_one(ledger) -> None:
+    """A new version whose mapping failed (no record) must not erase the data of the one that waits."""
+    ledger.receive("p", rows("a"), 1, None)
+    row = ledger.get("p", "a", "1")
+    row.status, row.reason = UNPLACED, "no place for facility 'X'"
+    ledger.save(row)
+    unmappable = InboundRow("p", "a", "2", FAILED, reason="mapping: person.name: TypeError")
+    superseded: list[tuple[str, str]] = []
+    ledger.receive("p", [unmappable], 2, None, superseded)
+    assert superseded == []
+    waiting = ledger.get("p", "a", "1")
+    assert (waiting.status, waiting.record) == (UNPLACED, {"person": {"given_name": "x"}})
