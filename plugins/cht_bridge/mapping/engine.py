@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cht_bridge.errors import ChtBridgeError
 from cht_bridge.mapping.hashing import payload_hash
-from cht_bridge.v8 import MapResult, Sandbox, ScriptMemoryError, ScriptTimeout
+from cht_bridge.v8 import MapResult, Sandbox, ScriptMemoryError, ScriptTampered, ScriptTimeout
 
 if TYPE_CHECKING:
     from cht_bridge.source.hydration import LoadedBatch  # a handle only: mapping never reads CHT
@@ -132,6 +132,10 @@ class Mapper:
         self.alone += 1
         try:
             return self._result(doc_id, evaluate(i, i + 1, self.timeout_s)[0])
+        except ScriptTampered:
+            # The document's own snippet did it (it would again): refused, like a mapping error.
+            error = f"JavaScript of '{self.name}' changed the sandbox in a way that cannot be undone on '{_one_line(doc_id)}'"
+            return Mapped(doc_id, True, error=error)
         except ScriptTimeout as exc:
             self.stopped += 1
             if self.stopped >= self.stall_after and 2 * self.stopped > self.alone:

@@ -61,6 +61,18 @@ class ScriptMemoryError(ScriptTimeout):
     """
 
 
+class ScriptTampered(ScriptTimeout):
+    """A snippet changed the isolate in a way ``restore`` cannot undo (a global or a built-in's
+    property made non-configurable); the isolate was rebuilt.
+
+    Unlike a timeout it is the document's own doing, so the document alone run again fails again.
+    """
+
+
+#: What the bridge's ``undo`` throws when ``restore`` fails (mapping.js ``TAMPERED``).
+TAMPERED = "cht-bridge: the sandbox was changed in a way that cannot be undone"
+
+
 class MapResult(NamedTuple):
     """One document's outcome in the sandbox: relevant?, payload text and hash input, or error."""
 
@@ -134,7 +146,9 @@ class Sandbox:
             result = self._fn[name](*args, timeout_sec=timeout_s)
         except JSTimeoutException:
             self._stop(ScriptTimeout, f"JavaScript ran past {timeout_s:.2f} s")
-        except JSEvalException:
+        except JSEvalException as exc:
+            if TAMPERED in str(exc):
+                self._stop(ScriptTampered, "a snippet changed the sandbox in a way that cannot be undone")
             # A call stopped at the memory cap comes back as a bare evaluation error ("null").
             if not self._ctx.was_hard_memory_limit_reached():
                 raise

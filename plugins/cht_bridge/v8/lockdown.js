@@ -27,6 +27,10 @@
   'use strict';
   var G = globalThis;
   ['Atomics', 'SharedArrayBuffer', 'WebAssembly'].forEach(function (name) { delete G[name]; });
+  // RegExp's legacy statics remember the last match of any regex, the bridge's included: one
+  // document's text would be readable by the next (`RegExp.input`).
+  ['input', '$_', 'lastMatch', '$&', 'lastParen', '$+', 'leftContext', '$`', 'rightContext', "$'",
+    '$1', '$2', '$3', '$4', '$5', '$6', '$7', '$8', '$9'].forEach(function (name) { delete RegExp[name]; });
   var OP = Object.prototype;
   var names = Object.getOwnPropertyNames(G);
   names.forEach(function (name) {
@@ -55,11 +59,8 @@
   Object.freeze(Object.getPrototypeOf(Int8Array.prototype));
   var own = Object.getOwnPropertyNames(OP);
   var saved = own.map(function (name) { return Object.getOwnPropertyDescriptor(OP, name); });
-  own.forEach(function (name, i) {
-    var d = saved[i];
-    if ('value' in d) {
-      Object.defineProperty(OP, name, { configurable: false });
-    }
+  own.forEach(function (name) { // accessors too (`__proto__`): none can be redefined or deleted
+    Object.defineProperty(OP, name, { configurable: false });
   });
   Object.preventExtensions(OP);
   var baseline = new Set(Object.getOwnPropertyNames(G));

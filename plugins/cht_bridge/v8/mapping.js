@@ -70,10 +70,29 @@ var __chtMapping = (function () {
       .slice(0, 200);
     for (var k = 0; k < KNOWN.length; k++) {
       if (KNOWN[k].test(message)) {
-        return kind + ': ' + message;
+        return kind + ': ' + (k === NAMED ? named(message) : message);
       }
     }
     return kind + ' (its message is not kept: it may hold document values)';
+  }
+
+  // "X is not a function / defined …": V8 names X from the snippet's code, but a snippet can
+  // throw that shape itself with X built from the document (`throw new TypeError(doc.name + ' is
+  // not defined')`). X is kept only when each of its words is in a pipeline's code (or is a type
+  // name or an elided part).
+  var NAMED = 1;
+  var TYPE_WORDS = ['string', 'number', 'boolean', 'bigint', 'symbol', 'object', 'function', 'undefined', 'null', '…'];
+  var sources = ''; // every compiled pipeline's code, for `named`
+
+  function named(message) {
+    var at = message.indexOf(' is not ');
+    var words = message.slice(0, at).split(' ');
+    for (var i = 0; i < words.length; i++) {
+      if (TYPE_WORDS.indexOf(words[i]) === -1 && sources.indexOf(words[i]) === -1) {
+        return '…' + message.slice(at);
+      }
+    }
+    return message;
   }
 
   // An id for a message: on one line.
@@ -153,6 +172,7 @@ var __chtMapping = (function () {
 
   function addPipeline(name, relevantTo, mappingJson) {
     var mapping = JSON.parse(mappingJson);
+    sources += '\n' + relevantTo + '\n' + mappingJson;
     var problems = [];
     var relevant = null;
     try {
@@ -308,12 +328,25 @@ var __chtMapping = (function () {
 // What Python holds, as function handles: the bridge has no global name a snippet could reach.
 // After every evaluation, `restore` undoes what a snippet changed outside its documents.
 function __chtBridge(restore) {
+  var TAMPERED = 'cht-bridge: the sandbox was changed in a way that cannot be undone';
+  // Also before: V8 runs the Promise jobs a call queued after it returned (and after its
+  // `restore`), so what such a job changed is undone before the next documents run. A change
+  // `restore` cannot undo (a global or a property made non-configurable) breaks the isolate:
+  // the call fails with TAMPERED, and Python rebuilds the isolate and maps the documents alone.
+  function undo() {
+    try {
+      restore();
+    } catch (e) {
+      throw new Error(TAMPERED);
+    }
+  }
   function guarded(f) {
     return function () {
+      undo();
       try {
         return f.apply(null, arguments);
       } finally {
-        restore();
+        undo();
       }
     };
   }

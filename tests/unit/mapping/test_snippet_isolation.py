@@ -160,3 +160,65 @@ def test_a_snippet_that_booby_traps_its_document_fails_only_that_document(sandbo
     trapped, fine = mapper.map([{"_id": "a", "trap": True, "secret": SECRET, "fields": 1}, {"_id": "b", "fields": 2}])
     assert trapped.error == "Mapping error for 'p' on source document 'a': a thrown string (its value is not kept)"
     assert fine.payload == {"t": 0, "f": 2}
+
+
+# -- found by the review of the finished change: each of these leaked or broke across batches before --
+
+ALICE, BOB, CAROL = {"_id": "a", "name": SECRET}, {"_id": "b", "name": "Bob"}, {"_id": "c", "name": "Carol"}
+
+
+def mapped(sandbox, expr: str, *batches: list[dict]) -> list[list[tuple]]:
+    mapper = Mapper("p", "true", {"x": {"expr": expr}}, sandbox=sandbox)
+    return [[(m.doc_id, m.payload if m.body else None, m.error) for m in mapper.map(batch)] for batch in batches]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "Object.defineProperty(globalThis, 'keep', {value: doc.name})",
+        "Object.defineProperty(Object.prototype, 'toString', {value: function () { return 'T' }, writable: false})",
+    ],
+    ids=["non-configurable-global", "frozen-object-method"],
+)
+def test_a_change_that_cannot_be_undone_fails_only_its_document_and_the_isolate_is_rebuilt(sandbox, tamper):
+    expr = f"doc._id === 'a' ? ({tamper}, 1) : String({{}}) + typeof keep"
+    first, second = mapped(sandbox, expr, [ALICE, BOB], [CAROL])
+    assert first[0][1] is None and "changed the sandbox in a way that cannot be undone on 'a'" in first[0][2]
+    assert first[1] == ("b", {"x": "[object Object]undefined"}, None)
+    assert second == [("c", {"x": "[object Object]undefined"}, None)]
+    assert sandbox.rebuilds >= 1
+
+
+def test_regexp_statics_do_not_carry_one_documents_text_to_the_next(sandbox):
+    first, second = mapped(sandbox, "doc._id === 'a' ? JSON.parse(doc.name) : String(RegExp.input)", [ALICE], [BOB])
+    assert SECRET not in repr(second) and second[0][1] == {"x": "undefined"}
+
+
+@pytest.mark.parametrize(
+    ("job", "probe"),
+    [
+        ("leaked = doc.name", "typeof leaked"),
+        ("Object.prototype.toString = function () { return 'T:' + doc.name }", "String({})"),
+    ],
+    ids=["global", "object-method"],
+)
+def test_what_a_promise_job_changes_after_its_batch_is_undone_before_the_next(sandbox, job, probe):
+    expr = f"doc._id === 'a' ? (Promise.resolve().then(function () {{ {job} }}), 1) : {probe}"
+    first, second = mapped(sandbox, expr, [ALICE], [BOB])
+    assert SECRET not in repr(second) and second[0][1] in ({"x": "undefined"}, {"x": "[object Object]"})
+
+
+def test_the_proto_accessor_cannot_be_redefined_for_later_documents(sandbox):
+    hijack = (
+        "Object.defineProperty(Object.prototype, '__proto__', {get() { return 'P:' + doc.name }, configurable: true})"
+    )
+    first, second = mapped(sandbox, f"doc._id === 'a' ? ({hijack}, 1) : String(({{}}).__proto__)", [ALICE], [BOB])
+    assert second == [("b", {"x": "[object Object]"}, None)]
+
+
+def test_an_is_not_message_built_from_the_document_is_not_kept_but_v8s_own_is(sandbox):
+    forge = "(function () { throw new TypeError(doc.name + ' is not defined') })()"
+    ((forged,),) = mapped(sandbox, forge, [{"_id": "a", "name": "Achieng Otieno"}])
+    assert "Achieng" not in forged[2] and "Otieno" not in forged[2] and "TypeError: … is not defined" in forged[2]
+    ((own,),) = mapped(sandbox, "doc.fields.helper()", [{"_id": "a", "fields": {}}])
+    assert "TypeError: doc.fields.helper is not a function" in own[2]
