@@ -113,6 +113,7 @@ class AnswerLimitError(ChtBridgeError):
 
     def __init__(self, message: str, *, too_large: bool) -> None:
         self.too_large = too_large
+        self.status: int | None = None  # the answer's status, set by ``http.read.request_within``
         super().__init__(message)
 
 

@@ -19,7 +19,7 @@ import requests
 
 from cht_bridge.cht.couch import CouchClient
 from cht_bridge.errors import AnswerLimitError, AuthError, ChtBridgeError, SourceError
-from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
 from cht_bridge.http.reasons import CHT, answer_reason
 from cht_bridge.http.retry import classify
 
@@ -119,17 +119,15 @@ class ChtApiClient(CouchClient):
     def _write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         where = f"POST {path}"
         try:
-            response = self.session().post(
-                f"{self.base_url}{path}", json=body, timeout=self.timeout, stream=True, allow_redirects=False
+            response = request_within(
+                self.session(), "POST", f"{self.base_url}{path}", self.write_limits, json=body, timeout=self.timeout
             )
-            read_body(response, self.write_limits, reason_only=classify(response.status_code) != "delivered")
         except requests.RequestException as exc:
             # It may have been created all the same: the caller looks it up before trying again.
             raise WriteError(f"{type(exc).__name__} on {where}", None, True) from exc
         except AnswerLimitError as exc:
             # Created or not, a longer wait cannot help a too-large answer; a slow one is a timeout.
-            status = response.status_code
-            raise WriteError(f"HTTP {status}: {exc} on {where}", status, not exc.too_large) from None
+            raise WriteError(f"HTTP {exc.status}: {exc} on {where}", exc.status, not exc.too_large) from None
         self._check(response, where)
         return response.json()
 

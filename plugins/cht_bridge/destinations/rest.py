@@ -40,7 +40,7 @@ from requests.adapters import HTTPAdapter
 from cht_bridge.destinations.base import BaseDestination, Delivery, Result
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
 from cht_bridge.http import reasons
-from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, read_body
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
 from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
 
 log = logging.getLogger(__name__)
@@ -244,28 +244,21 @@ class RestDestination(BaseDestination):
                 self.retries += 1
         try:
             # No redirects: requests would turn a redirected POST into a GET and report its 200.
-            response = self._session.request(
-                method,
-                url,
-                data=None if body is None else body.encode("utf-8"),
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-                stream=True,
-            )
+            response = request_within(
+                self._session, method, url, self.limits,
+                data=None if body is None else body.encode("utf-8"), headers=headers, timeout=self.timeout,
+            )  # fmt: skip
             status = response.status_code
             kind = classify(status)
             if kind == "auth":
-                response.close()
                 self._refused = AuthError(self.conn_id, status, "The destination")
                 raise self._refused
-            read_body(response, self.limits, reason_only=kind != "delivered")
         except requests.Timeout:
             return _Answer(_failed(items, None, f"timeout after {self.timeout:g} s", retryable=True))
         except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
             return _Answer(_failed(items, None, type(exc).__name__, retryable=True))
         except AnswerLimitError as exc:
-            return _Answer(_failed(items, status, f"HTTP {status}: {exc}", retryable=not exc.too_large))
+            return _Answer(_failed(items, exc.status, f"HTTP {exc.status}: {exc}", retryable=not exc.too_large))
         wait = retry_after(response.headers.get("Retry-After"))
         if kind == "delivered" and as_array:
             return _Answer(_batch_results(items, response), wait)

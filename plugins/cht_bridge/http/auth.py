@@ -32,7 +32,7 @@ from requests.auth import AuthBase, HTTPBasicAuth
 
 from cht_bridge.errors import AnswerLimitError, AuthError
 from cht_bridge.http.origin import OriginAuth, origin
-from cht_bridge.http.read import AnswerLimits, read_body
+from cht_bridge.http.read import AnswerLimits, request_within
 from cht_bridge.http.retry import classify
 from cht_bridge.http.settings import AuthSetting
 
@@ -124,18 +124,11 @@ class _Asker:
         with requests.Session() as plain:  # the caller's session would call this auth again
             plain.verify = self.verify
             try:
-                response = plain.request(
-                    method,
-                    url,
-                    data=data,
-                    auth=HTTPBasicAuth(*basic),
-                    headers={"Accept": "application/json"},
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
+                response = request_within(
+                    plain, method, url, self.limits,
+                    data=data, auth=HTTPBasicAuth(*basic), headers={"Accept": "application/json"}, timeout=self.timeout,
+                )  # fmt: skip
                 kind = classify(response.status_code)
-                read_body(response, self.limits, reason_only=kind != "delivered")
             except AnswerLimitError as exc:
                 raise requests.ConnectionError(f"login answer: {exc}") from None
         if kind == "retryable":

@@ -131,6 +131,33 @@ def read_body(response: requests.Response, limits: AnswerLimits, *, reason_only:
     return body
 
 
+def request_within(
+    session: requests.Session, method: str, url: str, limits: AnswerLimits, **kwargs: Any
+) -> requests.Response:
+    """Send one request that follows no redirect, and read its answer within ``limits``.
+
+    Every request the bridge sends goes through here, so none can forget either rule: a redirect
+    would take a POST's meaning or the credentials elsewhere (requests turns a redirected POST into
+    a GET), and an answer read without a deadline and a cap could hold the task for ever. A 2xx
+    body is read whole (``response.content``), an error answer only for its reason, a refusal of
+    the credentials (401/403) not at all: its connection is closed.
+
+    :raises AnswerLimitError: the body broke ``limits``; its ``status`` is the answer's.
+    :raises requests.RequestException: no answer, or the connection broke or stalled.
+    """
+    response = session.request(method, url, stream=True, allow_redirects=False, **kwargs)
+    kind = classify(response.status_code)
+    if kind == "auth":
+        response.close()
+        return response
+    try:
+        read_body(response, limits, reason_only=kind != "delivered")
+    except AnswerLimitError as exc:
+        exc.status = response.status_code
+        raise
+    return response
+
+
 def _size(n: int) -> str:
     return f"{n / MiB:g} MiB" if n >= MiB else f"{n} bytes"
 
@@ -193,32 +220,23 @@ class Reader:
             wait_asked = None
             self.requests += 1
             try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    json=body,
-                    headers=self._headers,
-                    timeout=self.timeout,
-                    stream=True,
-                    allow_redirects=False,
-                )
+                response = request_within(
+                    self.session, method, url, self.limits,
+                    params=params, json=body, headers=self._headers, timeout=self.timeout,
+                )  # fmt: skip
                 status = response.status_code
                 kind = classify(status)
                 if kind == "auth":
-                    response.close()
                     raise AuthError(self.conn_id, status, self.system)
                 if kind == "delivered":
-                    text = read_body(response, self.limits)
                     try:
-                        return text.decode("utf-8")
+                        return response.content.decode("utf-8")
                     except UnicodeDecodeError:  # its str() is value-free, but the error holds the body
                         raise SourceError(
                             f"{self.system} connection '{self.conn_id}': {where} answered with a body that is "
                             "not UTF-8",
                             status=status,
                         ) from None
-                read_body(response, self.limits, reason_only=True)
             except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
                 status, problem = None, type(exc).__name__
             except AnswerLimitError as exc:
@@ -226,7 +244,7 @@ class Reader:
                 # took the whole deadline would hold the task for as long again, each time.
                 raise SourceError(
                     f"{self.system} connection '{self.conn_id}': {exc} on {where}; the read was stopped",
-                    status=status,
+                    status=exc.status,
                 ) from None
             else:
                 problem = f"HTTP {status}: {answer_reason(response, self._reason).text}"
