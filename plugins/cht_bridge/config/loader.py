@@ -352,14 +352,23 @@ def _destination(value: Any, problems: _Problems) -> DestinationConfig | None:
     if not isinstance(value, dict):
         problems.add("destination", "required: a mapping with conn_id and path")
         return None
-    problems.unknown(value, DEST_KEYS, "destination.")
+    from cht_bridge.config.kinds import parse_settings, settings_module
     from cht_bridge.destinations.registry import kinds  # the kinds by name; their modules load when a run opens one
 
     kind = value.get("type", "rest")
     if kind not in kinds():
         problems.add("destination.type", f"'{kind}' is not available (available: {', '.join(kinds())})")
+        kind_module = None
+    else:
+        kind_module = settings_module(kind)
+    problems.unknown(value, DEST_KEYS | ({kind} if kind_module else set()), "destination.")
+    settings = None
+    if kind_module is not None:
+        settings = parse_settings(
+            kind, value.get(kind), lambda key, message: problems.add(f"destination.{key}", message)
+        )
     conn_id = _conn_id(value.get("conn_id"), "destination.conn_id", problems)
-    path = value.get("path")
+    path = value.get("path", getattr(kind_module, "DEFAULT_PATH", None))
     if not isinstance(path, str) or not path.startswith("/"):
         problems.add("destination.path", "required: a path starting with '/', joined to the connection's host")
     method = str(value.get("method", "POST")).upper()
@@ -385,6 +394,7 @@ def _destination(value: Any, problems: _Problems) -> DestinationConfig | None:
         batch_size=batch_size,
         concurrency=concurrency,
         timeout=float(timeout),
+        settings=settings,
     )
 
 

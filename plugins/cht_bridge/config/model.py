@@ -40,6 +40,9 @@ class DestinationConfig:
     batch_size: int = 100
     concurrency: int = 4
     timeout: float = 30.0
+    #: The kind's own block (``destination.<type>:``) as its checker in ``config/kinds/`` parsed it;
+    #: None for a kind without one (``rest``).
+    settings: Any = None
 
 
 @dataclass(frozen=True)

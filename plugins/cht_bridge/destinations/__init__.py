@@ -11,8 +11,10 @@ Adding a kind (``fhir``, ``openmrs``, ``dhis2``, ``rapidpro``) is one module and
    is removed differently there (DHIS2's ``importStrategy=DELETE``, a FHIR ``DELETE Type/id``).
    The module sets ``DESTINATION = <the class>``.
 2. ``registry.KINDS`` maps the ``destination.type`` value to that module; the pipeline loader
-   then accepts that ``type`` (a kind whose block needs keys of its own adds their checks in
-   ``config/loader.py``).
+   then accepts that ``type``. A kind that needs keys of its own reads them from
+   ``destination.<kind>:``, checked at parse time by a light module named in
+   ``config/kinds.SETTINGS`` (see that package); the destination finds them in
+   ``destination.settings``.
 
 The sync run, dry run, replay and benchmark only call the contract, so none of them changes.
 Airflow's hook (``hooks/destination.py``) prepares the session with the Connection's auth and opens
