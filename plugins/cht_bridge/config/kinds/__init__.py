@@ -24,7 +24,9 @@ from types import ModuleType
 from typing import Any
 
 #: ``destination.type`` -> the module under ``cht_bridge.config.kinds`` that checks its block.
-SETTINGS: dict[str, str] = {}
+SETTINGS: dict[str, str] = {
+    "dhis2": "cht_bridge.config.kinds.dhis2",
+}
 
 
 def settings_module(kind: str) -> ModuleType | None:
