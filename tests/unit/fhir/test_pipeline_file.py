@@ -112,3 +112,26 @@ def test_a_javascript_error_in_a_template_field_names_the_file(tmp_path):
         ScriptError, match=r"refs.yaml: JavaScript does not compile:\n  - mapping.resources.0.name.expr"
     ):
         Mapper.for_pipeline(p)
+
+
+def test_checking_a_templated_file_imports_no_fhir_models_phones_or_v8(tmp_path):
+    """DAG files parse pipeline files: the fhir: block is checked in pure Python."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    example = root / "include" / "examples" / "fhir" / "referrals_to_fhir.yaml"
+    probe = (
+        "import json, sys, yaml\n"
+        "from cht_bridge.config.loader import parse_pipeline\n"
+        f"raw = yaml.safe_load(open({str(example)!r}))\n"
+        "raw['destination'] = {'conn_id': 'd', 'path': '/fhir'}\n"
+        "p = parse_pipeline(raw, file='x')\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('fhir', 'pydantic', 'phonenumbers', 'py_mini_racer'))\n"
+        "print(json.dumps({'resources': len(p.fhir.resources), 'heavy': heavy}))\n"
+    )
+    env = {"PYTHONPATH": f"{root}:{root / 'plugins'}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"resources": 3, "heavy": []}
