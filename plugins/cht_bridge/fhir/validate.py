@@ -84,9 +84,20 @@ def problems(
 
 
 def as_resources(payload: Any) -> list[Any]:
-    """A FHIR pipeline's payload as the list of resources it is: a template's list as it is, one
-    resource built by ``expr`` mappings as a list of one, a ``Bundle`` as a list of one."""
-    return payload if isinstance(payload, list) else [payload]
+    """A FHIR pipeline's payload as the list of resources it is.
+
+    A template's list as it is; a resource built by ``expr`` mappings (``resourceType: {expr:
+    "'Patient'"}``, ...) or a ``Bundle`` as a list of one; a mapping of one key whose ``expr``
+    returns a list of resources (``resources: {expr: "[...]"}``, since a CHT mapping always makes
+    an object) as that list.
+    """
+    if isinstance(payload, list):
+        return payload
+    if isinstance(payload, dict) and "resourceType" not in payload and len(payload) == 1:
+        (inner,) = payload.values()
+        if isinstance(inner, list) and all(isinstance(r, dict) and "resourceType" in r for r in inner):
+            return inner
+    return [payload]
 
 
 def _present(resources: list[Any]) -> set[str]:

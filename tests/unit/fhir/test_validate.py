@@ -121,3 +121,35 @@ def test_reasons_name_elements_and_codes_not_patient_values():
     reasons = problems([secret], identifier_system=SYSTEM)
     assert reasons and all("Wanjiru" not in r and "1990" not in r for r in reasons)
     assert any("birthDate" in r for r in reasons)
+
+
+def test_resources_built_by_expr_mappings_are_validated_the_same_way():
+    """A raw mapping still works: one resource from dotted keys, or a list from one expr."""
+    from cht_bridge.fhir.validate import as_resources
+    from cht_bridge.mapping import Mapper
+
+    doc = {"_id": "p1", "type": "person", "name": "Achieng", "sex": "F"}
+    one = Mapper(
+        "raw", "true",
+        {"resourceType": {"expr": "'Patient'"}, "id": {"expr": "'pat-' + doc._id"}, "gender": "doc.sex",
+         "identifier.0.system": {"expr": "'https://cht.example.org/id'"}, "identifier.0.value": "doc._id"},
+    )  # fmt: skip
+    listed = Mapper(
+        "raw_list", "true",
+        {"resources": {"expr": "[{resourceType: 'Patient', id: 'pat-' + doc._id, gender: 'female'},"
+                               " {resourceType: 'Flag', id: 'flag-' + doc._id, status: 'active', code: {text: 'x'},"
+                               "  subject: {reference: 'Patient/pat-' + doc._id}}]"}},
+    )  # fmt: skip
+    try:
+        (single,) = one.map([doc])
+        (many,) = listed.map([doc])
+    finally:
+        one.close()
+        listed.close()
+    assert as_resources(single.payload) == [single.payload]
+    assert problems(as_resources(single.payload), identifier_system=SYSTEM) == [
+        "Patient/pat-p1: gender 'F' is not one of male, female, other, unknown"
+    ]
+    assert [r["resourceType"] for r in as_resources(many.payload)] == ["Patient", "Flag"]
+    assert problems(as_resources(many.payload)) == []
+    assert as_resources(patient()) == [patient()] and as_resources([patient()]) == [patient()]
