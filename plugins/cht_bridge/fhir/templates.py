@@ -104,7 +104,7 @@ class Template:
 
 
 TEMPLATES: dict[str, Template] = {
-    "patient": Template("Patient", {**_PERSON, "organization": Field("parent")}),
+    "patient": Template("Patient", {**_PERSON, "organization": Field(None)}),
     "practitioner": Template("Practitioner", dict(_PERSON)),
     "practitioner_role": Template(
         "PractitionerRole", {"cht_id": Field("_id", True), "organization": Field("parent")}, codes=("role",)

@@ -172,12 +172,8 @@ def test_an_estimated_birth_date_is_sent_to_the_month_with_the_configured_extens
 def test_a_single_name_and_separate_name_fields(sandbox):
     (one,) = resources_of(pipeline([{"template": "patient"}]), {**PATIENT, "name": "Achieng"}, sandbox)
     assert one["name"] == [{"use": "official", "text": "Achieng", "given": ["Achieng"]}]
-    # by default the managing organisation is the person's own place (by identifier: not in the payload)
-    assert one["managingOrganization"] == {
-        "type": "Organization",
-        "identifier": {"system": SYSTEM, "value": "hh-1"},
-        "display": "Household 1",
-    }
+    assert "managingOrganization" not in one  # only when the pipeline names the place (fields.organization)
+    assert one["address"] == [{"use": "home", "text": "Household 1, Kisumu HC, Kisumu"}]  # by default
     fields = {"given_name": "doc.short_name", "family_name": "doc.surname"}
     p = pipeline([{"template": "patient", "fields": fields}])
     (split,) = resources_of(p, {**PATIENT, "short_name": "Wanjiru", "surname": "Kamau"}, sandbox)
