@@ -380,3 +380,10 @@ def test_every_example_file_loads():
         assert p.fhir is not None and p.fhir.identifier_system == SYSTEM_OF_EXAMPLES
         if read_yaml(path)["destination"]["type"] in kinds():
             assert load_pipeline(path).fhir == p.fhir
+
+
+def test_a_blank_name_fails_its_document(sandbox):
+    (mapped,) = run(pipeline([{"template": "patient"}]), [{**PATIENT, "name": "   "}], sandbox)
+    assert mapped.error == (
+        "FHIR template error for 'fhirp/resources.0.name' on source document 'p-1': has no value (only spaces)"
+    )
