@@ -109,9 +109,15 @@ def test_a_javascript_error_in_a_template_field_names_the_file(tmp_path):
         },
     )
     with pytest.raises(
-        ScriptError, match=r"refs.yaml: JavaScript does not compile:\n  - mapping.resources.0.name.expr"
+        ScriptError,
+        match=r"refs.yaml: JavaScript does not compile:\n  - fhir.resources.0.fields.name.expr: SyntaxError",
     ):
         Mapper.for_pipeline(p)
+    from cht_bridge.fhir.templates import file_keys
+
+    assert file_keys("mapping.resources.3.identifier_1.expr: x; mapping.resources.12.cht_id.expr") == (
+        "fhir.resources.3.identifiers.1.value.expr: x; fhir.resources.12.fields.cht_id.expr"
+    )
 
 
 def test_checking_a_templated_file_imports_no_fhir_models_phones_or_v8(tmp_path):
