@@ -128,7 +128,7 @@ def test_checking_a_templated_file_imports_no_fhir_models_phones_or_v8(tmp_path)
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
-    example = root / "include" / "examples" / "fhir" / "referrals_to_fhir.yaml"
+    example = root / "include" / "examples" / "fhir" / "referral_templates.yaml"
     probe = (
         "import json, sys, yaml\n"
         "from cht_bridge.config.loader import parse_pipeline\n"

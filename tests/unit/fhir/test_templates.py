@@ -348,7 +348,7 @@ def test_the_payload_hash_follows_the_resources(sandbox):
 def test_templates_on_hydrated_synthetic_reports(sandbox):
     """The example pipelines over the generator's reports, hydrated as a run hydrates them."""
     docs = hydrated_reports(form="assessment")
-    for name in ("referrals_to_fhir.yaml", "assessments_to_fhir.yaml"):
+    for name in ("referral_templates.yaml", "assessment_templates.yaml"):
         p = example(name)
         results = [m for m in run(p, docs, sandbox) if m.relevant]
         assert results and all(m.error is None for m in results), [m.error for m in results if m.error][:3]
@@ -359,7 +359,7 @@ def test_templates_on_hydrated_synthetic_reports(sandbox):
             assert found["Patient"]["id"] == resource_id("Patient", doc["patient"]["_id"])
             assert found["Patient"]["gender"] == doc["patient"]["sex"]
             assert found["Practitioner"]["id"] == resource_id("Practitioner", doc["contact"]["_id"])
-    referrals = [m for m in run(example("referrals_to_fhir.yaml"), docs, sandbox) if m.relevant]
+    referrals = [m for m in run(example("referral_templates.yaml"), docs, sandbox) if m.relevant]
     assert len(referrals) == sum(1 for d in docs if d["fields"].get("referral") == "yes")
 
 
