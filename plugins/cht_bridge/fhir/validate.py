@@ -8,6 +8,7 @@ is sent, so the EMR never sees a half-valid patient.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,6 +24,8 @@ from cht_bridge.fhir.templates import (
 )
 
 GENDERS = ("male", "female", "other", "unknown")
+#: An identifier's system names a namespace: an absolute URI (``https://…``, ``urn:oid:…``).
+_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
 #: Required-binding codes the models take as any string: (resource type, element) -> the R4 value set.
 CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ServiceRequest", "status"): SERVICE_REQUEST_STATUS,
@@ -78,6 +81,8 @@ def problems(
             found.append(f"{label}: appears twice in the payload")
         seen.add(label)
         found.extend(f"{label}: {reason}" for reason in _model_problems(resource))
+        if resource["resourceType"] == "Bundle":
+            found.extend(f"{label}: {reason}" for reason in _bundle_problems(resource))
         for inner_label, inner in _contained(resource, label):
             found.extend(_rule_problems(inner_label, inner, present, known, identifier_system))
     return found
@@ -151,12 +156,45 @@ def _rule_problems(
         target_type = target.split("/", 1)[0] if "/" in target and not target.startswith("urn:") else None
         if allowed and target_type and target_type not in allowed:
             found.append(f"{label}: {path} must refer to {' or '.join(allowed)}, not {target_type}")
+    identifiers = resource.get("identifier")
+    for i, identifier in enumerate(identifiers if isinstance(identifiers, list) else [identifiers]):
+        system = identifier.get("system") if isinstance(identifier, dict) else None
+        if isinstance(system, str) and not _ABSOLUTE.match(system):
+            found.append(f"{label}: identifier.{i}.system '{_code(system)}' is not an absolute URI")
     if identifier_system is not None and kind == "Patient":
         identifiers = resource.get("identifier") or []
         if not any(
             isinstance(i, dict) and i.get("system") == identifier_system and i.get("value") for i in identifiers
         ):
             found.append(f"{label}: identifier: none in the system {identifier_system} (the CHT id)")
+    return found
+
+
+def _bundle_problems(bundle: dict[str, Any]) -> list[str]:
+    """A transaction or batch Bundle's rules (R4 bundle.html): a request per entry, each ``fullUrl``
+    once, and in a batch no entry referring to another (they are processed independently)."""
+    kind = bundle.get("type")
+    if kind not in ("transaction", "batch"):
+        return []
+    found = []
+    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    names: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        request = entry.get("request")
+        if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
+            found.append(f"entry.{i}: a {kind} entry needs request.method and request.url")
+        url = entry.get("fullUrl")
+        if isinstance(url, str):
+            if url in names:
+                found.append(f"entry.{i}: fullUrl {url} is also entry.{names[url]}'s")
+            names.setdefault(url, i)
+    if kind == "batch":
+        inside = set(names) | _present([e.get("resource") for e in entries])
+        for i, entry in enumerate(entries):
+            resource = entry.get("resource")
+            for path, target in _references(resource if isinstance(resource, dict) else {}):
+                if target in inside:
+                    found.append(f"entry.{i}: {path} refers to another entry of the batch ({target})")
     return found
 
 

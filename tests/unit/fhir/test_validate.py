@@ -153,3 +153,37 @@ def test_resources_built_by_expr_mappings_are_validated_the_same_way():
     assert [r["resourceType"] for r in as_resources(many.payload)] == ["Patient", "Flag"]
     assert problems(as_resources(many.payload)) == []
     assert as_resources(patient()) == [patient()] and as_resources([patient()]) == [patient()]
+
+
+def test_transaction_and_batch_bundle_rules_the_models_do_not_check():
+    pat, req = patient(), referral(reference("Patient", "p1"))
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111", "resource": pat},
+            {"fullUrl": "urn:uuid:11111111-1111-4111-8111-111111111111", "resource": req,
+             "request": {"method": "POST", "url": "ServiceRequest"}},
+        ],
+    }  # fmt: skip
+    assert problems([transaction]) == [
+        "Bundle/0: entry.0: a transaction entry needs request.method and request.url",
+        "Bundle/0: entry.1: fullUrl urn:uuid:11111111-1111-4111-8111-111111111111 is also entry.0's",
+    ]
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": pat, "request": {"method": "PUT", "url": f"Patient/{pat['id']}"}},
+            {"resource": req, "request": {"method": "POST", "url": "ServiceRequest"}},
+        ],
+    }
+    assert problems([batch]) == [
+        f"Bundle/0: entry.1: subject refers to another entry of the batch ({reference('Patient', 'p1')})"
+    ]
+
+
+def test_an_identifier_system_must_be_an_absolute_uri():
+    (reason,) = problems([patient(identifier=[{"system": "cht", "value": "p1"}])])
+    assert reason.endswith("identifier.0.system 'cht' is not an absolute URI")
+    assert problems([patient(identifier=[{"system": "urn:oid:1.2.3", "value": "p1"}])]) == []
