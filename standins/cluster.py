@@ -363,7 +363,7 @@ def host_sandbox(paths: Paths, docs: int) -> int:
         _private_json(
             paths.sandbox_env,
             {"environment": conns, "receiver_dir": str(stack.receiver.directory), "receiver_url": stack.receiver.url,
-             "couch_url": stack.couch.url, "seeded": stack.seeded},
+             "couch_url": stack.couch.url, "couch_admin": list(stack.couch.admin_auth), "seeded": stack.seeded},
         )  # fmt: skip
         seen = 0.0
         while True:

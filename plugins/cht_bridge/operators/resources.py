@@ -35,12 +35,13 @@ def dry_run_for(params: Any, pipeline: str, run_id: str) -> Any:
     """The run's dry-run collector when its ``dry_run`` Param is set, else ``None``."""
     from cht_bridge.hooks import bridge_home
     from cht_bridge.operators.params import DRY_RUN_SAMPLES
+    from cht_bridge.storage import artifacts_root
     from cht_bridge.sync import DryRun
 
     if not params.get("dry_run"):
         return None
     samples = params.get("dry_run_payloads")  # null in the form: the default
-    return DryRun.under(bridge_home(), pipeline, run_id, DRY_RUN_SAMPLES if samples is None else int(samples))
+    return DryRun.under(artifacts_root(bridge_home()), pipeline, run_id, DRY_RUN_SAMPLES if samples is None else int(samples))
 
 
 def finish(logger: logging.Logger, store: Any, pipeline: str, summary: Any, dry_run: Any, selection: dict) -> dict:
