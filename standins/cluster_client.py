@@ -73,7 +73,8 @@ class AirflowApi:
         return self.call("GET", f"/pools/{name}")
 
     def set_pool_slots(self, name: str, slots: int) -> None:
-        self.call("PATCH", f"/pools/{name}", json={"slots": slots}, params={"update_mask": "slots"})
+        body = {"name": name, "slots": slots, "include_deferred": False}
+        self.call("PATCH", f"/pools/{name}", json=body, params={"update_mask": "slots"})
 
     def wait_for_runs(self, runs: dict[str, str], timeout: float) -> dict[str, str]:
         """Wait until every ``{dag_id: run_id}`` ends; return their states (unfinished ones as they are)."""
