@@ -11,7 +11,7 @@ DOCS ?= 100000
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test bench airflow lint install constraints clean cluster cluster-stop cluster-status test-cluster bench-cluster
+.PHONY: demo test bench airflow lint install constraints clean cluster cluster-stop cluster-status cluster-clean test-cluster bench-cluster
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,7 +57,12 @@ cluster-stop:
 cluster-status:
 	$(BIN)/python -m standins.cluster status
 
-## The scale test on a running cluster (make cluster first): 20 pipelines + a split backfill, a worker killed.
+## Stop the cluster and forget it (databases, sandbox, logs): the next `make cluster` starts fresh.
+cluster-clean: cluster-stop
+	rm -rf .sandbox/cluster
+
+## The scale test on a fresh running cluster (make cluster-clean cluster first): 20 pipelines + a split
+## backfill with a worker killed, and review questions answered through the api-server.
 test-cluster: install
 	$(BIN)/python -m pytest -m cluster tests/cluster
 
