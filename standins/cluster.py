@@ -219,12 +219,40 @@ def spawn(paths: Paths, name: str, argv: list[str], env: dict[str, str]) -> int:
     return proc.pid
 
 
+def descendants(pid: int) -> list[Any]:
+    """Every process below ``pid`` (Airflow runs each task in a session of its own, outside the group)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_tree(paths: Paths, name: str) -> list[int]:
+    """SIGKILL component ``name`` and every process below it at once: a worker machine lost."""
+    pid = running(paths, name)
+    if not pid:
+        return []
+    procs = descendants(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return [pid, *(p.pid for p in procs)]
+
+
 def stop_group(paths: Paths, name: str, grace_s: float = 20.0) -> bool:
-    """SIGTERM the process group of component ``name``; SIGKILL it after ``grace_s``."""
+    """SIGTERM the process group of component ``name``; SIGKILL it, and any of its processes that
+    left the group (task processes), after ``grace_s``."""
     path = _pid_file(paths, name)
     if not path.exists():
         return False
     pid = int(path.read_text().strip() or 0)
+    below = descendants(pid)
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -240,6 +268,10 @@ def stop_group(paths: Paths, name: str, grace_s: float = 20.0) -> bool:
     else:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+    for proc in below:
+        with contextlib.suppress(Exception):
+            if proc.is_running():
+                proc.kill()
     path.unlink(missing_ok=True)
     return True
 

@@ -10,8 +10,6 @@ and the killed worker's task was retried (on the other worker: the killed one st
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,24 +34,12 @@ CHT_SLOTS = 3
 RUN_TIMEOUT_S = 1500
 
 
-def _worker_pgid(paths: cluster.Paths, name: str) -> int:
-    pid = cluster.running(paths, name)
-    assert pid, f"{name} is not running"
-    return os.getpgid(pid)
-
-
-def _running_on(pgid: int, tis: list[dict]) -> list[dict]:
-    """The running task instances whose process belongs to the process group ``pgid``."""
-    found = []
-    for ti in tis:
-        if ti["state"] != "running" or not ti.get("pid"):
-            continue
-        try:
-            if os.getpgid(ti["pid"]) == pgid:
-                found.append(ti)
-        except ProcessLookupError:
-            continue
-    return found
+def _running_on(paths: cluster.Paths, worker: str, tis: list[dict]) -> list[dict]:
+    """The running task instances whose task process is one of ``worker``'s processes."""
+    pid = cluster.running(paths, worker)
+    assert pid, f"{worker} is not running"
+    mine = {p.pid for p in cluster.descendants(pid)}
+    return [ti for ti in tis if ti["state"] == "running" and ti.get("pid") in mine]
 
 
 def test_twenty_pipelines_and_a_split_backfill_survive_a_killed_worker(running_cluster):
@@ -76,7 +62,6 @@ def test_twenty_pipelines_and_a_split_backfill_survive_a_killed_worker(running_c
     assert not before, "the scale paths must be empty before the test: stop the cluster and remove .sandbox/cluster"
 
     since = datetime.now(UTC)
-    worker2 = _worker_pgid(paths, "worker2")
     for dag in [*names, "cht_bridge_backfill"]:
         api.unpause(dag)
     runs = {dag: api.trigger(dag) for dag in names}
@@ -87,12 +72,12 @@ def test_twenty_pipelines_and_a_split_backfill_survive_a_killed_worker(running_c
     killed: list[dict] = []
     try:
         deadline = time.monotonic() + 600
-        while not killed and time.monotonic() < deadline:
+        while not killed and time.monotonic() < deadline:  # the first task seen running on worker2
             for dag, run in runs.items():
-                victims = _running_on(worker2, api.task_instances(dag, run))
+                victims = _running_on(paths, "worker2", api.task_instances(dag, run))
                 if victims:
                     time.sleep(2)  # in the middle of its run
-                    os.killpg(worker2, signal.SIGKILL)
+                    assert cluster.kill_tree(paths, "worker2")
                     killed = [{**v, "dag_id": dag} for v in victims]
                     break
             time.sleep(1)
