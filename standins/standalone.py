@@ -27,6 +27,11 @@ def main() -> int:
     env = {**os.environ, **stack.environment()}
     # `airflow standalone` starts its components as `airflow ...` commands found on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # Tasks run in a pool per Connection (cht_bridge.pools): create the missing ones before the scheduler starts.
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    from cht_bridge.pools import ensure_pools_cli
+
+    ensure_pools_cli(env)
     # Its own process group, stopped as a whole: `airflow standalone` does not always exit on Ctrl-C
     # once its components have stopped, and would otherwise keep the terminal.
     proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True)
