@@ -32,7 +32,11 @@ def test_no_import_errors_and_one_dag_per_pipeline_file(bag):
     assert bag.import_errors == {}
     names = {yaml.safe_load(p.read_text())["name"] for p in PIPELINES.glob("*.yaml")}
     assert names and REVERSE_NAMES
-    assert set(bag.dag_ids) == names | set(REVERSE_NAMES) | {"cht_bridge_replay", "cht_bridge_backfill", "cht_bridge_housekeeping"}
+    assert set(bag.dag_ids) == names | set(REVERSE_NAMES) | {
+        "cht_bridge_replay",
+        "cht_bridge_backfill",
+        "cht_bridge_housekeeping",
+    }
 
 
 @pytest.mark.parametrize("dag_id", REVERSE_NAMES)
@@ -190,7 +194,9 @@ def test_parsing_is_fast_and_touches_no_network_or_heavy_modules():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 3 + len(REVERSE_NAMES)  # + replay, backfill, housekeeping
+    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 3 + len(
+        REVERSE_NAMES
+    )  # + replay, backfill, housekeeping
     assert result["elapsed"] < 2.0, result  # generous: measured ~0.05 s on 2 cores
 
 

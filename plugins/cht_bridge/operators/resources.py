@@ -41,7 +41,9 @@ def dry_run_for(params: Any, pipeline: str, run_id: str) -> Any:
     if not params.get("dry_run"):
         return None
     samples = params.get("dry_run_payloads")  # null in the form: the default
-    return DryRun.under(artifacts_root(bridge_home()), pipeline, run_id, DRY_RUN_SAMPLES if samples is None else int(samples))
+    return DryRun.under(
+        artifacts_root(bridge_home()), pipeline, run_id, DRY_RUN_SAMPLES if samples is None else int(samples)
+    )
 
 
 def finish(logger: logging.Logger, store: Any, pipeline: str, summary: Any, dry_run: Any, selection: dict) -> dict:
