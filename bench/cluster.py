@@ -3,7 +3,7 @@
 1. The 20 generated pipelines (``standins.cluster_client.scale_pipeline``, each reading the whole
    sandbox changes feed), triggered at once: wall time with one Celery worker (worker2 stopped)
    and with two. The CHT pool is widened for the measure so that workers, not the pool, bound it.
-2. A backfill of ``--docs`` documents (a database of their own, ``medic_bench``, in the sandbox
+2. A backfill of ``--docs`` documents (a database of their own, ``medic_bench_<docs>``, in the sandbox
    CouchDB) as one task (a pipeline DAG with Params start/end) against ``cht_bridge_backfill`` split
    into calendar months over both workers.
 
@@ -27,7 +27,6 @@ from standins.couchdb import set_security
 from standins.seed import seed
 
 CHT_POOL = "cht_bridge__cht_local"
-BENCH_DB = "medic_bench"
 
 
 def _write(paths: cluster.Paths, name: str, text: str) -> None:
@@ -79,16 +78,24 @@ def pipelines_round(api: AirflowApi, paths: cluster.Paths, label: str, count: in
 
 
 def backfill_rounds(api: AirflowApi, paths: cluster.Paths, docs: int) -> tuple[float, float, int]:
+    bench_db = f"medic_bench_{docs}"
     sandbox = json.loads(paths.sandbox_env.read_text())
     admin = tuple(sandbox["couch_admin"])
-    existing = requests.get(f"{sandbox['couch_url']}/{BENCH_DB}", auth=admin, timeout=30)
+    existing = requests.get(f"{sandbox['couch_url']}/{bench_db}", auth=admin, timeout=30)
     if existing.status_code == 404 or existing.json().get("doc_count", 0) < docs * 0.9:
         started = time.monotonic()
-        seed(sandbox["couch_url"], admin, docs, db=BENCH_DB)
-        print(f"seeded {docs} documents into {BENCH_DB} in {time.monotonic() - started:.0f}s", flush=True)
-    set_security(sandbox["couch_url"], admin, BENCH_DB, member_roles=["mm-online"])
+        seed(sandbox["couch_url"], admin, docs, db=bench_db)
+        print(f"seeded {docs} documents into {bench_db} in {time.monotonic() - started:.0f}s", flush=True)
+    set_security(sandbox["couch_url"], admin, bench_db, member_roles=["mm-online"])
+    # Build every view index before timing (CouchDB builds one on its first query: minutes at 200k docs).
+    design = requests.get(f"{sandbox['couch_url']}/{bench_db}/_design/medic-client", auth=admin, timeout=60).json()
+    for view in design.get("views", {}):
+        requests.get(
+            f"{sandbox['couch_url']}/{bench_db}/_design/medic-client/_view/{view}",
+            params={"limit": 0}, auth=admin, timeout=3600,
+        )  # fmt: skip
     reports = requests.get(
-        f"{sandbox['couch_url']}/{BENCH_DB}/_design/medic-client/_view/reports_by_date",
+        f"{sandbox['couch_url']}/{bench_db}/_design/medic-client/_view/reports_by_date",
         params={"limit": 0}, auth=admin, timeout=600,
     ).json().get("total_rows", 0)  # fmt: skip
     stamp = int(time.time())
@@ -97,7 +104,7 @@ def backfill_rounds(api: AirflowApi, paths: cluster.Paths, docs: int) -> tuple[f
         text = scale_pipeline(1, "assessment", "demo_receiver").replace("scale_01", name)
         text = text.replace("relevant_to: \"doc.type === 'data_record' && doc.form === 'assessment'\"",
                             "relevant_to: \"doc.type === 'data_record' && !!doc.form\"")  # fmt: skip
-        text = text.replace("  conn_id: cht_local\n", f"  conn_id: cht_local\n  db: {BENCH_DB}\n", 1)
+        text = text.replace("  conn_id: cht_local\n", f"  conn_id: cht_local\n  db: {bench_db}\n", 1)
         text = text.replace("mode: batch", "mode: batch").replace("/scale/01", f"/bench/{name}")
         _write(paths, name, text.replace("batch_size: 300", "batch_size: 1000"))
     api.wait_for_dags([single, split], timeout=600)
