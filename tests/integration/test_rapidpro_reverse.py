@@ -13,10 +13,10 @@ import pytest
 from cht_bridge.cht.api import ChtApiClient
 from cht_bridge.http.origin import OriginAuth, ScopedSession
 from cht_bridge.mapping import Mapper
+from cht_bridge.reverse.choices import NEW
 from cht_bridge.reverse.loader import parse_reverse_pipeline
 from cht_bridge.reverse.phone_places import RegisteredPlaces
 from cht_bridge.reverse.places import load_place_table
-from cht_bridge.reverse.choices import NEW
 from cht_bridge.reverse.run import apply_choice, match_received, receive, write_ready
 from cht_bridge.reverse.sources.rapidpro import RapidProRunsSource
 from cht_bridge.state import StateStore
