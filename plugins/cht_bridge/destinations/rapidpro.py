@@ -396,35 +396,31 @@ class RapidProDestination(BaseDestination):
 
     def _look_up(self, ref: str, intended_at: datetime) -> _Reply | None:
         """RapidPro's start carrying ``ref``: a reply with its uuid as ``body``; ``None`` when RapidPro
-        has none; a failed reply when the lookup could not finish (then nothing may be posted)."""
-        from cht_bridge.reverse.sources.paging import PageGuard
+        has none; a failed reply when the lookup could not finish (then nothing may be posted).
 
+        The read is bounded like a source's (``reverse.sources.paging``): at most ``lookup_pages``
+        pages, and a ``next`` URL handed out twice, or on another origin, stops it.
+        """
         after = (intended_at - LOOKUP_MARGIN).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        guard = PageGuard(f"RapidPro connection '{self.conn_id}' (flow starts)", self.settings.lookup_pages)
         url: str | None = self.api + "flow_starts.json"
         params: dict[str, Any] | None = {"after": after}
-        try:
-            while url is not None:
-                guard.before_read()
-                reply = self._call("flow_starts", "GET", url, params=params)
-                if not reply.ok:
-                    note = "; the start may exist, so it is not posted again until it is found"
-                    return _Reply(reply.status, error=f"{reply.error or 'no budget'}{note}", retryable=True,
-                                  waiting=reply.waiting)  # fmt: skip
-                page = reply.body if isinstance(reply.body, dict) else {}
-                for found in page.get("results") or []:
-                    if isinstance(found, dict) and (found.get("params") or {}).get(START_REF) == ref:
-                        return _Reply(reply.status, body=found.get("uuid"))
-                url, params = page.get("next"), None
-                if url is not None:
-                    if urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:
-                        return _Reply(None, error="RapidPro's next page is on another origin", retryable=True)
-                    guard.follow(url, "next page")
-        except Exception as exc:  # noqa: BLE001 - SourceError from the guard: the lookup did not finish
-            if isinstance(exc, (AuthError, _BreakerOpen)):
-                raise
-            return _Reply(None, error=f"lookup of an earlier start stopped: {exc}", retryable=True)
-        return None
+        followed: set[str] = set()
+        for _ in range(self.settings.lookup_pages):
+            reply = self._call("flow_starts", "GET", url, params=params)
+            if not reply.ok:
+                note = "; the start may exist, so it is not posted again until it is found"
+                return _Reply(reply.status, error=f"{reply.error}{note}", retryable=True, waiting=reply.waiting)
+            page = reply.body if isinstance(reply.body, dict) else {}
+            for found in page.get("results") or []:
+                if isinstance(found, dict) and (found.get("params") or {}).get(START_REF) == ref:
+                    return _Reply(reply.status, body=found.get("uuid"))
+            url, params = page.get("next"), None
+            if not url:
+                return None
+            if urlsplit(url)[:2] != urlsplit(self.base_url)[:2] or url in followed:
+                return _Reply(None, error="RapidPro's flow start pages repeat or leave its origin", retryable=True)
+            followed.add(url)
+        return _Reply(None, error=f"no answer in {self.settings.lookup_pages} pages of flow starts", retryable=True)
 
     # -- one request ----------------------------------------------------------------------------
 
