@@ -143,6 +143,19 @@ def test_250_documents_become_3_flow_starts_and_a_rerun_starts_nothing(cht, rapi
     assert again["sent"] == 0 and again["unchanged"] == 0  # the checkpoint moved: nothing read again
     assert summary["budget_left"]["flow_starts"] == 1800 - 3
 
+    # Even read again from the start (the checkpoint lost), the ledger starts nothing twice.
+    from sqlalchemy import text
+
+    from cht_bridge.state import StateStore
+
+    store = StateStore(state)
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM cht_bridge_checkpoint"))
+    store.close()
+    reread = run(raw, cht, rapidpro, state)
+    assert reread["relevant"] == 250 and reread["unchanged"] == 250 and reread["sent"] == 0
+    assert len(rapidpro.starts) == 3 and len([r for r in rapidpro.requests if r[0] == "POST"]) == 3
+
 
 def test_documents_with_different_params_or_flows_never_share_a_start(cht, rapidpro, state):
     other = rapidpro.add_flow("Other")
@@ -266,3 +279,18 @@ def test_wrong_token_fails_fast_with_a_plain_message(cht, rapidpro, state):
         run(raw, cht, rapidpro, state, token="wrong")
     assert rapidpro.starts == [] and len(rapidpro.requests) == 1
     assert requests.get(rapidpro.url + "/api/v2/runs.json", timeout=5).status_code == 403
+
+
+def test_a_deleted_document_is_not_sent_and_says_why(cht, rapidpro, state):
+    (saved,) = cht.put({"_id": "p-9", "type": "person", "name": "Gone Soon", "phone": phone(9)})
+    raw = contact_pipeline(f"rp_{uuid.uuid4().hex[:6]}", cht.db)
+    raw["deletes"] = {"action": "send"}
+    assert run(raw, cht, rapidpro, state)["sent"] == 1
+    cht.put({"_id": "p-9", "_rev": saved["rev"], "_deleted": True})
+    before = len(rapidpro.requests)
+    summary = run(raw, cht, rapidpro, state)
+    assert summary["dead_lettered"] == 1 and len(rapidpro.requests) == before
+    from cht_bridge.state import StateStore
+
+    row = StateStore(state).ledger(raw["name"], "p-9")
+    assert row["status"] == "dead" and "send no deletes" in row["last_error"]

@@ -70,6 +70,7 @@ KEEP_STARTS = timedelta(days=30)  # started rows older than this are dropped (th
 CONTACT_KEYS = {"phone", "urn", "name", "language", "fields", "groups"}
 START_KEYS = {"flow", "urns", "phone", "contacts", "params", "extra", "restart_participants", "exclude_active"}
 GROUPS = {"contacts": "contacts", "flow_starts": "flow_starts"}  # budget group of each endpoint
+NO_DELETES = "RapidPro pipelines send no deletes: set deletes: ignore (contacts and flow starts stay in RapidPro)"
 _MASK = re.compile(r"(?:tel|whatsapp|mailto|telegram|ext):\S+|\+?\d[\d\s-]{5,}\d")
 
 
@@ -217,17 +218,25 @@ class RapidProDestination(BaseDestination):
         if self._state is None:
             raise RuntimeError("RapidProDestination.attach(store, pipeline) must be called before send")
         results: dict[int, Result] = {}
+        for i, item in enumerate(deliveries):
+            if item.method is not None or item.path is not None:  # a delete: RapidPro has nothing to delete
+                results[i] = Result(item.doc_id, False, None, error=NO_DELETES, retryable=False, attempts=0)
+        chosen = [d for i, d in enumerate(deliveries) if i not in results]
+        positions = [i for i in range(len(deliveries)) if i not in results]
+        found: dict[int, Result] = {}
         try:
             if self.settings.action == "contact":
-                self._send_contacts(deliveries, results)
+                self._send_contacts(chosen, found)
             else:
-                self._send_starts(deliveries, results)
+                self._send_starts(chosen, found)
         except _BreakerOpen:
+            results.update({positions[i]: r for i, r in found.items()})
             finished = [results[i] for i in sorted(results)]
             raise CircuitOpenError(self.conn_id, self._breaker.failures, self._breaker.last_error, finished) from None
         finally:
             for budget in self._budgets.values():
                 budget.release()
+        results.update({positions[i]: r for i, r in found.items()})
         return [results[i] for i in range(len(deliveries))]
 
     def _send_contacts(self, deliveries: list[Delivery], results: dict[int, Result]) -> None:
