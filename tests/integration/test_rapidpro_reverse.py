@@ -21,6 +21,7 @@ from cht_bridge.reverse.run import apply_choice, match_received, receive, write_
 from cht_bridge.reverse.sources.rapidpro import RapidProRunsSource
 from cht_bridge.state import StateStore
 from cht_bridge.state.inbound import DONE, InboundLedger, InboundRow
+from standins.http_server import BackgroundHttpServer, StandInHandler, send_json
 from standins.rapidpro import RapidProStandIn
 from tests.integration.reverse_setup import HC, HH2, place_table, seed_area
 
@@ -208,3 +209,42 @@ def test_the_source_checkpoint_is_each_flows_newest_modified_on(world):
     assert [r.id for p in again for r in p.records] == [pages[-1].records[-1].id]  # only the overlap
     runs = [r for r in rapidpro.requests if r[1] == "/api/v2/runs.json"]
     assert all(status == 200 for _, _, status, _ in runs)
+
+
+class HostileRuns(BackgroundHttpServer):
+    """A runs endpoint whose ``next`` always names the same cursor (or another origin): fresh runs
+    on every page, so only the cursor rule can stop the read."""
+
+    def __init__(self, next_url: str | None = None) -> None:
+        super().__init__()
+        self.next_url, self.served = next_url, 0
+
+    def handler(self):
+        server = self
+
+        class Handler(StandInHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                server.served += 1
+                when = (T0 + timedelta(minutes=server.served)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                run = {"uuid": f"run-{server.served}", "modified_on": when, "exit_type": "completed",
+                       "contact": {"urn": "tel:+254712000001"}, "values": {}}  # fmt: skip
+                following = server.next_url or f"{server.url}/api/v2/runs.json?cursor=same"
+                send_json(self, 200, {"next": following, "previous": None, "results": [run]})
+
+        return Handler
+
+
+@pytest.mark.parametrize("where", ["same cursor", "other origin"])
+def test_a_runs_cursor_that_repeats_or_leaves_the_origin_stops_the_read_keeping_the_pages(where):
+    from cht_bridge.errors import SourceError
+
+    next_url = "http://127.0.0.2:9/api/v2/runs.json?cursor=x" if where == "other origin" else None
+    with HostileRuns(next_url) as server:
+        session = ScopedSession()
+        session.auth = OriginAuth(server.url, headers={"Authorization": f"Token {TOKEN}"})
+        pages = []
+        with pytest.raises(SourceError, match="repeats an earlier one|another origin"):
+            for page in RapidProRunsSource(session, server.url, ["flow-1"], conn_id="rp").pages(None):
+                pages.append(page)
+    assert len(pages) == (1 if where == "other origin" else 2)
+    assert pages[-1].checkpoint == {"flow-1": pages[-1].records[-1].version}  # kept: the next run resumes there
