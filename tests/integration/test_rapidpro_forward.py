@@ -294,3 +294,24 @@ def test_a_deleted_document_is_not_sent_and_says_why(cht, rapidpro, state):
 
     row = StateStore(state).ledger(raw["name"], "p-9")
     assert row["status"] == "dead" and "send no deletes" in row["last_error"]
+
+
+def test_a_start_whose_answer_never_came_is_looked_up_before_it_is_posted_again(cht, rapidpro, state):
+    """RapidPro stores the start and answers too late for the client's timeout: the retry inside the
+    run looks the start up by its reference first, finds it, and posts nothing more."""
+    cht.put(*follow_ups(5))
+    raw = flow_start_pipeline(f"rp_{uuid.uuid4().hex[:6]}", cht.db)
+    raw["destination"]["timeout"] = 1
+    rapidpro.configure(stall_after_start=2.5)
+    summary = run(raw, cht, rapidpro, state)
+    assert summary["sent"] == 5 and summary["failed"] == 0
+    starts = rapidpro.starts
+    assert len(starts) == 1 and len(starts[0]["urns"]) == 5
+    calls = [(m, p) for m, p, _, _ in rapidpro.requests]
+    assert calls.count(("POST", "/api/v2/flow_starts.json")) == 1
+    assert ("GET", "/api/v2/flow_starts.json") in calls
+    from cht_bridge.state import StateStore
+
+    store = StateStore(state)
+    assert {store.ledger(raw["name"], f"trace-{i:04d}")["destination_id"] for i in range(5)} == {starts[0]["uuid"]}
+    store.close()

@@ -307,10 +307,10 @@ class RapidProDestination(BaseDestination):
                 self._state.forget(self._pipeline, ref)
                 continue
             if found.ok:
-                self._state.started(self._pipeline, ref, found.body)
+                self._state.started(self._pipeline, ref, found.body["uuid"])
                 log.info("destination '%s': start %s was made before; its uuid is recorded now", self.conn_id, ref)
             for item in items:
-                results[index[id(item)]] = self._result(item, found, lambda b: b)
+                results[index[id(item)]] = self._result(item, found, lambda b: b.get("uuid"))
         starts: list[_Start] = []
         open_starts: dict[str, _Start] = {}
         for item, payload, urns, contacts in pending:
@@ -387,7 +387,7 @@ class RapidProDestination(BaseDestination):
             else:
                 self._state.started(self._pipeline, ref, start_uuid)
                 return [(item, self._result(item, reply, lambda b: start_uuid)) for item, _, _ in start.items]
-        if reply.sent_nothing or (not reply.retryable and reply.status is not None):
+        if reply.sent_nothing or (reply.status is not None and 400 <= reply.status < 500):
             # Not posted, or refused (4xx): nothing was started, so the next try is a new start.
             # After no answer or a 5xx the record stays: the next run looks the start up first.
             self._state.forget(self._pipeline, ref)
@@ -404,7 +404,7 @@ class RapidProDestination(BaseDestination):
         return [(item, self._result(item, reply, lambda b: None)) for item, _, _ in start.items]
 
     def _look_up(self, ref: str, intended_at: datetime) -> _Reply | None:
-        """RapidPro's start carrying ``ref``: a reply with its uuid as ``body``; ``None`` when RapidPro
+        """RapidPro's start carrying ``ref``: a reply whose ``body`` is ``{"uuid": …}``; ``None`` when RapidPro
         has none; a failed reply when the lookup could not finish (then nothing may be posted).
 
         The read is bounded like a source's (``reverse.sources.paging``): at most ``lookup_pages``
@@ -422,7 +422,7 @@ class RapidProDestination(BaseDestination):
             page = reply.body if isinstance(reply.body, dict) else {}
             for found in page.get("results") or []:
                 if isinstance(found, dict) and (found.get("params") or {}).get(START_REF) == ref:
-                    return _Reply(reply.status, body=found.get("uuid"))
+                    return _Reply(reply.status, body={"uuid": found.get("uuid")})
             url, params = page.get("next"), None
             if not url:
                 return None
