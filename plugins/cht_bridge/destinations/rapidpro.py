@@ -117,10 +117,13 @@ class _Budget:
     def __init__(self, state: Any, key: str, per_hour: int) -> None:
         self.state, self.key, self.per_hour = state, key, per_hour
         self.reserved = 0
+        self.spent_out = False  # the store had none left in this call: ask again in the next one
 
     def reserve(self, n: int) -> None:
-        if n > self.reserved:
-            self.reserved += self.state.take(self.key, n - self.reserved, self.per_hour)
+        if n > self.reserved and not self.spent_out:
+            granted = self.state.take(self.key, n - self.reserved, self.per_hour)
+            self.reserved += granted
+            self.spent_out = granted == 0
 
     def spend(self) -> bool:
         if self.reserved == 0:
@@ -131,8 +134,10 @@ class _Budget:
         return True
 
     def release(self) -> None:
+        """Give back what was reserved and not sent (at the end of each ``send``)."""
         self.state.give_back(self.key, self.reserved)
         self.reserved = 0
+        self.spent_out = False
 
     def left(self) -> int:
         return max(0, self.per_hour - self.state.used(self.key))
