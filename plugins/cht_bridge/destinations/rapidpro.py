@@ -118,11 +118,14 @@ class _Budget:
         self.state, self.key, self.per_hour = state, key, per_hour
         self.reserved = 0
         self.spent_out = False  # the store had none left in this call: ask again in the next one
+        self._taken: dict[datetime, int] = {}  # when each reservation was counted, to give back there
 
     def reserve(self, n: int) -> None:
         if n > self.reserved and not self.spent_out:
-            granted = self.state.take(self.key, n - self.reserved, self.per_hour)
+            now = datetime.now(UTC)
+            granted = self.state.take(self.key, n - self.reserved, self.per_hour, now)
             self.reserved += granted
+            self._taken[now] = granted
             self.spent_out = granted == 0
 
     def spend(self) -> bool:
@@ -134,10 +137,14 @@ class _Budget:
         return True
 
     def release(self) -> None:
-        """Give back what was reserved and not sent (at the end of each ``send``)."""
-        self.state.give_back(self.key, self.reserved)
-        self.reserved = 0
-        self.spent_out = False
+        """Give back what was reserved and not sent (at the end of each ``send``), to the minutes it
+        was counted in, latest first, so the sliding hour stays exact."""
+        left = self.reserved
+        for when in sorted(self._taken, reverse=True):
+            back = min(left, self._taken[when])
+            self.state.give_back(self.key, back, when)
+            left -= back
+        self.reserved, self._taken, self.spent_out = 0, {}, False
 
     def left(self) -> int:
         return max(0, self.per_hour - self.state.used(self.key))
