@@ -318,3 +318,24 @@ def test_a_start_whose_answer_never_came_is_looked_up_before_it_is_posted_again(
     store = StateStore(state)
     assert {store.ledger(raw["name"], f"trace-{i:04d}")["destination_id"] for i in range(5)} == {starts[0]["uuid"]}
     store.close()
+
+
+def test_the_budget_and_the_recorded_starts_on_postgresql(postgres_url):
+    """The same state on the PostgreSQL store a deployment with several workers shares."""
+    from datetime import UTC, datetime
+
+    from cht_bridge.hooks.state import sqlalchemy_url
+    from cht_bridge.state import StateStore
+    from cht_bridge.state.rapidpro import RapidProState
+
+    store = StateStore(sqlalchemy_url(postgres_url))
+    try:
+        state, key, now = RapidProState(store), f"rp-{uuid.uuid4().hex[:6]}:contacts", datetime.now(UTC)
+        assert [state.take(key, 3, 5, now) for _ in range(3)] == [3, 2, 0]
+        state.give_back(key, 2, now)
+        assert state.used(key, now) == 3
+        state.intend("p-pg", "ref", [("k1", "d1")], now)
+        state.started("p-pg", "ref", "uuid-1")
+        assert state.intended("p-pg", ["k1"])["k1"][:2] == ("ref", "uuid-1")
+    finally:
+        store.close()
