@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from standins import stack as sandbox
+from standins.rapidpro_demo import print_summary as print_rapidpro
 
 COLUMNS = ("read", "relevant", "sent", "unchanged", "failed", "dead_lettered")
 REVERSE_COLUMNS = ("received", "link", "review", "new", "unplaced", "persons", "reports")
@@ -74,8 +75,9 @@ def demo_reviewer():
     a new person when the row is truly new, and skip when the true person is not offered."""
     from cht_bridge.reverse.choices import NEW, SKIP
     from standins.emr_lists import contact_rows, ltfu_patients
+    from standins.rapidpro_demo import truth as rapidpro_truth
 
-    truth = {**ltfu_patients()[1], **contact_rows()[1]}
+    truth = {**ltfu_patients()[1], **contact_rows()[1], **rapidpro_truth()}
 
     def choose(question) -> str:
         offer = question.offer
@@ -156,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'':<26} {'':<8} same person twice: {extra['duplicate']}, review questions answered by the "
                 f"demo reviewer: {extra['answered']}, writes refused by CHT: {extra['failed']}"
             )
+    print_rapidpro(stack.rapidpro, results)
     print()
     print(
         f"Receiver this run: {stats['items']} new items, {stats['duplicates']} duplicates dropped, "

@@ -18,9 +18,11 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from standins import rapidpro_demo
 from standins.cht_api import ChtApi
 from standins.couchdb import LocalCouch, create_user, set_security, write_private
 from standins.fhir_server import LocalFhir
@@ -47,6 +49,7 @@ class Stack:
     fhir: LocalFhir
     seeded: dict[str, int] = field(default_factory=dict)
     ltfu_loaded: int = 0
+    rapidpro: Any = None  # standins.rapidpro.RapidProStandIn (standins/rapidpro_demo.py seeds it)
 
     @property
     def airflow_home(self) -> Path:
@@ -73,7 +76,21 @@ class Stack:
             "AIRFLOW_CONN_CHT_API_LOCAL": json.dumps(api),
             "AIRFLOW_CONN_EMR_FHIR": json.dumps(fhir),
             "AIRFLOW_CONN_DEMO_RECEIVER": json.dumps(receiver),
+            **self._rapidpro_connection(),
         }
+
+    def _rapidpro_connection(self) -> dict[str, str]:
+        """RapidPro's API token as the password; the extras say how a reverse source presents it."""
+        if self.rapidpro is None:
+            return {}
+        extra = {"auth": "header", "header": "Authorization", "prefix": "Token "}
+        conn = {
+            "conn_type": "http",
+            "host": self.rapidpro.url,
+            "password": self.credentials["rapidpro"],
+            "extra": extra,
+        }
+        return {"AIRFLOW_CONN_RAPIDPRO_LOCAL": json.dumps(conn)}
 
     def environment(self) -> dict[str, str]:
         """Everything an Airflow process needs to run the example pipelines here."""
@@ -87,6 +104,8 @@ class Stack:
         }
 
     def stop(self) -> None:
+        if self.rapidpro is not None:
+            self.rapidpro.stop()
         self.fhir.stop()
         self.cht_api.stop()
         self.receiver.stop()
@@ -131,6 +150,7 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
     home.mkdir(parents=True, exist_ok=True)
     creds = _credentials(home)
     creds.setdefault("fhir", secrets.token_urlsafe(18))  # a sandbox from before the FHIR server
+    creds.setdefault("rapidpro", secrets.token_urlsafe(18))  # RapidPro's API token
     write_private(home / "credentials.json", json.dumps(creds))
     couch = LocalCouch(home / "couch", in_memory=False).start()
     seeded: dict[str, int] = {}
@@ -151,11 +171,13 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
         fhir = LocalFhir(home / "fhir", credentials=("cht", creds["fhir"])).start()
         started.append(fhir)
         loaded = _load_ltfu_list(fhir, docs)
+        rapidpro = rapidpro_demo.start(home, couch, creds["rapidpro"])
+        started.append(rapidpro)
     except BaseException:
         for server in reversed(started):
             server.stop()
         raise
     return Stack(
         home=home, couch=couch, receiver=receiver, credentials=creds, cht_api=cht_api, fhir=fhir, seeded=seeded,
-        ltfu_loaded=loaded,
+        ltfu_loaded=loaded, rapidpro=rapidpro,
     )  # fmt: skip

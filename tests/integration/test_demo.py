@@ -48,13 +48,13 @@ def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
     home = tmp_path / "sandbox"
     first = run_demo(home)
     rows = summary_rows(first)
-    assert set(rows) == {"patients_fhir", "pregnancy_registrations", "referrals"}
+    assert set(rows) == {"patients_fhir", "pregnancy_registrations", "referrals", "self_quarantine_rapidpro"}
     for state, read, relevant, sent, _unchanged, failed, dead in rows.values():
         assert state == "success" and int(read) >= 400 and int(sent) == int(relevant) > 0
         assert failed == dead == "0"
     assert "Delivered payloads:" in first and "Delivery ledger:" in first
     reverse = {name: dict(zip(("state", *REVERSE), row, strict=True)) for name, row in summary_rows(first, 9).items()}
-    assert set(reverse) == {"contact_tracing_from_csv", "ltfu_from_emr"}
+    assert set(reverse) == {"contact_tracing_from_csv", "ltfu_from_emr", "self_screening_from_rapidpro"}
     for counts in reverse.values():
         assert counts["state"] == "success"
         decided = sum(int(counts[k]) for k in ("link", "review", "new", "unplaced"))

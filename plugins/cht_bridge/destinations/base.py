@@ -44,7 +44,9 @@ class Result:
 
     When ``ok`` is False, ``retryable`` tells a later run to try again (the destination was down,
     busy or slow) rather than dead-lettering the payload (the destination refused it, and would
-    again). ``attempts`` is how many requests carried the payload in this call.
+    again). ``attempts`` is how many requests carried the payload in this call. ``deferred``: not
+    sent because the destination's request budget is spent (RapidPro); the ledger keeps it pending
+    without counting a failure, and the next run sends it.
     """
 
     doc_id: str
@@ -54,6 +56,7 @@ class Result:
     error: str | None = None
     retryable: bool = False
     attempts: int = 1
+    deferred: bool = False
 
     @property
     def outcome(self) -> Literal["delivered", "retryable", "refused"]:

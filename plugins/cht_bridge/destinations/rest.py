@@ -41,7 +41,7 @@ from cht_bridge.destinations.base import BaseDestination, Delivery, Result
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
 from cht_bridge.http import reasons
 from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
-from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
+from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, delivery_policy, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +115,7 @@ class RestDestination(BaseDestination):
         One place turns the checked config into a destination: Airflow's hook (with a session
         from the Connection), the benchmark worker and the crash tests (with a plain session).
         """
-        retry = RetryPolicy()
-        if delivery is not None:
-            retry = RetryPolicy(
-                retries=delivery.retries,
-                backoff_s=delivery.backoff_seconds,
-                max_backoff_s=delivery.max_backoff_seconds,
-                breaker_after=delivery.breaker_after,
-            )
+        retry = delivery_policy(delivery)
         return cls(
             session,
             base_url,

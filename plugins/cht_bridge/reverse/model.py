@@ -33,7 +33,7 @@ PERSON_FIELDS = ("given_name", "family_name", "name", "sex", "date_of_birth", "p
 class SourceConfig:
     """Where the list comes from. Credentials live in the Airflow Connection ``conn_id``."""
 
-    type: str  # fhir | rest | csv
+    type: str  # fhir | rest | csv | rapidpro
     conn_id: str | None = None
     resource: str | None = None  # fhir: the resource type searched (Patient, ServiceRequest, Task…)
     path: str | None = None  # rest: the endpoint under the Connection's host
@@ -48,6 +48,8 @@ class SourceConfig:
     timeout: float = 30.0
     max_pages: int = DEFAULT_MAX_PAGES  # fhir/rest: pages one run reads at most
     clock_skew_minutes: float = DEFAULT_CLOCK_SKEW_MINUTES  # fhir
+    flows: tuple[str, ...] = ()  # rapidpro: the flows (UUIDs) whose completed runs are read
+    overlap_seconds: float = 60.0  # rapidpro: how far before the watermark each read starts
 
 
 @dataclass(frozen=True)

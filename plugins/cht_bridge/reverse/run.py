@@ -23,6 +23,7 @@ from cht_bridge.cht.api import ChtApiClient, WriteError
 from cht_bridge.mapping import Mapper
 from cht_bridge.reverse.choices import Choice, Kind
 from cht_bridge.reverse.model import ReversePipeline
+from cht_bridge.reverse.phone_places import code_label
 from cht_bridge.reverse.places import PlaceTable
 from cht_bridge.reverse.sources.base import Source
 from cht_bridge.state.inbound import (
@@ -169,7 +170,7 @@ def match_received(
         place_id = places.place_for(code)
         if place_id is None:
             counts["waiting_place"] += 1
-            missing.add(str(code) if code else "(none)")
+            missing.add(code_label(code) if code else "(none)")
             reason = unplaced_reason(pipeline, places, code)
             if row.status != UNPLACED:
                 counts["unplaced"] += 1
@@ -206,7 +207,7 @@ def match_received(
 def unplaced_reason(pipeline: ReversePipeline, places: PlaceTable, code: Any) -> str:
     if not code:
         return f"the row has no {pipeline.places.key}"
-    return f"no place for {pipeline.places.key} '{code}' in {places.file}"
+    return f"no place for {pipeline.places.key} '{code_label(code)}' in {places.file}"
 
 
 def match_config(pipeline: ReversePipeline) -> Any:

@@ -96,6 +96,9 @@ FAILED = "failed"
 DEAD = "dead"
 DELETED = "deleted"
 CLOSED = "closed"
+#: Not a status: what ``record`` counts for deferred outcomes (stored as ``failed``, i.e. pending,
+#: with their count of failed runs unchanged, so waiting never makes a dead letter).
+WAITING = "waiting"
 UPSERT = "upsert"
 DELETE = "delete"
 
@@ -125,6 +128,7 @@ class Outcome:
     reported_at: datetime | None = None
     key: str | None = None
     closed: bool = False  # nothing left to send: the failure needs no one (see CLOSED)
+    deferred: bool = False  # not sent: it waits for the destination's request budget (not a failure)
 
     def __post_init__(self) -> None:
         # The reason is stored and logged as one line: made safe here, once, for both.
@@ -429,9 +433,10 @@ def _upsert_deliveries(
         before.update({r.doc_id: r.failures for r in rows})
     rows, counts = [], {}
     for o in outcomes:
-        failures = 0 if o.delivered else before.get(o.doc_id, 0) + 1
-        status = _status(o, failures, dead_after)
-        counts[status] = counts.get(status, 0) + 1
+        failures = 0 if o.delivered else before.get(o.doc_id, 0) + (0 if o.deferred else 1)
+        status = FAILED if o.deferred else _status(o, failures, dead_after)
+        counted = WAITING if o.deferred else status
+        counts[counted] = counts.get(counted, 0) + 1
         rows.append(
             {
                 "pipeline": pipeline,
