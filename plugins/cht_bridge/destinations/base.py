@@ -113,6 +113,30 @@ class BaseDestination:
         """Nothing held open."""
 
 
+def retry_policy(delivery: Any) -> Any:
+    """The ``RetryPolicy`` of a pipeline's ``delivery:`` block (the default one without it)."""
+    from cht_bridge.http.retry import RetryPolicy
+
+    if delivery is None:
+        return RetryPolicy()
+    return RetryPolicy(
+        retries=delivery.retries,
+        backoff_s=delivery.backoff_seconds,
+        max_backoff_s=delivery.max_backoff_seconds,
+        breaker_after=delivery.breaker_after,
+    )
+
+
+def keep_alive(session: Any, connections: int, content_type: str) -> None:
+    """Give ``session`` a pool of ``connections`` keep-alive connections and a JSON content type."""
+    from requests.adapters import HTTPAdapter
+
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(connections, 1))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Content-Type": content_type, "Accept": content_type})
+
+
 def fill_template(template: Any, values: dict[str, str]) -> Any:
     """``{doc_id}`` and ``{destination_id}`` replaced in every string of a JSON template."""
     if isinstance(template, str):
