@@ -19,15 +19,15 @@ Nothing real is installable (a Java WAR and MySQL), so this encodes the module's
   "Resource of type X with ID … is not known" (except the types listed in ``upsert``, the GP
   ``fhir2.upsert.supported.resources``); an id in the body that is not the URL's is 400; a
   deleted (voided) resource reads 410.
-* **Writable types** (§2.2, §2.5): Patient, Encounter, Observation, Task, Location; ServiceRequest
+* **Writable types** (§2.2, §2.5): Patient, Encounter, Observation, Task, Location, Practitioner; ServiceRequest
   is read and search only (lab orders): a write is HAPI's 400 "does not know how to handle".
 * **Patient** (§2.3): an identifier's ``type.text`` is matched against the identifier types' name
   or uuid and comes back as the type's *name*; an identifier with a ``system`` is kept only when
   the system is mapped (``identifier_systems``, module ≥2.0), otherwise dropped silently, as is one
   whose type is unknown; a Patient left without an identifier, or without a name, is 422 with
   OpenMRS's validation message. A gender outside the FHIR codes is HAPI's parse error (400).
-* **References**: an Encounter's, Observation's or Task's Patient and every ``Location/…`` must
-  exist (OpenMRS cannot save an encounter without its patient or location): 422 otherwise. An
+* **References**: every ``Patient/…``, ``Practitioner/…``, ``Encounter/…`` and ``Location/…`` a
+  resource names must exist (OpenMRS cannot save an encounter without its patient or location): 422 otherwise. An
   Encounter ``type`` coded in both the encounter-type and the visit-type system is 400 (§2.4).
 * **Errors** are OperationOutcomes ``{"severity": "error", "code": "processing", "diagnostics"}``
   with the module's words (``BaseFhirService``); 401 is the servlet's HTML page.
@@ -67,7 +67,7 @@ FHIR_BASE = "/openmrs/ws/fhir2/R4"
 SESSION_PATH = "/openmrs/ws/rest/v1/session"
 COOKIE = "JSESSIONID"
 FHIR_JSON = "application/fhir+json;charset=utf-8"
-WRITABLE = ("Patient", "Encounter", "Observation", "Task", "Location")
+WRITABLE = ("Patient", "Encounter", "Observation", "Task", "Location", "Practitioner")
 READABLE = (*WRITABLE, "ServiceRequest")
 DEFAULT_PAGE, MAX_PAGE, KEPT_SEARCHES = 10, 100, 100
 GENDERS = ("male", "female", "other", "unknown")
@@ -174,6 +174,10 @@ class OpenMrs(BackgroundHttpServer):
                 for (t, i), r in self._resources.items()
                 if t == resource_type and (t, i) not in self._voided
             ]
+
+    def resources_by_id(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """``resources`` keyed by id."""
+        return {r["id"]: r for r in self.resources(resource_type)}
 
     def requests_made(self, method: str | None = None, resource_type: str | None = None) -> list[tuple[str, str, int]]:
         """``(method, path, status)`` of the FHIR requests so far, filtered by method and resource type."""
@@ -478,7 +482,7 @@ class OpenMrs(BackgroundHttpServer):
             target_type, _, target_id = target.partition("/")
             with self._lock:
                 known = (target_type, target_id) in self._resources and (target_type, target_id) not in self._voided
-            if not known and target_type in ("Patient", "Location", "Encounter"):
+            if not known and target_type in ("Patient", "Location", "Encounter", "Practitioner"):
                 field_name = path.split(".")[0]
                 raise Refused(
                     422,
@@ -541,6 +545,7 @@ class OpenMrs(BackgroundHttpServer):
             "Observation": ("read", "create", "update", "patch", "delete", "search-type"),
             "Task": ("read", "create", "update", "patch", "delete", "search-type"),
             "Location": ("read", "create", "update", "patch", "delete", "search-type"),
+            "Practitioner": ("read", "create", "update", "patch", "delete", "search-type"),
             "ServiceRequest": ("read", "search-type"),
         }
         return {

@@ -32,7 +32,6 @@ report), after those it refers to.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -62,6 +61,9 @@ PLACE_SYSTEM = "https://communityhealthtoolkit.org/place"
 #: What FHIR2 creates and updates (§2.2); ServiceRequest is read-only there (lab orders, §2.5).
 WRITABLE = frozenset({"Patient", "Encounter", "Observation", "Task", "Location", "Practitioner", "Medication"})
 REASON_CHARS = 300
+#: The extension that gives a patient identifier its location (``destinations.md`` §2.3).
+IDENTIFIER_LOCATION = "http://fhir.openmrs.org/ext/patient/identifier#location"
+_DROP = object()  # a place reference left out of its resource
 
 
 class Refusal(Exception):
@@ -92,6 +94,7 @@ class OpenMrsDestination(BaseDestination):
         identifier_types: dict[str, str] | None = None,
         locations: str | None = None,
         place_system: str = PLACE_SYSTEM,
+        identifier_system: str | None = None,
         concurrency: int = 4,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -105,6 +108,7 @@ class OpenMrsDestination(BaseDestination):
         self.identifier_types = dict(identifier_types or {})
         self.locations = locations
         self.place_system = place_system
+        self.identifier_system = identifier_system
         self.timeout = timeout
         self.limits = limits
         self.retry = retry or RetryPolicy()
@@ -137,6 +141,7 @@ class OpenMrsDestination(BaseDestination):
             identifier_types=settings.identifier_type if settings else None,
             locations=settings.locations if settings else None,
             place_system=settings.place_system if settings else PLACE_SYSTEM,
+            identifier_system=settings.identifier_system if settings else None,
             concurrency=destination.concurrency,
             timeout=destination.timeout,
             retry=retry,
@@ -193,7 +198,7 @@ class OpenMrsDestination(BaseDestination):
         if item.body is None or item.method is not None or item.path is not None:
             return self._plain(item)
         try:
-            resources = self._prepared(item.body)
+            resources, last = self._prepared(item.body)
         except Refusal as refusal:
             return Result(item.doc_id, False, None, error=str(refusal))
         except _Unreachable as step:
@@ -211,10 +216,10 @@ class OpenMrsDestination(BaseDestination):
                     attempts=max(attempts, 1),
                 )  # fmt: skip
             status = step.status
-        return Result(item.doc_id, True, status, destination_id=resources[-1]["id"], attempts=max(attempts, 1))
+        return Result(item.doc_id, True, status, destination_id=last, attempts=max(attempts, 1))
 
-    def _prepared(self, body: str) -> list[dict[str, Any]]:
-        """The payload as it will be sent, in sending order.
+    def _prepared(self, body: str) -> tuple[list[dict[str, Any]], str]:
+        """The payload as it will be sent, in sending order, and ``Type/id`` of its last resource.
 
         :raises Refusal: it cannot be sent (not resources, no id, a place without a location,
             invalid FHIR, an identifier without an OpenMRS type, a type OpenMRS does not write).
@@ -228,56 +233,99 @@ class OpenMrsDestination(BaseDestination):
         if not isinstance(resources, list) or not resources:
             raise Refusal("the payload must be a FHIR resource or a non-empty list of them")
         sending_order = _order(resources)  # refuses what is not a resource with an id
+        payload_last = resources[-1]
         for resource in resources:
             if resource["resourceType"] not in WRITABLE:
                 raise Refusal(
                     f"{resource['resourceType']}/{resource['id']}: OpenMRS FHIR2 does not create "
                     f"{resource['resourceType']} resources (writable: {', '.join(sorted(WRITABLE))})"
                 )
-        resources = [self._placed(copy.deepcopy(r)) for r in resources]
+        resources = self._placed([resources[i] for i in sending_order])
         inside = {f"{r['resourceType']}/{r['id']}" for r in resources}
         outside = {target for r in resources for target in _references(r) if target not in inside}
         existing = {target for target in sorted(outside) if self._exists(target)}
         found = problems(resources, known=lambda reference: reference in existing)
         if found:
             raise Refusal("invalid FHIR: " + "; ".join(found))
-        resources = [self._identified(r) for r in resources]
-        return [resources[i] for i in sending_order]
+        last = f"{payload_last['resourceType']}/{payload_last['id']}"
+        return [self._identified(r) for r in resources], last
 
-    def _placed(self, resource: Any) -> Any:
-        """Every reference to a CHT place turned into ``Location/<uuid>`` from the location table."""
-        if isinstance(resource, list):
-            return [self._placed(item) for item in resource]
-        if not isinstance(resource, dict):
-            return resource
-        identifier = resource.get("identifier")
-        if (
-            "reference" not in resource
-            and isinstance(identifier, dict)
-            and identifier.get("system") == self.place_system
-            and "resourceType" not in resource
-        ):
-            place = str(identifier.get("value") or "")
-            location = self._place_table().get(normal(place))
-            if location is None:
-                where = self._places_file or "no location table (destination.openmrs.locations)"
-                raise Refusal(f"CHT place '{place}' has no OpenMRS location in {where}")
-            rest = {k: v for k, v in resource.items() if k != "identifier"}
-            return {"reference": f"Location/{location}", **rest}
-        return {key: self._placed(value) for key, value in resource.items()}
+    def _placed(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """References to CHT places turned into OpenMRS Locations (the table), and the referral's location.
+
+        A reference to a CHT place is logical: ``identifier`` in the CHT id system (``type``
+        Organization, as the templates write a person's ``organization``) or in ``place_system``.
+        An Organization one is the document's place: OpenMRS has no Organization resource, so it is
+        left out and its Location becomes each Encounter's and Task's ``location`` (when they have
+        none) and the location extension of each Patient identifier (§2.3). Any other becomes
+        ``Location/<uuid>`` where it is.
+
+        :raises Refusal: a place is not in the table, or an Encounter or Task has no location.
+        """
+        found: list[str] = []
+        placed = [self._place_refs(resource, found) for resource in resources]
+        location = {"reference": f"Location/{found[0]}"} if found else None
+        for resource in placed:
+            kind = resource["resourceType"]
+            if kind in ("Encounter", "Task") and not resource.get("location"):
+                if location is None:
+                    raise Refusal(
+                        f"{kind}/{resource['id']}: no CHT place names its OpenMRS location (give the patient "
+                        "template an organization, the CHT place of the referral)"
+                    )
+                resource["location"] = [{"location": dict(location)}] if kind == "Encounter" else dict(location)
+            if kind == "Patient" and location is not None:
+                for identifier in resource.get("identifier") or []:
+                    extensions = identifier.setdefault("extension", [])
+                    if not any(e.get("url") == IDENTIFIER_LOCATION for e in extensions):
+                        extensions.append({"url": IDENTIFIER_LOCATION, "valueReference": dict(location)})
+        return placed
+
+    def _place_refs(self, value: Any, found: list[str]) -> Any:
+        """``value`` with its place references resolved (``_DROP`` for an Organization one)."""
+        if isinstance(value, list):
+            return [v for v in (self._place_refs(item, found) for item in value) if v is not _DROP]
+        if not isinstance(value, dict):
+            return value
+        identifier = value.get("identifier")
+        if "reference" not in value and "resourceType" not in value and isinstance(identifier, dict):
+            system, kind = identifier.get("system"), value.get("type")
+            if system == self.place_system or (
+                system == self.identifier_system and kind in ("Organization", "Location")
+            ):
+                place = str(identifier.get("value") or "")
+                location = self._place_table().get(normal(place))
+                if location is None:
+                    where = self._places_file or "no location table (destination.openmrs.locations)"
+                    raise Refusal(f"CHT place '{place}' has no OpenMRS location in {where}")
+                found.append(location)
+                if kind == "Organization":
+                    return _DROP
+                rest = {k: v for k, v in value.items() if k not in ("identifier", "type")}
+                return {"reference": f"Location/{location}", **rest}
+        out = {}
+        for key, item in value.items():
+            placed = self._place_refs(item, found)
+            if placed is not _DROP:
+                out[key] = placed
+        return out
 
     def _identified(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """A Patient's identifiers typed as OpenMRS knows them: ``type.text``, no ``system``."""
+        """A Patient's identifiers typed as OpenMRS knows them: ``type.text``, no ``system``.
+
+        The type is the one ``identifier_types`` names for the identifier's system, else the
+        ``type.text`` the payload gives (a template's ``identifier_type``).
+        """
         if resource["resourceType"] != "Patient":
             return resource
         typed = []
         for identifier in resource.get("identifier") or []:
             system = identifier.get("system")
-            if system is None:
-                typed.append(identifier)
-                continue
-            type_ = self.identifier_types.get(system)
-            if type_ is None:
+            given = (identifier.get("type") or {}).get("text")
+            type_ = self.identifier_types.get(system) if system is not None else given
+            if type_ is None and system is not None:
+                type_ = given
+            if not type_:
                 raise Refusal(
                     f"Patient/{resource['id']}: identifier system '{system}' has no OpenMRS identifier type "
                     "(destination.openmrs.identifier_types)"

@@ -13,6 +13,7 @@ pipeline says::
           https://cht.example.org/national-id: 49af6cdc-7968-4abb-bf46-de10d7f4859f
           https://cht.example.org/uuid: CHT Document ID
         locations: include/places/emr_locations.csv   # cht_place,location_uuid[,name]
+        identifier_system: https://cht.example.org/id   # the CHT ids' system; fhir.identifier_system defaults to it
         place_system: https://communityhealthtoolkit.org/place
 
 Pure Python, no I/O: the location table is read when a run opens the destination.
@@ -30,17 +31,20 @@ DEFAULT_PATH = "/openmrs/ws/fhir2/R4"
 #: The identifier system of a reference to a CHT place: ``{"identifier": {"system": PLACE_SYSTEM,
 #: "value": <CHT place uuid>}}``, turned into ``{"reference": "Location/<uuid>"}`` from the table.
 PLACE_SYSTEM = "https://communityhealthtoolkit.org/place"
-KEYS = {"identifier_types", "locations", "place_system"}
+KEYS = {"identifier_system", "identifier_types", "locations", "place_system"}
 
 
 @dataclass(frozen=True)
 class OpenMrsSettings:
     """``identifier_types``: pairs (identifier system, OpenMRS identifier type name or uuid);
-    ``locations``: the CSV of CHT place → OpenMRS Location uuid, or None; ``place_system``: see above."""
+    ``locations``: the CSV of CHT place → OpenMRS Location uuid, or None; ``place_system``: see above;
+    ``identifier_system``: the system of the CHT ids (the ``fhir:`` block's default), whose
+    Organization references name the document's CHT place."""
 
     identifier_types: tuple[tuple[str, str], ...] = ()
     locations: str | None = None
     place_system: str = PLACE_SYSTEM
+    identifier_system: str | None = None
 
     @property
     def identifier_type(self) -> dict[str, str]:
@@ -71,4 +75,8 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None]) -> OpenMrsSett
     if not isinstance(place_system, str) or not place_system:
         add("place_system", "must be a URI string")
         place_system = PLACE_SYSTEM
-    return OpenMrsSettings(tuple(pairs), locations, place_system)
+    system = block.get("identifier_system")
+    if system is not None and (not isinstance(system, str) or ":" not in system):
+        add("identifier_system", "must be a URI: the system of the CHT ids (the fhir block's identifier_system)")
+        system = None
+    return OpenMrsSettings(tuple(pairs), locations, place_system, system)
