@@ -11,13 +11,17 @@ payload refers to goes first, whatever the list's order, so a referral whose pat
 sent brings its Patient with it and OpenMRS never sees a dangling reference.
 
 Before anything is sent, a document's payload is prepared and refused with the reason when it
-cannot go: a reference to a CHT place (``{"identifier": {"system": <place_system>, "value":
-<place uuid>}}``) becomes ``Location/<uuid>`` from the location table, or the document is
-refused naming the place; a reference outside the payload must exist at OpenMRS (one ``GET``);
-the payload must pass ``fhir.validate.problems``; every Patient identifier with a ``system`` gets
-the OpenMRS identifier type ``identifier_types`` names for it, in ``type.text`` and without the
-system (OpenMRS drops an identifier whose system it has no mapping for, §2.3), or the document is
-refused naming the system; and ServiceRequest is refused, since FHIR2's is read-only (§2.5).
+cannot go. Its CHT place (the Organization reference the templates write for a patient's
+``organization``: an ``identifier`` in the CHT id system) becomes an OpenMRS Location through the
+location table: the ``location`` of its Encounters and Tasks and the location extension of its
+Patient identifiers (OpenMRS has no Organization, so the reference itself is left out); a
+reference in ``place_system`` becomes ``Location/<uuid>`` where it is; a place the table lacks
+refuses the document, naming the place. A reference outside the payload must exist at OpenMRS
+(one ``GET``); the payload must pass ``fhir.validate.problems``; every Patient identifier gets the
+OpenMRS identifier type ``identifier_types`` names for its system (else its own ``type.text``) in
+``type.text``, without the system (OpenMRS drops an identifier whose system it has no mapping for,
+§2.3), or the document is refused naming the system; ServiceRequest and Organization are refused,
+since FHIR2 writes neither (§2.2, §2.5).
 
 Authentication is the Connection's: ``auth: {type: cookie, login_path: /openmrs/ws/rest/v1/session}``
 logs in once and sends ``JSESSIONID``, renewed once on a 401 (``http.auth``); a 401 or 403 that
@@ -25,9 +29,9 @@ reaches this module stops the task (``AuthError``). What may pass later (no answ
 5xx) is tried again after a backoff, from the ``GET``, so a ``POST`` whose answer was lost becomes
 a ``PUT``; ``breaker_after`` such failures in a row stop the run (``CircuitOpenError``).
 
-The document's destination id in the ledger is the uuid of the *last* resource of its payload:
-a pipeline lists the document's own resource last (the Patient of a person, the referral of a
-report), after those it refers to.
+The document's destination id in the ledger is ``Type/<uuid>`` of the *last* resource of its
+payload, as for the ``fhir`` kind: the templates list the document's own resource last (the
+Patient of a person, the Task of a referral), after those it refers to.
 """
 
 from __future__ import annotations
