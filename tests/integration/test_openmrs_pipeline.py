@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from cht_bridge.destinations.openmrs import IDENTIFIER_LOCATION
 from cht_bridge.fhir.ids import resource_id
 from standins.openmrs import FHIR_BASE, OpenMrs, table_locations
 from tests.integration.dagrun import new_pipeline, run_dag, state_store
@@ -255,11 +256,13 @@ def test_a_referral_whose_patient_was_never_sent_brings_its_patient_first(world,
     patients = world.openmrs.resources_by_id("Patient")
     for report in referrals:
         task = tasks[resource_id("Task", report["_id"])]
+        location = task["location"]["reference"]
+        assert location == f"Location/{uuid.uuid5(uuid.NAMESPACE_URL, report['contact']['parent']['_id'])}"
         patient_uuid = resource_id("Patient", report["fields"]["patient_uuid"])
         assert task["for"] == {"reference": f"Patient/{patient_uuid}"}
         assert patient_uuid in patients
-        location = task["location"]["reference"]
-        assert location == f"Location/{uuid.uuid5(uuid.NAMESPACE_URL, report['contact']['parent']['_id'])}"
+        extension = patients[patient_uuid]["identifier"][0]["extension"][0]
+        assert extension == {"url": IDENTIFIER_LOCATION, "valueReference": {"reference": location}}
         row = state_store().ledger(name, report["_id"])
         assert row["destination_id"] == f"Task/{task['id']}"
     # the Patient went before the Task that refers to it, and no patient was created twice
