@@ -87,7 +87,8 @@ IDENTIFIER_TYPES = {
     "9b6a1d2c-4e3f-4a5b-8c7d-0e1f2a3b4c5d": "CHT Document ID",
 }
 #: The demo's facilities as OpenMRS Locations: the table the ``openmrs`` pipelines read.
-LOCATION_TABLE = Path(__file__).resolve().parents[1] / "include" / "places" / "emr_locations.csv"
+ROOT = Path(__file__).resolve().parents[1]
+LOCATION_TABLE = ROOT / "include" / "places" / "emr_locations.csv"
 DEFAULT_LOCATION = ("8d6c993e-c2cc-11de-8d13-0010c6dffd0f", "Unknown Location")  # OpenMRS ships it
 
 
@@ -669,3 +670,69 @@ def _not_authenticated(h: BaseHTTPRequestHandler) -> int:
     )
     _send_raw(h, 401, page.encode(), "text/html;charset=utf-8")
     return 401
+
+
+# -- the sandbox's two OpenMRS distributions (``make demo``, ``make airflow``) ----------------------
+
+#: Identifier types each distribution knows (uuid -> name): KenyaEMR's (§2.9), Bahmni's (§2.10),
+#: each with the CHT types an integration adds once (the CHT interop mediator's names, §2.5).
+CHT_TYPES = {k: v for k, v in IDENTIFIER_TYPES.items() if v.startswith("CHT ")}
+DISTRIBUTIONS = {
+    "kenyaemr": {
+        **{k: v for k, v in IDENTIFIER_TYPES.items() if v not in ("Bahmni Id",) and not v.startswith("CHT ")},
+        **CHT_TYPES,
+    },
+    "bahmni": {
+        "81433852-3f10-11e4-adec-0800271c1b75": "Bahmni Id",
+        "dfacd928-0370-4315-99d7-6ec1c9f7ae76": "OpenMRS ID",
+        **CHT_TYPES,
+    },
+}
+
+
+def start_distributions(home: Path, password: str) -> dict[str, OpenMrs]:
+    """A KenyaEMR and a Bahmni stand-in, each keeping its resources under ``home/<name>``."""
+    started: dict[str, OpenMrs] = {}
+    try:
+        for name, types in DISTRIBUTIONS.items():
+            server = OpenMrs(credentials=("admin", password), identifier_types=types, directory=home / name)
+            started[name] = server.start()
+    except BaseException:
+        for server in started.values():
+            server.stop()
+        raise
+    return started
+
+
+def connections(servers: dict[str, OpenMrs]) -> dict[str, str]:
+    """``AIRFLOW_CONN_OPENMRS_<NAME>``: host = the server root (the pipelines add the FHIR2 path)."""
+    out = {}
+    for name, server in servers.items():
+        login, password = server.credentials
+        conn = {"conn_type": "http", "host": server.url, "login": login, "password": password}
+        out[f"AIRFLOW_CONN_OPENMRS_{name.upper()}"] = json.dumps(conn)
+    return out
+
+
+def print_created(servers: dict[str, OpenMrs]) -> None:
+    """What the demo's OpenMRS pipelines left at each stand-in: counts, and a sample without names."""
+    if not servers:
+        return
+    print()
+    print("OpenMRS FHIR2 stand-ins (resources held, and this run's writes)")
+    for name, server in servers.items():
+        held = {kind: len(server.resources(kind)) for kind in ("Patient", "Practitioner", "Task", "Encounter")}
+        posts = len(server.requests_made("POST"))
+        puts = len(server.requests_made("PUT"))
+        refused = len([r for r in server.requests_made() if r[0] in ("POST", "PUT") and r[2] >= 400])
+        counts = ", ".join(f"{n} {kind}" for kind, n in held.items() if n)
+        print(f"  {name:<9} at {server.fhir_url}: {counts or 'nothing'}; {posts} POST, {puts} PUT, {refused} refused")
+        for task in server.resources("Task")[:1]:
+            patient = server.resources_by_id("Patient")[task["for"]["reference"].partition("/")[2]]
+            types = [i["type"]["text"] for i in patient["identifier"]]
+            print(f"    e.g. Task/{task['id']} for {task['for']['reference']} at {task['location']['reference']}")
+            print(f"         its Patient's identifier types: {', '.join(types)}")
+        if held["Patient"] and not held["Task"]:
+            patient = server.resources("Patient")[0]
+            types = [i["type"]["text"] for i in patient["identifier"]]
+            print(f"    e.g. Patient/{patient['id']} with identifier types: {', '.join(types)}")

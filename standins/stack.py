@@ -25,6 +25,8 @@ from standins.cht_api import ChtApi
 from standins.couchdb import LocalCouch, create_user, set_security, write_private
 from standins.fhir_server import LocalFhir
 from standins.fixed_docs import SETTINGS_DOC
+from standins.openmrs import OpenMrs, start_distributions
+from standins.openmrs import connections as openmrs_connections
 from standins.receiver import Receiver
 from standins.seed import seed
 
@@ -47,6 +49,7 @@ class Stack:
     fhir: LocalFhir
     seeded: dict[str, int] = field(default_factory=dict)
     ltfu_loaded: int = 0
+    openmrs: dict[str, OpenMrs] = field(default_factory=dict)  # the OpenMRS FHIR2 stand-ins: kenyaemr, bahmni
 
     @property
     def airflow_home(self) -> Path:
@@ -73,6 +76,7 @@ class Stack:
             "AIRFLOW_CONN_CHT_API_LOCAL": json.dumps(api),
             "AIRFLOW_CONN_EMR_FHIR": json.dumps(fhir),
             "AIRFLOW_CONN_DEMO_RECEIVER": json.dumps(receiver),
+            **openmrs_connections(self.openmrs),
         }
 
     def environment(self) -> dict[str, str]:
@@ -87,6 +91,8 @@ class Stack:
         }
 
     def stop(self) -> None:
+        for server in self.openmrs.values():
+            server.stop()
         self.fhir.stop()
         self.cht_api.stop()
         self.receiver.stop()
@@ -151,11 +157,15 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
         fhir = LocalFhir(home / "fhir", credentials=("cht", creds["fhir"])).start()
         started.append(fhir)
         loaded = _load_ltfu_list(fhir, docs)
+        creds.setdefault("openmrs", secrets.token_urlsafe(18))
+        write_private(home / "credentials.json", json.dumps(creds))
+        openmrs = start_distributions(home / "openmrs", creds["openmrs"])
+        started.extend(openmrs.values())
     except BaseException:
         for server in reversed(started):
             server.stop()
         raise
     return Stack(
         home=home, couch=couch, receiver=receiver, credentials=creds, cht_api=cht_api, fhir=fhir, seeded=seeded,
-        ltfu_loaded=loaded,
+        ltfu_loaded=loaded, openmrs=openmrs,
     )  # fmt: skip

@@ -299,3 +299,39 @@ def test_an_invalid_payload_is_refused_before_anything_is_sent(world, monkeypatc
     assert not writes(world.openmrs, "Patient")
     row = state_store().ledger(name, world.patients()[0]["_id"])
     assert "identifier system 'https://cht.example.org/id/unmapped' has no OpenMRS identifier type" in row["last_error"]
+
+
+def test_the_example_pipelines_run_against_the_demo_stand_ins(cht, monkeypatch, airflow_db, tmp_path):
+    """include/pipelines' KenyaEMR and Bahmni pipelines, as ``make demo`` runs them (the sandbox's seed)."""
+    import yaml
+
+    from standins.openmrs import ROOT, connections, start_distributions
+
+    cht.seed(400, seed=42)
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    for name in ("openmrs_kenyaemr_referrals", "openmrs_bahmni_patients"):
+        config = yaml.safe_load((ROOT / "include" / "pipelines" / f"{name}.yaml").read_text())
+        config["cht"] = {"conn_id": "cht_test", "db": cht.db}
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", cht.connection())
+    servers = start_distributions(tmp_path / "openmrs", uuid.uuid4().hex)
+    try:
+        for variable, value in connections(servers).items():
+            monkeypatch.setenv(variable, value)
+        state, referrals = run_dag(monkeypatch, folder, "openmrs_kenyaemr_referrals")
+        assert state == "success" and referrals["sent"] > 0, referrals
+        state, patients = run_dag(monkeypatch, folder, "openmrs_bahmni_patients")
+        assert state == "success" and patients["sent"] > 0, patients
+        kenyaemr, bahmni = servers["kenyaemr"], servers["bahmni"]
+        assert len(kenyaemr.resources("Task")) == referrals["sent"]
+        assert len(bahmni.resources("Patient")) == patients["sent"]
+        types = {i["type"]["text"] for p in kenyaemr.resources("Patient") for i in p["identifier"]}
+        assert {"CHT Document ID", "CHT Patient ID"} <= types
+        store = state_store()
+        for name in ("openmrs_kenyaemr_referrals", "openmrs_bahmni_patients"):
+            for row in store.failures(name, limit=1000):  # only places the table lacks, by their id
+                assert "has no OpenMRS location" in row["last_error"], row
+    finally:
+        for server in servers.values():
+            server.stop()
