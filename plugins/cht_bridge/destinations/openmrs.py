@@ -125,6 +125,7 @@ class OpenMrsDestination(BaseDestination):
         self._places_file = ""
         self._written: dict[str, str] = {}  # "Type/id" -> hash of what this destination last wrote there
         self._seen: set[str] = set()  # "Type/id" found at OpenMRS by a GET
+        self._writing: dict[str, threading.Lock] = {}  # "Type/id" -> held while a thread writes it
         self._lock = threading.Lock()
         self._breaker = CircuitBreaker(self.retry.breaker_after)
         self._refused: AuthError | None = None
@@ -374,8 +375,18 @@ class OpenMrsDestination(BaseDestination):
         return False
 
     def _write(self, resource: dict[str, Any]) -> tuple[_Step | None, int]:
-        """Write one resource, retrying what may pass; ``(None, n)`` when the breaker opened."""
+        """Write one resource, retrying what may pass; ``(None, n)`` when the breaker opened.
+
+        One resource is written by one thread at a time: two documents in flight that carry the
+        same Patient would otherwise both find it missing and both ``POST`` it.
+        """
         reference = f"{resource['resourceType']}/{resource['id']}"
+        with self._lock:
+            one_at_a_time = self._writing.setdefault(reference, threading.Lock())
+        with one_at_a_time:
+            return self._write_alone(reference, resource)
+
+    def _write_alone(self, reference: str, resource: dict[str, Any]) -> tuple[_Step | None, int]:
         text = json.dumps(resource, sort_keys=True)
         digest = hashlib.sha256(text.encode()).hexdigest()
         with self._lock:
