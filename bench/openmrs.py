@@ -28,7 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.pipeline import raw_read_rate
+from bench.pipeline import print_result, raw_read_rate
 from standins.couchdb import LocalCouch
 from standins.generate import generate
 from standins.openmrs import OpenMrs, table_locations
@@ -162,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=4, help="documents in flight (destination.concurrency)")
     args = parser.parse_args(argv)
-    result = run(args.docs, args.concurrency)
-    width = max(len(k) for k in result)
-    for key, value in result.items():
-        print(f"{key:<{width}}  {value}")
+    print_result(run(args.docs, args.concurrency))
     return 0
 
 
