@@ -176,6 +176,19 @@ def test_first_run_posts_each_patient_with_its_id_and_an_edit_in_cht_puts_the_sa
     assert len(world.openmrs.resources("Patient")) == len(patients)
 
 
+def test_a_person_deleted_in_cht_is_voided_at_openmrs(world, monkeypatch):
+    config = {**patients_pipeline(world.table), "deletes": {"action": "send"}}
+    folder, name = world.pipeline(config)
+    assert run_dag(monkeypatch, folder, name)[0] == "success"
+    gone = world.patients()[2]
+    uuid_ = resource_id("Patient", gone["_id"])
+    world.cht.put({**world.cht.get(gone["_id"]), "_deleted": True})
+    state, summary = run_dag(monkeypatch, folder, name)
+    assert state == "success" and summary["deleted"] == 1, summary
+    assert ("DELETE", f"{FHIR_BASE}/Patient/{uuid_}", 200) in world.openmrs.log
+    assert uuid_ not in world.openmrs.resources_by_id("Patient")  # voided: a GET answers 410
+
+
 def test_a_put_answered_404_becomes_a_post_of_the_same_id(world, monkeypatch):
     folder, name = world.pipeline(patients_pipeline(world.table))
     assert run_dag(monkeypatch, folder, name)[0] == "success"

@@ -188,6 +188,14 @@ class OpenMrsDestination(BaseDestination):
             raise CircuitOpenError(self.conn_id, self._breaker.failures, self._breaker.last_error, finished)
         return finished
 
+    def deletion(self, doc_id: str, destination_id: str | None, key: str, rules: Any) -> Delivery:
+        """A document deleted in CHT (``deletes: {action: send}``) voids its resource at OpenMRS:
+        ``DELETE Type/<uuid>`` from its destination id, unless ``deletes.path`` names another path
+        (relative to the FHIR2 base, with ``{doc_id}`` and ``{destination_id}``)."""
+        if rules.path is None and destination_id and "/" in destination_id:
+            return Delivery(doc_id, None, key, method=rules.method, path="/" + destination_id)
+        return super().deletion(doc_id, destination_id, key, rules)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._session.close()
