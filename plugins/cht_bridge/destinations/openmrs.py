@@ -51,7 +51,7 @@ import requests
 
 from cht_bridge.destinations.base import BaseDestination, Delivery, Result, keep_alive, retry_policy
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError, PreflightError
-from cht_bridge.fhir.validate import problems
+from cht_bridge.fhir.validate import as_resources, problems
 from cht_bridge.http import reasons
 from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
 from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
@@ -242,8 +242,8 @@ class OpenMrsDestination(BaseDestination):
             payload = json.loads(body)
         except ValueError:
             raise Refusal("the payload is not JSON") from None
-        resources = [payload] if isinstance(payload, dict) else payload
-        if not isinstance(resources, list) or not resources:
+        resources = as_resources(payload)
+        if not resources or not isinstance(payload, (dict, list)):
             raise Refusal("the payload must be a FHIR resource or a non-empty list of them")
         sending_order = _order(resources)  # refuses what is not a resource with an id
         payload_last = resources[-1]
@@ -257,7 +257,9 @@ class OpenMrsDestination(BaseDestination):
         inside = {f"{r['resourceType']}/{r['id']}" for r in resources}
         outside = {target for r in resources for target in _references(r) if target not in inside}
         existing = {target for target in sorted(outside) if self._exists(target)}
-        found = problems(resources, known=lambda reference: reference in existing)
+        found = problems(
+            resources, known=lambda reference: reference in existing, identifier_system=self.identifier_system
+        )
         if found:
             raise Refusal("invalid FHIR: " + "; ".join(found))
         last = f"{payload_last['resourceType']}/{payload_last['id']}"

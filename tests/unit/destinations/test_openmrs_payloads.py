@@ -79,7 +79,11 @@ def test_what_a_resource_refers_to_goes_first_and_identifiers_get_openmrs_types(
     ("payload", "reason"),
     [
         ([patient(place="nowhere")], "CHT place 'nowhere' has no OpenMRS location"),
-        ([patient(identifier=[{"system": "https://other", "value": "1"}])], "identifier system 'https://other'"),
+        (
+            [patient(identifier=[{"system": SYSTEM, "value": "p1"}, {"system": "https://other", "value": "1"}])],
+            "identifier system 'https://other' has no OpenMRS identifier type",
+        ),
+        ([patient(identifier=[{"system": "https://other", "value": "1"}])], "none in the system"),
         ([{"resourceType": "ServiceRequest", "id": "x"}], "does not create ServiceRequest"),
         ([{"resourceType": "Patient"}], "no id"),
         ([patient(), patient()], "appears twice"),
