@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from bench.pipeline import print_result, raw_read_rate
@@ -47,7 +49,7 @@ def pipeline(locations: Path, concurrency: int) -> dict:
         "fhir": {
             "identifier_type": "CHT Document ID",
             "resources": [
-                {"template": "patient", "from": "doc.patient", "fields": {"organization": "doc.contact.parent"}},
+                {"template": "patient", "from": "doc.patient", "fields": {"organization": "doc.patient.parent.parent"}},
                 {"template": "practitioner", "from": "doc.contact"},
                 {
                     "template": "task",
@@ -90,9 +92,12 @@ def worker(argv: list[str]) -> int:
         summary = run_pipeline(config, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper)
         elapsed = time.perf_counter() - started
         requests_sent = r.destination.requests
+        failures = r.store.failures(config.name, limit=100_000)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
-    print(json.dumps({"summary": summary.as_dict(), "elapsed": elapsed, "requests": requests_sent, "cpu_s": cpu}))
+    reasons = Counter(re.sub(r"[0-9a-f-]{36}|'[^']*'", "…", f["last_error"] or "")[:120] for f in failures)
+    result = {"summary": summary.as_dict(), "elapsed": elapsed, "requests": requests_sent, "cpu_s": cpu}
+    print(json.dumps({**result, "failures": dict(reasons.most_common(3))}))
     return 0
 
 
@@ -151,6 +156,7 @@ def run(docs: int, concurrency: int) -> dict:
         "requests_per_s": round(result["requests"] / elapsed, 1),
         "held_at_openmrs": held,
         "cpu_s_worker": round(result["cpu_s"], 1),
+        "failure_reasons": result["failures"],
     }
 
 
