@@ -349,3 +349,13 @@ def test_the_example_pipelines_run_against_the_demo_stand_ins(cht, monkeypatch, 
     finally:
         for server in servers.values():
             server.stop()
+
+
+def test_a_base_that_is_not_fhir2_fails_the_preflight_before_anything_is_sent(world, monkeypatch, capfd):
+    folder, name = world.pipeline(
+        {**patients_pipeline(world.table), "destination": destination(world.table, path="/openmrs/ws/rest/v1")}
+    )
+    state, _ = run_dag(monkeypatch, folder, name)
+    assert state == "failed"
+    assert "failed its pre-flight check: GET /openmrs/ws/rest/v1/metadata: HTTP 404" in "".join(capfd.readouterr())
+    assert not world.openmrs.requests_made("POST") and state_store().counts(name) == {}
