@@ -12,14 +12,9 @@ import csv
 from pathlib import Path
 
 from cht_bridge.errors import ConfigError
+from cht_bridge.paths import REPO, from_repo
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def from_repo(path: str | Path) -> Path:
-    """A path from a pipeline file: absolute as given, relative from the repository root."""
-    path = Path(path)
-    return path if path.is_absolute() else REPO / path
+__all__ = ["REPO", "from_repo", "load_table", "normal"]
 
 
 def load_table(path: str | Path, key: str, value: str, *, setting: str) -> tuple[str, dict[str, str]]:
