@@ -37,8 +37,8 @@ Nothing real is installable (a Java WAR and MySQL), so this encodes the module's
   100 searches (an evicted one is 410).
 
 ``log`` keeps ``(method, path, status)`` of every request (no bodies, no query values), so tests
-see what was POSTed and PUT. With ``directory`` the resources are kept in ``openmrs.json`` there
-(rewritten after each write), so the demo's second run finds what the first created.
+see what was POSTed and PUT. With ``directory`` every write is appended to ``openmrs.jsonl`` there
+(replayed on start), so the demo's second run finds what the first created.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ import copy
 import csv
 import hmac
 import json
-import os
 import secrets
 import threading
 import time
@@ -149,7 +148,7 @@ class OpenMrs(BackgroundHttpServer):
         self.before: Callable[[str, str], None] | None = None
         self._clock = clock
         self._lock = threading.Lock()
-        self._file = None if directory is None else Path(directory) / "openmrs.json"
+        self._file = None if directory is None else Path(directory) / "openmrs.jsonl"
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}
         self._voided: set[tuple[str, str]] = set()
         self._sessions: dict[str, list[float]] = {}  # id -> [started, requests served]
@@ -192,7 +191,7 @@ class OpenMrs(BackgroundHttpServer):
         with self._lock:
             self._resources.pop((resource_type, uuid_), None)
             self._voided.discard((resource_type, uuid_))
-            self._save()
+            self._save({"purge": [resource_type, uuid_]})
 
     def expire_sessions(self) -> None:
         """End every session now (the server's session timeout passed)."""
@@ -392,7 +391,7 @@ class OpenMrs(BackgroundHttpServer):
                     "exception",
                 )
             self._resources[(resource_type, uuid_)] = stored
-            self._save()
+            self._save({"resource": stored})
         return copy.deepcopy(stored)
 
     def _update(self, resource_type: str, uuid_: str, resource: dict[str, Any]) -> dict[str, Any]:
@@ -408,7 +407,7 @@ class OpenMrs(BackgroundHttpServer):
         with self._lock:
             self._resources[(resource_type, uuid_)] = stored
             self._voided.discard((resource_type, uuid_))
-            self._save()
+            self._save({"resource": stored})
         return copy.deepcopy(stored)
 
     def _void(self, resource_type: str, uuid_: str) -> None:
@@ -416,7 +415,7 @@ class OpenMrs(BackgroundHttpServer):
             if (resource_type, uuid_) not in self._resources:
                 raise Refused(404, f"Resource of type {resource_type} with ID {uuid_} is not known", "not-found")
             self._voided.add((resource_type, uuid_))
-            self._save()
+            self._save({"void": [resource_type, uuid_]})
 
     # -- translation: what OpenMRS keeps of a resource -----------------------------------------
 
@@ -569,20 +568,28 @@ class OpenMrs(BackgroundHttpServer):
     # -- persistence ---------------------------------------------------------------------------
 
     def _load(self) -> None:
+        """Replay the journal: each write as it happened (a resource stored, voided or purged)."""
         if self._file is None or not self._file.exists():
             return
-        saved = json.loads(self._file.read_text())
-        self._resources = {(r["resourceType"], r["id"]): r for r in saved.get("resources", [])}
-        self._voided = {tuple(v) for v in saved.get("voided", [])}
+        for line in self._file.read_text().splitlines():
+            entry = json.loads(line)
+            if "resource" in entry:
+                resource = entry["resource"]
+                self._resources[(resource["resourceType"], resource["id"])] = resource
+                self._voided.discard((resource["resourceType"], resource["id"]))
+            elif "void" in entry:
+                self._voided.add(tuple(entry["void"]))
+            elif "purge" in entry:
+                self._resources.pop(tuple(entry["purge"]), None)
+                self._voided.discard(tuple(entry["purge"]))
 
-    def _save(self) -> None:
-        """Called with the lock held."""
+    def _save(self, entry: dict[str, Any]) -> None:
+        """Append one write to the journal (called with the lock held): a write costs one line."""
         if self._file is None:
             return
         self._file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self._file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"resources": list(self._resources.values()), "voided": sorted(self._voided)}))
-        os.replace(temporary, self._file)
+        with open(self._file, "a", encoding="utf-8") as journal:
+            journal.write(json.dumps(entry) + "\n")
 
 
 def _location(location_id: str, name: str) -> dict[str, Any]:

@@ -195,10 +195,16 @@ def test_the_log_names_each_fhir_request_without_its_query(openmrs, basic):
 
 
 def test_resources_survive_a_restart_in_their_directory(tmp_path):
-    patient_id = str(uuid.uuid4())
+    kept, voided, purged = (str(uuid.uuid4()) for _ in range(3))
     with OpenMrs(credentials=("admin", "pw"), directory=tmp_path) as server:
-        requests.post(
-            f"{server.fhir_url}/Patient", json=patient(patient_id), auth=("admin", "pw"), timeout=10
-        ).raise_for_status()
+        for patient_id in (kept, voided, purged):
+            requests.post(
+                f"{server.fhir_url}/Patient", json=patient(patient_id), auth=("admin", "pw"), timeout=10
+            ).raise_for_status()
+        requests.delete(f"{server.fhir_url}/Patient/{voided}", auth=("admin", "pw"), timeout=10).raise_for_status()
+        server.purge("Patient", purged)
     with OpenMrs(credentials=("admin", "pw"), directory=tmp_path) as server:
-        assert [p["id"] for p in server.resources("Patient")] == [patient_id]
+        assert [p["id"] for p in server.resources("Patient")] == [kept]
+        gone = requests.get(f"{server.fhir_url}/Patient/{voided}", auth=("admin", "pw"), timeout=10)
+        never = requests.get(f"{server.fhir_url}/Patient/{purged}", auth=("admin", "pw"), timeout=10)
+        assert (gone.status_code, never.status_code) == (410, 404)
