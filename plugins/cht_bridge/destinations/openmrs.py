@@ -215,6 +215,8 @@ class OpenMrsDestination(BaseDestination):
         except Refusal as refusal:
             return Result(item.doc_id, False, None, error=str(refusal))
         except _Unreachable as step:
+            if self._breaker.failure(step.step.error):
+                return None  # down: the document stays pending, like the rest
             return Result(item.doc_id, False, step.step.status, error=step.step.error, retryable=True)
         status, attempts = None, 0
         for resource in resources:

@@ -112,3 +112,26 @@ def test_a_payload_that_cannot_go_is_refused_before_any_request(destination, pay
     with pytest.raises(Refusal, match=reason):
         destination._prepared(json.dumps(payload))
     assert destination.requests == 0
+
+
+def test_an_unreachable_openmrs_opens_the_breaker_and_leaves_the_rest_pending():
+    from cht_bridge.destinations.base import Delivery
+    from cht_bridge.errors import CircuitOpenError
+    from cht_bridge.http.retry import RetryPolicy
+
+    d = OpenMrsDestination(
+        requests.Session(),
+        "http://127.0.0.1:9",  # nothing listens: every request is refused at once
+        conn_id="openmrs",
+        identifier_system=SYSTEM,
+        retry=RetryPolicy(retries=0, breaker_after=3),
+        concurrency=1,
+    )
+    try:
+        payloads = [Delivery(f"r{i}", json.dumps([observation(f"r{i}")]), f"k{i}") for i in range(10)]
+        with pytest.raises(CircuitOpenError) as raised:
+            d.send(payloads)
+        assert len(raised.value.results) < 10 and all(r.retryable for r in raised.value.results)
+        assert d.requests == 3
+    finally:
+        d.close()
