@@ -171,11 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         "or memory (serves faster, but needs ~20 GB of RAM at 1M documents)",
     )
     args = parser.parse_args(argv)
-    result = run(args.docs, args.mode, in_memory=args.server == "memory")
+    print_result(run(args.docs, args.mode, in_memory=args.server == "memory"))
+    return 0
+
+
+def print_result(result: dict) -> None:
+    """One ``key  value`` line per measure, keys aligned."""
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
-    return 0
 
 
 if __name__ == "__main__":

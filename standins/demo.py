@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from standins import stack as sandbox
+from standins.openmrs import print_created
 from standins.rapidpro_demo import print_summary as print_rapidpro
 
 COLUMNS = ("read", "relevant", "sent", "unchanged", "failed", "dead_lettered")
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Receiver this run: {stats['items']} new items, {stats['duplicates']} duplicates dropped, "
         f"{stats['requests']} requests"
     )
+    print_created(stack.openmrs)
     print(f"Delivered payloads: {stack.receiver.received_path}")
     print(f"Delivery ledger:    {stack.state_db}")
     print(f'  sqlite3 {stack.state_db} "select pipeline, status, count(*) from cht_bridge_delivery group by 1, 2"')

@@ -27,6 +27,8 @@ from standins.cht_api import ChtApi
 from standins.couchdb import LocalCouch, create_user, set_security, write_private
 from standins.fhir_server import LocalFhir
 from standins.fixed_docs import SETTINGS_DOC
+from standins.openmrs import OpenMrs, start_distributions
+from standins.openmrs import connections as openmrs_connections
 from standins.receiver import Receiver
 from standins.seed import seed
 
@@ -50,6 +52,7 @@ class Stack:
     seeded: dict[str, int] = field(default_factory=dict)
     ltfu_loaded: int = 0
     rapidpro: Any = None  # standins.rapidpro.RapidProStandIn (standins/rapidpro_demo.py seeds it)
+    openmrs: dict[str, OpenMrs] = field(default_factory=dict)  # the OpenMRS FHIR2 stand-ins: kenyaemr, bahmni
 
     @property
     def airflow_home(self) -> Path:
@@ -77,6 +80,7 @@ class Stack:
             "AIRFLOW_CONN_EMR_FHIR": json.dumps(fhir),
             "AIRFLOW_CONN_DEMO_RECEIVER": json.dumps(receiver),
             **self._rapidpro_connection(),
+            **openmrs_connections(self.openmrs),
         }
 
     def _rapidpro_connection(self) -> dict[str, str]:
@@ -106,6 +110,8 @@ class Stack:
     def stop(self) -> None:
         if self.rapidpro is not None:
             self.rapidpro.stop()
+        for server in self.openmrs.values():
+            server.stop()
         self.fhir.stop()
         self.cht_api.stop()
         self.receiver.stop()
@@ -151,6 +157,7 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
     creds = _credentials(home)
     creds.setdefault("fhir", secrets.token_urlsafe(18))  # a sandbox from before the FHIR server
     creds.setdefault("rapidpro", secrets.token_urlsafe(18))  # RapidPro's API token
+    creds.setdefault("openmrs", secrets.token_urlsafe(18))  # the OpenMRS stand-ins' admin password
     write_private(home / "credentials.json", json.dumps(creds))
     couch = LocalCouch(home / "couch", in_memory=False).start()
     seeded: dict[str, int] = {}
@@ -173,11 +180,13 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
         loaded = _load_ltfu_list(fhir, docs)
         rapidpro = rapidpro_demo.start(home, couch, creds["rapidpro"])
         started.append(rapidpro)
+        openmrs = start_distributions(home / "openmrs", creds["openmrs"])
+        started.extend(openmrs.values())
     except BaseException:
         for server in reversed(started):
             server.stop()
         raise
     return Stack(
         home=home, couch=couch, receiver=receiver, credentials=creds, cht_api=cht_api, fhir=fhir, seeded=seeded,
-        ltfu_loaded=loaded, rapidpro=rapidpro,
+        ltfu_loaded=loaded, rapidpro=rapidpro, openmrs=openmrs,
     )  # fmt: skip

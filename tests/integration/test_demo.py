@@ -41,6 +41,7 @@ def summary_rows(output: str, columns: int = 8) -> dict[str, list[str]]:
     return rows
 
 
+OPENMRS_PIPELINES = {"openmrs_kenyaemr_referrals", "openmrs_bahmni_patients"}
 REVERSE = ("received", "link", "review", "new", "unplaced", "persons", "reports")
 
 
@@ -48,7 +49,10 @@ def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
     home = tmp_path / "sandbox"
     first = run_demo(home)
     rows = summary_rows(first)
-    assert set(rows) == {"patients_fhir", "pregnancy_registrations", "referrals", "self_quarantine_rapidpro"}
+    assert (
+        set(rows)
+        == {"patients_fhir", "pregnancy_registrations", "referrals", "self_quarantine_rapidpro"} | OPENMRS_PIPELINES
+    )
     for state, read, relevant, sent, _unchanged, failed, dead in rows.values():
         assert state == "success" and int(read) >= 400 and int(sent) == int(relevant) > 0
         assert failed == dead == "0"
@@ -62,6 +66,7 @@ def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
         assert int(counts["link"]) > 0 and int(counts["new"]) > 0 and int(counts["reports"]) > 0
     assert reverse["contact_tracing_from_csv"]["unplaced"] == "1"  # the row with an unknown facility code
     assert "writes refused by CHT: 0" in first
+    assert "OpenMRS FHIR2 stand-ins" in first and "kenyaemr" in first and "bahmni" in first
 
     second = run_demo(home)
     for state, *_counts, sent, _unchanged, failed, dead in summary_rows(second).values():

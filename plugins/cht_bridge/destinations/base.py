@@ -116,6 +116,16 @@ class BaseDestination:
         """Nothing held open."""
 
 
+def keep_alive(session: Any, connections: int, content_type: str) -> None:
+    """Give ``session`` a pool of ``connections`` keep-alive connections and a JSON content type."""
+    from requests.adapters import HTTPAdapter
+
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(connections, 1))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Content-Type": content_type, "Accept": content_type})
+
+
 def fill_template(template: Any, values: dict[str, str]) -> Any:
     """``{doc_id}`` and ``{destination_id}`` replaced in every string of a JSON template."""
     if isinstance(template, str):

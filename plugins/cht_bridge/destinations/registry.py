@@ -14,6 +14,7 @@ from typing import Any
 KINDS: dict[str, str] = {
     "rest": "cht_bridge.destinations.rest",
     "rapidpro": "cht_bridge.destinations.rapidpro",
+    "openmrs": "cht_bridge.destinations.openmrs",
 }
 
 _registered: dict[str, Any] = {}  # kinds added at run time (a test's, a deployment's own)

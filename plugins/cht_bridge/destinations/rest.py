@@ -35,9 +35,8 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from cht_bridge.destinations.base import BaseDestination, Delivery, Result
+from cht_bridge.destinations.base import BaseDestination, Delivery, Result, keep_alive
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
 from cht_bridge.http import reasons
 from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
@@ -94,10 +93,7 @@ class RestDestination(BaseDestination):
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._session = session
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(concurrency, 1))
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+        keep_alive(session, concurrency, "application/json")
         self._pool = (
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rest") if mode == "single" else None
         )

@@ -27,6 +27,7 @@ from typing import Any
 SETTINGS: dict[str, str] = {
     "dhis2": "cht_bridge.config.kinds.dhis2",
     "rapidpro": "cht_bridge.config.kinds.rapidpro",
+    "openmrs": "cht_bridge.config.kinds.openmrs",
 }
 
 
