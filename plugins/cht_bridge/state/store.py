@@ -233,6 +233,26 @@ class StateStore:
         """The hash of the last successful delivery of each document that has one."""
         return {i: s.delivered_hash for i, s in self.states(pipeline, doc_ids).items() if s.delivered_hash}
 
+    def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]:
+        """Which of ``destination_ids`` some pipeline of this store delivered (a row ``delivered``
+        with that destination id): a payload may refer to those records without sending them again.
+
+        Scans the ledger (no index on the destination id): a destination asks only for the few
+        records its payloads refer to outside themselves, and remembers the answers for the run.
+        """
+        ids = [i for i in dict.fromkeys(destination_ids) if fits(i, DESTINATION_ID_CHARS)]
+        c = deliveries.c
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    select(c.destination_id).where(
+                        c.status == DELIVERED, c.destination_id.in_(ids[start : start + 500])
+                    )
+                )
+                found.update(r.destination_id for r in rows)
+        return found
+
     def record(
         self, pipeline: str, outcomes: list[Outcome], checkpoint: Any = KEEP, *, dead_after: int = 5
     ) -> dict[str, int]:

@@ -51,6 +51,8 @@ def open_resources(
         opened.client.info()  # one request: wrong credentials fail here, before anything is read or sent
         opened.destination = _destination(pipeline, destination)
         opened.store = _store(pipeline, state_url)
+        if hasattr(opened.destination, "use_ledger"):  # a kind that refers to what it delivered before
+            opened.destination.use_ledger(opened.store)
     except BaseException:
         opened.close()
         raise

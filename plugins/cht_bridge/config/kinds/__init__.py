@@ -26,6 +26,7 @@ from typing import Any
 #: ``destination.type`` -> the module under ``cht_bridge.config.kinds`` that checks its block.
 SETTINGS: dict[str, str] = {
     "dhis2": "cht_bridge.config.kinds.dhis2",
+    "fhir": "cht_bridge.config.kinds.fhir",
 }
 
 
