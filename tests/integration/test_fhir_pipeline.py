@@ -1,0 +1,173 @@
+"""A referral pipeline into the real local FHIR server, run by the product's own run code from CHT
+(pouchdb-server): the ledger keeps each refused payload's reason, and a worker SIGKILLed in the
+middle of a run leaves, after a re-run, exactly one Patient per CHT person and one ServiceRequest
+per referral at the server.
+
+The killed worker is the crash-safety test's child process (``test_crash_safety.start_worker``):
+it opens what the sync task opens (``sync.resources``) and runs ``run_pipeline``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from cht_bridge.config import parse_pipeline
+from cht_bridge.state import StateStore
+from tests.integration.fhir_setup import new_system, referral_pipeline, search
+from tests.integration.test_crash_safety import finish_worker, start_worker
+
+pytestmark = pytest.mark.integration
+
+SEED = 4242
+
+
+def referrals(docs: list[dict]) -> dict[str, dict]:
+    return {
+        d["_id"]: d
+        for d in docs
+        if d.get("type") == "data_record" and d.get("form") == "assessment" and d["fields"].get("referral") == "yes"
+    }
+
+
+def add_referrals(cht, n: int, rng: random.Random, patients: int = 15) -> None:
+    """``n`` more referrals, over ``patients`` of the seeded patients (so referrals share Patients)."""
+    docs = cht.all_docs()
+    template = next(iter(referrals(docs).values()))
+    people = sorted(
+        (d for d in docs if d.get("type") == "person" and d.get("role") == "patient"), key=lambda d: d["_id"]
+    )
+    chosen = rng.sample(people, patients)
+    new = []
+    for i in range(n):
+        doc = copy.deepcopy(template)
+        doc.pop("_rev")
+        person = chosen[i % patients]
+        doc["_id"] = f"fhir-ref-{i:03d}-{rng.getrandbits(32):08x}"
+        doc["fields"].update(patient_uuid=person["_id"], patient_id=person["patient_id"], patient_name=person["name"])
+        new.append(doc)
+    assert not [r for r in cht.put(*new) if "error" in r]
+
+
+def fhir_receiver(fhir) -> SimpleNamespace:
+    """The FHIR server in the shape ``start_worker`` reads its destination from."""
+    user, password = fhir.credentials
+    return SimpleNamespace(url=fhir.url, credentials={"username": user, "password": password})
+
+
+def server_total(fhir, resource_type: str, system: str) -> int:
+    with fhir.session() as session:
+        r = session.get(f"{fhir.url}/{resource_type}", params={"identifier": f"{system}|", "_count": 1}, timeout=30)
+    r.raise_for_status()
+    return r.json()["total"]
+
+
+def test_a_pipeline_sigkilled_mid_run_and_run_again_creates_no_second_patient(cht, fhir_server, tmp_path):
+    rng = random.Random(SEED)
+    cht.seed(200, seed=SEED % 1000)
+    add_referrals(cht, 60, rng)
+    expected = referrals(cht.all_docs())
+    system = new_system()
+    name = f"fhir_crash_{uuid.uuid4().hex[:8]}"
+    config = tmp_path / f"{name}.json"
+    config.write_text(json.dumps(referral_pipeline(name, cht.db, system)))
+    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    receiver = fhir_receiver(fhir_server)
+    unrecorded = []  # per kill: copies at the server the ledger did not know of
+    try:
+        for attempt in range(3):
+            log = tmp_path / f"worker-{attempt}.log"
+            proc = start_worker(config, cht.url, cht.user, receiver, store.url, log)
+            deadline = time.monotonic() + 120
+            while True:  # kill while the server holds referrals the ledger has not recorded yet
+                assert proc.poll() is None, f"the worker ended before the kill; log:\n{log.read_text()[-3000:]}"
+                assert time.monotonic() < deadline, "the worker never got going"
+                at_server = server_total(fhir_server, "ServiceRequest", system)
+                if at_server > store.counts(name).get("delivered", 0) and at_server >= 4:
+                    break
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            proc.stdout.close()
+            assert proc.returncode == -signal.SIGKILL
+            at_server = server_total(fhir_server, "ServiceRequest", system)
+            unrecorded.append(at_server - store.counts(name).get("delivered", 0))
+            assert at_server < len(expected), "the worker had finished before the kill"
+            if unrecorded[-1] > 0:
+                break
+        assert max(unrecorded) > 0, f"no kill left a created referral unrecorded: {unrecorded}"
+        print(f"\nkills: referrals at the server the ledger had not recorded: {unrecorded} of {len(expected)}")
+
+        summary = finish_worker(
+            start_worker(config, cht.url, cht.user, receiver, store.url, tmp_path / "final.log"),
+            tmp_path / "final.log",
+            "final run",
+        )
+        assert summary["failed"] == 0 and summary["dead_lettered"] == 0, summary
+        assert store.counts(name) == {"delivered": len(expected)}
+
+        requests_at = Counter(s["identifier"][0]["value"] for s in search(fhir_server, "ServiceRequest", system))
+        assert requests_at == Counter(set(expected)), "one ServiceRequest per referral, none twice"
+        persons = {d["fields"]["patient_uuid"] for d in expected.values()}
+        for person in persons:  # a search by the CHT identifier returns exactly one Patient
+            assert len(search(fhir_server, "Patient", system, person)) == 1, person
+        assert server_total(fhir_server, "Patient", system) == len(persons)
+        for doc_id in list(expected)[:5]:  # the ledger's destination id is the ServiceRequest the server made
+            row = store.ledger(name, doc_id)
+            (stored,) = search(fhir_server, "ServiceRequest", system, doc_id)
+            assert row["destination_id"] == f"ServiceRequest/{stored['id']}"
+    finally:
+        store.close()
+
+
+def test_an_invalid_payload_is_a_dead_letter_with_its_reason_and_never_sent(cht, fhir_server, tmp_path):
+    from cht_bridge.sync import run_pipeline
+    from cht_bridge.sync.resources import Endpoint, opened
+
+    cht.seed(120, seed=11)
+    docs = cht.all_docs()
+    template = next(iter(referrals(docs).values()))
+    parent = next(d for d in docs if d.get("type") == "person" and d.get("role") == "patient")["parent"]
+    person = {
+        "_id": "fhir-bad-sex",
+        "type": "person",
+        "role": "patient",
+        "name": "Test Person",
+        "sex": "M",
+        "parent": parent,
+    }
+    bad = copy.deepcopy(template)
+    bad.pop("_rev")
+    bad["_id"] = "fhir-bad-referral"
+    bad["fields"].update(patient_uuid=person["_id"], patient_name=person["name"])
+    bad["fields"].pop("patient_id", None)
+    assert not [r for r in cht.put(person, bad) if "error" in r]
+    system = new_system()
+    pipeline = parse_pipeline(referral_pipeline("fhir_invalid", cht.db, system), file="fhir_invalid.yaml")
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    user, password = fhir_server.credentials
+    with opened(
+        pipeline,
+        cht=Endpoint(cht.url, cht.user),
+        destination=Endpoint(fhir_server.url, (user, password)),
+        state_url=state_url,
+    ) as r:
+        summary = run_pipeline(pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper)
+        row = r.store.ledger(pipeline.name, "fhir-bad-referral")
+        assert row["status"] == "dead"
+        assert (
+            "invalid FHIR payload: Patient/p-fhir-bad-sex: gender 'M' is not one of male, female, other, unknown"
+            in row["last_error"]
+        )
+        assert summary.dead_lettered == 1 and summary.sent == len(referrals(docs))
+    assert search(fhir_server, "ServiceRequest", system, "fhir-bad-referral") == []
+    assert search(fhir_server, "Patient", system, "fhir-bad-sex") == []
+    assert len(search(fhir_server, "ServiceRequest", system)) == len(referrals(docs))
