@@ -51,6 +51,7 @@ TOP_KEYS = {
     "tags",
     "delivery",
     "deletes",
+    "fhir",
 }
 CHT_KEYS = {"conn_id", "db"}
 DEST_KEYS = {"type", "conn_id", "path", "method", "auth", "mode", "batch_size", "concurrency", "timeout"}
@@ -186,8 +187,13 @@ def parse_pipeline(raw: Any, *, file: str, default_name: str | None = None) -> P
     if not isinstance(relevant_to, str) or not relevant_to.strip():
         problems.add("relevant_to", "required: a JavaScript expression over the hydrated `doc`")
 
-    mapping = _mapping(raw.get("mapping"), problems)
     destination = _destination(raw.get("destination"), problems)
+    fhir = None
+    if "fhir" in raw:
+        fhir = _fhir(raw, destination, problems)
+        mapping = fhir.mapping() if fhir is not None else {}
+    else:
+        mapping = _mapping(raw.get("mapping"), problems)
     shared = shared_keys(raw, problems, default_batch=1000)
     delivery = _delivery(raw.get("delivery", {}), problems)
     deletes = _deletes(raw.get("deletes", {"action": "ignore"}), problems)
@@ -207,6 +213,21 @@ def parse_pipeline(raw: Any, *, file: str, default_name: str | None = None) -> P
         **shared,
         delivery=delivery,
         deletes=deletes,
+        fhir=fhir,
+    )
+
+
+def _fhir(raw: dict, destination: DestinationConfig | None, problems: _Problems) -> Any:
+    """The ``fhir:`` block (FHIR templates): the resources each document becomes, instead of ``mapping``."""
+    from cht_bridge.fhir.templates import parse  # pure Python, no FHIR models
+
+    if "mapping" in raw:
+        problems.add("mapping", "a pipeline with a fhir: block takes no mapping (its templates are the mapping)")
+    return parse(
+        raw["fhir"],
+        lambda key, message: problems.add(f"fhir.{key}" if key else "fhir", message),
+        lambda key, source: _source(key, source, problems),
+        default_system=getattr(getattr(destination, "settings", None), "identifier_system", None),
     )
 
 
@@ -263,23 +284,29 @@ def _mapping(value: Any, problems: _Problems) -> dict[str, MappingSource]:
         key = f"mapping.{dest}"
         if not isinstance(dest, str) or not dest:
             problems.add(key, "destination keys must be non-empty strings")
-        elif isinstance(src, str):
-            if not _is_doc_path(src):
-                problems.add(key, f"source path '{src}' must start with 'doc.' (CHT resolves it against {{doc}})")
-        elif isinstance(src, dict):
-            problems.unknown(src, SOURCE_KEYS, key + ".")
-            expr, path = src.get("expr"), src.get("path")
-            if not expr and not path:
-                problems.add(key, "needs 'path' or 'expr'")
-            if expr is not None and not isinstance(expr, (str, bool, int, float)):
-                problems.add(key + ".expr", "must be a JavaScript expression")
-            if path is not None and not expr and not _is_doc_path(path):
-                problems.add(key + ".path", f"source path '{path}' must start with 'doc.'")
-            if "optional" in src and not isinstance(src["optional"], bool):
-                problems.add(key + ".optional", "must be true or false")
         else:
-            problems.add(key, "must be a 'doc.' path or a mapping with path/expr/optional")
+            _source(key, src, problems)
     return dict(value)
+
+
+def _source(key: str, src: Any, problems: _Problems) -> None:
+    """One mapping source: a ``doc.`` path, or ``{path, expr, optional}``."""
+    if isinstance(src, str):
+        if not _is_doc_path(src):
+            problems.add(key, f"source path '{src}' must start with 'doc.' (CHT resolves it against {{doc}})")
+    elif isinstance(src, dict):
+        problems.unknown(src, SOURCE_KEYS, key + ".")
+        expr, path = src.get("expr"), src.get("path")
+        if not expr and not path:
+            problems.add(key, "needs 'path' or 'expr'")
+        if expr is not None and not isinstance(expr, (str, bool, int, float)):
+            problems.add(key + ".expr", "must be a JavaScript expression")
+        if path is not None and not expr and not _is_doc_path(path):
+            problems.add(key + ".path", f"source path '{path}' must start with 'doc.'")
+        if "optional" in src and not isinstance(src["optional"], bool):
+            problems.add(key + ".optional", "must be true or false")
+    else:
+        problems.add(key, "must be a 'doc.' path or a mapping with path/expr/optional")
 
 
 def _number(value: Any, key: str, low: float, high: float, problems: _Problems) -> float:

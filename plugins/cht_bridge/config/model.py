@@ -100,3 +100,6 @@ class Pipeline:
     tags: tuple[str, ...] = ()
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     deletes: Deletes = field(default_factory=Deletes)
+    #: FHIR templates (the ``fhir:`` block, ``cht_bridge.fhir.templates.FhirTemplates``): each
+    #: document becomes the list of resources they make; ``mapping`` is then their fields' sources.
+    fhir: Any = None

@@ -23,6 +23,7 @@ from cht_bridge.mapping.hashing import payload_hash
 from cht_bridge.v8 import MapResult, Sandbox, ScriptMemoryError, ScriptTampered, ScriptTimeout
 
 if TYPE_CHECKING:
+    from cht_bridge.fhir.templates import FhirTemplates
     from cht_bridge.source.hydration import LoadedBatch  # a handle only: mapping never reads CHT
 
 #: A run stops once this many documents were stopped (time or memory) when evaluated alone, and
@@ -73,8 +74,12 @@ class Mapper:
         timeout_ms: int = 1000,
         sandbox: Sandbox | None = None,
         stall_after: int = STALL_AFTER,
+        templates: FhirTemplates | None = None,
     ) -> None:
         self.name = name
+        #: A FHIR pipeline's templates: the sandbox evaluates their fields (``mapping`` is
+        #: ``templates.mapping()``), and each document's payload is the list of resources they make.
+        self.templates = templates
         self.timeout_s = timeout_ms / 1000
         self.sandbox = sandbox or Sandbox()
         self._handle = self.sandbox.compile(name, relevant_to, mapping, source)
@@ -91,6 +96,7 @@ class Mapper:
             source=pipeline.file,
             timeout_ms=pipeline.script_timeout_ms,
             sandbox=sandbox,
+            templates=getattr(pipeline, "fhir", None),
         )
 
     def map(self, docs: list[dict]) -> list[Mapped]:
@@ -153,13 +159,30 @@ class Mapper:
                 error = f"JavaScript of '{self.name}' ran past {int(self.timeout_s * 1000)} ms on '{doc}'"
             return Mapped(doc_id, True, error=error, retryable=True)
 
-    @staticmethod
-    def _result(doc_id: str, r: MapResult) -> Mapped:
+    def _result(self, doc_id: str, r: MapResult) -> Mapped:
         if r.error is not None:
             return Mapped(doc_id, r.relevant, error=r.error)
         if not r.relevant:
             return Mapped(doc_id, False)
+        if self.templates is not None:
+            return self._resources(doc_id, r.body)
         return Mapped(doc_id, True, body=r.body, payload_hash=payload_hash(r.canonical))
+
+    def _resources(self, doc_id: str, body: str) -> Mapped:
+        """A templated document: its evaluated fields become the list of FHIR resources it is sent as.
+
+        A value no resource can be made from fails the document alone, like a mapping error (a
+        dead letter with the reason); the hash is over the resources, as CHT's is over a payload.
+        """
+        from cht_bridge.fhir.build import TemplateError, build
+
+        try:
+            resources = build(self.templates, json.loads(body), pipeline=self.name, doc_id=doc_id)
+        except TemplateError as exc:
+            return Mapped(doc_id, True, error=str(exc))
+        text = json.dumps(resources, ensure_ascii=False, separators=(",", ":"))
+        canonical = json.dumps(resources, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return Mapped(doc_id, True, body=text, payload_hash=payload_hash(canonical))
 
     def close(self) -> None:
         self.sandbox.close()
