@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from standins import fhir_demo
 from standins import stack as sandbox
 
 COLUMNS = ("read", "relevant", "sent", "unchanged", "failed", "dead_lettered")
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             return child.returncode
         results = json.loads(result_path.read_text())
         stats = stack.receiver.stats()
+        fhir_demo.print_created(stack.fhir)  # what referrals_to_fhir created there (before the server stops)
     finally:
         stack.stop()
 

@@ -22,7 +22,7 @@ import pytest
 
 from cht_bridge.config import parse_pipeline
 from cht_bridge.state import StateStore
-from tests.integration.fhir_setup import new_system, referral_pipeline, search
+from tests.integration.fhir_setup import new_system, read, referral_pipeline, search
 from tests.integration.test_crash_safety import finish_worker, start_worker
 
 pytestmark = pytest.mark.integration
@@ -171,3 +171,57 @@ def test_an_invalid_payload_is_a_dead_letter_with_its_reason_and_never_sent(cht,
     assert search(fhir_server, "ServiceRequest", system, "fhir-bad-referral") == []
     assert search(fhir_server, "Patient", system, "fhir-bad-sex") == []
     assert len(search(fhir_server, "ServiceRequest", system)) == len(referrals(docs))
+
+
+def test_the_example_referral_pipeline_sends_templated_resources_once_and_updates_an_edit(cht, fhir_server, tmp_path):
+    """``include/pipelines/referrals_to_fhir.yaml`` (FHIR templates), as ``make demo`` runs it."""
+    from dataclasses import replace
+
+    from cht_bridge.config import load_pipeline
+    from cht_bridge.sync import run_pipeline
+    from cht_bridge.sync.resources import Endpoint, opened
+    from standins.fhir_demo import PIPELINE, created
+
+    cht.seed(150, seed=23)
+    example = load_pipeline(PIPELINE)
+    system = new_system()  # this test's own system on the shared server
+    pipeline = replace(
+        example,
+        name=f"referrals_to_fhir_{uuid.uuid4().hex[:6]}",
+        cht_db=cht.db,
+        fhir=replace(example.fhir, identifier_system=system),
+        destination=replace(
+            example.destination, settings=replace(example.destination.settings, identifier_system=system)
+        ),
+    )
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    ends = {"cht": Endpoint(cht.url, cht.user), "destination": Endpoint(fhir_server.url, fhir_server.credentials)}
+
+    def run():
+        with opened(pipeline, state_url=state_url, **ends) as r:
+            return run_pipeline(pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper)
+
+    expected = referrals(cht.all_docs())
+    first = run()
+    assert first.sent == len(expected) > 0 and first.dead_lettered == 0 and first.failed == 0, first
+    counted = created(fhir_server, PIPELINE)  # the demo's printing, here by the example's own system
+    assert counted["system"] == example.destination.settings.identifier_system
+    requests_at = search(fhir_server, "ServiceRequest", system)
+    assert sorted(s["identifier"][0]["value"] for s in requests_at) == sorted(expected)
+    persons = {d["fields"]["patient_uuid"] for d in expected.values()}
+    chws = {d["contact"]["_id"] for d in expected.values()}
+    assert sorted(p["identifier"][0]["value"] for p in search(fhir_server, "Patient", system)) == sorted(persons)
+    assert len(search(fhir_server, "Practitioner", system)) == len(chws)
+    for request in requests_at:  # references rewritten to the server's ids, and they resolve
+        assert read(fhir_server, request["subject"]["reference"])["resourceType"] == "Patient"
+        assert read(fhir_server, request["requester"]["reference"])["resourceType"] == "Practitioner"
+
+    assert run().sent == 0  # nothing changed: nothing sent
+    doc = cht.get(next(iter(expected)))
+    doc["fields"]["symptoms"] = "fever cough"
+    cht.put(doc)
+    edited = run()
+    assert edited.sent == 1, edited
+    (request,) = search(fhir_server, "ServiceRequest", system, doc["_id"])
+    assert request["reasonCode"][0]["text"] == "fever, cough" and request["meta"]["versionId"] == "2"
+    assert len(search(fhir_server, "ServiceRequest", system)) == len(expected)
