@@ -225,3 +225,118 @@ def test_the_example_referral_pipeline_sends_templated_resources_once_and_update
     (request,) = search(fhir_server, "ServiceRequest", system, doc["_id"])
     assert request["reasonCode"][0]["text"] == "fever, cough" and request["meta"]["versionId"] == "2"
     assert len(search(fhir_server, "ServiceRequest", system)) == len(expected)
+
+
+def test_write_back_puts_the_emr_patient_id_on_the_cht_person_once(cht_api, fhir_server, tmp_path):
+    """The EMR's Patient id lands in the CHT person through the CHT API (``PUT /api/v1/person``),
+    once per person: a second referral, a re-run, or a fresh ledger re-sending everything writes nothing."""
+    from cht_bridge.cht.api import ChtApiClient
+    from cht_bridge.sync import run_pipeline
+    from cht_bridge.sync.resources import Endpoint, opened
+    from tests.integration.reverse_setup import seed_area
+
+    db = cht_api.db
+    seed_area(db)
+    reports = [
+        {
+            "_id": f"wb-ref-{i}",
+            "type": "data_record",
+            "form": "assessment",
+            "reported_date": 1767225600000 + i,
+            "fields": {"referral": "yes", "patient_uuid": person, "symptoms": "fever"},
+        }
+        for i, person in enumerate(["p-achieng", "p-brian", "p-achieng"])
+    ]
+    db.put(*reports)
+    revs = {p: db.get(p)["_rev"] for p in ("p-achieng", "p-brian")}
+    system = new_system()
+    write_back = {"field": "emr_patient_id", "conn_id": "cht_api_test"}
+    config = referral_pipeline(
+        "fhir_write_back", db.db, system, fhir={"identifier_system": system, "write_back": write_back}
+    )
+    pipeline = parse_pipeline(config, file="fhir_write_back.yaml")
+
+    def run(state: str):
+        ends = {"cht": Endpoint(db.url, db.user), "destination": Endpoint(fhir_server.url, fhir_server.credentials)}
+        with opened(pipeline, state_url=f"sqlite:///{tmp_path / state}", **ends) as r:
+            r.destination.use_cht_api(ChtApiClient(cht_api.url, db.db, cht_api.online, conn_id="cht_api_test"))
+            return run_pipeline(pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper)
+
+    first = run("state.sqlite")
+    assert first.sent == 3 and first.failed == 0 and first.dead_lettered == 0, first
+    for person in revs:
+        (patient,) = search(fhir_server, "Patient", system, person)
+        stored = db.get(person)
+        assert stored["emr_patient_id"] == patient["id"]
+        assert int(stored["_rev"].split("-")[0]) == int(revs[person].split("-")[0]) + 1, "written once"
+        assert stored["name"] and stored["parent"] == db.get(person)["parent"]  # the rest of the person kept
+    written = {p: db.get(p)["_rev"] for p in revs}
+    again = run("fresh.sqlite")  # everything sent again (as after a lost ledger): FHIR finds it, CHT holds it
+    assert again.sent == 3
+    assert {p: db.get(p)["_rev"] for p in revs} == written
+
+
+def test_the_example_pipeline_as_an_airflow_dag_run_sends_and_writes_the_emr_id_back(
+    cht_api, fhir_server, monkeypatch, airflow_db, tmp_path
+):
+    """``referrals_to_fhir.yaml`` through Airflow's ``dag.test()``: its Connections (CHT, the FHIR
+    server, the CHT API of ``write_back``) opened by the hooks, as ``make demo`` runs it."""
+    import yaml
+
+    from standins.fhir_demo import PIPELINE
+    from tests.integration.dagrun import run_dag
+    from tests.integration.reverse_setup import DH, HC, seed_area
+
+    db = cht_api.db
+    seed_area(db)
+    chw = {
+        "_id": "chw-1",
+        "type": "person",
+        "name": "CHW One",
+        "sex": "female",
+        "parent": {"_id": HC, "parent": {"_id": DH}},
+    }
+    contact = {"_id": "chw-1", "parent": {"_id": HC, "parent": {"_id": DH}}}
+    reports = [
+        {
+            "_id": f"dag-ref-{i}",
+            "type": "data_record",
+            "form": "assessment",
+            "contact": contact,
+            "reported_date": 1767225600000 + i,
+            "fields": {"referral": "yes", "patient_uuid": person, "symptoms": "fever", "temperature": 39.8},
+        }
+        for i, person in enumerate(["p-achieng", "p-odhiambo"])
+    ]
+    db.put(chw, *reports)
+    system = new_system()
+    config = yaml.safe_load(PIPELINE.read_text())
+    name = f"referrals_to_fhir_{uuid.uuid4().hex[:6]}"
+    config.update(name=name, schedule=None, retries=0, cht={"conn_id": "cht_test", "db": db.db})
+    config["destination"].update(conn_id="fhir_test")
+    config["destination"]["fhir"].update(
+        identifier_system=system, write_back={"field": "emr_patient_id", "conn_id": "cht_api_test"}
+    )
+    folder = tmp_path / "pipelines"
+    folder.mkdir()
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    user, password = fhir_server.credentials
+    login, secret = cht_api.online
+    monkeypatch.setenv("AIRFLOW_CONN_CHT_TEST", db.connection())
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_FHIR_TEST",
+        json.dumps({"conn_type": "http", "host": fhir_server.url, "login": user, "password": password}),
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CHT_API_TEST",
+        json.dumps({"conn_type": "http", "host": cht_api.url, "login": login, "password": secret}),
+    )
+
+    state, summary = run_dag(monkeypatch, folder, name)
+    assert state == "success" and summary["sent"] == 2 and summary["dead_lettered"] == 0, summary
+    for report in reports:
+        (request,) = search(fhir_server, "ServiceRequest", system, report["_id"])
+        assert request["priority"] == "urgent"
+        patient = read(fhir_server, request["subject"]["reference"])
+        assert db.get(report["fields"]["patient_uuid"])["emr_patient_id"] == patient["id"]
+    assert len(search(fhir_server, "Practitioner", system)) == 1  # the CHW of both referrals, entered once

@@ -32,6 +32,14 @@ its payload: the main one (the Patient of a patient payload, the ServiceRequest 
 ``[Patient, ServiceRequest]``). A deleted document, with ``deletes: {action: send}`` and no path,
 is ``DELETE``d at that ``Type/id``.
 
+With ``write_back: {field, conn_id}``, the server's id of a delivered payload's Patient is written
+to that property of the CHT person (the Patient's identifier in ``identifier_system`` names it)
+through the CHT API, once: as the reverse path does before writing again, the person is read first
+and left alone when it holds that id already, so a retry, a re-run after a crash or the next
+referral of the same person writes nothing. A write CHT may take later (timeout, 5xx, a conflict)
+makes the document retryable (sending it again is a no-op at the FHIR server); one it refuses for
+good is noted on the delivered document's ledger row.
+
 Bundles go one at a time, in order: two transactions at once could both find no copy of a shared
 Patient and create it twice (conditional create is not atomic across transactions on most servers).
 """
@@ -48,9 +56,10 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from cht_bridge.cht.api import WriteError
 from cht_bridge.destinations.base import Delivery, Result
 from cht_bridge.destinations.rest import REASON_CHARS, RestDestination, _json, _overridden
-from cht_bridge.errors import AnswerLimitError, AuthError, PreflightError
+from cht_bridge.errors import AnswerLimitError, AuthError, PreflightError, SourceError
 from cht_bridge.fhir import ids
 from cht_bridge.http import reasons
 from cht_bridge.http.read import request_within
@@ -98,12 +107,18 @@ class FhirDestination(RestDestination):
         self.settings = settings
         self._payloads: dict[str, list[dict[str, Any]]] = {}  # idempotency key -> the resources to send
         self._known: set[str] = set()  # references the ledger said were delivered
+        self._cht: Any = None  # the CHT API client of write_back (use_cht_api)
+        self._written: dict[str, str] = {}  # CHT person id -> the EMR id it holds, seen this run
 
     @classmethod
     def configured(cls, session: requests.Session, base_url: str, destination: Any, delivery: Any = None) -> Self:
         made = super().configured(session, base_url, destination, delivery)
         made.settings = destination.settings
         return made
+
+    def use_cht_api(self, client: Any) -> None:
+        """The CHT API client ``write_back`` writes through (``ChtApiClient``)."""
+        self._cht = client
 
     # -- the pre-flight ----------------------------------------------------------------------
 
@@ -267,6 +282,8 @@ class FhirDestination(RestDestination):
             result = Result(item.doc_id, True, response.status_code, answered[keys[-1]].location)
             if self.settings.strategy == "conditional":
                 result = self._update_matches(item, keys, answered, result)
+            if result.ok and self.settings.write_back is not None:
+                result = self._write_back(item, keys, answered, result)
             results.append(result)
         return results
 
@@ -319,6 +336,44 @@ class FhirDestination(RestDestination):
         reason = reasons.answer_reason(response, REFUSAL).text
         error = f"updating the earlier copy: HTTP {response.status_code}: {reason}"[:REASON_CHARS]
         return replace(result, ok=False, status=response.status_code, error=error, retryable=kind == "retryable")
+
+    def _write_back(self, item: Delivery, keys: list[str], answered: dict[str, Any], result: Result) -> Result:
+        """The EMR's id of this document's Patient into the CHT person, unless it holds it already."""
+        patient = next((key for key in keys if key.startswith("Patient/")), None)
+        if patient is None or answered[patient].location is None:
+            return result
+        person = cht_identifier(self._resource(item, patient), self.settings.identifier_system)
+        emr_id = answered[patient].location.split("/", 1)[1]
+        if person is None or self._written.get(person) == emr_id:
+            return result
+        field = self.settings.write_back.field
+        try:
+            doc = self._cht_api().person(person)
+            if doc is None:
+                return replace(result, error=f"write_back: CHT has no person '{person}'")
+            if doc.get(field) != emr_id:
+                self._cht_api().update_person({**doc, field: emr_id})
+        except WriteError as exc:
+            if not exc.retryable:
+                return replace(result, error=f"write_back to CHT refused: {exc}"[:REASON_CHARS])
+            error = f"delivered, but writing the EMR id back to CHT failed: {exc}"[:REASON_CHARS]
+            return replace(result, ok=False, error=error, retryable=True)
+        except SourceError as exc:  # CHT could not be read, after the read's own retries
+            error = f"delivered, but reading the CHT person for write_back failed: {exc}"[:REASON_CHARS]
+            return replace(result, ok=False, status=exc.status, error=error, retryable=True)
+        self._written[person] = emr_id
+        return result
+
+    @property
+    def cht_api_conn_id(self) -> str | None:
+        """The CHT API Connection ``write_back`` writes through; ``sync.resources`` opens it (``use_cht_api``)."""
+        write_back = getattr(self.settings, "write_back", None)
+        return write_back.conn_id if write_back is not None else None
+
+    def _cht_api(self) -> Any:
+        if self._cht is None:
+            raise RuntimeError("write_back needs a CHT API client: use_cht_api() before sending")
+        return self._cht
 
     def _resource(self, item: Delivery, key: str) -> dict[str, Any]:
         for resource in self._payloads[item.key]:

@@ -10,7 +10,10 @@ earlier copy by it (``ifNoneExist``), so it is required. ``strategy``:
   (``CapabilityStatement...updateCreate``); the ids are the bridge's own.
 
 ``validate`` (default true) checks every payload with the R4 models and the bridge's own rules
-before anything is sent (``cht_bridge.fhir.validate``). Pure Python: DAG files parse it.
+before anything is sent (``cht_bridge.fhir.validate``). ``write_back: {field, conn_id}`` writes
+the id the server gave a payload's Patient to that property of the CHT person (``PUT
+/api/v1/person/{uuid}``, CHT 5.2+) through the CHT API Connection ``conn_id``. Pure Python: DAG
+files parse it.
 """
 
 from __future__ import annotations
@@ -20,12 +23,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-KEYS = ("identifier_system", "strategy", "validate")
+KEYS = ("identifier_system", "strategy", "validate", "write_back")
+WRITE_BACK_KEYS = ("field", "conn_id")
+#: Properties of a CHT person the bridge must never overwrite: CHT's own, and the ones its forms write.
+RESERVED_FIELDS = frozenset(
+    {"name", "type", "contact_type", "parent", "reported_date", "patient_id", "phone", "sex", "date_of_birth", "role"}
+)
+_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 STRATEGIES = ("conditional", "put")
 #: The transaction goes to the FHIR base itself: the Connection's host is that base.
 DEFAULT_PATH = "/"
 # An absolute URI without spaces or '|', which would break the ``system|value`` search token.
 _SYSTEM = re.compile(r"^(https?://[^\s|/]+[^\s|]*|urn:(uuid|oid):[^\s|]+)$")
+
+
+@dataclass(frozen=True)
+class WriteBack:
+    """Where the EMR's patient id goes in CHT: ``field`` of the person, through Connection ``conn_id``."""
+
+    field: str
+    conn_id: str
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,7 @@ class FhirSettings:
     identifier_system: str
     strategy: str = "conditional"
     validate: bool = True
+    write_back: WriteBack | None = None
 
 
 def parse(block: dict[str, Any], add: Callable[[str, str], None]) -> FhirSettings:
@@ -51,4 +69,30 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None]) -> FhirSetting
     validate = block.get("validate", True)
     if not isinstance(validate, bool):
         add("validate", "must be true or false")
-    return FhirSettings(identifier_system=system, strategy=str(strategy), validate=validate is not False)
+    return FhirSettings(
+        identifier_system=system,
+        strategy=str(strategy),
+        validate=validate is not False,
+        write_back=_write_back(block.get("write_back"), add),
+    )
+
+
+def _write_back(block: Any, add: Callable[[str, str], None]) -> WriteBack | None:
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        add("write_back", "must be a mapping {field: <CHT person property>, conn_id: <CHT API connection>}")
+        return None
+    for key in sorted(set(block) - set(WRITE_BACK_KEYS)):
+        add(f"write_back.{key}", f"unknown key (allowed: {', '.join(WRITE_BACK_KEYS)})")
+    field, conn_id = block.get("field"), block.get("conn_id")
+    if not isinstance(field, str) or not _FIELD.match(field) or field in RESERVED_FIELDS:
+        add(
+            "write_back.field", "required: a CHT person property name (letters, digits, '_'), not one CHT writes itself"
+        )
+    if not isinstance(conn_id, str) or not conn_id.strip():
+        add(
+            "write_back.conn_id",
+            "required: the Airflow Connection of the CHT API (an online user with can_update_people)",
+        )
+    return WriteBack(field=str(field), conn_id=str(conn_id))
