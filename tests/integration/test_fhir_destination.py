@@ -245,3 +245,19 @@ def test_a_422_refuses_only_its_document_and_bare_statuses_are_read(contract_fhi
     results = dest.send([delivery("r5", [patient(system, "p5"), referral(system, "r5", "p5")]), deliveries[0]])
     assert not results[0].ok and results[0].status == 409 and "conflict: held by another record" in results[0].error
     assert results[1].ok
+
+
+def test_refused_credentials_stop_at_the_first_bundle(fhir_server):
+    from cht_bridge.errors import AuthError
+
+    system = new_system()
+    pipeline = parse_pipeline(referral_pipeline("fhir_dest", "medic", system), file="test.yaml")
+    import requests
+
+    session = requests.Session()
+    session.auth = (fhir_server.credentials[0], "wrong")
+    dest = open_destination(session, fhir_server.url, pipeline.destination, pipeline.delivery)
+    dest.check()  # the CapabilityStatement is public (as R4 allows): the pre-flight cannot see the password
+    with pytest.raises(AuthError):
+        dest.send([delivery("r1", [patient(system, "a"), referral(system, "r1", "a")])])
+    assert dest.requests == 1 and search(fhir_server, "Patient", system) == []
