@@ -172,17 +172,15 @@ class ContractFhir(BackgroundHttpServer):
         super().__init__()
         self.bundles: list[dict] = []
         self.refuse_entry: str | None = None  # an identifier value answered 409 inside a 200 bundle
+        self.interactions = ["transaction", "batch"]  # what its CapabilityStatement lists
 
     def handler(self):
         server = self
 
         class Handler(StandInHandler):
             def do_GET(self):
-                send_json(
-                    self,
-                    200,
-                    {"resourceType": "CapabilityStatement", "rest": [{"interaction": [{"code": "transaction"}]}]},
-                )
+                interactions = [{"code": code} for code in server.interactions]
+                send_json(self, 200, {"resourceType": "CapabilityStatement", "rest": [{"interaction": interactions}]})
 
             def do_POST(self):
                 bundle = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -261,3 +259,16 @@ def test_refused_credentials_stop_at_the_first_bundle(fhir_server):
     with pytest.raises(AuthError):
         dest.send([delivery("r1", [patient(system, "a"), referral(system, "r1", "a")])])
     assert dest.requests == 1 and search(fhir_server, "Patient", system) == []
+
+
+def test_a_server_without_transactions_fails_the_pre_flight(contract_fhir):
+    import requests
+
+    from cht_bridge.errors import PreflightError
+
+    pipeline = parse_pipeline(referral_pipeline("fhir_dest", "medic", new_system()), file="test.yaml")
+    dest = open_destination(requests.Session(), contract_fhir.url, pipeline.destination, pipeline.delivery)
+    contract_fhir.interactions = ["batch", "history-system"]
+    with pytest.raises(PreflightError, match="no 'transaction' interaction"):
+        dest.check()
+    assert contract_fhir.bundles == []
