@@ -173,6 +173,7 @@ class ContractFhir(BackgroundHttpServer):
         self.bundles: list[dict] = []
         self.refuse_entry: str | None = None  # an identifier value answered 409 inside a 200 bundle
         self.interactions = ["transaction", "batch"]  # what its CapabilityStatement lists
+        self.down = False  # answer every transaction 503
 
     def handler(self):
         server = self
@@ -185,6 +186,13 @@ class ContractFhir(BackgroundHttpServer):
             def do_POST(self):
                 bundle = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.bundles.append(bundle)
+                if server.down:
+                    send_json(
+                        self,
+                        503,
+                        {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "transient"}]},
+                    )
+                    return
                 resources = [e["resource"] for e in bundle["entry"]]
                 if any(r.get("priority") == "stat" and not r.get("performer") for r in resources):
                     outcome = {
@@ -272,3 +280,25 @@ def test_a_server_without_transactions_fails_the_pre_flight(contract_fhir):
     with pytest.raises(PreflightError, match="no 'transaction' interaction"):
         dest.check()
     assert contract_fhir.bundles == []
+
+
+def test_when_the_breaker_opens_the_payloads_refused_unsent_are_still_finished(contract_fhir):
+    import requests
+
+    from cht_bridge.errors import CircuitOpenError
+
+    system = new_system()
+    config = referral_pipeline("fhir_dest", "medic", system)
+    config["delivery"] = {"retries": 1, "backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "breaker_after": 2}
+    pipeline = parse_pipeline(config, file="test.yaml")
+    dest = open_destination(requests.Session(), contract_fhir.url, pipeline.destination, pipeline.delivery)
+    contract_fhir.down = True
+    good = delivery("r1", [patient(system, "a"), referral(system, "r1", "a")])
+    bad = delivery("r2", [patient(system, "b", gender="M"), referral(system, "r2", "b")])
+    with pytest.raises(CircuitOpenError) as caught:
+        dest.send([good, bad])
+    assert [(r.doc_id, r.ok, r.retryable) for r in caught.value.results] == [("r2", False, False)]
+    assert "gender 'M'" in caught.value.results[0].error
+    assert all(
+        e["resource"]["identifier"][0]["value"] in ("a", "r1") for b in contract_fhir.bundles for e in b["entry"]
+    )

@@ -59,7 +59,7 @@ import requests
 from cht_bridge.cht.api import WriteError
 from cht_bridge.destinations.base import Delivery, Result
 from cht_bridge.destinations.rest import REASON_CHARS, RestDestination, _json, _overridden
-from cht_bridge.errors import AnswerLimitError, AuthError, PreflightError, SourceError
+from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError, PreflightError, SourceError
 from cht_bridge.fhir import ids
 from cht_bridge.http import reasons
 from cht_bridge.http.read import request_within
@@ -166,6 +166,9 @@ class FhirDestination(RestDestination):
                 results[i] = Result(delivery.doc_id, False, None, error=problem, attempts=0)
         try:
             sent = super().send([deliveries[i] for i in sendable])
+        except CircuitOpenError as exc:  # what was refused unsent is finished too: the ledger records it
+            exc.results = [r for r in results if r is not None] + exc.results
+            raise
         finally:
             self._payloads.clear()
         for i, result in zip(sendable, sent, strict=True):
