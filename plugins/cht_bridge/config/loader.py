@@ -227,7 +227,7 @@ def _fhir(raw: dict, destination: DestinationConfig | None, problems: _Problems)
         raw["fhir"],
         lambda key, message: problems.add(f"fhir.{key}" if key else "fhir", message),
         lambda key, source: _source(key, source, problems),
-        default_system=getattr(getattr(destination, "settings", None), "identifier_system", None),
+        default_system=getattr(getattr(destination, "settings", None), "identifier_system", None) or None,
     )
 
 

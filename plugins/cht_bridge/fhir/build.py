@@ -96,7 +96,10 @@ class _Builder:
             return None
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise _Fail(name, f"must be text, not {_kind(value)}")
-        return str(value).strip() or None
+        text = str(value).strip()
+        if not text and required:
+            raise _Fail(name, "has no value (only spaces)")
+        return text or None
 
     def cht_id(self, name: str = "cht_id") -> str:
         value = self.row.get(name)

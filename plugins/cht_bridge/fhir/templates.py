@@ -210,6 +210,21 @@ class FhirTemplates:
         return out
 
 
+_ENGINE_KEY = re.compile(r"\bmapping\.resources\.(\d+)\.(?:identifier_(\d+)|(\w+))\b")
+
+
+def file_keys(message: str) -> str:
+    """``message`` with the engine's keys (``mapping.resources.0.name``) as the file writes them
+    (``fhir.resources.0.fields.name``, ``fhir.resources.0.identifiers.1.value``)."""
+
+    def key(match: re.Match[str]) -> str:
+        index, identifier, name = match.groups()
+        where = f"identifiers.{identifier}.value" if identifier is not None else f"fields.{name}"
+        return f"fhir.resources.{index}.{where}"
+
+    return _ENGINE_KEY.sub(key, message)
+
+
 def _optional(source: Source) -> Source:
     return {"path": source, "optional": True} if isinstance(source, str) else {**source, "optional": True}
 

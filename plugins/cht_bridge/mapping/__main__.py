@@ -12,7 +12,9 @@ from cht_bridge.mapping.preview import run_preview
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cht_bridge.mapping", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    cmd = commands.add_parser("preview", help="print what each document would be mapped to")
+    cmd = commands.add_parser(
+        "preview", help="print what each document would be mapped to (a FHIR pipeline's resources validated too)"
+    )
     cmd.add_argument("config", help="a pipeline YAML file or a CHT app_settings.json")
     cmd.add_argument("docs", help="hydrated CHT documents, one JSON object a line")
     args = parser.parse_args(argv)

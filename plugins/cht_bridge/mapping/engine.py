@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cht_bridge.errors import ChtBridgeError
+from cht_bridge.errors import ChtBridgeError, ScriptError
 from cht_bridge.mapping.hashing import payload_hash
 from cht_bridge.v8 import MapResult, Sandbox, ScriptMemoryError, ScriptTampered, ScriptTimeout
 
@@ -82,7 +82,14 @@ class Mapper:
         self.templates = templates
         self.timeout_s = timeout_ms / 1000
         self.sandbox = sandbox or Sandbox()
-        self._handle = self.sandbox.compile(name, relevant_to, mapping, source)
+        try:
+            self._handle = self.sandbox.compile(name, relevant_to, mapping, source)
+        except ScriptError as exc:
+            if templates is None:
+                raise
+            from cht_bridge.fhir.templates import file_keys
+
+            raise ScriptError(file_keys(str(exc))) from None
         self.stall_after = stall_after
         self.alone = 0  # documents evaluated alone after a stopped batch call, in this run
         self.stopped = 0  # of those, stopped again

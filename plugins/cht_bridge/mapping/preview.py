@@ -21,6 +21,8 @@ from cht_bridge.mapping.engine import Mapper
 from cht_bridge.v8 import Sandbox
 
 CHUNK = 1000
+#: Destination kinds whose payloads are FHIR resources, validated before they are sent.
+FHIR_KINDS = ("fhir", "openmrs")
 
 
 def load_pipelines(path: str | Path) -> list[Pipeline]:
@@ -64,9 +66,24 @@ def preview(pipelines: list[Pipeline], docs: Iterable[dict]) -> Iterator[dict[st
                         line["error"] = m.error
                     elif m.relevant:
                         line["payload"] = m.payload
+                        if is_fhir(pipeline):
+                            line.update(_verdict(pipeline, m.payload))
                     yield line
     finally:
         sandbox.close()
+
+
+def is_fhir(pipeline: Pipeline) -> bool:
+    """Whether the pipeline's payloads are FHIR resources (templates, or a FHIR destination kind)."""
+    return pipeline.fhir is not None or getattr(pipeline.destination, "type", None) in FHIR_KINDS
+
+
+def _verdict(pipeline: Pipeline, payload: Any) -> dict[str, Any]:
+    from cht_bridge.fhir.validate import as_resources, problems  # R4 models: only for FHIR pipelines
+
+    system = pipeline.fhir.identifier_system if pipeline.fhir is not None else None
+    reasons = problems(as_resources(payload), identifier_system=system)
+    return {"refused": reasons} if reasons else {"valid": True}
 
 
 def run_preview(config: str, docs_path: str, out: TextIO) -> int:
