@@ -58,7 +58,7 @@ def referral_pipeline(name: str, db: str, system: str, **destination: Any) -> di
         "start_date": "2026-01-01",
         "cht": {"conn_id": "cht_fhir_test", "db": db},
         "relevant_to": "doc.type === 'data_record' && doc.form === 'assessment' && doc.fields.referral === 'yes'",
-        "mapping": {"0": {"expr": patient_expr}, "1": {"expr": request_expr}},
+        "mapping": {"resources": {"expr": f"[{patient_expr}, {request_expr}]"}},
         "destination": {
             "type": "fhir",
             "conn_id": "fhir_test",

@@ -116,7 +116,7 @@ def test_each_invalid_payload_is_refused_before_sending_with_the_reason(fhir_ser
         "no_identifier": f"Patient/p-i: no identifier in system {system}",
         "no_id": "Patient (resource 0): no id",
         "unknown_key": "Patient/p-u: colour",
-        "not_fhir": "not a FHIR resource or a list of them",
+        "not_fhir": "resource 0: not a FHIR resource (no resourceType)",
     }
     deliveries = [delivery(name, body) for name, body in bad.items()]
     deliveries.insert(3, delivery("good", [patient(system, "ok"), referral(system, "rok", "ok")]))

@@ -1,8 +1,8 @@
 """``destination.type: fhir``: FHIR R4 servers (HAPI, shared health records) through transaction Bundles.
 
-A FHIR pipeline's mapped payload is a list of resources (one resource alone is a list of one; a
-mapping's ``0.resourceType``, ``1.resourceType``… keys give ``{"0": …, "1": …}``, read in index
-order), each with ``resourceType`` and its deterministic ``id`` (``fhir.ids.resource_id``),
+A FHIR pipeline's mapped payload is a list of resources (``fhir.validate.as_resources``: the FHIR
+templates' list, one resource alone, or the list one mapping key's ``expr`` returns), each with
+``resourceType`` and its deterministic ``id`` (``fhir.ids.resource_id``),
 referring to each other as ``"Type/id"``. Every payload is checked before anything is sent
 (``fhir.validate.problems``, plus what a bundle needs: ids, and the CHT identifier under
 ``identifier_system`` for the conditional strategy); an invalid one is refused with the reasons and
@@ -73,17 +73,6 @@ REFUSAL = replace(reasons.DESTINATION, shape=reasons.fhir_outcome)
 #: Reasons kept per refused payload: the first few say what to fix.
 MAX_PROBLEMS = 5
 _STATUS = re.compile(r"^\s*(\d{3})")
-
-
-def resources_of(payload: Any) -> list[Any] | None:
-    """The resources of a mapped payload, in order; None when it is not a FHIR payload."""
-    if isinstance(payload, list):
-        return payload
-    if isinstance(payload, dict) and "resourceType" in payload:
-        return [payload]
-    if isinstance(payload, dict) and payload and all(k.isdigit() and str(int(k)) == k for k in payload):
-        return [payload[k] for k in sorted(payload, key=int)]
-    return None
 
 
 def cht_identifier(resource: dict[str, Any], system: str) -> str | None:
@@ -177,12 +166,14 @@ class FhirDestination(RestDestination):
 
     def _accept(self, delivery: Delivery) -> str | None:
         """Why ``delivery`` may not be sent, or None (its resources kept for the bundle)."""
+        from cht_bridge.fhir.validate import as_resources, problems  # the R4 models load only when a payload is checked
+
         try:
-            resources = resources_of(json.loads(delivery.body or "null"))
+            resources = as_resources(json.loads(delivery.body or "null"))
         except ValueError:
-            resources = None
+            return "invalid FHIR payload: not JSON"
         if not resources:
-            return "invalid FHIR payload: not a FHIR resource or a list of them"
+            return "invalid FHIR payload: no resources"
         found: list[str] = []
         seen: set[str] = set()
         for index, resource in enumerate(resources):
@@ -203,9 +194,7 @@ class FhirDestination(RestDestination):
                     f"{key}: no identifier in system {self.settings.identifier_system} (conditional create needs it)"
                 )
         if not found and self.settings.validate:
-            from cht_bridge.fhir.validate import problems  # the R4 models: only when a payload is checked
-
-            found = problems(resources, known=self._delivered)
+            found = problems(resources, known=self._delivered, identifier_system=self.settings.identifier_system)
         if found:
             more = f"; and {len(found) - MAX_PROBLEMS} more" if len(found) > MAX_PROBLEMS else ""
             return "invalid FHIR payload: " + "; ".join(found[:MAX_PROBLEMS]) + more

@@ -13,7 +13,7 @@ def pipeline(fhir):
         "start_date": "2026-01-01",
         "cht": {"conn_id": "cht_local"},
         "relevant_to": "doc.form === 'x'",
-        "mapping": {"0": {"expr": "({resourceType: 'Patient', id: 'p-' + doc._id})"}},
+        "mapping": {"resources": {"expr": "[{resourceType: 'Patient', id: 'p-' + doc._id}]"}},
         "destination": {"type": "fhir", "conn_id": "emr_fhir", **({"fhir": fhir} if fhir is not None else {})},
     }
 
