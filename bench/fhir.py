@@ -65,6 +65,7 @@ def run_bundle(work: Path, couch: LocalCouch, bundle: int) -> dict:
         cpu = _cpu(server)
         ends = {"cht": Endpoint(couch.url, couch.admin_auth), "destination": Endpoint(fhir.url, fhir.credentials)}
         with opened(pipeline, state_url=f"sqlite:///{work / f'state-{bundle}.db'}", **ends) as r:
+            sending = _timed(r.destination)
             started = time.perf_counter()
             summary = run_pipeline(pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper)
             elapsed = time.perf_counter() - started
@@ -85,8 +86,25 @@ def run_bundle(work: Path, couch: LocalCouch, bundle: int) -> dict:
         "seconds": round(elapsed, 1),
         "resources_per_s": round(summary.sent / elapsed),
         "docs_read_per_s": round(summary.read / elapsed),
+        "sending_s": round(sending[0], 1),
         "fhir_server_cpu_s": round(server_cpu, 1),
     }
+
+
+def _timed(destination: object) -> list[float]:
+    """Seconds spent in ``destination.send`` (validation, bundles, the server's answers), summed."""
+    spent = [0.0]
+    send = destination.send
+
+    def timed_send(deliveries: list) -> list:
+        began = time.perf_counter()
+        try:
+            return send(deliveries)
+        finally:
+            spent[0] += time.perf_counter() - began
+
+    destination.send = timed_send
+    return spent
 
 
 def run(docs: int, sizes: list[int]) -> tuple[dict, list[dict]]:
