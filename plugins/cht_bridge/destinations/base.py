@@ -15,8 +15,8 @@ the run's place. ``BaseDestination`` gives the defaults a kind may keep.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
