@@ -47,7 +47,6 @@ Patient and create it twice (conditional create is not atomic across transaction
 from __future__ import annotations
 
 import json
-import logging
 import re
 import uuid
 from dataclasses import replace
@@ -64,8 +63,6 @@ from cht_bridge.fhir import ids
 from cht_bridge.http import reasons
 from cht_bridge.http.read import request_within
 from cht_bridge.http.retry import classify
-
-log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
 #: A FHIR server's refusal: its OperationOutcome's issues, else what a REST receiver would say.
@@ -114,7 +111,9 @@ class FhirDestination(RestDestination):
     def check(self) -> None:
         """The server says it takes transactions (``CapabilityStatement.rest.interaction``).
 
-        An unreachable or busy server is left to the run's retries; refused credentials stop here.
+        An unreachable or busy server is left to the run's retries; refused credentials stop here
+        when the server guards its CapabilityStatement (R4 lets it be public: then the first bundle,
+        sent alone, finds out).
         """
         try:
             response = request_within(
