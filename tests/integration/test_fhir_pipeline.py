@@ -342,3 +342,53 @@ def test_the_example_pipeline_as_an_airflow_dag_run_sends_and_writes_the_emr_id_
         patient = read(fhir_server, request["subject"]["reference"])
         assert db.get(report["fields"]["patient_uuid"])["emr_patient_id"] == patient["id"]
     assert len(search(fhir_server, "Practitioner", system)) == 1  # the CHW of both referrals, entered once
+
+
+def test_a_write_back_that_fails_leaves_the_referral_failed_and_the_next_run_writes_it(cht_api, fhir_server, tmp_path):
+    from cht_bridge.cht.api import ChtApiClient
+    from cht_bridge.http.retry import RetryPolicy
+    from cht_bridge.sync import run_pipeline
+    from cht_bridge.sync.resources import Endpoint, opened
+    from tests.integration.reverse_setup import seed_area
+
+    db = cht_api.db
+    seed_area(db)
+    report = {
+        "_id": "wb-fail-1",
+        "type": "data_record",
+        "form": "assessment",
+        "reported_date": 1767225600000,
+        "fields": {"referral": "yes", "patient_uuid": "p-brian", "symptoms": "cough"},
+    }
+    db.put(report)
+    system = new_system()
+    write_back = {"field": "emr_patient_id", "conn_id": "cht_api_test"}
+    config = referral_pipeline(
+        "fhir_wb_fail", db.db, system, fhir={"identifier_system": system, "write_back": write_back}
+    )
+    pipeline = parse_pipeline(config, file="fhir_wb_fail.yaml")
+    state_url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+
+    def run():
+        ends = {"cht": Endpoint(db.url, db.user), "destination": Endpoint(fhir_server.url, fhir_server.credentials)}
+        with opened(pipeline, state_url=state_url, **ends) as r:
+            api = ChtApiClient(cht_api.url, db.db, cht_api.online, conn_id="cht_api_test", retry=RetryPolicy(retries=0))
+            r.destination.use_cht_api(api)
+            summary = run_pipeline(pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper)
+            return summary, r.store.ledger(pipeline.name, "wb-fail-1")
+
+    cht_api.api.stop()  # CHT's API is down: the referral reaches the EMR, its patient id cannot come back yet
+    try:
+        summary, row = run()
+    finally:
+        cht_api.api.start()
+    assert summary.failed == 1 and row["status"] == "failed", (summary, row)
+    assert "delivered, but reading the CHT person for write_back failed" in row["last_error"]
+    assert len(search(fhir_server, "ServiceRequest", system, "wb-fail-1")) == 1  # it is at the EMR
+    assert "emr_patient_id" not in db.get("p-brian")
+
+    summary, row = run()  # the next run sends it again (a no-op at the EMR) and writes the id back
+    assert summary.failed == 0 and row["status"] == "delivered", (summary, row)
+    (patient,) = search(fhir_server, "Patient", system, "p-brian")
+    assert db.get("p-brian")["emr_patient_id"] == patient["id"]
+    assert len(search(fhir_server, "ServiceRequest", system, "wb-fail-1")) == 1

@@ -36,9 +36,10 @@ With ``write_back: {field, conn_id}``, the server's id of a delivered payload's 
 to that property of the CHT person (the Patient's identifier in ``identifier_system`` names it)
 through the CHT API, once: as the reverse path does before writing again, the person is read first
 and left alone when it holds that id already, so a retry, a re-run after a crash or the next
-referral of the same person writes nothing. A write CHT may take later (timeout, 5xx, a conflict)
-makes the document retryable (sending it again is a no-op at the FHIR server); one it refuses for
-good is noted on the delivered document's ledger row.
+referral of the same person writes nothing. A write that fails makes the document ``failed``
+(sending it again is a no-op at the FHIR server; a person edited meanwhile is read again), a dead
+letter with the reason after ``dead_after`` runs; a person CHT no longer has is noted on the
+delivered document's ledger row.
 
 Bundles go one at a time, in order: two transactions at once could both find no copy of a shared
 Patient and create it twice (conditional create is not atomic across transactions on most servers).
@@ -345,8 +346,8 @@ class FhirDestination(RestDestination):
             if doc.get(field) != emr_id:
                 self._cht_api().update_person({**doc, field: emr_id})
         except WriteError as exc:
-            if not exc.retryable:
-                return replace(result, error=f"write_back to CHT refused: {exc}"[:REASON_CHARS])
+            # Even a refusal (a person edited meanwhile: its _rev moved on) is worth another run: sending
+            # again is a no-op at the FHIR server, and after dead_after runs a person sees the reason.
             error = f"delivered, but writing the EMR id back to CHT failed: {exc}"[:REASON_CHARS]
             return replace(result, ok=False, error=error, retryable=True)
         except SourceError as exc:  # CHT could not be read, after the read's own retries
