@@ -57,6 +57,17 @@ def add_referrals(cht, n: int, rng: random.Random, patients: int = 15) -> None:
     assert not [r for r in cht.put(*new) if "error" in r]
 
 
+def referral_report(doc_id: str, person: str, minute: int = 0, **fields) -> dict:
+    """An assessment that ended in a referral of ``person`` (the people of ``reverse_setup.seed_area``)."""
+    return {
+        "_id": doc_id,
+        "type": "data_record",
+        "form": "assessment",
+        "reported_date": 1767225600000 + minute * 60_000,
+        "fields": {"referral": "yes", "patient_uuid": person, "symptoms": "fever", **fields},
+    }
+
+
 def fhir_receiver(fhir) -> SimpleNamespace:
     """The FHIR server in the shape ``start_worker`` reads its destination from."""
     user, password = fhir.credentials
@@ -240,14 +251,7 @@ def test_write_back_puts_the_emr_patient_id_on_the_cht_person_once(cht_api, fhir
     db = cht_api.db
     seed_area(db)
     reports = [
-        {
-            "_id": f"wb-ref-{i}",
-            "type": "data_record",
-            "form": "assessment",
-            "reported_date": 1767225600000 + i,
-            "fields": {"referral": "yes", "patient_uuid": person, "symptoms": "fever"},
-        }
-        for i, person in enumerate(["p-achieng", "p-brian", "p-achieng"])
+        referral_report(f"wb-ref-{i}", person, i) for i, person in enumerate(["p-achieng", "p-brian", "p-achieng"])
     ]
     db.put(*reports)
     revs = {p: db.get(p)["_rev"] for p in ("p-achieng", "p-brian")}
@@ -300,14 +304,7 @@ def test_the_example_pipeline_as_an_airflow_dag_run_sends_and_writes_the_emr_id_
     }
     contact = {"_id": "chw-1", "parent": {"_id": HC, "parent": {"_id": DH}}}
     reports = [
-        {
-            "_id": f"dag-ref-{i}",
-            "type": "data_record",
-            "form": "assessment",
-            "contact": contact,
-            "reported_date": 1767225600000 + i,
-            "fields": {"referral": "yes", "patient_uuid": person, "symptoms": "fever", "temperature": 39.8},
-        }
+        {**referral_report(f"dag-ref-{i}", person, i, temperature=39.8), "contact": contact}
         for i, person in enumerate(["p-achieng", "p-odhiambo"])
     ]
     db.put(chw, *reports)
@@ -353,13 +350,7 @@ def test_a_write_back_that_fails_leaves_the_referral_failed_and_the_next_run_wri
 
     db = cht_api.db
     seed_area(db)
-    report = {
-        "_id": "wb-fail-1",
-        "type": "data_record",
-        "form": "assessment",
-        "reported_date": 1767225600000,
-        "fields": {"referral": "yes", "patient_uuid": "p-brian", "symptoms": "cough"},
-    }
+    report = referral_report("wb-fail-1", "p-brian", symptoms="cough")
     db.put(report)
     system = new_system()
     write_back = {"field": "emr_patient_id", "conn_id": "cht_api_test"}
