@@ -38,6 +38,7 @@ test: install
 ## matching: accuracy and speed on synthetic East-African lists (5k incoming vs 5k and 100k).
 bench: install
 	$(BIN)/python -m bench.pipeline --docs $(DOCS)
+	$(BIN)/python -m bench.fhir
 	$(BIN)/python -m bench.matching
 	$(BIN)/python -m bench.openmrs
 

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from standins import fhir_demo
 from standins import stack as sandbox
 from standins.openmrs import print_created
 from standins.rapidpro_demo import print_summary as print_rapidpro
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             return child.returncode
         results = json.loads(result_path.read_text())
         stats = stack.receiver.stats()
+        fhir_demo.print_created(stack.fhir)  # what referrals_to_fhir created there (before the server stops)
     finally:
         stack.stop()
 

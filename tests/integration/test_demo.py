@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,14 @@ def summary_rows(output: str, columns: int = 8) -> dict[str, list[str]]:
 
 
 OPENMRS_PIPELINES = {"openmrs_kenyaemr_referrals", "openmrs_bahmni_patients"}
+
+
+def fhir_created(output: str) -> dict[str, int]:
+    """The counts of the demo's "On the EMR's FHIR server ..." line (``standins/fhir_demo.py``)."""
+    line = next(line for line in output.splitlines() if line.startswith("On the EMR's FHIR server"))
+    return {kind: int(n) for n, kind in re.findall(r"(\d+) (Patient|Practitioner|ServiceRequest)s", line)}
+
+
 REVERSE = ("received", "link", "review", "new", "unplaced", "persons", "reports")
 
 
@@ -51,7 +60,14 @@ def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
     rows = summary_rows(first)
     assert (
         set(rows)
-        == {"patients_fhir", "pregnancy_registrations", "referrals", "self_quarantine_rapidpro"} | OPENMRS_PIPELINES
+        == {
+            "patients_fhir",
+            "pregnancy_registrations",
+            "referrals",
+            "referrals_to_fhir",
+            "self_quarantine_rapidpro",
+        }
+        | OPENMRS_PIPELINES
     )
     for state, read, relevant, sent, _unchanged, failed, dead in rows.values():
         assert state == "success" and int(read) >= 400 and int(sent) == int(relevant) > 0
@@ -67,11 +83,14 @@ def test_demo_twice_and_its_logs_hold_no_secret_and_no_patient_name(tmp_path):
     assert reverse["contact_tracing_from_csv"]["unplaced"] == "1"  # the row with an unknown facility code
     assert "writes refused by CHT: 0" in first
     assert "OpenMRS FHIR2 stand-ins" in first and "kenyaemr" in first and "bahmni" in first
+    created = fhir_created(first)  # what referrals_to_fhir created on the FHIR server
+    assert created["ServiceRequest"] == int(rows["referrals_to_fhir"][3]) and created["Patient"] > 0
 
     second = run_demo(home)
     for state, *_counts, sent, _unchanged, failed, dead in summary_rows(second).values():
         assert (state, sent, failed, dead) == ("success", "0", "0", "0")
     assert "Receiver this run: 0 new items" in second
+    assert fhir_created(second) == created  # nothing created twice
     for counts in summary_rows(second, 9).values():
         assert counts[0] == "success" and counts[1:] == ["0"] * 7  # nothing received, nothing created
 

@@ -15,6 +15,7 @@ the run's place. ``BaseDestination`` gives the defaults a kind may keep.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
@@ -89,14 +90,28 @@ class Destination(Protocol):
     def close(self) -> None: ...
 
 
+class Ledger(Protocol):
+    """What a destination may ask the run's delivery ledger (``state.StateStore`` answers it)."""
+
+    def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]: ...
+
+
 class BaseDestination:
     """Defaults for a destination kind: no pre-flight, deletes as the pipeline's ``deletes`` block says.
 
     ``path`` is the kind's default path (a deleted document's request defaults to ``path/{doc_id}``).
+    ``ledger`` is the run's delivery ledger once ``use_ledger`` gave it (``sync.resources`` does),
+    for a kind whose payloads refer to records delivered before (a FHIR reference to a Patient
+    another pipeline sent); None when the destination was opened without one.
     """
 
     path: str = "/"
     retries: int = 0
+    ledger: Ledger | None = None
+
+    def use_ledger(self, ledger: Ledger) -> None:
+        """Let the destination ask the delivery ledger what was delivered before."""
+        self.ledger = ledger
 
     def check(self) -> None:
         """Nothing to check before sending; a kind that can prove a run will fail says so here."""

@@ -15,6 +15,7 @@ KINDS: dict[str, str] = {
     "rest": "cht_bridge.destinations.rest",
     "rapidpro": "cht_bridge.destinations.rapidpro",
     "openmrs": "cht_bridge.destinations.openmrs",
+    "fhir": "cht_bridge.destinations.fhir",
 }
 
 _registered: dict[str, Any] = {}  # kinds added at run time (a test's, a deployment's own)

@@ -60,7 +60,14 @@ class _Answer:
 
 
 class RestDestination(BaseDestination):
-    """POST (or PUT) JSON payloads to ``base_url + path`` on a prepared session."""
+    """POST (or PUT) JSON payloads to ``base_url + path`` on a prepared session.
+
+    A kind that sends its own bulk document (a FHIR transaction Bundle) subclasses it and keeps its
+    retries, bisection and breaker: it overrides ``_prepare`` (the request), ``_array_results``
+    (the items of a 2xx bulk answer) and ``reason_style`` (how its refusals are worded).
+    """
+
+    reason_style = reasons.DESTINATION
 
     def __init__(
         self,
@@ -250,7 +257,7 @@ class RestDestination(BaseDestination):
             return _Answer(_failed(items, exc.status, f"HTTP {exc.status}: {exc}", retryable=not exc.too_large))
         wait = retry_after(response.headers.get("Retry-After"))
         if kind == "delivered" and as_array:
-            return _Answer(_batch_results(items, response), wait)
+            return _Answer(self._array_results(items, response), wait)
         if kind == "delivered":
             return _Answer([Result(items[0].doc_id, True, status, _destination_id(response, _json(response)))])
         split = (
@@ -260,7 +267,7 @@ class RestDestination(BaseDestination):
             and 400 <= status < 500
             and status not in WHOLE_REQUEST_STATUSES
         )
-        results = _failed(items, status, _reason(response), retryable=kind == "retryable")
+        results = _failed(items, status, _reason(response, self.reason_style), retryable=kind == "retryable")
         return _Answer(results, wait, split)
 
     def _prepare(self, items: list[Delivery], as_array: bool) -> tuple[str, str, str | None, dict[str, str | None]]:
@@ -278,6 +285,10 @@ class RestDestination(BaseDestination):
             headers["Content-Type"] = None  # None drops the session's JSON content type: no body
         url = self._url(item.path) if item.path else self.url
         return item.method or self.method, url, item.body, headers
+
+    def _array_results(self, items: list[Delivery], response: requests.Response) -> list[Result]:
+        """The items of a 2xx answer to a batch request."""
+        return _batch_results(items, response)
 
     def _url(self, path: str) -> str:
         return self.base_url + "/" + path.lstrip("/")
@@ -345,8 +356,8 @@ def _destination_id(response: requests.Response | None, answer: Any) -> str | No
     return None
 
 
-def _reason(response: requests.Response) -> str:
-    text = reasons.answer_reason(response, reasons.DESTINATION).text
+def _reason(response: requests.Response, style: reasons.ReasonStyle = reasons.DESTINATION) -> str:
+    text = reasons.answer_reason(response, style).text
     return f"HTTP {response.status_code}: {text}" if text else f"HTTP {response.status_code}"
 
 

@@ -89,6 +89,8 @@ deliveries = Table(
     Column("reported_at", DateTime(timezone=True)),  # the document's reported_date: for the run's lag
     Column("idempotency_key", String(64)),  # of the last attempt: a retry of that payload repeats it
     Index("ix_cht_bridge_delivery_status", "pipeline", "status"),
+    # a destination asking whether a record it refers to was delivered (delivered_destination_ids)
+    Index("ix_cht_bridge_delivery_destination_id", "destination_id"),
 )
 
 DELIVERED = "delivered"
@@ -236,6 +238,25 @@ class StateStore:
     def delivered_hashes(self, pipeline: str, doc_ids: Iterable[str]) -> dict[str, str]:
         """The hash of the last successful delivery of each document that has one."""
         return {i: s.delivered_hash for i, s in self.states(pipeline, doc_ids).items() if s.delivered_hash}
+
+    def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]:
+        """Which of ``destination_ids`` some pipeline of this store delivered (a row ``delivered``
+        with that destination id): a payload may refer to those records without sending them again.
+
+        One indexed lookup per 500 ids: a FHIR payload's reference to a Patient another pipeline sent.
+        """
+        ids = [i for i in dict.fromkeys(destination_ids) if fits(i, DESTINATION_ID_CHARS)]
+        c = deliveries.c
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    select(c.destination_id).where(
+                        c.status == DELIVERED, c.destination_id.in_(ids[start : start + 500])
+                    )
+                )
+                found.update(r.destination_id for r in rows)
+        return found
 
     def record(
         self, pipeline: str, outcomes: list[Outcome], checkpoint: Any = KEEP, *, dead_after: int = 5

@@ -51,6 +51,10 @@ def open_resources(
         opened.client.info()  # one request: wrong credentials fail here, before anything is read or sent
         opened.destination = _destination(pipeline, destination)
         opened.store = _store(pipeline, state_url)
+        if hasattr(opened.destination, "use_ledger"):  # a kind that refers to what it delivered before
+            opened.destination.use_ledger(opened.store)
+        if getattr(opened.destination, "cht_api_conn_id", None) and destination is None:
+            opened.destination.use_cht_api(_cht_api(opened.destination.cht_api_conn_id))  # it writes back to CHT
     except BaseException:
         opened.close()
         raise
@@ -90,6 +94,13 @@ def _destination(pipeline: Any, given: Endpoint | None) -> Any:
     session = requests.Session()
     session.auth = OriginAuth(given.url, basic=given.auth) if given.auth else None
     return open_destination(session, given.url, pipeline.destination, pipeline.delivery)
+
+
+def _cht_api(conn_id: str) -> Any:
+    """The CHT API client a destination writes back through, from its Airflow Connection."""
+    from cht_bridge.hooks import ChtHook
+
+    return ChtHook(conn_id).get_api_client()
 
 
 def _store(pipeline: Any, state_url: str | None) -> Any:

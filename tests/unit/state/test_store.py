@@ -310,3 +310,12 @@ def test_a_closed_failure_leaves_the_retries_and_is_not_a_dead_letter(store):
     assert store.record(PIPE, [Outcome("a", None, False, error="deleted in CHT", closed=True)]) == {CLOSED: 1}
     assert store.pending(PIPE) == [] and store.select(PIPE, statuses=["dead", "failed"]) == []
     assert store.ledger(PIPE, "a")["last_error"] == "deleted in CHT"
+
+
+def test_delivered_destination_ids_answers_across_pipelines_for_delivered_rows_only(store):
+    store.record("patients", [Outcome("a", "1-a", True, destination_id="Patient/x")])
+    store.record("patients", [Outcome("b", "1-b", False, destination_id="Patient/y", error="HTTP 422")])
+    store.record("referrals", [Outcome("r", "1-r", True, destination_id="ServiceRequest/z")])
+    asked = ["Patient/x", "Patient/y", "ServiceRequest/z", "Patient/nobody"] + [f"Patient/{i}" for i in range(600)]
+    assert store.delivered_destination_ids(asked) == {"Patient/x", "ServiceRequest/z"}
+    assert store.delivered_destination_ids([]) == set()

@@ -28,6 +28,7 @@ SETTINGS: dict[str, str] = {
     "dhis2": "cht_bridge.config.kinds.dhis2",
     "rapidpro": "cht_bridge.config.kinds.rapidpro",
     "openmrs": "cht_bridge.config.kinds.openmrs",
+    "fhir": "cht_bridge.config.kinds.fhir",
 }
 
 
