@@ -257,7 +257,9 @@ def run_aggregate(
     run = AggregateRun(pipeline, client, poster, store, logger)
     try:
         if window is not None:
-            periods = set(periods_between(window[0], window[1], s.period, s.time_zone))
+            # The Params' dates (read as UTC) name calendar days: "2026-03-01" to "2026-04-01" is
+            # March wherever the instance is, as is an Airflow backfill's monthly UTC interval.
+            periods = set(periods_between(window[0], window[1], s.period, "UTC"))
             ledger.mark_pending(store, pipeline.name, periods)
         else:
             periods = set(ledger.pending_periods(store, pipeline.name))
