@@ -20,6 +20,7 @@ import yaml
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from cht_bridge.config import load_pipeline
+from cht_bridge.config.kinds.dhis2_aggregate import is_aggregate
 from cht_bridge.config.loader import NAME_RE
 from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES, Pipeline
 from cht_bridge.errors import ConfigError
@@ -99,7 +100,12 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
         doc_md=doc,
         params=pipeline_params(),
     ) as dag:
-        ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
+        if is_aggregate(pipeline):
+            from cht_bridge.operators.aggregate import ChtAggregateOperator
+
+            ChtAggregateOperator(task_id="aggregate", pipeline_file=str(path.resolve()))
+        else:
+            ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
     return dag
 
 
