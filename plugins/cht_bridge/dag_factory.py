@@ -57,7 +57,8 @@ def build_dags(folder: str | Path) -> dict[str, DAG]:
             dag = _broken_dag(path, exc)
         else:
             dag = _pipeline_dag(pipeline, path)
-            names.append(pipeline.name)
+            if not is_aggregate(pipeline):  # its ledger rows are data values, not documents to re-send
+                names.append(pipeline.name)
         dags.setdefault(dag.dag_id, dag)
     dags.setdefault(REPLAY_DAG_ID, _replay_dag(Path(folder), names))
     return dags
