@@ -71,7 +71,12 @@ class AggregateSummary:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The counts, plus the columns every pipeline's summary has (``relevant``: reports read to
+        recompute; ``sent``: values stored; ``dead_lettered``: values DHIS2 refused)."""
+        return {
+            **asdict(self), "relevant": self.reports, "sent": self.delivered, "unchanged": 0,
+            "dead_lettered": self.conflicted,
+        }  # fmt: skip
 
 
 @dataclass
