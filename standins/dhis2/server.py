@@ -130,6 +130,8 @@ class Dhis2(BackgroundHttpServer):
                 "tracked_entities": self.tracker.count(TE),
                 "enrollments": self.tracker.count(ENROLLMENT),
                 "events": self.tracker.count(EVENT),
+                "events_created": self.tracker.outcomes[(EVENT, "created")],
+                "events_updated": self.tracker.outcomes[(EVENT, "updated")],
             }
 
     def set_value(self, data_element: str, period: str, org_unit: str, value: str | None, **combos: str) -> None:
@@ -189,8 +191,6 @@ class _Handler(StandInHandler):
         if match is None:
             return self._answer(404, web_message(404, "Not Found"))
         if not self._authorized():
-            with d._lock:
-                d.counts.unauthorized += 1
             return
         params = parse_qs(split.query, keep_blank_values=True)
         version = d.version_tuple(match.group(1))
@@ -205,13 +205,15 @@ class _Handler(StandInHandler):
         send_json(self, status, answer)
 
     def _authorized(self) -> bool:
-        """HTTP Basic or ``ApiToken``; otherwise 401 as DHIS2 answers it."""
+        """HTTP Basic or ``ApiToken``; otherwise 401 as DHIS2 answers it (counted before answering,
+        so a test that got the 401 sees it counted)."""
         creds = self.dhis2.credentials
         header = self.headers.get("Authorization") or ""
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "apitoken":
             if creds.get("token") and hmac.compare_digest(value.strip().encode(), creds["token"].encode()):
                 return True
+            self._count_refusal()
             send_json(self, 401, web_message(401, "The API token does not exists."))
             return False
         if scheme.lower() == "basic" and creds.get("username"):
@@ -222,8 +224,13 @@ class _Handler(StandInHandler):
             expected = f"{creds['username']}:{creds.get('password', '')}".encode()
             if hmac.compare_digest(f"{user}:{password}".encode(), expected):
                 return True
+        self._count_refusal()
         send_json(self, 401, web_message(401, "Unauthorized"), {"WWW-Authenticate": 'Basic realm="DHIS2"'})
         return False
+
+    def _count_refusal(self) -> None:
+        with self.dhis2._lock:
+            self.dhis2.counts.unauthorized += 1
 
     # -- routes ---------------------------------------------------------------------------------------
 

@@ -11,7 +11,10 @@ from typing import Any
 
 #: ``destination.type`` -> the module under ``cht_bridge.destinations`` that serves it. The module
 #: exposes ``DESTINATION``: a class with ``configured(session, base_url, destination, delivery)``.
-KINDS: dict[str, str] = {"rest": "cht_bridge.destinations.rest"}
+KINDS: dict[str, str] = {
+    "rest": "cht_bridge.destinations.rest",
+    "dhis2": "cht_bridge.destinations.dhis2",
+}
 
 _registered: dict[str, Any] = {}  # kinds added at run time (a test's, a deployment's own)
 
