@@ -39,6 +39,7 @@ test: install
 bench: install
 	$(BIN)/python -m bench.pipeline --docs $(DOCS)
 	$(BIN)/python -m bench.matching
+	$(BIN)/python -m bench.dhis2 --reports $(DOCS)
 
 ## Airflow UI on http://localhost:8080 with the local stand-in CHT, receiver and connections.
 airflow: install

@@ -71,7 +71,12 @@ class AggregateSummary:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The counts, plus the columns every pipeline's summary has (``relevant``: reports read to
+        recompute; ``sent``: values stored; ``dead_lettered``: values DHIS2 refused)."""
+        return {
+            **asdict(self), "relevant": self.reports, "sent": self.delivered, "unchanged": 0,
+            "dead_lettered": self.conflicted,
+        }  # fmt: skip
 
 
 @dataclass
@@ -187,13 +192,19 @@ class AggregateRun:
 
     # -- 3. post ------------------------------------------------------------------------------
 
-    def post(self, periods: list[str], computed: Computed, summary: AggregateSummary) -> None:
-        """Post the periods whole, delete (or zero) what left them, record every answer."""
+    def post(
+        self, periods: list[str], computed: Computed, summary: AggregateSummary, also_absent: list[DataValue] = ()
+    ) -> None:
+        """Post the periods whole, delete (or zero) what left them, record every answer.
+
+        What left them: values the ledger says DHIS2 holds that CHT no longer gives, and
+        ``also_absent`` (values DHIS2 was found to hold: the reconciliation's re-post).
+        """
         s = self.settings
         assert self.poster is not None
         held = ledger.delivered_values(self.store, self.name, periods)
         current = {v.key: v for v in computed.values}
-        gone = [_from_key(k) for k in held if k not in current]
+        gone = [_from_key(k) for k in {*held, *(v.key for v in also_absent)} if k not in current]
         upserts = list(computed.values)
         deletes: list[DataValue] = []
         if s.absent == "zero":
@@ -213,7 +224,7 @@ class AggregateRun:
             else:
                 summary.conflicted += 1
         summary.import_counts = self.poster.counts.as_dict()
-        if s.dry_run:
+        if self.poster.dry_run:
             self.log.info(
                 "pipeline %s: dry run (dryRun=true at DHIS2): nothing recorded, the periods stay pending", self.name
             )
@@ -253,7 +264,7 @@ def run_aggregate(
     """One run: the changed periods (or a window's), recomputed and posted whole."""
     started = time.monotonic()
     s = pipeline.destination.settings
-    summary = AggregateSummary(pipeline.name, "window" if window else "changes", s.dry_run)
+    summary = AggregateSummary(pipeline.name, "window" if window else "changes", poster.dry_run)
     run = AggregateRun(pipeline, client, poster, store, logger)
     try:
         if window is not None:

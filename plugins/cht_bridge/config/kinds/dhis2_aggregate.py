@@ -137,6 +137,11 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None], common: dict[s
         return None
 
 
+def is_aggregate(pipeline: Any) -> bool:
+    """A DHIS2 aggregate pipeline: its periods are recomputed and posted whole, not documents one by one."""
+    return isinstance(getattr(pipeline.destination, "settings", None), AggregateSettings)
+
+
 def _known_zone(name: str) -> bool:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
