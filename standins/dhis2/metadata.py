@@ -13,11 +13,9 @@ scheme names as DHIS2 accepts them.
 from __future__ import annotations
 
 import copy
-import csv
 import re
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 UID_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{10}$")
@@ -148,40 +146,12 @@ def demo_metadata(org_units: Iterable[tuple[str, str, str]], extra: dict[str, li
     return Metadata(objects)
 
 
-def table_org_units(path: Path) -> list[tuple[str, str, str]]:
-    """``(uid, code, name)`` of each org unit of a place table (``place_id,org_unit,name``), once each."""
-    seen: dict[str, tuple[str, str, str]] = {}
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for row in csv.DictReader(f):
-            unit = (row.get("org_unit") or "").strip()
-            if unit:
-                seen.setdefault(unit, (unit, "", (row.get("name") or unit).strip()))
-    return list(seen.values())
-
-
-#: What the demo's pipelines use. The aggregate one (include/pipelines/dhis2_monthly_aggregates.yaml):
-#: five data elements in the data set "CHT community monthly". The tracker ones: an event program
-#: "CHT assessments" (no registration) with one stage, and a tracker program "CHT pregnancy"
-#: (tracked entity type Person) with a pregnancy registration stage.
-AGGREGATE_ELEMENTS = {
-    "CHTpregReg1": "Pregnancy registrations",
-    "CHTpregWom1": "Women registered pregnant",
-    "CHTassessm1": "Assessments",
-    "CHTreferra1": "Referrals",
-    "CHTancVisi1": "ANC visits reported",
-}
+#: What the demo's tracker pipelines use (the aggregate pipeline's data set and data elements are
+#: ``standins.aggregate_demo.METADATA``, given as ``extra``): an event program "CHT assessments"
+#: (no registration) with one stage, and a tracker program "CHT pregnancy" (tracked entity type
+#: Person) with a pregnancy registration stage.
 DEMO: dict[str, list[dict]] = {
-    "dataSets": [
-        {
-            "id": "CHTcommMon1",
-            "code": "CHT_COMMUNITY_MONTHLY",
-            "name": "CHT community monthly",
-            "periodType": "Monthly",
-            "dataSetElements": [{"dataElement": {"id": uid}} for uid in AGGREGATE_ELEMENTS],
-        }
-    ],
-    "dataElements": [{"id": uid, "name": name, "domainType": "AGGREGATE"} for uid, name in AGGREGATE_ELEMENTS.items()]
-    + [
+    "dataElements": [
         {"id": "AsmTempC001", "code": "CHT_TEMPERATURE", "name": "Temperature (C)", "domainType": "TRACKER"},
         {"id": "AsmRefer002", "code": "CHT_REFERRED", "name": "Referred", "domainType": "TRACKER"},
         {"id": "AsmSympt003", "code": "CHT_SYMPTOMS", "name": "Symptoms", "domainType": "TRACKER"},

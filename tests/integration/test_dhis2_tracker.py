@@ -396,3 +396,42 @@ def test_a_deleted_report_deletes_its_event(cht, seeded, store, tmp_path):
         assert ledger_rows(store, pipeline.name)[doomed["_id"]]["status"] == "deleted"
     finally:
         dhis2.stop()
+
+
+@pytest.mark.parametrize("version", ["2.40.3", "2.41.1"])
+def test_the_demo_event_pipeline_runs_and_the_demo_counts_its_events_through_the_api(cht, store, tmp_path, version):
+    """include/pipelines/dhis2_assessment_events.yaml against the demo's stand-in (``standins/dhis2_demo``),
+    on the demo's data (seed 42, whose facilities the demo table names); the totals read the events
+    back page by page in the version's response shape."""
+    from types import SimpleNamespace
+
+    from standins import dhis2_demo
+
+    cht.seed(700, seed=42)
+    docs = cht.all_docs()
+    config = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "include/pipelines/dhis2_assessment_events.yaml").read_text()
+    )
+    config["cht"]["db"] = cht.db
+    pipeline = write_pipeline(tmp_path, config)
+    dhis2 = dhis2_demo.start(tmp_path, "secret")
+    dhis2.configure(version=version)
+    try:
+        summary = run(pipeline, cht, dhis2, store.url, auth=(dhis2_demo.USER, "secret"))
+        expected = reports(docs, "assessment")
+        assert summary.sent == dhis2.stats()["events"] > 0
+        assert summary.sent + summary.failed + summary.dead_lettered == len(expected)  # unplaced: refused, with why
+        dhis2_demo.PAGE_SIZE, before = 7, dhis2_demo.PAGE_SIZE  # several pages
+        try:
+            totals = dhis2_demo.tracker_totals(SimpleNamespace(dhis2=dhis2, credentials={"dhis2": "secret"}))
+        finally:
+            dhis2_demo.PAGE_SIZE = before
+        assert totals["programs"]["ChtAssess01"]["events"] == summary.sent
+        assert totals["programs"]["ChtPregnan1"]["events"] == 0
+    finally:
+        dhis2.stop()
+    restarted = dhis2_demo.start(tmp_path, "secret")  # the sandbox's second run finds what the first stored
+    try:
+        assert restarted.stats()["events"] == summary.sent
+    finally:
+        restarted.stop()
