@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from standins import aggregate_demo
+from standins import aggregate_demo, dhis2_demo
 from standins import stack as sandbox
 
 COLUMNS = ("read", "relevant", "sent", "unchanged", "failed", "dead_lettered")
@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(result_path.read_text())
         stats = stack.receiver.stats()
         dhis2_totals = aggregate_demo.reconciliation(stack)
+        tracker_totals = dhis2_demo.tracker_totals(stack)
     finally:
         stack.stop()
 
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         '--conf \'{"replay": "failed"}\' once fixed; a row without a place goes through once its code is in the table.'
     )
     aggregate_demo.print_totals(dhis2_totals)
+    dhis2_demo.print_tracker_totals(tracker_totals)
     return 1 if failed_runs else 0
 
 

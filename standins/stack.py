@@ -18,9 +18,11 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from standins import dhis2_demo
 from standins.cht_api import ChtApi
 from standins.couchdb import LocalCouch, create_user, set_security, write_private
 from standins.fhir_server import LocalFhir
@@ -47,6 +49,7 @@ class Stack:
     fhir: LocalFhir
     seeded: dict[str, int] = field(default_factory=dict)
     ltfu_loaded: int = 0
+    dhis2: Any = None  # the DHIS2 stand-in (standins/dhis2_demo.py)
 
     @property
     def airflow_home(self) -> Path:
@@ -73,6 +76,11 @@ class Stack:
             "AIRFLOW_CONN_CHT_API_LOCAL": json.dumps(api),
             "AIRFLOW_CONN_EMR_FHIR": json.dumps(fhir),
             "AIRFLOW_CONN_DEMO_RECEIVER": json.dumps(receiver),
+            **(
+                {dhis2_demo.CONN_ENV: dhis2_demo.connection(self.dhis2, self.credentials["dhis2"])}
+                if self.dhis2
+                else {}
+            ),
         }
 
     def environment(self) -> dict[str, str]:
@@ -87,6 +95,8 @@ class Stack:
         }
 
     def stop(self) -> None:
+        if self.dhis2 is not None:
+            self.dhis2.stop()
         self.fhir.stop()
         self.cht_api.stop()
         self.receiver.stop()
@@ -131,6 +141,7 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
     home.mkdir(parents=True, exist_ok=True)
     creds = _credentials(home)
     creds.setdefault("fhir", secrets.token_urlsafe(18))  # a sandbox from before the FHIR server
+    creds.setdefault("dhis2", secrets.token_urlsafe(18))  # a sandbox from before the DHIS2 stand-in
     write_private(home / "credentials.json", json.dumps(creds))
     couch = LocalCouch(home / "couch", in_memory=False).start()
     seeded: dict[str, int] = {}
@@ -151,11 +162,13 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
         fhir = LocalFhir(home / "fhir", credentials=("cht", creds["fhir"])).start()
         started.append(fhir)
         loaded = _load_ltfu_list(fhir, docs)
+        dhis2 = dhis2_demo.start(home, creds["dhis2"])
+        started.append(dhis2)
     except BaseException:
         for server in reversed(started):
             server.stop()
         raise
     return Stack(
         home=home, couch=couch, receiver=receiver, credentials=creds, cht_api=cht_api, fhir=fhir, seeded=seeded,
-        ltfu_loaded=loaded,
+        ltfu_loaded=loaded, dhis2=dhis2,
     )  # fmt: skip

@@ -15,7 +15,9 @@ There is no DHIS2 that runs here (a Java WAR on PostgreSQL, §7.2), so this enco
 * **Aggregate** (§1.3, ``aggregate.py``): ``POST /api/dataValueSets`` (JSON only: 415 otherwise,
   400 when unparseable; 403 without ``F_DATAVALUE_ADD``) with the id scheme options (query or
   payload, payload wins; ``uid|code|name|attribute:<uid>``), ``dryRun`` and ``importStrategy``;
-  upsert by natural key; conflicts E7610/E7611/E7612/E7613/E7615/E7617/E7618/E7633 per value,
+  upsert by natural key; ``async=true`` answers "Initiated DATAVALUE_IMPORT" with the job's
+  ``relativeNotifierEndpoint`` (``/api/system/tasks/DATAVALUE_IMPORT/{id}``; the summary at
+  ``/api/system/taskSummaries/DATAVALUE_IMPORT/{id}``); conflicts E7610/E7611/E7612/E7613/E7615/E7617/E7618/E7633 per value,
   E7600/E7601/E7603/E7604 for the whole set; 200 ``OK``, 409 ``WARNING`` (partial) or 409
   ``ERROR``. ``GET /api/dataValueSets?dataSet=&period=&orgUnit=[&children=true]`` (or
   ``startDate``/``endDate``; E2001/E2002/E2006 as 409 when a part is missing).
@@ -25,7 +27,10 @@ There is no DHIS2 that runs here (a Java WAR on PostgreSQL, §7.2), so this enco
   commits nothing); sync answers are the bare report, 409 when ``status`` is ``ERROR``.
   ``GET /api/tracker/{trackedEntities,enrollments,events,relationships}`` (§1.6) with
   ``program``, ``orgUnits``/``orgUnit``, ``orgUnitMode``/``ouMode``, ``updatedAfter``/``Before``,
-  ``occurredAfter``/``Before``, ``page``/``pageSize``/``totalPages``, ``paging=false``/``skipPaging``.
+  ``occurredAfter``/``Before``, ``page``/``pageSize``/``totalPages``, ``paging=false``/``skipPaging``;
+  each version knows only its parameter names (``orgUnits``, ``orgUnitMode``, ``paging`` from 2.41;
+  ``ouMode``, ``skipPaging`` up to 2.40; ``orgUnit`` up to 2.41) and ignores the others, and up to
+  2.41 ``trackedEntities`` needs an org unit or an ``orgUnitMode`` that implies them (400 otherwise).
 * **Metadata** (for the pre-flight): ``GET /api/{organisationUnits,dataElements,
   categoryOptionCombos,dataSets,programs,programStages,trackedEntityTypes,trackedEntityAttributes}``
   with ``filter=<field>:eq:<v>`` / ``:in:[a,b]``, ``fields``, ``paging=false`` (else a ``pager``),

@@ -146,9 +146,10 @@ def demo_metadata(org_units: Iterable[tuple[str, str, str]], extra: dict[str, li
     return Metadata(objects)
 
 
-#: What the demo's tracker pipelines use: an event program "CHT assessments" (no registration)
-#: with one stage, and a tracker program "CHT pregnancy" (tracked entity type Person) with an
-#: ANC registration stage.
+#: What the demo's tracker pipelines use (the aggregate pipeline's data set and data elements are
+#: ``standins.aggregate_demo.METADATA``, given as ``extra``): an event program "CHT assessments"
+#: (no registration) with one stage, and a tracker program "CHT pregnancy" (tracked entity type
+#: Person) with a pregnancy registration stage.
 DEMO: dict[str, list[dict]] = {
     "dataElements": [
         {"id": "AsmTempC001", "code": "CHT_TEMPERATURE", "name": "Temperature (C)", "domainType": "TRACKER"},

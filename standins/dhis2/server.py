@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -93,6 +94,7 @@ class Dhis2(BackgroundHttpServer):
         self.tracker = Tracker(metadata)
         self.counts = Counts()
         self.jobs: dict[str, dict[str, Any]] = {}  # async tracker imports: id -> report
+        self.value_jobs: dict[str, dict[str, Any]] = {}  # async data value imports: id -> import summary
         self.state_file = state_file
         self._lock = threading.Lock()
         if state_file is not None and state_file.exists():
@@ -130,6 +132,8 @@ class Dhis2(BackgroundHttpServer):
                 "tracked_entities": self.tracker.count(TE),
                 "enrollments": self.tracker.count(ENROLLMENT),
                 "events": self.tracker.count(EVENT),
+                "events_created": self.tracker.outcomes[(EVENT, "created")],
+                "events_updated": self.tracker.outcomes[(EVENT, "updated")],
             }
 
     def set_value(self, data_element: str, period: str, org_unit: str, value: str | None, **combos: str) -> None:
@@ -189,8 +193,6 @@ class _Handler(StandInHandler):
         if match is None:
             return self._answer(404, web_message(404, "Not Found"))
         if not self._authorized():
-            with d._lock:
-                d.counts.unauthorized += 1
             return
         params = parse_qs(split.query, keep_blank_values=True)
         version = d.version_tuple(match.group(1))
@@ -205,13 +207,15 @@ class _Handler(StandInHandler):
         send_json(self, status, answer)
 
     def _authorized(self) -> bool:
-        """HTTP Basic or ``ApiToken``; otherwise 401 as DHIS2 answers it."""
+        """HTTP Basic or ``ApiToken``; otherwise 401 as DHIS2 answers it (counted before answering,
+        so a test that got the 401 sees it counted)."""
         creds = self.dhis2.credentials
         header = self.headers.get("Authorization") or ""
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "apitoken":
             if creds.get("token") and hmac.compare_digest(value.strip().encode(), creds["token"].encode()):
                 return True
+            self._count_refusal()
             send_json(self, 401, web_message(401, "The API token does not exists."))
             return False
         if scheme.lower() == "basic" and creds.get("username"):
@@ -222,8 +226,13 @@ class _Handler(StandInHandler):
             expected = f"{creds['username']}:{creds.get('password', '')}".encode()
             if hmac.compare_digest(f"{user}:{password}".encode(), expected):
                 return True
+        self._count_refusal()
         send_json(self, 401, web_message(401, "Unauthorized"), {"WWW-Authenticate": 'Basic realm="DHIS2"'})
         return False
+
+    def _count_refusal(self) -> None:
+        with self.dhis2._lock:
+            self.dhis2.counts.unauthorized += 1
 
     # -- routes ---------------------------------------------------------------------------------------
 
@@ -239,6 +248,8 @@ class _Handler(StandInHandler):
                 return 200, {"codes": [new_uid() for _ in range(limit)]}
             if route == "/dataValueSets":
                 return _read_values(d, params)
+            if route.startswith(("/system/tasks/DATAVALUE_IMPORT/", "/system/taskSummaries/DATAVALUE_IMPORT/")):
+                return _value_job(d, route)
             if route.startswith("/tracker/jobs/"):
                 return _job(d, route)
             if route.startswith("/tracker/"):
@@ -293,8 +304,6 @@ def _int(params: dict, name: str, default: int) -> int:
 
 
 def _iso_now() -> str:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
 
 
@@ -323,6 +332,13 @@ def _import_values(d: Dhis2, payload: dict, params: dict, version: tuple[int, in
     except ValueError as exc:
         return 400, web_message(400, str(exc))
     d.save()
+    if (flat.get("async") or "false").lower() == "true":  # §1.3: a job; its summary is fetched later
+        job = new_uid()
+        with d._lock:
+            d.value_jobs[job] = summary
+        response = {"name": "DATAVALUE_IMPORT", "id": job, "created": _iso_now(), "jobType": "DATAVALUE_IMPORT",
+                    "relativeNotifierEndpoint": f"/api/system/tasks/DATAVALUE_IMPORT/{job}"}  # fmt: skip
+        return 200, web_message(200, "Initiated DATAVALUE_IMPORT", "OK", response=response)
     code = 200 if summary["status"] == "SUCCESS" else 409
     if version < (2, 38):  # importSummary(summary).withPlainResponseBefore(V38): the bare summary
         return code, summary
@@ -334,6 +350,19 @@ def _import_values(d: Dhis2, payload: dict, params: dict, version: tuple[int, in
         else "An error occurred, please check import summary."
     )
     return 409, web_message(409, message, summary["status"], response=summary)
+
+
+def _value_job(d: Dhis2, route: str) -> tuple[int, Any]:
+    """An async data value import: its notifications (``tasks``), or its import summary (``taskSummaries``)."""
+    _, kind, _, job = route.strip("/").split("/", 3)
+    summary = d.value_jobs.get(job)
+    if summary is None:
+        return 404, web_message(404, f"Job with id {job} could not be found.")
+    if kind == "taskSummaries":
+        return 200, summary
+    done = {"uid": new_uid(), "level": "INFO", "category": "DATAVALUE_IMPORT", "time": _iso_now(),
+            "message": "Import done", "completed": True}  # fmt: skip
+    return 200, [done]
 
 
 def _read_values(d: Dhis2, params: dict) -> tuple[int, Any]:
@@ -400,10 +429,28 @@ def _job(d: Dhis2, route: str) -> tuple[int, Any]:
     ]
 
 
+#: Read parameters by the versions that know them (§1.6); a server ignores the others, as Spring
+#: ignores a query parameter no handler binds.
+SINCE_41 = {"orgUnits", "orgUnitMode", "paging", "trackedEntities", "enrollments", "events"}
+UNTIL_40 = {"ouMode", "skipPaging", "trackedEntity", "enrollment", "event"}
+UNTIL_41 = {"orgUnit"}  # deprecated in 2.41, gone in 2.42
+
+
+def _known(params: dict, version: tuple[int, int]) -> dict:
+    gone = (UNTIL_40 if version >= (2, 41) else SINCE_41) | (UNTIL_41 if version >= (2, 42) else set())
+    return {k: v for k, v in params.items() if k not in gone}
+
+
 def _read_tracker(d: Dhis2, collection: str, params: dict, version: tuple[int, int]) -> tuple[int, Any]:
     kind = READ_TYPES.get(collection.strip("/"))
     if kind is None:
         return 404, web_message(404, "Not Found")
+    params = _known(params, version)
+    if kind == TE and version < (2, 42):
+        # <= 2.41: orgUnit(s) or orgUnitMode=ALL are required; 2.42 defaults to ACCESSIBLE
+        mode = (_one(params, "orgUnitMode") or _one(params, "ouMode") or "").upper()
+        if not (_one(params, "orgUnits") or _one(params, "orgUnit")) and mode not in ("ALL", "ACCESSIBLE", "CAPTURE"):
+            return 400, web_message(400, "At least one organisation unit must be specified")
     page, size = _int(params, "page", 1), _int(params, "pageSize", 50)
     if page < 1 or size < 1:
         return 400, web_message(400, "page and pageSize must be greater than zero")

@@ -16,6 +16,7 @@ import copy
 import secrets
 import string
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,6 +129,7 @@ class Tracker:
         self.metadata = metadata
         self._lock = threading.Lock()
         self._stored: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in TYPES}
+        self.outcomes: Counter = Counter()  # (tracker type, created|updated|deleted) -> objects committed
 
     # -- the import ---------------------------------------------------------------------------------
 
@@ -159,6 +161,7 @@ class Tracker:
                         continue
                     outcome = self._store(tracker_type, obj, strategy)
                     stats[tracker_type][outcome] += 1
+                    self.outcomes[(tracker_type, outcome)] += 1
                     reports[tracker_type].append(
                         {"trackerType": tracker_type, "uid": uid, "index": index, "errorReports": []}
                     )

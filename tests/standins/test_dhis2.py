@@ -411,3 +411,46 @@ def test_metadata_lists_filter_by_id_and_give_access_paths_and_404(dhis2):
     assert len(codes) == 3 and all(len(c) == 11 and c[0].isalpha() and c.isalnum() for c in codes)
     assert session().get(f"{dhis2.url}/api/system/info", timeout=10).json()["version"] == "2.40.3"
     assert dhis2.stats()["data_requests"] == 0
+
+
+def test_an_async_data_value_import_is_a_job_whose_summary_is_fetched_later(dhis2):
+    r = post_values(
+        dhis2, [{"dataElement": DE_1, "value": "4"}], params={"async": "true"}, period="202405", orgUnit=OU_A
+    )
+    assert r.status_code == 200 and r.json()["message"] == "Initiated DATAVALUE_IMPORT"
+    endpoint = r.json()["response"]["relativeNotifierEndpoint"]
+    job = r.json()["response"]["id"]
+    assert endpoint == f"/api/system/tasks/DATAVALUE_IMPORT/{job}"
+    assert session().get(f"{dhis2.url}{endpoint}", timeout=10).json()[-1]["completed"] is True
+    summary = session().get(f"{dhis2.url}/api/system/taskSummaries/DATAVALUE_IMPORT/{job}", timeout=10).json()
+    assert summary["responseType"] == "ImportSummary" and summary["importCount"]["imported"] == 1
+    assert read_values(dhis2) == {(DE_1, DEFAULT_COC): "4"}
+
+
+@pytest.mark.parametrize(
+    ("version", "units_param", "mode_param"), [("2.40.3", "orgUnit", "ouMode"), ("2.41.1", "orgUnits", "orgUnitMode")]
+)
+def test_each_version_reads_only_its_own_parameter_names(dhis2, version, units_param, mode_param):
+    dhis2.configure(version=version)
+    post_tracker(dhis2, {"events": [event("VersionEv01", ou=OU_A), event("VersionEv02", ou=OU_B)]})
+    url = f"{dhis2.url}/api/tracker/events"
+
+    def listed(params):
+        body = session().get(url, params={"program": EV_PROGRAM, **params}, timeout=10).json()
+        return sorted(e["event"] for e in body.get("events", body.get("instances", [])))
+
+    assert listed({units_param: OU_A, mode_param: "SELECTED"}) == ["VersionEv01"]
+    other_mode = "orgUnitMode" if mode_param == "ouMode" else "ouMode"
+    if version < "2.41":  # orgUnits did not exist yet: ignored, so the user's accessible org units are read
+        assert listed({"orgUnits": OU_A}) == ["VersionEv01", "VersionEv02"]
+    assert listed({units_param: ROOT, other_mode: "DESCENDANTS"}) == []  # the other name is ignored: SELECTED root
+    te = session().get(f"{dhis2.url}/api/tracker/trackedEntities", params={"program": TR_PROGRAM}, timeout=10)
+    assert te.status_code == 400 and te.json()["message"] == "At least one organisation unit must be specified"
+    dhis2.configure(version="2.42.0")
+    assert (
+        session()
+        .get(f"{dhis2.url}/api/tracker/trackedEntities", params={"program": TR_PROGRAM}, timeout=10)
+        .status_code
+        == 200
+    )
+    assert listed({"orgUnit": OU_A}) == ["VersionEv01", "VersionEv02"]  # orgUnit is gone in 2.42

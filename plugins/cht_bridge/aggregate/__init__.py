@@ -4,7 +4,7 @@ A run reads what changed in CHT (the ``_changes`` feed, as a sync run does), fin
 periods those reports belong or belonged to, recomputes each of those periods from all of its
 reports (``reports_by_date``), and posts whole periods as ``dataValueSets``, so an edited or
 deleted report changes a value instead of adding to it. ``periods`` names and bounds DHIS2
-periods, ``org_units`` reads the place → org unit table, ``compute`` aggregates page by page,
+periods, ``destinations.dhis2.org_units`` reads the place → org unit table, ``compute`` aggregates page by page,
 ``post`` sends and reads the import summaries, ``ledger`` keeps what was sent, ``run`` is one
 run and ``reconcile`` compares CHT with what DHIS2 holds. pandas is imported inside functions.
 """

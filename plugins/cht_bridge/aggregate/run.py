@@ -93,7 +93,7 @@ class AggregateRun:
     def __init__(
         self, pipeline: Any, client: Any, poster: DataValuePoster | None, store: Any, logger: logging.Logger = log
     ) -> None:
-        from cht_bridge.aggregate.org_units import load_org_unit_table
+        from cht_bridge.destinations.dhis2.org_units import load_org_unit_table
 
         self.pipeline = pipeline
         self.name = pipeline.name

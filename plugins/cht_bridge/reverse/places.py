@@ -12,14 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cht_bridge.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def from_repo(path: str | Path) -> Path:
-    """A path from a pipeline file: absolute as given, relative from the repository root."""
-    path = Path(path)
-    return path if path.is_absolute() else REPO / path
+from cht_bridge.paths import REPO, from_repo  # noqa: F401 - REPO and from_repo were defined here; callers import them from here
 
 
 @dataclass(frozen=True)

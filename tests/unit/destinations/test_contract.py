@@ -31,11 +31,11 @@ def test_the_default_delete_request_fills_the_pipeline_template_with_ids_made_sa
 
 
 def test_the_registry_maps_types_to_kinds_and_names_them_when_one_is_unknown():
-    assert destination_class("rest") is RestDestination and kinds() == ["rest"]
+    assert destination_class("rest") is RestDestination and kinds() == ["dhis2", "rest"]
     register("custom", BaseDestination)
     try:
-        assert destination_class("custom") is BaseDestination and kinds() == ["custom", "rest"]
+        assert destination_class("custom") is BaseDestination and kinds() == ["custom", "dhis2", "rest"]
     finally:
         unregister("custom")
-    with pytest.raises(KeyError, match=r"no destination kind 'dhis2' \(available: rest\)"):
-        destination_class("dhis2")
+    with pytest.raises(KeyError, match=r"no destination kind 'fhir2' \(available: dhis2, rest\)"):
+        destination_class("fhir2")

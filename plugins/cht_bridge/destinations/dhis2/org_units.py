@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cht_bridge.errors import ConfigError
-from cht_bridge.reverse.places import from_repo
+from cht_bridge.paths import from_repo
 
 MAX_ROWS = 200_000  # a country's facilities fit many times over; a bigger file is a mistake
 
