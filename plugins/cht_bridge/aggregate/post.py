@@ -116,7 +116,8 @@ class DataValuePoster:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         root = base_url.rstrip("/") + "/" + api_path.strip("/")
-        self.url = root + (f"/{api_version}" if api_version else "") + "/dataValueSets"
+        self.api_url = root + (f"/{api_version}" if api_version else "")
+        self.url = self.api_url + "/dataValueSets"
         self.session = session
         self.session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
         self.conn_id = conn_id
