@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from cht_bridge.aggregate import ledger
-from cht_bridge.aggregate.compute import Accumulator, columns, number_text
+from cht_bridge.aggregate.compute import DATE, Accumulator, columns, number_text
 from cht_bridge.aggregate.periods import first_day, local_periods, periods_between, windows
 from cht_bridge.aggregate.post import DataValue, DataValuePoster, ValueResult
 from cht_bridge.mapping import Mapper
@@ -156,7 +156,7 @@ class AggregateRun:
             mapped = self.mapper.map_batch(self.hydrator.hydrated(page))
             self.mapper.sandbox.trim()
             relevant = [m for m in mapped if m.relevant and m.error is None]
-            dates = [json.loads(m.body or "{}").get("_agg_date") for m in relevant]
+            dates = [json.loads(m.body or "{}").get(DATE) for m in relevant]
             now = {p for p in local_periods(dates, s.period, s.time_zone) if isinstance(p, str)}
             deleted = {d[0]: d[1] for d in page.deleted}
             before = ledger.report_periods(self.store, self.name, [m.doc_id for m in mapped] + list(deleted))
