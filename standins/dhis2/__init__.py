@@ -24,7 +24,7 @@ There is no DHIS2 that runs here (a Java WAR on PostgreSQL, §7.2), so this enco
 * **Tracker** (§1.4, ``tracker.py``): ``POST /api/tracker`` with ``async`` (default true: 200
   "Tracker job added", then ``GET /api/tracker/jobs/{id}`` and ``/jobs/{id}/report``),
   ``importStrategy``, ``atomicMode`` (``ALL`` default, ``OBJECT``), ``importMode`` (``VALIDATE``
-  commits nothing); sync answers are the bare report, 409 when ``status`` is ``ERROR``.
+  commits nothing), ``idScheme`` and ``orgUnit``/``program``/``programStage``/``dataElementIdScheme``; sync answers are the bare report, 409 when ``status`` is ``ERROR``.
   ``GET /api/tracker/{trackedEntities,enrollments,events,relationships}`` (§1.6) with
   ``program``, ``orgUnits``/``orgUnit``, ``orgUnitMode``/``ouMode``, ``updatedAfter``/``Before``,
   ``occurredAfter``/``Before``, ``page``/``pageSize``/``totalPages``, ``paging=false``/``skipPaging``;

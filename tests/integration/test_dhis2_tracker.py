@@ -42,10 +42,14 @@ FACILITY = {
 
 def stand_in(places: list[dict], version: str = "2.40.3", **extra: Any) -> Dhis2:
     """The stand-in with the demo's programs and an org unit per CHT health centre."""
-    units = [(org_uid(p["_id"]), "", p["name"]) for p in places]
+    units = [(org_uid(p["_id"]), org_code(p["_id"]), p["name"]) for p in places]
     md = demo_metadata(units, extra=extra or None)
     assert md.get("organisationUnits", ROOT_OU) is not None
     return Dhis2(md, CREDENTIALS, version=version).start()
+
+
+def org_code(place_id: str) -> str:
+    return f"HC-{place_id[:8]}"
 
 
 def event_config(name: str, db: str, table: Path, **dhis2: Any) -> dict[str, Any]:
@@ -435,3 +439,36 @@ def test_the_demo_event_pipeline_runs_and_the_demo_counts_its_events_through_the
         assert restarted.stats()["events"] == summary.sent
     finally:
         restarted.stop()
+
+
+def test_metadata_named_by_code_is_checked_and_sent_by_code(cht, seeded, store, tmp_path):
+    docs, _ = seeded
+    places = facilities(docs)
+    dhis2 = stand_in(places)
+    try:
+        table = tmp_path / "codes.csv"
+        table.write_text("place_id,org_unit\n" + "".join(f"{p['_id']},{org_code(p['_id'])}\n" for p in places))
+        config = event_config(f"codes_{uuid.uuid4().hex[:8]}", cht.db, table)
+        config["destination"]["dhis2"].update(
+            id_scheme="CODE", program="CHT_ASSESSMENT", program_stage="CHT_ASSESSMENT_VISIT",
+            data_values={"CHT_TEMPERATURE": "temperature", "CHT_REFERRED": "referral"},
+        )  # fmt: skip
+        pipeline = write_pipeline(tmp_path, config)
+        expected = reports(docs, "assessment")
+        summary = run(pipeline, cht, dhis2, store.url)
+        assert summary.sent == len(expected) == dhis2.stats()["events"]
+        doc_id, doc = next(iter(expected.items()))
+        event = dhis2.tracker.get("EVENT", uids.event_uid("CHT_ASSESSMENT", doc_id))
+        assert (event["program"], event["programStage"], event["orgUnit"]) == (
+            PROGRAM,
+            STAGE,
+            org_uid(facility_of(doc, docs)),
+        )
+        assert {v["dataElement"] for v in event["dataValues"]} == {TEMPERATURE, REFERRED}
+        dhis2.metadata.remove("dataElements", REFERRED)
+        with pytest.raises(
+            PreflightError, match="data element `CHT_REFERRED` \\(data_values.CHT_REFERRED\\): not found"
+        ):
+            run(write_pipeline(tmp_path, {**config, "name": config["name"] + "_2"}), cht, dhis2, store.url)
+    finally:
+        dhis2.stop()

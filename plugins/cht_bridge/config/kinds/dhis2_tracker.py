@@ -82,6 +82,8 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None], common: dict[s
             add(key, f"unknown key for kind tracker (allowed: {', '.join(sorted(OWN_KEYS))})")
     if common.get("dry_run"):
         add("dry_run", "not for kind tracker: use the run's dry run (the dry_run Param), which sends nothing")
+    if common.get("id_scheme") == "ATTRIBUTE":
+        add("id_scheme", "ATTRIBUTE needs the attribute's UID, which this block cannot name: use UID, CODE or NAME")
     ident = _identifier_check(common.get("id_scheme", "UID"), add)
     program = block.get("program")
     ident("program", program, required=True)
