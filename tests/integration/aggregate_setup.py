@@ -54,13 +54,17 @@ def stand_in(places: list[dict], version: str = "2.40.3") -> Dhis2:
     return server.start()
 
 
-def pipeline_file(folder: Path, table: Path, period: str = "monthly", db: str = "medic", **extra: Any) -> Path:
-    """An aggregate pipeline over pregnancy and assessment reports, per health centre."""
+def pipeline_file(
+    folder: Path, table: Path | None, period: str = "monthly", db: str = "medic", field: str | None = None, **extra: Any
+) -> Path:
+    """An aggregate pipeline over pregnancy and assessment reports, per health centre: its org unit
+    from ``table``, or from the health centre's own ``field``."""
+    where = {"table": str(table)} if field is None else {"field": field}
     dhis2 = {
         "kind": "aggregate",
         "period": period,
         "time_zone": ZONE,
-        "org_unit": {"lineage": "submitter", "level": "health_center", "table": str(table)},
+        "org_unit": {"lineage": "submitter", "level": "health_center", **where},
         "data_values": [
             {"name": "pregnancies", "aggregate": "count", "filter": "doc.form === 'pregnancy'", "data_element": DE_PREG},
             {"name": "women", "aggregate": "distinct_patients", "filter": "doc.form === 'pregnancy'", "data_element": DE_WOMEN},

@@ -13,8 +13,10 @@ from cht_bridge.aggregate import ledger
 from cht_bridge.aggregate.periods import period_of
 from cht_bridge.aggregate.run import opened, run_aggregate
 from cht_bridge.destinations import registry
+from cht_bridge.errors import PreflightError
 from tests.integration.aggregate_setup import (
     DE_ASSESS,
+    DE_PREG,
     endpoints,
     expected,
     facilities,
@@ -172,17 +174,26 @@ def _facility(docs, report) -> str:
 
 
 @pytest.mark.parametrize("version", ["2.37.9", "2.40.3"])
-def test_a_conflicted_value_is_recorded_with_dhis2s_message_and_the_others_are_delivered(seeded, tmp_path, version):
-    docs = seeded.all_docs()
+def test_a_conflicted_value_is_recorded_with_dhis2s_message_and_the_others_are_delivered(cht, tmp_path, version):
+    """API 37 answers a bare import summary, 40 a wrapped one; both are read value by value.
+
+    The org units come from a field of each health centre (``org_unit.field``): the pre-flight
+    cannot know them, so the unknown one reaches DHIS2, which refuses its values (E7612).
+    """
+    cht.seed(700, seed=11)
+    docs = cht.all_docs()
     places = facilities(docs)
-    table = write_table(tmp_path / "ou.csv", places)
-    refused = places[0]
-    dhis2 = stand_in(places[1:], version=version)  # DHIS2 does not know the first facility's org unit
+    for place in places:
+        cht.put({**cht.get(place["_id"]), "dhis2_org_unit": org_uid(place["_id"])})
+    want = expected(docs, lambda day: period_of(day, "monthly"), {p["_id"]: org_uid(p["_id"]) for p in places})
+    with_values = [p for p in places if any(k[1] == org_uid(p["_id"]) for k in want)]
+    assert len(with_values) >= 2
+    refused = with_values[-1]
+    dhis2 = stand_in([p for p in places if p is not refused], version=version)  # DHIS2 lacks its org unit
     state = f"sqlite:///{tmp_path}/s.db"
-    path = pipeline_file(tmp_path, table, db=seeded.db)
+    path = pipeline_file(tmp_path, None, db=cht.db, field="dhis2_org_unit")
     try:
-        summary, store = _run(path, seeded, dhis2, state)
-        want = expected(docs, lambda day: period_of(day, "monthly"), {p["_id"]: org_uid(p["_id"]) for p in places})
+        summary, store = _run(path, cht, dhis2, state)
         refused_ou = org_uid(refused["_id"])
         refused_keys = [k for k in want if k[1] == refused_ou]
         assert refused_keys
@@ -196,5 +207,23 @@ def test_a_conflicted_value_is_recorded_with_dhis2s_message_and_the_others_are_d
         assert delivered["status"] == "delivered"
         assert summary.import_counts["ignored"] == len(refused_keys), "ignored values are not counted as delivered"
         assert ledger.pending_periods(store, path.stem) == [], "a refused value is answered: its period is done"
+    finally:
+        dhis2.stop()
+
+
+def test_the_preflight_names_what_dhis2_lacks_and_nothing_is_sent(seeded, tmp_path):
+    docs = seeded.all_docs()
+    places = facilities(docs)
+    table = write_table(tmp_path / "ou.csv", places)
+    dhis2 = stand_in(places[1:])  # one org unit of the table is missing
+    dhis2.metadata.remove("dataElements", DE_PREG)
+    path = pipeline_file(tmp_path, table, db=seeded.db)
+    try:
+        with pytest.raises(PreflightError) as err:
+            _run(path, seeded, dhis2, f"sqlite:///{tmp_path}/s.db")
+        message = str(err.value)
+        assert f"data element `{DE_PREG}` (destination.dhis2.data_values.0.data_element)" in message
+        assert f"org unit `{org_uid(places[0]['_id'])}` (destination.dhis2.org_unit.table)" in message
+        assert dhis2.stats()["data_requests"] == 0
     finally:
         dhis2.stop()

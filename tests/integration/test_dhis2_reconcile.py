@@ -76,5 +76,12 @@ def test_the_reconciliation_finds_what_changed_at_dhis2_and_repost_repairs_it(ch
         assert held(dhis2) == want, "the re-post put DHIS2 back to what CHT gives"
         state, totals = run_dag(monkeypatch, folder, "cht_bridge_reconcile", conf)
         assert totals["differences"] == 0 and totals["equal"] == totals["cht_values"] == totals["dhis2_values"]
+
+        # The pipeline's own Params recompute past months; re-sending documents is refused.
+        state, summary = run_dag(monkeypatch, folder, name, {"start": "2026-05-01", "end": "2026-06-01"})
+        assert state == "success" and summary["kind"] == "window" and summary["periods"] == ["202605"]
+        assert summary["delivered"] == sum(1 for k in want if k[0] == "202605") and held(dhis2) == want
+        state, _ = run_dag(monkeypatch, folder, name, {"start": "2026-05-01", "end": "2026-06-01", "mode": "all"})
+        assert state == "failed"
     finally:
         dhis2.stop()

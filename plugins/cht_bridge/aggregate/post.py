@@ -32,6 +32,9 @@ log = logging.getLogger("cht_bridge.aggregate")
 
 #: A 409 with every rejected value listed can be long: read it whole, up to this.
 SUMMARY_LIMITS = AnswerLimits(deadline_s=120.0, max_bytes=16 * 1024 * 1024)
+#: Org units per ``GET dataValueSets`` (repeated ``orgUnit`` parameters): 11-character UIDs keep
+#: the URL near 2 KB.
+ORG_UNITS_PER_READ = 100
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ class DataValuePoster:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         root = base_url.rstrip("/") + "/" + api_path.strip("/")
-        self.url = root + (f"/{api_version}" if api_version else "") + "/dataValueSets"
+        self.api_url = root + (f"/{api_version}" if api_version else "")
+        self.url = self.api_url + "/dataValueSets"
         self.session = session
         self.session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
         self.conn_id = conn_id
@@ -243,21 +247,23 @@ class DataValuePoster:
         With a ``data_set`` the server selects by it; without, by the data elements.
         """
         reader = Reader(self.session, conn_id=self.conn_id, system="DHIS2", timeout=self.timeout, limits=READ_LIMITS)
+        units = sorted(set(org_units))
         for period in periods:
-            params: dict[str, Any] = {"period": period, "orgUnit": sorted(set(org_units))}
-            if self.data_set:
-                params["dataSet"] = self.data_set
-            else:
-                params["dataElement"] = sorted(set(data_elements))
-            if self.id_scheme != "UID":
-                params["idScheme"] = self.id_scheme
-            answer = reader.get_json(self.url, params)
-            values = answer.get("dataValues") if isinstance(answer, dict) else None
-            if values is None and isinstance(answer, dict):
-                values = []
-            if not isinstance(values, list):
-                raise SourceError(f"DHIS2 connection '{self.conn_id}': GET dataValueSets answered no dataValues list")
-            yield from (v for v in values if isinstance(v, dict))
+            for start in range(0, len(units), ORG_UNITS_PER_READ):  # the URL stays under proxy limits
+                params: dict[str, Any] = {"period": period, "orgUnit": units[start : start + ORG_UNITS_PER_READ]}
+                if self.data_set:
+                    params["dataSet"] = self.data_set
+                else:
+                    params["dataElement"] = sorted(set(data_elements))
+                if self.id_scheme != "UID":
+                    params["idScheme"] = self.id_scheme
+                answer = reader.get_json(self.url, params)
+                values = answer.get("dataValues", []) if isinstance(answer, dict) else None
+                if not isinstance(values, list):
+                    raise SourceError(
+                        f"DHIS2 connection '{self.conn_id}': GET dataValueSets answered no dataValues list"
+                    )
+                yield from (v for v in values if isinstance(v, dict))
 
     def close(self) -> None:
         self.session.close()

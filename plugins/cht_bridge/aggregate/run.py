@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from cht_bridge.aggregate import ledger
-from cht_bridge.aggregate.compute import Accumulator, columns, number_text
+from cht_bridge.aggregate.compute import DATE, Accumulator, columns, number_text
 from cht_bridge.aggregate.periods import first_day, local_periods, periods_between, windows
 from cht_bridge.aggregate.post import DataValue, DataValuePoster, ValueResult
 from cht_bridge.mapping import Mapper
@@ -116,6 +116,31 @@ class AggregateRun:
     def close(self) -> None:
         self.mapper.close()
 
+    def preflight(self) -> None:
+        """Do the pipeline's data elements, option combos, data set and table org units exist at
+        DHIS2, in the user's capture scope and writable, and may the user add data values?
+
+        :raises PreflightError: naming each missing item (``destinations.dhis2.preflight``).
+        """
+        from cht_bridge.destinations.dhis2.preflight import Needs, verify
+
+        assert self.poster is not None
+        s, at = self.settings, "destination.dhis2"
+        elements, combos = {}, {}
+        for i, rule in enumerate(s.data_values):
+            elements.setdefault(rule.data_element, f"{at}.data_values.{i}.data_element")
+            for key in ("category_option_combo", "attribute_option_combo"):
+                if getattr(rule, key):
+                    combos.setdefault(getattr(rule, key), f"{at}.data_values.{i}.{key}")
+        units = {ou: f"{at}.org_unit.table" for ou in self.table.org_units.values()} if self.table else {}
+        needs = Needs(
+            id_scheme=s.id_scheme, data_elements=elements, category_option_combos=combos, org_units=units,
+            data_set=s.data_set, authority="F_DATAVALUE_ADD",
+        )  # fmt: skip
+        verify(
+            self.poster.session, self.poster.api_url, needs, conn_id=self.poster.conn_id, timeout=self.poster.timeout
+        )
+
     # -- 1. touched periods -------------------------------------------------------------------
 
     def touched_by_changes(self, summary: AggregateSummary) -> set[str]:
@@ -131,7 +156,7 @@ class AggregateRun:
             mapped = self.mapper.map_batch(self.hydrator.hydrated(page))
             self.mapper.sandbox.trim()
             relevant = [m for m in mapped if m.relevant and m.error is None]
-            dates = [json.loads(m.body or "{}").get("_agg_date") for m in relevant]
+            dates = [json.loads(m.body or "{}").get(DATE) for m in relevant]
             now = {p for p in local_periods(dates, s.period, s.time_zone) if isinstance(p, str)}
             deleted = {d[0]: d[1] for d in page.deleted}
             before = ledger.report_periods(self.store, self.name, [m.doc_id for m in mapped] + list(deleted))
@@ -267,6 +292,7 @@ def run_aggregate(
     summary = AggregateSummary(pipeline.name, "window" if window else "changes", poster.dry_run)
     run = AggregateRun(pipeline, client, poster, store, logger)
     try:
+        run.preflight()  # once per run, before anything is read or sent: a run bound to fail does neither
         if window is not None:
             # The Params' dates (read as UTC) name calendar days: "2026-03-01" to "2026-04-01" is
             # March wherever the instance is, as is an Airflow backfill's monthly UTC interval.
