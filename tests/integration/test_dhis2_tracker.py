@@ -426,12 +426,22 @@ def test_the_demo_event_pipeline_runs_and_the_demo_counts_its_events_through_the
         assert summary.sent == dhis2.stats()["events"] > 0
         assert summary.sent + summary.failed + summary.dead_lettered == len(expected)  # unplaced: refused, with why
         dhis2_demo.PAGE_SIZE, before = 7, dhis2_demo.PAGE_SIZE  # several pages
+        cht_conn = {
+            "AIRFLOW_CONN_CHT_LOCAL": json.dumps({"host": cht.url, "login": cht.user[0], "password": cht.user[1]})
+        }
+        stack = SimpleNamespace(dhis2=dhis2, credentials={"dhis2": "secret"}, connections=lambda: cht_conn,
+                                state_db=tmp_path / "demo-state.sqlite", airflow_home=tmp_path)  # fmt: skip
+        pipeline_db = dhis2_demo.PIPELINE
+        dhis2_demo.PIPELINE = tmp_path / f"{pipeline.name}.yaml"  # the demo file, on this test's database
         try:
-            totals = dhis2_demo.tracker_totals(SimpleNamespace(dhis2=dhis2, credentials={"dhis2": "secret"}))
+            totals = dhis2_demo.tracker_totals(stack)
         finally:
-            dhis2_demo.PAGE_SIZE = before
+            dhis2_demo.PAGE_SIZE, dhis2_demo.PIPELINE = before, pipeline_db
         assert totals["programs"]["ChtAssess01"]["events"] == summary.sent
         assert totals["programs"]["ChtPregnan1"]["events"] == 0
+        r = totals["reconciliation"]
+        assert r["cht_events"] == r["dhis2_events"] == summary.sent and r["differences"] == 0
+        assert r["unplaced_reports"] == summary.failed + summary.dead_lettered
     finally:
         dhis2.stop()
     restarted = dhis2_demo.start(tmp_path, "secret")  # the sandbox's second run finds what the first stored

@@ -201,3 +201,8 @@ def _tracked_entity(
         _field(add, "tracked_entity.enrolled_at", enrolled)
     attributes = _pairs(value.get("attributes", {}), "tracked_entity.attributes", ident, add)
     return TrackedEntityRule(type=value.get("type"), id=person, attributes=attributes, enrolled_at=enrolled)
+
+
+def is_tracker(pipeline: Any) -> bool:
+    """A DHIS2 tracker pipeline: its reports are events (and tracked entities) sent document by document."""
+    return isinstance(getattr(pipeline.destination, "settings", None), TrackerSettings)
