@@ -55,7 +55,13 @@ def stand_in(places: list[dict], version: str = "2.40.3") -> Dhis2:
 
 
 def pipeline_file(
-    folder: Path, table: Path | None, period: str = "monthly", db: str = "medic", field: str | None = None, **extra: Any
+    folder: Path,
+    table: Path | None,
+    period: str = "monthly",
+    db: str = "medic",
+    field: str | None = None,
+    top: dict | None = None,
+    **extra: Any,
 ) -> Path:
     """An aggregate pipeline over pregnancy and assessment reports, per health centre: its org unit
     from ``table``, or from the health centre's own ``field``."""
@@ -85,6 +91,8 @@ def pipeline_file(
         "batch_size": 200,
         "destination": {"type": "dhis2", "conn_id": f"dhis2_{name}", "auth": {"type": "basic"}, "dhis2": dhis2},
     }
+    for key, value in (top or {}).items():  # top-level keys; ``destination`` ones merge into it
+        raw[key] = {**raw[key], **value} if key == "destination" else value
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

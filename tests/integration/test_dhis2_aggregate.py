@@ -227,3 +227,27 @@ def test_the_preflight_names_what_dhis2_lacks_and_nothing_is_sent(seeded, tmp_pa
         assert dhis2.stats()["data_requests"] == 0
     finally:
         dhis2.stop()
+
+
+def test_a_lost_answer_leaves_its_periods_pending_and_the_next_run_posts_them(seeded, tmp_path):
+    docs = seeded.all_docs()
+    places = facilities(docs)
+    table = write_table(tmp_path / "ou.csv", places)
+    dhis2 = stand_in(places)
+    dhis2.configure(delay=2.0)  # every data write answers after the bridge stopped waiting
+    state = f"sqlite:///{tmp_path}/s.db"
+    top = {"delivery": {"retries": 0}, "destination": {"timeout": 0.5}}
+    path = pipeline_file(tmp_path, table, db=seeded.db, top=top)
+    try:
+        first, store = _run(path, seeded, dhis2, state)
+        assert first.delivered == 0 and first.failed == first.values > 0
+        assert sorted(ledger.pending_periods(store, path.stem)) == sorted(first.periods)
+        assert store.counts(path.stem) == {"failed": first.values}
+        dhis2.configure(delay=0.0)
+        second, store = _run(path, seeded, dhis2, state)
+        assert second.read == 0, "no new change: the periods come from the pending rows"
+        assert sorted(second.periods) == sorted(first.periods) and second.delivered == second.values
+        want = expected(docs, lambda day: period_of(day, "monthly"), {p["_id"]: org_uid(p["_id"]) for p in places})
+        assert held(dhis2) == want and ledger.pending_periods(store, path.stem) == []
+    finally:
+        dhis2.stop()
