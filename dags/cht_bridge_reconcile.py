@@ -15,6 +15,7 @@ from airflow.sdk import DAG
 
 from cht_bridge.config import load_pipeline
 from cht_bridge.config.kinds.dhis2_aggregate import is_aggregate
+from cht_bridge.config.kinds.dhis2_tracker import is_tracker
 from cht_bridge.dag_factory import BROKEN_START, DEFAULT_ARGS
 from cht_bridge.errors import ConfigError
 from cht_bridge.operators.reconcile import ChtReconcileOperator, reconcile_params
@@ -30,7 +31,7 @@ def _aggregate_pipelines(folder: Path) -> list[str]:
             pipeline = load_pipeline(path)
         except ConfigError:
             continue  # its own DAG shows the problem
-        if is_aggregate(pipeline):
+        if is_aggregate(pipeline) or is_tracker(pipeline):  # tracker: events per org unit and month
             names.append(pipeline.name)
     return sorted(names)
 

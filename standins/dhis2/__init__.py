@@ -14,7 +14,9 @@ There is no DHIS2 that runs here (a Java WAR on PostgreSQL, §7.2), so this enco
   (before: updated); ``rejectedIndexes`` exists from 2.39.
 * **Aggregate** (§1.3, ``aggregate.py``): ``POST /api/dataValueSets`` (JSON only: 415 otherwise,
   400 when unparseable; 403 without ``F_DATAVALUE_ADD``) with the id scheme options (query or
-  payload, payload wins; ``uid|code|name|attribute:<uid>``), ``dryRun`` and ``importStrategy``;
+  payload, payload wins; ``uid|code|name|attribute:<uid>``), ``dryRun``, ``importStrategy``,
+  ``completeDate`` (registers completeness: ``dataSetComplete``) and ``skipExistingCheck`` (an
+  existing value then breaks the import: ``ERROR``, nothing saved);
   upsert by natural key; ``async=true`` answers "Initiated DATAVALUE_IMPORT" with the job's
   ``relativeNotifierEndpoint`` (``/api/system/tasks/DATAVALUE_IMPORT/{id}``; the summary at
   ``/api/system/taskSummaries/DATAVALUE_IMPORT/{id}``); conflicts E7610/E7611/E7612/E7613/E7615/E7617/E7618/E7633 per value,
@@ -24,7 +26,7 @@ There is no DHIS2 that runs here (a Java WAR on PostgreSQL, §7.2), so this enco
 * **Tracker** (§1.4, ``tracker.py``): ``POST /api/tracker`` with ``async`` (default true: 200
   "Tracker job added", then ``GET /api/tracker/jobs/{id}`` and ``/jobs/{id}/report``),
   ``importStrategy``, ``atomicMode`` (``ALL`` default, ``OBJECT``), ``importMode`` (``VALIDATE``
-  commits nothing); sync answers are the bare report, 409 when ``status`` is ``ERROR``.
+  commits nothing), ``idScheme`` and ``orgUnit``/``program``/``programStage``/``dataElementIdScheme``; sync answers are the bare report, 409 when ``status`` is ``ERROR``.
   ``GET /api/tracker/{trackedEntities,enrollments,events,relationships}`` (§1.6) with
   ``program``, ``orgUnits``/``orgUnit``, ``orgUnitMode``/``ouMode``, ``updatedAfter``/``Before``,
   ``occurredAfter``/``Before``, ``page``/``pageSize``/``totalPages``, ``paging=false``/``skipPaging``;

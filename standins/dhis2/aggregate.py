@@ -76,14 +76,18 @@ class DataValues:
         self.metadata = metadata
         self._lock = threading.Lock()
         self._values: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        self.completeness: dict[
+            tuple[str, str, str, str], str
+        ] = {}  # (data set, period, org unit, aoc) -> completeDate
 
     # -- the import ---------------------------------------------------------------------------------
 
     def import_set(self, payload: dict[str, Any], params: dict[str, str], version: tuple[int, int]) -> dict[str, Any]:
         """The ImportSummary of importing ``payload``; ``params`` are the query parameters
         (payload attributes win over them); ``version`` is the server's (2, minor)."""
-        options = {key: value for key, value in params.items() if key in SCHEME_KEYS + ("dryRun", "importStrategy")}
-        options.update({k: payload[k] for k in SCHEME_KEYS + ("dryRun", "importStrategy") if k in payload})
+        names = SCHEME_KEYS + ("dryRun", "importStrategy", "skipExistingCheck")
+        options = {key: value for key, value in params.items() if key in names}
+        options.update({k: payload[k] for k in names if k in payload})
         general = str(options.get("idScheme", "uid"))
         scheme = {key: str(options.get(key, general)) for key in SCHEME_KEYS}
         dry_run = str(options.get("dryRun", "false")).lower() == "true"
@@ -115,11 +119,28 @@ class DataValues:
                 return summary.fatal(ref, E7604.format(ref), "E7604", len(values))
             top_aoc = found["id"]
         members = {e["dataElement"]["id"] for e in (data_set or {}).get("dataSetElements", [])}
+        keyed = []
         for index, value in enumerate(values):
             key = self._key(value, index, payload, summary, scheme, top_ou, top_aoc, members, data_set)
             if key is not None:
-                self._save(key, value, summary, strategy, dry_run, version)
+                keyed.append((key, value))
+        if str(options.get("skipExistingCheck", "false")).lower() == "true" and self._any_live(k for k, _ in keyed):
+            # Inserted without looking: a value that exists breaks the batch insert, and nothing is saved
+            # (why §1.3 calls skipExistingCheck dangerous for retries).
+            return summary.failed("The import process failed: Failed to flush BatchHandler", len(values))
+        for key, value in keyed:
+            self._save(key, value, summary, strategy, dry_run, version)
+        complete = payload.get("completeDate")
+        if complete and data_set is not None and payload.get("period") and top_ou is not None:
+            if not dry_run:  # completeDate with dataSet registers the data set's completeness (§1.3)
+                with self._lock:
+                    self.completeness[(data_set["id"], payload["period"], top_ou["id"], top_aoc)] = str(complete)
+            summary.complete = str(complete)
         return summary.finish()
+
+    def _any_live(self, keys) -> bool:
+        with self._lock:
+            return any(k in self._values and not self._values[k]["deleted"] for k in keys)
 
     def _key(self, value, index, payload, summary, scheme, top_ou, top_aoc, members, data_set):
         """The natural key of one posted value, or None after recording why it was rejected."""
@@ -274,6 +295,8 @@ class Summary:
         self.conflicts: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.rejected: list[int] = []
         self.status = "SUCCESS"
+        self.description = "Import process completed successfully"
+        self.complete = "false"  # dataSetComplete: the completeDate registered, else "false"
 
     def conflict(self, index: int, obj: Any, prop: str, code: str, message: str) -> None:
         self.count["ignored"] += 1
@@ -288,7 +311,13 @@ class Summary:
     def fatal(self, obj: Any, message: str, code: str, n_values: int) -> dict[str, Any]:
         self.count["ignored"] = n_values
         self.conflicts[(code, str(obj), "")] = {"object": str(obj), "value": message, "errorCode": code}
-        self.status = "ERROR"
+        self.status, self.description = "ERROR", "Import process was aborted"
+        return self._body()
+
+    def failed(self, description: str, n_values: int) -> dict[str, Any]:
+        """The import broke off: nothing saved, no conflicts, the reason in ``description``."""
+        self.count = {"imported": 0, "updated": 0, "ignored": n_values, "deleted": 0}
+        self.status, self.description = "ERROR", description
         return self._body()
 
     def finish(self) -> dict[str, Any]:
@@ -305,12 +334,10 @@ class Summary:
                 "dryRun": self.dry_run,
                 "idSchemes": {k: v.upper() for k, v in self.scheme.items()},
             },  # fmt: skip
-            "description": "Import process completed successfully"
-            if self.status != "ERROR"
-            else "Import process was aborted",
+            "description": self.description,
             "importCount": dict(self.count),
             "conflicts": list(self.conflicts.values()),
-            "dataSetComplete": "false",
+            "dataSetComplete": self.complete,
         }
         if self.version >= (2, 39):  # rejectedIndexes arrived with dhis2-core#13587 (2.39/2.40 backports)
             body["rejectedIndexes"] = sorted(self.rejected)

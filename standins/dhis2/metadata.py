@@ -187,6 +187,7 @@ DEMO: dict[str, list[dict]] = {
     "programStages": [
         {
             "id": "ChtAssessS1",
+            "code": "CHT_ASSESSMENT_VISIT",
             "name": "Assessment",
             "program": {"id": "ChtAssess01"},
             "repeatable": False,
@@ -198,6 +199,7 @@ DEMO: dict[str, list[dict]] = {
         },
         {
             "id": "ChtPregReg1",
+            "code": "CHT_PREGNANCY_REGISTRATION",
             "name": "Pregnancy registration",
             "program": {"id": "ChtPregnan1"},
             "repeatable": True,

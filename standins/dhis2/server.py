@@ -399,7 +399,9 @@ def _import_tracker(d: Dhis2, payload: dict, params: dict) -> tuple[int, Any]:
         return 400, web_message(400, "Value is not valid for importStrategy or atomicMode")
     if mode not in ("COMMIT", "VALIDATE"):
         return 400, web_message(400, f"Value {mode} is not valid for importMode")
-    report = d.tracker.import_bundle(payload, strategy, atomic, commit=mode == "COMMIT")
+    keys = ("idScheme", "orgUnitIdScheme", "programIdScheme", "programStageIdScheme", "dataElementIdScheme")
+    schemes = {k: str(_one(params, k)) for k in keys if _one(params, k)}
+    report = d.tracker.import_bundle(payload, strategy, atomic, commit=mode == "COMMIT", schemes=schemes)
     d.save()
     if (_one(params, "async") or "true").lower() != "false":  # the unparameterised POST is the async one
         job = new_uid()

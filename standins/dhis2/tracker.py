@@ -133,9 +133,19 @@ class Tracker:
 
     # -- the import ---------------------------------------------------------------------------------
 
-    def import_bundle(self, payload: dict[str, Any], strategy: str, atomic_mode: str, commit: bool) -> dict[str, Any]:
-        """Validate and (``commit``) store ``payload``; the report of §1.4."""
+    def import_bundle(
+        self,
+        payload: dict[str, Any],
+        strategy: str,
+        atomic_mode: str,
+        commit: bool,
+        schemes: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Validate and (``commit``) store ``payload``; the report of §1.4. ``schemes`` are the id
+        scheme parameters (``idScheme``, ``orgUnitIdScheme``, ``programIdScheme``,
+        ``programStageIdScheme``, ``dataElementIdScheme``) the metadata references are read by."""
         flat = flatten(payload)
+        self._preheat(flat, schemes or {})
         with self._lock:  # one import at a time, as DHIS2's preheat/validate/commit sees one bundle
             errors: list[dict[str, Any]] = []
             bad: set[tuple[str, str]] = set()
@@ -182,6 +192,22 @@ class Tracker:
             "stats": total,
             "bundleReport": {"status": "ERROR" if errors else "OK", "typeReportMap": type_map, "stats": total},
         }
+
+    def _preheat(self, flat: dict[str, list[dict[str, Any]]], schemes: dict[str, str]) -> None:
+        """Metadata references named by code, name or attribute become UIDs; one not found stays as
+        sent, and validation names it (``Could not find OrganisationUnit: `<code>`...``)."""
+        general = schemes.get("idScheme", "UID")
+        refs = (("orgUnit", "organisationUnits"), ("program", "programs"), ("programStage", "programStages"))
+        for obj in (o for kind in (TE, ENROLLMENT, EVENT) for o in flat[kind]):
+            for key, collection in refs:
+                scheme = schemes.get(f"{key}IdScheme", general)
+                if obj.get(key) and scheme.upper() != "UID":
+                    found = self.metadata.resolve(collection, obj[key], scheme)
+                    obj[key] = found["id"] if found else obj[key]
+            scheme = schemes.get("dataElementIdScheme", general)
+            for dv in obj.get("dataValues") or [] if scheme.upper() != "UID" else []:
+                found = self.metadata.resolve("dataElements", dv.get("dataElement"), scheme)
+                dv["dataElement"] = found["id"] if found else dv.get("dataElement")
 
     def _validate(self, kind: str, obj: dict, strategy: str, flat: dict, bad: set) -> list[tuple[str, str]]:
         """(errorCode, message) of each rule ``obj`` breaks; empty when it may be committed."""

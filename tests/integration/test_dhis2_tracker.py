@@ -42,10 +42,14 @@ FACILITY = {
 
 def stand_in(places: list[dict], version: str = "2.40.3", **extra: Any) -> Dhis2:
     """The stand-in with the demo's programs and an org unit per CHT health centre."""
-    units = [(org_uid(p["_id"]), "", p["name"]) for p in places]
+    units = [(org_uid(p["_id"]), org_code(p["_id"]), p["name"]) for p in places]
     md = demo_metadata(units, extra=extra or None)
     assert md.get("organisationUnits", ROOT_OU) is not None
     return Dhis2(md, CREDENTIALS, version=version).start()
+
+
+def org_code(place_id: str) -> str:
+    return f"HC-{place_id[:8]}"
 
 
 def event_config(name: str, db: str, table: Path, **dhis2: Any) -> dict[str, Any]:
@@ -422,12 +426,22 @@ def test_the_demo_event_pipeline_runs_and_the_demo_counts_its_events_through_the
         assert summary.sent == dhis2.stats()["events"] > 0
         assert summary.sent + summary.failed + summary.dead_lettered == len(expected)  # unplaced: refused, with why
         dhis2_demo.PAGE_SIZE, before = 7, dhis2_demo.PAGE_SIZE  # several pages
+        cht_conn = {
+            "AIRFLOW_CONN_CHT_LOCAL": json.dumps({"host": cht.url, "login": cht.user[0], "password": cht.user[1]})
+        }
+        stack = SimpleNamespace(dhis2=dhis2, credentials={"dhis2": "secret"}, connections=lambda: cht_conn,
+                                state_db=tmp_path / "demo-state.sqlite", airflow_home=tmp_path)  # fmt: skip
+        pipeline_db = dhis2_demo.PIPELINE
+        dhis2_demo.PIPELINE = tmp_path / f"{pipeline.name}.yaml"  # the demo file, on this test's database
         try:
-            totals = dhis2_demo.tracker_totals(SimpleNamespace(dhis2=dhis2, credentials={"dhis2": "secret"}))
+            totals = dhis2_demo.tracker_totals(stack)
         finally:
-            dhis2_demo.PAGE_SIZE = before
+            dhis2_demo.PAGE_SIZE, dhis2_demo.PIPELINE = before, pipeline_db
         assert totals["programs"]["ChtAssess01"]["events"] == summary.sent
         assert totals["programs"]["ChtPregnan1"]["events"] == 0
+        r = totals["reconciliation"]
+        assert r["cht_events"] == r["dhis2_events"] == summary.sent and r["differences"] == 0
+        assert r["unplaced_reports"] == summary.failed + summary.dead_lettered
     finally:
         dhis2.stop()
     restarted = dhis2_demo.start(tmp_path, "secret")  # the sandbox's second run finds what the first stored
@@ -435,3 +449,36 @@ def test_the_demo_event_pipeline_runs_and_the_demo_counts_its_events_through_the
         assert restarted.stats()["events"] == summary.sent
     finally:
         restarted.stop()
+
+
+def test_metadata_named_by_code_is_checked_and_sent_by_code(cht, seeded, store, tmp_path):
+    docs, _ = seeded
+    places = facilities(docs)
+    dhis2 = stand_in(places)
+    try:
+        table = tmp_path / "codes.csv"
+        table.write_text("place_id,org_unit\n" + "".join(f"{p['_id']},{org_code(p['_id'])}\n" for p in places))
+        config = event_config(f"codes_{uuid.uuid4().hex[:8]}", cht.db, table)
+        config["destination"]["dhis2"].update(
+            id_scheme="CODE", program="CHT_ASSESSMENT", program_stage="CHT_ASSESSMENT_VISIT",
+            data_values={"CHT_TEMPERATURE": "temperature", "CHT_REFERRED": "referral"},
+        )  # fmt: skip
+        pipeline = write_pipeline(tmp_path, config)
+        expected = reports(docs, "assessment")
+        summary = run(pipeline, cht, dhis2, store.url)
+        assert summary.sent == len(expected) == dhis2.stats()["events"]
+        doc_id, doc = next(iter(expected.items()))
+        event = dhis2.tracker.get("EVENT", uids.event_uid("CHT_ASSESSMENT", doc_id))
+        assert (event["program"], event["programStage"], event["orgUnit"]) == (
+            PROGRAM,
+            STAGE,
+            org_uid(facility_of(doc, docs)),
+        )
+        assert {v["dataElement"] for v in event["dataValues"]} == {TEMPERATURE, REFERRED}
+        dhis2.metadata.remove("dataElements", REFERRED)
+        with pytest.raises(
+            PreflightError, match="data element `CHT_REFERRED` \\(data_values.CHT_REFERRED\\): not found"
+        ):
+            run(write_pipeline(tmp_path, {**config, "name": config["name"] + "_2"}), cht, dhis2, store.url)
+    finally:
+        dhis2.stop()

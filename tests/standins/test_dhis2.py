@@ -454,3 +454,23 @@ def test_each_version_reads_only_its_own_parameter_names(dhis2, version, units_p
         == 200
     )
     assert listed({"orgUnit": OU_A}) == ["VersionEv01", "VersionEv02"]  # orgUnit is gone in 2.42
+
+
+def test_complete_date_registers_completeness_and_skip_existing_check_breaks_on_an_existing_value(dhis2):
+    r = post_values(dhis2, [{"dataElement": DE_1, "value": "1"}], dataSet=DS, period="202405", orgUnit=OU_A,
+                    completeDate="2024-06-02")  # fmt: skip
+    assert r.json()["response"]["dataSetComplete"] == "2024-06-02"
+    assert dhis2.values.completeness == {(DS, "202405", OU_A, DEFAULT_COC): "2024-06-02"}
+    fresh = post_values(dhis2, [{"dataElement": DE_2, "value": "2"}], params={"skipExistingCheck": "true"},
+                        period="202405", orgUnit=OU_A)  # fmt: skip
+    assert fresh.status_code == 200  # nothing there yet: inserted
+    again = post_values(dhis2, [{"dataElement": DE_2, "value": "3"}, {"dataElement": DE_1, "value": "9"}],
+                        params={"skipExistingCheck": "true"}, period="202405", orgUnit=OU_A)  # fmt: skip
+    assert again.status_code == 409
+    summary = again.json()["response"]
+    assert (
+        summary["status"] == "ERROR"
+        and summary["description"] == "The import process failed: Failed to flush BatchHandler"
+    )
+    assert summary["importCount"] == {"imported": 0, "updated": 0, "ignored": 2, "deleted": 0}
+    assert read_values(dhis2) == {(DE_1, DEFAULT_COC): "1", (DE_2, DEFAULT_COC): "2"}

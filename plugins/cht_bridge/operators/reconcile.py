@@ -74,6 +74,7 @@ class ChtReconcileOperator(BaseOperator):
         from cht_bridge.aggregate.run import opened
         from cht_bridge.config import find_pipeline
         from cht_bridge.config.kinds.dhis2_aggregate import is_aggregate
+        from cht_bridge.config.kinds.dhis2_tracker import is_tracker
         from cht_bridge.errors import ParamError
         from cht_bridge.hooks import bridge_home
         from cht_bridge.operators.params import parse_time
@@ -82,13 +83,9 @@ class ChtReconcileOperator(BaseOperator):
         params = context.get("params") or {}
         with failing_plainly():
             pipeline = find_pipeline(self.pipelines_folder, params.get("pipeline") or "")
-            if not is_aggregate(pipeline):
-                # The hook for tracker pipelines (events per org unit and period on both sides): a
-                # ``reconcile`` of theirs beside this one, chosen here by the pipeline's kind.
-                raise ParamError(
-                    f"Param 'pipeline': '{pipeline.name}' is not a DHIS2 aggregate pipeline (tracker pipelines are "
-                    "not compared by this DAG yet)"
-                )
+            tracker = is_tracker(pipeline)  # events per org unit and month: aggregate/reconcile_tracker.py
+            if not is_aggregate(pipeline) and not tracker:
+                raise ParamError(f"Param 'pipeline': '{pipeline.name}' is not a DHIS2 aggregate or tracker pipeline")
             start, end = parse_time(params.get("start"), "start"), parse_time(params.get("end"), "end")
             if start is None or end is None:
                 if start is not None or end is not None:
@@ -99,6 +96,16 @@ class ChtReconcileOperator(BaseOperator):
             if end <= start:
                 raise ParamError(f"the window is empty: end {end.isoformat()} is not after start")
             folder = Path(params.get("folder") or os.environ.get(FOLDER_ENV) or bridge_home() / "reconcile")
+            if tracker:
+                from cht_bridge.aggregate.reconcile_tracker import reconcile_tracker
+                from cht_bridge.sync.resources import opened as opened_run
+
+                with opened_run(pipeline) as r:
+                    result = reconcile_tracker(
+                        pipeline, client=r.client, destination=r.destination, mapper=r.mapper, start=start, end=end,
+                        folder=folder, repost=bool(params.get("repost")), logger=self.log,
+                    )  # fmt: skip
+                return result.as_dict()
             with opened(pipeline) as (client, poster, store):
                 result = reconcile(
                     pipeline, client=client, poster=poster, store=store, start=start, end=end, folder=folder,

@@ -90,3 +90,9 @@ def test_codes_are_accepted_under_the_code_id_scheme(tmp_path):
         tmp_path,
         {"kind": "tracker", "id_scheme": "CODE", "program": "A,B", "program_stage": "S", "org_unit": {"field": "o"}},
     )
+
+
+def test_the_attribute_id_scheme_is_refused_for_it_cannot_name_the_attribute(tmp_path):
+    text = problems(tmp_path, {"kind": "tracker", "id_scheme": "ATTRIBUTE", "program": "P", "program_stage": "S",
+                               "org_unit": {"field": "o"}})  # fmt: skip
+    assert "destination.dhis2.id_scheme: ATTRIBUTE needs the attribute's UID" in text

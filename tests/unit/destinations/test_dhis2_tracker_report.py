@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
+import pytest
 import requests
 
 from cht_bridge.config.kinds.dhis2_tracker import TrackedEntityRule, TrackerSettings
+from cht_bridge.destinations import registry
 from cht_bridge.destinations.dhis2 import uids
 from cht_bridge.destinations.dhis2.tracker import Objects, TrackerDestination
+from cht_bridge.errors import ConfigError
 
 SETTINGS = TrackerSettings(
     kind="tracker", id_scheme="UID", dry_run=False, program="ChtPregnan1", program_stage="ChtPregReg1",
@@ -58,3 +62,15 @@ def test_each_document_gets_its_objects_errors_and_quoted_data_values_are_droppe
     )
     assert "Jane" not in results[1].error
     d.close()
+
+
+def test_the_dhis2_kind_opens_the_tracker_destination_and_refuses_to_send_aggregates_document_by_document():
+    destination = SimpleNamespace(
+        type="dhis2", settings=SETTINGS, path="/api", conn_id="dhis2", batch_size=10, timeout=5.0
+    )
+    opened = registry.open_destination(requests.Session(), "http://127.0.0.1:9", destination)
+    assert isinstance(opened, TrackerDestination) and opened.url == "http://127.0.0.1:9/api/tracker"
+    opened.close()
+    aggregate = SimpleNamespace(type="dhis2", settings=SimpleNamespace(kind="aggregate"), conn_id="dhis2")
+    with pytest.raises(ConfigError, match="destination.dhis2.kind: 'aggregate' is not sent document by document"):
+        registry.open_destination(requests.Session(), "http://127.0.0.1:9", aggregate)

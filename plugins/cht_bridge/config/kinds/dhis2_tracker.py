@@ -82,6 +82,8 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None], common: dict[s
             add(key, f"unknown key for kind tracker (allowed: {', '.join(sorted(OWN_KEYS))})")
     if common.get("dry_run"):
         add("dry_run", "not for kind tracker: use the run's dry run (the dry_run Param), which sends nothing")
+    if common.get("id_scheme") == "ATTRIBUTE":
+        add("id_scheme", "ATTRIBUTE needs the attribute's UID, which this block cannot name: use UID, CODE or NAME")
     ident = _identifier_check(common.get("id_scheme", "UID"), add)
     program = block.get("program")
     ident("program", program, required=True)
@@ -199,3 +201,8 @@ def _tracked_entity(
         _field(add, "tracked_entity.enrolled_at", enrolled)
     attributes = _pairs(value.get("attributes", {}), "tracked_entity.attributes", ident, add)
     return TrackedEntityRule(type=value.get("type"), id=person, attributes=attributes, enrolled_at=enrolled)
+
+
+def is_tracker(pipeline: Any) -> bool:
+    """A DHIS2 tracker pipeline: its reports are events (and tracked entities) sent document by document."""
+    return isinstance(getattr(pipeline.destination, "settings", None), TrackerSettings)

@@ -24,10 +24,13 @@ class Dhis2Destination:
             from cht_bridge.destinations.dhis2.tracker import TrackerDestination
 
             return TrackerDestination.configured(session, base_url, destination, delivery)
-        raise ValueError(
-            f"destination.dhis2.kind '{kind}' is not sent document by document: an aggregate pipeline "
-            "runs through cht_bridge.aggregate (its own task), which posts whole periods as dataValueSets"
-        )
+        from cht_bridge.errors import ConfigError
+
+        raise ConfigError(
+            f"destination connection '{destination.conn_id}'",
+            [f"destination.dhis2.kind: '{kind}' is not sent document by document: an aggregate pipeline runs "
+             "as its own task (cht_bridge.aggregate), which posts whole periods as dataValueSets"],
+        )  # fmt: skip
 
 
 DESTINATION = Dhis2Destination  # what ``destination.type: dhis2`` opens (see ``registry``)
