@@ -262,11 +262,15 @@ class AggregateRun:
         for v in upserts:
             per_period[v.period] = per_period.get(v.period, 0) + 1
         ledger.mark_posted(self.store, self.name, done, per_period)
-        for r in results:
-            if not r.ok:
-                self.log.warning(
-                    "pipeline %s: value %s not stored (HTTP %s): %s", self.name, r.value.key, r.status, r.error
-                )
+        refused = [r for r in results if not r.ok]
+        for r in refused[:SUMMARY_IDS]:  # all of them are in the ledger; the log names the first
+            self.log.warning(
+                "pipeline %s: value %s not stored (HTTP %s): %s", self.name, r.value.key, r.status, r.error
+            )
+        if len(refused) > SUMMARY_IDS:
+            self.log.warning(
+                "pipeline %s: ... and %d more values not stored (see the ledger)", self.name, len(refused) - SUMMARY_IDS
+            )
 
     def _outcome(self, r: ValueResult, delete: bool) -> Outcome:
         s = self.settings
