@@ -251,3 +251,19 @@ def test_a_lost_answer_leaves_its_periods_pending_and_the_next_run_posts_them(se
         assert held(dhis2) == want and ledger.pending_periods(store, path.stem) == []
     finally:
         dhis2.stop()
+
+
+def test_a_dry_run_asks_dhis2_with_dryrun_and_records_nothing(seeded, tmp_path):
+    docs = seeded.all_docs()
+    places = facilities(docs)
+    dhis2 = stand_in(places)
+    state = f"sqlite:///{tmp_path}/s.db"
+    path = pipeline_file(tmp_path, write_table(tmp_path / "ou.csv", places), db=seeded.db, dry_run=True)
+    try:
+        summary, store = _run(path, seeded, dhis2, state)
+        assert summary.dry_run and summary.values > 0 and summary.import_counts["imported"] == summary.values
+        assert held(dhis2) == {}, "dryRun=true: DHIS2 stored nothing"
+        assert store.counts(path.stem) == {}
+        assert sorted(ledger.pending_periods(store, path.stem)) == sorted(summary.periods), "posted by a real run later"
+    finally:
+        dhis2.stop()
