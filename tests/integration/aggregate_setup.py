@@ -66,11 +66,12 @@ def pipeline_file(
     """An aggregate pipeline over pregnancy and assessment reports, per health centre: its org unit
     from ``table``, or from the health centre's own ``field``."""
     where = {"table": str(table)} if field is None else {"field": field}
+    where = {"lineage": "submitter", "level": "health_center", **where, **extra.pop("org_unit", {})}
     dhis2 = {
         "kind": "aggregate",
         "period": period,
         "time_zone": ZONE,
-        "org_unit": {"lineage": "submitter", "level": "health_center", **where},
+        "org_unit": where,
         "data_values": [
             {"name": "pregnancies", "aggregate": "count", "filter": "doc.form === 'pregnancy'", "data_element": DE_PREG},
             {"name": "women", "aggregate": "distinct_patients", "filter": "doc.form === 'pregnancy'", "data_element": DE_WOMEN},
@@ -105,9 +106,12 @@ def endpoints(cht: Any, dhis2: Dhis2) -> dict[str, Any]:
     }
 
 
-def expected(docs: list[dict], period_of: Any, org_units: dict[str, str]) -> dict[tuple[str, str, str], float]:
+def expected(
+    docs: list[dict], period_of: Any, org_units: dict[str, str], lineage: str = "submitter"
+) -> dict[tuple[str, str, str], float]:
     """The data values, computed here from the documents as stored (no bridge code):
-    ``(period, org unit, data element) -> value``."""
+    ``(period, org unit, data element) -> value``; the facility from the submitter's lineage or
+    the patient's (``fields.patient_uuid``'s person document)."""
     by_id = {d["_id"]: d for d in docs}
     zone = ZoneInfo(ZONE)
     counts: Counter = Counter()
@@ -115,7 +119,8 @@ def expected(docs: list[dict], period_of: Any, org_units: dict[str, str]) -> dic
     for d in docs:
         if d.get("type") != "data_record" or d.get("form") not in ("pregnancy", "assessment"):
             continue
-        node, facility = (d.get("contact") or {}).get("parent"), None
+        root = d.get("contact") if lineage == "submitter" else by_id.get(d["fields"]["patient_uuid"])
+        node, facility = (root or {}).get("parent"), None
         while node:
             if by_id.get(node["_id"], {}).get("type") == "health_center":
                 facility = node["_id"]

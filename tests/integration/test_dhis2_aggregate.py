@@ -267,3 +267,22 @@ def test_a_dry_run_asks_dhis2_with_dryrun_and_records_nothing(seeded, tmp_path):
         assert sorted(ledger.pending_periods(store, path.stem)) == sorted(summary.periods), "posted by a real run later"
     finally:
         dhis2.stop()
+
+
+@pytest.mark.parametrize(
+    ("rule", "lineage"),
+    [({"lineage": "patient"}, "patient"), ({"level": 2}, "submitter"), ({"lineage": "patient", "level": 2}, "patient")],
+)
+def test_the_org_unit_from_the_patients_lineage_or_a_depth(seeded, tmp_path, rule, lineage):
+    """``level: 2`` is the second place from the top (district hospital, then health centre)."""
+    docs = seeded.all_docs()
+    places = facilities(docs)
+    dhis2 = stand_in(places)
+    path = pipeline_file(tmp_path, write_table(tmp_path / "ou.csv", places), db=seeded.db, org_unit=rule)
+    try:
+        summary, _ = _run(path, seeded, dhis2, f"sqlite:///{tmp_path}/s.db")
+        org_units = {p["_id"]: org_uid(p["_id"]) for p in places}
+        want = expected(docs, lambda day: period_of(day, "monthly"), org_units, lineage=lineage)
+        assert held(dhis2) == want and summary.unplaced == 0
+    finally:
+        dhis2.stop()
