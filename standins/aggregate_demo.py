@@ -64,8 +64,9 @@ def reconciliation(stack: Any, start: datetime | None = None, end: datetime | No
     cht = json.loads(stack.connections()["AIRFLOW_CONN_CHT_LOCAL"])
     dhis2 = json.loads(connection)
     pipeline = load_pipeline(PIPELINE)
-    start = start or datetime(2025, 11, 1, tzinfo=UTC)  # the seeded reports: the year before 2026-11-01
-    end = end or datetime(2026, 11, 1, tzinfo=UTC)
+    # The seeded reports: the year before 2026-11-01 00:00 UTC, which is already November in Nairobi.
+    start = start or datetime(2025, 11, 1, tzinfo=UTC)
+    end = end or datetime(2026, 12, 1, tzinfo=UTC)
     with opened(
         pipeline,
         cht=Endpoint(cht["host"], (cht["login"], cht["password"])),
