@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python -m bench.fhir
 	$(BIN)/python -m bench.matching
 	$(BIN)/python -m bench.openmrs
+	$(BIN)/python -m bench.dhis2 --reports $(DOCS)
 
 ## Airflow UI on http://localhost:8080 with the local stand-in CHT, receiver and connections.
 airflow: install

@@ -22,7 +22,7 @@ from typing import Any
 
 import requests
 
-from standins import rapidpro_demo
+from standins import dhis2_demo, rapidpro_demo
 from standins.cht_api import ChtApi
 from standins.couchdb import LocalCouch, create_user, set_security, write_private
 from standins.fhir_server import LocalFhir
@@ -53,6 +53,7 @@ class Stack:
     ltfu_loaded: int = 0
     rapidpro: Any = None  # standins.rapidpro.RapidProStandIn (standins/rapidpro_demo.py seeds it)
     openmrs: dict[str, OpenMrs] = field(default_factory=dict)  # the OpenMRS FHIR2 stand-ins: kenyaemr, bahmni
+    dhis2: Any = None  # the DHIS2 stand-in (standins/dhis2_demo.py)
 
     @property
     def airflow_home(self) -> Path:
@@ -81,6 +82,11 @@ class Stack:
             "AIRFLOW_CONN_DEMO_RECEIVER": json.dumps(receiver),
             **self._rapidpro_connection(),
             **openmrs_connections(self.openmrs),
+            **(
+                {dhis2_demo.CONN_ENV: dhis2_demo.connection(self.dhis2, self.credentials["dhis2"])}
+                if self.dhis2
+                else {}
+            ),
         }
 
     def _rapidpro_connection(self) -> dict[str, str]:
@@ -112,6 +118,8 @@ class Stack:
             self.rapidpro.stop()
         for server in self.openmrs.values():
             server.stop()
+        if self.dhis2 is not None:
+            self.dhis2.stop()
         self.fhir.stop()
         self.cht_api.stop()
         self.receiver.stop()
@@ -158,6 +166,7 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
     creds.setdefault("fhir", secrets.token_urlsafe(18))  # a sandbox from before the FHIR server
     creds.setdefault("rapidpro", secrets.token_urlsafe(18))  # RapidPro's API token
     creds.setdefault("openmrs", secrets.token_urlsafe(18))  # the OpenMRS stand-ins' admin password
+    creds.setdefault("dhis2", secrets.token_urlsafe(18))  # a sandbox from before the DHIS2 stand-in
     write_private(home / "credentials.json", json.dumps(creds))
     couch = LocalCouch(home / "couch", in_memory=False).start()
     seeded: dict[str, int] = {}
@@ -182,11 +191,13 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
         started.append(rapidpro)
         openmrs = start_distributions(home / "openmrs", creds["openmrs"])
         started.extend(openmrs.values())
+        dhis2 = dhis2_demo.start(home, creds["dhis2"])
+        started.append(dhis2)
     except BaseException:
         for server in reversed(started):
             server.stop()
         raise
     return Stack(
         home=home, couch=couch, receiver=receiver, credentials=creds, cht_api=cht_api, fhir=fhir, seeded=seeded,
-        ltfu_loaded=loaded, rapidpro=rapidpro, openmrs=openmrs,
+        ltfu_loaded=loaded, rapidpro=rapidpro, openmrs=openmrs, dhis2=dhis2,
     )  # fmt: skip

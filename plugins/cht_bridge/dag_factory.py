@@ -20,6 +20,7 @@ import yaml
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from cht_bridge.config import load_pipeline
+from cht_bridge.config.kinds.dhis2_aggregate import is_aggregate
 from cht_bridge.config.loader import NAME_RE
 from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES, Pipeline
 from cht_bridge.errors import ConfigError
@@ -56,7 +57,8 @@ def build_dags(folder: str | Path) -> dict[str, DAG]:
             dag = _broken_dag(path, exc)
         else:
             dag = _pipeline_dag(pipeline, path)
-            names.append(pipeline.name)
+            if not is_aggregate(pipeline):  # its ledger rows are data values, not documents to re-send
+                names.append(pipeline.name)
         dags.setdefault(dag.dag_id, dag)
     dags.setdefault(REPLAY_DAG_ID, _replay_dag(Path(folder), names))
     return dags
@@ -99,7 +101,12 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
         doc_md=doc,
         params=pipeline_params(),
     ) as dag:
-        ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
+        if is_aggregate(pipeline):
+            from cht_bridge.operators.aggregate import ChtAggregateOperator
+
+            ChtAggregateOperator(task_id="aggregate", pipeline_file=str(path.resolve()))
+        else:
+            ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
     return dag
 
 

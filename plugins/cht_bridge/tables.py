@@ -17,8 +17,15 @@ from cht_bridge.paths import REPO, from_repo
 __all__ = ["REPO", "from_repo", "load_table", "normal"]
 
 
-def load_table(path: str | Path, key: str, value: str, *, setting: str) -> tuple[str, dict[str, str]]:
-    """The file read and its ``key`` column (normalised: ``normal``) → its ``value`` column.
+#: A country's facilities fit many times over; a bigger file is a mistake, not a table.
+MAX_ROWS = 200_000
+
+
+def load_table(
+    path: str | Path, key: str, value: str, *, setting: str, normalise: bool = True
+) -> tuple[str, dict[str, str]]:
+    """The file read and its ``key`` column (normalised by ``normal`` unless ``normalise`` is
+    False: ids such as CHT place uuids are compared as they are) → its ``value`` column.
 
     ``setting`` is the pipeline key that names the file, for the message of a file that cannot be read.
 
@@ -38,7 +45,11 @@ def load_table(path: str | Path, key: str, value: str, *, setting: str) -> tuple
     table: dict[str, str] = {}
     problems: list[str] = []
     for line, row in enumerate(reader, start=2):
-        code, target = normal(row.get(key) or ""), (row.get(value) or "").strip()
+        if line > MAX_ROWS + 1:
+            problems.append(f"line {line}: more than {MAX_ROWS} rows")
+            break
+        code, target = (row.get(key) or "").strip(), (row.get(value) or "").strip()
+        code = normal(code) if normalise else code
         if not code or not target:
             problems.append(f"line {line}: {key} and {value} are both required")
         elif code in table and table[code] != target:

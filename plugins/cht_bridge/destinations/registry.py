@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "rapidpro": "cht_bridge.destinations.rapidpro",
     "openmrs": "cht_bridge.destinations.openmrs",
     "fhir": "cht_bridge.destinations.fhir",
+    "dhis2": "cht_bridge.destinations.dhis2",
 }
 
 _registered: dict[str, Any] = {}  # kinds added at run time (a test's, a deployment's own)

@@ -132,7 +132,13 @@ def read_body(response: requests.Response, limits: AnswerLimits, *, reason_only:
 
 
 def request_within(
-    session: requests.Session, method: str, url: str, limits: AnswerLimits, **kwargs: Any
+    session: requests.Session,
+    method: str,
+    url: str,
+    limits: AnswerLimits,
+    *,
+    whole: tuple[int, ...] = (),
+    **kwargs: Any,
 ) -> requests.Response:
     """Send one request that follows no redirect, and read its answer within ``limits``.
 
@@ -140,7 +146,9 @@ def request_within(
     would take a POST's meaning or the credentials elsewhere (requests turns a redirected POST into
     a GET), and an answer read without a deadline and a cap could hold the task for ever. A 2xx
     body is read whole (``response.content``), an error answer only for its reason, a refusal of
-    the credentials (401/403) not at all: its connection is closed.
+    the credentials (401/403) not at all: its connection is closed. The statuses in ``whole`` are
+    read whole too, within ``limits``: error answers that carry per-record results (DHIS2's 409
+    import summary lists every rejected value).
 
     :raises AnswerLimitError: the body broke ``limits``; its ``status`` is the answer's.
     :raises requests.RequestException: no answer, or the connection broke or stalled.
@@ -151,7 +159,7 @@ def request_within(
         response.close()
         return response
     try:
-        read_body(response, limits, reason_only=kind != "delivered")
+        read_body(response, limits, reason_only=kind != "delivered" and response.status_code not in whole)
     except AnswerLimitError as exc:
         exc.status = response.status_code
         raise

@@ -35,7 +35,7 @@ def test_the_registry_maps_types_to_kinds_and_names_them_when_one_is_unknown():
 
     assert destination_class("rest") is RestDestination and destination_class("fhir") is FhirDestination
     built_in = kinds()
-    assert {"fhir", "openmrs", "rapidpro", "rest"} <= set(built_in) and built_in == sorted(built_in)
+    assert {"dhis2", "fhir", "openmrs", "rapidpro", "rest"} <= set(built_in) and built_in == sorted(built_in)
     register("custom", BaseDestination)
     try:
         assert destination_class("custom") is BaseDestination and kinds() == sorted([*built_in, "custom"])
