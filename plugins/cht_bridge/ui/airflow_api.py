@@ -19,6 +19,8 @@ from cht_bridge.http.reasons import answer_reason
 
 LIMITS = AnswerLimits(deadline_s=20.0, max_bytes=1024 * 1024)
 TIMEOUT = (5.0, 20.0)
+#: The counts of a replay's XCom the page shows: a forward replay's summary, a reverse replay's.
+SHOWN = ("retried", "mapped", "sent", "failed", "dead_lettered", "selected", "replayed", "unplaced", "not_replayable")
 
 
 class AirflowApiError(Exception):
@@ -69,6 +71,8 @@ def run_state(dag_id: str, run_id: str, token: str, task_id: str | None = None) 
         except AirflowApiError:
             return out
         value = entry.get("value")
-        if isinstance(value, dict):  # counts only: the summary has no document content
-            out["counts"] = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+        if isinstance(value, dict) and isinstance(value.get("replay"), dict):  # a reverse run's receive task
+            value = value["replay"]
+        if isinstance(value, dict):  # counts only: never ids, reasons or the dry run's file
+            out["counts"] = {k: value[k] for k in SHOWN if isinstance(value.get(k), int)}
     return out

@@ -88,7 +88,8 @@ async function replay(dry, status) {
   for (let i = 0; i < 600; i++) {
     const q = await fetch(ROOT + '/api/runs/' + encodeURIComponent(run.dag_id) + '/' +
       encodeURIComponent(run.run_id) + '?task_id=' + run.task_id);
-    const st = await q.json(); s.textContent = st.state + (st.counts ? ' ' + JSON.stringify(st.counts) : '');
+    const st = await q.json();
+    s.textContent = st.state + (st.counts ? ': ' + Object.entries(st.counts).map(([k, v]) => k + ' ' + v).join(', ') : '');
     s.className = 'st ' + st.state;
     if (st.state === 'success' || st.state === 'failed') {
       if (dry && st.state === 'success') { dryFor = JSON.stringify([ids, status]);
