@@ -319,8 +319,7 @@ def test_a_rejected_document_is_a_dead_letter_on_the_page_and_replay_delivers_it
     assert airflow.store().ledger("pregnancy_registrations", doc_id)["status"] == "delivered"
     received = [json.loads(line) for line in stack.receiver.received_path.read_text().splitlines()]
     assert any((item.get("payload") or {}).get("report_id") == doc_id for item in received)
-    page.reload()
-    frame = page.frame_locator("iframe")
+    frame.get_by_role("link", name="← All pipelines").click()
     frame.locator("table#pipelines").wait_for()
     assert frame.locator("tr[data-pipeline='pregnancy_registrations'] [data-status='dead']").count() == 0
 
