@@ -109,9 +109,23 @@ def test_a_run_stopped_by_the_breaker_counts_breaker_opened_and_the_store_shows_
     metrics = ours(statsd.drain(), name)
     assert metrics["breaker_opened"] == [(1.0, "c")]
     breaker = state_store().breakers([name])[name]
-    assert breaker["is_open"] == 1 and "failed 3 times in a row" in breaker["reason"]
+    assert breaker["is_open"] == 1 and "times in a row" in breaker["reason"]
 
     receiver.configure(fail_rate=0.0)
     state, summary = run_dag(monkeypatch, folder, name)
     assert state == "success" and summary["sent"] > 0
     assert state_store().breakers([name])[name]["is_open"] == 0
+
+
+def test_a_reverse_run_sends_rows_in_review_reports_sent_and_lag(cht_api, statsd, monkeypatch, airflow_db, tmp_path):
+    from tests.integration.reverse_setup import contact_list
+    from tests.integration.test_reverse_pipeline import run_reverse_dag
+
+    folder, name, _, _ = contact_list(tmp_path, monkeypatch, cht_api)
+    state, xcoms, _ = run_reverse_dag(monkeypatch, folder, name)  # every question left for later
+    assert state == "success"
+    metrics = ours(statsd.drain(), name)
+    assert metrics["rows_in_review"] == [(1.0, "g")] and xcoms["match"]["waiting_review"] == 1
+    created = sum(xcoms[task].get("reports_created", 0) for task in ("write_decided", "write_reviewed"))
+    assert created > 0 and sum(v for v, kind in metrics["sent"] if kind == "c") == created
+    assert all(kind == "g" and 0 <= lag < 120 for lag, kind in metrics["lag_seconds"])
