@@ -32,11 +32,12 @@ def refused(doc_id: str, reason: str, retryable: bool = False) -> Outcome:
 
 
 def age(store: StateStore, pipeline: str, doc_id: str, days: int) -> None:
+    when = datetime.now(UTC) - timedelta(days=days)  # SQLite keeps naive UTC, PostgreSQL an aware time
     with store.engine.begin() as conn:
         conn.execute(
             update(deliveries)
             .where(deliveries.c.pipeline == pipeline, deliveries.c.doc_id == doc_id)
-            .values(last_attempt_at=(datetime.now(UTC) - timedelta(days=days)).replace(tzinfo=None))
+            .values(last_attempt_at=when if conn.dialect.name != "sqlite" else when.replace(tzinfo=None))
         )
 
 
