@@ -136,6 +136,7 @@ def pipelines_page(rows: list[dict[str, Any]], prefix: str) -> str:
             else f"<a target='_top' href='{_e(run_url(name, run['run_id']))}'>{_e(_when(run['run_after']))}</a> "
             f"<span class='st {_e(run['state'])}'>{_e(run['state'])}</span>"
         )
+        ledger = _statuses(counts, order) if not r.get("error") else f"<span class='st failed'>{_e(r['error'])}</span>"
         breaker = (
             f"<span class='st open' title='{_e(r['breaker_reason'])}'>open</span>" if r["breaker_open"] else "closed"
         )
@@ -147,7 +148,8 @@ def pipelines_page(rows: list[dict[str, Any]], prefix: str) -> str:
             f"<td data-sort='{_e(run and run['run_after'] and run['run_after'].isoformat())}'>{run_cell}</td>"
             f"<td class='n' data-col='lag' data-sort='{'' if r['lag_seconds'] is None else r['lag_seconds']}'>"
             f"{_lag(r['lag_seconds'])}</td>"
-            f"<td data-col='counts' data-sort='{sum(counts.values())}'>{_statuses(counts, order)}</td>"
+            f"<td data-col='counts' data-sort='{sum(counts.values())}'>"
+            f"{ledger}</td>"
             f"<td class='n' data-col='failed_24h'>{r['failed_24h']}</td>"
             f"<td class='n' data-col='dead_24h'>{r['dead_24h']}</td>"
             f"<td data-col='breaker'>{breaker}</td></tr>"

@@ -6,14 +6,18 @@ the DAG ids it is given, so the benchmark and the tests call exactly what the pa
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from cht_bridge.errors import one_line
 from cht_bridge.state.store import StateStore
 from cht_bridge.ui import catalog, queries
 from cht_bridge.ui.catalog import FORWARD, Entry
+
+log = logging.getLogger(__name__)
 
 _stores: dict[str | None, StateStore] = {}
 _stores_lock = threading.Lock()
@@ -48,9 +52,15 @@ def overview(
     last = runs([e.name for e in entries])
     rows: list[dict[str, Any]] = []
     for conn_id, group in catalog.by_store(entries).items():
-        store = store_for(conn_id)
-        forward = queries.forward_overview(store, [e.name for e in group if e.kind == FORWARD], now)
-        reverse = queries.reverse_overview(store, [e.name for e in group if e.kind != FORWARD], now)
+        try:
+            store = store_for(conn_id)
+            forward = queries.forward_overview(store, [e.name for e in group if e.kind == FORWARD], now)
+            reverse = queries.reverse_overview(store, [e.name for e in group if e.kind != FORWARD], now)
+            error = None
+        except Exception as exc:  # one unreachable store must not hide the pipelines of the others
+            log.warning("state store %s: %s", conn_id or "(default)", one_line(str(exc)))
+            forward, reverse = {}, {}
+            error = f"state store {conn_id or '(default)'} cannot be read: {one_line(type(exc).__name__)}"
         for e in group:
             stats = forward.get(e.name) or reverse.get(e.name) or {}
             recent = stats.get("recent", {})
@@ -68,6 +78,7 @@ def overview(
                     "dead_24h": recent.get("dead", 0),
                     "breaker_open": bool(breaker.get("open")),
                     "breaker_reason": breaker.get("reason") if breaker.get("open") else None,
+                    "error": error,
                 }
             )
     return sorted(rows, key=lambda r: r["pipeline"])
