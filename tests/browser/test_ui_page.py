@@ -322,6 +322,12 @@ def test_a_rejected_document_is_a_dead_letter_on_the_page_and_replay_delivers_it
     assert airflow.store().ledger("pregnancy_registrations", doc_id)["status"] == "dead"  # the dry run sent nothing
     link = frame.locator("a#dry-run-link")
     assert link.get_attribute("href").startswith("/dags/cht_bridge_replay/runs/")
+    dry_run_id = link.inner_text().split(" / ", 1)[1]
+    replay = "/cht-bridge/api/pipelines/pregnancy_registrations/replay"
+    for refused in ({}, {"after_dry_run": dry_run_id, "ids": [doc_id, "another"]}, {"after_dry_run": "nope"}):
+        body = {"ids": [doc_id], "dry_run": False, "status": "both", **refused}
+        answer = airflow.api("POST", replay, json=body)  # for real only after that dry run of those rows
+        assert answer.status_code == 422, answer.text
     frame.locator("button#do-replay").click()
     frame.locator("#replay-state.success").wait_for(timeout=300_000)
     assert "sent 1" in frame.locator("#replay-state").inner_text()

@@ -64,7 +64,7 @@ def run_state(dag_id: str, run_id: str, token: str, task_id: str | None = None) 
     """A run's state, and when ``task_id`` is given and the run is over, that task's counts (its XCom)."""
     path = f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
     run = _call("GET", path, token)
-    out: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "state": run.get("state")}
+    out: dict[str, Any] = {"dag_id": dag_id, "run_id": run_id, "state": run.get("state"), "conf": run.get("conf")}
     if task_id and out["state"] in ("success", "failed"):
         try:
             entry = _call("GET", f"{path}/taskInstances/{quote(task_id, safe='')}/xcomEntries/return_value", token)

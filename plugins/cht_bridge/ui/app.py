@@ -95,12 +95,29 @@ class ReplayRequest(BaseModel):
     ids: list[Annotated[str, Field(max_length=255)]] = Field(min_length=1, max_length=MAX_CHOSEN)
     dry_run: bool = True
     status: str = Field("both", pattern="^(dead|failed|both|unplaced)$")
+    #: The real replay names the successful dry run of the same rows that came before it.
+    after_dry_run: str | None = Field(None, max_length=250)
+
+
+def _dry_run_first(target: str, conf: dict[str, Any], body: ReplayRequest, token: str) -> None:
+    """A replay for real only after a successful dry run of exactly these rows (same DAG, same conf)."""
+    if body.dry_run:
+        return
+    if not body.after_dry_run:
+        raise HTTPException(422, "run a dry run of these rows first, then replay naming it (after_dry_run)")
+    try:
+        dry = run_state(target, body.after_dry_run, token)
+    except AirflowApiError as exc:
+        raise HTTPException(422, f"the dry run '{body.after_dry_run}' cannot be read: {exc}") from None
+    if dry["state"] != "success" or dry.get("conf") != {**conf, "dry_run": True}:
+        raise HTTPException(422, "the named dry run did not succeed, or chose other rows: run a dry run of these rows")
 
 
 @app.post("/api/pipelines/{dag_id}/replay", dependencies=[ReadsDag, Depends(_json_only)])
 def api_replay(dag_id: str, body: ReplayRequest, request: Request, user: GetUserDep) -> dict[str, Any]:
     """Replay chosen rows: a forward pipeline's documents with ``cht_bridge_replay``; a reverse
-    pipeline's unplaced or failed rows with a replay run of its own DAG (``replay`` Param)."""
+    pipeline's unplaced or failed rows with a replay run of its own DAG (``replay`` Param). A dry
+    run first; the run for real must name that successful dry run of the same rows."""
     entry = _pipeline(dag_id, user)
     what = "dry run" if body.dry_run else "replay"
     if entry.kind == FORWARD:
@@ -114,8 +131,10 @@ def api_replay(dag_id: str, body: ReplayRequest, request: Request, user: GetUser
         target, task = entry.name, "receive"
         conf = {"replay": body.status, "source_ids": body.ids, "dry_run": body.dry_run}
     note = f"CHT Bridge page: {what} of {len(body.ids)} rows of {entry.name}"
+    token = _token(request)
+    _dry_run_first(target, conf, body, token)
     try:
-        run = trigger(target, conf, _token(request), note)
+        run = trigger(target, conf, token, note)
     except AirflowApiError as exc:
         raise HTTPException(exc.status if exc.status in (401, 403, 404, 409, 422) else 502, str(exc)) from None
     return {**run, "task_id": task, "url": pages.run_url(target, run["run_id"])}

@@ -71,14 +71,14 @@ document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventLis
 
 REPLAY_JS = """
 const chosen = () => [...document.querySelectorAll('input.pick:checked')].map(c => c.value);
-let dryFor = null;
+let dryFor = null, dryRun = null;
 async function replay(dry, status) {
   const ids = chosen(); const out = document.getElementById('result');
   if (!ids.length) { out.textContent = 'Choose rows first.'; return; }
   if (!dry && dryFor !== JSON.stringify([ids, status])) { out.textContent = 'Run the dry run of these rows first.'; return; }
   out.textContent = (dry ? 'Starting a dry run…' : 'Starting the replay…');
   const r = await fetch(API + '/replay', {method: 'POST', headers: {'Content-Type': 'application/json'},
-    body: JSON.stringify({ids, dry_run: dry, status})});
+    body: JSON.stringify({ids, dry_run: dry, status, after_dry_run: dry ? null : dryRun})});
   const run = await r.json();
   if (!r.ok) { out.textContent = 'Airflow refused: ' + (run.detail || r.status); return; }
   out.innerHTML = ''; const a = document.createElement('a'); a.href = run.url; a.target = '_top';
@@ -92,7 +92,7 @@ async function replay(dry, status) {
     s.textContent = st.state + (st.counts ? ': ' + Object.entries(st.counts).map(([k, v]) => k + ' ' + v).join(', ') : '');
     s.className = 'st ' + st.state;
     if (st.state === 'success' || st.state === 'failed') {
-      if (dry && st.state === 'success') { dryFor = JSON.stringify([ids, status]);
+      if (dry && st.state === 'success') { dryFor = JSON.stringify([ids, status]); dryRun = run.run_id;
         document.getElementById('do-replay').disabled = false; }
       return;
     }
