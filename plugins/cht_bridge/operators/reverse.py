@@ -86,7 +86,16 @@ class ReverseStepOperator(BaseOperator):
                 if self.step == "receive" and choice is not None:  # after the read: a newer version wins
                     counts["replay"] = self._replay(pipeline, ledger, context["run_id"], choice).as_xcom()
                 self.log.info("%s %s: %s; ledger %s", pipeline.name, self.step, counts, ledger.counts(pipeline.name))
+                if not dry_run:
+                    self._metrics(pipeline.name, ledger, counts)
                 return counts
+
+    def _metrics(self, name: str, ledger: Any, counts: dict[str, Any]) -> None:
+        from cht_bridge.operators import metrics
+        from cht_bridge.ui.queries import reverse_lag_seconds
+
+        lag = reverse_lag_seconds(ledger.store, name) if self.step == "write" else None
+        metrics.reverse_step(name, self.step, counts, lag)
 
     def _replay(self, pipeline: Any, ledger: Any, run_id: str, choice: Any) -> Any:
         from cht_bridge.reverse.run import replay

@@ -91,6 +91,20 @@ deliveries = Table(
     Index("ix_cht_bridge_delivery_status", "pipeline", "status"),
     # a destination asking whether a record it refers to was delivered (delivered_destination_ids)
     Index("ix_cht_bridge_delivery_destination_id", "destination_id"),
+    # the UI's questions (cht_bridge.ui.queries): failures of the last 24 h, newest first; freshness
+    Index("ix_cht_bridge_delivery_recent", "pipeline", "status", "last_attempt_at"),
+    Index("ix_cht_bridge_delivery_reported", "pipeline", "status", "reported_at"),
+)
+
+#: Whether a pipeline's last run stopped on its circuit breaker (the destination was down): the
+#: breaker itself lives only for one run, so the sync task records its state here for the UI.
+breakers = Table(
+    "cht_bridge_breaker",
+    metadata,
+    Column("pipeline", String(PIPELINE_CHARS), primary_key=True),
+    Column("is_open", Integer, nullable=False),
+    Column("reason", Text),  # one line, as the task's error: the connection id and the last answer
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
 DELIVERED = "delivered"
@@ -358,6 +372,23 @@ class StateStore:
         if isinstance(value, str):  # SQLite's max() returns the stored text
             value = datetime.fromisoformat(value)
         return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
+
+    def set_breaker(self, pipeline: str, is_open: bool, reason: str | None = None) -> None:
+        """Record whether the pipeline's last run stopped on its circuit breaker (``reason``: why)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            stmt = _insert_for(conn, breakers).values(
+                pipeline=pipeline, is_open=int(is_open), reason=one_line(reason) if reason else None, changed_at=now
+            )
+            changed = {name: stmt.excluded[name] for name in ("is_open", "reason", "changed_at")}
+            conn.execute(stmt.on_conflict_do_update(index_elements=[breakers.c.pipeline], set_=changed))
+
+    def breakers(self, pipelines: Iterable[str]) -> dict[str, dict]:
+        """The recorded breaker state of each pipeline that has one."""
+        names = list(pipelines)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(breakers).where(breakers.c.pipeline.in_(names))) if names else []
+            return {r.pipeline: dict(r._mapping) for r in rows}
 
     def close(self) -> None:
         self.engine.dispose()
