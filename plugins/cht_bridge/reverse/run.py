@@ -132,6 +132,7 @@ def receive(
             "%s: page %d read=%d new=%d unchanged=%d", pipeline.name, counts["pages"], len(page.records),
             len(keys), len(page.records) - len(keys),
         )  # fmt: skip
+    counts.update(getattr(source, "counts", None) or {})  # what the source tells beyond its pages
     counts["seconds"] = round(time.monotonic() - started, 3)
     return StepCounts(counts)
 
