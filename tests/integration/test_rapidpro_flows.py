@@ -167,3 +167,40 @@ def test_the_overlap_re_reads_written_runs_without_writing_them_again(tmp_path, 
             assert pipeline_source(pipeline, rapidpro).overlap == timedelta(hours=1)
         finally:
             store.close()
+
+
+def test_an_unplaced_runs_reason_and_log_show_codes_but_never_a_free_text_answer(tmp_path, cht_api, caplog):
+    """Two community members unknown to CHT: one typed where they live (free text), one answered a
+    code the place table lacks. Both wait as ``unplaced``; the reason shows the code, not the text."""
+    import logging
+
+    from cht_bridge.cht.api import ChtApiClient
+    from tests.integration.reverse_setup import seed_area
+
+    not_a_code = "an answer that is not a place code"
+    seed_area(cht_api.db)
+    typed = "near Mama Achieng's shop, Nyalenda"
+    with RapidProStandIn(TOKEN, page_size=2) as rapidpro:
+        flow = rapidpro.add_flow("Self screening")
+        rapidpro.add_run(flow, "tel:+254733000401", {**ANSWERS, "village": {"value": typed, "category": typed}},
+                         modified_on=T0)  # fmt: skip
+        rapidpro.add_run(flow, "tel:+254733000402", {**ANSWERS, "village": {"value": "x", "category": "MFL-999"}},
+                         modified_on=T0 + timedelta(minutes=1))  # fmt: skip
+        store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+        try:
+            pipeline = screening_pipeline(tmp_path, flow)
+            api = ChtApiClient(cht_api.url, "medic", cht_api.online, conn_id="cht_api_test")
+            ledger = InboundLedger(store)
+            with caplog.at_level(logging.INFO):
+                counts = whole_run(pipeline, rapidpro, ledger, api)
+            assert counts["match"]["unplaced"] == 2, counts
+            reasons = sorted(row.reason for row in ledger.rows(pipeline.name, ["unplaced"]))
+        finally:
+            store.close()
+    assert len(reasons) == 2
+    coded, free = sorted(reasons, key=lambda r: "MFL-999" not in r)
+    for text in [*reasons, caplog.text]:
+        assert "Achieng" not in text and "Nyalenda" not in text and "+25473300040" not in text
+    assert "'MFL-999'" in coded and not_a_code not in coded
+    assert not_a_code in free and pipeline.places.table in free  # what a person fixing it needs
+    assert "MFL-999" in caplog.text  # the log lists the code to add to the place table

@@ -208,7 +208,7 @@ def match_received(
 def unplaced_reason(pipeline: ReversePipeline, places: PlaceTable, code: Any) -> str:
     if not code:
         return f"the row has no {pipeline.places.key}"
-    return f"no place for {pipeline.places.key} '{code_label(code)}' in {places.file}"
+    return f"no place for {pipeline.places.key} {code_label(code)} in {places.file}"
 
 
 def match_config(pipeline: ReversePipeline) -> Any:
