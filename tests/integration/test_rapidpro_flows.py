@@ -204,3 +204,32 @@ def test_an_unplaced_runs_reason_and_log_show_codes_but_never_a_free_text_answer
     assert "'MFL-999'" in coded and not_a_code not in coded
     assert not_a_code in free and pipeline.places.table in free  # what a person fixing it needs
     assert "MFL-999" in caplog.text  # the log lists the code to add to the place table
+
+
+def test_a_written_run_whose_modified_on_moves_is_not_written_again(tmp_path, cht_api):
+    """One conversation, one report: a completed run RapidPro touches later (a new ``modified_on``,
+    the same answers) is read again as a new version, and the ledger, keyed for this source by the
+    run's uuid once a row of it went on, takes it as already received."""
+    from cht_bridge.cht.api import ChtApiClient
+    from tests.integration.reverse_setup import seed_area
+
+    seed_area(cht_api.db)
+    with RapidProStandIn(TOKEN, page_size=2) as rapidpro:
+        flow = rapidpro.add_flow("Self screening")
+        run = rapidpro.add_run(flow, "tel:+254712000001", {**ANSWERS, "name": "Achieng Otieno"}, modified_on=T0)
+        store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+        try:
+            pipeline = screening_pipeline(tmp_path, flow)
+            api = ChtApiClient(cht_api.url, "medic", cht_api.online, conn_id="cht_api_test")
+            ledger = InboundLedger(store)
+            first = whole_run(pipeline, rapidpro, ledger, api)
+            assert first["write"]["reports_created"] == 1, first
+            rapidpro.update_run(run["uuid"])  # still completed, answers unchanged, modified_on now
+            again = whole_run(pipeline, rapidpro, ledger, api)
+            assert again["receive"]["read"] == 1 and again["receive"]["received"] == 0, again["receive"]
+            assert again["receive"]["already_received"] == 1
+            assert again["write"]["reports_created"] == 0
+            assert len(screening_reports(cht_api)) == 1
+            assert ledger.counts(pipeline.name) == {"done": 1}
+        finally:
+            store.close()

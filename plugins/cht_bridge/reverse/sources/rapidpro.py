@@ -18,8 +18,9 @@ budget, a crash) is stored as ``{"modified_on": …, "more": true}`` and the nex
 exactly there. After a whole read ``after`` is moved back by ``overlap_seconds``, because a run
 saved in a transaction that committed late can carry an older ``modified_on`` than one already
 read; the inbound ledger keys rows by (run uuid, ``modified_on``), so what the overlap reads again
-adds nothing. (Without the overlap on a resumed read, an overlap window holding more runs than a
-run's pages cannot hold the flow in place for ever.)
+adds nothing, and a completed run read again under a newer ``modified_on`` is taken as already
+received (``once_per_id``): one run, one report. (A resumed read has no overlap, so an overlap
+window holding more runs than a run reads cannot hold the flow in place for ever.)
 
 Only runs that ended as completed (``exit_type: completed``) are rows: an active run has not
 answered everything yet (when it completes its ``modified_on`` moves, and it is read then), and an
@@ -85,6 +86,10 @@ class RapidProRunsSource:
     watermark ``{"modified_on": <newest read>, "more": true}``: the next run goes on from exactly
     there, without the overlap, so a backlog always moves forward.
     """
+
+    #: A completed run is final (its answers do not change): if RapidPro touches it later (a new
+    #: ``modified_on``), the ledger takes it as already received, so one run makes one report.
+    once_per_id = True
 
     def __init__(
         self,
