@@ -51,12 +51,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import requests
 
 from cht_bridge.destinations.base import BaseDestination, Delivery, Result
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
+from cht_bridge.http.origin import has_userinfo, origin
 from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
 from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, delivery_policy, retry_after
 from cht_bridge.http.urls import safe_url
@@ -438,7 +438,7 @@ class RapidProDestination(BaseDestination):
             url, params = page.get("next"), None
             if not url:
                 return None
-            if urlsplit(url)[:2] != urlsplit(self.base_url)[:2] or url in followed:
+            if has_userinfo(url) or origin(url) != origin(self.base_url) or url in followed:
                 return _Reply(None, error="RapidPro's flow start pages repeat or leave its origin", retryable=True)
             followed.add(url)
         return _Reply(None, error=f"no answer in {self.settings.lookup_pages} pages of flow starts", retryable=True)

@@ -173,6 +173,10 @@ def _rapidpro_source(value: dict, common: dict[str, Any], conn_id: str | None, p
         problems.add("source.flows", "required: a list of flow UUIDs whose completed runs are read")
         flows = []
     overlap = _number(value.get("overlap_seconds", 60), "source.overlap_seconds", 0, 86400, problems)
+    if isinstance(common.get("max_pages"), int) and common["max_pages"] < len(flows):
+        problems.add(
+            "source.max_pages", f"must be at least the number of flows ({len(flows)}): each reads a page a run"
+        )
     common = {k: v for k, v in common.items() if k != "page_size"}  # RapidPro pages by 250
     return SourceConfig(**common, conn_id=conn_id, flows=tuple(flows), overlap_seconds=overlap)
 

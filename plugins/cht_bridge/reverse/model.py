@@ -46,7 +46,7 @@ class SourceConfig:
     folder: str | None = None  # csv: the folder lists are dropped into
     pattern: str = "*.csv"  # csv
     timeout: float = 30.0
-    max_pages: int = DEFAULT_MAX_PAGES  # fhir/rest: pages one run reads at most
+    max_pages: int = DEFAULT_MAX_PAGES  # fhir/rest/rapidpro: pages one run reads at most (rapidpro: all flows)
     clock_skew_minutes: float = DEFAULT_CLOCK_SKEW_MINUTES  # fhir
     flows: tuple[str, ...] = ()  # rapidpro: the flows (UUIDs) whose completed runs are read
     overlap_seconds: float = 60.0  # rapidpro: how far before the watermark each read starts

@@ -12,17 +12,23 @@ place code ``phone:<number>`` (alone, or after the answer's code in a list, trie
 ``phone:`` codes are looked up with CHT's contacts-by-phone (the number normalised as the
 matcher normalises phones); the place is the parent of the persons registered with it, when they
 all share one (a phone shared across households is no answer). Other codes go to the place table.
-In reasons and logs a phone code is never shown: only ``a phone's CHT registration``.
+In reasons and logs a phone code is never shown: only ``a phone's CHT registration``; nor is an
+answer that does not look like a code (``code_label``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cht_bridge.reverse.places import PlaceTable
 
 PREFIX = "phone:"
 LABEL = "a phone's CHT registration"
+#: Said of a place answer that does not look like a code (free text): never shown as given.
+NOT_A_CODE = "an answer that is not a place code (free text: map a coded answer, such as its category)"
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,23}")
+_LONG_NUMBER = re.compile(r"\d{7}")  # a phone or national ID number, not a facility code
 
 
 class RegisteredPlaces:
@@ -67,7 +73,24 @@ class RegisteredPlaces:
 
 
 def code_label(code: object) -> str:
-    """A place code as a reason or a log line may show it: never a phone number."""
+    """A place code as a reason or a log line may show it: never a phone number, never free text.
+
+    The code is often a respondent's answer (a RapidPro flow's ``village`` as typed, an EMR's free
+    text field): shown as given, a name or a phone number would reach the inbound ledger's reason
+    and the logs. So a code is shown only when it looks like one (``looks_like_code``: a short
+    token such as an MFL code, ``MFL-100`` or an org unit UID), which is what a person adding it to
+    the place table needs; anything else is ``NOT_A_CODE``.
+    """
     if isinstance(code, list):
         return " or ".join(code_label(one) for one in code if one not in (None, False, "")) or "(none)"
-    return LABEL if isinstance(code, str) and code.startswith(PREFIX) else str(code)
+    if isinstance(code, str) and code.startswith(PREFIX):
+        return LABEL
+    return f"'{str(code).strip()}'" if looks_like_code(code) else NOT_A_CODE
+
+
+def looks_like_code(code: object) -> bool:
+    """A short token (letters, digits, ``-_./``; at most 24 characters) that is not a phone or ID number."""
+    if isinstance(code, bool) or not isinstance(code, str | int):
+        return False
+    text = str(code).strip()
+    return bool(_CODE.fullmatch(text)) and not _LONG_NUMBER.search(text)
