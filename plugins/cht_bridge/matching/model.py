@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 MODEL_PATH = Path(__file__).with_name("model.json")
+#: The key of a model file under which the bridge keeps what Splink does not read: the trained
+#: thresholds, the prior share of matches, the columns compared, metrics (``training.py``).
+BRIDGE_KEY = "cht_bridge"
 
 # Names are compared as token sets (sorted, de-duplicated), so "Akinyi Grace" = "Grace Akinyi".
 _FUZZY_TOKENS = (
@@ -141,7 +144,16 @@ PLACE = {
         # Phone and place are both household evidence; when the phone already agrees, the same
         # place adds little (P(place | phone agrees) is high for matches and non-matches alike).
         # Without this level a sibling would score as a household twice over.
-        _level('"phone_l" = "phone_r"', "phone agrees already (place counted once)", 0.5, 0.25),
+        _level(
+            '"phone_l" = "phone_r"',
+            "phone agrees already (place counted once)",
+            0.5,
+            0.25,
+            # Not a fact about places to estimate: the level only keeps the phone's evidence from
+            # being counted twice, so training leaves its (near-neutral) values alone.
+            fix_m_probability=True,
+            fix_u_probability=True,
+        ),
         # The same floor for the household: new members join it between two EMR visits.
         _level('"place_l" = "place_r"', "same place", 0.30, 1e-3, **_tf("place", floor=1e-3)),
         _level(
@@ -199,6 +211,25 @@ def settings() -> dict[str, Any]:
 def load_model() -> dict[str, Any]:
     """The shipped model as a settings dict (a fresh copy each call)."""
     return json.loads(MODEL_PATH.read_text())
+
+
+def load_model_file(path: str | Path) -> dict[str, Any]:
+    """A model file (shipped or trained) as a dict.
+
+    :raises ValueError: naming the file when it is not JSON or holds no comparisons.
+    """
+    try:
+        model = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable model file ({type(error).__name__})") from None
+    if not isinstance(model, dict) or not isinstance(model.get("comparisons"), list) or not model["comparisons"]:
+        raise ValueError(f"{path}: not a model file (no comparisons)")
+    return model
+
+
+def save_model_file(path: str | Path, model: dict[str, Any]) -> None:
+    """Write a model so that ``load_model_file`` gives it back unchanged (sorted keys, stable)."""
+    Path(path).write_text(json.dumps(model, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
