@@ -32,6 +32,12 @@ _O_A_PAIR = (
     "AND substr(x, 2) = substr(y, 2))), true))) > 0"
 )
 _COMMON_TOKENS = 'len(list_intersect("names_l", "names_r"))'
+# Tokens shared, or (4 letters or more) one keystroke apart: "yusuf"/"yukuf", "kendi"/"kemdi" are
+# below any useful Jaro-Winkler cut-off, yet one letter is what a typo changes.
+_NEAR_TOKENS = (
+    'len(list_filter("names_l", x -> list_contains("names_r", x) OR (length(x) >= 4 AND '
+    'list_min(list_transform("names_r", y -> damerau_levenshtein(x, y))) <= 1)))'
+)
 
 
 def _level(sql: str, label: str, m: float, u: float, **extra: Any) -> dict[str, Any]:
@@ -73,8 +79,18 @@ NAME = {
             0.0005,
             0.005,
         ),
-        # Sharing one token is what household members do (the family name), so it counts
-        # slightly against: the other names disagree.
+        _level(f"{_NEAR_TOKENS} >= 2", ">= 2 tokens shared or one letter apart", 0.04, 2e-5),
+        # Sharing one token is what household members do (the family name). Random pairs rarely
+        # share a phone, so sampling cannot see that people who do share one (a household)
+        # also share a family name about half the time: this level's u says so, and training
+        # leaves it (the phone already counted the household once).
+        _level(
+            f'{_COMMON_TOKENS} = 1 AND "phone_l" = "phone_r"',
+            "one token shared, same phone (a relative?)",
+            0.025,
+            0.5,
+            fix_u_probability=True,
+        ),
         _level(f"{_COMMON_TOKENS} = 1", "one token shared", 0.03, 0.06),
         _level(f"{_FUZZY_TOKENS} = 1", "one token alike", 0.01, 0.01),
         _level("ELSE", "names differ", 0.01, 0.96),

@@ -48,9 +48,14 @@ log = logging.getLogger(__name__)
 U_PAIRS = 1_000_000
 #: Fewer expected true pairs than this at a level: its m is the starting model's.
 MIN_PAIRS_PER_LEVEL = 5
-#: EM sessions: each blocks on a column whose comparison the other one estimates.
+ESTIMATE_WITHOUT_TF = False
+#: EM sessions: each blocks on a column whose comparison the other one estimates; the first two
+#: that find pairs run. Phone is the last resort: a household shares one, and EM would take
+#: relatives for the same person.
 _EM_BLOCKS = (
-    ("date_of_birth", 'l."date_of_birth" = r."date_of_birth"'),
+    # Not on 1 January dates: estimated ages heap there, and relatives who share one would be
+    # taken for the same person.
+    ("date_of_birth", 'l."date_of_birth" = r."date_of_birth" AND NOT (l."birth_month" = 1 AND l."birth_day" = 1)'),
     ("names", 'l."name_key" = r."name_key"'),
     ("phone", 'l."phone" = r."phone"'),
 )
@@ -222,11 +227,11 @@ def _estimate(
         linker.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
         result = _merged(settings, _values(linker.misc.save_model_to_json()), "u_probability")
         compared = {c["output_column_name"] for c in settings["comparisons"]}
-        for field, rule in _EM_BLOCKS:
-            if field in compared and _block_has_pairs(connection, rule):
-                linker.training.estimate_parameters_using_expectation_maximisation(
-                    rule, fix_u_probabilities=True, estimate_without_term_frequencies=True
-                )
+        usable = [rule for field, rule in _EM_BLOCKS if field in compared and _block_has_pairs(connection, rule)]
+        for rule in usable[:2]:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, fix_u_probabilities=True, estimate_without_term_frequencies=ESTIMATE_WITHOUT_TF
+            )
         if labelled_pairs:
             table = pa.table(
                 {
