@@ -45,7 +45,8 @@ class Profile:
 def profile(people: Sequence[Person], phones: Sequence[str | None]) -> Profile:
     """Measure ``people`` (both lists together): the share holding each field, and the place kind."""
     total = max(len(people), 1)
-    places = [value for person in people for value in (person.place, *person.area) if value]
+    # The kind is the place's own: areas (lineage ids, postcodes) are compared as lists anyway.
+    places = [person.place for person in people if person.place]
     filled = {
         "names": sum(1 for p in people if p.name_tokens) / total,
         "sex": sum(1 for p in people if p.sex) / total,

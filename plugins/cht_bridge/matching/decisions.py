@@ -97,6 +97,8 @@ class Candidate:
     existing_id: str
     probability: float
     reason: str
+    #: per field: (comparison, words, match weight in bits), strongest first (``evidence.py``)
+    evidence: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,12 @@ def _rank(
         none_of_them = max(1.0 - match_share, 1e-9) * 2.0 ** (-top) if top < 1000 else 0.0
         total = none_of_them + sum(relative)
         candidates = [
-            Candidate(existing_ids[pair.left], odds / total, _reason(pair))
+            Candidate(
+                existing_ids[pair.left],
+                odds / total,
+                _reason(pair),
+                tuple(sorted(pair.evidence, key=lambda item: -abs(item[2]))),
+            )
             for pair, odds in zip(found, relative, strict=True)
         ]
         order = sorted(range(len(found)), key=lambda i: (-candidates[i].probability, candidates[i].existing_id))

@@ -8,6 +8,7 @@ here, never trained.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ import duckdb
 import pyarrow as pa
 from splink import DuckDBAPI, Linker
 
+from cht_bridge.matching.evidence import Evidence, words
 from cht_bridge.matching.model import BRIDGE_KEY, load_model
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ class ScoredPair:
     probability: float
     match_weight: float
     weights: tuple[tuple[str, float], ...]
+    evidence: tuple[Evidence, ...] = ()  # per field: (comparison, words, weight), see evidence.py
 
 
 def score(
@@ -118,13 +121,12 @@ def _pairs(table: pa.Table, model: dict[str, Any]) -> list[ScoredPair]:
     columns = table.to_pydict()
     zeros = [0.0] * table.num_rows
     names = [comparison["output_column_name"] for comparison in model["comparisons"]]
-    per_field = [
-        [a + b for a, b in zip(columns[f"mw_{name}"], columns.get(f"mw_tf_adj_{name}", zeros), strict=True)]
-        for name in names
-    ]
-    return [
-        ScoredPair(left, right, float(probability), float(match_weight), tuple(zip(names, weights, strict=True)))
-        for left, right, probability, match_weight, *weights in zip(
+    tf = {name: columns.get(f"mw_tf_adj_{name}", zeros) for name in names}
+    per_field = [[a + b for a, b in zip(columns[f"mw_{name}"], tf[name], strict=True)] for name in names]
+    labels = {comparison["output_column_name"]: _level_labels(comparison) for comparison in model["comparisons"]}
+    pairs = []
+    for row, (left, right, probability, match_weight, *weights) in enumerate(
+        zip(
             columns["unique_id_l"],
             columns["unique_id_r"],
             columns["match_probability"],
@@ -132,4 +134,41 @@ def _pairs(table: pa.Table, model: dict[str, Any]) -> list[ScoredPair]:
             *per_field,
             strict=True,
         )
-    ]
+    ):
+        evidence = tuple(
+            (name, words(name, _level_of(labels[name], columns[f"mw_{name}"][row]), tf[name][row] or 0.0), weight)
+            for name, weight in zip(names, weights, strict=True)
+        )
+        pairs.append(
+            ScoredPair(
+                left,
+                right,
+                float(probability),
+                float(match_weight),
+                tuple(zip(names, weights, strict=True)),
+                evidence,
+            )
+        )
+    return pairs
+
+
+def _level_labels(comparison: dict[str, Any]) -> list[tuple[str | None, float]]:
+    """Each level's label and its weight before frequencies, log2(m/u): Splink 5 returns the
+    weight of the level a pair reached (``mw_<name>``), not the level, so the weight names it."""
+    found: list[tuple[str | None, float]] = []
+    for level in comparison["comparison_levels"]:
+        m, u = level.get("m_probability"), level.get("u_probability")
+        if level.get("is_null_level") or not m or not u:
+            continue
+        found.append((level.get("label_for_charts"), math.log2(m / u)))
+    return found
+
+
+def _level_of(levels: list[tuple[str | None, float]], weight: float | None) -> str | None:
+    """The label of the level with this weight (``None``: a null level, weight 0, or no match)."""
+    if weight is None:
+        return None
+    for label, level_weight in levels:
+        if abs(level_weight - weight) < 1e-6:
+            return label
+    return None

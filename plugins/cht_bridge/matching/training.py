@@ -139,16 +139,17 @@ def train(
 def checks(settings: dict[str, Any], block: dict[str, Any]) -> dict[str, bool]:
     """The checks a trained model must pass before a reverse DAG uses it.
 
-    * every agreeing "same …" level counts *for* a match (m > u), or the model learnt nonsense;
+    * each comparison's first (strongest) level counts *for* a match (m > u), or the model learnt
+      nonsense;
     * every m and u is a probability and each comparison's m sum to 1;
     * no labelled pair is linked wrongly with the chosen thresholds;
     * the thresholds were chosen (there was a list to choose them on).
     """
     same_levels_agree = all(
-        level["m_probability"] > level["u_probability"]
-        for comparison in settings["comparisons"]
-        for level in comparison["comparison_levels"]
-        if str(level.get("label_for_charts", "")).startswith("same ") and "m_probability" in level
+        levels[0]["m_probability"] > levels[0]["u_probability"]
+        for levels in (
+            [lv for lv in c["comparison_levels"] if not lv.get("is_null_level")] for c in settings["comparisons"]
+        )
     )
     sums_to_one = all(
         abs(sum(lv["m_probability"] for lv in c["comparison_levels"] if not lv.get("is_null_level")) - 1) < 1e-6
