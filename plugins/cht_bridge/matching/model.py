@@ -32,6 +32,10 @@ _O_A_PAIR = (
     "AND substr(x, 2) = substr(y, 2))), true))) > 0"
 )
 _COMMON_TOKENS = 'len(list_intersect("names_l", "names_r"))'
+_RUN_TOGETHER = (
+    'len(list_filter("names_l", x -> len(list_filter("names_r", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0 '
+    'OR len(list_filter("names_r", x -> len(list_filter("names_l", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0'
+)
 # Tokens shared, or (4 letters or more) one keystroke apart: "yusuf"/"yukuf", "kendi"/"kemdi" are
 # below any useful Jaro-Winkler cut-off, yet one letter is what a typo changes.
 _NEAR_TOKENS = (
@@ -80,6 +84,8 @@ NAME = {
             0.005,
         ),
         _level(f"{_NEAR_TOKENS} >= 2", ">= 2 tokens shared or one letter apart", 0.04, 2e-5),
+        # "Graceansomaa" for "Grace Ansomaa": one side wrote two names as one.
+        _level(f"{_RUN_TOGETHER}", "two names written as one", 0.01, 1e-5),
         # Sharing one token is what household members do (the family name). Random pairs rarely
         # share a phone, so sampling cannot see that people who do share one (a household)
         # also share a family name about half the time: this level's u says so, and training
@@ -131,6 +137,14 @@ DATE_OF_BIRTH = {
             0.002,
         ),
         _level('"birth_year_l" = "birth_year_r"', "same year", 0.05, 0.015),
+        # An age re-estimated keeps the birthday: same day and month, the year one or two off.
+        _level(
+            '"birth_month_l" = "birth_month_r" AND "birth_day_l" = "birth_day_r" '
+            'AND NOT ("birth_month_l" = 1 AND "birth_day_l" = 1) AND abs("birth_year_l" - "birth_year_r") <= 2',
+            "same birthday, year 1-2 apart",
+            0.04,
+            0.0002,
+        ),
         _level('abs("birth_year_l" - "birth_year_r") <= 2', "1-2 years apart", 0.07, 0.068),
         _level('abs("birth_year_l" - "birth_year_r") <= 9', "3-9 years apart (age re-estimated)", 0.045, 0.165),
         # Another generation: the father or daughter who shares a name and a household.
@@ -203,6 +217,11 @@ BLOCKING_RULES = [
         "blocking_rule": 'l."names" = r."names" AND l."places" = r."places"',
         "arrays_to_explode": ["names", "places"],
     },
+    # Narrower versions of the two place rules above, for data whose places are villages of a
+    # hundred people rather than households: training keeps only the rules whose pairs stay few
+    # (``training.MAX_PAIRS_PER_ROW``), and these then still find the misspelt in their village.
+    {"blocking_rule": 'l."place" = r."place" AND l."birth_year" = r."birth_year"'},
+    {"blocking_rule": 'l."names" = r."names" AND l."place" = r."place"', "arrays_to_explode": ["names"]},
     # A one-digit phone typo leaves one half of the number intact.
     {"blocking_rule": 'substr(l."phone", 1, 9) = substr(r."phone", 1, 9)'},
     {"blocking_rule": 'right(l."phone", 5) = right(r."phone", 5)'},

@@ -45,10 +45,16 @@ from cht_bridge.matching.thresholds import DUPLICATE_RISK, WRONG_LINK_RISK, choo
 log = logging.getLogger(__name__)
 
 #: Random pairs sampled to estimate u.
-U_PAIRS = 1_000_000
+U_PAIRS = 500_000
 #: Fewer expected true pairs than this at a level: its m is the starting model's.
 MIN_PAIRS_PER_LEVEL = 5
 ESTIMATE_WITHOUT_TF = False
+#: A blocking rule that makes more candidate pairs than this per list row (on the training data) is
+#: left out of the trained model: a place that is a village, not a household, would make every
+#: run compare everyone in it, for little gain (narrower rules remain).
+MAX_PAIRS_PER_ROW = 20
+#: Blocked pairs one EM session reads at most (a deterministic sample beyond): bounds the time.
+EM_MAX_PAIRS = 200_000
 #: EM sessions: each blocks on a column whose comparison the other one estimates; the first two
 #: that find pairs run. Phone is the last resort: a household shares one, and EM would take
 #: relatives for the same person.
@@ -56,7 +62,10 @@ _EM_BLOCKS = (
     # Not on 1 January dates: estimated ages heap there, and relatives who share one would be
     # taken for the same person.
     ("date_of_birth", 'l."date_of_birth" = r."date_of_birth" AND NOT (l."birth_month" = 1 AND l."birth_day" = 1)'),
-    ("names", 'l."name_key" = r."name_key"'),
+    # Same names in the same place: common names alone would bring in many namesakes, whom EM would
+    # take for the same person born years apart.
+    ("names", 'l."name_key" = r."name_key" AND l."place" = r."place"'),
+    ("names", 'l."name_key" = r."name_key" AND l."birth_year" = r."birth_year"'),
     ("phone", 'l."phone" = r."phone"'),
 )
 _LAMBDA_SYNTAX = "SET lambda_syntax='ENABLE_SINGLE_ARROW'"
@@ -152,7 +161,7 @@ def checks(settings: dict[str, Any], block: dict[str, Any]) -> dict[str, bool]:
         )
     )
     sums_to_one = all(
-        abs(sum(lv["m_probability"] for lv in c["comparison_levels"] if not lv.get("is_null_level")) - 1) < 1e-6
+        abs(sum(lv["m_probability"] for lv in c["comparison_levels"] if not lv.get("is_null_level")) - 1) < 1e-4
         and all(
             0 < lv[key] <= 1
             for lv in c["comparison_levels"]
@@ -221,6 +230,7 @@ def _estimate(
             population.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
             return _merged(settings, _values(population.misc.save_model_to_json()), "u_probability")
         incoming_df = db_api.register(incoming, table_name="incoming_people")
+        settings = _narrow_blocking(connection, settings, incoming.num_rows)
         linker = Linker(
             [existing_df, incoming_df], dict(_with_prior(settings, prior), link_type="link_only"), log_level=None
         )
@@ -231,7 +241,10 @@ def _estimate(
         usable = [rule for field, rule in _EM_BLOCKS if field in compared and _block_has_pairs(connection, rule)]
         for rule in usable[:2]:
             linker.training.estimate_parameters_using_expectation_maximisation(
-                rule, fix_u_probabilities=True, estimate_without_term_frequencies=ESTIMATE_WITHOUT_TF
+                rule,
+                fix_u_probabilities=True,
+                estimate_without_term_frequencies=ESTIMATE_WITHOUT_TF,
+                max_pairs=EM_MAX_PAIRS,
             )
         if labelled_pairs:
             table = pa.table(
@@ -247,6 +260,34 @@ def _estimate(
         return _merged(result, _values(linker.misc.save_model_to_json()), "m_probability")
     finally:
         connection.close()
+
+
+def _narrow_blocking(connection: Any, settings: dict[str, Any], rows: int) -> dict[str, Any]:
+    """The settings without blocking rules that make more than ``MAX_PAIRS_PER_ROW`` pairs per row."""
+    kept = []
+    for rule in settings["blocking_rules_to_generate_predictions"]:
+        explode = rule.get("arrays_to_explode", [])
+        sides = [_exploded(table, explode) for table in ("existing_people", "incoming_people")]
+        sql = (
+            f"SELECT count(*) FROM (SELECT DISTINCT l.unique_id, r.unique_id FROM {sides[0]} l "  # noqa: S608
+            f"JOIN {sides[1]} r ON {rule['blocking_rule']})"
+        )
+        pairs = connection.execute(sql).fetchall()[0][0]
+        if pairs <= MAX_PAIRS_PER_ROW * max(rows, 1):
+            kept.append(rule)
+        else:
+            log.info("blocking rule left out: %d pairs for %d rows (%s)", pairs, rows, rule["blocking_rule"])
+    return dict(
+        settings, blocking_rules_to_generate_predictions=kept or settings["blocking_rules_to_generate_predictions"]
+    )
+
+
+def _exploded(table: str, columns: Sequence[str]) -> str:
+    """``table`` with one row per element of each list column (all combinations), as Splink blocks."""
+    sql = table
+    for column in columns:
+        sql = f'(SELECT * EXCLUDE ("{column}"), unnest("{column}") AS "{column}" FROM {sql})'
+    return sql
 
 
 def _block_has_pairs(connection: Any, rule: str) -> bool:
