@@ -5,10 +5,11 @@ lowest probability at which linking keeps the *expected* wrong links of the trai
 ``wrong_link_risk`` per incoming person (a candidate at p is wrong with chance 1 - p), and no
 labelled pair is linked wrongly; ``lower`` is the highest probability under which calling people
 new keeps the expected duplicates (a person "new" with chance 1 - any_match) under
-``duplicate_risk`` and no labelled existing person is called new. Between them a person reviews,
+``duplicate_risk`` (a labelled existing person called new counts as a whole one). Between them a person reviews,
 so choosing the lowest ``upper`` and the highest ``lower`` that the risks allow is the least
 review. Labelled people count by their label, not by expectation: labels sit where the model is
-unsure, which is why 200 answers let the band narrow.
+unsure, which is why answers let the band narrow. A labelled wrong link is never accepted; a
+labelled existing person called new counts as one whole duplicate in the duplicate budget.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ the columns present, ``columns.py``) and re-estimates their parameters:
   the CHT population;
 * m (how often the *same* person agrees at a level) by expectation maximisation over blocked pairs
   of the incoming list and the population (two sessions, each blocked on a field the other one
-  estimates), starting from the shipped values; and from reviewers' labelled pairs
-  (``estimate_m_from_pairwise_labels``) when there are any. Splink keeps the median of the
-  sessions' estimates;
+  estimates; Splink keeps the median), starting from the shipped values; then pooled with the m
+  that reviewers' labelled pairs give (``estimate_m_from_pairwise_labels``), each estimate
+  weighted by the true pairs behind it (labels sit where the model is unsure: alone they would
+  skew every level towards the hard cases);
 * a level with too few expected true pairs to estimate (fewer than ``MIN_PAIRS_PER_LEVEL``) keeps
   the shipped m, as does every level when there is no incoming list;
 * the share of incoming people who already exist, and the two thresholds (``thresholds.py``),
@@ -246,18 +247,26 @@ def _estimate(
                 estimate_without_term_frequencies=ESTIMATE_WITHOUT_TF,
                 max_pairs=EM_MAX_PAIRS,
             )
-        if labelled_pairs:
-            table = pa.table(
-                {
-                    "source_dataset_l": ["existing_people"] * len(labelled_pairs),
-                    "unique_id_l": [left for left, _ in labelled_pairs],
-                    "source_dataset_r": ["incoming_people"] * len(labelled_pairs),
-                    "unique_id_r": [right for _, right in labelled_pairs],
-                }
-            )
-            labels_df = db_api.register(table, table_name="labelled_pairs")
-            linker.training.estimate_m_from_pairwise_labels(labels_df)
-        return _merged(result, _values(linker.misc.save_model_to_json()), "m_probability")
+        estimated = _merged(result, _values(linker.misc.save_model_to_json()), "m_probability")
+        if not labelled_pairs:
+            return estimated
+        table = pa.table(
+            {
+                "source_dataset_l": ["existing_people"] * len(labelled_pairs),
+                "unique_id_l": [left for left, _ in labelled_pairs],
+                "source_dataset_r": ["incoming_people"] * len(labelled_pairs),
+                "unique_id_r": [right for _, right in labelled_pairs],
+            }
+        )
+        labels_df = db_api.register(table, table_name="labelled_pairs")
+        labelled = Linker(
+            [existing_df, incoming_df], dict(_with_prior(estimated, prior), link_type="link_only"), log_level=None
+        )
+        _register_tf(labelled, settings, frames)
+        labelled.training.estimate_m_from_pairwise_labels(labels_df)
+        return _pooled(
+            estimated, _label_m(labelled), share * min(existing.num_rows, incoming.num_rows), len(labelled_pairs)
+        )
     finally:
         connection.close()
 
@@ -288,6 +297,39 @@ def _exploded(table: str, columns: Sequence[str]) -> str:
     for column in columns:
         sql = f'(SELECT * EXCLUDE ("{column}"), unnest("{column}") AS "{column}" FROM {sql})'
     return sql
+
+
+def _label_m(linker: Any) -> dict[tuple[str, str], float]:
+    """Each level's m from the labelled pairs alone (0 for a level no labelled pair reached).
+
+    Read from the level's own record of that estimate: Splink's model keeps only the median of
+    all sessions, and the labels sit where the model is unsure, so they must not outvote EM.
+    """
+    found = {}
+    for comparison in linker._settings_obj.comparisons:  # noqa: SLF001 (the per-session estimates)
+        for level in comparison._comparison_levels_excluding_null:  # noqa: SLF001
+            records = level._trained_m_probabilities  # noqa: SLF001
+            value = records[-1]["probability"] if records else None
+            key = (comparison.output_column_name, level.label_for_charts)
+            found[key] = float(value) if isinstance(value, int | float) else 0.0
+    return found
+
+
+def _pooled(
+    settings: dict[str, Any], from_labels: dict[tuple[str, str], float], em_pairs: float, label_pairs: int
+) -> dict[str, Any]:
+    """m as the pooled share of true pairs at each level: EM's estimate stands for its expected
+    true pairs, the labels for theirs. A few hundred answers refine the levels where the model is
+    unsure without undoing what thousands of pairs showed."""
+    pooled = copy.deepcopy(settings)
+    weight = label_pairs / (label_pairs + max(em_pairs, 1.0))
+    for comparison in pooled["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            key = (comparison["output_column_name"], level.get("label_for_charts", ""))
+            if level.get("is_null_level") or key not in from_labels or level.get("fix_m_probability"):
+                continue
+            level["m_probability"] = (1 - weight) * level["m_probability"] + weight * from_labels[key]
+    return pooled
 
 
 def _block_has_pairs(connection: Any, rule: str) -> bool:
