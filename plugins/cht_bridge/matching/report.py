@@ -80,7 +80,7 @@ def weight_chart(model: dict[str, Any]) -> list[str]:
                 continue
             weight = math.log2(m / u)
             bar = ("+" if weight > 0 else "-") * min(_BAR, round(abs(weight)))
-            tf = " (x name/place frequency)" if level.get("tf_adjustment_column") else ""
+            tf = " (x the value's frequency)" if level.get("tf_adjustment_column") else ""
             rows.append(
                 f"| {comparison['output_column_name']} | {level.get('label_for_charts', '')}{tf} | {m:.4g} | {u:.3g} "
                 f"| {weight:+.1f} | `{bar}` |"
