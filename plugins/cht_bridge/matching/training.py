@@ -50,7 +50,8 @@ U_PAIRS = 500_000
 #: Fewer expected true pairs than this at a level: its m is the starting model's.
 MIN_PAIRS_PER_LEVEL = 5
 ESTIMATE_WITHOUT_TF = False
-#: A blocking rule that makes more candidate pairs than this per list row (on the training data) is
+#: A blocking rule that makes more candidate pairs than this per person of the larger list (on the
+#: training data; pairs grow with both lists, and so may the budget) is
 #: left out of the trained model: a place that is a village, not a household, would make every
 #: run compare everyone in it, for little gain (narrower rules remain).
 MAX_PAIRS_PER_ROW = 20
@@ -231,7 +232,7 @@ def _estimate(
             population.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
             return _merged(settings, _values(population.misc.save_model_to_json()), "u_probability")
         incoming_df = db_api.register(incoming, table_name="incoming_people")
-        settings = _narrow_blocking(connection, settings, incoming.num_rows)
+        settings = _narrow_blocking(connection, settings, max(incoming.num_rows, existing.num_rows))
         linker = Linker(
             [existing_df, incoming_df], dict(_with_prior(settings, prior), link_type="link_only"), log_level=None
         )
@@ -272,7 +273,8 @@ def _estimate(
 
 
 def _narrow_blocking(connection: Any, settings: dict[str, Any], rows: int) -> dict[str, Any]:
-    """The settings without blocking rules that make more than ``MAX_PAIRS_PER_ROW`` pairs per row."""
+    """The settings without blocking rules that make more than ``MAX_PAIRS_PER_ROW`` pairs per
+    person of the larger list (``rows``)."""
     kept = []
     for rule in settings["blocking_rules_to_generate_predictions"]:
         explode = rule.get("arrays_to_explode", [])
