@@ -153,6 +153,13 @@ def test_labels_that_contradict_the_model_move_the_thresholds(tmp_path: Path, da
         (d for d in decided if d.decision == "link" and d.reason.startswith("model")), key=lambda d: d.probability
     )[:15]
     assert probabilistic
+    # each candidate carries its evidence per field, in words, with the field's weight
+    evidence = probabilistic[0].candidates[0].evidence
+    assert {field for field, _, _ in evidence} == {c["output_column_name"] for c in model["comparisons"]}
+    assert all(isinstance(text, str) and text for _, text, _ in evidence)
+    words = probabilistic[0].candidates[0].reason.split()  # "model: names +11.3 sex +1.0 …"
+    shown = dict(zip(words[1::2], map(float, words[2::2]), strict=True))
+    assert all(abs(shown.get(field, 0.0) - weight) < 0.051 for field, _, weight in evidence)
     labels = [Label(d.incoming_id, d.existing_id, False) for d in probabilistic]
     write_labels(tmp_path / "labels.csv", labels)
     assert read_labels(tmp_path / "labels.csv") == labels
