@@ -79,7 +79,10 @@ class ReverseStepOperator(BaseOperator):
                 raise AirflowSkipException("dry run of a replay: nothing is read, matched or written")
             with ledger_for(pipeline) as ledger:
                 if self.step == "reviews":  # what the review task is mapped over: ids only
-                    return ledger.review_keys(pipeline.name)
+                    from cht_bridge.reverse.review import review_order
+                    from cht_bridge.state.inbound import REVIEW
+
+                    return review_order(ledger.rows(pipeline.name, [REVIEW]))
                 counts = (
                     {} if dry_run else getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"]).as_xcom()
                 )

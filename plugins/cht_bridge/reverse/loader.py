@@ -46,7 +46,7 @@ SOURCE_KEYS = {
     "csv": {"type", "folder", "pattern", "id_field"},
     "rapidpro": {"type", "conn_id", "flows", "timeout", "max_pages", "overlap_seconds"},
 }
-MATCH_KEYS = {"upper", "lower", "margin", "region", "identifier_field"}
+MATCH_KEYS = {"upper", "lower", "margin", "region", "identifier_field", "model"}
 PLACE_KEYS = {"table", "key"}
 TARGET_KEYS = {"conn_id", "form", "person_type", "people_api", "timeout"}
 PEOPLE_APIS = ("legacy", "v1_person")
@@ -216,7 +216,30 @@ def _match(value: Any, problems: _Problems) -> MatchSettings:
     region = section.get("region", "KE")
     if not isinstance(region, str) or len(region) != 2 or not region.isalpha():
         problems.add("match.region", "must be a two-letter country code such as KE or UG")
-    return MatchSettings(**limits, region=str(region).upper(), identifier_field=identifier)
+    model = section.get("model")
+    if model is not None and not _model_ok(model):
+        problems.add(
+            "match.model", "must be 'learned' or the path of a model file (python -m cht_bridge.matching train)"
+        )
+    return MatchSettings(**limits, region=str(region).upper(), identifier_field=identifier, model=model)
+
+
+def _model_ok(value: Any) -> bool:
+    """``learned``, or a model file that exists and holds comparisons (read at parse time, as JSON:
+    the matching package itself imports Splink, too heavy for a DAG file)."""
+    import json
+
+    from cht_bridge.reverse.places import from_repo
+
+    if value == "learned":
+        return True
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        model = json.loads(from_repo(value).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(model, dict) and bool(model.get("comparisons"))
 
 
 def _places(value: Any, problems: _Problems) -> PlaceSettings | None:

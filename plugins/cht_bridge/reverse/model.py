@@ -65,6 +65,9 @@ class MatchSettings:
     margin: float | None = None  # top two candidates closer than this: a person decides
     region: str = "KE"  # phones without a country code are read in this region
     identifier_field: str | None = "external_id"  # CHT person property holding the source's id
+    # None: the shipped model; "learned": the newest model cht_bridge_matching_train stored that
+    # passed its checks (else the shipped one); any other text: a model file (relative: from the repo)
+    model: str | None = None
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,12 @@ def match_received(
     if placed:
         incoming = [incoming_person(row, str(i), pipeline) for i, row in enumerate(placed)]
         existing = _existing_people(pipeline, api, placed, incoming)
-        decisions = match(incoming, existing, match_config(pipeline))
+        from cht_bridge.reverse.learning import model_for
+        from cht_bridge.state.matching import MatchingStore
+
+        model, origin = model_for(pipeline, MatchingStore(ledger.store))
+        log.info("%s: matching with the %s model", pipeline.name, origin)
+        decisions = match(incoming, existing, match_config(pipeline, model))
         by_incoming = {str(i): row for i, row in enumerate(placed)}
         for row, decision in zip(placed, decisions, strict=True):
             _decide(row, decision, by_incoming, pipeline)
@@ -218,20 +223,23 @@ def unplaced_reason(pipeline: ReversePipeline, places: PlaceTable, code: Any) ->
     return f"no place for {pipeline.places.key} {code_label(code)} in {places.file}"
 
 
-def match_config(pipeline: ReversePipeline) -> Any:
-    """The matcher's settings: its own defaults, with what the pipeline file sets.
+def match_config(pipeline: ReversePipeline, model: dict[str, Any] | None = None) -> Any:
+    """The matcher's settings: its own defaults (or a trained ``model``'s thresholds), with what the
+    pipeline file sets.
 
     ``review.max_candidates`` is how many candidates the matcher keeps, so a reviewer is offered
     as many as the file allows.
     """
-    from cht_bridge.matching import MatchConfig
+    from cht_bridge.matching.decisions import config_for_model
 
     m = pipeline.match
-    chosen = {"upper": m.upper, "lower": m.lower, "ambiguity_margin": m.margin}
-    return MatchConfig(
+    return config_for_model(
+        model,
         region=m.region,
         max_candidates=pipeline.review.max_candidates,
-        **{k: v for k, v in chosen.items() if v is not None},
+        upper=m.upper,
+        lower=m.lower,
+        ambiguity_margin=m.margin,
     )
 
 
@@ -294,7 +302,12 @@ def _decide(row: InboundRow, decision: Any, by_incoming: dict[str, InboundRow], 
     row.probability = decision.probability
     row.reason = decision.reason
     row.candidates = [
-        {"id": c.existing_id, "probability": c.probability, "reason": c.reason}
+        {
+            "id": c.existing_id,
+            "probability": c.probability,
+            "reason": c.reason,
+            "evidence": [list(item) for item in getattr(c, "evidence", ())],
+        }
         for c in (decision.candidates or [])[: pipeline.review.max_candidates]
     ]
     same_as = getattr(decision, "same_as", None)
@@ -327,6 +340,7 @@ def apply_choice(
     if choice.kind is Kind.LINK and choice.candidate >= len(row.candidates):
         raise ValueError(f"review choice {choice.label!r}: record {row.source_id} has {len(row.candidates)} candidates")
     row.decided_by = reviewer
+    person = (row.record or {}).get("person")  # kept with the label: a closed row forgets it
     if choice.kind is Kind.NEW:
         row.status, row.decision, row.person_id = READY, "new", None
     elif choice.kind is Kind.SKIP:
@@ -336,6 +350,9 @@ def apply_choice(
         row.status, row.decision = READY, "link"
         row.person_id, row.probability = candidate["id"], candidate.get("probability")
     ledger.save(row)
+    from cht_bridge.reverse.learning import record_answer
+
+    record_answer(ledger, row, choice.candidate, choice.kind is Kind.NEW, reviewer, person)
     return row
 
 
