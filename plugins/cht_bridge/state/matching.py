@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, delete, select, update
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, delete, func, select, update
 
 from cht_bridge.state.store import PIPELINE_CHARS, SOURCE_ID_CHARS, StateStore, _stamp
 
@@ -132,11 +132,14 @@ class MatchingStore:
                 for r in conn.execute(query)
             ]
 
-    def erase_people(self, before: datetime) -> int:
-        """Drop the person fields of labels answered before ``before``; returns how many."""
+    def erase_people(self, before: datetime, *, dry_run: bool = False) -> int:
+        """Drop the person fields of labels answered before ``before``; returns how many (in a dry
+        run, how many would be). The label itself (which ids matched) stays: it holds no patient data."""
         c = labels_table.c
         with self.engine.begin() as conn:
             where = (c.person.is_not(None), c.answered_at < _stamp(conn, before))
+            if dry_run:
+                return conn.execute(select(func.count()).select_from(labels_table).where(*where)).scalar_one()
             return conn.execute(update(labels_table).where(*where).values(person=None)).rowcount
 
     # -- models ---------------------------------------------------------------------------------
