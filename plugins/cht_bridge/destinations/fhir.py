@@ -7,7 +7,8 @@ referring to each other as ``"Type/id"``. Every payload is checked before anythi
 (``fhir.validate.problems``, plus what a bundle needs: ids, and the CHT identifier under
 ``identifier_system`` for the conditional strategy); an invalid one is refused with the reasons and
 never sent. A reference outside the payload must name a record the ledger says was delivered
-(``use_ledger``): a referral whose Patient was never sent carries its Patient in its own payload.
+to this Connection (``use_ledger`` with ``StateStore.for_destination``: the pipelines of the same
+folder with the same ``conn_id`` and kind): a referral whose Patient was never sent carries its Patient in its own payload.
 
 One transaction Bundle carries the documents of a batch (``destination.batch_size``); a resource
 two documents share (the Patient of two referrals) is entered once. Strategies
@@ -16,13 +17,20 @@ two documents share (the Patient of two referrals) is entered once. Strategies
 * ``conditional``: entries ``POST Type`` with ``ifNoneExist: identifier=<system>|<CHT id>`` and
   ``fullUrl: urn:uuid:<id>``; references between entries are rewritten to those ``urn:uuid``s, which
   the server rewrites to the ids it assigns. A retry or a re-run finds the earlier copy (``200``)
-  instead of creating a second one. An entry that matched a copy holding other content (an edit in
-  CHT) is then written over with ``PUT Type/<server id>`` in a second transaction of that document;
+  instead of creating a second one. Conditional create never updates (§6.1) and the matched copy is
+  the EMR's record: it is left alone unless the CHT document changed since this pipeline last
+  delivered it (the ledger's hash, ``use_ledger``; never the server's body, which HAPI leaves out of
+  its answer). Such an edit is then written with ``PUT Type/<server id>`` in a second transaction
+  of that document, merged over the server's copy: what the EMR added that the CHT payload does
+  not carry (its MRN identifier, an email) is kept. Without a ledger nothing is ever updated;
 * ``put``: entries ``PUT Type/<deterministic id>`` (update-as-create), so a re-send and an edit
   both update the same resource.
 
 Each document's answer is read from the ``transaction-response`` (``entry.response.status``,
-``location``, ``outcome``). A refused transaction (400, 409, 412 several matches, 422) is atomic,
+``location``, ``outcome``); a 2xx that is not one, with one entry per request entry (a proxy's
+login page, a wrong ``destination.path``), delivers nothing: its documents are refused with a
+reason naming the Connection. ``destination.path`` is the FHIR base under the Connection's host
+(``fhir_base``) for the pre-flight, the bundles, ``fullUrl``s and deletes alike. A refused transaction (400, 409, 412 several matches, 422) is atomic,
 so, as the REST destination does with batches (this class keeps its retries, backoff, breaker and
 bisection), it is sent again in halves until the document at fault is alone; that one is refused
 with the server's words (its OperationOutcome) and the rest are delivered.
