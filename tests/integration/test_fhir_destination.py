@@ -375,6 +375,9 @@ class LoginPage(BackgroundHttpServer):
         server = self
 
         class Handler(StandInHandler):
+            def do_GET(self):
+                self.do_POST()
+
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.posts += 1
@@ -404,6 +407,10 @@ def test_a_200_that_is_not_a_transaction_response_is_not_delivered():
             assert "text/html" in result.error and "not a FHIR transaction-response Bundle" in result.error
             assert "destination.path" in result.error  # says what a person must check
         assert server.posts == 1  # refused, not bisected nor retried: the same page would come back
+        from cht_bridge.errors import PreflightError
+
+        with pytest.raises(PreflightError, match=r"GET /metadata answered HTTP 200 \(text/html\), not a FHIR"):
+            dest.check()  # the pre-flight sees the same page and stops the run before anything is sent
     finally:
         server.stop()
 

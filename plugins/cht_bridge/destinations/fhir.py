@@ -147,9 +147,19 @@ class FhirDestination(RestDestination):
             raise AuthError(self.conn_id, response.status_code, "The destination")
         if kind != "delivered":
             return
+        body = _json(response)
+        if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
+            # A login page or another service behind a 200: every bundle would get the same page
+            # and be refused, so the run stops here with what to fix instead.
+            kind = (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()
+            raise PreflightError(
+                self.conn_id,
+                f"GET {urlsplit(self.fhir_base('metadata')).path} answered HTTP {response.status_code} ({kind}), "
+                "not a FHIR CapabilityStatement: is the Connection's host and destination.path the FHIR base?",
+            )
         try:
-            rest = (response.json().get("rest") or [{}])[0]
-        except (ValueError, AttributeError, IndexError, TypeError):
+            rest = (body.get("rest") or [{}])[0]
+        except (AttributeError, IndexError, TypeError):
             return
         if not isinstance(rest, dict):
             return
