@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -266,10 +267,13 @@ class StateStore:
                 found.update(r.destination_id for r in conn.execute(query))
         return found
 
-    def for_destination(self, pipeline: str, peers: Iterable[str] = ()) -> DestinationLedger:
+    def for_destination(
+        self, pipeline: str, peers: Iterable[str] | Callable[[], Iterable[str]] = ()
+    ) -> DestinationLedger:
         """What ``pipeline``'s destination may ask this ledger, scoped to the pipelines (``pipeline``
-        and ``peers``) that deliver to the same Connection and kind."""
-        return DestinationLedger(self, pipeline, tuple(dict.fromkeys([pipeline, *peers])))
+        and ``peers``) that deliver to the same Connection and kind. ``peers`` may be a function:
+        it is called once, when a destination first asks (most kinds never do)."""
+        return DestinationLedger(self, pipeline, peers)
 
     def record(
         self, pipeline: str, outcomes: list[Outcome], checkpoint: Any = KEEP, *, dead_after: int = 5
@@ -376,17 +380,23 @@ class StateStore:
         self.engine.dispose()
 
 
-@dataclass(frozen=True)
+@dataclass
 class DestinationLedger:
     """The delivery ledger as one pipeline's destination sees it (``destinations.base.Ledger``).
 
-    ``pipelines``: those delivering to the destination's Connection (conn_id and kind), this one
-    first; a record another Connection holds is never taken as delivered here.
+    ``peers``: the other pipelines delivering to the destination's Connection (conn_id and kind),
+    or a function finding them; a record another Connection holds is never taken as delivered here.
     """
 
     store: StateStore
     pipeline: str
-    pipelines: tuple[str, ...]
+    peers: Iterable[str] | Callable[[], Iterable[str]] = ()
+
+    @cached_property
+    def pipelines(self) -> tuple[str, ...]:
+        """This pipeline and its peers, found once."""
+        found = self.peers() if callable(self.peers) else self.peers
+        return tuple(dict.fromkeys([self.pipeline, *found]))
 
     def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]:
         return self.store.delivered_destination_ids(destination_ids, self.pipelines)

@@ -52,7 +52,7 @@ def open_resources(
         opened.destination = _destination(pipeline, destination)
         opened.store = _store(pipeline, state_url)
         if hasattr(opened.destination, "use_ledger"):  # a kind that refers to what it delivered before
-            opened.destination.use_ledger(opened.store.for_destination(pipeline.name, peers(pipeline)))
+            opened.destination.use_ledger(opened.store.for_destination(pipeline.name, lambda: peers(pipeline)))
         if getattr(opened.destination, "cht_api_conn_id", None) and destination is None:
             opened.destination.use_cht_api(_cht_api(opened.destination.cht_api_conn_id))  # it writes back to CHT
     except BaseException:

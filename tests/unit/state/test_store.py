@@ -341,3 +341,17 @@ def test_last_delivered_is_the_key_of_the_last_successful_delivery_of_this_pipel
     store.record("others", [Outcome("r3", "1-r", True, "h3")])
     last = store.for_destination("referrals").last_delivered(["r1", "r2", "r3"])
     assert last == {"r1": idempotency_key("referrals", "r1", "h1")}
+
+
+def test_the_peers_of_a_destination_ledger_are_found_once_and_only_when_asked(store):
+    asked = []
+
+    def find():
+        asked.append(1)
+        return ["hapi_patients"]
+
+    store.record("hapi_patients", [Outcome("b", "1-b", True, destination_id="Patient/y")])
+    ledger = store.for_destination("hapi_referrals", find)
+    assert asked == []  # a kind that never asks never reads the pipeline files
+    assert ledger.delivered_destination_ids(["Patient/y"]) == {"Patient/y"}
+    assert ledger.delivered_destination_ids(["Patient/y"]) == {"Patient/y"} and asked == [1]
