@@ -50,8 +50,7 @@ from typing import Any, Self
 import requests
 
 from cht_bridge.destinations.base import BaseDestination, Delivery, Result, keep_alive
-from cht_bridge.destinations.rest import _json
-from cht_bridge.destinations.rest import _reason as rest_reason
+from cht_bridge.destinations.rest import _json, _reason
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError, PreflightError
 from cht_bridge.fhir.validate import as_resources, problems
 from cht_bridge.http import reasons
@@ -66,7 +65,6 @@ DEFAULT_PATH = "/openmrs/ws/fhir2/R4"
 PLACE_SYSTEM = "https://communityhealthtoolkit.org/place"
 #: What FHIR2 creates and updates (§2.2); ServiceRequest is read-only there (lab orders, §2.5).
 WRITABLE = frozenset({"Patient", "Encounter", "Observation", "Task", "Location", "Practitioner", "Medication"})
-REASON_CHARS = 300
 #: The extension that gives a patient identifier its location (``destinations.md`` §2.3).
 IDENTIFIER_LOCATION = "http://fhir.openmrs.org/ext/patient/identifier#location"
 _DROP = object()  # a place reference left out of its resource
@@ -168,7 +166,7 @@ class OpenMrsDestination(BaseDestination):
             raise PreflightError(self.conn_id, f"GET {self.path}/metadata: {answer.error}")
         body = _json(answer)
         if classify(answer.status_code) != "delivered" or not isinstance(body, dict):
-            raise PreflightError(self.conn_id, f"GET {self.path}/metadata: {_reason(answer)}")
+            raise PreflightError(self.conn_id, f"GET {self.path}/metadata: {_reason(answer, reasons.FHIR)}")
         if body.get("resourceType") != "CapabilityStatement":
             raise PreflightError(self.conn_id, f"GET {self.path}/metadata did not answer a FHIR CapabilityStatement")
 
@@ -394,7 +392,7 @@ class OpenMrsDestination(BaseDestination):
                 self._seen.add(reference)
             return True
         if classify(answer.status_code) == "retryable":
-            raise _Unreachable(_Step(False, answer.status_code, _reason(answer), True))
+            raise _Unreachable(_Step(False, answer.status_code, _reason(answer, reasons.FHIR), True))
         return False
 
     def _write(self, resource: dict[str, Any]) -> tuple[_Step | None, int]:
@@ -561,10 +559,6 @@ def _references(value: Any) -> set[str]:
     return found
 
 
-def _reason(response: requests.Response) -> str:
-    return rest_reason(response, reasons.FHIR)[:REASON_CHARS]
-
-
 def _dicts(value: Any) -> list[dict[str, Any]]:
     """The objects of a list element (none when it is not a list)."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
@@ -573,7 +567,7 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 def _failed(response: requests.Response) -> _Step:
     kind = classify(response.status_code)
     wait = retry_after(response.headers.get("Retry-After"))
-    return _Step(False, response.status_code, _reason(response), kind == "retryable", wait)
+    return _Step(False, response.status_code, _reason(response, reasons.FHIR), kind == "retryable", wait)
 
 
 def _done_or_failed(response: requests.Response) -> _Step:
