@@ -57,21 +57,71 @@ def test_a_referral_whose_patient_was_never_sent_gets_its_patient_in_the_same_bu
         assert server_id != f"sr-{result.doc_id}"  # conditional create: the server picked the id
 
 
-def test_a_resend_finds_the_earlier_copies_and_an_edit_updates_the_same_resource(fhir_server):
+PIPE = "fhir_dest"
+
+
+def ledgered(doc_id: str, resources: Any) -> tuple[Delivery, str]:
+    """A delivery keyed as the sync run keys it (pipeline, document, payload hash), and that hash."""
+    from cht_bridge.mapping.hashing import idempotency_key, payload_hash
+
+    digest = payload_hash(json.dumps(resources, sort_keys=True, separators=(",", ":")))
+    return Delivery(doc_id, json.dumps(resources), idempotency_key(PIPE, doc_id, digest)), digest
+
+
+def send_and_record(dest: Any, store: StateStore, doc_id: str, resources: Any) -> Any:
+    """Send one document and record its outcome in the ledger, as the sync run does."""
+    item, digest = ledgered(doc_id, resources)
+    (result,) = dest.send([item])
+    store.record(PIPE, [Outcome(doc_id, "1", result.ok, digest, destination_id=result.destination_id)])
+    return result
+
+
+def test_conditional_leaves_the_emrs_copy_alone_unless_cht_edited_it_and_then_keeps_what_the_emr_added(
+    fhir_server, tmp_path
+):
     system = new_system()
-    dest = open_fhir(fhir_server, system)
-    first = dest.send([delivery("r1", [patient(system, "a"), referral(system, "r1", "a", priority="routine")])])
-    again = dest.send([delivery("r1", [patient(system, "a"), referral(system, "r1", "a", priority="routine")])])
-    assert first[0].destination_id == again[0].destination_id
-    assert read(fhir_server, first[0].destination_id)["meta"]["versionId"] == "1"  # an unchanged copy is left alone
-    requests_before = dest.requests
-    edited = dest.send([delivery("r1", [patient(system, "a"), referral(system, "r1", "a", priority="urgent")])])
-    assert edited[0].ok and edited[0].destination_id == first[0].destination_id
-    assert dest.requests == requests_before + 2  # the conditional create found it, then one PUT over it
-    stored = read(fhir_server, first[0].destination_id)
-    assert stored["priority"] == "urgent" and stored["meta"]["versionId"] == "2"
-    assert len(search(fhir_server, "ServiceRequest", system)) == 1
-    assert len(search(fhir_server, "Patient", system)) == 1
+    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    try:
+        dest = open_fhir(fhir_server, system)
+        dest.use_ledger(store.for_destination(PIPE))
+        payload = [patient(system, "a"), referral(system, "r1", "a", priority="routine")]
+        first = send_and_record(dest, store, "r1", payload)
+        requests_before = dest.requests
+        again = send_and_record(dest, store, "r1", payload)  # a replay of the same payload
+        assert again.destination_id == first.destination_id and dest.requests == requests_before + 1
+        assert read(fhir_server, first.destination_id)["meta"]["versionId"] == "1"  # an unchanged copy is left alone
+
+        # The EMR adds its own MRN and an email to the Patient; then a referral never delivered
+        # before matches that Patient with other content: conditional create never updates (§6.1).
+        (emr_patient,) = search(fhir_server, "Patient", system)
+        emr_patient["identifier"].append({"system": "urn:emr:mrn", "value": "MRN-1"})
+        emr_patient["telecom"] = [{"system": "email", "value": "a@example.org"}]
+        with fhir_server.session() as session:
+            put = session.put(f"{fhir_server.url}/Patient/{emr_patient['id']}", json=emr_patient, timeout=30)
+            put.raise_for_status()
+        version = read(fhir_server, f"Patient/{emr_patient['id']}")["meta"]["versionId"]
+        other = send_and_record(dest, store, "r2", [patient(system, "a", gender="other"), referral(system, "r2", "a")])
+        assert other.ok
+        kept = read(fhir_server, f"Patient/{emr_patient['id']}")
+        assert kept["meta"]["versionId"] == version and kept["gender"] == "female"
+
+        # An edit in CHT of a delivered document updates its resources, keeping what the EMR added.
+        requests_before = dest.requests
+        edited = send_and_record(
+            dest, store, "r1", [patient(system, "a", gender="other"), referral(system, "r1", "a", priority="urgent")]
+        )
+        assert edited.ok and edited.destination_id == first.destination_id
+        assert dest.requests == requests_before + 2  # the conditional create found it, then one PUT over it
+        stored = read(fhir_server, first.destination_id)
+        assert stored["priority"] == "urgent" and stored["meta"]["versionId"] == "2"
+        merged = read(fhir_server, f"Patient/{emr_patient['id']}")
+        assert merged["gender"] == "other"
+        assert {"system": "urn:emr:mrn", "value": "MRN-1"} in merged["identifier"]
+        assert merged["telecom"] == [{"system": "email", "value": "a@example.org"}]
+        assert len(search(fhir_server, "ServiceRequest", system)) == 2
+        assert len(search(fhir_server, "Patient", system)) == 1
+    finally:
+        store.close()
 
 
 def test_put_uses_the_deterministic_ids_and_may_refer_to_a_patient_the_ledger_holds(fhir_server, tmp_path):
@@ -79,7 +129,7 @@ def test_put_uses_the_deterministic_ids_and_may_refer_to_a_patient_the_ledger_ho
     store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
     try:
         dest = open_fhir(fhir_server, system, fhir={"identifier_system": system, "strategy": "put"})
-        dest.use_ledger(store)
+        dest.use_ledger(store.for_destination("fhir_dest", ["patients"]))
         (sent,) = dest.send([delivery("pa", [patient(system, "a")])])
         assert sent.destination_id == "Patient/p-a"
         # Before the ledger records it, a referral to it alone is refused: the server may not have it.
@@ -174,17 +224,24 @@ class ContractFhir(BackgroundHttpServer):
         self.refuse_entry: str | None = None  # an identifier value answered 409 inside a 200 bundle
         self.interactions = ["transaction", "batch"]  # what its CapabilityStatement lists
         self.down = False  # answer every transaction 503
+        self.paths: list[tuple[str, str]] = []  # (method, path) of every request
 
     def handler(self):
         server = self
 
         class Handler(StandInHandler):
+            def do_DELETE(self):
+                server.paths.append(("DELETE", self.path))
+                send_json(self, 200, {"resourceType": "OperationOutcome", "issue": []})
+
             def do_GET(self):
+                server.paths.append(("GET", self.path))
                 interactions = [{"code": code} for code in server.interactions]
                 send_json(self, 200, {"resourceType": "CapabilityStatement", "rest": [{"interaction": interactions}]})
 
             def do_POST(self):
                 bundle = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.paths.append(("POST", self.path))
                 server.bundles.append(bundle)
                 if server.down:
                     send_json(
@@ -302,3 +359,212 @@ def test_when_the_breaker_opens_the_payloads_refused_unsent_are_still_finished(c
     assert all(
         e["resource"]["identifier"][0]["value"] in ("a", "r1") for b in contract_fhir.bundles for e in b["entry"]
     )
+
+
+# -- review fixes: answers that are not a transaction-response, odd shapes, the base path, conditional edits ----
+
+
+class LoginPage(BackgroundHttpServer):
+    """A proxy in front of the FHIR server that wants a login: every request gets ``200 text/html``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts = 0
+
+    def handler(self):
+        server = self
+
+        class Handler(StandInHandler):
+            def do_GET(self):
+                self.do_POST()
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.posts += 1
+                body = b"<html><body>Please log in</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+def test_a_200_that_is_not_a_transaction_response_is_not_delivered():
+    import requests
+
+    server = LoginPage().start()
+    try:
+        system = new_system()
+        pipeline = parse_pipeline(referral_pipeline("fhir_dest", "medic", system, batch_size=10), file="test.yaml")
+        dest = open_destination(requests.Session(), server.url, pipeline.destination, pipeline.delivery)
+        results = dest.send(
+            [delivery(f"r{i}", [patient(system, f"p{i}"), referral(system, f"r{i}", f"p{i}")]) for i in range(3)]
+        )
+        for result in results:
+            assert not result.ok and not result.retryable and result.destination_id is None, result
+            assert "text/html" in result.error and "not a FHIR transaction-response Bundle" in result.error
+            assert "destination.path" in result.error  # says what a person must check
+        assert server.posts == 1  # refused, not bisected nor retried: the same page would come back
+        from cht_bridge.errors import PreflightError
+
+        with pytest.raises(PreflightError, match=r"GET /metadata answered HTTP 200 \(text/html\), not a FHIR"):
+            dest.check()  # the pre-flight sees the same page and stops the run before anything is sent
+    finally:
+        server.stop()
+
+
+def test_odd_payload_shapes_are_refused_for_that_document_and_the_rest_delivered(contract_fhir):
+    import requests
+
+    system = new_system()
+    pipeline = parse_pipeline(referral_pipeline("fhir_dest", "medic", system, batch_size=10), file="test.yaml")
+    dest = open_destination(requests.Session(), contract_fhir.url, pipeline.destination, pipeline.delivery)
+    odd = {
+        "number": [{**patient(system, "n"), "identifier": 5}],
+        "strings": [{**patient(system, "s"), "identifier": ["abc"]}],
+        "reference": [patient(system, "f"), {**referral(system, "rf", "f"), "subject": {"reference": 7}}],
+    }
+    deliveries = [delivery(name, body) for name, body in odd.items()]
+    deliveries.append(delivery("good", [patient(system, "g"), referral(system, "rg", "g")]))
+    results = {r.doc_id: r for r in dest.send(deliveries)}
+    assert results["good"].ok
+    for name in odd:
+        assert not results[name].ok and not results[name].retryable and results[name].attempts == 0, results[name]
+        assert results[name].error.startswith("invalid FHIR payload: ")
+    assert len(contract_fhir.bundles) == 1 and len(contract_fhir.bundles[0]["entry"]) == 2  # the good one only
+
+
+def test_destination_path_is_the_fhir_base_for_the_pre_flight_put_full_urls_and_deletes(contract_fhir):
+    import requests
+
+    from cht_bridge.config.model import Deletes
+
+    system = new_system()
+    pipeline = parse_pipeline(
+        referral_pipeline(
+            "fhir_dest", "medic", system, path="/fhir", fhir={"identifier_system": system, "strategy": "put"}
+        ),
+        file="test.yaml",
+    )
+    dest = open_destination(requests.Session(), contract_fhir.url, pipeline.destination, pipeline.delivery)
+    contract_fhir.interactions = ["batch"]
+    with pytest.raises(Exception, match="no 'transaction' interaction"):
+        dest.check()  # it read /fhir/metadata
+    assert contract_fhir.paths[-1] == ("GET", "/fhir/metadata")
+    (sent,) = dest.send([delivery("r1", [patient(system, "a"), referral(system, "r1", "a")])])
+    assert contract_fhir.paths[-1] == ("POST", "/fhir")
+    assert [e["fullUrl"] for e in contract_fhir.bundles[-1]["entry"]] == [
+        f"{contract_fhir.url}/fhir/Patient/p-a",
+        f"{contract_fhir.url}/fhir/ServiceRequest/sr-r1",
+    ]
+    dest.send([dest.deletion("r1", "ServiceRequest/sr-r1", "del-r1", Deletes(action="send"))])
+    assert contract_fhir.paths[-1] == ("DELETE", "/fhir/ServiceRequest/sr-r1")
+
+
+class HapiLikeFhir(BackgroundHttpServer):
+    """Conditional create as §6.1 says, answered as HAPI does by default: ``entry.response`` only,
+    no ``entry.resource``. Keeps resources in memory; ``GET Type/id`` reads one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[str, dict] = {}  # "Type/id" -> resource
+        self.calls: list[tuple[str, str]] = []  # (method, path); a transaction's entries as (method, url)
+
+    def handler(self):
+        server = self
+
+        class Handler(StandInHandler):
+            def do_GET(self):
+                server.calls.append(("GET", self.path))
+                found = server.store.get(self.path.strip("/"))
+                send_json(self, 200 if found else 404, found or {"resourceType": "OperationOutcome", "issue": []})
+
+            def do_POST(self):
+                bundle = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                answers, urls = [], {}  # fullUrl -> "Type/id": urn:uuid references rewritten, as §6.1 says
+                for entry in bundle["entry"]:
+                    request, text = entry["request"], json.dumps(entry["resource"])
+                    for url, location in urls.items():
+                        text = text.replace(f'"{url}"', f'"{location}"')
+                    resource = json.loads(text)
+                    server.calls.append((request["method"], request["url"]))
+                    if request["method"] == "PUT":
+                        server.store[request["url"]] = resource
+                        answers.append({"response": {"status": "200 OK", "location": f"{request['url']}/_history/2"}})
+                        continue
+                    wanted = request["ifNoneExist"].split("|", 1)[1]
+                    match = next(
+                        (k for k, r in server.store.items() if k.startswith(request["url"] + "/")
+                         and any(i.get("value") == wanted for i in r.get("identifier", []))),
+                        None,
+                    )  # fmt: skip
+                    if match is None:
+                        match = f"{request['url']}/srv{len(server.store)}"
+                        server.store[match] = {**resource, "id": match.split("/")[1]}
+                        status = "201 Created"
+                    else:
+                        status = "200 OK"
+                    urls[entry["fullUrl"]] = match
+                    answers.append({"response": {"status": status, "location": f"{match}/_history/1"}})
+                send_json(self, 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": answers})
+
+        return Handler
+
+
+def test_without_entry_resources_an_unchanged_copy_is_not_put_again_and_an_edit_is_merged(tmp_path):
+    import requests
+
+    server = HapiLikeFhir().start()
+    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    try:
+        system = new_system()
+        pipeline = parse_pipeline(referral_pipeline(PIPE, "medic", system), file="test.yaml")
+        dest = open_destination(requests.Session(), server.url, pipeline.destination, pipeline.delivery)
+        dest.use_ledger(store.for_destination(PIPE))
+        payload = [patient(system, "a"), referral(system, "r1", "a")]
+        first = send_and_record(dest, store, "r1", payload)
+        assert first.ok and first.destination_id == "ServiceRequest/srv1"
+        for _ in range(3):  # replays of the same payload: the answer carries no resource, the ledger decides
+            assert send_and_record(dest, store, "r1", payload).ok
+        assert [m for m, _ in server.calls].count("PUT") == 0 and ("GET", "/Patient/srv0") not in server.calls
+        server.store["Patient/srv0"]["identifier"].append({"system": "urn:emr:mrn", "value": "MRN-7"})
+        edited = send_and_record(dest, store, "r1", [patient(system, "a", gender="male"), referral(system, "r1", "a")])
+        assert edited.ok
+        assert ("GET", "/Patient/srv0") in server.calls  # read to merge over
+        merged = server.store["Patient/srv0"]
+        assert merged["gender"] == "male" and {"system": "urn:emr:mrn", "value": "MRN-7"} in merged["identifier"]
+        assert [m for m, _ in server.calls].count("PUT") == 1  # only the changed Patient
+    finally:
+        store.close()
+        server.stop()
+
+
+def test_a_reference_is_known_only_when_a_pipeline_to_the_same_connection_delivered_it(contract_fhir, tmp_path):
+    import requests
+    import yaml
+
+    from cht_bridge.config import load_pipeline
+    from cht_bridge.sync.resources import peers
+
+    system = new_system()
+    for name, conn_id in (("hapi_referrals", "fhir_test"), ("hapi_patients", "fhir_test"), ("emr_patients", "emr")):
+        config = referral_pipeline(name, "medic", system)
+        config["destination"]["conn_id"] = conn_id
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    pipeline = load_pipeline(tmp_path / "hapi_referrals.yaml")
+    assert peers(pipeline) == ["hapi_patients"]
+    store = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    try:
+        store.record("emr_patients", [Outcome("a", "1", True, destination_id="Patient/p-a")])
+        store.record("hapi_patients", [Outcome("b", "1", True, destination_id="Patient/p-b")])
+        dest = open_destination(requests.Session(), contract_fhir.url, pipeline.destination, pipeline.delivery)
+        dest.use_ledger(store.for_destination(pipeline.name, peers(pipeline)))
+        elsewhere, here = dest.send(
+            [delivery("ra", [referral(system, "ra", "a")]), delivery("rb", [referral(system, "rb", "b")])]
+        )
+        assert not elsewhere.ok and "Patient/p-a, which is neither in this payload nor delivered" in elsewhere.error
+        assert here.ok
+    finally:
+        store.close()

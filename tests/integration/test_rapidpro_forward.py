@@ -339,3 +339,43 @@ def test_the_budget_and_the_recorded_starts_on_postgresql(postgres_url):
         assert state.intended("p-pg", ["k1"])["k1"][:2] == ("ref", "uuid-1")
     finally:
         store.close()
+
+
+def test_a_contact_upsert_answered_2xx_without_the_contact_is_not_delivered(state):
+    """A proxy's login page (200 text/html) in front of RapidPro: no contact, so not delivered; refused
+    (the same request gets the same page) with a reason naming the Connection's host."""
+    import json
+
+    from cht_bridge.destinations import open_destination
+    from cht_bridge.destinations.base import Delivery
+    from cht_bridge.state import StateStore
+    from standins.http_server import BackgroundHttpServer, StandInHandler
+
+    class LoginPage(BackgroundHttpServer):
+        def handler(self):
+            class Handler(StandInHandler):
+                def do_POST(self):
+                    self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                    body = b"<html>Please log in</html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            return Handler
+
+    server = LoginPage().start()
+    store = StateStore(state)
+    try:
+        pipeline = parse_pipeline(contact_pipeline("contacts_login", "medic"), file="contacts_login.yaml")
+        destination = open_destination(requests.Session(), server.url, pipeline.destination, pipeline.delivery)
+        destination.attach(store, pipeline.name)
+        body = json.dumps({"phone": "0712345678", "name": "A", "fields": {"cht_id": "p1"}})
+        (result,) = destination.send([Delivery("p1", body, "k1")])
+        assert not result.ok and not result.retryable and result.destination_id is None, result
+        assert "without the contact" in result.error and "Connection's host" in result.error
+        assert "0712345678" not in result.error and "254712345678" not in result.error
+    finally:
+        store.close()
+        server.stop()

@@ -91,9 +91,12 @@ class Destination(Protocol):
 
 
 class Ledger(Protocol):
-    """What a destination may ask the run's delivery ledger (``state.StateStore`` answers it)."""
+    """What a destination may ask the run's delivery ledger (``StateStore.for_destination`` answers it):
+    the records delivered to the same Connection, and what this pipeline last delivered of a document."""
 
     def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]: ...
+
+    def last_delivered(self, doc_ids: Iterable[str]) -> dict[str, str]: ...
 
 
 class BaseDestination:

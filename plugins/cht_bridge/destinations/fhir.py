@@ -7,7 +7,8 @@ referring to each other as ``"Type/id"``. Every payload is checked before anythi
 (``fhir.validate.problems``, plus what a bundle needs: ids, and the CHT identifier under
 ``identifier_system`` for the conditional strategy); an invalid one is refused with the reasons and
 never sent. A reference outside the payload must name a record the ledger says was delivered
-(``use_ledger``): a referral whose Patient was never sent carries its Patient in its own payload.
+to this Connection (``use_ledger`` with ``StateStore.for_destination``: the pipelines of the same
+folder with the same ``conn_id`` and kind): a referral whose Patient was never sent carries its Patient in its own payload.
 
 One transaction Bundle carries the documents of a batch (``destination.batch_size``); a resource
 two documents share (the Patient of two referrals) is entered once. Strategies
@@ -16,13 +17,20 @@ two documents share (the Patient of two referrals) is entered once. Strategies
 * ``conditional``: entries ``POST Type`` with ``ifNoneExist: identifier=<system>|<CHT id>`` and
   ``fullUrl: urn:uuid:<id>``; references between entries are rewritten to those ``urn:uuid``s, which
   the server rewrites to the ids it assigns. A retry or a re-run finds the earlier copy (``200``)
-  instead of creating a second one. An entry that matched a copy holding other content (an edit in
-  CHT) is then written over with ``PUT Type/<server id>`` in a second transaction of that document;
+  instead of creating a second one. Conditional create never updates (§6.1) and the matched copy is
+  the EMR's record: it is left alone unless the CHT document changed since this pipeline last
+  delivered it (the ledger's hash, ``use_ledger``; never the server's body, which HAPI leaves out of
+  its answer). Such an edit is then written with ``PUT Type/<server id>`` in a second transaction
+  of that document, merged over the server's copy: what the EMR added that the CHT payload does
+  not carry (its MRN identifier, an email) is kept. Without a ledger nothing is ever updated;
 * ``put``: entries ``PUT Type/<deterministic id>`` (update-as-create), so a re-send and an edit
   both update the same resource.
 
 Each document's answer is read from the ``transaction-response`` (``entry.response.status``,
-``location``, ``outcome``). A refused transaction (400, 409, 412 several matches, 422) is atomic,
+``location``, ``outcome``); a 2xx that is not one, with one entry per request entry (a proxy's
+login page, a wrong ``destination.path``), delivers nothing: its documents are refused with a
+reason naming the Connection. ``destination.path`` is the FHIR base under the Connection's host
+(``fhir_base``) for the pre-flight, the bundles, ``fullUrl``s and deletes alike. A refused transaction (400, 409, 412 several matches, 422) is atomic,
 so, as the REST destination does with batches (this class keeps its retries, backoff, breaker and
 bisection), it is sent again in halves until the document at fault is alone; that one is refused
 with the server's words (its OperationOutcome) and the rest are delivered.
@@ -75,9 +83,12 @@ _STATUS = re.compile(r"^\s*(\d{3})")
 
 def cht_identifier(resource: dict[str, Any], system: str) -> str | None:
     """The value of ``resource``'s identifier in ``system`` (the CHT id it was made from)."""
-    for identifier in resource.get("identifier") or []:
-        if isinstance(identifier, dict) and identifier.get("system") == system and identifier.get("value"):
-            return str(identifier["value"])
+    identifiers = resource.get("identifier")
+    for identifier in identifiers if isinstance(identifiers, list) else []:
+        if isinstance(identifier, dict) and identifier.get("system") == system:
+            value = identifier.get("value")
+            if isinstance(value, str) and value:
+                return value
     return None
 
 
@@ -90,7 +101,7 @@ class FhirDestination(RestDestination):
         kw.update(mode="batch", concurrency=1, method="POST")  # one bundle at a time, in order
         super().__init__(session, base_url, path, **kw)
         session.headers.update({"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
-        self.url = self.base_url if not path.strip("/") else self._url(path)
+        self.url = self.fhir_base()
         self.settings = settings
         self._payloads: dict[str, list[dict[str, Any]]] = {}  # idempotency key -> the resources to send
         self._known: set[str] = set()  # references the ledger said were delivered
@@ -102,6 +113,15 @@ class FhirDestination(RestDestination):
         made = super().configured(session, base_url, destination, delivery)
         made.settings = destination.settings
         return made
+
+    def fhir_base(self, rest: str = "") -> str:
+        """The FHIR base (the Connection's host + ``destination.path``), or ``rest`` under it.
+
+        The one place the base is made: the pre-flight's ``metadata``, the bundles, the ``fullUrl``s
+        of ``PUT`` entries and a deleted document's ``DELETE`` all hang off it.
+        """
+        base = self.base_url if not self.path.strip("/") else self._url(self.path).rstrip("/")
+        return f"{base}/{rest.lstrip('/')}" if rest else base
 
     def use_cht_api(self, client: Any) -> None:
         """The CHT API client ``write_back`` writes through (``ChtApiClient``)."""
@@ -118,7 +138,7 @@ class FhirDestination(RestDestination):
         """
         try:
             response = request_within(
-                self._session, "GET", self.base_url + "/metadata", self.limits, timeout=self.timeout
+                self._session, "GET", self.fhir_base("metadata"), self.limits, timeout=self.timeout
             )
         except (requests.RequestException, AnswerLimitError):
             return
@@ -127,9 +147,19 @@ class FhirDestination(RestDestination):
             raise AuthError(self.conn_id, response.status_code, "The destination")
         if kind != "delivered":
             return
+        body = _json(response)
+        if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
+            # A login page or another service behind a 200: every bundle would get the same page
+            # and be refused, so the run stops here with what to fix instead.
+            kind = (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()
+            raise PreflightError(
+                self.conn_id,
+                f"GET {urlsplit(self.fhir_base('metadata')).path} answered HTTP {response.status_code} ({kind}), "
+                "not a FHIR CapabilityStatement: is the Connection's host and destination.path the FHIR base?",
+            )
         try:
-            rest = (response.json().get("rest") or [{}])[0]
-        except (ValueError, AttributeError, IndexError, TypeError):
+            rest = (body.get("rest") or [{}])[0]
+        except (AttributeError, IndexError, TypeError):
             return
         if not isinstance(rest, dict):
             return
@@ -165,7 +195,18 @@ class FhirDestination(RestDestination):
         return [r for r in results if r is not None]
 
     def _accept(self, delivery: Delivery) -> str | None:
-        """Why ``delivery`` may not be sent, or None (its resources kept for the bundle)."""
+        """Why ``delivery`` may not be sent, or None (its resources kept for the bundle).
+
+        Any JSON is answered for: a shape the checks did not foresee refuses this document (a dead
+        letter with the reason) rather than failing the run, and every run after it, on it.
+        """
+        try:
+            return self._checked(delivery)
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            self._payloads.pop(delivery.key, None)
+            return f"invalid FHIR payload: an element has an unexpected shape ({type(exc).__name__})"
+
+    def _checked(self, delivery: Delivery) -> str | None:
         from cht_bridge.fhir.validate import as_resources, problems  # the R4 models load only when a payload is checked
 
         try:
@@ -239,7 +280,7 @@ class FhirDestination(RestDestination):
         return {"resourceType": "Bundle", "type": "transaction", "entry": entries}, order, owned
 
     def _put_entry(self, key: str, resource: dict[str, Any]) -> dict[str, Any]:
-        return {"fullUrl": f"{self.base_url}/{key}", "resource": resource, "request": {"method": "PUT", "url": key}}
+        return {"fullUrl": self.fhir_base(key), "resource": resource, "request": {"method": "PUT", "url": key}}
 
     def _create_entry(self, key: str, resource: dict[str, Any], urls: dict[str, str]) -> dict[str, Any]:
         system = self.settings.identifier_system
@@ -254,11 +295,10 @@ class FhirDestination(RestDestination):
     def _array_results(self, items: list[Delivery], response: requests.Response) -> list[Result]:
         """Each document's result from the ``transaction-response``: its entries' statuses and ids."""
         _, order, owned = self._bundle(items)
-        answer = _json(response)
-        entries = answer.get("entry") if isinstance(answer, dict) else None
-        if not isinstance(entries, list) or len(entries) != len(order):
-            # Committed (2xx), but the answer cannot say which ids the server gave.
-            return [Result(item.doc_id, True, response.status_code) for item in items]
+        entries, problem = _transaction_entries(response, len(order))
+        if entries is None:
+            return [Result(item.doc_id, False, response.status_code, error=problem) for item in items]
+        previous = self._last_delivered(items)
         answered = dict(zip(order, (_entry_answer(e) for e in entries), strict=True))
         results = []
         for item, keys in zip(items, owned, strict=True):
@@ -273,61 +313,108 @@ class FhirDestination(RestDestination):
                 continue
             result = Result(item.doc_id, True, response.status_code, answered[keys[-1]].location)
             if self.settings.strategy == "conditional":
-                result = self._update_matches(item, keys, answered, result)
+                result = self._update_matches(item, keys, answered, result, previous.get(item.doc_id))
             if result.ok and self.settings.write_back is not None:
                 result = self._write_back(item, keys, answered, result)
             results.append(result)
         return results
 
-    def _update_matches(self, item: Delivery, keys: list[str], answered: dict[str, Any], result: Result) -> Result:
-        """Write this document's resources over the copies its conditional create matched, when they differ.
+    def _last_delivered(self, items: list[Delivery]) -> dict[str, str]:
+        """Each document's key of its last successful delivery (``conditional`` only; one ledger query)."""
+        if self.settings.strategy != "conditional" or self.ledger is None:
+            return {}
+        return self.ledger.last_delivered([item.doc_id for item in items])
 
-        ``ifNoneExist`` never updates: a ``200`` entry is the copy an earlier delivery made, which an
-        edit in CHT has since changed. One ``PUT Type/<server id>`` transaction for the document.
+    def _update_matches(
+        self, item: Delivery, keys: list[str], answered: dict[str, Any], result: Result, previous: str | None
+    ) -> Result:
+        """After a conditional create matched earlier copies: update them only for an edit in CHT.
+
+        ``ifNoneExist`` never updates (§6.1), and the copy it matched is the EMR's record now: the
+        EMR may have added its own identifiers (an MRN) and contacts. So a matched copy is left
+        alone unless the CHT document changed since this pipeline last delivered it: the ledger
+        says so (``previous``, the key of its last successful delivery, differs from this one's,
+        which is made from the payload's hash), never the server's body, which HAPI leaves out of
+        a transaction-response by default. A document never delivered (a crash before the ledger
+        recorded it, or a record the EMR made itself) is not an edit. An edit is then written with
+        ``PUT Type/<server id>`` in one transaction for the document, merged over the server's copy
+        (``_merged``): what the EMR added that the CHT payload does not carry is kept.
         """
+        if previous is None or previous == item.key:
+            return result
         servers = {key: a.location for key, a in answered.items() if a.location}
         stale = []
         for key in keys:
-            ours = _rewritten(self._resource(item, key), servers)
+            if answered[key].status != 200:
+                continue  # created just now: nothing earlier to update
+            location = servers.get(key)
+            if location is None:
+                return replace(result, ok=False, error="the server matched an earlier copy without saying where it is")
             theirs = answered[key].resource
-            if answered[key].status == 200 and (theirs is None or _content(theirs) != _content(ours)):
-                stale.append((servers.get(key), ours))
+            if theirs is None:
+                theirs, problem = self._read(location)
+                if theirs is None:
+                    return replace(result, ok=False, status=None, error=problem, retryable=True)
+            ours = _merged(_rewritten(self._resource(item, key), servers), theirs)
+            if _content(theirs) != _content(ours):
+                stale.append((location, ours))
         if not stale:
             return result
-        if any(location is None for location, _ in stale):
-            return replace(result, ok=False, error="the server matched an earlier copy without saying where it is")
         entries = [
             {
-                "fullUrl": f"{self.base_url}/{location}",
+                "fullUrl": self.fhir_base(location),
                 "resource": {**ours, "id": location.split("/", 1)[1]},
                 "request": {"method": "PUT", "url": location},
             }
             for location, ours in stale
         ]
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        with self._lock:
-            self.requests += 1
-        try:
-            response = request_within(
-                self._session, "POST", self.url, self.limits,
-                data=json.dumps(bundle).encode("utf-8"), headers={"Idempotency-Key": item.key}, timeout=self.timeout,
-            )  # fmt: skip
-        except requests.RequestException as exc:
-            return replace(
-                result, ok=False, status=None, error=f"updating the earlier copy: {type(exc).__name__}", retryable=True
-            )
-        except AnswerLimitError as exc:
-            error = f"updating the earlier copy: HTTP {exc.status}: {exc}"
-            return replace(result, ok=False, status=exc.status, error=error, retryable=not exc.too_large)
+        response, problem = self._call("POST", self.url, json.dumps(bundle), item.key)
+        if response is None:
+            return replace(result, ok=False, status=None, error=f"updating the earlier copy: {problem}", retryable=True)
         kind = classify(response.status_code)
-        if kind == "auth":
-            self._refused = AuthError(self.conn_id, response.status_code, "The destination")
-            raise self._refused
         if kind == "delivered":
+            answer, problem = _transaction_entries(response, len(entries))
+            if answer is None:
+                return replace(
+                    result, ok=False, status=response.status_code, error=f"updating the earlier copy: {problem}"
+                )
             return replace(result, attempts=result.attempts + 1)
         reason = reasons.answer_reason(response, REFUSAL).text
         error = f"updating the earlier copy: HTTP {response.status_code}: {reason}"[:REASON_CHARS]
         return replace(result, ok=False, status=response.status_code, error=error, retryable=kind == "retryable")
+
+    def _read(self, location: str) -> tuple[dict[str, Any] | None, str]:
+        """The server's copy at ``Type/id`` (to merge an edit over it), or None and why not."""
+        response, problem = self._call("GET", self.fhir_base(location), None, None)
+        if response is None:
+            return None, f"reading the earlier copy: {problem}"
+        body = _json(response)
+        if classify(response.status_code) != "delivered" or not isinstance(body, dict):
+            return None, f"reading the earlier copy: HTTP {response.status_code}"
+        return body, ""
+
+    def _call(self, method: str, url: str, body: str | None, key: str | None) -> tuple[requests.Response | None, str]:
+        """One request of the update path; ``(None, why)`` without a usable answer.
+
+        :raises AuthError: refused credentials, now and for every later request.
+        """
+        with self._lock:
+            self.requests += 1
+        try:
+            response = request_within(
+                self._session, method, url, self.limits,
+                data=None if body is None else body.encode("utf-8"),
+                headers={"Idempotency-Key": key} if key else None, timeout=self.timeout,
+            )  # fmt: skip
+        except requests.RequestException as exc:  # no str(exc): it holds the URL
+            return None, type(exc).__name__
+        except AnswerLimitError as exc:
+            return None, f"HTTP {exc.status}: {exc}"
+        if classify(response.status_code) == "auth":
+            self._refused = AuthError(self.conn_id, response.status_code, "The destination")
+            raise self._refused
+        return response, ""
 
     def _write_back(self, item: Delivery, keys: list[str], answered: dict[str, Any], result: Result) -> Result:
         """The EMR's id of this document's Patient into the CHT person, unless it holds it already."""
@@ -380,7 +467,8 @@ class FhirDestination(RestDestination):
         made = super().deletion(doc_id, destination_id, key, rules)
         if rules.path is None and destination_id and "/" in destination_id:
             kind, _, rid = destination_id.partition("/")
-            made = replace(made, path=f"/{quote(kind, safe='')}/{quote(rid, safe='')}")
+            under = self.fhir_base()[len(self.base_url) :]  # destination.path: the DELETE is joined to base_url
+            made = replace(made, path=f"{under}/{quote(kind, safe='')}/{quote(rid, safe='')}")
         return made
 
 
@@ -434,6 +522,50 @@ def _rewritten(value: Any, references: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [_rewritten(v, references) for v in value]
     return value
+
+
+def _transaction_entries(response: requests.Response, count: int) -> tuple[list[Any] | None, str]:
+    """The ``count`` entries of a 2xx ``transaction-response``, or None and why the answer is not one.
+
+    Only a transaction-response says what the server did with each entry. Any other 2xx (a proxy's
+    login page, an HTML error page, a wrong ``destination.path`` answered by some other service)
+    is not a delivery: it is refused, not retried, because sending again gets the same page and
+    only a person can fix it (the Connection's host or ``destination.path``); the reason says so,
+    and the dead letters are replayed once the Connection is right.
+    """
+    answer = _json(response)
+    if not isinstance(answer, dict) or answer.get("resourceType") != "Bundle":
+        kind = (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()
+        return None, (
+            f"HTTP {response.status_code} ({kind}) is not a FHIR transaction-response Bundle: is the Connection's host "
+            "and destination.path the FHIR base (not a login page or a proxy)?"
+        )
+    if answer.get("type") != "transaction-response":
+        return None, f"HTTP {response.status_code}: the server answered a Bundle that is not a transaction-response"
+    entries = answer.get("entry")
+    if not isinstance(entries, list) or len(entries) != count:
+        given = len(entries) if isinstance(entries, list) else 0
+        return None, f"HTTP {response.status_code}: the transaction-response has {given} entries for {count} requests"
+    return entries, ""
+
+
+def _merged(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Our resource over the server's copy, keeping what the EMR added that CHT does not carry.
+
+    Elements the CHT payload lacks are the server's (a ``generalPractitioner`` the EMR set);
+    ``identifier`` and ``telecom`` keep the server's entries in systems the CHT payload has none
+    in (the EMR's MRN, an email), while CHT's own systems (its id, its phone) are CHT's.
+    """
+    out = {k: v for k, v in _content(theirs).items() if k not in ours}
+    out.update(ours)
+    for element in ("identifier", "telecom"):
+        mine, kept = ours.get(element), theirs.get(element)
+        if isinstance(mine, list) and isinstance(kept, list):
+            systems = [e.get("system") for e in mine if isinstance(e, dict)]
+            out[element] = mine + [e for e in kept if isinstance(e, dict) and e.get("system") not in systems]
+        elif mine is None and isinstance(kept, list):
+            out[element] = kept
+    return out
 
 
 def _content(resource: dict[str, Any]) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from typing import Any, Self
 import requests
 
 from cht_bridge.destinations.base import BaseDestination, Delivery, Result, keep_alive
+from cht_bridge.destinations.rest import _json, _reason
 from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError, PreflightError
 from cht_bridge.fhir.validate import as_resources, problems
 from cht_bridge.http import reasons
@@ -64,7 +65,6 @@ DEFAULT_PATH = "/openmrs/ws/fhir2/R4"
 PLACE_SYSTEM = "https://communityhealthtoolkit.org/place"
 #: What FHIR2 creates and updates (§2.2); ServiceRequest is read-only there (lab orders, §2.5).
 WRITABLE = frozenset({"Patient", "Encounter", "Observation", "Task", "Location", "Practitioner", "Medication"})
-REASON_CHARS = 300
 #: The extension that gives a patient identifier its location (``destinations.md`` §2.3).
 IDENTIFIER_LOCATION = "http://fhir.openmrs.org/ext/patient/identifier#location"
 _DROP = object()  # a place reference left out of its resource
@@ -166,7 +166,7 @@ class OpenMrsDestination(BaseDestination):
             raise PreflightError(self.conn_id, f"GET {self.path}/metadata: {answer.error}")
         body = _json(answer)
         if classify(answer.status_code) != "delivered" or not isinstance(body, dict):
-            raise PreflightError(self.conn_id, f"GET {self.path}/metadata: {_reason(answer)}")
+            raise PreflightError(self.conn_id, f"GET {self.path}/metadata: {_reason(answer, reasons.FHIR)}")
         if body.get("resourceType") != "CapabilityStatement":
             raise PreflightError(self.conn_id, f"GET {self.path}/metadata did not answer a FHIR CapabilityStatement")
 
@@ -214,6 +214,10 @@ class OpenMrsDestination(BaseDestination):
             resources, last = self._prepared(item.body)
         except Refusal as refusal:
             return Result(item.doc_id, False, None, error=str(refusal))
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            # A shape no check foresaw refuses this document (a dead letter), never the run: raised
+            # out of send, it would fail this run and every run after it on the same document.
+            return Result(item.doc_id, False, None, error=f"the payload has an unexpected shape ({type(exc).__name__})")
         except _Unreachable as step:
             if self._breaker.failure(step.step.error):
                 return None  # down: the document stays pending, like the rest
@@ -292,9 +296,11 @@ class OpenMrsDestination(BaseDestination):
                     )
                 resource["location"] = [{"location": dict(location)}] if kind == "Encounter" else dict(location)
             if kind == "Patient" and location is not None:
-                for identifier in resource.get("identifier") or []:
+                for identifier in _dicts(resource.get("identifier")):  # another shape: problems() says so
                     extensions = identifier.setdefault("extension", [])
-                    if not any(e.get("url") == IDENTIFIER_LOCATION for e in extensions):
+                    if isinstance(extensions, list) and not any(
+                        isinstance(e, dict) and e.get("url") == IDENTIFIER_LOCATION for e in extensions
+                    ):
                         extensions.append({"url": IDENTIFIER_LOCATION, "valueReference": dict(location)})
         return placed
 
@@ -336,9 +342,12 @@ class OpenMrsDestination(BaseDestination):
         if resource["resourceType"] != "Patient":
             return resource
         typed = []
-        for identifier in resource.get("identifier") or []:
+        for identifier in _dicts(resource.get("identifier")):  # problems() has passed: a list of objects
             system = identifier.get("system")
-            given = (identifier.get("type") or {}).get("text")
+            type_field = identifier.get("type")
+            given = type_field.get("text") if isinstance(type_field, dict) else None
+            if system is not None and not isinstance(system, str):
+                raise Refusal(f"Patient/{resource['id']}: an identifier's system is not a string")
             type_ = self.identifier_types.get(system) if system is not None else given
             if type_ is None and system is not None:
                 type_ = given
@@ -383,7 +392,7 @@ class OpenMrsDestination(BaseDestination):
                 self._seen.add(reference)
             return True
         if classify(answer.status_code) == "retryable":
-            raise _Unreachable(_Step(False, answer.status_code, _reason(answer), True))
+            raise _Unreachable(_Step(False, answer.status_code, _reason(answer, reasons.FHIR), True))
         return False
 
     def _write(self, resource: dict[str, Any]) -> tuple[_Step | None, int]:
@@ -550,22 +559,15 @@ def _references(value: Any) -> set[str]:
     return found
 
 
-def _json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _reason(response: requests.Response) -> str:
-    text = reasons.answer_reason(response, reasons.FHIR).text[:REASON_CHARS]
-    return f"HTTP {response.status_code}: {text}" if text else f"HTTP {response.status_code}"
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list element (none when it is not a list)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _failed(response: requests.Response) -> _Step:
     kind = classify(response.status_code)
     wait = retry_after(response.headers.get("Retry-After"))
-    return _Step(False, response.status_code, _reason(response), kind == "retryable", wait)
+    return _Step(False, response.status_code, _reason(response, reasons.FHIR), kind == "retryable", wait)
 
 
 def _done_or_failed(response: requests.Response) -> _Step:

@@ -70,6 +70,10 @@ KEEP_STARTS = timedelta(days=30)  # started rows older than this are dropped (th
 CONTACT_KEYS = {"phone", "urn", "name", "language", "fields", "groups"}
 START_KEYS = {"flow", "urns", "phone", "contacts", "params", "extra", "restart_participants", "exclude_active"}
 GROUPS = {"contacts": "contacts", "flow_starts": "flow_starts"}  # budget group of each endpoint
+NOT_A_CONTACT = (
+    "HTTP {status} without the contact (no JSON with its uuid): is the Connection's host RapidPro's API "
+    "(not a login page or a proxy)?"
+)
 NO_DELETES = "RapidPro pipelines send no deletes: set deletes: ignore (contacts and flow starts stay in RapidPro)"
 _MASK = re.compile(r"(?:tel|whatsapp|mailto|telegram|ext):\S+|\+?\d[\d\s-]{5,}\d")
 
@@ -264,6 +268,11 @@ class RapidProDestination(BaseDestination):
                 continue
             body = {k: payload[k] for k in ("name", "language", "fields", "groups") if k in payload}
             reply = self._call("contacts", "POST", "contacts.json", params={"urn": urn}, body=body)
+            if reply.ok and not (isinstance(reply.body, dict) and isinstance(reply.body.get("uuid"), str)):
+                # A 2xx without the contact is not RapidPro's API answering (a proxy's login page, the
+                # browsable docs of a wrong path): not delivered, and not worth repeating, since the
+                # same request gets the same page until a person fixes the Connection's host.
+                reply = _Reply(reply.status, error=NOT_A_CONTACT.format(status=reply.status), retryable=False)
             results[i] = self._result(item, reply, lambda b: b.get("uuid") if isinstance(b, dict) else None)
 
     def _contact_urn(self, payload: dict[str, Any]) -> tuple[str | None, str | None]:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -253,24 +254,40 @@ class StateStore:
         """The hash of the last successful delivery of each document that has one."""
         return {i: s.delivered_hash for i, s in self.states(pipeline, doc_ids).items() if s.delivered_hash}
 
-    def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]:
-        """Which of ``destination_ids`` some pipeline of this store delivered (a row ``delivered``
-        with that destination id): a payload may refer to those records without sending them again.
+    def delivered_destination_ids(
+        self, destination_ids: Iterable[str], pipelines: Iterable[str] | None = None
+    ) -> set[str]:
+        """Which of ``destination_ids`` one of ``pipelines`` delivered (a row ``delivered`` with that
+        destination id): a payload may refer to those records without sending them again.
 
-        One indexed lookup per 500 ids: a FHIR payload's reference to a Patient another pipeline sent.
+        ``pipelines`` are the ones delivering to the asking destination's Connection
+        (``for_destination``): a ``Patient/<uuid>`` another system holds (an OpenMRS pipeline's,
+        with the same deterministic id) says nothing about this server. None: every pipeline.
+        One indexed lookup per 500 ids (``destination_id``'s index; the pipelines filter its rows).
         """
         ids = [i for i in dict.fromkeys(destination_ids) if fits(i, DESTINATION_ID_CHARS)]
         c = deliveries.c
         found: set[str] = set()
+        scope = None if pipelines is None else list(dict.fromkeys(pipelines))
+        if scope == []:
+            return found
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
-                rows = conn.execute(
-                    select(c.destination_id).where(
-                        c.status == DELIVERED, c.destination_id.in_(ids[start : start + 500])
-                    )
+                query = select(c.destination_id).where(
+                    c.status == DELIVERED, c.destination_id.in_(ids[start : start + 500])
                 )
-                found.update(r.destination_id for r in rows)
+                if scope is not None:
+                    query = query.where(c.pipeline.in_(scope))
+                found.update(r.destination_id for r in conn.execute(query))
         return found
+
+    def for_destination(
+        self, pipeline: str, peers: Iterable[str] | Callable[[], Iterable[str]] = ()
+    ) -> DestinationLedger:
+        """What ``pipeline``'s destination may ask this ledger, scoped to the pipelines (``pipeline``
+        and ``peers``) that deliver to the same Connection and kind. ``peers`` may be a function:
+        it is called once, when a destination first asks (most kinds never do)."""
+        return DestinationLedger(self, pipeline, peers)
 
     def record(
         self, pipeline: str, outcomes: list[Outcome], checkpoint: Any = KEEP, *, dead_after: int = 5
@@ -392,6 +409,36 @@ class StateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+@dataclass
+class DestinationLedger:
+    """The delivery ledger as one pipeline's destination sees it (``destinations.base.Ledger``).
+
+    ``peers``: the other pipelines delivering to the destination's Connection (conn_id and kind),
+    or a function finding them; a record another Connection holds is never taken as delivered here.
+    """
+
+    store: StateStore
+    pipeline: str
+    peers: Iterable[str] | Callable[[], Iterable[str]] = ()
+
+    @cached_property
+    def pipelines(self) -> tuple[str, ...]:
+        """This pipeline and its peers, found once."""
+        found = self.peers() if callable(self.peers) else self.peers
+        return tuple(dict.fromkeys([self.pipeline, *found]))
+
+    def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]:
+        return self.store.delivered_destination_ids(destination_ids, self.pipelines)
+
+    def last_delivered(self, doc_ids: Iterable[str]) -> dict[str, str]:
+        """The idempotency key of each document's last successful delivery by this pipeline: the
+        key its payload then had, so a delivery with another key carries an edit since."""
+        from cht_bridge.mapping.hashing import idempotency_key
+
+        hashes = self.store.delivered_hashes(self.pipeline, doc_ids)
+        return {doc_id: idempotency_key(self.pipeline, doc_id, digest) for doc_id, digest in hashes.items()}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -135,3 +135,26 @@ def test_an_unreachable_openmrs_opens_the_breaker_and_leaves_the_rest_pending():
         assert d.requests == 3
     finally:
         d.close()
+
+
+PLACE = "96da1dac-72ff-4d2a-b86e-cbe06b65a6a4"  # in include/places/emr_locations.csv
+
+
+def test_odd_shapes_refuse_their_document_and_never_raise_out_of_send(destination):
+    """The reviewer's shapes (identifier: 5, identifier: ["abc"] with a place, a reference that is a
+    number): each a dead letter with a reason, and send answers for every delivery."""
+    from cht_bridge.destinations.base import Delivery
+
+    odd = {
+        "number": [patient(identifier=5)],
+        "strings": [patient(place=PLACE, identifier=["abc"])],
+        "type_text": [patient(identifier=[{"system": SYSTEM, "value": "p1", "type": "x"}])],
+        "extensions": [patient(place=PLACE, identifier=[{"system": SYSTEM, "value": "p1", "extension": 3}])],
+        "reference": [{**observation(), "subject": {"reference": 7}}],
+        "system": [patient(identifier=[{"system": {"a": 1}, "value": "p1"}])],
+    }
+    results = destination.send([Delivery(name, json.dumps(body), name) for name, body in odd.items()])
+    assert [r.doc_id for r in results] == list(odd)
+    for result in results:
+        assert not result.ok and not result.retryable and result.error, result
+    assert destination.requests == 0  # refused before any request

@@ -319,3 +319,39 @@ def test_delivered_destination_ids_answers_across_pipelines_for_delivered_rows_o
     asked = ["Patient/x", "Patient/y", "ServiceRequest/z", "Patient/nobody"] + [f"Patient/{i}" for i in range(600)]
     assert store.delivered_destination_ids(asked) == {"Patient/x", "ServiceRequest/z"}
     assert store.delivered_destination_ids([]) == set()
+
+
+def test_a_destination_sees_only_what_pipelines_to_its_own_connection_delivered(store):
+    # The same deterministic Patient/x delivered to OpenMRS says nothing about the HAPI server.
+    store.record("openmrs_patients", [Outcome("a", "1-a", True, destination_id="Patient/x")])
+    store.record("hapi_patients", [Outcome("b", "1-b", True, destination_id="Patient/y")])
+    hapi = store.for_destination("hapi_referrals", ["hapi_patients"])
+    assert hapi.delivered_destination_ids(["Patient/x", "Patient/y"]) == {"Patient/y"}
+    assert store.for_destination("openmrs_referrals", ["openmrs_patients"]).delivered_destination_ids(
+        ["Patient/x", "Patient/y"]
+    ) == {"Patient/x"}
+    assert store.delivered_destination_ids(["Patient/x"], pipelines=[]) == set()
+
+
+def test_last_delivered_is_the_key_of_the_last_successful_delivery_of_this_pipeline(store):
+    from cht_bridge.mapping.hashing import idempotency_key
+
+    store.record("referrals", [Outcome("r1", "1-r", True, "h1", destination_id="ServiceRequest/s")])
+    store.record("referrals", [Outcome("r2", "1-r", False, "h2", error="HTTP 503", retryable=True)])
+    store.record("others", [Outcome("r3", "1-r", True, "h3")])
+    last = store.for_destination("referrals").last_delivered(["r1", "r2", "r3"])
+    assert last == {"r1": idempotency_key("referrals", "r1", "h1")}
+
+
+def test_the_peers_of_a_destination_ledger_are_found_once_and_only_when_asked(store):
+    asked = []
+
+    def find():
+        asked.append(1)
+        return ["hapi_patients"]
+
+    store.record("hapi_patients", [Outcome("b", "1-b", True, destination_id="Patient/y")])
+    ledger = store.for_destination("hapi_referrals", find)
+    assert asked == []  # a kind that never asks never reads the pipeline files
+    assert ledger.delivered_destination_ids(["Patient/y"]) == {"Patient/y"}
+    assert ledger.delivered_destination_ids(["Patient/y"]) == {"Patient/y"} and asked == [1]
