@@ -237,7 +237,8 @@ def test_a_lost_answer_leaves_its_periods_pending_and_the_next_run_posts_them(se
     dhis2 = stand_in(places)
     dhis2.configure(delay=2.0)  # every data write answers after the bridge stopped waiting
     state = f"sqlite:///{tmp_path}/s.db"
-    top = {"delivery": {"retries": 0}, "destination": {"timeout": 0.5}}
+    # breaker_after above the number of requests: lost answers here, not an outage (see the breaker test)
+    top = {"delivery": {"retries": 0, "breaker_after": 1000}, "destination": {"timeout": 0.5}}
     path = pipeline_file(tmp_path, table, db=seeded.db, top=top)
     try:
         first, store = _run(path, seeded, dhis2, state)
