@@ -127,3 +127,30 @@ def test_dates_are_the_instances_local_time_and_the_reconciliation_counts_them_i
         assert result.differences == 0
     finally:
         dhis2.stop()
+
+
+def test_an_enrollment_only_pipeline_sends_a_persons_enrollment_once(cht, seeded, store, tmp_path):
+    """Without a program stage a report is its person's enrollment: a later report of an enrolled
+    person has nothing to send, and is delivered as that enrollment."""
+    docs, table = seeded
+    dhis2 = stand_in(facilities(docs))
+    try:
+        config = tracker_config(f"enrol_only_{uuid.uuid4().hex[:8]}", cht.db, table)
+        for key in ("program_stage", "data_values"):
+            config["destination"]["dhis2"].pop(key)
+        pipeline = write_pipeline(tmp_path, config)
+        run(pipeline, cht, dhis2, store.url)
+        first = min(reports(docs, "pregnancy").values(), key=lambda d: d["reported_date"])
+        enrollment = dhis2.tracker.get("ENROLLMENT", uids.enrollment_uid(TR_PROGRAM, first["fields"]["patient_uuid"]))
+        writes = dhis2.stats()["data_requests"]
+        later = copy.deepcopy(first)
+        later.pop("_rev")
+        later["_id"] = f"later-{uuid.uuid4().hex[:8]}"
+        later["reported_date"] += 90 * 86_400_000
+        cht.put(later)
+        summary = run(pipeline, cht, dhis2, store.url)
+        assert summary.sent == 1 and dhis2.stats()["data_requests"] == writes, "nothing left to send"
+        assert store.ledger(pipeline.name, later["_id"])["destination_id"] == enrollment["enrollment"]
+        assert dhis2.tracker.get("ENROLLMENT", enrollment["enrollment"])["enrolledAt"] == enrollment["enrolledAt"]
+    finally:
+        dhis2.stop()

@@ -259,7 +259,9 @@ class TrackerDestination(RestDestination):
                 results[i] = Result(item.doc_id, False, None, error=objects)
                 continue
             built.append((i, objects))
-        built = self._unsent_enrollments_only(built)
+        built, done = self._unsent_enrollments_only(built)
+        for i, result in done:
+            results[i] = result
         for _, objects in built:
             _add(payload, objects)
         if not built:
@@ -295,19 +297,28 @@ class TrackerDestination(RestDestination):
             results, built, _failed(sent, status, _reason(response), retryable=kind == "retryable"), wait
         )
 
-    def _unsent_enrollments_only(self, built: list[tuple[int, Objects]]) -> list[tuple[int, Objects]]:
+    def _unsent_enrollments_only(
+        self, built: list[tuple[int, Objects]]
+    ) -> tuple[list[tuple[int, Objects]], list[tuple[int, Result]]]:
         """The documents' objects without the tracked entities and enrollments the ledger says were
-        sent (see the module docstring): their events alone go, naming them."""
-        sent_uids = {o.enrollment["enrollment"] for _, o in built if o.enrollment is not None}
-        if self._store is None or not sent_uids:
-            return built
-        states = self._store.states(enrollments_of(self._pipeline), sent_uids)
+        sent (see the module docstring): their events alone go, naming them. A document that was
+        its enrollment only (a program without ``program_stage``) has nothing left to send: done."""
+        enrolled = {o.enrollment["enrollment"] for _, o in built if o.enrollment is not None}
+        if self._store is None or not enrolled:
+            return built, []
+        states = self._store.states(enrollments_of(self._pipeline), enrolled)
         sent = {uid for uid, state in states.items() if state.status == DELIVERED}
-        return [
-            (i, replace(o, tracked_entity=None, enrollment=None) if o.enrollment and o.enrollment["enrollment"] in sent
-             and o.event is not None else o)
-            for i, o in built
-        ]  # fmt: skip
+        left: list[tuple[int, Objects]] = []
+        done: list[tuple[int, Result]] = []
+        for i, o in built:
+            uid = o.enrollment["enrollment"] if o.enrollment is not None else None
+            if uid not in sent:
+                left.append((i, o))
+            elif o.event is None:
+                done.append((i, Result(o.doc_id, True, None, destination_id=uid)))
+            else:
+                left.append((i, replace(o, tracked_entity=None, enrollment=None)))
+        return left, done
 
     def _remember_enrollments(self, built: list[tuple[int, Objects]], errors: dict[str, list[str]]) -> None:
         """Enrollments DHIS2 took with their tracked entity (``atomicMode=OBJECT`` commits them even when
