@@ -1,10 +1,11 @@
-"""``cht_bridge_reconcile``: does DHIS2 still hold what CHT says? One DAG for every aggregate pipeline.
+"""``cht_bridge_reconcile``: does DHIS2 still hold what CHT says? One DAG for every aggregate and tracker pipeline.
 
-Triggered by hand (or on its own monthly schedule, for last month) with the Params ``pipeline``,
+Its monthly scheduled run compares every one of them for last month (the ``pipeline`` Param left
+empty); triggered by hand, the Params ``pipeline`` (one, or empty for all),
 ``start``/``end``, ``repost`` and ``folder``; it writes a CSV and an HTML report of every
 difference and logs the totals (README, "DHIS2 aggregates and reconciliation"). It reads the
 pipeline files of ``CHT_BRIDGE_PIPELINES`` (as ``cht_bridge_pipelines.py`` does), at parse time
-only to list the aggregate pipelines' names.
+only to list the aggregate and tracker pipelines' names.
 """
 
 import os
@@ -13,27 +14,11 @@ from pathlib import Path
 
 from airflow.sdk import DAG
 
-from cht_bridge.config import load_pipeline
-from cht_bridge.config.kinds.dhis2_aggregate import is_aggregate
-from cht_bridge.config.kinds.dhis2_tracker import is_tracker
 from cht_bridge.dag_factory import BROKEN_START, DEFAULT_ARGS
-from cht_bridge.errors import ConfigError
-from cht_bridge.operators.reconcile import ChtReconcileOperator, reconcile_params
+from cht_bridge.operators.reconcile import ChtReconcileOperator, reconcile_params, reconciled_pipelines
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "include" / "pipelines"
 PIPELINES = Path(os.environ.get("CHT_BRIDGE_PIPELINES", DEFAULT_FOLDER))
-
-
-def _aggregate_pipelines(folder: Path) -> list[str]:
-    names = []
-    for path in sorted(folder.glob("*.y*ml")):
-        try:
-            pipeline = load_pipeline(path)
-        except ConfigError:
-            continue  # its own DAG shows the problem
-        if is_aggregate(pipeline) or is_tracker(pipeline):  # tracker: events per org unit and month
-            names.append(pipeline.name)
-    return sorted(names)
 
 
 with DAG(
@@ -45,10 +30,11 @@ with DAG(
     max_active_runs=1,
     default_args={**DEFAULT_ARGS, "retries": 1, "retry_delay": timedelta(minutes=5)},
     tags=["cht-bridge", "dhis2", "reconcile"],
-    params=reconcile_params(_aggregate_pipelines(PIPELINES)),
+    params=reconcile_params([p.name for p in reconciled_pipelines(PIPELINES)]),
     doc_md=(
         "### Reconcile DHIS2 aggregates with CHT\n"
-        "For an aggregate pipeline and the periods of `start`..`end` (calendar days; default last month), "
+        "For every aggregate and tracker pipeline (or the one the `pipeline` Param names) and the periods of "
+        "`start`..`end` (calendar days; default last month), "
         "recomputes every data value from CHT and reads what DHIS2 holds (`GET /api/dataValueSets`). Writes a "
         "CSV and an HTML report of every difference (missing in DHIS2, not in CHT, different) to `folder` and "
         "logs the totals. With `repost`, the periods that differ are posted again from CHT."

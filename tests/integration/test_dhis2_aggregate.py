@@ -11,6 +11,7 @@ import pytest
 
 from cht_bridge.aggregate import ledger
 from cht_bridge.aggregate.periods import period_of
+from cht_bridge.aggregate.post import value_key
 from cht_bridge.aggregate.run import opened, run_aggregate
 from cht_bridge.destinations import registry
 from cht_bridge.errors import PreflightError
@@ -148,7 +149,7 @@ def test_a_rerun_changes_nothing_and_an_edit_or_a_delete_changes_its_period_once
         # A value that became absent (no pregnancy left in a cell) was deleted at DHIS2, and the ledger says so.
         gone = set(before) - set(want)
         for key in gone:
-            row = store.ledger(path.stem, f"{key[0]}/{key[1]}/{key[2]}//")
+            row = store.ledger(path.stem, value_key(*key, None, None))
             assert row is not None and row["status"] == "deleted", key
         fourth, _ = _run(path, cht, dhis2, state)
         assert fourth.values == 0 and held(dhis2) == want
@@ -200,10 +201,10 @@ def test_a_conflicted_value_is_recorded_with_dhis2s_message_and_the_others_are_d
         assert held(dhis2) == {k: v for k, v in want.items() if k[1] != refused_ou}
         assert summary.conflicted == len(refused_keys) and summary.delivered == len(want) - len(refused_keys)
         for period, ou, de in refused_keys:
-            row = store.ledger(path.stem, f"{period}/{ou}/{de}//")
+            row = store.ledger(path.stem, value_key(period, ou, de, None, None))
             assert row["status"] == "dead" and row["response_status"] == 409
             assert refused_ou in row["last_error"] and "E7612" in row["last_error"], row["last_error"]
-        delivered = store.ledger(path.stem, "/".join((*next(k for k in want if k[1] != refused_ou)[:3], "", "")))
+        delivered = store.ledger(path.stem, value_key(*next(k for k in want if k[1] != refused_ou)[:3], None, None))
         assert delivered["status"] == "delivered"
         assert summary.import_counts["ignored"] == len(refused_keys), "ignored values are not counted as delivered"
         assert ledger.pending_periods(store, path.stem) == [], "a refused value is answered: its period is done"
@@ -236,7 +237,8 @@ def test_a_lost_answer_leaves_its_periods_pending_and_the_next_run_posts_them(se
     dhis2 = stand_in(places)
     dhis2.configure(delay=2.0)  # every data write answers after the bridge stopped waiting
     state = f"sqlite:///{tmp_path}/s.db"
-    top = {"delivery": {"retries": 0}, "destination": {"timeout": 0.5}}
+    # breaker_after above the number of requests: lost answers here, not an outage (see the breaker test)
+    top = {"delivery": {"retries": 0, "breaker_after": 1000}, "destination": {"timeout": 0.5}}
     path = pipeline_file(tmp_path, table, db=seeded.db, top=top)
     try:
         first, store = _run(path, seeded, dhis2, state)
@@ -264,7 +266,94 @@ def test_a_dry_run_asks_dhis2_with_dryrun_and_records_nothing(seeded, tmp_path):
         assert summary.dry_run and summary.values > 0 and summary.import_counts["imported"] == summary.values
         assert held(dhis2) == {}, "dryRun=true: DHIS2 stored nothing"
         assert store.counts(path.stem) == {}
-        assert sorted(ledger.pending_periods(store, path.stem)) == sorted(summary.periods), "posted by a real run later"
+        # No state at all: no report or period rows, and the checkpoint did not move, so a real run
+        # later reads the same changes and posts the same periods.
+        assert store.counts(ledger.reports_of(path.stem)) == {} and store.counts(ledger.periods_of(path.stem)) == {}
+        assert store.checkpoint(path.stem) is None
+        path.write_text(path.read_text().replace("dry_run: true", "dry_run: false"))
+        real, _ = _run(path, seeded, dhis2, state)
+        assert not real.dry_run and real.periods == summary.periods and real.delivered == summary.values
+        assert held(dhis2) != {}
+    finally:
+        dhis2.stop()
+
+
+def test_dhis2_down_opens_the_breaker_the_run_stops_early_and_its_periods_stay_pending(seeded, tmp_path):
+    from cht_bridge.errors import CircuitOpenError
+
+    docs = seeded.all_docs()
+    places = facilities(docs)
+    dhis2 = stand_in(places)
+    dhis2.configure(delay=2.0)  # every data write answers after the bridge stopped waiting: down, as far as it sees
+    state = f"sqlite:///{tmp_path}/s.db"
+    top = {"delivery": {"retries": 1, "backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "breaker_after": 3},
+           "destination": {"timeout": 0.3}}  # fmt: skip
+    path = pipeline_file(tmp_path, write_table(tmp_path / "ou.csv", places), db=seeded.db, top=top)
+    pipeline = load(path)
+    try:
+        with opened(pipeline, state_url=state, **endpoints(seeded, dhis2)) as (client, poster, store):
+            with pytest.raises(CircuitOpenError, match="failed 3 times in a row"):
+                run_aggregate(pipeline, client=client, poster=poster, store=store)
+            pending = ledger.pending_periods(store, pipeline.name)
+            assert len(pending) > 2, "several periods, one request each: most are never sent"
+            assert store.counts(pipeline.name) == {}, "an outage is not a failure of the values"
+        assert dhis2.stats()["data_requests"] == 3, "three tries, then nothing more"
+        dhis2.configure(delay=0.0)
+        again, store = _run(path, seeded, dhis2, state)
+        assert sorted(again.periods) == sorted(pending) and again.delivered == again.values
+        want = expected(docs, lambda day: period_of(day, "monthly"), {p["_id"]: org_uid(p["_id"]) for p in places})
+        assert held(dhis2) == want and ledger.pending_periods(store, pipeline.name) == []
+    finally:
+        dhis2.stop()
+
+
+def test_a_slash_in_a_name_survives_the_ledger_key_a_delete_and_a_reconciliation(cht, tmp_path):
+    """Under id_scheme NAME the data element and the org units are sent by name; "Pregnancies / registered"
+    holds a '/', which the ledger's key keeps apart from its other parts."""
+    from cht_bridge.aggregate.reconcile import reconcile
+
+    cht.seed(300, seed=3)
+    docs = cht.all_docs()
+    places = facilities(docs)
+    dhis2 = stand_in(places)
+    name = "Pregnancies / registered"
+    dhis2.metadata.add("dataElements", [{"id": "CHTslash001", "name": name}])
+    table = tmp_path / "names.csv"
+    table.write_text("place_id,org_unit\n" + "".join(f"{p['_id']},{p['name']} / HC\n" for p in places))
+    for p in places:  # the stand-in's org units renamed to hold a '/' too
+        dhis2.metadata.add("organisationUnits", [{"id": org_uid(p["_id"]), "name": f"{p['name']} / HC",
+                                                  "parent": {"id": "ImspTQPwCqd"}}])  # fmt: skip
+    values = [{"name": "pregnancies", "aggregate": "count", "filter": "doc.form === 'pregnancy'", "data_element": name}]
+    top = {"destination": {"dhis2": {"kind": "aggregate", "id_scheme": "NAME", "period": "monthly",
+                                     "time_zone": "Africa/Nairobi", "data_values": values,
+                                     "org_unit": {"lineage": "submitter", "level": "health_center",
+                                                  "table": str(table)}}}}  # fmt: skip
+    path = pipeline_file(tmp_path, table, db=cht.db, top=top)
+    state = f"sqlite:///{tmp_path}/s.db"
+    try:
+        first, store = _run(path, cht, dhis2, state)
+        assert first.delivered == first.values > 0 and first.conflicted == 0
+        cells: dict[tuple[str, str], list[dict]] = {}
+        for d in docs:
+            if d.get("type") == "data_record" and d.get("form") == "pregnancy":
+                cells.setdefault((_month(d), _facility(docs, d)), []).append(d)
+        (period, facility), doomed = min(cells.items(), key=lambda kv: len(kv[1]))
+        ou = org_uid(facility)
+        assert held(dhis2)[(period, ou, "CHTslash001")] == len(doomed)
+        for d in doomed:  # the cell's every report deleted: its value must go at DHIS2
+            current = cht.get(d["_id"])
+            cht.put({"_id": current["_id"], "_rev": current["_rev"], "_deleted": True})
+        second, store = _run(path, cht, dhis2, state)
+        assert period in second.periods and second.deleted == 1 and second.conflicted == 0
+        assert (period, ou, "CHTslash001") not in held(dhis2)
+        row = store.ledger(path.stem, value_key(period, f"{next(p['name'] for p in places if p['_id'] == facility)} / HC",
+                                                name, None, None))  # fmt: skip
+        assert row["status"] == "deleted"
+        pipeline = load(path)
+        with opened(pipeline, state_url=state, **endpoints(cht, dhis2)) as (client, poster, store):
+            result = reconcile(pipeline, client=client, poster=poster, store=store, folder=tmp_path / "r",
+                               start=datetime(2025, 1, 1, tzinfo=UTC), end=datetime(2027, 1, 1, tzinfo=UTC))  # fmt: skip
+        assert result.cht_values > 0
     finally:
         dhis2.stop()
 

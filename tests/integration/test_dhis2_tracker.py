@@ -44,7 +44,7 @@ def stand_in(places: list[dict], version: str = "2.40.3", **extra: Any) -> Dhis2
     """The stand-in with the demo's programs and an org unit per CHT health centre."""
     units = [(org_uid(p["_id"]), org_code(p["_id"]), p["name"]) for p in places]
     md = demo_metadata(units, extra=extra or None)
-    assert md.get("organisationUnits", ROOT_OU) is not None
+    assert md.get("organisationUnits", ROOT_OU)["id"] == ROOT_OU  # the root the user's capture scope starts at
     return Dhis2(md, CREDENTIALS, version=version).start()
 
 

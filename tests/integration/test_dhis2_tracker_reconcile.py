@@ -88,12 +88,18 @@ def test_the_reconciliation_finds_events_changed_at_dhis2_and_reports_never_sent
         )
         try:
             again = reconcile_tracker(pipeline, client=r.client, destination=r.destination, mapper=r.mapper,
-                                      start=START, end=END, folder=tmp_path / "reports", repost=True)  # fmt: skip
+                                      start=START, end=END, folder=tmp_path / "reports", repost=True,
+                                      store=r.store)  # fmt: skip
         finally:
             r.close()
         # The never-sent report is sent now; the UID deleted at DHIS2 cannot be used again (E1082).
         assert (again.reposted, again.repost_refused) == (1, 1)
         assert dhis2.tracker.get("EVENT", uids.event_uid(PROGRAM, never_sent["_id"])) is not None
+        # Both answers are in the reports' ledger rows, as any delivery's: the refusal a dead letter with why.
+        sent = store.ledger(pipeline.name, never_sent["_id"])
+        assert sent["status"] == "delivered" and sent["destination_id"] == uids.event_uid(PROGRAM, never_sent["_id"])
+        refused = store.ledger(pipeline.name, deleted_doc)
+        assert refused["status"] == "dead" and f"E1082 EVENT {gone}" in refused["last_error"], refused
     finally:
         dhis2.stop()
 
@@ -142,5 +148,16 @@ def test_the_reconcile_dag_takes_a_tracker_pipeline(cht, airflow_db, monkeypatch
         assert (totals["cht_events"], totals["dhis2_events"]) == (len(expected), len(expected) - 1)
         assert (totals["missing_in_dhis2"], totals["not_in_cht"], totals["different_cells"]) == (1, 0, 1)
         assert Path(totals["csv"]).exists() and Path(totals["html"]).exists()
+
+        # The scheduled run (no pipeline Param) compares every DHIS2 pipeline, not the first by name.
+        second = {**config, "name": "a_" + config["name"]}  # first by name
+        (folder / f"{second['name']}.yaml").write_text(yaml.safe_dump(second))
+        state, every = run_dag(
+            monkeypatch, folder, "cht_bridge_reconcile", {k: v for k, v in conf.items() if k != "pipeline"}
+        )
+        assert state == "success", every
+        assert sorted(every["pipelines"]) == sorted([config["name"], second["name"]])
+        assert every["pipelines"][config["name"]]["missing_in_dhis2"] == 1
+        assert every["differences"] == sum(t["differences"] for t in every["pipelines"].values())
     finally:
         dhis2.stop()

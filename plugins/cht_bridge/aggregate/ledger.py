@@ -3,8 +3,9 @@
 Three kinds of rows, each under its own ``pipeline`` value so they never mix (``~`` cannot occur
 in a pipeline name):
 
-- ``<name>``: one row per **data value**, keyed by its natural key
-  ``period/orgUnit/dataElement/categoryOptionCombo/attributeOptionCombo`` (``DataValue.key``):
+- ``<name>``: one row per **data value**, keyed by its natural key, a JSON array
+  ``["period","orgUnit","dataElement","categoryOptionCombo","attributeOptionCombo"]``
+  (``post.value_key``, read back by ``post.from_key``):
   ``delivered`` (with the value's hash), ``deleted`` (removed at DHIS2 after it left CHT),
   ``dead`` (DHIS2 refused it: ``last_error`` is DHIS2's conflict message) or ``failed`` (no
   answer: the next run posts the period again). "Is the February value of facility X in DHIS2,
@@ -27,6 +28,7 @@ from typing import Any
 from sqlalchemy import select
 
 from cht_bridge.aggregate.periods import bounds_ms
+from cht_bridge.aggregate.post import period_prefix
 from cht_bridge.mapping import payload_hash
 from cht_bridge.state import DELETE, DELIVERED, Outcome, StateStore
 from cht_bridge.state.store import deliveries
@@ -105,7 +107,9 @@ def delivered_values(store: StateStore, name: str, periods: Iterable[str]) -> di
         for period in sorted(set(periods)):
             rows = conn.execute(
                 select(c.doc_id, c.delivered_hash).where(
-                    c.pipeline == name, c.status == DELIVERED, c.doc_id.startswith(period + "/", autoescape=True)
+                    c.pipeline == name,
+                    c.status == DELIVERED,
+                    c.doc_id.startswith(period_prefix(period), autoescape=True),
                 )
             )
             found.update({r.doc_id: r.delivered_hash for r in rows})

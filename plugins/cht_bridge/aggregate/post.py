@@ -26,7 +26,7 @@ from cht_bridge.aggregate.summaries import UnreadableSummary, attribute, read_su
 from cht_bridge.errors import AnswerLimitError, AuthError, SourceError
 from cht_bridge.http.read import READ_LIMITS, AnswerLimits, Reader, request_within
 from cht_bridge.http.reasons import answer_reason
-from cht_bridge.http.retry import RetryPolicy, backoff, classify, retry_after
+from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, delivery_policy, retry_after
 
 log = logging.getLogger("cht_bridge.aggregate")
 
@@ -50,15 +50,9 @@ class DataValue:
 
     @property
     def key(self) -> str:
-        """The natural key as the ledger's ``doc_id``: ``period/orgUnit/dataElement/coc/aoc``."""
-        return "/".join(
-            (
-                self.period,
-                self.org_unit,
-                self.data_element,
-                self.category_option_combo or "",
-                self.attribute_option_combo or "",
-            )
+        """The natural key as the ledger's ``doc_id`` (``value_key``)."""
+        return value_key(
+            self.period, self.org_unit, self.data_element, self.category_option_combo, self.attribute_option_combo
         )
 
     def as_json(self) -> dict[str, str]:
@@ -68,6 +62,29 @@ class DataValue:
         if self.attribute_option_combo:
             out["attributeOptionCombo"] = self.attribute_option_combo
         return out
+
+
+def value_key(period: str, org_unit: str, element: str, coc: str | None, aoc: str | None) -> str:
+    """A data value's natural key as the ledger's ``doc_id``: a compact JSON array
+    ``["period","orgUnit","dataElement","coc","aoc"]`` (no combo: ``""``).
+
+    JSON, not the parts joined by a separator: under ``id_scheme`` CODE or NAME any part may hold
+    any character ("HIV/AIDS tests"), and ``from_key`` must give back exactly these five parts.
+    The period comes first and needs no escaping, so ``period_prefix`` selects a period's keys.
+    (The format is as new as the aggregate kind: no ledger holds keys of another form.)
+    """
+    return json.dumps([period, org_unit, element, coc or "", aoc or ""], ensure_ascii=False, separators=(",", ":"))
+
+
+def from_key(key: str) -> DataValue:
+    """The data value (without its value) a ledger key names: ``value_key`` read back."""
+    period, org_unit, element, coc, aoc = json.loads(key)
+    return DataValue(period, org_unit, element, coc or None, aoc or None, "")
+
+
+def period_prefix(period: str) -> str:
+    """What every ``value_key`` of ``period`` starts with."""
+    return json.dumps([period], ensure_ascii=False)[:-1] + ","
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,9 @@ class DataValuePoster:
         self.chunk_size = chunk_size
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        #: ``breaker_after`` failed tries in a row (no answer, 408/429/5xx) and DHIS2 is taken as down:
+        #: the chunks left are not sent, their periods stay pending.
+        self.breaker = CircuitBreaker(self.retry.breaker_after)
         self.counts = PostCounts()
         self.retries = 0
         self._sleep = sleep
@@ -138,11 +158,7 @@ class DataValuePoster:
     ) -> DataValuePoster:
         """The poster a pipeline's ``destination`` (its ``dhis2`` settings) and ``delivery`` describe."""
         s = destination.settings
-        retry = RetryPolicy()
-        if delivery is not None:
-            retry = RetryPolicy(
-                retries=delivery.retries, backoff_s=delivery.backoff_seconds, max_backoff_s=delivery.max_backoff_seconds
-            )
+        retry = delivery_policy(delivery)
         return cls(
             session, base_url, api_path=destination.path, api_version=s.api_version, conn_id=destination.conn_id,
             id_scheme=s.id_scheme, dry_run=s.dry_run, data_set=s.data_set, chunk_size=s.chunk_size,
@@ -156,6 +172,10 @@ class DataValuePoster:
         """
         results: list[ValueResult] = []
         for chunk in chunks(values, self.chunk_size):
+            if self.breaker.is_open:
+                reason = f"not sent: DHIS2 looks down ({self.breaker.failures} failed tries in a row)"
+                results.extend(ValueResult(v, False, None, reason, retryable=True) for v in chunk)
+                continue
             results.extend(self._send(chunk, delete))
         return results
 
@@ -190,8 +210,10 @@ class DataValuePoster:
                 if kind == "auth":
                     raise AuthError(self.conn_id, status, "DHIS2")
                 if status in (200, 201, 409) or (kind == "delivered"):
+                    self.breaker.success()
                     return self._read(chunk, posted, response)
                 if kind == "permanent":
+                    self.breaker.success()
                     return [ValueResult(v, False, status, answer_reason(response).text) for v in chunk]
                 problem, wait = f"HTTP {status}", retry_after(response.headers.get("Retry-After"))
             except requests.Timeout:
@@ -200,6 +222,8 @@ class DataValuePoster:
                 problem = type(exc).__name__
             except AnswerLimitError as exc:
                 return [ValueResult(v, False, exc.status, f"DHIS2's answer {exc}", not exc.too_large) for v in chunk]
+            if self.breaker.failure(problem):
+                break  # down: stop here, the next run posts these periods again
             if attempt < self.retry.retries:
                 pause = max(backoff(attempt, self.retry, self._rng), wait or 0.0)
                 if pause > self.retry.max_backoff_s:

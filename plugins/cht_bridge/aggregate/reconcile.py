@@ -31,7 +31,7 @@ from typing import Any
 
 from cht_bridge.aggregate import ledger
 from cht_bridge.aggregate.periods import first_day, periods_between
-from cht_bridge.aggregate.post import DataValue
+from cht_bridge.aggregate.post import DataValue, from_key
 from cht_bridge.aggregate.run import AggregateRun, AggregateSummary, Computed
 
 log = logging.getLogger("cht_bridge.aggregate")
@@ -105,7 +105,7 @@ def reconcile(
         }
         elements = sorted({r.data_element for r in s.data_values})
         org_units = {k[1] for k in cht} | {
-            k.split("/")[1] for k in ledger.delivered_values(store, pipeline.name, periods)
+            from_key(k).org_unit for k in ledger.delivered_values(store, pipeline.name, periods)
         }
         if run.table is not None:
             org_units |= set(run.table.org_units.values())

@@ -1,6 +1,7 @@
 """Does DHIS2 still hold an event for every CHT report? A tracker pipeline's reconciliation.
 
-For ``[start, end)`` (calendar days, UTC) the pipeline's relevant reports are read from CHT
+For ``[start, end)`` (calendar days of the instance's ``time_zone``, the zone the events'
+dates are sent in) the pipeline's relevant reports are read from CHT
 (``reports_by_date``, page by page, hydrated and mapped by the pipeline's own mapping, without
 touching the ledger) and turned into the events the destination would send (``TrackerDestination.objects``:
 the same org unit and the same UID); DHIS2's events of the program are read back
@@ -13,8 +14,11 @@ org unit, and compared event by event (the UIDs derive from the reports' ``_id``
 - cells (month, org unit) whose counts differ.
 
 A CSV and an HTML report list every difference (report ids and event UIDs, no data values); the
-result carries the totals. With ``repost`` the reports whose event is missing are sent again
-(the same UIDs: an update if DHIS2 had it after all; a UID deleted at DHIS2 stays refused, E1082).
+result carries the totals. With ``repost`` the reports whose event is missing are sent again as a
+replay of their ledger rows (``sync.replay_documents``): read from CHT, mapped, sent with the
+same UIDs (an update if DHIS2 had it after all; a UID deleted at DHIS2 stays refused, E1082), and
+every answer recorded against the report's row, so a refused repost is a dead letter (or failed)
+with DHIS2's reason, as any delivery.
 Cells name org units as the events carry them: UIDs at DHIS2, the pipeline's id scheme in CHT.
 It lives beside the aggregate reconciliation (``reconcile.py``) because it reads CHT as that one
 does; the destinations layer stays below the sources (``tests/unit/test_import_graph.py``).
@@ -28,14 +32,15 @@ import json
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from cht_bridge.destinations.base import Delivery
 from cht_bridge.destinations.dhis2.events import read_events
 from cht_bridge.http.read import Reader
 from cht_bridge.source import Hydrator, iter_reports_by_date
+from cht_bridge.state import DELIVERED
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +85,15 @@ def reconcile_tracker(
     end: datetime,
     folder: Path,
     repost: bool = False,
+    store: Any = None,
     logger: logging.Logger = log,
 ) -> TrackerReconciliation:
-    """Compare the events of ``[start, end)`` between CHT and DHIS2; write the report; optionally re-send."""
+    """Compare the events of ``[start, end)`` between CHT and DHIS2; write the report; optionally re-send.
+
+    ``store`` (the pipeline's state store) is needed with ``repost``: the re-sent reports' answers go to the ledger.
+    """
+    if repost and store is None:
+        raise ValueError("reconcile_tracker: repost needs the pipeline's state store")
     result = TrackerReconciliation(pipeline.name, start.date().isoformat(), end.date().isoformat())
     expected = _cht_events(pipeline, client, destination, mapper, start, end, result)
     reader = Reader(destination._session, conn_id=destination.conn_id, system="DHIS2", timeout=destination.timeout)
@@ -98,7 +109,9 @@ def reconcile_tracker(
     result.cht_events, result.dhis2_events = len(expected), len(held)
     rows = _compare(expected, held, result)
     if repost and result.missing_in_dhis2:
-        _repost([expected[uid] for uid in expected if uid not in held], destination, result)
+        missing = [expected[uid] for uid in expected if uid not in held]
+        _repost(pipeline, missing, client=client, destination=destination, mapper=mapper, store=store, r=result,
+                logger=logger)  # fmt: skip
     _write(folder, rows, result)
     logger.info(
         "reconcile %s %s..%s: CHT %d events, DHIS2 %d; %d missing in DHIS2, %d not in CHT, %d of %d cells differ; "
@@ -122,7 +135,8 @@ def _cht_events(pipeline, client, destination, mapper, start, end, result) -> di
     """The event UID -> (report, month, org unit) of every relevant report of the window, as the destination builds it."""
     hydrator = Hydrator(client, sandbox=mapper.sandbox)
     load = lambda text, after: hydrator.load_page(text, json.dumps({"after": after}) if after else None)  # noqa: E731
-    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    zone = ZoneInfo(destination.settings.time_zone)  # the window's days are the instance's, as the events' dates
+    start_ms, end_ms = (int(datetime.combine(d.date(), time.min, zone).timestamp() * 1000) for d in (start, end))
     first, last = start.date().isoformat(), (end - timedelta(milliseconds=1)).date().isoformat()
     expected: dict[str, _Expected] = {}
     for page in iter_reports_by_date(client, start_ms, end_ms, pipeline.batch_size, load):
@@ -184,11 +198,20 @@ def _compare(expected: dict[str, _Expected], held: dict[str, tuple[str, str]], r
     return rows
 
 
-def _repost(missing: list[_Expected], destination: Any, r: TrackerReconciliation) -> None:
-    """Send the reports whose event DHIS2 lacks, through the destination (its batches, retries, report)."""
-    deliveries = [Delivery(e.doc_id, e.body, f"reconcile:{e.doc_id}") for e in missing]
-    for result in destination.send(deliveries):
-        if result.ok:
+def _repost(pipeline: Any, missing: list[_Expected], *, client: Any, destination: Any, mapper: Any, store: Any,
+            r: TrackerReconciliation, logger: logging.Logger) -> None:  # fmt: skip
+    """Send the reports whose event DHIS2 lacks as a replay of their ledger rows: the answers are recorded
+    against those rows (delivered, or failed/dead with DHIS2's reason), as any delivery's."""
+    from cht_bridge.state import UPSERT
+    from cht_bridge.sync import replay_documents
+
+    rows = [{"doc_id": e.doc_id, "doc_rev": None, "operation": UPSERT, "destination_id": None, "payload_hash": None,
+             "idempotency_key": None} for e in missing]  # fmt: skip
+    replay_documents(pipeline, rows, client=client, destination=destination, store=store, mapper=mapper, logger=logger)
+    states = store.states(pipeline.name, [e.doc_id for e in missing])
+    for e in missing:
+        state = states.get(e.doc_id)
+        if state is not None and state.status == DELIVERED:
             r.reposted += 1
         else:
             r.repost_refused += 1

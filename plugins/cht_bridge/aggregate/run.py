@@ -17,7 +17,13 @@
    with DHIS2's message when refused; a period is done once none of its values is left unanswered.
 
 With ``dry_run`` (the pipeline's ``dhis2.dry_run``) DHIS2 is asked with ``dryRun=true``: nothing is
-stored there, so the ledger records no value and the periods stay pending.
+stored there, so the run writes no state at all: no value, report or period row, and the checkpoint
+stays where it was (the next real run reads the same changes and posts the same periods).
+
+If DHIS2 fails ``delivery.breaker_after`` tries in a row (down, overloaded), the poster's circuit
+breaker opens: the chunks left are not sent, their periods stay pending, the values not answered
+are not recorded (an outage must not count against them), and the run fails with
+``CircuitOpenError`` once what was answered is recorded.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from typing import Any
 from cht_bridge.aggregate import ledger
 from cht_bridge.aggregate.compute import DATE, Accumulator, columns, number_text
 from cht_bridge.aggregate.periods import first_day, local_periods, periods_between, windows
-from cht_bridge.aggregate.post import DataValue, DataValuePoster, ValueResult
+from cht_bridge.aggregate.post import DataValue, DataValuePoster, ValueResult, from_key
+from cht_bridge.errors import CircuitOpenError
 from cht_bridge.mapping import Mapper
 from cht_bridge.source import Hydrator, iter_changes, iter_reports_by_date
 from cht_bridge.state import DELETE, UPSERT, Outcome
@@ -102,6 +109,7 @@ class AggregateRun:
         self.poster = poster
         self.store = store
         self.log = logger
+        self.dry = bool(poster is not None and poster.dry_run)  # a dry run writes no state (module docstring)
         rule = self.settings.org_unit
         self.table = load_org_unit_table(rule.table) if rule.table else None
         self.mapper = Mapper(
@@ -163,9 +171,10 @@ class AggregateRun:
             gone = {i: deleted.get(i) for i in before if i in deleted}
             gone.update({m.doc_id: None for m in mapped if not m.relevant and m.error is None and m.doc_id in before})
             page_touched = now | set(before.values())
-            ledger.mark_pending(self.store, self.name, page_touched - touched)
-            ledger.forget_reports(self.store, self.name, gone)
-            self.store.record(self.name, [], page.last_seq)
+            if not self.dry:
+                ledger.mark_pending(self.store, self.name, page_touched - touched)
+                ledger.forget_reports(self.store, self.name, gone)
+                self.store.record(self.name, [], page.last_seq)
             summary.last_seq = page.last_seq
             touched |= page_touched
         return touched
@@ -229,7 +238,7 @@ class AggregateRun:
         assert self.poster is not None
         held = ledger.delivered_values(self.store, self.name, periods)
         current = {v.key: v for v in computed.values}
-        gone = [_from_key(k) for k in {*held, *(v.key for v in also_absent)} if k not in current]
+        gone = [from_key(k) for k in {*held, *(v.key for v in also_absent)} if k not in current]
         upserts = list(computed.values)
         deletes: list[DataValue] = []
         if s.absent == "zero":
@@ -254,7 +263,12 @@ class AggregateRun:
                 "pipeline %s: dry run (dryRun=true at DHIS2): nothing recorded, the periods stay pending", self.name
             )
             return
-        outcomes = [self._outcome(r, r.value.key in delete_keys) for r in results]
+        # Once DHIS2 is taken as down, values it did not answer are left out (an outage must not count
+        # against them, as in a sync run): their periods stay pending.
+        down = self.poster.breaker.is_open
+        outcomes = [
+            self._outcome(r, r.value.key in delete_keys) for r in results if not (down and not r.ok and r.retryable)
+        ]
         self.store.record(self.name, outcomes, dead_after=self.pipeline.delivery.dead_after)
         unanswered = {r.value.period for r in results if not r.ok and r.retryable}
         done = [p for p in periods if p not in unanswered]
@@ -301,18 +315,21 @@ def run_aggregate(
             # The Params' dates (read as UTC) name calendar days: "2026-03-01" to "2026-04-01" is
             # March wherever the instance is, as is an Airflow backfill's monthly UTC interval.
             periods = set(periods_between(window[0], window[1], s.period, "UTC"))
-            ledger.mark_pending(store, pipeline.name, periods)
+            if not run.dry:
+                ledger.mark_pending(store, pipeline.name, periods)
         else:
             periods = set(ledger.pending_periods(store, pipeline.name))
             periods |= run.touched_by_changes(summary)
         ordered = sorted(periods, key=lambda p: first_day(p, s.period))
         summary.periods = ordered
         if ordered:
-            computed = run.compute(ordered)
+            computed = run.compute(ordered, remember=not run.dry)
             _count(summary, computed.accumulator)
             run.post(ordered, computed, summary)
         summary.seconds = round(time.monotonic() - started, 3)
         _log(logger, summary, computed.accumulator if ordered else None)
+        if poster.breaker.is_open:
+            raise CircuitOpenError(poster.conn_id, poster.breaker.failures, poster.breaker.last_error, [])
         return summary
     finally:
         run.close()
@@ -347,11 +364,6 @@ def _log(logger: logging.Logger, s: AggregateSummary, acc: Accumulator | None) -
             "pipeline %s: %d reports without a readable date and %d the mapping failed on were not counted",
             s.pipeline, s.undated, s.unmapped,
         )  # fmt: skip
-
-
-def _from_key(key: str) -> DataValue:
-    period, org_unit, element, coc, aoc = key.split("/")
-    return DataValue(period, org_unit, element, coc or None, aoc or None, "")
 
 
 def _with_value(v: DataValue, value: str) -> DataValue:

@@ -92,4 +92,4 @@ def test_requests_hold_one_period_and_at_most_chunk_size_values():
     got = list(chunks(values, 3))
     assert [len(c) for c in got] == [3, 2, 3, 2]
     assert all(len({v.period for v in c}) == 1 for c in got)
-    assert values[0].key == "202602/ou000000000/de//"
+    assert values[0].key == '["202602","ou000000000","de","",""]'

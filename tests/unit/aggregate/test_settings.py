@@ -71,3 +71,21 @@ def test_a_sum_needs_its_field(tmp_path):
     path.write_text(DEMO.read_text().replace("        field: doc.fields.anc_visits\n", ""))
     with pytest.raises(ConfigError, match="data_values.4.field: required with aggregate sum"):
         load_pipeline(path)
+
+
+def test_the_attribute_id_scheme_is_refused_for_aggregates_too(tmp_path):
+    text = DEMO.read_text()
+    assert "id_scheme: UID" in text
+    path = tmp_path / "attr.yaml"
+    path.write_text(text.replace("id_scheme: UID", "id_scheme: ATTRIBUTE", 1))
+    with pytest.raises(ConfigError) as refused:
+        load_pipeline(path)
+    assert "destination.dhis2.id_scheme: ATTRIBUTE needs the attribute's UID" in str(refused.value)
+
+
+def test_codes_and_names_may_hold_a_slash(tmp_path):
+    path = tmp_path / "names.yaml"
+    text = DEMO.read_text().replace("id_scheme: UID", "id_scheme: NAME", 1)
+    path.write_text(text.replace("data_element: ", "data_element: HIV/AIDS ", 1))
+    s = load_pipeline(path).destination.settings
+    assert s.id_scheme == "NAME" and s.data_values[0].data_element.startswith("HIV/AIDS ")

@@ -96,3 +96,11 @@ def test_the_attribute_id_scheme_is_refused_for_it_cannot_name_the_attribute(tmp
     text = problems(tmp_path, {"kind": "tracker", "id_scheme": "ATTRIBUTE", "program": "P", "program_stage": "S",
                                "org_unit": {"field": "o"}})  # fmt: skip
     assert "destination.dhis2.id_scheme: ATTRIBUTE needs the attribute's UID" in text
+
+
+def test_the_time_zone_is_the_instances_default_utc_and_checked_as_the_aggregate_kinds(tmp_path):
+    block = {"kind": "tracker", "program": "ChtAssess01", "program_stage": "ChtAssessS1", "org_unit": {"field": "o"}}
+    assert load(tmp_path, block).destination.settings.time_zone == "UTC"
+    assert load(tmp_path, {**block, "time_zone": "Africa/Nairobi"}).destination.settings.time_zone == "Africa/Nairobi"
+    text = problems(tmp_path, {**block, "time_zone": "Mars/Olympus"})
+    assert "destination.dhis2.time_zone: must be an IANA time zone such as Africa/Nairobi" in text

@@ -74,3 +74,35 @@ def test_the_dhis2_kind_opens_the_tracker_destination_and_refuses_to_send_aggreg
     aggregate = SimpleNamespace(type="dhis2", settings=SimpleNamespace(kind="aggregate"), conn_id="dhis2")
     with pytest.raises(ConfigError, match="destination.dhis2.kind: 'aggregate' is not sent document by document"):
         registry.open_destination(requests.Session(), "http://127.0.0.1:9", aggregate)
+
+
+def test_dates_are_sent_as_the_instances_local_time_without_offset():
+    from dataclasses import replace as changed
+
+    d = TrackerDestination(requests.Session(), "http://127.0.0.1:9", "/api",
+                           changed(SETTINGS, time_zone="Africa/Nairobi"), conn_id="dhis2")  # fmt: skip
+    one_am_in_nairobi = 1769898600000  # 2026-01-31T22:30:00Z = 2026-02-01 01:30 in Nairobi (UTC+3)
+    for given in (one_am_in_nairobi, "2026-01-31T22:30:00.000Z", "2026-02-01T01:30:00+03:00"):
+        objects = d.objects("r", {"ou": "DiszpKrYNg8", "person": "w", "occurred_at": given})
+        assert objects.event["occurredAt"] == "2026-02-01T01:30:00.000", given
+        assert objects.enrollment["enrolledAt"] == objects.enrollment["occurredAt"] == "2026-02-01T01:30:00.000"
+    local = d.objects("r", {"ou": "DiszpKrYNg8", "person": "w", "occurred_at": "2026-02-01"})
+    assert local.event["occurredAt"] == "2026-02-01", "a date (local already) is sent as given"
+    d.close()
+
+
+def test_two_reports_of_one_person_in_a_batch_give_one_enrollment_dated_by_the_earlier_and_the_first_org_unit():
+    from cht_bridge.destinations.dhis2.tracker import _add
+
+    d = destination()
+    later = d.objects("b", {"ou": "OrgUnitBBBB", "person": "w", "name": "Jane B", "occurred_at": "2024-10-01"})
+    earlier = d.objects("a", {"ou": "OrgUnitAAAA", "person": "w", "name": "Jane", "occurred_at": "2024-05-01"})
+    payload = {"trackedEntities": [], "enrollments": [], "events": []}
+    _add(payload, later)
+    _add(payload, earlier)
+    (te,), (enrollment,) = payload["trackedEntities"], payload["enrollments"]
+    assert enrollment["enrolledAt"] == enrollment["occurredAt"] == "2024-05-01"
+    assert te["orgUnit"] == "OrgUnitBBBB" and enrollment["orgUnit"] == "OrgUnitBBBB"  # the first report's
+    assert te["attributes"] == [{"attribute": "w75KJ2mc4zz", "value": "Jane"}]  # the latest report's
+    assert later.tracked_entity["orgUnit"] == "OrgUnitBBBB", "the documents' own objects are left as they were"
+    d.close()

@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cht_bridge.config.kinds.dhis2 import parse_time_zone
+
 PERIOD_TYPES = ("daily", "weekly", "monthly", "quarterly", "yearly")
 AGGREGATES = ("count", "sum", "distinct_patients")
 LINEAGES = ("submitter", "patient")
@@ -47,9 +49,9 @@ ORG_UNIT_KEYS = {"lineage", "level", "table", "field"}
 VALUE_KEYS = {
     "name", "aggregate", "filter", "data_element", "category_option_combo", "attribute_option_combo", "field",
 }  # fmt: skip
-#: An identifier in the scheme the pipeline chose (a UID, a code or a name): one line, no slash
-#: (the ledger's key of a data value joins them with '/').
-ID_RE = re.compile(r"^[^/\x00-\x1f]{1,230}$")
+#: An identifier in the scheme the pipeline chose (a UID, a code or a name): one line (any other
+#: character, '/' too: the ledger's key of a data value is a JSON array, ``post.value_key``).
+ID_RE = re.compile(r"^[^\x00-\x1f]{1,230}$")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,59}$")
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 MAX_CHUNK = 10_000
@@ -105,9 +107,7 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None], common: dict[s
     period = block.get("period", "monthly")
     if period not in PERIOD_TYPES:
         add("period", f"must be one of {', '.join(PERIOD_TYPES)} (got {period!r})")
-    time_zone = block.get("time_zone", "UTC")
-    if not isinstance(time_zone, str) or not _known_zone(time_zone):
-        add("time_zone", f"must be an IANA time zone such as Africa/Nairobi (got {time_zone!r})")
+    time_zone = parse_time_zone(block, add)
     date = block.get("date", "doc.reported_date")
     if not isinstance(date, str) or not date.strip():
         add("date", "must be a JavaScript expression or a doc. path giving a date (ms or ISO text)")
@@ -140,16 +140,6 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None], common: dict[s
 def is_aggregate(pipeline: Any) -> bool:
     """A DHIS2 aggregate pipeline: its periods are recomputed and posted whole, not documents one by one."""
     return isinstance(getattr(pipeline.destination, "settings", None), AggregateSettings)
-
-
-def _known_zone(name: str) -> bool:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def _id(value: Any) -> bool:

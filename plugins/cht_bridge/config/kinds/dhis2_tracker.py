@@ -22,6 +22,8 @@ payload (the pipeline's ``mapping``), so the keys below name payload fields (dot
         attributes: {w75KJ2mc4zz: patient_name}
         enrolled_at: occurred_at      # payload field: the enrollment date (default: occurred_at)
       api_version: 40                 # optional: pins /api/40/
+      time_zone: Africa/Nairobi       # the DHIS2 instance's (default UTC): dates are sent as its local
+                                      # date-times, without offset, as DHIS2 reads them (§1.4)
 
 ``dry_run`` is refused here: a tracker pipeline's dry run is the run's own (the ``dry_run``
 Param shows each payload without sending it), not DHIS2's ``importMode=VALIDATE``, whose
@@ -35,8 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cht_bridge.config.kinds.dhis2 import parse_time_zone
+
 OWN_KEYS = {"program", "program_stage", "org_unit", "occurred_at", "status", "data_values", "tracked_entity",
-            "api_version"}  # fmt: skip
+            "api_version", "time_zone"}  # fmt: skip
 ORG_UNIT_KEYS = {"place", "table", "field"}
 TE_KEYS = {"type", "id", "attributes", "enrolled_at"}
 STATUSES = ("ACTIVE", "COMPLETED")
@@ -73,6 +77,7 @@ class TrackerSettings:
     data_values: tuple[tuple[str, str], ...] = ()  # (data element, payload field)
     tracked_entity: TrackedEntityRule | None = None
     api_version: int | None = None
+    time_zone: str = "UTC"
 
 
 def parse(block: dict[str, Any], add: Callable[[str, str], None], common: dict[str, Any]) -> TrackerSettings | None:
@@ -82,8 +87,6 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None], common: dict[s
             add(key, f"unknown key for kind tracker (allowed: {', '.join(sorted(OWN_KEYS))})")
     if common.get("dry_run"):
         add("dry_run", "not for kind tracker: use the run's dry run (the dry_run Param), which sends nothing")
-    if common.get("id_scheme") == "ATTRIBUTE":
-        add("id_scheme", "ATTRIBUTE needs the attribute's UID, which this block cannot name: use UID, CODE or NAME")
     ident = _identifier_check(common.get("id_scheme", "UID"), add)
     program = block.get("program")
     ident("program", program, required=True)
@@ -112,7 +115,7 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None], common: dict[s
     return TrackerSettings(
         **common, program=program, program_stage=stage, org_unit_place=place, org_unit_table=table,
         org_unit_field=field, occurred_at=occurred_at, status=status, data_values=values,
-        tracked_entity=tracked_entity, api_version=version,
+        tracked_entity=tracked_entity, api_version=version, time_zone=parse_time_zone(block, add),
     )  # fmt: skip
 
 

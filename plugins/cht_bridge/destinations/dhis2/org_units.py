@@ -6,7 +6,8 @@ this table keeps org unit ids exactly as written. It is reviewed like code, next
 and read by the aggregate pipelines and the tracker pipelines alike.
 
 Columns: ``place_id`` (the CHT place uuid), ``org_unit`` (its DHIS2 org unit, in the pipeline's id
-scheme), ``name`` (optional, for the people who keep the table).
+scheme: a code or a name may hold any character, '/' too), ``name`` (optional, for the people who
+keep the table).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cht_bridge.errors import ConfigError
 from cht_bridge.tables import load_table
 
 
@@ -32,10 +32,7 @@ class OrgUnitTable:
 def load_org_unit_table(path: str | Path) -> OrgUnitTable:
     """Read the table; a relative path is taken from the repository root.
 
-    :raises ConfigError: naming the file and each bad, repeated or contradicting line.
+    :raises ConfigError: naming the file and each bad, repeated or contradicting line (``tables.load_table``).
     """
     file, org_units = load_table(path, "place_id", "org_unit", setting="org_unit.table", normalise=False)
-    bad = [unit for unit in org_units.values() if "/" in unit]
-    if bad:
-        raise ConfigError(file, [f"org unit '{unit}': an org unit id has no '/'" for unit in bad])
     return OrgUnitTable(file, org_units)

@@ -17,6 +17,24 @@ its tracked entity and enrollment) has an error report, and refused with DHIS2's
 ``Retry-After``, the circuit breaker); 401/403 stop the run. A report whose org unit is not in
 the place table, or whose payload lacks the person's id, is refused before sending, with why.
 
+A person's tracked entity and enrollment are shared by all their reports, so they are sent once,
+with the first report(s) that carry the person, and never again: a later report sends its event
+alone, naming them. §1.4: an update under ``CREATE_AND_UPDATE`` "must carry all non-collection
+fields", so an enrollment sent again would have to carry ``enrolledAt``, ``occurredAt`` and
+``status`` again (moving the enrollment date to the later report's and reopening an enrollment
+completed at DHIS2), and a tracked entity its ``orgUnit`` (moving the person to the later report's
+org unit); leaving a field out is no way around that. Whether they were sent is in the ledger,
+under ``<pipeline>~enrollments`` (one row per enrollment UID, ``destination_id`` its tracked
+entity's UID), written once DHIS2 accepted both (``attach`` gives the store; without one, as in a
+bare destination, they go with every batch). Within one batch the earliest date of the person's
+reports is the enrollment's, and the first report's org unit the tracked entity's. What this
+gives up: attributes changed in CHT after the person was sent do not reach DHIS2.
+
+Dates are sent as DHIS2 reads date-times without an offset: local wall-clock time of the
+instance's ``time_zone`` (the setting the aggregate kind has, default UTC). An instant (epoch ms,
+CHT's ``reported_date``, or ISO text with an offset or ``Z``) is converted to it; a date or a local
+date-time without an offset is sent as given.
+
 A report deleted in CHT deletes its event (``importStrategy=DELETE``); the tracked entity and
 the enrollment stay, other reports may hang on them. A deleted UID can never be used again in
 DHIS2 (E1082): a report restored in CHT after that is refused with that message.
@@ -27,9 +45,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Self
+from zoneinfo import ZoneInfo
 
 import requests
 
@@ -38,7 +57,8 @@ from cht_bridge.destinations.dhis2 import preflight, uids
 from cht_bridge.destinations.rest import REASON_CHARS, RestDestination, _Answer, _failed, _json, _reason
 from cht_bridge.errors import AnswerLimitError, AuthError
 from cht_bridge.http.read import request_within
-from cht_bridge.http.retry import RetryPolicy, classify, retry_after
+from cht_bridge.http.retry import RetryPolicy, classify, delivery_policy, retry_after
+from cht_bridge.state import DELIVERED, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +77,11 @@ QUOTED = re.compile(r"`([^`]*)`")
 #: A delete of an event DHIS2 no longer has (never created, or deleted before) leaves the same state.
 GONE = {"E1032", "E1082"}
 TE, ENROLLMENT, EVENT = "trackedEntities", "enrollments", "events"
+
+
+def enrollments_of(pipeline: str) -> str:
+    """The ledger's rows of the enrollments (and their tracked entities) a pipeline has sent."""
+    return f"{pipeline}~enrollments"
 
 
 @dataclass(frozen=True)
@@ -103,16 +128,20 @@ class TrackerDestination(RestDestination):
         self.params = dict(IMPORT_PARAMS)
         if settings.id_scheme != "UID":
             self.params["idScheme"] = settings.id_scheme
+        self.zone = ZoneInfo(settings.time_zone)
         self._checked = False
+        self._store: Any = None  # the run's state store (``attach``): which enrollments were sent
+        self._pipeline = ""
+
+    def attach(self, store: Any, pipeline: str) -> None:
+        """The run's state store and the pipeline's name: enrollments already sent are not sent again."""
+        self._store, self._pipeline = store, pipeline
 
     @classmethod
     def configured(cls, session: requests.Session, base_url: str, destination: Any, delivery: Any = None) -> Self:
         s = destination.settings
         api_path = destination.path.rstrip("/") + (f"/{s.api_version}" if s.api_version else "")
-        retry = RetryPolicy()
-        if delivery is not None:
-            retry = RetryPolicy(retries=delivery.retries, backoff_s=delivery.backoff_seconds,
-                                max_backoff_s=delivery.max_backoff_seconds, breaker_after=delivery.breaker_after)  # fmt: skip
+        retry = delivery_policy(delivery)
         table = None
         if s.org_unit_table:
             from cht_bridge.destinations.dhis2.org_units import load_org_unit_table  # the one reader of the table
@@ -160,7 +189,7 @@ class TrackerDestination(RestDestination):
         org_unit = self._org_unit(payload)
         if not isinstance(org_unit, str):
             return org_unit[0]
-        occurred = _date(_get(payload, s.occurred_at))
+        occurred = _date(_get(payload, s.occurred_at), self.zone)
         event = None
         te = enrollment = None
         if s.tracked_entity is not None:
@@ -172,7 +201,7 @@ class TrackerDestination(RestDestination):
             attributes = [{"attribute": a, "value": _text(_get(payload, f))} for a, f in rule.attributes]
             te = {"trackedEntity": te_uid, "trackedEntityType": rule.type, "orgUnit": org_unit,
                   "attributes": [a for a in attributes if a["value"] is not None]}  # fmt: skip
-            enrolled = _date(_get(payload, rule.enrolled_at)) if rule.enrolled_at else occurred
+            enrolled = _date(_get(payload, rule.enrolled_at), self.zone) if rule.enrolled_at else occurred
             enrollment = {"enrollment": uids.enrollment_uid(s.program, person), "trackedEntity": te_uid,
                           "program": s.program, "orgUnit": org_unit, "enrolledAt": enrolled,
                           "occurredAt": enrolled, "status": "ACTIVE"}  # fmt: skip
@@ -230,6 +259,10 @@ class TrackerDestination(RestDestination):
                 results[i] = Result(item.doc_id, False, None, error=objects)
                 continue
             built.append((i, objects))
+        built, done = self._unsent_enrollments_only(built)
+        for i, result in done:
+            results[i] = result
+        for _, objects in built:
             _add(payload, objects)
         if not built:
             return _Answer([r for r in results if r is not None])
@@ -264,6 +297,44 @@ class TrackerDestination(RestDestination):
             results, built, _failed(sent, status, _reason(response), retryable=kind == "retryable"), wait
         )
 
+    def _unsent_enrollments_only(
+        self, built: list[tuple[int, Objects]]
+    ) -> tuple[list[tuple[int, Objects]], list[tuple[int, Result]]]:
+        """The documents' objects without the tracked entities and enrollments the ledger says were
+        sent (see the module docstring): their events alone go, naming them. A document that was
+        its enrollment only (a program without ``program_stage``) has nothing left to send: done."""
+        enrolled = {o.enrollment["enrollment"] for _, o in built if o.enrollment is not None}
+        if self._store is None or not enrolled:
+            return built, []
+        states = self._store.states(enrollments_of(self._pipeline), enrolled)
+        sent = {uid for uid, state in states.items() if state.status == DELIVERED}
+        left: list[tuple[int, Objects]] = []
+        done: list[tuple[int, Result]] = []
+        for i, o in built:
+            uid = o.enrollment["enrollment"] if o.enrollment is not None else None
+            if uid not in sent:
+                left.append((i, o))
+            elif o.event is None:
+                done.append((i, Result(o.doc_id, True, None, destination_id=uid)))
+            else:
+                left.append((i, replace(o, tracked_entity=None, enrollment=None)))
+        return left, done
+
+    def _remember_enrollments(self, built: list[tuple[int, Objects]], errors: dict[str, list[str]]) -> None:
+        """Enrollments DHIS2 took with their tracked entity (``atomicMode=OBJECT`` commits them even when
+        the event is refused): later reports do not send them again."""
+        if self._store is None:
+            return
+        taken = {
+            o.enrollment["enrollment"]: o.tracked_entity["trackedEntity"]
+            for _, o in built
+            if o.enrollment is not None and o.tracked_entity is not None
+            and o.enrollment["enrollment"] not in errors and o.tracked_entity["trackedEntity"] not in errors
+        }  # fmt: skip
+        outcomes = [Outcome(uid, None, True, destination_id=te) for uid, te in sorted(taken.items())]
+        if outcomes:
+            self._store.record(enrollments_of(self._pipeline), outcomes)
+
     def _read_report(self, built: list[tuple[int, Objects]], report: dict, status: int, deleting: bool) -> list[Result]:
         """One result per sent document from the validation report's error reports (by object UID)."""
         errors: dict[str, list[str]] = {}
@@ -277,6 +348,8 @@ class TrackerDestination(RestDestination):
                 message = QUOTED.sub(lambda m: m.group(0) if uids.is_uid(m.group(1)) else "`…`", message)
             text = f"{code} {entry.get('trackerType', '')} {entry.get('uid', '')}: {message}"
             errors.setdefault(str(entry.get("uid")), []).append(text.replace("  ", " "))
+        if not deleting:
+            self._remember_enrollments(built, errors)
         results = []
         for _, objects in built:
             found = [e for uid in objects.uids for e in errors.get(uid, [])]
@@ -299,7 +372,8 @@ class TrackerDestination(RestDestination):
 
 def _add(payload: dict[str, list[dict[str, Any]]], objects: Objects) -> None:
     """Add a document's objects to the flat payload; a person's tracked entity and enrollment once
-    per payload (two reports of one person in one batch: the later one's attributes win)."""
+    per payload (two reports of one person in one batch: the later one's attributes win, the
+    earlier date and the first org unit stay)."""
     for key, obj, uid_key in (
         (TE, objects.tracked_entity, "trackedEntity"),
         (ENROLLMENT, objects.enrollment, "enrollment"),
@@ -308,9 +382,14 @@ def _add(payload: dict[str, list[dict[str, Any]]], objects: Objects) -> None:
             continue
         same = next((o for o in payload[key] if o[uid_key] == obj[uid_key]), None)
         if same is None:
-            payload[key].append(obj)
-        else:
-            same.update({k: v for k, v in obj.items() if k not in ("enrolledAt", "occurredAt")})
+            payload[key].append(dict(obj))
+        elif key == TE:  # the first report's org unit stays; each attribute as the latest report gives it
+            merged = {a["attribute"]: a for a in same["attributes"] + obj["attributes"]}
+            same["attributes"] = list(merged.values())
+        else:  # the person's earliest report dates the enrollment
+            for k in ("enrolledAt", "occurredAt"):
+                dates = [d for d in (same.get(k), obj.get(k)) if d]
+                same[k] = min(dates) if dates else None
     if objects.event is not None:
         payload[EVENT].append(objects.event)
 
@@ -348,10 +427,22 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _date(value: Any) -> str | None:
-    """An ISO date-time for DHIS2: ISO text as given, epoch milliseconds (CHT's ``reported_date``) in UTC."""
-    if isinstance(value, bool) or value is None:
+def _date(value: Any, zone: ZoneInfo) -> str | None:
+    """A date-time as DHIS2 reads it: local wall-clock time in ``zone``, without an offset.
+
+    Epoch milliseconds (CHT's ``reported_date``) and ISO text with an offset or ``Z`` are instants,
+    converted to ``zone``; a date or a date-time without an offset is already local, sent as given
+    (as is text that is no ISO date: DHIS2 names it in its refusal).
+    """
+    if isinstance(value, bool) or value is None or value == "":
         return None
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-    return str(value) if value else None
+        when = datetime.fromtimestamp(value / 1000, tz=UTC)
+    else:
+        try:
+            when = datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+        if when.tzinfo is None:
+            return str(value)
+    return when.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
