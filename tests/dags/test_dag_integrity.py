@@ -42,6 +42,7 @@ def test_no_import_errors_and_one_dag_per_pipeline_file(bag):
         "cht_bridge_replay",
         "cht_bridge_housekeeping",
         "cht_bridge_reconcile",
+        "cht_bridge_matching_train",
     }
 
 
