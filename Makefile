@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python -m bench.openmrs
 	$(BIN)/python -m bench.dhis2 --reports $(DOCS)
 	$(BIN)/python -m bench.ui --pipelines 50 --rows 1000000
+	$(BIN)/python -m bench.dhis2 --in-process --reports 1000000
 
 ## Airflow UI on http://localhost:8080 with the local stand-in CHT, receiver and connections.
 airflow: install
