@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from cht_bridge.errors import one_line
+from cht_bridge.state.keys import idempotency_key
 
 log = logging.getLogger("cht_bridge.state")
 
@@ -435,8 +436,6 @@ class DestinationLedger:
     def last_delivered(self, doc_ids: Iterable[str]) -> dict[str, str]:
         """The idempotency key of each document's last successful delivery by this pipeline: the
         key its payload then had, so a delivery with another key carries an edit since."""
-        from cht_bridge.mapping.hashing import idempotency_key
-
         hashes = self.store.delivered_hashes(self.pipeline, doc_ids)
         return {doc_id: idempotency_key(self.pipeline, doc_id, digest) for doc_id, digest in hashes.items()}
 
