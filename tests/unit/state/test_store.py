@@ -3,7 +3,7 @@ transaction that moves both."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -310,3 +310,34 @@ def test_a_closed_failure_leaves_the_retries_and_is_not_a_dead_letter(store):
     assert store.record(PIPE, [Outcome("a", None, False, error="deleted in CHT", closed=True)]) == {CLOSED: 1}
     assert store.pending(PIPE) == [] and store.select(PIPE, statuses=["dead", "failed"]) == []
     assert store.ledger(PIPE, "a")["last_error"] == "deleted in CHT"
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 3, 1, 7, 8, 9, tzinfo=UTC),
+        datetime(2026, 3, 1, 7, 8, 9, 120000, tzinfo=UTC),
+        datetime(2026, 3, 1, 10, 8, 9, 5, tzinfo=timezone(timedelta(hours=3))),  # the same instant, +03:00
+        datetime(2026, 3, 1, 7, 8, 9),  # naive: taken as UTC
+    ],
+)
+def test_reported_dates_are_stored_as_sqlalchemy_writes_utc_on_sqlite(store, when):
+    # ``record`` writes a row's times as text straight to the driver (a UTC shortcut for the
+    # common case); the text must be what SQLAlchemy writes and reads back, for every timezone.
+    store.record(PIPE, [Outcome("a", "1", True, "h", reported_at=when)])
+    expected = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).replace(tzinfo=None)
+    with store.engine.connect() as conn:
+        stored = conn.execute(text("SELECT reported_at FROM cht_bridge_delivery WHERE doc_id = 'a'")).scalar()
+    assert stored == expected.isoformat(" ")
+    assert store.ledger(PIPE, "a")["reported_at"] == expected
+    assert store.newest_delivered(PIPE) == expected.replace(tzinfo=UTC)
+
+
+def test_states_of_many_ids_in_chunks_with_duplicates_and_ids_no_row_can_hold(store):
+    store.record(PIPE, [ok(f"d{i:04d}", h=f"h{i}") for i in range(0, 1200, 2)] + [failed("d0001")])
+    asked = [f"d{i:04d}" for i in range(1200)] + ["d0002", "x" * 300, "nul\x00id", "é-accent"]
+    states = store.states(PIPE, asked)
+    assert set(states) == {f"d{i:04d}" for i in range(0, 1200, 2)} | {"d0001"}
+    assert states["d0002"].delivered_hash == "h2" and states["d0002"].status == DELIVERED
+    assert states["d0001"].status == FAILED and states["d0001"].delivered_hash is None
+    assert store.states("other-pipeline", asked) == {}
