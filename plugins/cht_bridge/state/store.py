@@ -474,8 +474,15 @@ def _upsert_deliveries(
                 o.key,  # idempotency_key
             )
         )
+    # In key order (stable: a document twice keeps its order): the primary key's index is then
+    # walked forward instead of at random, which counts once the ledger is large (uuid ids).
+    rows.sort(key=_doc_id_order)
     conn.exec_driver_sql(_upsert_sql(conn.dialect.name), rows)
     return counts
+
+
+def _doc_id_order(row: tuple) -> str:
+    return row[1] or ""  # a row without an id still goes to the database, which refuses the batch
 
 
 def _storable(pipeline: str, o: Outcome) -> Outcome:

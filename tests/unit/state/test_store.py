@@ -341,3 +341,15 @@ def test_states_of_many_ids_in_chunks_with_duplicates_and_ids_no_row_can_hold(st
     assert states["d0002"].delivered_hash == "h2" and states["d0002"].status == DELIVERED
     assert states["d0001"].status == FAILED and states["d0001"].delivered_hash is None
     assert store.states("other-pipeline", asked) == {}
+
+
+def test_a_batch_is_written_in_id_order_but_one_document_twice_keeps_its_order(store):
+    # ``record`` sorts a batch's rows by id for the index; the sort is stable, so a document that
+    # appears twice is written in the order given, and the later outcome is the one that stays.
+    store.record(PIPE, [ok("z"), failed("m", error="first"), ok("a"), ok("m", h="h9")])
+    row = store.ledger(PIPE, "m")
+    assert row["status"] == DELIVERED and row["delivered_hash"] == "h9" and row["attempts"] == 2
+    store.record(PIPE, [ok("b", h="h3"), failed("b", error="later")])
+    row = store.ledger(PIPE, "b")
+    assert row["status"] == FAILED and row["last_error"] == "later" and row["delivered_hash"] == "h3"
+    assert store.counts(PIPE) == {DELIVERED: 3, FAILED: 1}
