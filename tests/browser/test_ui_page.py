@@ -34,8 +34,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOTS_ENV = "CHT_BRIDGE_SCREENSHOTS"
 PORT, RESTRICTED_PORT = 8091, 8092
 HIDDEN = ("nurse", "referrals")
-FORWARD = ("patients_fhir", "pregnancy_registrations", "referrals")
-REVERSE = ("contact_tracing_from_csv", "ltfu_from_emr")
+
+
+def _names(folder: str) -> tuple[str, ...]:
+    """The pipelines the demo runs: one per file in ``include/<folder>`` (its ``name``)."""
+    import yaml
+
+    return tuple(sorted(yaml.safe_load(p.read_text())["name"] for p in (ROOT / "include" / folder).glob("*.yaml")))
+
+
+FORWARD = _names("pipelines")
+REVERSE = _names("reverse")
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
