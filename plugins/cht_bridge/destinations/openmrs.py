@@ -51,10 +51,10 @@ import requests
 
 from cht_bridge.destinations.base import BaseDestination, Delivery, Result, keep_alive
 from cht_bridge.destinations.rest import _json, _reason
-from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError, PreflightError
+from cht_bridge.errors import AuthError, CircuitOpenError, PreflightError
 from cht_bridge.fhir.validate import as_resources, problems
 from cht_bridge.http import reasons
-from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, Unanswered, answer_or_reason
 from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, delivery_policy, retry_after
 from cht_bridge.tables import load_table, normal
 
@@ -485,19 +485,15 @@ class OpenMrsDestination(BaseDestination):
         with self._lock:
             self.requests += 1
         try:
-            response = request_within(
-                self._session, method, url, self.limits,
+            response = answer_or_reason(
+                self._session, method, url, self.limits, conn_id=self.conn_id, system=SYSTEM,
                 data=None if body is None else body.encode("utf-8"), timeout=self.timeout,
             )  # fmt: skip
-        except requests.Timeout:
-            return _Step(False, None, f"timeout after {self.timeout:g} s", True)
-        except requests.RequestException as exc:  # no str(exc): it holds the URL
-            return _Step(False, None, type(exc).__name__, True)
-        except AnswerLimitError as exc:
-            return _Step(False, exc.status, f"HTTP {exc.status}: {exc}", not exc.too_large)
-        if classify(response.status_code) == "auth":
-            self._refused = AuthError(self.conn_id, response.status_code, SYSTEM)
-            raise self._refused
+        except AuthError as exc:
+            self._refused = exc
+            raise
+        if isinstance(response, Unanswered):
+            return _Step(False, response.status, response.reason, response.retryable)
         return response
 
 

@@ -55,9 +55,9 @@ from typing import Any, Self
 import requests
 
 from cht_bridge.destinations.base import BaseDestination, Delivery, Result
-from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
+from cht_bridge.errors import CircuitOpenError
 from cht_bridge.http.origin import has_userinfo, origin
-from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, Unanswered, answer_or_reason
 from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, delivery_policy, retry_after
 from cht_bridge.http.urls import safe_url
 
@@ -505,20 +505,15 @@ class RapidProDestination(BaseDestination):
 
     def _once(self, method: str, url: str, params: Any, body: Any) -> tuple[_Reply, float | None]:
         data = None if body is None else json.dumps(body).encode("utf-8")
-        try:
-            response = request_within(
-                self._session, method, url, self.limits, params=params, data=data, timeout=self.timeout
-            )
-        except requests.Timeout:
-            return _Reply(None, error=f"timeout after {self.timeout:g} s", retryable=True), None
-        except requests.RequestException as exc:  # no str(exc): it holds the URL with its query (a URN)
-            return _Reply(None, error=type(exc).__name__, retryable=True), None
-        except AnswerLimitError as exc:
-            return _Reply(exc.status, error=f"HTTP {exc.status}: {exc}", retryable=not exc.too_large), None
+        # the URL's query may hold a URN (a phone number): reasons never quote it
+        response = answer_or_reason(
+            self._session, method, url, self.limits, conn_id=self.conn_id, system="RapidPro",
+            params=params, data=data, timeout=self.timeout,
+        )  # fmt: skip
+        if isinstance(response, Unanswered):
+            return _Reply(response.status, error=response.reason, retryable=response.retryable), None
         status = response.status_code
         kind = classify(status)
-        if kind == "auth":
-            raise AuthError(self.conn_id, status, "RapidPro")
         try:
             answer = response.json()
         except ValueError:

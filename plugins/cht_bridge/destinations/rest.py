@@ -37,9 +37,9 @@ from urllib.parse import urlsplit
 import requests
 
 from cht_bridge.destinations.base import BaseDestination, Delivery, Result, keep_alive
-from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
+from cht_bridge.errors import AuthError, CircuitOpenError
 from cht_bridge.http import reasons
-from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, Unanswered, answer_or_reason
 from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, delivery_policy, retry_after
 
 log = logging.getLogger(__name__)
@@ -240,21 +240,17 @@ class RestDestination(BaseDestination):
                 self.retries += 1
         try:
             # No redirects: requests would turn a redirected POST into a GET and report its 200.
-            response = request_within(
-                self._session, method, url, self.limits,
+            response = answer_or_reason(
+                self._session, method, url, self.limits, conn_id=self.conn_id, system="The destination",
                 data=None if body is None else body.encode("utf-8"), headers=headers, timeout=self.timeout,
             )  # fmt: skip
-            status = response.status_code
-            kind = classify(status)
-            if kind == "auth":
-                self._refused = AuthError(self.conn_id, status, "The destination")
-                raise self._refused
-        except requests.Timeout:
-            return _Answer(_failed(items, None, f"timeout after {self.timeout:g} s", retryable=True))
-        except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
-            return _Answer(_failed(items, None, type(exc).__name__, retryable=True))
-        except AnswerLimitError as exc:
-            return _Answer(_failed(items, exc.status, f"HTTP {exc.status}: {exc}", retryable=not exc.too_large))
+        except AuthError as exc:
+            self._refused = exc
+            raise
+        if isinstance(response, Unanswered):
+            return _Answer(_failed(items, response.status, response.reason, retryable=response.retryable))
+        status = response.status_code
+        kind = classify(status)
         wait = retry_after(response.headers.get("Retry-After"))
         if kind == "delivered" and as_array:
             return _Answer(self._array_results(items, response), wait)

@@ -166,6 +166,46 @@ def request_within(
     return response
 
 
+@dataclass(frozen=True)
+class Unanswered:
+    """Why one request got no answer a destination can read: its reason, and whether to try again."""
+
+    status: int | None  # the answer's status when its body broke the limits, else None
+    reason: str  # one line, without the URL (it may hold query values)
+    retryable: bool
+
+
+def answer_or_reason(
+    session: requests.Session,
+    method: str,
+    url: str,
+    limits: AnswerLimits,
+    *,
+    conn_id: str,
+    system: str,
+    timeout: float,
+    **kwargs: Any,
+) -> requests.Response | Unanswered:
+    """``request_within``, with the ways of getting no answer turned into one ``Unanswered``.
+
+    Every destination sends its requests through this, so a timeout, a broken connection and an
+    answer over its limits read the same in every ledger, and a refused login stops every kind.
+
+    :raises AuthError: 401/403 (repeating a refused login locks accounts).
+    """
+    try:
+        response = request_within(session, method, url, limits, timeout=timeout, **kwargs)
+    except requests.Timeout:
+        return Unanswered(None, f"timeout after {timeout:g} s", True)
+    except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
+        return Unanswered(None, type(exc).__name__, True)
+    except AnswerLimitError as exc:
+        return Unanswered(exc.status, f"HTTP {exc.status}: {exc}", not exc.too_large)
+    if classify(response.status_code) == "auth":
+        raise AuthError(conn_id, response.status_code, system)
+    return response
+
+
 def _size(n: int) -> str:
     return f"{n / MiB:g} MiB" if n >= MiB else f"{n} bytes"
 

@@ -55,8 +55,8 @@ import requests
 from cht_bridge.destinations.base import Delivery, Result
 from cht_bridge.destinations.dhis2 import preflight, uids
 from cht_bridge.destinations.rest import REASON_CHARS, RestDestination, _Answer, _failed, _json, _reason
-from cht_bridge.errors import AnswerLimitError, AuthError
-from cht_bridge.http.read import request_within
+from cht_bridge.errors import AuthError
+from cht_bridge.http.read import Unanswered, answer_or_reason
 from cht_bridge.http.retry import RetryPolicy, classify, delivery_policy, retry_after
 from cht_bridge.state import DELIVERED, Outcome
 
@@ -273,22 +273,18 @@ class TrackerDestination(RestDestination):
         url, params = (self._url(items[0].path), None) if deleting else (self.url, self.params)
         sent = [items[i] for i, _ in built]
         try:
-            response = request_within(
-                self._session, "POST", url, self.limits, params=params, whole=(409,),
-                data=json.dumps({k: v for k, v in payload.items() if v}).encode(), timeout=self.timeout,
+            response = answer_or_reason(
+                self._session, "POST", url, self.limits, conn_id=self.conn_id, system="DHIS2", params=params,
+                whole=(409,), data=json.dumps({k: v for k, v in payload.items() if v}).encode(), timeout=self.timeout,
             )  # fmt: skip
-            status = response.status_code
-            kind = classify(status)
-            if kind == "auth":
-                self._refused = AuthError(self.conn_id, status, "DHIS2")
-                raise self._refused
-        except requests.Timeout:
-            return self._merge(results, built, _failed(sent, None, f"timeout after {self.timeout:g} s", retryable=True))
-        except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
-            return self._merge(results, built, _failed(sent, None, type(exc).__name__, retryable=True))
-        except AnswerLimitError as exc:
-            reason = f"HTTP {exc.status}: {exc}"
-            return self._merge(results, built, _failed(sent, exc.status, reason, retryable=not exc.too_large))
+        except AuthError as exc:
+            self._refused = exc
+            raise
+        if isinstance(response, Unanswered):
+            failed = _failed(sent, response.status, response.reason, retryable=response.retryable)
+            return self._merge(results, built, failed)
+        status = response.status_code
+        kind = classify(status)
         wait = retry_after(response.headers.get("Retry-After"))
         report = _json(response) if status in (200, 409) else None
         if isinstance(report, dict) and isinstance(report.get("validationReport"), dict):
