@@ -35,10 +35,16 @@ test: install
 	$(BIN)/python -m pytest
 
 ## Throughput and memory: DOCS documents end to end (make bench DOCS=1000000); then patient
-## matching: accuracy and speed on synthetic East-African lists (5k incoming vs 5k and 100k).
+## matching: accuracy and speed on synthetic East-African lists (5k incoming vs 5k and 100k); then the
+## CHT Bridge page's answers for 50 pipelines and a ledger of 1M rows.
 bench: install
 	$(BIN)/python -m bench.pipeline --docs $(DOCS)
+	$(BIN)/python -m bench.fhir
 	$(BIN)/python -m bench.matching
+	$(BIN)/python -m bench.openmrs
+	$(BIN)/python -m bench.dhis2 --reports $(DOCS)
+	$(BIN)/python -m bench.ui --pipelines 50 --rows 1000000
+	$(BIN)/python -m bench.dhis2 --in-process --reports 1000000
 
 ## Airflow UI on http://localhost:8080 with the local stand-in CHT, receiver and connections.
 airflow: install

@@ -8,6 +8,12 @@ detection, and the wall time of ``match()`` alone (data generation is not timed)
 
 Goals: 0 wrong links, <= 0.5 % duplicates, <= 1 % review, 5k x 5k in <= 2 s on 2 cores.
 
+Then the same with a model trained on the benchmark's own files (``python -m cht_bridge.matching
+train`` on CSVs written to a temporary folder, timed), on this population and on a second one
+unlike it (``standins/populations_west.py``: other names, codes for places, no phone, no sex,
+20 % new); and once more after 200 simulated review answers (the most uncertain people, answered
+from the truth) are fed back with ``--labels``. ``--no-trained`` skips these.
+
 ``python -m bench.matching [--existing 5000 100000] [--incoming 5000] [--seed 7]``;
 ``--calibrate`` instead prints, per comparison level, the share of true pairs (m) and of random
 pairs (u) observed in the synthetic data next to the model's fixed values, which is how the
@@ -17,20 +23,28 @@ hand-set values in ``cht_bridge/matching/model.py`` were checked.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import random
+import tempfile
 import time
 from collections import Counter
 from importlib.metadata import version
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
 from cht_bridge.matching import Decision, MatchConfig, match
+from cht_bridge.matching.__main__ import main as cli
+from cht_bridge.matching.csv_io import write_people
+from cht_bridge.matching.decisions import config_for_model
 from cht_bridge.matching.features import Frequencies, build_table, e164
-from cht_bridge.matching.model import load_model
+from cht_bridge.matching.labels import Label, from_answer, write_labels
+from cht_bridge.matching.model import load_model, load_model_file
 from standins.populations import Population, population
+from standins.populations_west import west_population
 
 
 def evaluate(result: list[Decision], data: Population) -> dict[str, float]:
@@ -124,6 +138,58 @@ def calibrate(n: int, seed: int, random_pairs: int = 200_000) -> None:
         )
 
 
+def trained_run(data: Population, label: str, seed: int, answers: int = 200) -> None:
+    """Train on the population's own files with the CLI, link with the model, then feed back
+    ``answers`` simulated review answers and do both again."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        write_people(root / "existing.csv", data.existing)
+        write_people(root / "incoming.csv", data.incoming)
+        files = ["--existing", str(root / "existing.csv"), "--incoming", str(root / "incoming.csv")]
+        labels: list[Label] = []
+        for round_ in ("trained", f"trained + {answers} review answers"):
+            extra = ["--labels", str(root / "labels.csv")] if labels else []
+            started = time.perf_counter()
+            cli(["train", *files, *extra, "--out", str(root / "model.json"), "--seed", str(seed)])
+            train_seconds = time.perf_counter() - started
+            model = load_model_file(root / "model.json")
+            started = time.perf_counter()
+            result = match(data.incoming, data.existing, config_for_model(model))
+            link_seconds = time.perf_counter() - started
+            block = model["cht_bridge"]
+            print(
+                f"\n{label}, {round_}: train {train_seconds:.2f} s, match() {link_seconds:.2f} s, "
+                f"upper {block['upper']:.4f} lower {block['lower']:.4f}"
+            )
+            for name, value in evaluate(result, data).items():
+                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+                print(f"  {name:<34} {shown}")
+            if not labels:
+                labels = simulated_answers(result, data, answers)
+                write_labels(root / "labels.csv", labels)
+
+
+def simulated_answers(result: list[Decision], data: Population, n: int) -> list[Label]:
+    """A reviewer's answers, from the truth, for the ``n`` most uncertain people (review first,
+    then the probabilistic decisions nearest an even chance)."""
+
+    def uncertainty(d: Decision) -> tuple[int, float]:
+        p = min(max(d.probability or 0.0, 1e-12), 1 - 1e-12)
+        return (0 if d.decision == "review" else 1, abs(math.log2(p / (1 - p))))
+
+    asked = sorted(
+        (d for d in result if d.candidates and not d.reason.startswith("deterministic")),
+        key=lambda d: (*uncertainty(d), d.incoming_id),
+    )[:n]
+    labels: list[Label] = []
+    for d in asked:
+        offered = [c.existing_id for c in d.candidates]
+        real = data.truth[d.incoming_id]
+        linked = offered.index(real) if real in offered else None
+        labels += from_answer(d.incoming_id, offered, linked, new=linked is None)
+    return labels
+
+
 def _machine() -> str:
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -140,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lower", type=float, default=MatchConfig.lower)
     parser.add_argument("--margin", type=float, default=MatchConfig.ambiguity_margin)
     parser.add_argument("--calibrate", action="store_true", help="compare the model's m/u with the data")
+    parser.add_argument("--no-trained", action="store_true", help="skip the trained-model runs")
+    parser.add_argument("--west-seed", type=int, default=11, help="seed of the second population")
     args = parser.parse_args(argv)
     if args.calibrate:
         calibrate(args.existing[0], args.seed)
@@ -159,6 +227,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {name:<34} {shown}")
         if reasons:
             print("  review reasons: " + ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()))
+    if args.no_trained:
+        return
+    for n_existing in args.existing:
+        size = f"{args.incoming:,} x {n_existing:,}"
+        trained_run(population(n_existing, args.incoming, seed=args.seed), f"East African {size}", args.seed)
+        west = west_population(n_existing, args.incoming, seed=args.west_seed)
+        trained_run(west, f"second population {size}", args.seed)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Measured in one run, on the same local CouchDB-protocol server:
 - our end-to-end rate (documents read from the feed per second, with every report hydrated,
   mapped in the sandbox, hashed, checked against the ledger, posted in batches of 500 to the demo
   receiver running in its own process, and recorded);
-- their ratio, and the worker's peak RSS.
+- their ratio, the worker's peak RSS, and its process CPU per document read (user + system time
+  of every thread, V8's included; wall time would mostly measure the other processes on the machine).
 
 ``python -m bench.pipeline --docs 100000`` (``make bench DOCS=1000000`` for a million;
 ``--server memory`` for pouchdb-server's in-memory storage, which serves faster).
@@ -153,6 +154,9 @@ def run(docs: int, mode: str, in_memory: bool) -> dict:
         "cpu_s_raw_read_server": round(raw_server_cpu, 1),
         "cpu_s_e2e_server": round(e2e_server_cpu, 1),
         "cpu_s_e2e_worker": round(result["cpu_s"], 1),
+        # The worker's process CPU (user + system, every thread, V8's included) per document read:
+        # what a worker pays per document, whatever else runs on the machine.
+        "cpu_us_per_doc_worker": round(result["cpu_s"] / max(summary["read"], 1) * 1e6, 1),
         "cpu_s_e2e_receiver": round(receiver_cpu, 1),
         "receiver_items": stats["items"],
         "receiver_requests": stats["requests"],
@@ -171,11 +175,15 @@ def main(argv: list[str] | None = None) -> int:
         "or memory (serves faster, but needs ~20 GB of RAM at 1M documents)",
     )
     args = parser.parse_args(argv)
-    result = run(args.docs, args.mode, in_memory=args.server == "memory")
+    print_result(run(args.docs, args.mode, in_memory=args.server == "memory"))
+    return 0
+
+
+def print_result(result: dict) -> None:
+    """One ``key  value`` line per measure, keys aligned."""
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ and the demo need those to answer the way a real CHT does (status codes and bodi
 * ``GET|POST /api/v1/hydrate`` (§2.3) and ``GET|POST /api/v1/contacts-by-phone`` (§2.4);
 * legacy ``POST /api/v1/people`` and ``POST /api/v1/places`` (§2.5);
 * datasource ``GET /api/v1/person/{uuid}``, ``GET /api/v1/place/{uuid}`` (``?with_lineage=true``)
-  and ``POST /api/v1/person`` with the 5.2 rules (§2.6);
+  ``POST /api/v1/person`` and ``PUT /api/v1/person/{uuid}`` with the 5.2 rules (§2.6; the 400
+  messages of an update are the stand-in's own words: cht.md gives the rules, not the texts);
 * ``/medic/...`` proxied to ``/<db>/...`` with the caller's credentials (§2.9).
 
 app_settings are the ``settings`` key of the db's ``settings`` doc, re-read on every request so a
@@ -478,6 +479,7 @@ class ChtApi(BackgroundHttpServer):
             (frozenset({"POST"}), re.compile(r"^/api/v1/places/?$"), self._create_places),
             (frozenset({"GET"}), re.compile(r"^/api/v1/(?P<kind>person|place)/(?P<uuid>[^/]+)$"), self._get_contact),
             (frozenset({"POST"}), re.compile(r"^/api/v1/person/?$"), self._create_person),
+            (frozenset({"PUT"}), re.compile(r"^/api/v1/person/(?P<uuid>[^/]+)$"), self._update_person),
             (
                 frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "COPY"}),
                 re.compile(r"^/medic(?P<rest>/.*)?$"),
@@ -823,6 +825,27 @@ class ChtApi(BackgroundHttpServer):
         doc["parent"] = minify(parent)
         saved = self.couch.save(doc)
         return json_response(200, self.couch.get(saved["id"]))
+
+    def _update_person(self, req: Request, match: re.Match[str]) -> Response:
+        """5.2's update: the full doc with the stored ``_rev``, ``reported_date``, ``type``,
+        ``contact_type`` and ``parent``; ``name`` required; a property left out is deleted."""
+        self._require(req, ["can_update_people", "can_edit"], online=True, any_of=True)
+        data = req.json_body()
+        if not isinstance(data, dict):
+            raise ApiError(400, 'Invalid "data": expected an object.')
+        current = self.couch.get(match["uuid"])
+        if current is None or not is_person(req.settings, current):
+            raise ApiError(404, "Person not found")
+        if data.get("_id", current["_id"]) != current["_id"]:
+            raise ApiError(400, "_id must match the person being updated.")
+        for key in ("_rev", "reported_date", "type", "contact_type", "parent"):
+            if data.get(key) != current.get(key):
+                raise ApiError(400, f"{key} cannot be changed (expected the stored value).")
+        if not (isinstance(data.get("name"), str) and data["name"]):
+            raise ApiError(400, f"Missing or empty required fields (name) for [{js_json(data)}].")
+        doc = {**data, "_id": current["_id"]}
+        self.couch.save(doc)
+        return json_response(200, self.couch.get(current["_id"]))
 
     # -- /medic proxy (§2.9) -----------------------------------------------------------------------
     def _proxy(self, req: Request, match: re.Match[str]) -> Response:

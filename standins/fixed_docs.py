@@ -188,6 +188,21 @@ _FORMS: dict[str, Any] = {
         },
         "public_form": True,
     },
+    # A community member's self-screening conversation in RapidPro (reverse/sources/rapidpro.py).
+    "SELF_SCREENING": {
+        "meta": {"code": "SELF_SCREENING", "icon": "icon-follow-up", "translation_key": "form.self_screening.title"},
+        "fields": {
+            "patient_uuid": _field("string", "patient_uuid", required=True),
+            "external_id": _field("string", "external_id"),
+            "source_ref": _field("string", "source_ref"),
+            "symptoms": _field("string", "symptoms"),
+            "fever": _field("string", "fever"),
+            "cough": _field("string", "cough"),
+            "flow": _field("string", "flow"),
+            "screened_at": _field("string", "screened_at"),
+        },
+        "public_form": True,
+    },
 }
 
 SETTINGS_DOC: dict[str, Any] = {

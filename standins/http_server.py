@@ -17,12 +17,18 @@ from typing import Any, Self
 log = logging.getLogger(__name__)
 
 
-def send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> bool:
+def send_json(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> bool:
     """Answer with a JSON body; False when the client was already gone (it gave up: expected)."""
     data = json.dumps(body).encode()
     try:
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             handler.send_header(name, value)

@@ -18,13 +18,17 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from standins import dhis2_demo, rapidpro_demo
 from standins.cht_api import ChtApi
 from standins.couchdb import LocalCouch, create_user, set_security, write_private
 from standins.fhir_server import LocalFhir
 from standins.fixed_docs import SETTINGS_DOC
+from standins.openmrs import OpenMrs, start_distributions
+from standins.openmrs import connections as openmrs_connections
 from standins.receiver import Receiver
 from standins.seed import seed
 
@@ -47,6 +51,9 @@ class Stack:
     fhir: LocalFhir
     seeded: dict[str, int] = field(default_factory=dict)
     ltfu_loaded: int = 0
+    rapidpro: Any = None  # standins.rapidpro.RapidProStandIn (standins/rapidpro_demo.py seeds it)
+    openmrs: dict[str, OpenMrs] = field(default_factory=dict)  # the OpenMRS FHIR2 stand-ins: kenyaemr, bahmni
+    dhis2: Any = None  # the DHIS2 stand-in (standins/dhis2_demo.py)
 
     @property
     def airflow_home(self) -> Path:
@@ -73,7 +80,27 @@ class Stack:
             "AIRFLOW_CONN_CHT_API_LOCAL": json.dumps(api),
             "AIRFLOW_CONN_EMR_FHIR": json.dumps(fhir),
             "AIRFLOW_CONN_DEMO_RECEIVER": json.dumps(receiver),
+            **self._rapidpro_connection(),
+            **openmrs_connections(self.openmrs),
+            **(
+                {dhis2_demo.CONN_ENV: dhis2_demo.connection(self.dhis2, self.credentials["dhis2"])}
+                if self.dhis2
+                else {}
+            ),
         }
+
+    def _rapidpro_connection(self) -> dict[str, str]:
+        """RapidPro's API token as the password; the extras say how a reverse source presents it."""
+        if self.rapidpro is None:
+            return {}
+        extra = {"auth": "header", "header": "Authorization", "prefix": "Token "}
+        conn = {
+            "conn_type": "http",
+            "host": self.rapidpro.url,
+            "password": self.credentials["rapidpro"],
+            "extra": extra,
+        }
+        return {"AIRFLOW_CONN_RAPIDPRO_LOCAL": json.dumps(conn)}
 
     def environment(self) -> dict[str, str]:
         """Everything an Airflow process needs to run the example pipelines here."""
@@ -87,6 +114,12 @@ class Stack:
         }
 
     def stop(self) -> None:
+        if self.rapidpro is not None:
+            self.rapidpro.stop()
+        for server in self.openmrs.values():
+            server.stop()
+        if self.dhis2 is not None:
+            self.dhis2.stop()
         self.fhir.stop()
         self.cht_api.stop()
         self.receiver.stop()
@@ -131,6 +164,9 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
     home.mkdir(parents=True, exist_ok=True)
     creds = _credentials(home)
     creds.setdefault("fhir", secrets.token_urlsafe(18))  # a sandbox from before the FHIR server
+    creds.setdefault("rapidpro", secrets.token_urlsafe(18))  # RapidPro's API token
+    creds.setdefault("openmrs", secrets.token_urlsafe(18))  # the OpenMRS stand-ins' admin password
+    creds.setdefault("dhis2", secrets.token_urlsafe(18))  # a sandbox from before the DHIS2 stand-in
     write_private(home / "credentials.json", json.dumps(creds))
     couch = LocalCouch(home / "couch", in_memory=False).start()
     seeded: dict[str, int] = {}
@@ -151,11 +187,17 @@ def start(home: Path = HOME, docs: int = 5000, data_seed: int = 42) -> Stack:
         fhir = LocalFhir(home / "fhir", credentials=("cht", creds["fhir"])).start()
         started.append(fhir)
         loaded = _load_ltfu_list(fhir, docs)
+        rapidpro = rapidpro_demo.start(home, couch, creds["rapidpro"])
+        started.append(rapidpro)
+        openmrs = start_distributions(home / "openmrs", creds["openmrs"])
+        started.extend(openmrs.values())
+        dhis2 = dhis2_demo.start(home, creds["dhis2"])
+        started.append(dhis2)
     except BaseException:
         for server in reversed(started):
             server.stop()
         raise
     return Stack(
         home=home, couch=couch, receiver=receiver, credentials=creds, cht_api=cht_api, fhir=fhir, seeded=seeded,
-        ltfu_loaded=loaded,
+        ltfu_loaded=loaded, rapidpro=rapidpro, openmrs=openmrs, dhis2=dhis2,
     )  # fmt: skip

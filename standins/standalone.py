@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from standins import stack as sandbox
 
@@ -24,7 +25,19 @@ def main() -> int:
     print(f"CHT (CouchDB protocol) at {stack.couch.url}; CHT API at {stack.cht_api.url}", flush=True)
     print(f"Receiver at {stack.receiver.url}; EMR FHIR server at {stack.fhir.url}", flush=True)
     print("Reverse pipelines ask about uncertain matches under Browse → Required Actions.", flush=True)
-    env = {**os.environ, **stack.environment()}
+    proc = launch(stack)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        _stop_group(proc)
+        stack.stop()
+
+
+def launch(stack: sandbox.Stack, extra_env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:
+    """Start ``airflow standalone`` wired to ``stack`` (``extra_env`` e.g. another ``AIRFLOW__API__PORT``)."""
+    env = {**os.environ, **stack.environment(), **(extra_env or {})}
     # `airflow standalone` starts its components as `airflow ...` commands found on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     # Tasks run in a pool per Connection (cht_bridge.pools): create the missing ones before the scheduler starts.
@@ -34,14 +47,7 @@ def main() -> int:
     ensure_pools_cli(env)
     # Its own process group, stopped as a whole: `airflow standalone` does not always exit on Ctrl-C
     # once its components have stopped, and would otherwise keep the terminal.
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        _stop_group(proc)
-        stack.stop()
+    return subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True, **popen)
 
 
 def _stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:

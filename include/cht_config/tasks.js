@@ -76,4 +76,25 @@ module.exports = [
     resolvedIf: completedAfter('contact_trace_visit'),
     priority: { level: 'high', label: 'task.contact_trace.priority' },
   },
+  {
+    // A community member's RapidPro self-screening reported symptoms: the CHW visits them.
+    name: 'self-screening-follow-up',
+    icon: 'icon-follow-up',
+    title: 'task.self_screening.title',
+    appliesTo: 'reports',
+    appliesToType: ['SELF_SCREENING'],
+    appliesIf: (contact, report) =>
+      !!(report.fields && report.fields.patient_uuid) && report.fields.symptoms === 'yes',
+    actions: [
+      {
+        type: 'report',
+        form: 'self_screening_visit',
+        label: 'task.self_screening.action',
+        modifyContent: passReferences,
+      },
+    ],
+    events: [{ id: 'self-screening-visit', days: 1, start: 1, end: 3 }],
+    resolvedIf: completedAfter('self_screening_visit'),
+    priority: { level: 'high', label: 'task.self_screening.priority' },
+  },
 ];

@@ -20,6 +20,7 @@ import yaml
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from cht_bridge.config import load_pipeline
+from cht_bridge.config.kinds.dhis2_aggregate import is_aggregate
 from cht_bridge.config.loader import NAME_RE
 from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES, Pipeline
 from cht_bridge.errors import ConfigError
@@ -58,8 +59,9 @@ def build_dags(folder: str | Path) -> dict[str, DAG]:
             dag = _broken_dag(path, exc)
         else:
             dag = _pipeline_dag(pipeline, path)
-            names.append(pipeline.name)
-            cht_conn_ids.append(pipeline.cht_conn_id)
+            if not is_aggregate(pipeline):  # its ledger rows are data values, not documents to re-send
+                names.append(pipeline.name)
+                cht_conn_ids.append(pipeline.cht_conn_id)
         dags.setdefault(dag.dag_id, dag)
     dags.setdefault(REPLAY_DAG_ID, _replay_dag(Path(folder), names))
     dags.setdefault(BACKFILL_DAG_ID, _backfill_dag(Path(folder), names, sorted(set(cht_conn_ids))))
@@ -103,8 +105,15 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
         doc_md=doc,
         params=pipeline_params(),
     ) as dag:
-        # In its CHT Connection's pool: many pipelines read one CHT a few at a time (cht_bridge.pools).
-        ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()), pool=pool_name(pipeline.cht_conn_id))
+        if is_aggregate(pipeline):
+            from cht_bridge.operators.aggregate import ChtAggregateOperator
+
+            ChtAggregateOperator(
+                task_id="aggregate", pipeline_file=str(path.resolve()), pool=pool_name(pipeline.cht_conn_id)
+            )
+        else:
+            # In its CHT Connection's pool: many pipelines read one CHT a few at a time (cht_bridge.pools).
+            ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()), pool=pool_name(pipeline.cht_conn_id))
     return dag
 
 

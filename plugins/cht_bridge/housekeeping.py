@@ -53,6 +53,7 @@ class Report:
     dry_run: bool
     records_erased: dict[str, int] = field(default_factory=dict)  # pipeline -> inbound rows
     csv_files: dict[str, int] = field(default_factory=dict)  # pipeline -> files
+    label_people_erased: int = 0  # reviewers' answers whose list row's person fields were dropped
     dry_run_files: int = 0
     unreadable_pipelines: int = 0  # reverse pipeline files that failed their checks: skipped
 
@@ -61,6 +62,7 @@ class Report:
             "dry_run": self.dry_run,
             "records_erased": sum(self.records_erased.values()),
             "records_erased_by_pipeline": dict(sorted(self.records_erased.items())),
+            "label_people_erased": self.label_people_erased,
             "csv_files_deleted": sum(self.csv_files.values()),
             "csv_files_by_pipeline": dict(sorted(self.csv_files.items())),
             "dry_run_files_deleted": self.dry_run_files,
@@ -105,6 +107,7 @@ def clean_reverse(pipelines: list[ReversePipeline], now: datetime, settings: dic
     from cht_bridge.hooks.source import open_source
     from cht_bridge.hooks.state import STATE_CONN_ENV
     from cht_bridge.state.inbound import InboundLedger
+    from cht_bridge.state.matching import MatchingStore
 
     by_store: dict[str | None, list[ReversePipeline]] = {}
     for pipeline in pipelines:
@@ -117,6 +120,10 @@ def clean_reverse(pipelines: list[ReversePipeline], now: datetime, settings: dic
             erased = ledger.erase_records(now - timedelta(days=settings["retention_days"]), dry_run=report.dry_run)
             for name, n in erased.items():
                 report.records_erased[name] = report.records_erased.get(name, 0) + n
+            # a reviewer's answer keeps the list row's person fields for training until the same retention
+            report.label_people_erased += MatchingStore(store).erase_people(
+                now - timedelta(days=settings["retention_days"]), dry_run=report.dry_run
+            )
             for pipeline in (p for p in members if p.source.type == "csv"):
                 read = open_source(pipeline.source).processed(ledger.checkpoint(pipeline.name))
                 old = older(read, now - timedelta(days=settings["csv_days"]))

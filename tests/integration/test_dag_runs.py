@@ -55,7 +55,9 @@ def test_first_run_sends_every_relevant_doc_once_and_a_second_run_sends_nothing(
         "pipeline", "kind", "dry_run", "read", "skipped_design", "skipped_info", "tombstones", "filtered",
         "relevant", "mapped", "sent", "unchanged", "skipped", "retried", "request_retries", "failed",
         "dead_lettered", "closed", "deleted", "batches", "start_seq", "last_seq", "lag_seconds", "seconds",
+        "waiting", "budget_left",
     }  # fmt: skip
+    assert summary["waiting"] == 0 and summary["budget_left"] is None  # no request budget on a REST destination
     # Lag: now minus the reported date of the newest delivered document.
     newest_s = max(d["reported_date"] for d in expected.values()) / 1000
     assert abs(summary["lag_seconds"] - (time.time() - newest_s)) < 120

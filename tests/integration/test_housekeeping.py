@@ -38,6 +38,7 @@ def setting(tmp_path, monkeypatch, airflow_db):
     """A CSV reverse pipeline with list rows in every state and drop files of every kind, and dry-run files."""
     from cht_bridge.hooks import bridge_home
     from cht_bridge.state.inbound import InboundLedger, InboundRow, inbound
+    from cht_bridge.state.matching import MatchingStore, labels_table
 
     lists = tmp_path / "lists"
     lists.mkdir()
@@ -66,6 +67,13 @@ def setting(tmp_path, monkeypatch, airflow_db):
                     .where(inbound.c.pipeline == name, inbound.c.source_id == source_id)
                     .values(status=status, updated_at=now - ago)
                 )
+        answers = MatchingStore(store)  # a reviewer's answers: labels keep the list row's person fields
+        answers.add_answer(name, "old-done", ["p-1"], 0, False, {"given_name": "Achieng"}, "hc-1", "admin")
+        answers.add_answer(name, "recent-done", ["p-2"], None, True, {"given_name": "Brian"}, "hc-1", "admin")
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(labels_table).where(labels_table.c.source_id == "old-done").values(answered_at=now - OLD)
+            )
     finally:
         store.close()
 
@@ -88,6 +96,16 @@ def _records(name: str) -> dict[str, bool]:
         store.close()
 
 
+def _label_people(name: str) -> dict[str, bool]:
+    from cht_bridge.state.matching import MatchingStore
+
+    store = state_store()
+    try:
+        return {label.source_id: label.person is not None for label in MatchingStore(store).labels([name])}
+    finally:
+        store.close()
+
+
 def test_housekeeping_removes_what_is_past_retention_and_a_dry_run_removes_nothing(
     setting, monkeypatch, tmp_path, capfd
 ):
@@ -100,12 +118,15 @@ def test_housekeeping_removes_what_is_past_retention_and_a_dry_run_removes_nothi
     assert dry["records_erased_by_pipeline"] == {name: 2}
     assert dry["csv_files_by_pipeline"] == {name: 1}
     assert dry["dry_run_files_deleted"] == 1
+    assert dry["label_people_erased"] == 1
     assert all(_records(name).values())  # nothing removed
+    assert _label_people(name) == {"old-done": True, "recent-done": True}
     assert all(p.exists() for p in files.values()) and (dry_runs / "old.json").exists()
 
     state, done = run_dag(monkeypatch, pipelines, "cht_bridge_housekeeping")
     assert state == "success" and done["dry_run"] is False
-    for key in ("records_erased_by_pipeline", "csv_files_by_pipeline", "dry_run_files_deleted"):
+    assert _label_people(name) == {"old-done": False, "recent-done": True}  # the label stays, its person goes
+    for key in ("records_erased_by_pipeline", "csv_files_by_pipeline", "dry_run_files_deleted", "label_people_erased"):
         assert done[key] == dry[key]
     assert (done["retention_days"], done["csv_days"], done["dry_run_days"]) == (30, 7, 7)
     assert _records(name) == {

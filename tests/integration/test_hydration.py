@@ -268,6 +268,25 @@ def test_docs_in_the_batch_are_used_as_parents_without_fetching(world):
     assert client.all_docs_calls == []
 
 
+def test_hydrated_documents_keep_their_key_order_with_contact_and_parent_in_place(world):
+    # Hydration fills ``contact`` and ``parent`` where the stored document has them (CHT assigns
+    # to the existing keys), so a snippet that walks the keys or stringifies sees the stored order.
+    cht, s = world
+    (doc,) = store(cht, report("r-order", fields={"patient_id": "50505"}, contact=CHW_LINEAGE))
+    (out,) = Hydrator(client_for(cht)).hydrate([doc])
+    assert list(out) == list(doc) + ["patient"]
+    chain = [(out["contact"], "chw1"), (out["contact"]["parent"], "hc1"), (out["contact"]["parent"]["parent"], "dh1")]
+    chain += [
+        (out["patient"], "pat1"),
+        (out["patient"]["parent"], "clinic1"),
+        (out["patient"]["parent"]["contact"], "head1"),
+    ]
+    for hydrated, doc_id in chain:
+        assert list(hydrated) == list(s[doc_id]), doc_id
+    assert out["contact"]["parent"]["contact"] == s["chw1"]  # filled, not left null
+    assert out["patient"]["parent"]["parent"]["parent"] == full(s, "dh1", contact=s["sup1"])
+
+
 # -- purity ---------------------------------------------------------------------------------------------
 
 

@@ -26,7 +26,9 @@ def test_the_question_offers_the_candidates_still_in_cht(tmp_path, monkeypatch, 
         record={"person": {"given_name": "Mary", "family_name": "Wanjiru", "date_of_birth": "1992-03-03"}},
         place_id=HC, reason="ambiguous: 2 candidates within 0.05",
         candidates=[
-            {"id": "p-mary-1", "probability": 0.5, "reason": "names, date of birth"},
+            {"id": "p-mary-1", "probability": 0.5, "reason": "names, date of birth",
+             "evidence": [["date_of_birth", "same date of birth", 11.8], ["phone", "phone differs in one digit", 4.2],
+                          ["names", "same names; the name is a common one in this area", 6.1]]},
             {"id": "p-deleted", "probability": 0.3, "reason": "names"},
             {"id": "p-mary-2", "probability": 0.2, "reason": "names, date of birth"},
         ],
@@ -43,6 +45,9 @@ def test_the_question_offers_the_candidates_still_in_cht(tmp_path, monkeypatch, 
         "Decide later",
     ]
     assert "Mary Wanjiru" in question.body and "Candidate(s) 2 no longer exist in CHT" in question.body
+    # the evidence per field, in words, with each field's match weight
+    assert "| Evidence: date of birth |" in question.body and "same date of birth (+11.8)" in question.body
+    assert "phone differs in one digit (+4.2)" in question.body and "common one in this area (+6.1)" in question.body
     # the scripted reviewer reads the same offer from the question Airflow stored
     asked = Question(name, "review", 0, question.subject, question.body, question.options)
     assert asked.offer.link_to("p-mary-2") == Choice.link(2) == Choice.parse(question.options[1])

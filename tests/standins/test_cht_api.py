@@ -542,3 +542,22 @@ def test_generated_sandbox_data_works_through_the_api(cht_api):
     r = requests.post(f"{cht_api.url}/api/v1/hydrate", json={"doc_ids": [report["_id"]]}, auth=cht_api.online)
     hydrated = r.json()[0]["doc"]
     assert hydrated["contact"]["_id"] == report["contact"]["_id"] and "name" in hydrated["contact"]
+
+
+def test_put_person_updates_the_whole_doc_with_the_5_2_rules(seeded):
+    url = f"{seeded.url}/api/v1/person/pat1"
+    doc = requests.get(url, auth=seeded.online, headers=JSON, timeout=30).json()
+    doc["emr_patient_id"] = "emr-1"
+    doc.pop("phone", None)  # a property left out is deleted
+    r = requests.put(url, json=doc, auth=seeded.online, headers=JSON, timeout=30)
+    assert r.status_code == 200 and r.json()["_rev"].startswith("2-")
+    stored = seeded.db.get("pat1")
+    assert stored == r.json() and stored["emr_patient_id"] == "emr-1" and "phone" not in stored
+    for key, value in (("_rev", doc["_rev"]), ("parent", "clinic1"), ("type", "clinic"), ("name", "")):
+        r = requests.put(url, json={**stored, key: value}, auth=seeded.online, headers=JSON, timeout=30)
+        assert r.status_code == 400 and r.json()["code"] == 400, (key, r.text)
+    r = requests.put(f"{seeded.url}/api/v1/person/clinic1", json=stored, auth=seeded.online, headers=JSON, timeout=30)
+    assert (r.status_code, r.json()) == (404, {"code": 404, "error": "Person not found"})
+    r = requests.put(url, json=stored, auth=seeded.db.user, headers=JSON, timeout=30)
+    assert r.status_code == 403
+    assert seeded.db.get("pat1")["_rev"] == stored["_rev"]

@@ -144,7 +144,8 @@ def test_size_bounds():
     with pytest.raises(ValueError):
         generate(99)
     with pytest.raises(ValueError):
-        generate(1_000_001)
+        generate(1_250_001)
+    assert inspect.isgenerator(generate(1_250_000))  # a million reports
 
 
 def test_check_digit_matches_cht_examples():

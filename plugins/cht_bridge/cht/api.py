@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -98,7 +99,22 @@ class ChtApiClient(CouchClient):
                 return doc["_id"]
         return None
 
+    def person(self, person_id: str) -> dict[str, Any] | None:
+        """``GET /api/v1/person/{uuid}`` (CHT 4.9+): the person's document, None when CHT has no such person."""
+        try:
+            text = self.request_text("GET", f"{self.base_url}/api/v1/person/{quote(person_id, safe='')}")
+        except SourceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return json.loads(text)
+
     # -- writes --------------------------------------------------------------------------------
+
+    def update_person(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``PUT /api/v1/person/{uuid}`` (CHT 5.2+): ``doc`` whole, with its ``_rev`` (a property left
+        out is deleted); the updated document."""
+        return self._write(f"/api/v1/person/{quote(doc['_id'], safe='')}", doc, method="PUT")
 
     def create_person(self, body: dict[str, Any], api: str = "legacy") -> str:
         """Create a person; its id. ``legacy`` is ``POST /api/v1/people``, ``v1_person`` the 5.2 API."""
@@ -116,11 +132,11 @@ class ChtApiClient(CouchClient):
             raise WriteError("POST /api/v2/records did not answer success", 200, False)
         return answer["id"]
 
-    def _write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        where = f"POST {path}"
+    def _write(self, path: str, body: dict[str, Any], method: str = "POST") -> dict[str, Any]:
+        where = f"{method} {path}"
         try:
             response = request_within(
-                self.session(), "POST", f"{self.base_url}{path}", self.write_limits, json=body, timeout=self.timeout
+                self.session(), method, f"{self.base_url}{path}", self.write_limits, json=body, timeout=self.timeout
             )
         except requests.RequestException as exc:
             # It may have been created all the same: the caller looks it up before trying again.

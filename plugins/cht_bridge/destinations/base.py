@@ -15,6 +15,7 @@ the run's place. ``BaseDestination`` gives the defaults a kind may keep.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
@@ -44,7 +45,9 @@ class Result:
 
     When ``ok`` is False, ``retryable`` tells a later run to try again (the destination was down,
     busy or slow) rather than dead-lettering the payload (the destination refused it, and would
-    again). ``attempts`` is how many requests carried the payload in this call.
+    again). ``attempts`` is how many requests carried the payload in this call. ``deferred``: not
+    sent because the destination's request budget is spent (RapidPro); the ledger keeps it pending
+    without counting a failure, and the next run sends it.
     """
 
     doc_id: str
@@ -54,6 +57,7 @@ class Result:
     error: str | None = None
     retryable: bool = False
     attempts: int = 1
+    deferred: bool = False
 
     @property
     def outcome(self) -> Literal["delivered", "retryable", "refused"]:
@@ -86,14 +90,31 @@ class Destination(Protocol):
     def close(self) -> None: ...
 
 
+class Ledger(Protocol):
+    """What a destination may ask the run's delivery ledger (``StateStore.for_destination`` answers it):
+    the records delivered to the same Connection, and what this pipeline last delivered of a document."""
+
+    def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]: ...
+
+    def last_delivered(self, doc_ids: Iterable[str]) -> dict[str, str]: ...
+
+
 class BaseDestination:
     """Defaults for a destination kind: no pre-flight, deletes as the pipeline's ``deletes`` block says.
 
     ``path`` is the kind's default path (a deleted document's request defaults to ``path/{doc_id}``).
+    ``ledger`` is the run's delivery ledger once ``use_ledger`` gave it (``sync.resources`` does),
+    for a kind whose payloads refer to records delivered before (a FHIR reference to a Patient
+    another pipeline sent); None when the destination was opened without one.
     """
 
     path: str = "/"
     retries: int = 0
+    ledger: Ledger | None = None
+
+    def use_ledger(self, ledger: Ledger) -> None:
+        """Let the destination ask the delivery ledger what was delivered before."""
+        self.ledger = ledger
 
     def check(self) -> None:
         """Nothing to check before sending; a kind that can prove a run will fail says so here."""
@@ -111,6 +132,16 @@ class BaseDestination:
 
     def close(self) -> None:
         """Nothing held open."""
+
+
+def keep_alive(session: Any, connections: int, content_type: str) -> None:
+    """Give ``session`` a pool of ``connections`` keep-alive connections and a JSON content type."""
+    from requests.adapters import HTTPAdapter
+
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(connections, 1))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Content-Type": content_type, "Accept": content_type})
 
 
 def fill_template(template: Any, values: dict[str, str]) -> Any:

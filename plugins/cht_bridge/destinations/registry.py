@@ -11,7 +11,13 @@ from typing import Any
 
 #: ``destination.type`` -> the module under ``cht_bridge.destinations`` that serves it. The module
 #: exposes ``DESTINATION``: a class with ``configured(session, base_url, destination, delivery)``.
-KINDS: dict[str, str] = {"rest": "cht_bridge.destinations.rest"}
+KINDS: dict[str, str] = {
+    "rest": "cht_bridge.destinations.rest",
+    "rapidpro": "cht_bridge.destinations.rapidpro",
+    "openmrs": "cht_bridge.destinations.openmrs",
+    "fhir": "cht_bridge.destinations.fhir",
+    "dhis2": "cht_bridge.destinations.dhis2",
+}
 
 _registered: dict[str, Any] = {}  # kinds added at run time (a test's, a deployment's own)
 

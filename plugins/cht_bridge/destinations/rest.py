@@ -35,13 +35,12 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from cht_bridge.destinations.base import BaseDestination, Delivery, Result
-from cht_bridge.errors import AnswerLimitError, AuthError, CircuitOpenError
+from cht_bridge.destinations.base import BaseDestination, Delivery, Result, keep_alive
+from cht_bridge.errors import AuthError, CircuitOpenError
 from cht_bridge.http import reasons
-from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, request_within
-from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, retry_after
+from cht_bridge.http.read import ANSWER_LIMITS, AnswerLimits, Unanswered, answer_or_reason
+from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, delivery_policy, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,14 @@ class _Answer:
 
 
 class RestDestination(BaseDestination):
-    """POST (or PUT) JSON payloads to ``base_url + path`` on a prepared session."""
+    """POST (or PUT) JSON payloads to ``base_url + path`` on a prepared session.
+
+    A kind that sends its own bulk document (a FHIR transaction Bundle) subclasses it and keeps its
+    retries, bisection and breaker: it overrides ``_prepare`` (the request), ``_array_results``
+    (the items of a 2xx bulk answer) and ``reason_style`` (how its refusals are worded).
+    """
+
+    reason_style = reasons.DESTINATION
 
     def __init__(
         self,
@@ -94,10 +100,7 @@ class RestDestination(BaseDestination):
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._session = session
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(concurrency, 1))
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers.update({"Content-Type": "application/json", "Accept": "application/json"})
+        keep_alive(session, concurrency, "application/json")
         self._pool = (
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rest") if mode == "single" else None
         )
@@ -115,14 +118,7 @@ class RestDestination(BaseDestination):
         One place turns the checked config into a destination: Airflow's hook (with a session
         from the Connection), the benchmark worker and the crash tests (with a plain session).
         """
-        retry = RetryPolicy()
-        if delivery is not None:
-            retry = RetryPolicy(
-                retries=delivery.retries,
-                backoff_s=delivery.backoff_seconds,
-                max_backoff_s=delivery.max_backoff_seconds,
-                breaker_after=delivery.breaker_after,
-            )
+        retry = delivery_policy(delivery)
         return cls(
             session,
             base_url,
@@ -244,24 +240,20 @@ class RestDestination(BaseDestination):
                 self.retries += 1
         try:
             # No redirects: requests would turn a redirected POST into a GET and report its 200.
-            response = request_within(
-                self._session, method, url, self.limits,
+            response = answer_or_reason(
+                self._session, method, url, self.limits, conn_id=self.conn_id, system="The destination",
                 data=None if body is None else body.encode("utf-8"), headers=headers, timeout=self.timeout,
             )  # fmt: skip
-            status = response.status_code
-            kind = classify(status)
-            if kind == "auth":
-                self._refused = AuthError(self.conn_id, status, "The destination")
-                raise self._refused
-        except requests.Timeout:
-            return _Answer(_failed(items, None, f"timeout after {self.timeout:g} s", retryable=True))
-        except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
-            return _Answer(_failed(items, None, type(exc).__name__, retryable=True))
-        except AnswerLimitError as exc:
-            return _Answer(_failed(items, exc.status, f"HTTP {exc.status}: {exc}", retryable=not exc.too_large))
+        except AuthError as exc:
+            self._refused = exc
+            raise
+        if isinstance(response, Unanswered):
+            return _Answer(_failed(items, response.status, response.reason, retryable=response.retryable))
+        status = response.status_code
+        kind = classify(status)
         wait = retry_after(response.headers.get("Retry-After"))
         if kind == "delivered" and as_array:
-            return _Answer(_batch_results(items, response), wait)
+            return _Answer(self._array_results(items, response), wait)
         if kind == "delivered":
             return _Answer([Result(items[0].doc_id, True, status, _destination_id(response, _json(response)))])
         split = (
@@ -271,7 +263,7 @@ class RestDestination(BaseDestination):
             and 400 <= status < 500
             and status not in WHOLE_REQUEST_STATUSES
         )
-        results = _failed(items, status, _reason(response), retryable=kind == "retryable")
+        results = _failed(items, status, _reason(response, self.reason_style), retryable=kind == "retryable")
         return _Answer(results, wait, split)
 
     def _prepare(self, items: list[Delivery], as_array: bool) -> tuple[str, str, str | None, dict[str, str | None]]:
@@ -289,6 +281,10 @@ class RestDestination(BaseDestination):
             headers["Content-Type"] = None  # None drops the session's JSON content type: no body
         url = self._url(item.path) if item.path else self.url
         return item.method or self.method, url, item.body, headers
+
+    def _array_results(self, items: list[Delivery], response: requests.Response) -> list[Result]:
+        """The items of a 2xx answer to a batch request."""
+        return _batch_results(items, response)
 
     def _url(self, path: str) -> str:
         return self.base_url + "/" + path.lstrip("/")
@@ -356,8 +352,8 @@ def _destination_id(response: requests.Response | None, answer: Any) -> str | No
     return None
 
 
-def _reason(response: requests.Response) -> str:
-    text = reasons.answer_reason(response, reasons.DESTINATION).text
+def _reason(response: requests.Response, style: reasons.ReasonStyle = reasons.DESTINATION) -> str:
+    text = reasons.answer_reason(response, style).text
     return f"HTTP {response.status_code}: {text}" if text else f"HTTP {response.status_code}"
 
 

@@ -26,6 +26,8 @@ from cht_bridge.fhir.templates import (
 GENDERS = ("male", "female", "other", "unknown")
 #: An identifier's system names a namespace: an absolute URI (``https://…``, ``urn:oid:…``).
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+#: What a code looks like (FHIR ``code``s, status words): quoted in a reason; anything else is not.
+_CODE_LIKE = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 #: Required-binding codes the models take as any string: (resource type, element) -> the R4 value set.
 CODES: dict[tuple[str, str], tuple[str, ...]] = {
     ("ServiceRequest", "status"): SERVICE_REQUEST_STATUS,
@@ -67,7 +69,11 @@ def problems(
     A reference must name a resource of the same payload (or, inside a Bundle, an entry's
     ``fullUrl``), or one ``known`` says exists at the destination (the ledger holds its id). With
     ``identifier_system``, a Patient must carry an identifier in that system (the CHT id the
-    destination finds it again by). Codes are quoted; no other value of the payload is.
+    destination finds it again by). A code is quoted only when it looks like one (``_code``); no
+    other value of the payload is.
+
+    Total over any JSON: every element is type-checked before it is used, so an odd shape (an
+    ``identifier`` that is a number, an entry that is a string) is a reason, never an exception.
     """
     found: list[str] = []
     present = _present(resources)
@@ -76,8 +82,8 @@ def problems(
         if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
             found.append(f"resource {index}: not a FHIR resource (no resourceType)")
             continue
-        label = f"{resource['resourceType']}/{resource.get('id') or index}"
-        if resource.get("id") and label in seen:
+        label = f"{resource['resourceType']}/{_id(resource) or index}"
+        if _id(resource) and label in seen:
             found.append(f"{label}: appears twice in the payload")
         seen.add(label)
         found.extend(f"{label}: {reason}" for reason in _model_problems(resource))
@@ -111,10 +117,10 @@ def _present(resources: list[Any]) -> set[str]:
     for resource in resources:
         if not isinstance(resource, dict):
             continue
-        if resource.get("id"):
-            out.add(f"{resource.get('resourceType')}/{resource.get('id')}")
+        if _id(resource) and isinstance(resource.get("resourceType"), str):
+            out.add(f"{resource['resourceType']}/{_id(resource)}")
         if resource.get("resourceType") == "Bundle":
-            for entry in resource.get("entry") or []:
+            for entry in _list(resource.get("entry")):
                 if isinstance(entry, dict):
                     if isinstance(entry.get("fullUrl"), str):
                         out.add(entry["fullUrl"])
@@ -127,10 +133,10 @@ def _contained(resource: dict[str, Any], label: str) -> Iterable[tuple[str, dict
     if resource.get("resourceType") != "Bundle":
         yield label, resource
         return
-    for i, entry in enumerate(resource.get("entry") or []):
+    for i, entry in enumerate(_list(resource.get("entry"))):
         inner = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str):
-            yield f"{label} entry.{i} {inner['resourceType']}/{inner.get('id') or i}", inner
+            yield f"{label} entry.{i} {inner['resourceType']}/{_id(inner) or i}", inner
 
 
 def _rule_problems(
@@ -146,7 +152,7 @@ def _rule_problems(
     for (of, element), allowed in CODES.items():
         value = resource.get(element)
         if of == kind and value is not None and value not in allowed:
-            found.append(f"{label}: {element} '{_code(value)}' is not one of {', '.join(allowed)}")
+            found.append(f"{label}: {element} {_code(value)} is not one of {', '.join(allowed)}")
     for path, target in _references(resource):
         if target.startswith("#"):
             continue
@@ -160,13 +166,13 @@ def _rule_problems(
     for i, identifier in enumerate(identifiers if isinstance(identifiers, list) else [identifiers]):
         system = identifier.get("system") if isinstance(identifier, dict) else None
         if isinstance(system, str) and not _ABSOLUTE.match(system):
-            found.append(f"{label}: identifier.{i}.system '{_code(system)}' is not an absolute URI")
-    if identifier_system is not None and kind == "Patient":
-        identifiers = resource.get("identifier") or []
-        if not any(
-            isinstance(i, dict) and i.get("system") == identifier_system and i.get("value") for i in identifiers
-        ):
-            found.append(f"{label}: identifier: none in the system {identifier_system} (the CHT id)")
+            found.append(f"{label}: identifier.{i}.system {_code(system)} is not an absolute URI")
+    carried = (
+        isinstance(i, dict) and i.get("system") == identifier_system and i.get("value")
+        for i in _list(resource.get("identifier"))
+    )
+    if identifier_system is not None and kind == "Patient" and not any(carried):
+        found.append(f"{label}: identifier: none in the system {identifier_system} (the CHT id)")
     return found
 
 
@@ -177,7 +183,7 @@ def _bundle_problems(bundle: dict[str, Any]) -> list[str]:
     if kind not in ("transaction", "batch"):
         return []
     found = []
-    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    entries = [e for e in _list(bundle.get("entry")) if isinstance(e, dict)]
     names: dict[str, int] = {}
     for i, entry in enumerate(entries):
         request = entry.get("request")
@@ -204,7 +210,25 @@ def _element(path: str) -> str:
 
 
 def _code(value: Any) -> str:
-    return one_line(str(value))[:40] if isinstance(value, (str, int, float)) else type(value).__name__
+    """A value where a code belongs, quoted only when it looks like a code (a short token).
+
+    Anything else may be what a respondent typed (a phone mapped into ``gender``): reasons are
+    stored and logged, so it is described, never echoed.
+    """
+    if isinstance(value, str) and _CODE_LIKE.match(value):
+        return f"'{value}'"
+    return "(a value that is not a code)"
+
+
+def _id(resource: dict[str, Any]) -> str | None:
+    """The resource's ``id`` when it is a string (a label never shows another value)."""
+    rid = resource.get("id")
+    return rid if isinstance(rid, str) and rid else None
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a list, else none (the R4 models report the wrong type)."""
+    return value if isinstance(value, list) else []
 
 
 def _model_problems(resource: dict[str, Any]) -> list[str]:
@@ -214,9 +238,11 @@ def _model_problems(resource: dict[str, Any]) -> list[str]:
     try:
         model = get_fhir_model_class(resource["resourceType"])
     except (KeyError, ValueError):
-        return [f"'{resource['resourceType']}' is not a FHIR R4 resource type"]
+        return [f"{_code(resource['resourceType'])} is not a FHIR R4 resource type"]
     try:
         model.model_validate(resource)
+    except (TypeError, AttributeError, KeyError) as exc:  # a shape a model's own validator did not expect
+        return [f"(resource): not a valid {resource['resourceType']} ({type(exc).__name__})"]
     except ValidationError as exc:
         return [
             one_line(f"{'.'.join(str(p) for p in error['loc']) or '(resource)'}: {error['msg']}") or ""

@@ -32,6 +32,13 @@ def open_source(config: SourceConfig) -> Source:
         folder = config.folder if "://" in config.folder else from_repo(config.folder)
         return CsvFolderSource(folder, config.pattern, config.id_field)
     session, base_url = source_session(config.conn_id)
+    if config.type == "rapidpro":
+        from cht_bridge.reverse.sources.rapidpro import RapidProRunsSource
+
+        return RapidProRunsSource(
+            session, base_url, list(config.flows), timeout=config.timeout, conn_id=config.conn_id,
+            max_pages=config.max_pages, overlap_seconds=config.overlap_seconds,
+        )  # fmt: skip
     if config.type == "fhir":
         from cht_bridge.reverse.sources.fhir import FhirSearchSource
 

@@ -132,7 +132,13 @@ def read_body(response: requests.Response, limits: AnswerLimits, *, reason_only:
 
 
 def request_within(
-    session: requests.Session, method: str, url: str, limits: AnswerLimits, **kwargs: Any
+    session: requests.Session,
+    method: str,
+    url: str,
+    limits: AnswerLimits,
+    *,
+    whole: tuple[int, ...] = (),
+    **kwargs: Any,
 ) -> requests.Response:
     """Send one request that follows no redirect, and read its answer within ``limits``.
 
@@ -140,7 +146,9 @@ def request_within(
     would take a POST's meaning or the credentials elsewhere (requests turns a redirected POST into
     a GET), and an answer read without a deadline and a cap could hold the task for ever. A 2xx
     body is read whole (``response.content``), an error answer only for its reason, a refusal of
-    the credentials (401/403) not at all: its connection is closed.
+    the credentials (401/403) not at all: its connection is closed. The statuses in ``whole`` are
+    read whole too, within ``limits``: error answers that carry per-record results (DHIS2's 409
+    import summary lists every rejected value).
 
     :raises AnswerLimitError: the body broke ``limits``; its ``status`` is the answer's.
     :raises requests.RequestException: no answer, or the connection broke or stalled.
@@ -151,10 +159,50 @@ def request_within(
         response.close()
         return response
     try:
-        read_body(response, limits, reason_only=kind != "delivered")
+        read_body(response, limits, reason_only=kind != "delivered" and response.status_code not in whole)
     except AnswerLimitError as exc:
         exc.status = response.status_code
         raise
+    return response
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """Why one request got no answer a destination can read: its reason, and whether to try again."""
+
+    status: int | None  # the answer's status when its body broke the limits, else None
+    reason: str  # one line, without the URL (it may hold query values)
+    retryable: bool
+
+
+def answer_or_reason(
+    session: requests.Session,
+    method: str,
+    url: str,
+    limits: AnswerLimits,
+    *,
+    conn_id: str,
+    system: str,
+    timeout: float,
+    **kwargs: Any,
+) -> requests.Response | Unanswered:
+    """``request_within``, with the ways of getting no answer turned into one ``Unanswered``.
+
+    Every destination sends its requests through this, so a timeout, a broken connection and an
+    answer over its limits read the same in every ledger, and a refused login stops every kind.
+
+    :raises AuthError: 401/403 (repeating a refused login locks accounts).
+    """
+    try:
+        response = request_within(session, method, url, limits, timeout=timeout, **kwargs)
+    except requests.Timeout:
+        return Unanswered(None, f"timeout after {timeout:g} s", True)
+    except requests.RequestException as exc:  # no str(exc): it holds the URL with its query
+        return Unanswered(None, type(exc).__name__, True)
+    except AnswerLimitError as exc:
+        return Unanswered(exc.status, f"HTTP {exc.status}: {exc}", not exc.too_large)
+    if classify(response.status_code) == "auth":
+        raise AuthError(conn_id, response.status_code, system)
     return response
 
 

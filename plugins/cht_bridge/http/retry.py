@@ -40,6 +40,18 @@ class RetryPolicy:
     breaker_after: int = 10
 
 
+def delivery_policy(delivery: object | None) -> RetryPolicy:
+    """The policy a pipeline file's ``delivery`` block sets (``None``: the defaults)."""
+    if delivery is None:
+        return RetryPolicy()
+    return RetryPolicy(
+        retries=delivery.retries,  # type: ignore[attr-defined]
+        backoff_s=delivery.backoff_seconds,  # type: ignore[attr-defined]
+        max_backoff_s=delivery.max_backoff_seconds,  # type: ignore[attr-defined]
+        breaker_after=delivery.breaker_after,  # type: ignore[attr-defined]
+    )
+
+
 def classify(status: int | None) -> str:
     """What an answer means for the payload: ``delivered``, ``retryable``, ``auth`` or ``permanent``.
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 import hashlib
 import re
 
+from cht_bridge.state.keys import idempotency_key
+
+__all__ = ["idempotency_key", "payload_hash"]
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -24,8 +28,3 @@ def payload_hash(canonical_json: str) -> str:
         # Node's Buffer.from(string) writes a lone surrogate as U+FFFD.
         data = _LONE_SURROGATE.sub("\ufffd", canonical_json).encode("utf-8")
     return hashlib.sha256(data).hexdigest()
-
-
-def idempotency_key(pipeline: str, doc_id: str, digest: str) -> str:
-    """A stable key per (pipeline, document, payload): a retry of the same payload repeats it."""
-    return hashlib.sha256(f"{pipeline}\n{doc_id}\n{digest}".encode()).hexdigest()[:32]

@@ -2,7 +2,9 @@
 existing CHT contact (link), needs a person to look (review), or is new.
 
 A deterministic pass (shared identifier; phone + date of birth) runs first, then Splink 5 on an
-in-process DuckDB scores the rest with a fixed model shipped as ``model.json``.
+in-process DuckDB scores the rest with the model shipped as ``model.json``, or with one trained on
+the deployment's own people and reviewers' answers (``training.py``; ``python -m
+cht_bridge.matching train``), passed as ``MatchConfig.model`` (``config_for_model``).
 
 .. code-block:: python
 

@@ -43,3 +43,16 @@ def write_decisions(path: str | Path, decisions: Sequence[Decision]) -> None:
         for d in decisions:
             probability = "" if d.probability is None else f"{d.probability:.6f}"
             writer.writerow([d.incoming_id, d.decision, d.existing_id or "", probability, d.same_as or "", d.reason])
+
+
+PEOPLE_COLUMNS = ("id", "given_name", "family_name", "sex", "date_of_birth", "phone", "place", "area", "identifier")
+
+
+def write_people(path: str | Path, people: Sequence[Person]) -> None:
+    """Write people in the form ``read_people`` reads (area ids joined by ``;``)."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PEOPLE_COLUMNS)
+        for p in people:
+            row = [p.id, p.given_name, p.family_name, p.sex, p.date_of_birth, p.phone, p.place, ";".join(p.area)]
+            writer.writerow(["" if value is None else value for value in [*row, p.identifier]])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 DecisionKind = Literal["link", "review", "new"]
 
@@ -42,6 +42,9 @@ class MatchConfig:
         row made on its own, or go to review.
     :param max_candidates: the best candidates kept per incoming person, which is how many a
         reviewer is offered (a reverse pipeline's ``review.max_candidates``).
+    :param model: a trained model (``python -m cht_bridge.matching train``) as a dict; ``None``
+        scores with the shipped ``model.json``. Use :func:`config_for_model` to take its
+        thresholds and match share too.
     """
 
     # The candidate probabilities are calibrated (on the synthetic population, the share of wrong
@@ -60,6 +63,7 @@ class MatchConfig:
     rival_probability: float = 0.01
     same_as_upper: float | None = 0.99
     max_candidates: int = 3
+    model: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.lower <= self.upper <= 1.0:
@@ -72,6 +76,20 @@ class MatchConfig:
             raise ValueError("max_candidates must be at least 1")
 
 
+def config_for_model(model: dict[str, Any] | None, **overrides: Any) -> MatchConfig:
+    """A configuration that scores with ``model`` and takes the thresholds and the share of
+    incoming people who already exist that training chose for it; ``overrides`` (the pipeline
+    file's or the command line's, ``None`` values ignored) win."""
+    chosen = (model or {}).get("cht_bridge", {})
+    values: dict[str, Any] = {
+        key: chosen[key]
+        for key in ("upper", "lower", "expected_match_share", "corroborated_link")
+        if chosen.get(key) is not None
+    }
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return MatchConfig(model=model, **values)
+
+
 @dataclass(frozen=True)
 class Candidate:
     """An existing person the incoming one may be; ``reason`` holds no personal data."""
@@ -79,6 +97,8 @@ class Candidate:
     existing_id: str
     probability: float
     reason: str
+    #: per field: (comparison, words, match weight in bits), strongest first (``evidence.py``)
+    evidence: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from cht_bridge.matching.decisions import Candidate, Decision, MatchConfig, decide
@@ -34,6 +34,24 @@ class _Ranked(NamedTuple):
 _NOTHING = _Ranked([], 0.0, {})
 
 
+@dataclass(frozen=True)
+class Scored:
+    """Everything the thresholds act on, computed once: the ranked candidates of each incoming
+    person, the deterministic index and the within-list pairs. ``decide_all`` turns it into
+    decisions for any thresholds, which is how training tries many of them quickly."""
+
+    incoming: Sequence[Person]
+    keys: list[str]
+    phones: list[str | None]
+    ranked: dict[str, _Ranked]
+    index: DeterministicIndex
+    within: list[ScoredPair]
+
+    def any_match(self, position: int) -> float:
+        """Probability that incoming person ``position`` is one of the existing people."""
+        return self.ranked.get(self.keys[position], _NOTHING).any_match
+
+
 def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchConfig | None = None) -> list[Decision]:
     """Decide link/review/new for every incoming person, in input order.
 
@@ -41,10 +59,18 @@ def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchC
 
     :param incoming: people from the EMR list (ids must be unique within the list).
     :param existing: people already in CHT (ids unique).
-    :param config: thresholds and options; defaults to :class:`MatchConfig`'s.
+    :param config: thresholds and options (and the model, ``config.model``); defaults to
+        :class:`MatchConfig`'s.
     :raises ValueError: when ids repeat within one list.
     """
     config = config or MatchConfig()
+    decisions = decide_all(score_people(incoming, existing, config), config)
+    _log_summary(decisions)
+    return decisions
+
+
+def score_people(incoming: Sequence[Person], existing: Sequence[Person], config: MatchConfig) -> Scored:
+    """Clean, score and rank: every step of :func:`match` before the thresholds."""
     _require_unique_ids(incoming, "incoming")
     _require_unique_ids(existing, "existing")
     existing_phones = [e164(person, config.region) for person in existing]
@@ -62,18 +88,21 @@ def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchC
         prior_between=config.expected_match_share / max(len(existing), 1),
         prior_within=config.duplicate_share / max(len(incoming), 1),
         threads=config.threads,
+        model=config.model,
     )
-
     existing_ids = {key: person.id for key, person in zip(existing_keys, existing, strict=True)}
     ranked = _rank(between, existing_ids, config.expected_match_share, config.max_candidates)
     index = DeterministicIndex(existing, existing_phones, config.shared_phone_count)
+    return Scored(incoming, incoming_keys, incoming_phones, ranked, index, within)
+
+
+def decide_all(scored: Scored, config: MatchConfig) -> list[Decision]:
+    """Apply the policy (deterministic pass, thresholds, within-list duplicates) to scored people."""
     decisions = [
-        _decide_one(person, phone, ranked.get(key, _NOTHING), index, config)
-        for key, person, phone in zip(incoming_keys, incoming, incoming_phones, strict=True)
+        _decide_one(person, phone, scored.ranked.get(key, _NOTHING), scored.index, config)
+        for key, person, phone in zip(scored.keys, scored.incoming, scored.phones, strict=True)
     ]
-    decisions = _mark_duplicates(decisions, incoming, within, config)
-    _log_summary(decisions)
-    return decisions
+    return _mark_duplicates(decisions, scored.incoming, scored.within, config)
 
 
 def _decide_one(
@@ -157,7 +186,12 @@ def _rank(
         none_of_them = max(1.0 - match_share, 1e-9) * 2.0 ** (-top) if top < 1000 else 0.0
         total = none_of_them + sum(relative)
         candidates = [
-            Candidate(existing_ids[pair.left], odds / total, _reason(pair))
+            Candidate(
+                existing_ids[pair.left],
+                odds / total,
+                _reason(pair),
+                tuple(sorted(pair.evidence, key=lambda item: -abs(item[2]))),
+            )
             for pair, odds in zip(found, relative, strict=True)
         ]
         order = sorted(range(len(found)), key=lambda i: (-candidates[i].probability, candidates[i].existing_id))

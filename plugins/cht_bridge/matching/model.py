@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 MODEL_PATH = Path(__file__).with_name("model.json")
+#: The key of a model file under which the bridge keeps what Splink does not read: the trained
+#: thresholds, the prior share of matches, the columns compared, metrics (``training.py``).
+BRIDGE_KEY = "cht_bridge"
 
 # Names are compared as token sets (sorted, de-duplicated), so "Akinyi Grace" = "Grace Akinyi".
 _FUZZY_TOKENS = (
@@ -29,6 +32,16 @@ _O_A_PAIR = (
     "AND substr(x, 2) = substr(y, 2))), true))) > 0"
 )
 _COMMON_TOKENS = 'len(list_intersect("names_l", "names_r"))'
+_RUN_TOGETHER = (
+    'len(list_filter("names_l", x -> len(list_filter("names_r", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0 '
+    'OR len(list_filter("names_r", x -> len(list_filter("names_l", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0'
+)
+# Tokens shared, or (4 letters or more) one keystroke apart: "yusuf"/"yukuf", "kendi"/"kemdi" are
+# below any useful Jaro-Winkler cut-off, yet one letter is what a typo changes.
+_NEAR_TOKENS = (
+    'len(list_filter("names_l", x -> list_contains("names_r", x) OR (length(x) >= 4 AND '
+    'list_min(list_transform("names_r", y -> damerau_levenshtein(x, y))) <= 1)))'
+)
 
 
 def _level(sql: str, label: str, m: float, u: float, **extra: Any) -> dict[str, Any]:
@@ -70,8 +83,20 @@ NAME = {
             0.0005,
             0.005,
         ),
-        # Sharing one token is what household members do (the family name), so it counts
-        # slightly against: the other names disagree.
+        _level(f"{_NEAR_TOKENS} >= 2", ">= 2 tokens shared or one letter apart", 0.04, 2e-5),
+        # "Graceansomaa" for "Grace Ansomaa": one side wrote two names as one.
+        _level(f"{_RUN_TOGETHER}", "two names written as one", 0.01, 1e-5),
+        # Sharing one token is what household members do (the family name). Random pairs rarely
+        # share a phone, so sampling cannot see that people who do share one (a household)
+        # also share a family name about half the time: this level's u says so, and training
+        # leaves it (the phone already counted the household once).
+        _level(
+            f'{_COMMON_TOKENS} = 1 AND "phone_l" = "phone_r"',
+            "one token shared, same phone (a relative?)",
+            0.025,
+            0.5,
+            fix_u_probability=True,
+        ),
         _level(f"{_COMMON_TOKENS} = 1", "one token shared", 0.03, 0.06),
         _level(f"{_FUZZY_TOKENS} = 1", "one token alike", 0.01, 0.01),
         _level("ELSE", "names differ", 0.01, 0.96),
@@ -112,6 +137,14 @@ DATE_OF_BIRTH = {
             0.002,
         ),
         _level('"birth_year_l" = "birth_year_r"', "same year", 0.05, 0.015),
+        # An age re-estimated keeps the birthday: same day and month, the year one or two off.
+        _level(
+            '"birth_month_l" = "birth_month_r" AND "birth_day_l" = "birth_day_r" '
+            'AND NOT ("birth_month_l" = 1 AND "birth_day_l" = 1) AND abs("birth_year_l" - "birth_year_r") <= 2',
+            "same birthday, year 1-2 apart",
+            0.04,
+            0.0002,
+        ),
         _level('abs("birth_year_l" - "birth_year_r") <= 2', "1-2 years apart", 0.07, 0.068),
         _level('abs("birth_year_l" - "birth_year_r") <= 9', "3-9 years apart (age re-estimated)", 0.045, 0.165),
         # Another generation: the father or daughter who shares a name and a household.
@@ -141,7 +174,16 @@ PLACE = {
         # Phone and place are both household evidence; when the phone already agrees, the same
         # place adds little (P(place | phone agrees) is high for matches and non-matches alike).
         # Without this level a sibling would score as a household twice over.
-        _level('"phone_l" = "phone_r"', "phone agrees already (place counted once)", 0.5, 0.25),
+        _level(
+            '"phone_l" = "phone_r"',
+            "phone agrees already (place counted once)",
+            0.5,
+            0.25,
+            # Not a fact about places to estimate: the level only keeps the phone's evidence from
+            # being counted twice, so training leaves its (near-neutral) values alone.
+            fix_m_probability=True,
+            fix_u_probability=True,
+        ),
         # The same floor for the household: new members join it between two EMR visits.
         _level('"place_l" = "place_r"', "same place", 0.30, 1e-3, **_tf("place", floor=1e-3)),
         _level(
@@ -175,6 +217,11 @@ BLOCKING_RULES = [
         "blocking_rule": 'l."names" = r."names" AND l."places" = r."places"',
         "arrays_to_explode": ["names", "places"],
     },
+    # Narrower versions of the two place rules above, for data whose places are villages of a
+    # hundred people rather than households: training keeps only the rules whose pairs stay few
+    # (``training.MAX_PAIRS_PER_ROW``), and these then still find the misspelt in their village.
+    {"blocking_rule": 'l."place" = r."place" AND l."birth_year" = r."birth_year"'},
+    {"blocking_rule": 'l."names" = r."names" AND l."place" = r."place"', "arrays_to_explode": ["names"]},
     # A one-digit phone typo leaves one half of the number intact.
     {"blocking_rule": 'substr(l."phone", 1, 9) = substr(r."phone", 1, 9)'},
     {"blocking_rule": 'right(l."phone", 5) = right(r."phone", 5)'},
@@ -199,6 +246,25 @@ def settings() -> dict[str, Any]:
 def load_model() -> dict[str, Any]:
     """The shipped model as a settings dict (a fresh copy each call)."""
     return json.loads(MODEL_PATH.read_text())
+
+
+def load_model_file(path: str | Path) -> dict[str, Any]:
+    """A model file (shipped or trained) as a dict.
+
+    :raises ValueError: naming the file when it is not JSON or holds no comparisons.
+    """
+    try:
+        model = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable model file ({type(error).__name__})") from None
+    if not isinstance(model, dict) or not isinstance(model.get("comparisons"), list) or not model["comparisons"]:
+        raise ValueError(f"{path}: not a model file (no comparisons)")
+    return model
+
+
+def save_model_file(path: str | Path, model: dict[str, Any]) -> None:
+    """Write a model so that ``load_model_file`` gives it back unchanged (sorted keys, stable)."""
+    Path(path).write_text(json.dumps(model, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -62,10 +62,11 @@ class HousekeepingOperator(BaseOperator):
             report = housekeeping(Path(self.reverse_folder), bridge_home(), datetime.now(UTC), settings, dry_run)
         result = {**report.as_dict(), **settings}
         self.log.info(
-            "housekeeping%s: %d inbound records erased %s, %d CSV drop files deleted %s, %d dry-run files deleted "
-            "(retention_days=%d csv_days=%d dry_run_days=%d)",
+            "housekeeping%s: %d inbound records erased %s, %d reviewers' answers' person fields erased, "
+            "%d CSV drop files deleted %s, %d dry-run files deleted (retention_days=%d csv_days=%d dry_run_days=%d)",
             " (dry run: nothing removed, counts are what would be)" if dry_run else "",
-            result["records_erased"], result["records_erased_by_pipeline"], result["csv_files_deleted"],
+            result["records_erased"], result["records_erased_by_pipeline"], result["label_people_erased"],
+            result["csv_files_deleted"],
             result["csv_files_by_pipeline"], result["dry_run_files_deleted"], settings["retention_days"],
             settings["csv_days"], settings["dry_run_days"],
         )  # fmt: skip

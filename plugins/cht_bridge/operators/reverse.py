@@ -37,6 +37,14 @@ def cht_api(pipeline: Any) -> Any:
     return ChtHook(pipeline.target.conn_id).get_api_client(pipeline.target.timeout)
 
 
+def places_for(pipeline: Any, api: Any = None) -> Any:
+    """The place table, with ``phone:`` codes resolved where CHT has the phone registered."""
+    from cht_bridge.reverse.phone_places import RegisteredPlaces
+    from cht_bridge.reverse.places import load_place_table
+
+    return RegisteredPlaces(load_place_table(pipeline.places.table), api or cht_api(pipeline), pipeline.match.region)
+
+
 class ReverseStepOperator(BaseOperator):
     """One step of a reverse pipeline: ``receive`` (and a replay of the rows the run's Params
     choose), ``match``, ``write``, or ``reviews`` (the ``[source id, version]`` keys of the rows
@@ -71,20 +79,31 @@ class ReverseStepOperator(BaseOperator):
                 raise AirflowSkipException("dry run of a replay: nothing is read, matched or written")
             with ledger_for(pipeline) as ledger:
                 if self.step == "reviews":  # what the review task is mapped over: ids only
-                    return ledger.review_keys(pipeline.name)
+                    from cht_bridge.reverse.review import review_order
+                    from cht_bridge.state.inbound import REVIEW
+
+                    return review_order(ledger.rows(pipeline.name, [REVIEW]))
                 counts = (
                     {} if dry_run else getattr(self, f"_{self.step}")(pipeline, ledger, context["run_id"]).as_xcom()
                 )
                 if self.step == "receive" and choice is not None:  # after the read: a newer version wins
                     counts["replay"] = self._replay(pipeline, ledger, context["run_id"], choice).as_xcom()
                 self.log.info("%s %s: %s; ledger %s", pipeline.name, self.step, counts, ledger.counts(pipeline.name))
+                if not dry_run:
+                    self._metrics(pipeline.name, ledger, counts)
                 return counts
 
+    def _metrics(self, name: str, ledger: Any, counts: dict[str, Any]) -> None:
+        from cht_bridge.operators import metrics
+        from cht_bridge.ui.queries import reverse_lag_seconds
+
+        lag = reverse_lag_seconds(ledger.store, name) if self.step == "write" else None
+        metrics.reverse_step(name, self.step, counts, lag)
+
     def _replay(self, pipeline: Any, ledger: Any, run_id: str, choice: Any) -> Any:
-        from cht_bridge.reverse.places import load_place_table
         from cht_bridge.reverse.run import replay
 
-        return replay(pipeline, ledger, load_place_table(pipeline.places.table), choice, run_id)
+        return replay(pipeline, ledger, places_for(pipeline), choice, run_id)
 
     def _receive(self, pipeline: Any, ledger: Any, run_id: str) -> Any:
         from cht_bridge.hooks.source import open_source
@@ -101,11 +120,10 @@ class ReverseStepOperator(BaseOperator):
             mapper.close()
 
     def _match(self, pipeline: Any, ledger: Any, run_id: str) -> Any:
-        from cht_bridge.reverse.places import load_place_table
         from cht_bridge.reverse.run import match_received
 
-        places = load_place_table(pipeline.places.table)
-        return match_received(pipeline, ledger, cht_api(pipeline), places, run_id)
+        api = cht_api(pipeline)
+        return match_received(pipeline, ledger, api, places_for(pipeline, api), run_id)
 
     def _write(self, pipeline: Any, ledger: Any, run_id: str) -> Any:
         from cht_bridge.reverse.run import write_ready

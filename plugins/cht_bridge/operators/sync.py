@@ -32,6 +32,7 @@ class ChtSyncOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from cht_bridge.config import load_pipeline
+        from cht_bridge.operators import metrics
         from cht_bridge.operators.params import backfill_window
         from cht_bridge.operators.resources import dry_run_for, failing_plainly, finish
         from cht_bridge.sync import run_pipeline
@@ -48,10 +49,12 @@ class ChtSyncOperator(BaseOperator):
             )
             dry_run = dry_run_for(params, pipeline.name, run_id)
             with opened(pipeline) as r:
-                summary = run_pipeline(
-                    pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
-                    window=window, dry_run=dry_run, key_salt=run_id, logger=self.log,
-                )  # fmt: skip
+                with metrics.breaker_recorded(r.store, pipeline.name, dry_run is not None):
+                    summary = run_pipeline(
+                        pipeline, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
+                        window=window, dry_run=dry_run, key_salt=run_id, logger=self.log,
+                    )  # fmt: skip
+                metrics.sync_run(summary)
                 selection = window.describe() if window else {"changes_since": summary.start_seq}
                 return finish(self.log, r.store, pipeline.name, summary, dry_run, selection)
 
@@ -73,6 +76,7 @@ class ChtReplayOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from cht_bridge.config import find_pipeline
+        from cht_bridge.operators import metrics
         from cht_bridge.operators.params import parse_time, string_list
         from cht_bridge.operators.resources import dry_run_for, failing_plainly, finish
         from cht_bridge.sync import replay_documents
@@ -89,9 +93,11 @@ class ChtReplayOperator(BaseOperator):
             with opened(pipeline) as r:
                 rows = r.store.select(pipeline.name, statuses=statuses, doc_ids=doc_ids, since=since, until=until)
                 self.log.info("pipeline %s: replaying %d documents (status %s)", pipeline.name, len(rows), status)
-                summary = replay_documents(
-                    pipeline, rows, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
-                    dry_run=dry_run, logger=self.log,
-                )  # fmt: skip
+                with metrics.breaker_recorded(r.store, pipeline.name, dry_run is not None):
+                    summary = replay_documents(
+                        pipeline, rows, client=r.client, destination=r.destination, store=r.store, mapper=r.mapper,
+                        dry_run=dry_run, logger=self.log,
+                    )  # fmt: skip
+                metrics.sync_run(summary)
                 selection = {"statuses": list(statuses), "doc_ids": list(doc_ids or []), "count": len(rows)}
                 return finish(self.log, r.store, pipeline.name, summary, dry_run, selection)

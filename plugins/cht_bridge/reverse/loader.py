@@ -38,14 +38,15 @@ TOP_KEYS = {
     "name", "description", "schedule", "start_date", "source", "relevant_to", "mapping", "match", "places",
     "target", "review", "script_timeout_ms", "state", "retries", "task_timeout_minutes", "tags",
 }  # fmt: skip
-SOURCE_TYPES = ("fhir", "rest", "csv")
+SOURCE_TYPES = ("fhir", "rest", "csv", "rapidpro")
 SOURCE_KEYS = {
     "fhir": {"type", "conn_id", "resource", "params", "page_size", "timeout", "max_pages", "clock_skew_minutes"},
     "rest": {"type", "conn_id", "path", "items", "id_field", "version_field", "paging", "params", "timeout"}
     | {"max_pages"},
     "csv": {"type", "folder", "pattern", "id_field"},
+    "rapidpro": {"type", "conn_id", "flows", "timeout", "max_pages", "overlap_seconds"},
 }
-MATCH_KEYS = {"upper", "lower", "margin", "region", "identifier_field"}
+MATCH_KEYS = {"upper", "lower", "margin", "region", "identifier_field", "model"}
 PLACE_KEYS = {"table", "key"}
 TARGET_KEYS = {"conn_id", "form", "person_type", "people_api", "timeout"}
 PEOPLE_APIS = ("legacy", "v1_person")
@@ -137,6 +138,8 @@ def _source(value: Any, problems: _Problems) -> SourceConfig | None:
         )
     conn_id = _conn_id(value.get("conn_id"), "source.conn_id", problems)
     common["max_pages"] = _int(value.get("max_pages", DEFAULT_MAX_PAGES), "source.max_pages", 1, 1_000_000, problems)
+    if kind == "rapidpro":
+        return _rapidpro_source(value, common, conn_id, problems)
     if kind == "fhir":
         resource = value.get("resource")
         if not isinstance(resource, str) or not resource[:1].isupper() or not resource.isalpha():
@@ -161,6 +164,21 @@ def _source(value: Any, problems: _Problems) -> SourceConfig | None:
         version_field=_text(value, "version_field", "source", problems),
         paging=_paging(value.get("paging", {"type": "none"}), problems),
     )
+
+
+def _rapidpro_source(value: dict, common: dict[str, Any], conn_id: str | None, problems: _Problems) -> SourceConfig:
+    """RapidPro runs: the flows' UUIDs, and the overlap of each incremental read."""
+    flows = value.get("flows")
+    if not isinstance(flows, list) or not flows or not all(isinstance(f, str) and f.strip() for f in flows):
+        problems.add("source.flows", "required: a list of flow UUIDs whose completed runs are read")
+        flows = []
+    overlap = _number(value.get("overlap_seconds", 60), "source.overlap_seconds", 0, 86400, problems)
+    if isinstance(common.get("max_pages"), int) and common["max_pages"] < len(flows):
+        problems.add(
+            "source.max_pages", f"must be at least the number of flows ({len(flows)}): each reads a page a run"
+        )
+    common = {k: v for k, v in common.items() if k != "page_size"}  # RapidPro pages by 250
+    return SourceConfig(**common, conn_id=conn_id, flows=tuple(flows), overlap_seconds=overlap)
 
 
 def _paging(value: Any, problems: _Problems) -> dict[str, Any]:
@@ -198,7 +216,30 @@ def _match(value: Any, problems: _Problems) -> MatchSettings:
     region = section.get("region", "KE")
     if not isinstance(region, str) or len(region) != 2 or not region.isalpha():
         problems.add("match.region", "must be a two-letter country code such as KE or UG")
-    return MatchSettings(**limits, region=str(region).upper(), identifier_field=identifier)
+    model = section.get("model")
+    if model is not None and not _model_ok(model):
+        problems.add(
+            "match.model", "must be 'learned' or the path of a model file (python -m cht_bridge.matching train)"
+        )
+    return MatchSettings(**limits, region=str(region).upper(), identifier_field=identifier, model=model)
+
+
+def _model_ok(value: Any) -> bool:
+    """``learned``, or a model file that exists and holds comparisons (read at parse time, as JSON:
+    the matching package itself imports Splink, too heavy for a DAG file)."""
+    import json
+
+    from cht_bridge.reverse.places import from_repo
+
+    if value == "learned":
+        return True
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        model = json.loads(from_repo(value).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(model, dict) and bool(model.get("comparisons"))
 
 
 def _places(value: Any, problems: _Problems) -> PlaceSettings | None:

@@ -33,7 +33,7 @@ PERSON_FIELDS = ("given_name", "family_name", "name", "sex", "date_of_birth", "p
 class SourceConfig:
     """Where the list comes from. Credentials live in the Airflow Connection ``conn_id``."""
 
-    type: str  # fhir | rest | csv
+    type: str  # fhir | rest | csv | rapidpro
     conn_id: str | None = None
     resource: str | None = None  # fhir: the resource type searched (Patient, ServiceRequest, Task…)
     path: str | None = None  # rest: the endpoint under the Connection's host
@@ -46,8 +46,10 @@ class SourceConfig:
     folder: str | None = None  # csv: the folder lists are dropped into
     pattern: str = "*.csv"  # csv
     timeout: float = 30.0
-    max_pages: int = DEFAULT_MAX_PAGES  # fhir/rest: pages one run reads at most
+    max_pages: int = DEFAULT_MAX_PAGES  # fhir/rest/rapidpro: pages one run reads at most (rapidpro: all flows)
     clock_skew_minutes: float = DEFAULT_CLOCK_SKEW_MINUTES  # fhir
+    flows: tuple[str, ...] = ()  # rapidpro: the flows (UUIDs) whose completed runs are read
+    overlap_seconds: float = 60.0  # rapidpro: how far before the watermark each read starts
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class MatchSettings:
     margin: float | None = None  # top two candidates closer than this: a person decides
     region: str = "KE"  # phones without a country code are read in this region
     identifier_field: str | None = "external_id"  # CHT person property holding the source's id
+    # None: the shipped model; "learned": the newest model cht_bridge_matching_train stored that
+    # passed its checks (else the shipped one); any other text: a model file (relative: from the repo)
+    model: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,12 @@ reviewed like code and changes without touching CHT.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from cht_bridge.errors import ConfigError
+from cht_bridge.tables import REPO, from_repo, load_table, normal
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def from_repo(path: str | Path) -> Path:
-    """A path from a pipeline file: absolute as given, relative from the repository root."""
-    path = Path(path)
-    return path if path.is_absolute() else REPO / path
+__all__ = ["REPO", "PlaceTable", "from_repo", "load_place_table"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +25,7 @@ class PlaceTable:
     def place_for(self, code: object) -> str | None:
         if code is None:
             return None
-        return self.places.get(_normal(str(code)))
+        return self.places.get(normal(str(code)))
 
 
 def load_place_table(path: str | Path) -> PlaceTable:
@@ -40,31 +33,4 @@ def load_place_table(path: str | Path) -> PlaceTable:
 
     :raises ConfigError: naming the file and the line of a bad or repeated code.
     """
-    path = from_repo(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(str(path), [f"places.table: cannot read the file: {exc.strerror}"]) from exc
-    reader = csv.DictReader(text.splitlines())
-    missing = {"code", "place_id"} - set(reader.fieldnames or [])
-    if missing:
-        raise ConfigError(
-            str(path), [f"header: needs the columns code and place_id (missing: {', '.join(sorted(missing))})"]
-        )
-    places: dict[str, str] = {}
-    problems: list[str] = []
-    for line, row in enumerate(reader, start=2):
-        code, place_id = _normal(row.get("code") or ""), (row.get("place_id") or "").strip()
-        if not code or not place_id:
-            problems.append(f"line {line}: code and place_id are both required")
-        elif code in places and places[code] != place_id:
-            problems.append(f"line {line}: code '{code}' is already mapped to another place")
-        else:
-            places[code] = place_id
-    if problems:
-        raise ConfigError(str(path), problems)
-    return PlaceTable(str(path), places)
-
-
-def _normal(code: str) -> str:
-    return " ".join(code.split()).casefold()
+    return PlaceTable(*load_table(path, "code", "place_id", setting="places.table"))

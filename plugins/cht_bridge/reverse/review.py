@@ -3,10 +3,17 @@
 The reviewer must see names, dates of birth and phones to decide, so this text goes only to the
 Airflow UI's human-in-the-loop question (stored with the task in Airflow's database), never to
 logs or XCom. Candidates are read fresh from CHT, so the reviewer sees them as they are now.
+
+Under the values, the matcher's evidence per field in words ("same date of birth", "phone differs
+in one digit", "the name is a common one in this area") with the match weight each contributed
+(bits: + for the same person, - against), so the reviewer sees why it hesitated. The questions
+of one run are asked most uncertain first (``review_order``): those are where a person's answer
+changes the most, and where the matcher learns the most from it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +56,7 @@ def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Que
             [places.get(_parent(docs.get(c, {})) or "", {}).get("name") for c in ids],
         ),
         ("CHT id", "", ids),
+        *_evidence_lines(row.candidates),
         ("Why a candidate", "", [c.get("reason") for c in row.candidates]),
     ]
     table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -67,6 +75,45 @@ def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Que
         "(the next run asks again).\n\n" + offer_block(Offer(row.source_id, offered))
     )
     return Question(f"{pipeline.name}: who is record {row.source_id}?", body, option_labels(offered))
+
+
+_FIELDS = (
+    ("names", "Name"),
+    ("date_of_birth", "Date of birth"),
+    ("sex", "Sex"),
+    ("phone", "Phone"),
+    ("place", "Place"),
+)
+
+
+def _evidence_lines(candidates: list[dict[str, Any]]) -> list[tuple[str, Any, list[Any]]]:
+    """One table line per compared field: each candidate's evidence in words and its weight."""
+    found = [{item[0]: item for item in c.get("evidence") or []} for c in candidates]
+    lines = []
+    for field, title in _FIELDS:
+        if not any(field in evidence for evidence in found):
+            continue
+        cells = [
+            f"{evidence[field][1]} ({evidence[field][2]:+.1f})" if field in evidence else None for evidence in found
+        ]
+        lines.append((f"Evidence: {title.lower()}", "", cells))
+    return lines
+
+
+def review_order(rows: list[InboundRow]) -> list[list[str]]:
+    """``[source_id, source_version]`` of ``review`` rows, most uncertain first: the best candidate's
+    probability nearest an even chance (in log-odds), then the oldest first. A row without a
+    probability (a shared identifier or phone) is as uncertain as can be."""
+
+    def distance(row: InboundRow) -> float:
+        p = row.probability
+        if p is None:
+            return 0.0
+        p = min(max(p, 1e-12), 1 - 1e-12)
+        return abs(math.log2(p / (1 - p)))
+
+    ordered = sorted(enumerate(rows), key=lambda item: (distance(item[1]), item[0]))
+    return [[row.source_id, row.source_version] for _, row in ordered]
 
 
 def _parent(doc: dict[str, Any]) -> str | None:

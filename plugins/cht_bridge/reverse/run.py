@@ -23,6 +23,7 @@ from cht_bridge.cht.api import ChtApiClient, WriteError
 from cht_bridge.mapping import Mapper
 from cht_bridge.reverse.choices import Choice, Kind
 from cht_bridge.reverse.model import ReversePipeline
+from cht_bridge.reverse.phone_places import code_label
 from cht_bridge.reverse.places import PlaceTable
 from cht_bridge.reverse.sources.base import Source
 from cht_bridge.state.inbound import (
@@ -79,19 +80,26 @@ def receive(
     """Read the source from its checkpoint; add each new (id, version) to the ledger, mapped.
 
     Each page's rows and the checkpoint after it are written in one transaction, so a crash
-    re-reads at most one page, and the ledger's key makes that re-read add nothing.
+    re-reads at most one page, and the ledger's key makes that re-read add nothing. A source whose
+    records are final once read (``once_per_id``, e.g. completed RapidPro runs) gets one row per
+    id: a new version of a record whose row is not waiting for a fix is ``already_received``.
     """
     counts = {"read": 0, "received": 0, "unchanged": 0, "filtered": 0, "mapping_failed": 0, "superseded": 0, "pages": 0}
+    once_per_id = bool(getattr(source, "once_per_id", False))
     started = time.monotonic()
     for page in source.pages(ledger.checkpoint(pipeline.name)):
         counts["pages"] += 1
         counts["read"] += len(page.records)
         seen = ledger.seen(pipeline.name, [(r.id, r.version) for r in page.records])
+        settled = ledger.settled(pipeline.name, [r.id for r in page.records]) if once_per_id else set()
         fresh, keys = [], set()
         rows: list[InboundRow] = []
         for record in page.records:
             if (record.id, record.version) in seen or (record.id, record.version) in keys:
                 counts["unchanged"] += 1
+                continue
+            if record.id in settled:  # a final record touched again upstream: written once already
+                _bump(counts, "already_received")
                 continue
             keys.add((record.id, record.version))
             refused = refused_row(pipeline.name, record.id, record.version)
@@ -131,6 +139,7 @@ def receive(
             "%s: page %d read=%d new=%d unchanged=%d", pipeline.name, counts["pages"], len(page.records),
             len(keys), len(page.records) - len(keys),
         )  # fmt: skip
+    counts.update(getattr(source, "counts", None) or {})  # what the source tells beyond its pages
     counts["seconds"] = round(time.monotonic() - started, 3)
     return StepCounts(counts)
 
@@ -169,7 +178,7 @@ def match_received(
         place_id = places.place_for(code)
         if place_id is None:
             counts["waiting_place"] += 1
-            missing.add(str(code) if code else "(none)")
+            missing.add(code_label(code) if code else "(none)")
             reason = unplaced_reason(pipeline, places, code)
             if row.status != UNPLACED:
                 counts["unplaced"] += 1
@@ -192,7 +201,12 @@ def match_received(
     if placed:
         incoming = [incoming_person(row, str(i), pipeline) for i, row in enumerate(placed)]
         existing = _existing_people(pipeline, api, placed, incoming)
-        decisions = match(incoming, existing, match_config(pipeline))
+        from cht_bridge.reverse.learning import model_for
+        from cht_bridge.state.matching import MatchingStore
+
+        model, origin = model_for(pipeline, MatchingStore(ledger.store))
+        log.info("%s: matching with the %s model", pipeline.name, origin)
+        decisions = match(incoming, existing, match_config(pipeline, model))
         by_incoming = {str(i): row for i, row in enumerate(placed)}
         for row, decision in zip(placed, decisions, strict=True):
             _decide(row, decision, by_incoming, pipeline)
@@ -206,23 +220,26 @@ def match_received(
 def unplaced_reason(pipeline: ReversePipeline, places: PlaceTable, code: Any) -> str:
     if not code:
         return f"the row has no {pipeline.places.key}"
-    return f"no place for {pipeline.places.key} '{code}' in {places.file}"
+    return f"no place for {pipeline.places.key} {code_label(code)} in {places.file}"
 
 
-def match_config(pipeline: ReversePipeline) -> Any:
-    """The matcher's settings: its own defaults, with what the pipeline file sets.
+def match_config(pipeline: ReversePipeline, model: dict[str, Any] | None = None) -> Any:
+    """The matcher's settings: its own defaults (or a trained ``model``'s thresholds), with what the
+    pipeline file sets.
 
     ``review.max_candidates`` is how many candidates the matcher keeps, so a reviewer is offered
     as many as the file allows.
     """
-    from cht_bridge.matching import MatchConfig
+    from cht_bridge.matching.decisions import config_for_model
 
     m = pipeline.match
-    chosen = {"upper": m.upper, "lower": m.lower, "ambiguity_margin": m.margin}
-    return MatchConfig(
+    return config_for_model(
+        model,
         region=m.region,
         max_candidates=pipeline.review.max_candidates,
-        **{k: v for k, v in chosen.items() if v is not None},
+        upper=m.upper,
+        lower=m.lower,
+        ambiguity_margin=m.margin,
     )
 
 
@@ -285,7 +302,12 @@ def _decide(row: InboundRow, decision: Any, by_incoming: dict[str, InboundRow], 
     row.probability = decision.probability
     row.reason = decision.reason
     row.candidates = [
-        {"id": c.existing_id, "probability": c.probability, "reason": c.reason}
+        {
+            "id": c.existing_id,
+            "probability": c.probability,
+            "reason": c.reason,
+            "evidence": [list(item) for item in getattr(c, "evidence", ())],
+        }
         for c in (decision.candidates or [])[: pipeline.review.max_candidates]
     ]
     same_as = getattr(decision, "same_as", None)
@@ -318,6 +340,7 @@ def apply_choice(
     if choice.kind is Kind.LINK and choice.candidate >= len(row.candidates):
         raise ValueError(f"review choice {choice.label!r}: record {row.source_id} has {len(row.candidates)} candidates")
     row.decided_by = reviewer
+    person = (row.record or {}).get("person")  # kept with the label: a closed row forgets it
     if choice.kind is Kind.NEW:
         row.status, row.decision, row.person_id = READY, "new", None
     elif choice.kind is Kind.SKIP:
@@ -327,6 +350,9 @@ def apply_choice(
         row.status, row.decision = READY, "link"
         row.person_id, row.probability = candidate["id"], candidate.get("probability")
     ledger.save(row)
+    from cht_bridge.reverse.learning import record_answer
+
+    record_answer(ledger, row, choice.candidate, choice.kind is Kind.NEW, reviewer, person)
     return row
 
 

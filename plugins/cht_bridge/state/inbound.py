@@ -154,18 +154,32 @@ class InboundLedger:
     def seen(self, pipeline: str, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which (source id, version) pairs are already in the ledger: a re-read page adds nothing."""
         stored = {key: ledger_key(*key) for key in keys}  # a refused id is kept under its short form
-        ids = sorted({k[0] for k in stored.values()})
-        c = inbound.c
-        found: set[tuple[str, str]] = set()
-        with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                rows = conn.execute(
-                    select(c.source_id, c.source_version).where(
-                        c.pipeline == pipeline, c.source_id.in_(ids[start : start + 500])
-                    )
-                )
-                found.update((r.source_id, r.source_version) for r in rows)
+        found = {(r.source_id, r.source_version) for r in self._versions(pipeline, {k[0] for k in stored.values()})}
         return {key for key, at in stored.items() if at in found}
+
+    def settled(self, pipeline: str, source_ids: Iterable[str]) -> set[str]:
+        """Which source ids have a row in any version that is not waiting (``unplaced``/``failed``).
+
+        For a source whose records are final once read (``once_per_id``): such a record, read
+        again under a new version, has been or is being written already and must not be again.
+        """
+        stored = {source_id: short_id(source_id, SOURCE_ID_CHARS) for source_id in source_ids}
+        found = {r.source_id for r in self._versions(pipeline, set(stored.values())) if r.status not in WAITING}
+        return {source_id for source_id, at in stored.items() if at in found}
+
+    def _versions(self, pipeline: str, ids: set[str]) -> list[Any]:
+        """(source_id, source_version, status) of every row of these stored ids; one query per 500."""
+        ordered = sorted(ids)
+        c = inbound.c
+        found: list[Any] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(ordered), 500):
+                chunk = ordered[start : start + 500]
+                query = select(c.source_id, c.source_version, c.status).where(
+                    c.pipeline == pipeline, c.source_id.in_(chunk)
+                )
+                found.extend(conn.execute(query))
+        return found
 
     def receive(
         self,

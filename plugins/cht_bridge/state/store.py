@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -44,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from cht_bridge.errors import one_line
+from cht_bridge.state.keys import idempotency_key
 
 log = logging.getLogger("cht_bridge.state")
 
@@ -89,6 +91,22 @@ deliveries = Table(
     Column("reported_at", DateTime(timezone=True)),  # the document's reported_date: for the run's lag
     Column("idempotency_key", String(64)),  # of the last attempt: a retry of that payload repeats it
     Index("ix_cht_bridge_delivery_status", "pipeline", "status"),
+    # a destination asking whether a record it refers to was delivered (delivered_destination_ids)
+    Index("ix_cht_bridge_delivery_destination_id", "destination_id"),
+    # the UI's questions (cht_bridge.ui.queries): failures of the last 24 h, newest first; freshness
+    Index("ix_cht_bridge_delivery_recent", "pipeline", "status", "last_attempt_at"),
+    Index("ix_cht_bridge_delivery_reported", "pipeline", "status", "reported_at"),
+)
+
+#: Whether a pipeline's last run stopped on its circuit breaker (the destination was down): the
+#: breaker itself lives only for one run, so the sync task records its state here for the UI.
+breakers = Table(
+    "cht_bridge_breaker",
+    metadata,
+    Column("pipeline", String(PIPELINE_CHARS), primary_key=True),
+    Column("is_open", Integer, nullable=False),
+    Column("reason", Text),  # one line, as the task's error: the connection id and the last answer
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
 DELIVERED = "delivered"
@@ -96,6 +114,9 @@ FAILED = "failed"
 DEAD = "dead"
 DELETED = "deleted"
 CLOSED = "closed"
+#: Not a status: what ``record`` counts for deferred outcomes (stored as ``failed``, i.e. pending,
+#: with their count of failed runs unchanged, so waiting never makes a dead letter).
+WAITING = "waiting"
 UPSERT = "upsert"
 DELETE = "delete"
 
@@ -125,6 +146,7 @@ class Outcome:
     reported_at: datetime | None = None
     key: str | None = None
     closed: bool = False  # nothing left to send: the failure needs no one (see CLOSED)
+    deferred: bool = False  # not sent: it waits for the destination's request budget (not a failure)
 
     def __post_init__(self) -> None:
         # The reason is stored and logged as one line: made safe here, once, for both.
@@ -156,6 +178,8 @@ def fits(value: str | None, chars: int) -> bool:
         return True
     if len(value) > chars or "\x00" in value:
         return False
+    if value.isascii():  # the common case, without encoding a copy
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -179,6 +203,8 @@ def refusal(doc_id: str, doc_rev: str | None, reported_at: datetime | None = Non
     Checked before sending: a document delivered and then refused by the ledger's write would be
     sent again by every run. Its row is kept under ``short_id`` so a person sees why.
     """
+    if fits(doc_id, DOC_ID_CHARS) and fits(doc_rev, DOC_REV_CHARS):
+        return None
     for what, value, chars in (("id", doc_id, DOC_ID_CHARS), ("revision", doc_rev, DOC_REV_CHARS)):
         if not fits(value, chars):
             reason = (
@@ -216,22 +242,58 @@ class StateStore:
         """The ledger's view of each document that has a row."""
         ids = [i for i in dict.fromkeys(doc_ids) if fits(i, DOC_ID_CHARS)]  # a longer id has no row
         found: dict[str, LedgerState] = {}
-        c = deliveries.c
         with self.engine.connect() as conn:
+            mark = "?" if conn.dialect.name == "sqlite" else "%s"
+            # Plain SQL to the driver, as for ``record``: a page asks for thousands of ids, and
+            # SQLAlchemy's handling of an expanding IN costs more per id than the query.
             for start in range(0, len(ids), 500):
-                rows = conn.execute(
-                    select(c.doc_id, c.status, c.delivered_hash, c.destination_id, c.operation).where(
-                        c.pipeline == pipeline, c.doc_id.in_(ids[start : start + 500])
-                    )
+                chunk = ids[start : start + 500]
+                rows = conn.exec_driver_sql(
+                    "SELECT doc_id, status, delivered_hash, destination_id, operation FROM cht_bridge_delivery "
+                    f"WHERE pipeline = {mark} AND doc_id IN ({', '.join([mark] * len(chunk))})",
+                    (pipeline, *chunk),
                 )
-                found.update(
-                    {r.doc_id: LedgerState(r.status, r.delivered_hash, r.destination_id, r.operation) for r in rows}
-                )
+                found.update({r[0]: LedgerState(*r[1:]) for r in rows})
         return found
 
     def delivered_hashes(self, pipeline: str, doc_ids: Iterable[str]) -> dict[str, str]:
         """The hash of the last successful delivery of each document that has one."""
         return {i: s.delivered_hash for i, s in self.states(pipeline, doc_ids).items() if s.delivered_hash}
+
+    def delivered_destination_ids(
+        self, destination_ids: Iterable[str], pipelines: Iterable[str] | None = None
+    ) -> set[str]:
+        """Which of ``destination_ids`` one of ``pipelines`` delivered (a row ``delivered`` with that
+        destination id): a payload may refer to those records without sending them again.
+
+        ``pipelines`` are the ones delivering to the asking destination's Connection
+        (``for_destination``): a ``Patient/<uuid>`` another system holds (an OpenMRS pipeline's,
+        with the same deterministic id) says nothing about this server. None: every pipeline.
+        One indexed lookup per 500 ids (``destination_id``'s index; the pipelines filter its rows).
+        """
+        ids = [i for i in dict.fromkeys(destination_ids) if fits(i, DESTINATION_ID_CHARS)]
+        c = deliveries.c
+        found: set[str] = set()
+        scope = None if pipelines is None else list(dict.fromkeys(pipelines))
+        if scope == []:
+            return found
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(c.destination_id).where(
+                    c.status == DELIVERED, c.destination_id.in_(ids[start : start + 500])
+                )
+                if scope is not None:
+                    query = query.where(c.pipeline.in_(scope))
+                found.update(r.destination_id for r in conn.execute(query))
+        return found
+
+    def for_destination(
+        self, pipeline: str, peers: Iterable[str] | Callable[[], Iterable[str]] = ()
+    ) -> DestinationLedger:
+        """What ``pipeline``'s destination may ask this ledger, scoped to the pipelines (``pipeline``
+        and ``peers``) that deliver to the same Connection and kind. ``peers`` may be a function:
+        it is called once, when a destination first asks (most kinds never do)."""
+        return DestinationLedger(self, pipeline, peers)
 
     def record(
         self, pipeline: str, outcomes: list[Outcome], checkpoint: Any = KEEP, *, dead_after: int = 5
@@ -334,8 +396,53 @@ class StateStore:
             value = datetime.fromisoformat(value)
         return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
 
+    def set_breaker(self, pipeline: str, is_open: bool, reason: str | None = None) -> None:
+        """Record whether the pipeline's last run stopped on its circuit breaker (``reason``: why)."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            stmt = _insert_for(conn, breakers).values(
+                pipeline=pipeline, is_open=int(is_open), reason=one_line(reason) if reason else None, changed_at=now
+            )
+            changed = {name: stmt.excluded[name] for name in ("is_open", "reason", "changed_at")}
+            conn.execute(stmt.on_conflict_do_update(index_elements=[breakers.c.pipeline], set_=changed))
+
+    def breakers(self, pipelines: Iterable[str]) -> dict[str, dict]:
+        """The recorded breaker state of each pipeline that has one."""
+        names = list(pipelines)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(breakers).where(breakers.c.pipeline.in_(names))) if names else []
+            return {r.pipeline: dict(r._mapping) for r in rows}
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+@dataclass
+class DestinationLedger:
+    """The delivery ledger as one pipeline's destination sees it (``destinations.base.Ledger``).
+
+    ``peers``: the other pipelines delivering to the destination's Connection (conn_id and kind),
+    or a function finding them; a record another Connection holds is never taken as delivered here.
+    """
+
+    store: StateStore
+    pipeline: str
+    peers: Iterable[str] | Callable[[], Iterable[str]] = ()
+
+    @cached_property
+    def pipelines(self) -> tuple[str, ...]:
+        """This pipeline and its peers, found once."""
+        found = self.peers() if callable(self.peers) else self.peers
+        return tuple(dict.fromkeys([self.pipeline, *found]))
+
+    def delivered_destination_ids(self, destination_ids: Iterable[str]) -> set[str]:
+        return self.store.delivered_destination_ids(destination_ids, self.pipelines)
+
+    def last_delivered(self, doc_ids: Iterable[str]) -> dict[str, str]:
+        """The idempotency key of each document's last successful delivery by this pipeline: the
+        key its payload then had, so a delivery with another key carries an edit since."""
+        hashes = self.store.delivered_hashes(self.pipeline, doc_ids)
+        return {doc_id: idempotency_key(self.pipeline, doc_id, digest) for doc_id, digest in hashes.items()}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -368,8 +475,17 @@ def _migrate(engine: Engine) -> None:
 
 def _stamp(conn: Any, when: datetime) -> Any:
     """A timestamp as this database compares it: SQLAlchemy keeps SQLite's as naive UTC text."""
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ") if conn.dialect.name == "sqlite" else when
+    return _sqlite_stamp(when) if conn.dialect.name == "sqlite" else _aware(when)
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _sqlite_stamp(when: datetime) -> str:
+    if when.tzinfo is UTC:  # the common case, once per ledger row: the same text, without two copies
+        return when.isoformat(" ")[:-6]  # less "+00:00"
+    return _aware(when).astimezone(UTC).replace(tzinfo=None).isoformat(" ")
 
 
 def _insert_for(conn: Any, table: Table) -> Any:
@@ -408,9 +524,10 @@ _UPSERT_DELIVERIES = (
 
 
 def _upsert_sql(dialect: str) -> str:
-    mark = (lambda c: f":{c}") if dialect == "sqlite" else (lambda c: f"%({c})s")
+    # Positional parameters: the driver binds a row's tuple without a name lookup per column.
+    mark = "?" if dialect == "sqlite" else "%s"
     return _UPSERT_DELIVERIES.format(
-        columns=", ".join(_DELIVERY_COLUMNS), values=", ".join(map(mark, _DELIVERY_COLUMNS))
+        columns=", ".join(_DELIVERY_COLUMNS), values=", ".join([mark] * len(_DELIVERY_COLUMNS))
     )
 
 
@@ -428,33 +545,42 @@ def _upsert_deliveries(
         )
         before.update({r.doc_id: r.failures for r in rows})
     rows, counts = [], {}
+    stamp_of = _sqlite_stamp if conn.dialect.name == "sqlite" else _aware
     for o in outcomes:
-        failures = 0 if o.delivered else before.get(o.doc_id, 0) + 1
-        status = _status(o, failures, dead_after)
-        counts[status] = counts.get(status, 0) + 1
+        failures = 0 if o.delivered else before.get(o.doc_id, 0) + (0 if o.deferred else 1)
+        status = FAILED if o.deferred else _status(o, failures, dead_after)
+        counted = WAITING if o.deferred else status
+        counts[counted] = counts.get(counted, 0) + 1
         rows.append(
-            {
-                "pipeline": pipeline,
-                "doc_id": o.doc_id,
-                "doc_rev": o.doc_rev,
-                "status": status,
-                "payload_hash": o.payload_hash,
-                "delivered_hash": o.payload_hash if status == DELIVERED else None,
-                "attempts": 1,
-                "response_status": o.response_status,
-                "destination_id": o.destination_id,
-                "last_error": o.error,
-                "first_attempt_at": stamp,
-                "last_attempt_at": stamp,
-                "delivered_at": stamp if o.delivered else None,
-                "failures": failures,
-                "operation": o.operation,
-                "reported_at": None if o.reported_at is None else _stamp(conn, o.reported_at),
-                "idempotency_key": o.key,
-            }
+            (  # in the order of _DELIVERY_COLUMNS
+                pipeline,
+                o.doc_id,
+                o.doc_rev,
+                status,
+                o.payload_hash,
+                o.payload_hash if status == DELIVERED else None,  # delivered_hash
+                1,  # attempts
+                o.response_status,
+                o.destination_id,
+                o.error,  # last_error
+                stamp,  # first_attempt_at
+                stamp,  # last_attempt_at
+                stamp if o.delivered else None,  # delivered_at
+                failures,
+                o.operation,
+                None if o.reported_at is None else stamp_of(o.reported_at),
+                o.key,  # idempotency_key
+            )
         )
+    # In key order (stable: a document twice keeps its order): the primary key's index is then
+    # walked forward instead of at random, which counts once the ledger is large (uuid ids).
+    rows.sort(key=_doc_id_order)
     conn.exec_driver_sql(_upsert_sql(conn.dialect.name), rows)
     return counts
+
+
+def _doc_id_order(row: tuple) -> str:
+    return row[1] or ""  # a row without an id still goes to the database, which refuses the batch
 
 
 def _storable(pipeline: str, o: Outcome) -> Outcome:

@@ -51,6 +51,10 @@ def open_resources(
         opened.client.info()  # one request: wrong credentials fail here, before anything is read or sent
         opened.destination = _destination(pipeline, destination)
         opened.store = _store(pipeline, state_url)
+        if hasattr(opened.destination, "use_ledger"):  # a kind that refers to what it delivered before
+            opened.destination.use_ledger(opened.store.for_destination(pipeline.name, lambda: peers(pipeline)))
+        if getattr(opened.destination, "cht_api_conn_id", None) and destination is None:
+            opened.destination.use_cht_api(_cht_api(opened.destination.cht_api_conn_id))  # it writes back to CHT
     except BaseException:
         opened.close()
         raise
@@ -65,6 +69,30 @@ def opened(pipeline: Any, **given: Any) -> Iterator[Resources]:
         yield resources
     finally:
         resources.close()
+
+
+def peers(pipeline: Any) -> list[str]:
+    """The other pipelines of ``pipeline``'s folder that deliver to the same Connection and kind.
+
+    The ledger knows each row's pipeline, the pipeline files each pipeline's ``destination``: a
+    record counts as at this destination only when one of these delivered it. A file that does not
+    load is skipped (its own DAG reports it).
+    """
+    from pathlib import Path
+
+    from cht_bridge.config import load_pipeline
+    from cht_bridge.errors import ConfigError
+
+    mine = (pipeline.destination.conn_id, pipeline.destination.type)
+    found = []
+    for path in sorted(Path(pipeline.file).parent.glob("*.y*ml")):
+        try:
+            other = load_pipeline(path)
+        except (ConfigError, OSError):
+            continue
+        if other.name != pipeline.name and (other.destination.conn_id, other.destination.type) == mine:
+            found.append(other.name)
+    return found
 
 
 def _client(pipeline: Any, cht: Endpoint | None) -> Any:
@@ -90,6 +118,13 @@ def _destination(pipeline: Any, given: Endpoint | None) -> Any:
     session = requests.Session()
     session.auth = OriginAuth(given.url, basic=given.auth) if given.auth else None
     return open_destination(session, given.url, pipeline.destination, pipeline.delivery)
+
+
+def _cht_api(conn_id: str) -> Any:
+    """The CHT API client a destination writes back through, from its Airflow Connection."""
+    from cht_bridge.hooks import ChtHook
+
+    return ChtHook(conn_id).get_api_client()
 
 
 def _store(pipeline: Any, state_url: str | None) -> Any:

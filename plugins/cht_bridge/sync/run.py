@@ -123,6 +123,9 @@ def _execute(ctx: RunContext, phases: list[Phase]) -> RunSummary:
     """Run the phases in order, after the destination's pre-flight check."""
     started, outcome = time.monotonic(), "done"
     try:
+        attach = getattr(ctx.destination, "attach", None)  # a kind with state of its own (RapidPro's budget)
+        if attach is not None:
+            attach(ctx.store, ctx.name)
         ctx.destination.check()  # the pre-flight, once per run: a run bound to fail sends nothing
         for phase in phases:
             _run_phase(ctx, phase)
@@ -134,6 +137,7 @@ def _execute(ctx: RunContext, phases: list[Phase]) -> RunSummary:
             ctx.mapper.close()
         s = ctx.summary
         s.request_retries = ctx.destination.retries
+        s.budget_left = getattr(ctx.destination, "budget_left", None)
         s.seconds = round(time.monotonic() - started, 3)
         # How fresh the destination is, whatever this run sent (a backfill sends old reports). Not
         # after a failure: the store may be what failed, and its error must not be hidden.
@@ -219,5 +223,5 @@ def _outcome(batch: Batch, r: Result) -> Outcome:
         r = replace(r, ok=True)  # already gone there, e.g. a retry after a lost answer
     return Outcome(
         r.doc_id, plan.rev, r.ok, plan.payload_hash, r.status, r.destination_id, r.error, r.retryable,
-        plan.operation, plan.reported_at, plan.key,
+        plan.operation, plan.reported_at, plan.key, deferred=r.deferred,
     )  # fmt: skip

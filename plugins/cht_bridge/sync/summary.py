@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from cht_bridge.state import CLOSED, DEAD, DELETED, FAILED, KEEP, Outcome
+from cht_bridge.state.store import WAITING
 
 if TYPE_CHECKING:
     from cht_bridge.sync.plan import Batch
@@ -22,6 +23,9 @@ class RunSummary:
     for the next run and ``dead_lettered`` wait for a person; ``closed`` were pending but need no
     more sending (deleted in CHT, or no longer relevant). ``lag_seconds`` is now minus the
     ``reported_date`` of the newest delivered document (CouchDB keeps no change time).
+    ``waiting`` were not sent because the destination's request budget was spent (not failures:
+    the next run sends them first); ``budget_left`` is that budget's requests per endpoint group
+    the next run may send (a destination with no budget: ``None``).
     """
 
     pipeline: str
@@ -48,6 +52,8 @@ class RunSummary:
     last_seq: Any = None
     lag_seconds: float | None = None
     seconds: float = 0.0
+    waiting: int = 0
+    budget_left: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +76,7 @@ class RunSummary:
         self.failed += counts.get(FAILED, 0)
         self.dead_lettered += counts.get(DEAD, 0)
         self.closed += counts.get(CLOSED, 0)
+        self.waiting += counts.get(WAITING, 0)
         if batch.checkpoint is not KEEP and not dry:
             self.last_seq = batch.checkpoint
 
@@ -97,3 +104,9 @@ def log_summary(logger: logging.Logger, s: RunSummary, outcome: str, lookups: in
         s.skipped_info, s.tombstones, s.filtered, s.batches, s.last_seq,
         "n/a" if s.lag_seconds is None else f"{s.lag_seconds:.0f}s", s.seconds, lookups,
     )  # fmt: skip
+    if s.waiting or s.budget_left is not None:
+        logger.info(
+            "pipeline %s: %d documents wait for the destination's request budget (not failures; the next run "
+            "sends them first); budget left for the next run: %s",
+            s.pipeline, s.waiting, s.budget_left,
+        )  # fmt: skip

@@ -390,9 +390,32 @@ var __chtHydration = (function () {
     return doc === MISSING ? undefined : doc;
   }
 
-  function withContacts(doc, inBatch) {
-    var out = copy(doc, 0);
+  // A copy of `doc` in which the values of `contact` and `parent`, when the caller replaces them
+  // (`skipContact`, `skipParent`), are not copied only to be thrown away: each keeps its place in
+  // the key order, holding null until it is replaced.
+  function copyBut(doc, skipContact, skipParent) {
+    if (!skipContact && !skipParent) {
+      return copy(doc, 0);
+    }
+    var out = {};
+    var keys = Object.keys(doc);
+    for (var i = 0; i < keys.length; i++) {
+      var key = keys[i];
+      var value = (skipContact && key === 'contact') || (skipParent && key === 'parent') ? null : copy(doc[key], 1);
+      if (key === '__proto__') {
+        Object.defineProperty(out, key, { value: value, enumerable: true, writable: true, configurable: true });
+      } else {
+        out[key] = value;
+      }
+    }
+    return out;
+  }
+
+  // `doc` copied with its primary contact and linked docs; `parentReplaced`: the caller replaces
+  // its `parent` (see copyBut).
+  function withContacts(doc, inBatch, parentReplaced) {
     var primary = find(getId(doc.contact), inBatch);
+    var out = copyBut(doc, !!primary, !!parentReplaced);
     if (primary) {
       out.contact = copy(primary, 0);
     }
@@ -409,23 +432,31 @@ var __chtHydration = (function () {
     return out;
   }
 
-  // `node` with its parent chain filled in; `node` is a copy made for this document already.
-  function withParents(node, inBatch) {
-    var out = node;
-    var current = out;
-    chainIds(node.parent).forEach(function (parentId) {
-      var parent = find(parentId, inBatch);
-      var filled = parent ? withContacts(parent, inBatch) : { _id: parentId };
+  // `node` with its parent chain (`ids`, by default read from `node.parent`) filled in; `node` is
+  // a copy made for this document already.
+  function withParents(node, inBatch, ids) {
+    var chain = ids || chainIds(node.parent);
+    var current = node;
+    for (var k = 0; k < chain.length; k++) {
+      var parent = find(chain[k], inBatch);
+      // Each parent's own `parent` is replaced by the next one in the chain, but the last's.
+      var filled = parent ? withContacts(parent, inBatch, k < chain.length - 1) : { _id: chain[k] };
       current.parent = filled;
       current = filled;
-    });
-    return out;
+    }
+    return node;
+  }
+
+  // A contact or place as hydration gives it: a copy with its contacts and its parents filled in.
+  function withLineage(doc, inBatch) {
+    var ids = chainIds(doc.parent);
+    return withParents(withContacts(doc, inBatch, ids.length > 0), inBatch, ids);
   }
 
   function hydrate(i, inBatch) {
     var doc = batch[i];
     if (!isReport(doc)) {
-      return withParents(withContacts(doc, inBatch), inBatch);
+      return withLineage(doc, inBatch);
     }
     // The report itself is only this document's: a shallow copy will do (a report is never
     // anyone's parent or contact). What hydration adds to it is copied deeply.
@@ -433,7 +464,7 @@ var __chtHydration = (function () {
     var out = Object.assign({}, doc);
     var submitter = find(getId(contact), inBatch);
     if (submitter) {
-      out.contact = withParents(withContacts(submitter, inBatch), inBatch);
+      out.contact = withLineage(submitter, inBatch);
     } else if (contact && typeof contact === 'object') {
       out.contact = withParents(copy(contact, 0), inBatch);
     }
@@ -444,7 +475,7 @@ var __chtHydration = (function () {
       }
       var found = find(hasCode(ref) ? code(ref) : ref, inBatch);
       if (found) {
-        out[fieldsNames[k]] = withParents(withContacts(found, inBatch), inBatch);
+        out[fieldsNames[k]] = withLineage(found, inBatch);
       }
     });
     return out;

@@ -114,13 +114,17 @@ var __chtMapping = (function () {
   }
 
   function getPath(root, path) {
-    var parts = path.split('.');
+    return getParts(root, path.split('.').map(segment));
+  }
+
+  // A path's segments are split once, when the pipeline is compiled (see addPipeline).
+  function getParts(root, parts) {
     var current = root;
     for (var i = 0; i < parts.length; i++) {
       if (current === null || current === undefined) {
         return undefined;
       }
-      var key = segment(parts[i]);
+      var key = parts[i];
       current = hasOwn(current, key) ? current[key] : undefined;
       if (current === undefined) {
         return undefined;
@@ -129,8 +133,7 @@ var __chtMapping = (function () {
     return current;
   }
 
-  function setPath(target, path, value) {
-    var parts = path.split('.').map(segment);
+  function setParts(target, parts, value) {
     var current = target;
     for (var i = 0; i < parts.length - 1; i++) {
       var key = parts[i];
@@ -183,7 +186,7 @@ var __chtMapping = (function () {
     var entries = [];
     Object.keys(mapping).forEach(function (dest) {
       var source = mapping[dest];
-      var entry = { dest: dest, path: undefined, expr: null, required: true };
+      var entry = { dest: dest, destParts: dest.split('.').map(segment), path: undefined, parts: null, expr: null, required: true };
       if (typeof source === 'string') {
         entry.path = source;
       } else {
@@ -197,6 +200,9 @@ var __chtMapping = (function () {
           }
         }
       }
+      if (typeof entry.path === 'string' && entry.path !== '') {
+        entry.parts = entry.path.split('.').map(segment);
+      }
       entries.push(entry);
     });
     if (problems.length) {
@@ -206,34 +212,39 @@ var __chtMapping = (function () {
     return JSON.stringify({ id: pipelines.length - 1 });
   }
 
+  function where(p, m) {
+    return "Mapping error for '" + p.name + '/' + m.dest + "'";
+  }
+
   function mapDoc(p, doc, id) {
     var scope = { doc: doc };
     var payload = {};
     for (var i = 0; i < p.entries.length; i++) {
       var m = p.entries[i];
-      var where = "Mapping error for '" + p.name + '/' + m.dest + "'";
       var value;
       current = m.dest;
       if (m.expr) {
         try {
           value = m.expr.call(scope, doc);
         } catch (e) {
-          return { e: where + " JS error on source document: '" + id + "': " + describe(e) };
+          return { e: where(p, m) + " JS error on source document: '" + id + "': " + describe(e) };
         }
+      } else if (m.parts) {
+        value = getParts(scope, m.parts);
       } else if (m.path) {
         value = getPath(scope, m.path);
       } else {
-        return { e: where + " either 'expr' or 'path' is required: '" + id + "'" };
+        return { e: where(p, m) + " either 'expr' or 'path' is required: '" + id + "'" };
       }
       if (m.required && value === undefined) {
         var problem = m.expr ? 'expr evaluated to undefined' : "cannot find '" + m.path + "' on source document";
-        return { e: where + " on source document '" + id + "': " + problem };
+        return { e: where(p, m) + " on source document '" + id + "': " + problem };
       }
       if (value !== undefined) {
         try {
-          setPath(payload, m.dest, value);
+          setParts(payload, m.destParts, value);
         } catch (e) {
-          return { e: where + " on source document '" + id + "': cannot set '" + m.dest + "': " + describe(e) };
+          return { e: where(p, m) + " on source document '" + id + "': cannot set '" + m.dest + "': " + describe(e) };
         }
       }
     }

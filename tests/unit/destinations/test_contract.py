@@ -31,11 +31,15 @@ def test_the_default_delete_request_fills_the_pipeline_template_with_ids_made_sa
 
 
 def test_the_registry_maps_types_to_kinds_and_names_them_when_one_is_unknown():
-    assert destination_class("rest") is RestDestination and kinds() == ["rest"]
+    from cht_bridge.destinations.fhir import FhirDestination
+
+    assert destination_class("rest") is RestDestination and destination_class("fhir") is FhirDestination
+    built_in = kinds()
+    assert {"dhis2", "fhir", "openmrs", "rapidpro", "rest"} <= set(built_in) and built_in == sorted(built_in)
     register("custom", BaseDestination)
     try:
-        assert destination_class("custom") is BaseDestination and kinds() == ["custom", "rest"]
+        assert destination_class("custom") is BaseDestination and kinds() == sorted([*built_in, "custom"])
     finally:
         unregister("custom")
-    with pytest.raises(KeyError, match=r"no destination kind 'dhis2' \(available: rest\)"):
-        destination_class("dhis2")
+    with pytest.raises(KeyError, match=rf"no destination kind 'nothing' \(available: {', '.join(built_in)}\)"):
+        destination_class("nothing")

@@ -79,7 +79,7 @@ def test_status_intent_and_priority_codes_the_models_let_through():
         f"ServiceRequest/{request['id']}: priority 'high' is not one of routine, urgent, asap, stat",
         "Task/t1: intent 'orders' is not one of unknown, proposal, plan, order, original-order, reflex-order, filler-order, instance-order, option",
         "Encounter/e1: status 'done' is not one of planned, arrived, triaged, in-progress, onleave, finished, cancelled, entered-in-error, unknown",
-        "Observation/o1: status 'bogus!' is not one of registered, preliminary, final, amended, corrected, cancelled, entered-in-error, unknown",
+        "Observation/o1: status (a value that is not a code) is not one of registered, preliminary, final, amended, corrected, cancelled, entered-in-error, unknown",
     ]
 
 
@@ -187,3 +187,31 @@ def test_an_identifier_system_must_be_an_absolute_uri():
     (reason,) = problems([patient(identifier=[{"system": "cht", "value": "p1"}])])
     assert reason.endswith("identifier.0.system 'cht' is not an absolute URI")
     assert problems([patient(identifier=[{"system": "urn:oid:1.2.3", "value": "p1"}])]) == []
+
+
+ODD_SHAPES = {
+    "identifier is a number": patient(identifier=5),
+    "identifier entries are strings": patient(identifier=["abc"]),
+    "a reference that is not a string": referral(7) | {"subject": {"reference": 7}},
+    "an entry list that is a number": {"resourceType": "Bundle", "id": "b", "type": "transaction", "entry": 5},
+    "entries that are strings": {"resourceType": "Bundle", "id": "b", "type": "batch", "entry": ["x", 3]},
+    "an id that is an object": patient(id={"x": 1}),
+    "a code that is a list": patient(gender=["female"]),
+    "name is a number": patient(name=5, identifier=[{"system": SYSTEM, "value": "p1"}]),
+}
+
+
+def test_problems_is_total_over_odd_shapes_each_a_reason_never_an_exception():
+    for label, resource in ODD_SHAPES.items():
+        found = problems([resource], identifier_system=SYSTEM)
+        assert found and all(isinstance(r, str) and r for r in found), label
+    assert any("identifier" in r for r in problems([patient(identifier=5)], identifier_system=SYSTEM))
+
+
+def test_a_coded_value_is_quoted_only_when_it_looks_like_a_code():
+    (phone,) = problems([patient(gender="+254 712 345 678")])
+    assert "712" not in phone and "gender (a value that is not a code) is not one of" in phone
+    (words,) = problems([patient(gender="she said she is fine")])
+    assert "fine" not in words and "not a code" in words
+    (code,) = problems([patient(gender="F")])
+    assert "gender 'F' is not one of" in code

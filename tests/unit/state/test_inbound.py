@@ -101,3 +101,14 @@ def test_a_newer_version_that_cannot_be_sent_keeps_the_waiting_one(ledger) -> No
     assert superseded == []
     waiting = ledger.get("p", "a", "1")
     assert (waiting.status, waiting.record) == (UNPLACED, {"person": {"given_name": "x"}})
+
+
+def test_settled_names_ids_with_a_row_that_is_not_waiting_in_any_version(ledger) -> None:
+    ledger.receive("p", rows("open", "done", "unplaced", "failed", "skipped"), None, "run1")
+    for source_id, status in (("done", DONE), ("unplaced", UNPLACED), ("failed", FAILED), ("skipped", SKIPPED)):
+        row = ledger.get("p", source_id, "1")
+        row.status = status
+        ledger.save(row)
+    asked = ["open", "done", "unplaced", "failed", "skipped", "never", "x" * 400]
+    assert ledger.settled("p", asked) == {"open", "done", "skipped"}
+    assert ledger.settled("other", asked) == set()

@@ -3,7 +3,7 @@ transaction that moves both."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -310,3 +310,91 @@ def test_a_closed_failure_leaves_the_retries_and_is_not_a_dead_letter(store):
     assert store.record(PIPE, [Outcome("a", None, False, error="deleted in CHT", closed=True)]) == {CLOSED: 1}
     assert store.pending(PIPE) == [] and store.select(PIPE, statuses=["dead", "failed"]) == []
     assert store.ledger(PIPE, "a")["last_error"] == "deleted in CHT"
+
+
+def test_delivered_destination_ids_answers_across_pipelines_for_delivered_rows_only(store):
+    store.record("patients", [Outcome("a", "1-a", True, destination_id="Patient/x")])
+    store.record("patients", [Outcome("b", "1-b", False, destination_id="Patient/y", error="HTTP 422")])
+    store.record("referrals", [Outcome("r", "1-r", True, destination_id="ServiceRequest/z")])
+    asked = ["Patient/x", "Patient/y", "ServiceRequest/z", "Patient/nobody"] + [f"Patient/{i}" for i in range(600)]
+    assert store.delivered_destination_ids(asked) == {"Patient/x", "ServiceRequest/z"}
+    assert store.delivered_destination_ids([]) == set()
+
+
+def test_a_destination_sees_only_what_pipelines_to_its_own_connection_delivered(store):
+    # The same deterministic Patient/x delivered to OpenMRS says nothing about the HAPI server.
+    store.record("openmrs_patients", [Outcome("a", "1-a", True, destination_id="Patient/x")])
+    store.record("hapi_patients", [Outcome("b", "1-b", True, destination_id="Patient/y")])
+    hapi = store.for_destination("hapi_referrals", ["hapi_patients"])
+    assert hapi.delivered_destination_ids(["Patient/x", "Patient/y"]) == {"Patient/y"}
+    assert store.for_destination("openmrs_referrals", ["openmrs_patients"]).delivered_destination_ids(
+        ["Patient/x", "Patient/y"]
+    ) == {"Patient/x"}
+    assert store.delivered_destination_ids(["Patient/x"], pipelines=[]) == set()
+
+
+def test_last_delivered_is_the_key_of_the_last_successful_delivery_of_this_pipeline(store):
+    from cht_bridge.mapping.hashing import idempotency_key
+
+    store.record("referrals", [Outcome("r1", "1-r", True, "h1", destination_id="ServiceRequest/s")])
+    store.record("referrals", [Outcome("r2", "1-r", False, "h2", error="HTTP 503", retryable=True)])
+    store.record("others", [Outcome("r3", "1-r", True, "h3")])
+    last = store.for_destination("referrals").last_delivered(["r1", "r2", "r3"])
+    assert last == {"r1": idempotency_key("referrals", "r1", "h1")}
+
+
+def test_the_peers_of_a_destination_ledger_are_found_once_and_only_when_asked(store):
+    asked = []
+
+    def find():
+        asked.append(1)
+        return ["hapi_patients"]
+
+    store.record("hapi_patients", [Outcome("b", "1-b", True, destination_id="Patient/y")])
+    ledger = store.for_destination("hapi_referrals", find)
+    assert asked == []  # a kind that never asks never reads the pipeline files
+    assert ledger.delivered_destination_ids(["Patient/y"]) == {"Patient/y"}
+    assert ledger.delivered_destination_ids(["Patient/y"]) == {"Patient/y"} and asked == [1]
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 3, 1, 7, 8, 9, tzinfo=UTC),
+        datetime(2026, 3, 1, 7, 8, 9, 120000, tzinfo=UTC),
+        datetime(2026, 3, 1, 10, 8, 9, 5, tzinfo=timezone(timedelta(hours=3))),  # the same instant, +03:00
+        datetime(2026, 3, 1, 7, 8, 9),  # naive: taken as UTC
+    ],
+)
+def test_reported_dates_are_stored_as_sqlalchemy_writes_utc_on_sqlite(store, when):
+    # ``record`` writes a row's times as text straight to the driver (a UTC shortcut for the
+    # common case); the text must be what SQLAlchemy writes and reads back, for every timezone.
+    store.record(PIPE, [Outcome("a", "1", True, "h", reported_at=when)])
+    expected = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).replace(tzinfo=None)
+    with store.engine.connect() as conn:
+        stored = conn.execute(text("SELECT reported_at FROM cht_bridge_delivery WHERE doc_id = 'a'")).scalar()
+    assert stored == expected.isoformat(" ")
+    assert store.ledger(PIPE, "a")["reported_at"] == expected
+    assert store.newest_delivered(PIPE) == expected.replace(tzinfo=UTC)
+
+
+def test_states_of_many_ids_in_chunks_with_duplicates_and_ids_no_row_can_hold(store):
+    store.record(PIPE, [ok(f"d{i:04d}", h=f"h{i}") for i in range(0, 1200, 2)] + [failed("d0001")])
+    asked = [f"d{i:04d}" for i in range(1200)] + ["d0002", "x" * 300, "nul\x00id", "é-accent"]
+    states = store.states(PIPE, asked)
+    assert set(states) == {f"d{i:04d}" for i in range(0, 1200, 2)} | {"d0001"}
+    assert states["d0002"].delivered_hash == "h2" and states["d0002"].status == DELIVERED
+    assert states["d0001"].status == FAILED and states["d0001"].delivered_hash is None
+    assert store.states("other-pipeline", asked) == {}
+
+
+def test_a_batch_is_written_in_id_order_but_one_document_twice_keeps_its_order(store):
+    # ``record`` sorts a batch's rows by id for the index; the sort is stable, so a document that
+    # appears twice is written in the order given, and the later outcome is the one that stays.
+    store.record(PIPE, [ok("z"), failed("m", error="first"), ok("a"), ok("m", h="h9")])
+    row = store.ledger(PIPE, "m")
+    assert row["status"] == DELIVERED and row["delivered_hash"] == "h9" and row["attempts"] == 2
+    store.record(PIPE, [ok("b", h="h3"), failed("b", error="later")])
+    row = store.ledger(PIPE, "b")
+    assert row["status"] == FAILED and row["last_error"] == "later" and row["delivered_hash"] == "h3"
+    assert store.counts(PIPE) == {DELIVERED: 3, FAILED: 1}

@@ -26,6 +26,9 @@ from typing import Any
 #: ``destination.type`` -> the module under ``cht_bridge.config.kinds`` that checks its block.
 SETTINGS: dict[str, str] = {
     "dhis2": "cht_bridge.config.kinds.dhis2",
+    "rapidpro": "cht_bridge.config.kinds.rapidpro",
+    "openmrs": "cht_bridge.config.kinds.openmrs",
+    "fhir": "cht_bridge.config.kinds.fhir",
 }
 
 

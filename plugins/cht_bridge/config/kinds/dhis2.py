@@ -24,7 +24,11 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None]) -> Any:
         add("kind", f"required: one of {', '.join(KINDS)} (got {kind!r})")
         return None
     id_scheme = block.get("id_scheme", "UID")
-    if id_scheme not in ID_SCHEMES:
+    if id_scheme == "ATTRIBUTE":
+        # §1.3/§1.4 want ``attribute:<attrUid>`` (the attribute whose values identify the metadata);
+        # no key names that UID, and a bare ATTRIBUTE would be sent as an invalid idScheme.
+        add("id_scheme", "ATTRIBUTE needs the attribute's UID, which this block cannot name: use UID, CODE or NAME")
+    elif id_scheme not in ID_SCHEMES:
         add("id_scheme", f"must be one of {', '.join(ID_SCHEMES)} (got {id_scheme!r})")
     dry_run = block.get("dry_run", False)
     if not isinstance(dry_run, bool):
@@ -32,3 +36,23 @@ def parse(block: dict[str, Any], add: Callable[[str, str], None]) -> Any:
     common = {"kind": kind, "id_scheme": id_scheme, "dry_run": dry_run is True}
     own = {key: value for key, value in block.items() if key not in COMMON_KEYS}
     return importlib.import_module(f"{__package__}.dhis2_{kind}").parse(own, add, common)
+
+
+def parse_time_zone(block: dict[str, Any], add: Callable[[str, str], None]) -> str:
+    """``time_zone``, the DHIS2 instance's (an IANA name; default UTC), as every kind reads it: the
+    aggregate kind cuts periods at its midnight, the tracker kind sends its local date-times."""
+    time_zone = block.get("time_zone", "UTC")
+    if not isinstance(time_zone, str) or not _known_zone(time_zone):
+        add("time_zone", f"must be an IANA time zone such as Africa/Nairobi (got {time_zone!r})")
+        return "UTC"
+    return time_zone
+
+
+def _known_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

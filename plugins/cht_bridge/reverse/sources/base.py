@@ -39,7 +39,12 @@ class SourcePage:
 
 
 class Source(Protocol):
-    """Anything that can list records page by page from a checkpoint (``None``: from the start)."""
+    """Anything that can list records page by page from a checkpoint (``None``: from the start).
+
+    Optional attributes the receive step reads: ``once_per_id`` (True when a record is final
+    once read, so a new version of it is not a new row, e.g. a completed RapidPro run) and
+    ``counts`` (a dict of what the read did beyond its pages, added to the step's counts).
+    """
 
     def pages(self, checkpoint: Any | None) -> Iterator[SourcePage]: ...
 

@@ -1,0 +1,147 @@
+"""Choose the two thresholds from the data a model was trained on, and from reviewers' labels.
+
+The thresholds are a policy over risks, not constants fitted to one population: ``upper`` is the
+lowest probability at which linking keeps the *expected* wrong links of the training list under
+``wrong_link_risk`` per incoming person (a candidate at p is wrong with chance 1 - p), and no
+labelled pair is linked wrongly; ``lower`` is the highest probability under which calling people
+new keeps the expected duplicates (a person "new" with chance 1 - any_match) under
+``duplicate_risk`` (a labelled existing person called new counts as a whole one). Between them a person reviews,
+so choosing the lowest ``upper`` and the highest ``lower`` that the risks allow is the least
+review. Labelled people count by their label, not by expectation: labels sit where the model is
+unsure, which is why answers let the band narrow. A labelled wrong link is never accepted; a
+labelled existing person called new counts as one whole duplicate in the duplicate budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from cht_bridge.matching.decisions import Decision, MatchConfig
+from cht_bridge.matching.labels import Label, ruled_out, truth_of
+from cht_bridge.matching.matcher import Scored, decide_all
+
+#: Expected wrong links accepted per incoming person (one in 10,000).
+WRONG_LINK_RISK = 1e-4
+#: Expected duplicates (existing people created again) accepted per incoming person.
+DUPLICATE_RISK = 2.5e-3
+# Candidate thresholds: probabilities at match weights from -12 to +16 bits in quarter bits.
+_GRID = sorted({round(1.0 / (1.0 + 2.0 ** (-w / 4)), 9) for w in range(-48, 65)} | {1.0})
+
+CONFUSION_ROWS = ("labelled same person", "labelled new")
+CONFUSION_COLUMNS = ("linked right", "linked wrong", "review", "new")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The thresholds chosen and what they give on the training list."""
+
+    upper: float
+    lower: float
+    expected_wrong_links: float
+    expected_duplicates: float
+    review_share: float
+
+
+def choose(
+    scored: Scored,
+    config: MatchConfig,
+    labels: Sequence[Label] = (),
+    wrong_link_risk: float = WRONG_LINK_RISK,
+    duplicate_risk: float = DUPLICATE_RISK,
+) -> Choice:
+    """The thresholds with the least review whose risks stay in budget (see the module docstring)."""
+    n = max(len(scored.incoming), 1)
+    truth = truth_of(labels)
+    excluded = ruled_out(labels)
+
+    def upper_ok(candidate: float) -> bool:
+        decisions = decide_all(scored, replace(config, upper=candidate, lower=0.0))
+        return (
+            _wrong_links(decisions, truth, excluded) == 0 and _expected_wrong(decisions, truth) <= wrong_link_risk * n
+        )
+
+    upper = _first(_GRID, upper_ok, default=1.0)
+
+    def lower_ok(candidate: float) -> bool:
+        decisions = decide_all(scored, replace(config, upper=upper, lower=candidate))
+        return (
+            _duplicates(decisions, truth) == 0 and _expected_duplicates(decisions, scored, truth) <= duplicate_risk * n
+        )
+
+    lower = _first(list(reversed([v for v in _GRID if v <= upper])), lower_ok, default=0.0)
+    final = decide_all(scored, replace(config, upper=upper, lower=lower))
+    reviews = sum(1 for d in final if d.decision == "review")
+    return Choice(
+        upper,
+        lower,
+        round(_expected_wrong(final, truth), 3),
+        round(_expected_duplicates(final, scored, truth), 3),
+        reviews / n,
+    )
+
+
+def _first(values: Sequence[float], ok: Callable[[float], bool], default: float) -> float:
+    """The first of ``values`` that is ``ok``, by bisection: along ``values`` the risks only
+    shrink (a higher ``upper`` links fewer people, a lower ``lower`` calls fewer people new)."""
+    low, high = 0, len(values)
+    while low < high:
+        middle = (low + high) // 2
+        if ok(values[middle]):
+            high = middle
+        else:
+            low = middle + 1
+    return values[low] if low < len(values) else default
+
+
+def confusion(decisions: Sequence[Decision], labels: Sequence[Label]) -> dict[str, dict[str, int]]:
+    """Labelled people by what their label says (rows) and what the matcher decided (columns)."""
+    truth = truth_of(labels)
+    excluded = ruled_out(labels)
+    table = {row: dict.fromkeys(CONFUSION_COLUMNS, 0) for row in CONFUSION_ROWS}
+    for decision in decisions:
+        if decision.incoming_id not in truth:
+            continue
+        real = truth[decision.incoming_id]
+        row = table[CONFUSION_ROWS[0] if real else CONFUSION_ROWS[1]]
+        if decision.decision == "link":
+            right = real is not None and decision.existing_id == real
+            wrong = not right or (decision.incoming_id, decision.existing_id) in excluded
+            row["linked wrong" if wrong else "linked right"] += 1
+        else:
+            row[decision.decision] += 1
+    return table
+
+
+def _wrong_links(decisions: Sequence[Decision], truth: dict[str, str | None], excluded: set) -> int:
+    wrong = 0
+    for d in decisions:
+        if d.decision != "link":
+            continue
+        if (
+            (d.incoming_id, d.existing_id) in excluded
+            or d.incoming_id in truth
+            and truth[d.incoming_id] != d.existing_id
+        ):
+            wrong += 1
+    return wrong
+
+
+def _duplicates(decisions: Sequence[Decision], truth: dict[str, str | None]) -> int:
+    return sum(1 for d in decisions if d.decision == "new" and truth.get(d.incoming_id) is not None)
+
+
+def _expected_wrong(decisions: Sequence[Decision], truth: dict[str, str | None]) -> float:
+    return sum(
+        1.0 - d.probability
+        for d in decisions
+        if d.decision == "link" and d.incoming_id not in truth and d.probability is not None
+    )
+
+
+def _expected_duplicates(decisions: Sequence[Decision], scored: Scored, truth: dict[str, str | None]) -> float:
+    return sum(
+        scored.any_match(position)
+        for position, d in enumerate(decisions)
+        if d.decision == "new" and d.incoming_id not in truth
+    )

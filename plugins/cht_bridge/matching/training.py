@@ -1,0 +1,414 @@
+"""Estimate the matcher's model from a deployment's own data, with Splink's estimators on DuckDB.
+
+The shipped model (``model.json``) was set by hand for one synthetic population; a deployment's
+names, places and EMR habits differ. Training keeps the shipped model's comparisons (fitted to
+the columns present, ``columns.py``) and re-estimates their parameters:
+
+* u (how often two *different* people agree at a level) from random pairs
+  (``estimate_u_using_random_sampling``, seeded), which needs no labels: pairs of a list row and
+  a CHT person when a list is given (nearly all such pairs are two people, and they have the
+  shapes scored later: an EMR row names one village, a CHT person a whole lineage), else pairs of
+  the CHT population;
+* m (how often the *same* person agrees at a level) by expectation maximisation over blocked pairs
+  of the incoming list and the population (two sessions, each blocked on a field the other one
+  estimates; Splink keeps the median), starting from the shipped values; then pooled with the m
+  that reviewers' labelled pairs give (``estimate_m_from_pairwise_labels``), each estimate
+  weighted by the true pairs behind it (labels sit where the model is unsure: alone they would
+  skew every level towards the hard cases);
+* a level with too few expected true pairs to estimate (fewer than ``MIN_PAIRS_PER_LEVEL``) keeps
+  the shipped m, as does every level when there is no incoming list;
+* the share of incoming people who already exist, and the two thresholds (``thresholds.py``),
+  from the trained model's own probabilities on the list and from the labels.
+
+Term frequencies are not frozen into the model: every run counts them over its own people, as
+the shipped model does, so a name common in one area weighs less there.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from cht_bridge.matching.columns import Profile, adapt, profile
+from cht_bridge.matching.decisions import MatchConfig, config_for_model
+from cht_bridge.matching.features import Frequencies, build_table, e164, tf_tables
+from cht_bridge.matching.labels import Label
+from cht_bridge.matching.matcher import decide_all, score_people
+from cht_bridge.matching.model import BRIDGE_KEY, load_model
+from cht_bridge.matching.records import Person
+from cht_bridge.matching.thresholds import DUPLICATE_RISK, WRONG_LINK_RISK, choose, confusion
+
+log = logging.getLogger(__name__)
+
+#: Random pairs sampled to estimate u.
+U_PAIRS = 500_000
+#: Fewer expected true pairs than this at a level: its m is the starting model's.
+MIN_PAIRS_PER_LEVEL = 5
+ESTIMATE_WITHOUT_TF = False
+#: A blocking rule that makes more candidate pairs than this per person of the larger list (on the
+#: training data; pairs grow with both lists, and so may the budget) is
+#: left out of the trained model: a place that is a village, not a household, would make every
+#: run compare everyone in it, for little gain (narrower rules remain).
+MAX_PAIRS_PER_ROW = 20
+#: Blocked pairs one EM session reads at most (a deterministic sample beyond): bounds the time.
+EM_MAX_PAIRS = 200_000
+#: EM sessions: each blocks on a column whose comparison the other one estimates; the first two
+#: that find pairs run. Phone is the last resort: a household shares one, and EM would take
+#: relatives for the same person.
+_EM_BLOCKS = (
+    # Not on 1 January dates: estimated ages heap there, and relatives who share one would be
+    # taken for the same person.
+    ("date_of_birth", 'l."date_of_birth" = r."date_of_birth" AND NOT (l."birth_month" = 1 AND l."birth_day" = 1)'),
+    # Same names in the same place: common names alone would bring in many namesakes, whom EM would
+    # take for the same person born years apart.
+    ("names", 'l."name_key" = r."name_key" AND l."place" = r."place"'),
+    ("names", 'l."name_key" = r."name_key" AND l."birth_year" = r."birth_year"'),
+    ("phone", 'l."phone" = r."phone"'),
+)
+_LAMBDA_SYNTAX = "SET lambda_syntax='ENABLE_SINGLE_ARROW'"
+_MATCH_SHARE_BOUNDS = (0.05, 0.95)
+
+
+def train(
+    existing: Sequence[Person],
+    incoming: Sequence[Person] = (),
+    labels: Sequence[Label] = (),
+    *,
+    start: dict[str, Any] | None = None,
+    region: str = "KE",
+    seed: int = 42,
+    threads: int | None = None,
+    wrong_link_risk: float = WRONG_LINK_RISK,
+    duplicate_risk: float = DUPLICATE_RISK,
+) -> dict[str, Any]:
+    """Train a model; returns the model file's content (Splink settings plus a ``cht_bridge`` block).
+
+    Deterministic for a seed (threads fixed to one while sampling).
+
+    :param existing: the CHT population (required, at least two people).
+    :param incoming: an EMR list (or several, concatenated); without it m stays the start's.
+    :param labels: reviewers' answers (``labels.py``); their ids are ``Person.id`` of the lists.
+    :param start: the model to start from (default: the shipped one).
+    :raises ValueError: with fewer than two existing people or no field with values.
+    """
+    if len(existing) < 2:
+        raise ValueError("training needs at least two existing people")
+    started = time.perf_counter()
+    start = copy.deepcopy(start or load_model())
+    start.pop(BRIDGE_KEY, None)
+    existing_phones = [e164(p, region) for p in existing]
+    incoming_phones = [e164(p, region) for p in incoming]
+    found = profile([*existing, *incoming], [*existing_phones, *incoming_phones])
+    settings = adapt(start, found)
+    counts = Frequencies([*existing, *incoming], [*existing_phones, *incoming_phones])
+    existing_table = build_table(existing, [f"e{i}" for i in range(len(existing))], existing_phones, counts)
+    incoming_table = build_table(incoming, [f"i{i}" for i in range(len(incoming))], incoming_phones, counts)
+    lookups = tf_tables([existing_table, incoming_table], counts)
+    labelled_pairs = _label_pairs(labels, existing, incoming)
+    share = 0.75
+    estimated = _estimate(settings, existing_table, incoming_table, lookups, labelled_pairs, seed, share)
+    trained = _fallback(settings, estimated, min(len(incoming), len(existing)) * share)
+    model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict()}})
+
+    # The share of the list that already exists, then the thresholds, from the model's own view.
+    config = MatchConfig(region=region, threads=threads, model=model, corroborated_link=1.0)
+    scored = score_people(incoming, existing, config) if incoming else None
+    if scored is not None:
+        measured = sum(scored.any_match(i) for i in range(len(incoming))) / len(incoming)
+        share = min(max(measured, _MATCH_SHARE_BOUNDS[0]), _MATCH_SHARE_BOUNDS[1])
+        if abs(share - config.expected_match_share) > 0.02:
+            config = replace(config, expected_match_share=share)
+            scored = score_people(incoming, existing, config)
+    block: dict[str, Any] = {
+        "profile": found.as_dict(),
+        "trained_on": {"existing": len(existing), "incoming": len(incoming), "labels": len(labels), "seed": seed},
+        "expected_match_share": round(share, 4),
+        "corroborated_link": 1.0,
+        "risks": {"wrong_link": wrong_link_risk, "duplicate": duplicate_risk},
+    }
+    if scored is not None:
+        chosen = choose(scored, config, labels, wrong_link_risk, duplicate_risk)
+        block.update(upper=chosen.upper, lower=chosen.lower)
+        before_config = config_for_model(start, region=region, threads=threads)
+        before_scored = score_people(incoming, existing, before_config) if labels else None
+        after = decide_all(scored, replace(config, upper=chosen.upper, lower=chosen.lower))
+        block["metrics"] = _metrics(after, labels, chosen)
+        if before_scored is not None:
+            block["metrics"]["confusion_before"] = confusion(decide_all(before_scored, before_config), labels)
+        block["probabilities"] = [round(d.probability, 6) for d in after if d.probability is not None]
+    block["checks"] = checks(trained, block)
+    block["seconds"] = round(time.perf_counter() - started, 2)
+    model[BRIDGE_KEY] = block
+    return model
+
+
+def checks(settings: dict[str, Any], block: dict[str, Any]) -> dict[str, bool]:
+    """The checks a trained model must pass before a reverse DAG uses it.
+
+    * each comparison's first (strongest) level counts *for* a match (m > u), or the model learnt
+      nonsense;
+    * every m and u is a probability and each comparison's m sum to 1;
+    * no labelled pair is linked wrongly with the chosen thresholds;
+    * the thresholds were chosen (there was a list to choose them on).
+    """
+    same_levels_agree = all(
+        levels[0]["m_probability"] > levels[0]["u_probability"]
+        for levels in (
+            [lv for lv in c["comparison_levels"] if not lv.get("is_null_level")] for c in settings["comparisons"]
+        )
+    )
+    sums_to_one = all(
+        abs(sum(lv["m_probability"] for lv in c["comparison_levels"] if not lv.get("is_null_level")) - 1) < 1e-4
+        and all(
+            0 < lv[key] <= 1
+            for lv in c["comparison_levels"]
+            if not lv.get("is_null_level")
+            for key in ("m_probability",)
+        )
+        for c in settings["comparisons"]
+    )
+    confusion_after = block.get("metrics", {}).get("confusion_after", {})
+    no_wrong = all(row.get("linked wrong", 0) == 0 for row in confusion_after.values())
+    return {
+        "agreement counts for a match": same_levels_agree,
+        "m-probabilities are a distribution": sums_to_one,
+        "no labelled pair linked wrongly": no_wrong,
+        "thresholds chosen on a list": "upper" in block,
+    }
+
+
+def passed(model: dict[str, Any]) -> bool:
+    """Whether a trained model passed every check (``checks``)."""
+    found = model.get(BRIDGE_KEY, {}).get("checks") or {}
+    return bool(found) and all(found.values())
+
+
+def _metrics(decisions: Sequence[Any], labels: Sequence[Label], chosen: Any) -> dict[str, Any]:
+    n = max(len(decisions), 1)
+    counts = {kind: sum(1 for d in decisions if d.decision == kind) for kind in ("link", "review", "new")}
+    return {
+        "incoming": len(decisions),
+        **counts,
+        "review_share": round(counts["review"] / n, 4),
+        "expected_wrong_links": chosen.expected_wrong_links,
+        "expected_duplicates": chosen.expected_duplicates,
+        "confusion_after": confusion(decisions, labels),
+    }
+
+
+def _estimate(
+    settings: dict[str, Any],
+    existing: Any,
+    incoming: Any,
+    lookups: dict[str, Any],
+    labelled_pairs: list[tuple[str, str]],
+    seed: int,
+    share: float,
+) -> dict[str, Any]:
+    """Run Splink's estimators; returns the settings with estimated m and u.
+
+    On one DuckDB thread: the seeded sample and EM's sums are then repeatable to the last digit.
+    """
+    import duckdb
+    import pyarrow as pa
+    from splink import DuckDBAPI, Linker
+
+    connection = duckdb.connect(":memory:")
+    try:
+        connection.execute(_LAMBDA_SYNTAX)
+        connection.execute("SET threads=1")
+        db_api = DuckDBAPI(connection)
+        existing_df = db_api.register(existing, table_name="existing_people")
+        frames = {column: db_api.register(table, table_name=f"tf_{column}") for column, table in lookups.items()}
+        prior = share / max(existing.num_rows, 1)
+        if incoming.num_rows == 0:
+            population = Linker(existing_df, _with_prior(settings, prior), log_level=None)
+            _register_tf(population, settings, frames)
+            population.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
+            return _merged(settings, _values(population.misc.save_model_to_json()), "u_probability")
+        incoming_df = db_api.register(incoming, table_name="incoming_people")
+        settings = _narrow_blocking(connection, settings, max(incoming.num_rows, existing.num_rows))
+        linker = Linker(
+            [existing_df, incoming_df], dict(_with_prior(settings, prior), link_type="link_only"), log_level=None
+        )
+        _register_tf(linker, settings, frames)
+        linker.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
+        result = _merged(settings, _values(linker.misc.save_model_to_json()), "u_probability")
+        compared = {c["output_column_name"] for c in settings["comparisons"]}
+        usable = [rule for field, rule in _EM_BLOCKS if field in compared and _block_has_pairs(connection, rule)]
+        for rule in usable[:2]:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule,
+                fix_u_probabilities=True,
+                estimate_without_term_frequencies=ESTIMATE_WITHOUT_TF,
+                max_pairs=EM_MAX_PAIRS,
+            )
+        estimated = _merged(result, _values(linker.misc.save_model_to_json()), "m_probability")
+        if not labelled_pairs:
+            return estimated
+        table = pa.table(
+            {
+                "source_dataset_l": ["existing_people"] * len(labelled_pairs),
+                "unique_id_l": [left for left, _ in labelled_pairs],
+                "source_dataset_r": ["incoming_people"] * len(labelled_pairs),
+                "unique_id_r": [right for _, right in labelled_pairs],
+            }
+        )
+        labels_df = db_api.register(table, table_name="labelled_pairs")
+        labelled = Linker(
+            [existing_df, incoming_df], dict(_with_prior(estimated, prior), link_type="link_only"), log_level=None
+        )
+        _register_tf(labelled, settings, frames)
+        labelled.training.estimate_m_from_pairwise_labels(labels_df)
+        return _pooled(
+            estimated, _label_m(labelled), share * min(existing.num_rows, incoming.num_rows), len(labelled_pairs)
+        )
+    finally:
+        connection.close()
+
+
+def _narrow_blocking(connection: Any, settings: dict[str, Any], rows: int) -> dict[str, Any]:
+    """The settings without blocking rules that make more than ``MAX_PAIRS_PER_ROW`` pairs per
+    person of the larger list (``rows``)."""
+    kept = []
+    for rule in settings["blocking_rules_to_generate_predictions"]:
+        explode = rule.get("arrays_to_explode", [])
+        sides = [_exploded(table, explode) for table in ("existing_people", "incoming_people")]
+        sql = (
+            f"SELECT count(*) FROM (SELECT DISTINCT l.unique_id, r.unique_id FROM {sides[0]} l "  # noqa: S608
+            f"JOIN {sides[1]} r ON {rule['blocking_rule']})"
+        )
+        pairs = connection.execute(sql).fetchall()[0][0]
+        if pairs <= MAX_PAIRS_PER_ROW * max(rows, 1):
+            kept.append(rule)
+        else:
+            log.info("blocking rule left out: %d pairs for %d rows (%s)", pairs, rows, rule["blocking_rule"])
+    return dict(
+        settings, blocking_rules_to_generate_predictions=kept or settings["blocking_rules_to_generate_predictions"]
+    )
+
+
+def _exploded(table: str, columns: Sequence[str]) -> str:
+    """``table`` with one row per element of each list column (all combinations), as Splink blocks."""
+    sql = table
+    for column in columns:
+        sql = f'(SELECT * EXCLUDE ("{column}"), unnest("{column}") AS "{column}" FROM {sql})'
+    return sql
+
+
+def _label_m(linker: Any) -> dict[tuple[str, str], float]:
+    """Each level's m from the labelled pairs alone (0 for a level no labelled pair reached).
+
+    Read from the level's own record of that estimate: Splink's model keeps only the median of
+    all sessions, and the labels sit where the model is unsure, so they must not outvote EM.
+    """
+    found = {}
+    for comparison in linker._settings_obj.comparisons:  # noqa: SLF001 (the per-session estimates)
+        for level in comparison._comparison_levels_excluding_null:  # noqa: SLF001
+            records = level._trained_m_probabilities  # noqa: SLF001
+            value = records[-1]["probability"] if records else None
+            key = (comparison.output_column_name, level.label_for_charts)
+            found[key] = float(value) if isinstance(value, int | float) else 0.0
+    return found
+
+
+def _pooled(
+    settings: dict[str, Any], from_labels: dict[tuple[str, str], float], em_pairs: float, label_pairs: int
+) -> dict[str, Any]:
+    """m as the pooled share of true pairs at each level: EM's estimate stands for its expected
+    true pairs, the labels for theirs. A few hundred answers refine the levels where the model is
+    unsure without undoing what thousands of pairs showed."""
+    pooled = copy.deepcopy(settings)
+    weight = label_pairs / (label_pairs + max(em_pairs, 1.0))
+    for comparison in pooled["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            key = (comparison["output_column_name"], level.get("label_for_charts", ""))
+            if level.get("is_null_level") or key not in from_labels or level.get("fix_m_probability"):
+                continue
+            level["m_probability"] = (1 - weight) * level["m_probability"] + weight * from_labels[key]
+    return pooled
+
+
+def _block_has_pairs(connection: Any, rule: str) -> bool:
+    sql = f"SELECT count(*) FROM existing_people l JOIN incoming_people r ON {rule}"  # noqa: S608 (fixed rules)
+    return connection.execute(sql).fetchall()[0][0] >= 2 * MIN_PAIRS_PER_LEVEL
+
+
+def _register_tf(linker: Any, settings: dict[str, Any], frames: dict[str, Any]) -> None:
+    used = {
+        level.get("tf_adjustment_column")
+        for comparison in settings["comparisons"]
+        for level in comparison["comparison_levels"]
+    }
+    for column, frame in frames.items():
+        if column in used:
+            linker.table_management.register_term_frequency_lookup(frame, column)
+
+
+def _with_prior(settings: dict[str, Any], prior: float) -> dict[str, Any]:
+    return dict(settings, probability_two_random_records_match=min(max(prior, 1e-9), 0.5))
+
+
+def _values(saved: dict[str, Any]) -> dict[tuple[str, str], dict[str, float]]:
+    """(comparison, level label) → the m and u Splink holds after training."""
+    return {
+        (comparison["output_column_name"], level.get("label_for_charts", "")): {
+            key: level[key] for key in ("m_probability", "u_probability") if level.get(key) is not None
+        }
+        for comparison in saved["comparisons"]
+        for level in comparison["comparison_levels"]
+        if not level.get("is_null_level")
+    }
+
+
+def _merged(settings: dict[str, Any], values: dict[tuple[str, str], dict[str, float]], key: str) -> dict[str, Any]:
+    merged = copy.deepcopy(settings)
+    for comparison in merged["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            value = values.get((comparison["output_column_name"], level.get("label_for_charts", "")), {}).get(key)
+            if value is not None and not level.get("is_null_level") and math.isfinite(value) and value > 0:
+                level[key] = float(value)
+    return merged
+
+
+def _fallback(start: dict[str, Any], estimated: dict[str, Any], expected_pairs: float) -> dict[str, Any]:
+    """Keep the start's m where a level holds too few expected true pairs, then make each
+    comparison's m sum to one again; round for a readable, stable file."""
+    result = copy.deepcopy(estimated)
+    for comparison, original in zip(result["comparisons"], start["comparisons"], strict=True):
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        first = [lv for lv in original["comparison_levels"] if not lv.get("is_null_level")]
+        for level, before in zip(levels, first, strict=True):
+            if level["m_probability"] * expected_pairs < MIN_PAIRS_PER_LEVEL:
+                level["m_probability"] = before["m_probability"]
+        total = sum(level["m_probability"] for level in levels)
+        for level in levels:
+            level["m_probability"] = _round(level["m_probability"] / total)
+            level["u_probability"] = _round(level["u_probability"])
+    return result
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")
+
+
+def _label_pairs(labels: Sequence[Label], existing: Sequence[Person], incoming: Sequence[Person]) -> list:
+    """Positive labels as (existing key, incoming key) pairs of the training tables."""
+    existing_keys = {p.id: f"e{i}" for i, p in enumerate(existing)}
+    incoming_keys = {p.id: f"i{i}" for i, p in enumerate(incoming)}
+    return sorted(
+        (existing_keys[label.existing_id], incoming_keys[label.incoming_id])
+        for label in labels
+        if label.match and label.existing_id in existing_keys and label.incoming_id in incoming_keys
+    )
+
+
+def profile_of(model: dict[str, Any]) -> Profile | None:
+    """The column profile a trained model was fitted to, if it is a trained model."""
+    found = model.get(BRIDGE_KEY, {}).get("profile")
+    return Profile(**found) if found else None
