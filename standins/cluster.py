@@ -175,6 +175,10 @@ def airflow_environment(paths: Paths = Paths()) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(PORTS["scheduler_health"]),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(PORTS["triggerer_logs"]),
         "AIRFLOW_CONN_CHT_BRIDGE_STATE": json.dumps(state),
+        # The sandbox's two receiver Connections get one send slot each: fewer than the tasks the CHT
+        # pool lets run at once, so the scale test sees the destination limit itself hold.
+        "CHT_BRIDGE_POOL_SLOTS__DEMO_RECEIVER": "1",
+        "CHT_BRIDGE_POOL_SLOTS__SECOND_RECEIVER": "1",
     }
 
 
@@ -516,7 +520,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         for name, pid in status(paths).items():
             print(f"{name:14} {'up, pid ' + str(pid) if pid else 'down'}")
-        return 0
+        if not paths.sandbox_env.exists() or not _port_open(PORTS["postgres"]):
+            return 0
+        # Tasks naming a missing pool are never scheduled: say so, and fail (cht_bridge.pools --check).
+        return subprocess.run(
+            [sys.executable, "-m", "cht_bridge.pools", "--check"], env=airflow_environment(paths)
+        ).returncode
     try:
         start(paths, args.docs)
     except BaseException:

@@ -26,7 +26,7 @@ from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES, Pipeline
 from cht_bridge.errors import ConfigError
 from cht_bridge.operators import ChtReplayOperator, ChtSyncOperator
 from cht_bridge.operators.params import pipeline_params, replay_params, reverse_params
-from cht_bridge.pools import pool_name
+from cht_bridge.pools import task_pool
 from cht_bridge.reverse.model import ReversePipeline
 
 log = logging.getLogger(__name__)
@@ -109,11 +109,12 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
             from cht_bridge.operators.aggregate import ChtAggregateOperator
 
             ChtAggregateOperator(
-                task_id="aggregate", pipeline_file=str(path.resolve()), pool=pool_name(pipeline.cht_conn_id)
+                task_id="aggregate", pipeline_file=str(path.resolve()), pool=task_pool(pipeline.cht_conn_id)
             )
         else:
-            # In its CHT Connection's pool: many pipelines read one CHT a few at a time (cht_bridge.pools).
-            ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()), pool=pool_name(pipeline.cht_conn_id))
+            # In its CHT Connection's pool (when switched on): many pipelines read one CHT a few at a time;
+            # its sends take the destination Connection's send slots (cht_bridge.pools).
+            ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()), pool=task_pool(pipeline.cht_conn_id))
     return dag
 
 
@@ -213,7 +214,7 @@ def _backfill_dag(folder: Path, names: list[str], cht_conn_ids: list[str]) -> DA
                 task_id=windows_task_id_for(conn), pipelines_folder=file_folder, cht_conn_id=conn
             )
             part = BackfillPartOperator.partial(
-                task_id=task_id_for(conn), pipelines_folder=file_folder, pool=pool_name(conn)
+                task_id=task_id_for(conn), pipelines_folder=file_folder, pool=task_pool(conn)
             ).expand(window=windows.output)
             windows >> part >> summary
     return dag
@@ -277,8 +278,8 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
         params=reverse_params(),
     ) as dag:
         # Pools (cht_bridge.pools): receive reads the source's Connection; match and the writes use CHT's.
-        cht_pool = {"pool": pool_name(pipeline.target.conn_id)}
-        source_pool = {"pool": pool_name(source.conn_id)} if source.conn_id else {}
+        cht_pool = {"pool": task_pool(pipeline.target.conn_id)}
+        source_pool = {"pool": task_pool(source.conn_id)} if source.conn_id else {}
         receive = ReverseStepOperator(task_id="receive", pipeline_file=file, step="receive", **source_pool)
         match = ReverseStepOperator(task_id="match", pipeline_file=file, step="match", **cht_pool)
         write = ReverseStepOperator(task_id="write_decided", pipeline_file=file, step="write", **cht_pool)

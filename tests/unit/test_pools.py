@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 from cht_bridge.dag_factory import build_dags, build_reverse_dags
-from cht_bridge.pools import connections_of, missing, pool_name, pool_slots, wanted
+from cht_bridge.pools import connections_of, enabled, missing, pool_name, pool_slots, task_pool, wanted
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_task_reading_cht_runs_in_its_cht_connections_pool():
+def test_every_task_reading_cht_runs_in_its_cht_connections_pool(monkeypatch):
+    monkeypatch.setenv("CHT_BRIDGE_CONNECTION_POOLS", "true")
     dags = build_dags(ROOT / "include" / "pipelines")
     assert dags["referrals"].get_task("sync").pool == pool_name("cht_local") == "cht_bridge__cht_local"
     backfill = dags["cht_bridge_backfill"]
@@ -33,7 +34,17 @@ def test_sizes_come_from_the_connection_variable_then_the_default_variable():
 
 def test_only_missing_pools_are_created_and_an_existing_one_keeps_its_size():
     conns = connections_of(ROOT / "include" / "pipelines", ROOT / "include" / "reverse")
-    assert conns["cht_local"] == "CHT" and conns["demo_receiver"] == "destination" and conns["emr_fhir"] == "source"
+    assert conns["cht_local"] == {"CHT"} and conns["demo_receiver"] == {"destination"}
+    assert conns["emr_fhir"] == {"source", "destination"}  # the LTFU list's server also receives referrals
     want = wanted(conns, {"CHT_BRIDGE_POOL_SLOTS": "2"})
     assert want["cht_bridge__cht_local"][0] == 2
+    assert want["cht_bridge__emr_fhir"][1] == "CHT Bridge: tasks using the destination and source Connection emr_fhir"
     assert set(missing(want, ["default_pool", "cht_bridge__cht_local"])) == set(want) - {"cht_bridge__cht_local"}
+
+
+def test_the_setting_is_read_strictly_and_off_names_default_pool():
+    assert enabled({}) is False and enabled({"CHT_BRIDGE_CONNECTION_POOLS": "True"}) is True
+    assert task_pool("cht_local", {}) == "default_pool"
+    assert task_pool("cht_local", {"CHT_BRIDGE_CONNECTION_POOLS": "1"}) == "cht_bridge__cht_local"
+    with pytest.raises(ValueError, match="neither true nor false"):
+        enabled({"CHT_BRIDGE_CONNECTION_POOLS": "sometimes"})
