@@ -155,6 +155,14 @@ class Delivered:
     per_report: Counter
 
 
+def receiver_stats(sandbox: dict[str, Any]) -> dict[str, Any]:
+    """The sandbox receiver's ``GET /_stats`` (counts only), with the demo receiver Connection's login."""
+    conn = json.loads(sandbox["environment"]["AIRFLOW_CONN_DEMO_RECEIVER"])
+    answer = requests.get(f"{sandbox['receiver_url']}/_stats", auth=(conn["login"], conn["password"]), timeout=30)
+    answer.raise_for_status()
+    return answer.json()
+
+
 def received_by_path(receiver_dir: Path, prefix: str = "/scale/") -> dict[str, Delivered]:
     items: dict[str, int] = defaultdict(int)
     keys: dict[str, set] = defaultdict(set)

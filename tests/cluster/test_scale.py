@@ -4,7 +4,9 @@
 Proves, from outside the cluster (REST API, Airflow's task instance table, the receiver's file):
 every relevant report is stored exactly once per pipeline (by idempotency key and by report id),
 no run or task is left unfinished, no database deadlock, no pool ever ran more tasks than its slots,
-and the killed worker's task was retried (on the other worker: the killed one stays down until the end).
+no more pipelines wrote the receiver at once than its Connections' send slots (one each, fewer than
+the three tasks the CHT pool lets run), and the killed worker's task was retried (on the other
+worker: the killed one stays down until the end).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from standins.cluster_client import (
     live_reports,
     pool_overlaps,
     received_by_path,
+    receiver_stats,
     write_scale_pipelines,
 )
 
@@ -124,6 +127,12 @@ def test_twenty_pipelines_and_a_split_backfill_survive_a_killed_worker(running_c
     slots = {name: api.pool(name)["slots"] for name in peaks if name.startswith("cht_bridge__")}
     assert peaks.get(CHT_POOL, 0) >= 2, peaks  # the pool was actually contended
     assert all(peaks[name] <= slots[name] for name in slots), (peaks, slots)
+
+    # Destinations: the receiver never had more pipelines (paths) writing at once than the send slots of
+    # its two Connections (one each), while the CHT pool ran three tasks at once.
+    assert peaks[CHT_POOL] == CHT_SLOTS, peaks
+    stats = receiver_stats(sandbox)
+    assert 1 <= stats["max_paths_in_flight"] <= 2, stats["max_paths_in_flight"]
 
     # No database deadlock, in PostgreSQL's log or any component's.
     logs = [paths.pg / "server.log", *paths.logs.glob("*.log")]

@@ -19,15 +19,24 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 @contextmanager
 def failing_plainly() -> Iterator[None]:
     """Translate CHT Bridge errors into the Airflow exception that does the right thing next."""
-    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ParamError, PreflightError, ScriptError
+    from cht_bridge.errors import (
+        AuthError,
+        CircuitOpenError,
+        ConfigError,
+        DestinationBusyError,
+        ParamError,
+        PreflightError,
+        ScriptError,
+    )
     from cht_bridge.mapping.engine import ScriptStalled
 
     try:
         yield
     except (AuthError, ConfigError, ParamError, PreflightError, ScriptError) as exc:
         raise AirflowFailException(str(exc)) from None  # retrying cannot help; a person must act
-    except (CircuitOpenError, ScriptStalled) as exc:
-        # An outage or a starved worker: Airflow's retries are the "next run", without a traceback.
+    except (CircuitOpenError, DestinationBusyError, ScriptStalled) as exc:
+        # An outage, a busy destination or a starved worker: Airflow's retries are the "next run",
+        # without a traceback.
         raise AirflowException(str(exc)) from None
 
 
