@@ -179,6 +179,8 @@ def airflow_environment(paths: Paths = Paths()) -> dict[str, str]:
         # pool lets run at once, so the scale test sees the destination limit itself hold.
         "CHT_BRIDGE_POOL_SLOTS__DEMO_RECEIVER": "1",
         "CHT_BRIDGE_POOL_SLOTS__SECOND_RECEIVER": "1",
+        # make bench-cluster's receiver Connection (bench/cluster.py): wide, so workers bound the measure.
+        "CHT_BRIDGE_POOL_SLOTS__BENCH_RECEIVER": "8",
     }
 
 
