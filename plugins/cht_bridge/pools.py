@@ -106,13 +106,15 @@ def connections_of(pipelines: Path, reverse: Path | None = None) -> dict[str, se
 
 
 def wanted(connections: Mapping[str, set[str]], environ: Mapping[str, str] = os.environ) -> dict[str, tuple[int, str]]:
-    """Pool name -> (slots, description) for each Connection."""
+    """Pool name -> (slots, description) for each Connection a task runs in the pool of: CHT and source
+    Connections. A Connection that is only a destination needs none (its send slots limit it)."""
     return {
         pool_name(conn): (
             pool_slots(conn, environ),
             f"CHT Bridge: tasks using the {' and '.join(sorted(roles))} Connection {conn}",
         )
         for conn, roles in connections.items()
+        if roles - {"destination"}
     }
 
 

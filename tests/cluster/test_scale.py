@@ -52,7 +52,7 @@ def test_twenty_pipelines_and_a_split_backfill_survive_a_killed_worker(running_c
     forms = write_scale_pipelines(paths.pipelines, 20)
     from cht_bridge.pools import ensure_pools_cli
 
-    ensure_pools_cli(env)  # second_receiver's pool is new
+    ensure_pools_cli(env)  # as a deployment step does after adding pipelines (none new here: all read cht_local)
     api = AirflowApi()
     api.set_pool_slots(CHT_POOL, CHT_SLOTS)
     # Each write waits a little, so runs last long enough to be killed in the middle.

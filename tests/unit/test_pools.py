@@ -39,6 +39,7 @@ def test_only_missing_pools_are_created_and_an_existing_one_keeps_its_size():
     want = wanted(conns, {"CHT_BRIDGE_POOL_SLOTS": "2"})
     assert want["cht_bridge__cht_local"][0] == 2
     assert want["cht_bridge__emr_fhir"][1] == "CHT Bridge: tasks using the destination and source Connection emr_fhir"
+    assert "cht_bridge__demo_receiver" not in want  # only a destination: limited by its send slots, not a pool
     assert set(missing(want, ["default_pool", "cht_bridge__cht_local"])) == set(want) - {"cht_bridge__cht_local"}
 
 
