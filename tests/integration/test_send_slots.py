@@ -96,3 +96,33 @@ def test_without_the_setting_a_destination_is_not_gated(tmp_path, monkeypatch):
         assert "CHT_BRIDGE_SEND_WAIT_SECONDS: 'soon'" in str(exc)
     else:
         raise AssertionError("a wait that is not a number must be refused")
+
+
+def test_each_dhis2_chunk_is_posted_inside_a_send_slot(tmp_path):
+    """The aggregate poster's seam (``DataValuePoster.slot``, set by ``aggregate.run.opened``): with the
+    Connection's one slot held elsewhere nothing reaches DHIS2 and the post fails as busy; freed, it posts."""
+    import pytest
+    import requests as http
+
+    from cht_bridge.aggregate.post import DataValue, DataValuePoster
+    from cht_bridge.errors import DestinationBusyError
+    from tests.integration.aggregate_setup import CREDENTIALS, DE_PREG, held, org_uid, stand_in
+
+    dhis2 = stand_in([{"_id": "hc-1", "name": "Health centre 1"}])
+    try:
+        session = http.Session()
+        session.auth = (CREDENTIALS["username"], CREDENTIALS["password"])
+        poster = DataValuePoster(session, dhis2.url, conn_id="dhis2_local", chunk_size=2)
+        store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
+        poster.slot = SendSlots(store.engine, "dhis2_local", 1, wait_s=0.3).held
+        values = [DataValue(f"2026{m:02d}", org_uid("hc-1"), DE_PREG, None, None, str(m)) for m in range(1, 6)]
+        with SendSlots(store.engine, "dhis2_local", 1).held():
+            with pytest.raises(DestinationBusyError):
+                poster.post(values)
+        assert held(dhis2) == {}
+        results = poster.post(values)
+        assert (
+            all(r.ok for r in results) and len(held(dhis2)) == 5 and poster.counts.requests == 5
+        )  # a chunk per period
+    finally:
+        dhis2.stop()
