@@ -116,9 +116,8 @@ def test_each_dhis2_chunk_is_posted_inside_a_send_slot(tmp_path):
         store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
         poster.slot = SendSlots(store.engine, "dhis2_local", 1, wait_s=0.3).held
         values = [DataValue(f"2026{m:02d}", org_uid("hc-1"), DE_PREG, None, None, str(m)) for m in range(1, 6)]
-        with SendSlots(store.engine, "dhis2_local", 1).held():
-            with pytest.raises(DestinationBusyError):
-                poster.post(values)
+        with SendSlots(store.engine, "dhis2_local", 1).held(), pytest.raises(DestinationBusyError):
+            poster.post(values)
         assert held(dhis2) == {}
         results = poster.post(values)
         assert (
