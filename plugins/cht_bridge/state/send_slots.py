@@ -113,7 +113,10 @@ class SendSlots:
         holder = uuid.uuid4().hex
         started = time.monotonic()
         slot = self._acquire(holder)
-        self.waited_s += time.monotonic() - started
+        waited = time.monotonic() - started
+        self.waited_s += waited
+        if waited >= 1:
+            log.info("destination %s: waited %.1f s for one of its %d send slots", self.conn_id, waited, self.slots)
         stop = threading.Event()
         renewer = threading.Thread(
             target=self._renew, args=(slot, holder, stop), name=f"send-slot-{self.conn_id}", daemon=True
@@ -123,7 +126,7 @@ class SendSlots:
             yield slot
         finally:
             stop.set()
-            renewer.join()
+            renewer.join(self.lease_s)  # bounded: a renewal stuck on the database ends with its lease
             self._release(slot, holder)
 
     def holders(self) -> int:
@@ -221,9 +224,15 @@ class SendSlots:
                 return
 
     def _release(self, slot: int, holder: str) -> None:
+        """Give the slot back. If the store cannot be reached, the lease runs out instead: the send's
+        answer is what matters now, and it must still be recorded."""
         s = slots_table.c
-        with self.engine.begin() as conn:
-            conn.execute(delete(slots_table).where(s.conn_id == self.conn_id, s.slot == slot, s.holder == holder))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(slots_table).where(s.conn_id == self.conn_id, s.slot == slot, s.holder == holder))
+        except DBAPIError as exc:
+            log.warning("send slot %d of %s not given back (%s): free again within its lease", slot, self.conn_id,
+                        type(exc).__name__)  # fmt: skip
 
     def _leave_queue(self, holder: str) -> None:
         w = waiters_table.c
