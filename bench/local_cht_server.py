@@ -1,18 +1,30 @@
 """``bench.local_cht`` over HTTP: CouchDB's answers from the SQLite file, for runs in other processes.
 
+For benchmarks only: never for tests of the bridge's behaviour (they use pouchdb-server, the
+project's real CouchDB-protocol server) and never in the demo or the sandbox.
+
 Why: the split backfill of a million documents (``bench.cluster --server sqlite``) runs in Celery
 workers, which read CHT over HTTP. pouchdb-server would need about 20 minutes to load the million
 and about an hour to build ``reports_by_date`` on this machine; this answers the same reads, with
 CouchDB's URLs, shapes and semantics (``bench.local_cht`` says which), from an indexed SQLite file
-loaded in minutes. It is a benchmark's stand-in, not CHT: only the reads a backfill makes.
+loaded in minutes. It is a benchmark's stand-in, not CHT: only the requests ``cht.couch.CouchClient``
+makes in a backfill or a changes run, as it makes them:
 
-- ``GET /<db>``: the database info (what ``CouchClient.info`` proves credentials with);
-- ``GET /<db>/_changes`` (``since``, ``limit``);
-- ``GET /<db>/_design/medic-client/_view/reports_by_date`` (range, ``inclusive_end=false``);
-- ``GET /<db>/_design/medic-client/_view/contacts_by_reference?keys=``;
-- ``POST /<db>/_all_docs?include_docs=true`` with ``{"keys": [...]}``.
+- ``GET /<db>``: ``db_name`` and ``doc_count`` (what ``CouchClient.info`` proves credentials with);
+- ``GET /<db>/_changes?since=&limit=`` (documents always included; ``seq`` = load order, an integer
+  as pouchdb-server's; tombstones with ``"deleted": true``);
+- ``GET /<db>/_design/medic-client/_view/reports_by_date`` (``startkey``, ``startkey_docid``,
+  ``endkey``, ``limit``, with ``inclusive_end=false`` and documents; no ``total_rows``/``offset``,
+  which the reader does not read);
+- ``GET /<db>/_design/medic-client/_view/contacts_by_reference?keys=`` (rows key by key, in the order
+  asked, values the contacts' ``reported_date``);
+- ``POST /<db>/_all_docs?include_docs=true`` with ``{"keys": [...]}`` (``not_found`` and deleted rows
+  as CouchDB's).
 
-Basic auth with one login; 401 otherwise. Nothing is logged but method, path and status.
+Any other database or path is 404; any other view or query 400 (a benchmark must not ask one). Basic auth with one
+login; 401 otherwise. Nothing is logged but method, path and status.
+``tests/integration/test_bench_cht_server.py`` compares every one of these answers with
+pouchdb-server's for the same documents, and a backfill and a changes DAG run against each.
 """
 
 from __future__ import annotations
@@ -67,7 +79,7 @@ class LocalChtServer(BackgroundHttpServer):
                 rest = parts[1:]
                 try:
                     if method == "GET" and not rest:
-                        return self._answer(200, json.dumps(server.cht.info()))
+                        return self._answer(200, json.dumps(server.cht.info(server.db)))
                     if method == "GET" and rest == ["_changes"]:
                         return self._answer(200, server.cht.changes_text(query.get("since"), int(query["limit"])))
                     if method == "GET" and rest[:1] == ["_design"] and len(rest) == 4 and rest[2] == "_view":
