@@ -11,7 +11,7 @@ DOCS ?= 100000
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 
-.PHONY: demo test bench airflow lint install constraints clean
+.PHONY: demo test bench airflow lint install constraints clean cluster cluster-stop cluster-status cluster-clean test-cluster bench-cluster
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,34 @@ bench: install
 ## Airflow UI on http://localhost:8080 with the local stand-in CHT, receiver and connections.
 airflow: install
 	$(BIN)/python -m standins.standalone
+
+## docker-compose.yaml's CeleryExecutor deployment natively, without Docker (standins/cluster.py):
+## PostgreSQL + Redis from apt (postgresql, redis-server), api-server on http://127.0.0.1:8095,
+## scheduler, dag-processor, triggerer, two Celery workers, the sandbox CHT/receiver/FHIR.
+cluster: install
+	$(BIN)/python -m standins.cluster start
+
+## Stop every process `make cluster` started (pid files in .sandbox/cluster/run).
+cluster-stop:
+	$(BIN)/python -m standins.cluster stop
+
+cluster-status:
+	$(BIN)/python -m standins.cluster status
+
+## Stop the cluster and forget it (databases, sandbox, logs): the next `make cluster` starts fresh.
+cluster-clean: cluster-stop
+	rm -rf .sandbox/cluster
+
+## The scale test on a fresh running cluster (make cluster-clean cluster first): 20 pipelines + a split
+## backfill with a worker killed, and review questions answered through the api-server.
+test-cluster: install
+	$(BIN)/python -m pytest -m cluster tests/cluster
+
+## The 20 pipelines with one worker and with two; a split backfill against one task (BENCH_DOCS documents,
+## served from SQLite with CouchDB's answers: pouchdb-server cannot index a million in time).
+BENCH_DOCS ?= 1000000
+bench-cluster: install
+	$(BIN)/python -m bench.cluster --docs $(BENCH_DOCS) --server sqlite
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,12 +14,14 @@ CouchDB for, with CouchDB's shapes and semantics, as text the sandbox parses as 
 - ``medic-client/contacts_by_reference`` by keys, and ``_all_docs?keys=`` with documents.
 
 Memory is bounded: everything is on disk; a request reads one page. Only the one current revision of
-each document is stored (no edits or deletions: ``standins/seed.py`` makes those for the end-to-end
-mode). Not a server: no HTTP, so the run's HTTP reads of CHT are the one part this mode leaves out.
+each document is stored, as ``1-<md5 of the id>`` (no edits: ``standins/seed.py`` makes those for the
+end-to-end mode); a document with ``"_deleted": true`` is stored as its tombstone; inline attachments
+are answered as CouchDB's stubs. Not a server: no HTTP, so the run's HTTP reads of CHT are the one part this mode leaves out.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import sqlite3
@@ -31,12 +33,16 @@ from typing import Any
 
 from cht_bridge.cht.couch import VIEW_KEYS_PER_REQUEST
 
+#: A deleted document (``"_deleted": true`` in the stream) is stored as its tombstone,
+#: ``{"_id", "_rev", "_deleted": true}`` in this order, which is how its answers are told apart.
+_TOMBSTONE, _DELETED = '"_deleted":true}', '"deleted":true,'
 CONTACT_TYPES = ("district_hospital", "health_center", "clinic", "person", "contact")
 SCHEMA = """
 CREATE TABLE docs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, rev TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE reports (date INTEGER NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (date, id))
   WITHOUT ROWID;
 CREATE TABLE codes (code TEXT NOT NULL, id TEXT NOT NULL);
+CREATE TABLE tombstones (id TEXT PRIMARY KEY);
 """
 
 
@@ -50,16 +56,23 @@ def load(path: Path, docs: Iterator[dict[str, Any]], batch: int = 5000) -> dict[
     rows: list[tuple[str, str, str]] = []
     reports: list[tuple[int, str, int]] = []
     codes: list[tuple[str, str]] = []
+    tombstones: list[tuple[str]] = []
 
     def flush() -> None:
         first = db.execute("SELECT coalesce(max(seq), 0) FROM docs").fetchone()[0] + 1
         db.executemany("INSERT INTO docs (id, rev, body) VALUES (?, ?, ?)", rows)
         db.executemany("INSERT INTO reports VALUES (?, ?, ?)", [(d, i, first + k) for d, i, k in reports])
         db.executemany("INSERT INTO codes VALUES (?, ?)", codes)
-        rows.clear(), reports.clear(), codes.clear()
+        db.executemany("INSERT INTO tombstones VALUES (?)", tombstones)
+        rows.clear(), reports.clear(), codes.clear(), tombstones.clear()
 
     for doc in docs:
         doc["_rev"] = "1-" + hashlib.md5(doc["_id"].encode()).hexdigest()
+        if doc.get("_deleted"):  # no view emits a tombstone
+            doc = {"_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True}
+            tombstones.append((doc["_id"],))
+        if doc.get("_attachments"):
+            doc["_attachments"] = {name: _stub(a) for name, a in doc["_attachments"].items()}
         if doc.get("type") == "data_record" and doc.get("form"):  # the view's map function
             reports.append((doc["reported_date"], doc["_id"], len(rows)))
             counts["reports"] += 1
@@ -81,6 +94,18 @@ def load(path: Path, docs: Iterator[dict[str, Any]], batch: int = 5000) -> dict[
     return {**counts, "health_centres": centres}
 
 
+def _stub(attachment: dict[str, Any]) -> dict[str, Any]:
+    """An inline attachment as CouchDB answers it without ``attachments=true``: a stub."""
+    data = base64.b64decode(attachment["data"])
+    digest = base64.b64encode(hashlib.md5(data).digest()).decode()
+    return {"content_type": attachment["content_type"], "digest": f"md5-{digest}", "length": len(data),
+            "revpos": 1, "stub": True}  # fmt: skip
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
 class LocalCht:
     """The reads of ``cht_bridge.cht.CouchClient`` a run makes, answered from a ``load``-ed file.
 
@@ -100,8 +125,10 @@ class LocalCht:
             db = self._local.db = sqlite3.connect(self.uri, uri=True)
         return db
 
-    def info(self) -> dict:
-        return {"db_name": "medic", "doc_count": self._db().execute("SELECT count(*) FROM docs").fetchone()[0]}
+    def info(self, db: str = "medic") -> dict:
+        db_ = self._db()
+        deleted = "(SELECT count(*) FROM tombstones)" if _has_table(db_, "tombstones") else "0"  # older files
+        return {"db_name": db, "doc_count": db_.execute(f"SELECT count(*) - {deleted} FROM docs").fetchone()[0]}
 
     def changes_text(self, since: Any, limit: int) -> str:
         self.requests["_changes"] += 1
@@ -113,7 +140,9 @@ class LocalCht:
             .fetchall()
         )
         results = ",".join(
-            f'{{"seq":{s},"id":{json.dumps(i)},"changes":[{{"rev":"{r}"}}],"doc":{b}}}' for s, i, r, b in rows
+            f'{{"seq":{s},"id":{json.dumps(i)},"changes":[{{"rev":"{r}"}}],'
+            f'{_DELETED if b.endswith(_TOMBSTONE) else ""}"doc":{b}}}'
+            for s, i, r, b in rows
         )
         return f'{{"results":[{results}],"last_seq":{rows[-1][0] if rows else int(since or 0)}}}'
 
@@ -141,14 +170,15 @@ class LocalCht:
             chunk = keys[start : start + VIEW_KEYS_PER_REQUEST]
             self.requests[view] += 1
             codes = [k[1] for k in chunk if k[0] == "shortcode"]
-            found = (
-                self._db()
-                .execute(
-                    f"SELECT code, id FROM codes WHERE code IN ({','.join('?' * len(codes))}) ORDER BY code, id", codes
-                )
-                .fetchall()
-            )
-            yield chunk, json.dumps({"rows": [{"id": i, "key": ["shortcode", c], "value": None} for c, i in found]})
+            found: dict[str, list[dict[str, Any]]] = {}
+            for c, i, value in self._db().execute(
+                "SELECT c.code, c.id, json_extract(d.body, '$.reported_date') FROM codes c JOIN docs d ON d.id = c.id"
+                f" WHERE c.code IN ({','.join('?' * len(codes))}) ORDER BY c.code, c.id",
+                codes,
+            ):
+                found.setdefault(c, []).append({"id": i, "key": ["shortcode", c], "value": value})
+            # CouchDB answers a keys query key by key, in the order asked (a repeated key again)
+            yield chunk, json.dumps({"rows": [row for c in codes for row in found.get(c, [])]})
 
     def all_docs_text(self, ids: list[str]) -> str:
         self.requests["_all_docs"] += 1
@@ -160,6 +190,8 @@ class LocalCht:
         )
         rows = [
             f'{{"id":{json.dumps(i)},"key":{json.dumps(i)},"value":{{"rev":"{found[i][0]}"}},"doc":{found[i][1]}}}'
+            if i in found and not found[i][1].endswith(_TOMBSTONE)
+            else json.dumps({"id": i, "key": i, "value": {"rev": found[i][0], "deleted": True}, "doc": None})
             if i in found
             else json.dumps({"key": i, "error": "not_found"})
             for i in ids

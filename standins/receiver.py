@@ -21,9 +21,10 @@ Protocol:
   deduplicated by ``Idempotency-Key``; 200 ``{"id": ..., "deleted": true}``.
 * 400 ``{"error": "invalid JSON"}``, 415 on a non-JSON content type, 404 on unknown GET paths.
 * ``GET /_stats`` → ``{"requests", "items", "duplicates", "rejected", "failed", "hung",
-  "unauthorized", "by_path": {path: {"requests", "items", "duplicates"}}}`` (counts since start,
-  no payloads; ``rejected`` counts bad items, ``failed`` injected error answers, ``hung`` injected
-  timeouts).
+  "unauthorized", "by_path": {path: {"requests", "items", "duplicates"}}, "max_in_flight",
+  "max_paths_in_flight"}`` (counts since start, no payloads; ``rejected`` counts bad items,
+  ``failed`` injected error answers, ``hung`` injected timeouts; the two maxima are the most write
+  requests, and the most distinct paths, handled at the same moment).
 * failure injection: with probability ``fail_rate`` (0..1, deterministic ``Random(seed)``, which
   also picks the kind) a request gets one of ``fail_kinds`` (default all): ``500``, ``503`` or
   ``429`` (with ``Retry-After: 1``) answered before looking at the body, or ``timeout``: the
@@ -65,6 +66,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -140,7 +143,12 @@ class _State:
             "hung": 0,
             "unauthorized": 0,
             "by_path": {},
+            # Writes being handled at once, at most: requests, and paths (a path is one pipeline's:
+            # how many senders wrote at the same time, e.g. under a destination's send slots).
+            "max_in_flight": 0,
+            "max_paths_in_flight": 0,
         }
+        self.in_flight: dict[str, int] = {}
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / RECEIVED_FILE
         if self.path.exists():
@@ -196,6 +204,21 @@ class _State:
             kind = self.rng.choice(settings.fail_kinds)
             self.stats["hung" if kind == "timeout" else "failed"] += 1
             return kind
+
+    @contextmanager
+    def writing(self, path: str) -> Iterator[None]:
+        """Count a write to ``path`` as in flight while it is handled (``max_in_flight``, ``max_paths_in_flight``)."""
+        with self.lock:
+            self.in_flight[path] = self.in_flight.get(path, 0) + 1
+            self.stats["max_in_flight"] = max(self.stats["max_in_flight"], sum(self.in_flight.values()))
+            self.stats["max_paths_in_flight"] = max(self.stats["max_paths_in_flight"], len(self.in_flight))
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.in_flight[path] -= 1
+                if not self.in_flight[path]:
+                    del self.in_flight[path]
 
     def count(self, name: str, path: str | None = None, n: int = 1) -> None:
         with self.lock:
@@ -295,12 +318,16 @@ class _Handler(StandInHandler):
         self._write()
 
     def _write(self) -> None:
-        state = self.state
         path = urlsplit(self.path).path
         body = self._read_body()  # read first so keep-alive stays in sync whatever we answer
         if body is None:
             self._send(413, {"error": "body too large"})
             return
+        with self.state.writing(path):
+            self._handle_write(path, body)
+
+    def _handle_write(self, path: str, body: bytes) -> None:
+        state = self.state
         settings = state.settings  # one consistent set for this request, whatever configure() does
         if settings.delay:
             time.sleep(settings.delay)

@@ -40,6 +40,17 @@ def launch(stack: sandbox.Stack, extra_env: dict[str, str] | None = None, **pope
     env = {**os.environ, **stack.environment(), **(extra_env or {})}
     # `airflow standalone` starts its components as `airflow ...` commands found on PATH.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # Per-Connection pools as include/cluster.env sets them (unless the environment does): created before
+    # the scheduler starts, since a task naming a missing pool is never scheduled (cht_bridge.pools).
+    from standins.cluster import read_env_file
+
+    shared = read_env_file()
+    for key in ("CHT_BRIDGE_CONNECTION_POOLS", "CHT_BRIDGE_POOL_SLOTS"):
+        env.setdefault(key, shared[key])
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    from cht_bridge.pools import ensure_pools_cli
+
+    ensure_pools_cli(env)
     # Its own process group, stopped as a whole: `airflow standalone` does not always exit on Ctrl-C
     # once its components have stopped, and would otherwise keep the terminal.
     return subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True, **popen)

@@ -26,6 +26,7 @@ from cht_bridge.config.model import DEFAULT_TASK_TIMEOUT_MINUTES, Pipeline
 from cht_bridge.errors import ConfigError
 from cht_bridge.operators import ChtReplayOperator, ChtSyncOperator
 from cht_bridge.operators.params import pipeline_params, replay_params, reverse_params
+from cht_bridge.pools import task_pool
 from cht_bridge.reverse.model import ReversePipeline
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def build_dags(folder: str | Path) -> dict[str, DAG]:
     """One DAG per pipeline file in ``folder``, keyed by DAG id."""
     dags: dict[str, DAG] = {}
     names: list[str] = []
+    cht_conn_ids: list[str] = []
     for path in sorted(Path(folder).glob("*.y*ml")):
         try:
             pipeline = load_pipeline(path)
@@ -59,8 +61,10 @@ def build_dags(folder: str | Path) -> dict[str, DAG]:
             dag = _pipeline_dag(pipeline, path)
             if not is_aggregate(pipeline):  # its ledger rows are data values, not documents to re-send
                 names.append(pipeline.name)
+                cht_conn_ids.append(pipeline.cht_conn_id)
         dags.setdefault(dag.dag_id, dag)
     dags.setdefault(REPLAY_DAG_ID, _replay_dag(Path(folder), names))
+    dags.setdefault(BACKFILL_DAG_ID, _backfill_dag(Path(folder), names, sorted(set(cht_conn_ids))))
     return dags
 
 
@@ -104,9 +108,13 @@ def _pipeline_dag(pipeline: Pipeline, path: Path) -> DAG:
         if is_aggregate(pipeline):
             from cht_bridge.operators.aggregate import ChtAggregateOperator
 
-            ChtAggregateOperator(task_id="aggregate", pipeline_file=str(path.resolve()))
+            ChtAggregateOperator(
+                task_id="aggregate", pipeline_file=str(path.resolve()), pool=task_pool(pipeline.cht_conn_id)
+            )
         else:
-            ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()))
+            # In its CHT Connection's pool (when switched on): many pipelines read one CHT a few at a time;
+            # its sends take the destination Connection's send slots (cht_bridge.pools).
+            ChtSyncOperator(task_id="sync", pipeline_file=str(path.resolve()), pool=task_pool(pipeline.cht_conn_id))
     return dag
 
 
@@ -159,6 +167,56 @@ def _replay_dag(folder: Path, names: list[str]) -> DAG:
         ),
     ) as dag:
         ChtReplayOperator(task_id="replay", pipelines_folder=str(folder.resolve()))
+    return dag
+
+
+BACKFILL_DAG_ID = "cht_bridge_backfill"
+
+
+def _backfill_dag(folder: Path, names: list[str], cht_conn_ids: list[str]) -> DAG:
+    """``cht_bridge_backfill``: a long backfill split into parts run as mapped tasks (operators/backfill.py)."""
+    from airflow.sdk import TriggerRule
+
+    from cht_bridge.operators.backfill import (
+        BackfillPartOperator,
+        BackfillSummaryOperator,
+        BackfillWindowsOperator,
+        backfill_params,
+        task_id_for,
+        windows_task_id_for,
+    )
+
+    file_folder = str(folder.resolve())
+    with DAG(
+        dag_id=BACKFILL_DAG_ID,
+        description="Backfill a long window of a pipeline in parts (a month each) over all workers",
+        schedule=None,
+        start_date=BROKEN_START,
+        catchup=False,
+        default_args=DEFAULT_ARGS,
+        tags=["cht-bridge", "backfill"],
+        params=backfill_params(names),
+        doc_md=(
+            "### Split backfill\n"
+            "Choose a pipeline and a window (`start`/`end`): the window is cut into parts (`split_months`, "
+            "default a calendar month, or `split_days`), each backfilled as its own mapped task on any worker, "
+            "in the pool of the pipeline's CHT Connection; `summary` adds the parts up. `mode`, `forms` and "
+            "`places` mean what they mean in a pipeline's own backfill; no part moves the checkpoint."
+        ),
+    ) as dag:
+        summary = BackfillSummaryOperator(
+            task_id="summary",
+            part_task_ids=[task_id_for(conn) for conn in cht_conn_ids],
+            trigger_rule=TriggerRule.NONE_FAILED,
+        )
+        for conn in cht_conn_ids:
+            windows = BackfillWindowsOperator(
+                task_id=windows_task_id_for(conn), pipelines_folder=file_folder, cht_conn_id=conn
+            )
+            part = BackfillPartOperator.partial(
+                task_id=task_id_for(conn), pipelines_folder=file_folder, pool=task_pool(conn)
+            ).expand(window=windows.output)
+            windows >> part >> summary
     return dag
 
 
@@ -219,9 +277,12 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
         doc_md=doc,
         params=reverse_params(),
     ) as dag:
-        receive = ReverseStepOperator(task_id="receive", pipeline_file=file, step="receive")
-        match = ReverseStepOperator(task_id="match", pipeline_file=file, step="match")
-        write = ReverseStepOperator(task_id="write_decided", pipeline_file=file, step="write")
+        # Pools (cht_bridge.pools): receive reads the source's Connection; match and the writes use CHT's.
+        cht_pool = {"pool": task_pool(pipeline.target.conn_id)}
+        source_pool = {"pool": task_pool(source.conn_id)} if source.conn_id else {}
+        receive = ReverseStepOperator(task_id="receive", pipeline_file=file, step="receive", **source_pool)
+        match = ReverseStepOperator(task_id="match", pipeline_file=file, step="match", **cht_pool)
+        write = ReverseStepOperator(task_id="write_decided", pipeline_file=file, step="write", **cht_pool)
         waiting = ReverseStepOperator(task_id="waiting_review", pipeline_file=file, step="reviews")
         review = MatchReviewOperator.partial(
             task_id="review",
@@ -235,7 +296,7 @@ def _reverse_dag(pipeline: ReversePipeline, path: Path) -> DAG:
             retries=0,
         ).expand(review_key=waiting.output)
         reviewed = ReverseStepOperator(
-            task_id="write_reviewed", pipeline_file=file, step="write", trigger_rule=TriggerRule.NONE_FAILED
+            task_id="write_reviewed", pipeline_file=file, step="write", trigger_rule=TriggerRule.NONE_FAILED, **cht_pool
         )
         receive >> match >> write >> waiting >> review >> reviewed
     return dag

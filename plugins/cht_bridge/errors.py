@@ -86,6 +86,21 @@ class TransportError(ChtBridgeError):
     """
 
 
+class DestinationBusyError(TransportError):
+    """Every send slot of a destination Connection stayed taken by other tasks for the whole wait.
+
+    Nothing of the batch was sent or recorded and the checkpoint did not move: the task fails, and
+    Airflow's retry (or the next run) reads the batch again. No document's failures are counted.
+    """
+
+    def __init__(self, conn_id: str, slots: int, waited_s: float) -> None:
+        self.conn_id = conn_id
+        super().__init__(
+            f"destination connection '{conn_id}': its {slots} send slots stayed taken by other tasks for "
+            f"{waited_s:.0f} s; nothing of this batch was sent, and a retry or the next run sends it"
+        )
+
+
 class CircuitOpenError(TransportError):
     """A destination failed too many tries in a row (down, overloaded, unreachable); sending stopped.
 

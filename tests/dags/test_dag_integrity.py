@@ -40,6 +40,7 @@ def test_no_import_errors_and_one_dag_per_pipeline_file(bag):
     assert names and REVERSE_NAMES
     assert set(bag.dag_ids) == names | set(REVERSE_NAMES) | {
         "cht_bridge_replay",
+        "cht_bridge_backfill",
         "cht_bridge_housekeeping",
         "cht_bridge_reconcile",
         "cht_bridge_matching_train",
@@ -201,7 +202,9 @@ def test_parsing_is_fast_and_touches_no_network_or_heavy_modules():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 2 + len(REVERSE_NAMES)  # + replay, housekeeping
+    assert len(result["dags"]) == len(list(PIPELINES.glob("*.yaml"))) + 3 + len(
+        REVERSE_NAMES
+    )  # + replay, backfill, housekeeping
     assert result["elapsed"] < 2.0, result  # generous: measured ~0.05 s on 2 cores
 
 

@@ -12,7 +12,7 @@ from cht_bridge.operators.params import DRY_RUN_SAMPLES, backfill_window, replay
 ROOT = Path(__file__).resolve().parents[2]
 #: The one Param a person must choose: which pipeline's dead letters the replay DAG sends again
 #: (the reconcile DAG's ``pipeline`` is optional: empty compares every DHIS2 pipeline).
-CHOSEN = {("cht_bridge_replay", "pipeline")}
+CHOSEN = {("cht_bridge_replay", "pipeline"), ("cht_bridge_backfill", "pipeline")}
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +150,8 @@ class DataValuePoster:
         self.breaker = CircuitBreaker(self.retry.breaker_after)
         self.counts = PostCounts()
         self.retries = 0
+        #: What each chunk's request is sent inside: a send slot's hold (``sync.gate.send_slots``), or nothing.
+        self.slot: Callable[[], AbstractContextManager[Any]] = nullcontext
         self._sleep = sleep
         self._rng = random.Random()
 
@@ -176,7 +179,8 @@ class DataValuePoster:
                 reason = f"not sent: DHIS2 looks down ({self.breaker.failures} failed tries in a row)"
                 results.extend(ValueResult(v, False, None, reason, retryable=True) for v in chunk)
                 continue
-            results.extend(self._send(chunk, delete))
+            with self.slot():  # one of the Connection's send slots, when limits are on (aggregate.run.opened)
+                results.extend(self._send(chunk, delete))
         return results
 
     def _params(self, delete: bool) -> dict[str, str]:

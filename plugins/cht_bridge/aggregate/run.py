@@ -386,6 +386,12 @@ def opened(
     poster = _poster(pipeline, dhis2)
     try:
         store = _store(pipeline, state_url)
+        if dhis2 is None:  # each chunk posted holds a send slot of the Connection (when limits are on)
+            from cht_bridge.sync.gate import send_slots
+
+            slots = send_slots(store, pipeline.destination.conn_id)
+            if slots is not None:
+                poster.slot = slots.held
     except BaseException:
         poster.close()
         raise

@@ -28,7 +28,9 @@ def open_source(config: SourceConfig) -> Source:
         from cht_bridge.reverse.places import from_repo
         from cht_bridge.reverse.sources.csv_folder import CsvFolderSource
 
-        return CsvFolderSource(from_repo(config.folder), config.pattern, config.id_field)
+        # A URL (s3://, gs://, file://…) is an ObjectStoragePath as it is; a path is relative to the repository.
+        folder = config.folder if "://" in config.folder else from_repo(config.folder)
+        return CsvFolderSource(folder, config.pattern, config.id_field)
     session, base_url = source_session(config.conn_id)
     if config.type == "rapidpro":
         from cht_bridge.reverse.sources.rapidpro import RapidProRunsSource

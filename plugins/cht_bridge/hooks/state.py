@@ -14,6 +14,7 @@ from pathlib import Path
 
 from airflow.sdk import BaseHook
 
+from cht_bridge.errors import ConfigError
 from cht_bridge.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,49 @@ def sqlalchemy_url(uri: str) -> str:
     return uri
 
 
+#: Executors whose tasks may run on other machines than the one that ran the last task.
+DISTRIBUTED_EXECUTORS = ("CeleryExecutor", "KubernetesExecutor", "EdgeExecutor", "CeleryKubernetesExecutor")
+
+
+class LocalStateRefused(ConfigError):
+    """The SQLite default under an executor that spreads tasks over machines: each would keep its own ledger."""
+
+    def __init__(self, executor: str) -> None:
+        self.source, self.problems = "state store", [executor]
+        Exception.__init__(
+            self,
+            f"the state store would be the SQLite file on this worker's disk ({bridge_home()}/state.db), but "
+            f"Airflow runs the {executor}: a pipeline's tasks run on different workers and each would keep its "
+            f"own checkpoint and delivery ledger (documents sent twice, failures forgotten). Point every worker "
+            f"at one database: set {STATE_CONN_ENV} to a PostgreSQL Connection (include/cluster.env does), or "
+            f"give the pipeline `state: {{conn_id: ...}}`.",
+        )
+
+
+def distributed_executor() -> str | None:
+    """The configured executor when it runs tasks on several machines (Celery, Kubernetes, Edge), else None."""
+    try:
+        from airflow.configuration import conf
+
+        configured = conf.get("core", "executor", fallback="") or ""
+    except ImportError:  # a Task-SDK-only worker: the environment is all there is
+        configured = os.environ.get("AIRFLOW__CORE__EXECUTOR", "")
+    for name in (part.strip().split(".")[-1].split(":")[-1] for part in configured.split(",")):
+        if name in DISTRIBUTED_EXECUTORS:
+            return name
+    return None
+
+
 def open_state_store(conn_id: str | None) -> StateStore:
-    """The store named by ``conn_id``, or by ``$CHT_BRIDGE_STATE_CONN_ID``, else the default file."""
+    """The store named by ``conn_id``, or by ``$CHT_BRIDGE_STATE_CONN_ID``, else the default file.
+
+    The default file is refused under a distributed executor (``LocalStateRefused``): nothing may
+    depend on one worker's disk there.
+    """
     conn_id = conn_id or os.environ.get(STATE_CONN_ENV)
     if not conn_id:
+        executor = distributed_executor()
+        if executor:
+            raise LocalStateRefused(executor)
         return StateStore(default_state_url())
     return StateStore(sqlalchemy_url(BaseHook.get_connection(conn_id).get_uri()))

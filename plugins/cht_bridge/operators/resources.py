@@ -19,15 +19,24 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 @contextmanager
 def failing_plainly() -> Iterator[None]:
     """Translate CHT Bridge errors into the Airflow exception that does the right thing next."""
-    from cht_bridge.errors import AuthError, CircuitOpenError, ConfigError, ParamError, PreflightError, ScriptError
+    from cht_bridge.errors import (
+        AuthError,
+        CircuitOpenError,
+        ConfigError,
+        DestinationBusyError,
+        ParamError,
+        PreflightError,
+        ScriptError,
+    )
     from cht_bridge.mapping.engine import ScriptStalled
 
     try:
         yield
     except (AuthError, ConfigError, ParamError, PreflightError, ScriptError) as exc:
         raise AirflowFailException(str(exc)) from None  # retrying cannot help; a person must act
-    except (CircuitOpenError, ScriptStalled) as exc:
-        # An outage or a starved worker: Airflow's retries are the "next run", without a traceback.
+    except (CircuitOpenError, DestinationBusyError, ScriptStalled) as exc:
+        # An outage, a busy destination or a starved worker: Airflow's retries are the "next run",
+        # without a traceback.
         raise AirflowException(str(exc)) from None
 
 
@@ -35,12 +44,15 @@ def dry_run_for(params: Any, pipeline: str, run_id: str) -> Any:
     """The run's dry-run collector when its ``dry_run`` Param is set, else ``None``."""
     from cht_bridge.hooks import bridge_home
     from cht_bridge.operators.params import DRY_RUN_SAMPLES
+    from cht_bridge.storage import artifacts_root
     from cht_bridge.sync import DryRun
 
     if not params.get("dry_run"):
         return None
     samples = params.get("dry_run_payloads")  # null in the form: the default
-    return DryRun.under(bridge_home(), pipeline, run_id, DRY_RUN_SAMPLES if samples is None else int(samples))
+    return DryRun.under(
+        artifacts_root(bridge_home()), pipeline, run_id, DRY_RUN_SAMPLES if samples is None else int(samples)
+    )
 
 
 def finish(logger: logging.Logger, store: Any, pipeline: str, summary: Any, dry_run: Any, selection: dict) -> dict:

@@ -126,9 +126,16 @@ class ReverseStepOperator(BaseOperator):
         return match_received(pipeline, ledger, api, places_for(pipeline, api), run_id)
 
     def _write(self, pipeline: Any, ledger: Any, run_id: str) -> Any:
-        from cht_bridge.reverse.run import write_ready
+        from contextlib import nullcontext
 
-        return write_ready(pipeline, ledger, cht_api(pipeline), run_id)
+        from cht_bridge.reverse.run import write_ready
+        from cht_bridge.sync.gate import send_slots
+
+        # It only writes CHT, so it holds one of the CHT API Connection's send slots for the whole step
+        # (when limits are on): nothing else of the task waits meanwhile.
+        slots = send_slots(ledger.store, pipeline.target.conn_id)
+        with slots.held() if slots is not None else nullcontext():
+            return write_ready(pipeline, ledger, cht_api(pipeline), run_id)
 
 
 class MatchReviewOperator(HITLOperator):

@@ -55,6 +55,10 @@ def open_resources(
             opened.destination.use_ledger(opened.store.for_destination(pipeline.name, lambda: peers(pipeline)))
         if getattr(opened.destination, "cht_api_conn_id", None) and destination is None:
             opened.destination.use_cht_api(_cht_api(opened.destination.cht_api_conn_id))  # it writes back to CHT
+        if destination is None:  # each send holds a send slot of the Connection (when limits are on)
+            from cht_bridge.sync.gate import gated
+
+            opened.destination = gated(opened.destination, opened.store, pipeline.destination.conn_id)
     except BaseException:
         opened.close()
         raise

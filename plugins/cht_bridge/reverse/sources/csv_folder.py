@@ -10,6 +10,11 @@ empty. Empty cells become ``None``, so "no value" looks the same in every source
 cannot be read as CSV (bad encoding, an unclosed quote, a row with more or fewer cells than the
 header) raises a ``SourceError`` naming the file and the line, and nothing after it is read:
 half a list processed in the wrong order is worse than a clear stop.
+
+The folder is an Airflow ``ObjectStoragePath`` (``cht_bridge.storage``): a local path, or a URL such as
+``s3://conn_id@bucket/lists/`` or a shared volume, so any worker can read it. A file larger than
+``MAX_FILE_BYTES`` is refused (named, with its size) before it is read; the list of files read in
+one run is bounded by ``MAX_FILES``.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import hashlib
 import io
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from cht_bridge.errors import SourceError
 from cht_bridge.reverse.sources.base import SourcePage, SourceRecord, content_hash
+from cht_bridge.storage import storage_path
 
 log = logging.getLogger(__name__)
+
+MAX_FILE_BYTES = 256 * 1024 * 1024  # a national list is tens of MB; more is a mistake or an attack
+MAX_FILES = 10_000  # files considered per run (the oldest names first); the rest wait for the next
 
 
 class CsvFolderSource:
@@ -33,13 +41,13 @@ class CsvFolderSource:
 
     def __init__(
         self,
-        folder: Path,
+        folder: Any,
         pattern: str = "*.csv",
         id_column: str = "id",
         encoding: str = "utf-8-sig",
         delimiter: str = ",",
     ) -> None:
-        self.folder = Path(folder)
+        self.folder = storage_path(folder)
         self.pattern = pattern
         self.id_column = id_column
         self.encoding = encoding
@@ -50,11 +58,14 @@ class CsvFolderSource:
         if not self.folder.is_dir():
             raise SourceError(f"CSV folder {self.folder} does not exist or is not a folder")
         files = sorted((p for p in self.folder.glob(self.pattern) if p.is_file()), key=lambda p: p.name)
-        names = {p.name for p in files}
+        if len(files) > MAX_FILES:
+            log.warning("CSV folder %s: %d files; reading the first %d by name", self.folder, len(files), MAX_FILES)
+        names = {p.name for p in files}  # every file present keeps its checkpoint entry
+        files = files[:MAX_FILES]
         # Files that were removed drop out, so the checkpoint does not grow for ever.
         done = {name: digest for name, digest in dict(checkpoint or {}).items() if name in names}
         for path in files:
-            content = path.read_bytes()
+            content = _read_bounded(path)
             digest = hashlib.sha256(content).hexdigest()
             if done.get(path.name) == digest:
                 continue
@@ -63,7 +74,7 @@ class CsvFolderSource:
             log.info("CSV folder %s: %s has %d row(s)", self.folder, path.name, len(records))
             yield SourcePage(records, dict(done))
 
-    def processed(self, checkpoint: Any | None) -> list[Path]:
+    def processed(self, checkpoint: Any | None) -> list[Any]:
         """The files read whole: their bytes are still those ``checkpoint`` recorded.
 
         A file's name and hash enter the checkpoint in the transaction that adds its rows to the
@@ -119,6 +130,21 @@ class CsvFolderSource:
         return header
 
 
-def _file_sha256(path: Path) -> str:
+def _read_bounded(path: Any) -> bytes:
+    """The bytes of one file, refused before reading when larger than ``MAX_FILE_BYTES``."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SourceError(f"CSV file {path.name}: {size} bytes, more than the {MAX_FILE_BYTES} a list may have")
     with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        content = f.read(MAX_FILE_BYTES + 1)
+    if len(content) > MAX_FILE_BYTES:  # grew while being read
+        raise SourceError(f"CSV file {path.name}: more than the {MAX_FILE_BYTES} bytes a list may have")
+    return content
+
+
+def _file_sha256(path: Any) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

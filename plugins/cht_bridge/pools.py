@@ -1,0 +1,188 @@
+"""One Airflow pool per Connection a task reads or writes, so many pipelines share a CHT politely.
+
+Forty pipelines scheduled at the same minute would otherwise open forty ``_changes`` readers on one
+CHT CouchDB. With per-Connection pools switched on (``CHT_BRIDGE_CONNECTION_POOLS=true``, set in
+``include/cluster.env`` for ``make cluster`` and docker compose, and by ``make airflow``), every
+task that reads a CHT instance runs in the pool of its CHT Connection (``cht_bridge__<conn_id>``),
+so at most that pool's slots read it at once, whatever the number of workers; a reverse pipeline's
+``receive`` (which reads only its EMR source) runs in the source Connection's pool, its writes in
+the CHT API Connection's. An Airflow task has exactly one pool: a forward ``sync`` task reads CHT
+and writes its destination in one stream, so it takes its CHT Connection's pool, and each of its
+sends takes one of the destination Connection's *send slots* in the state store
+(``state/send_slots.py``), a lease-based semaphore of the same size that every worker shares.
+
+Off by default, because a task naming a pool that does not exist is never run: Airflow 3's
+scheduler skips it at every loop (``SchedulerJobRunner._executable_task_instances_to_queued`` in
+``airflow/jobs/scheduler_job_runner.py``: "Tasks using non-existent pool '%s' will not be
+scheduled", the task instance stays ``scheduled``), and the DAG processor only adds a DAG warning
+("references non-existent pools", ``DagBag.dag_warnings``). So a deployment that did not create
+the pools must not get tasks naming them: off, every task runs in ``default_pool``.
+
+The pool of a task is named at parse time from the pipeline file and this setting alone (pure: no
+database, no network). Pools are *created* by a deployment step, since Airflow 3 tasks may not use
+the metadata database: ``python -m cht_bridge.pools`` (run by ``make cluster`` at every start, by
+``make airflow`` and by docker-compose's ``airflow-init``) creates each missing pool with
+``CHT_BRIDGE_POOL_SLOTS__<CONN_ID>`` or ``CHT_BRIDGE_POOL_SLOTS`` slots (default 4) through
+Airflow's own ``airflow pools`` CLI, and never resizes an existing pool (an operator may have
+changed it in the UI). ``python -m cht_bridge.pools --check`` lists the missing ones and exits 1
+(``make cluster-status`` runs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+PREFIX = "cht_bridge__"
+SLOTS_ENV = "CHT_BRIDGE_POOL_SLOTS"
+DEFAULT_SLOTS = 4
+ENABLED_ENV = "CHT_BRIDGE_CONNECTION_POOLS"
+#: Airflow's own pool (``Pool.DEFAULT_POOL_NAME``), which always exists.
+DEFAULT_POOL = "default_pool"
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("", "false", "0", "no", "off")
+
+
+def enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether this deployment runs tasks in per-Connection pools (``CHT_BRIDGE_CONNECTION_POOLS``)."""
+    value = environ.get(ENABLED_ENV, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{ENABLED_ENV}: '{value}' is neither true nor false")
+
+
+def task_pool(conn_id: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The pool a task using ``conn_id`` names: its Connection's when switched on, else ``default_pool``."""
+    return pool_name(conn_id) if enabled(environ) else DEFAULT_POOL
+
+
+def pool_name(conn_id: str) -> str:
+    """The pool of every task that reads or writes the Connection ``conn_id``."""
+    return f"{PREFIX}{conn_id}"
+
+
+def pool_slots(conn_id: str, environ: Mapping[str, str] = os.environ) -> int:
+    """Slots of a new pool: ``CHT_BRIDGE_POOL_SLOTS__<CONN_ID>``, else ``CHT_BRIDGE_POOL_SLOTS``, else 4."""
+    for variable in (f"{SLOTS_ENV}__{re.sub(r'[^A-Z0-9]', '_', conn_id.upper())}", SLOTS_ENV):
+        value = environ.get(variable, "").strip()
+        if value:
+            if not value.isdigit() or int(value) < 1:
+                raise ValueError(f"{variable}: '{value}' is not a positive whole number of pool slots")
+            return int(value)
+    return DEFAULT_SLOTS
+
+
+def connections_of(pipelines: Path, reverse: Path | None = None) -> dict[str, set[str]]:
+    """Every Connection the valid pipeline files name, with the roles it plays (for the description)."""
+    from cht_bridge.config import load_pipeline
+    from cht_bridge.errors import ConfigError
+
+    found: dict[str, set[str]] = {}
+    for path in sorted(Path(pipelines).glob("*.y*ml")):
+        try:
+            p = load_pipeline(path)
+        except ConfigError:
+            continue  # its DAG fails with the file's problems; it needs no pool
+        found.setdefault(p.cht_conn_id, set()).add("CHT")
+        found.setdefault(p.destination.conn_id, set()).add("destination")
+    if reverse is not None and Path(reverse).is_dir():
+        from cht_bridge.reverse.loader import load_reverse_pipeline
+
+        for path in sorted(Path(reverse).glob("*.y*ml")):
+            try:
+                r = load_reverse_pipeline(path)
+            except ConfigError:
+                continue
+            found.setdefault(r.target.conn_id, set()).add("CHT")
+            if r.source.conn_id:
+                found.setdefault(r.source.conn_id, set()).add("source")
+    return found
+
+
+def wanted(connections: Mapping[str, set[str]], environ: Mapping[str, str] = os.environ) -> dict[str, tuple[int, str]]:
+    """Pool name -> (slots, description) for each Connection a task runs in the pool of: CHT and source
+    Connections. A Connection that is only a destination needs none (its send slots limit it)."""
+    return {
+        pool_name(conn): (
+            pool_slots(conn, environ),
+            f"CHT Bridge: tasks using the {' and '.join(sorted(roles))} Connection {conn}",
+        )
+        for conn, roles in connections.items()
+        if roles - {"destination"}
+    }
+
+
+def missing(want: Mapping[str, tuple[int, str]], existing: Iterable[str]) -> dict[str, tuple[int, str]]:
+    have = set(existing)
+    return {name: spec for name, spec in want.items() if name not in have}
+
+
+def _airflow(env: Mapping[str, str], *args: str) -> str:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    done = subprocess.run([airflow, *args], env=dict(env), capture_output=True, text=True, timeout=300)
+    if done.returncode:
+        raise RuntimeError(f"airflow {' '.join(args[:2])} failed: {done.stderr.strip()[-800:]}")
+    return done.stdout
+
+
+def _folders(env: Mapping[str, str]) -> tuple[Path, Path]:
+    root = Path(__file__).resolve().parents[2]
+    pipelines = Path(env.get("CHT_BRIDGE_PIPELINES", root / "include" / "pipelines"))
+    reverse = Path(env.get("CHT_BRIDGE_REVERSE_PIPELINES", root / "include" / "reverse"))
+    return pipelines, reverse
+
+
+def missing_pools(env: Mapping[str, str] | None = None) -> dict[str, tuple[int, str]]:
+    """The pools the pipeline folders named in ``env`` need and Airflow does not have (none when off)."""
+    env = dict(os.environ if env is None else env)
+    if not enabled(env):
+        return {}
+    existing = [p["pool"] for p in json.loads(_airflow(env, "pools", "list", "--output", "json") or "[]")]
+    return missing(wanted(connections_of(*_folders(env)), env), existing)
+
+
+def ensure_pools_cli(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Create the missing pools of the pipeline folders named in ``env``; return those created."""
+    env = dict(os.environ if env is None else env)
+    created = {}
+    for name, (slots, description) in missing_pools(env).items():
+        _airflow(env, "pools", "set", name, str(slots), description)
+        created[name] = slots
+    return created
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m cht_bridge.pools", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="list the missing pools and exit 1 if any; create none")
+    args = parser.parse_args(argv)
+    if not enabled():
+        print(f"per-Connection pools are off ({ENABLED_ENV}): every task runs in {DEFAULT_POOL}")
+        return 0
+    if args.check:
+        absent = missing_pools()
+        for name, (slots, description) in absent.items():
+            print(f"missing pool {name} ({slots} slots; {description}): its tasks will not be scheduled")
+        print(
+            f"{len(absent)} pools missing; create them with python -m cht_bridge.pools"
+            if absent
+            else "every pool exists"
+        )
+        return 1 if absent else 0
+    created = ensure_pools_cli()
+    for name, slots in created.items():
+        print(f"created pool {name} ({slots} slots)")
+    if not created:
+        print("every pool exists")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

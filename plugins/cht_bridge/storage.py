@@ -1,0 +1,43 @@
+"""Where files live: an Airflow ``ObjectStoragePath``, so a folder can be S3, GCS or a shared volume.
+
+With workers on several machines nothing may depend on one worker's disk: the dry-run artifacts
+(and reports) go under ``$CHT_BRIDGE_ARTIFACTS`` (e.g. ``s3://aws_default@bucket/cht-bridge``,
+the Connection before ``@``; default: ``$AIRFLOW_HOME/cht_bridge`` on the local disk, as before),
+and a reverse pipeline's CSV drop folder may be such a URL too. A plain path is the local disk.
+
+``airflow.sdk`` is imported inside the functions: DAG files import modules that import this one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+ARTIFACTS_ENV = "CHT_BRIDGE_ARTIFACTS"
+LOCAL_PROTOCOLS = ("", "file", "local")
+
+
+def storage_path(location: Any) -> Any:
+    """``location`` (a path, a URL, or already an ObjectStoragePath) as an ``ObjectStoragePath``."""
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(location, ObjectStoragePath):
+        return location
+    return ObjectStoragePath(str(location))
+
+
+def is_local(path: Any) -> bool:
+    """True for a plain ``Path`` and for an ObjectStoragePath on the local file system."""
+    return isinstance(path, Path) or getattr(path, "protocol", "") in LOCAL_PROTOCOLS
+
+
+def local_path(path: Any) -> Path:
+    """The ``Path`` of a local ObjectStoragePath (owner-only modes need the OS's calls)."""
+    return path if isinstance(path, Path) else Path(path.path)
+
+
+def artifacts_root(default: Path) -> Any:
+    """``$CHT_BRIDGE_ARTIFACTS`` as an ObjectStoragePath; else ``default`` (``hooks.bridge_home()``: local, owner-only)."""
+    configured = os.environ.get(ARTIFACTS_ENV, "").strip()
+    return storage_path(configured or default)
