@@ -129,3 +129,22 @@ def test_waiting_inbound_rows_keep_their_record_until_a_newer_version_replaces_t
     old = ledger.get(name, "a", "v1")
     assert (old.status, old.record, old.run_id) == (SKIPPED, None, "run-2")
     assert ledger.counts(name) == {SKIPPED: 1, FAILED: 1, RECEIVED: 1}
+
+
+def test_the_retired_status_index_is_dropped_on_postgres(store):
+    from sqlalchemy import inspect, text
+
+    with store.engine.begin() as conn:  # as a ledger made by the previous version has it
+        conn.execute(
+            text("CREATE INDEX IF NOT EXISTS ix_cht_bridge_delivery_status ON cht_bridge_delivery (pipeline, status)")
+        )
+    reopened = StateStore(store.url)
+    try:
+        names = {i["name"] for i in inspect(reopened.engine).get_indexes("cht_bridge_delivery")}
+        assert "ix_cht_bridge_delivery_status" not in names
+        assert {"ix_cht_bridge_delivery_recent", "ix_cht_bridge_delivery_reported"} <= names
+        name = f"p_{uuid.uuid4().hex[:8]}"
+        reopened.record(name, [Outcome("a", "1-x", True, "h" * 64), Outcome("b", "1-y", False, error="bad")])
+        assert reopened.counts(name) == {"delivered": 1, "failed": 1}
+    finally:
+        reopened.close()

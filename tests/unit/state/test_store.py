@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from cht_bridge.state.store import DEAD, DELETE, DELETED, DELIVERED, FAILED, KEEP, Outcome, StateStore
@@ -398,3 +398,28 @@ def test_a_batch_is_written_in_id_order_but_one_document_twice_keeps_its_order(s
     row = store.ledger(PIPE, "b")
     assert row["status"] == FAILED and row["last_error"] == "later" and row["delivered_hash"] == "h3"
     assert store.counts(PIPE) == {DELIVERED: 3, FAILED: 1}
+
+
+def test_the_retired_status_index_is_dropped_and_its_queries_use_a_longer_index(db_url):
+    StateStore(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # a ledger made by the previous version has the index
+        conn.execute(text("CREATE INDEX ix_cht_bridge_delivery_status ON cht_bridge_delivery (pipeline, status)"))
+    engine.dispose()
+    store = StateStore(db_url)
+    try:
+        names = {i["name"] for i in inspect(store.engine).get_indexes("cht_bridge_delivery")}
+        assert "ix_cht_bridge_delivery_status" not in names
+        assert "ix_cht_bridge_delivery_recent" in names
+        store.record(PIPE, [ok("a"), failed("b")])
+        assert store.counts(PIPE) == {DELIVERED: 1, FAILED: 1}
+        with store.engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT status, count(*) FROM cht_bridge_delivery WHERE pipeline = ? "
+                "GROUP BY status",
+                (PIPE,),
+            ).all()
+        # ix_cht_bridge_delivery_recent or _reported: both begin with (pipeline, status)
+        assert "USING COVERING INDEX ix_cht_bridge_delivery_re" in " ".join(str(row[-1]) for row in plan)
+    finally:
+        store.close()
