@@ -400,17 +400,18 @@ def test_a_batch_is_written_in_id_order_but_one_document_twice_keeps_its_order(s
     assert store.counts(PIPE) == {DELIVERED: 3, FAILED: 1}
 
 
-def test_the_retired_status_index_is_dropped_and_its_queries_use_a_longer_index(db_url):
+def test_the_retired_indexes_are_dropped_and_their_queries_use_the_new_ones(db_url):
     StateStore(db_url).close()
     engine = create_engine(db_url)
-    with engine.begin() as conn:  # a ledger made by the previous version has the index
+    with engine.begin() as conn:  # a ledger made by the previous version has them
         conn.execute(text("CREATE INDEX ix_cht_bridge_delivery_status ON cht_bridge_delivery (pipeline, status)"))
+        conn.execute(text("CREATE INDEX ix_cht_bridge_delivery_destination_id ON cht_bridge_delivery (destination_id)"))
     engine.dispose()
     store = StateStore(db_url)
     try:
         names = {i["name"] for i in inspect(store.engine).get_indexes("cht_bridge_delivery")}
-        assert "ix_cht_bridge_delivery_status" not in names
-        assert "ix_cht_bridge_delivery_recent" in names
+        assert not {"ix_cht_bridge_delivery_status", "ix_cht_bridge_delivery_destination_id"} & names
+        assert {"ix_cht_bridge_delivery_recent", "ix_cht_bridge_delivery_reference"} <= names
         store.record(PIPE, [ok("a"), failed("b")])
         assert store.counts(PIPE) == {DELIVERED: 1, FAILED: 1}
         with store.engine.connect() as conn:
@@ -423,3 +424,23 @@ def test_the_retired_status_index_is_dropped_and_its_queries_use_a_longer_index(
         assert "USING COVERING INDEX ix_cht_bridge_delivery_re" in " ".join(str(row[-1]) for row in plan)
     finally:
         store.close()
+
+
+def test_only_references_are_indexed_but_every_destination_id_is_answered(store):
+    store.record(PIPE, [ok("a", dest_id="Patient/p1"), ok("b", dest_id="rcv-123"), failed("c")])
+    store.record("other", [ok("d", dest_id="Patient/p2")])
+    asked = ["Patient/p1", "rcv-123", "Patient/p2", "Patient/none", "none"]
+    assert store.delivered_destination_ids(asked, [PIPE]) == {"Patient/p1", "rcv-123"}
+    assert store.delivered_destination_ids(asked) == {"Patient/p1", "rcv-123", "Patient/p2"}
+    with store.engine.connect() as conn:
+        (ddl,) = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'ix_cht_bridge_delivery_reference'"
+        ).one()
+        assert ddl.endswith("WHERE destination_id LIKE '%/%'")  # a partial index: random ids are not in it
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT destination_id FROM cht_bridge_delivery WHERE status = 'delivered' "
+            "AND destination_id IN ('Patient/p1') AND destination_id LIKE '%/%' AND pipeline IN (?)",
+            (PIPE,),
+        ).all()
+    # the lookup a FHIR destination makes reads that index alone, not every delivered row of the pipeline
+    assert "COVERING INDEX ix_cht_bridge_delivery_reference" in " ".join(str(row[-1]) for row in plan)
