@@ -414,14 +414,9 @@ def test_the_retired_indexes_are_dropped_and_their_queries_use_the_new_ones(db_u
         assert {"ix_cht_bridge_delivery_recent", "ix_cht_bridge_delivery_reference"} <= names
         store.record(PIPE, [ok("a"), failed("b")])
         assert store.counts(PIPE) == {DELIVERED: 1, FAILED: 1}
-        with store.engine.connect() as conn:
-            plan = conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN SELECT status, count(*) FROM cht_bridge_delivery WHERE pipeline = ? "
-                "GROUP BY status",
-                (PIPE,),
-            ).all()
+        plan = _plan(store, "SELECT status, count(*) FROM cht_bridge_delivery WHERE pipeline = ? GROUP BY status")
         # ix_cht_bridge_delivery_recent or _reported: both begin with (pipeline, status)
-        assert "USING COVERING INDEX ix_cht_bridge_delivery_re" in " ".join(str(row[-1]) for row in plan)
+        assert "USING COVERING INDEX ix_cht_bridge_delivery_re" in plan
     finally:
         store.close()
 
@@ -437,10 +432,16 @@ def test_only_references_are_indexed_but_every_destination_id_is_answered(store)
             "SELECT sql FROM sqlite_master WHERE name = 'ix_cht_bridge_delivery_reference'"
         ).one()
         assert ddl.endswith("WHERE destination_id LIKE '%/%'")  # a partial index: random ids are not in it
-        plan = conn.exec_driver_sql(
-            "EXPLAIN QUERY PLAN SELECT destination_id FROM cht_bridge_delivery WHERE status = 'delivered' "
-            "AND destination_id IN ('Patient/p1') AND destination_id LIKE '%/%' AND pipeline IN (?)",
-            (PIPE,),
-        ).all()
+    plan = _plan(
+        store,
+        "SELECT destination_id FROM cht_bridge_delivery WHERE status = 'delivered' "
+        "AND destination_id IN ('Patient/p1') AND destination_id LIKE '%/%' AND pipeline IN (?)",
+    )
     # the lookup a FHIR destination makes reads that index alone, not every delivered row of the pipeline
-    assert "COVERING INDEX ix_cht_bridge_delivery_reference" in " ".join(str(row[-1]) for row in plan)
+    assert "COVERING INDEX ix_cht_bridge_delivery_reference" in plan
+
+
+def _plan(store: StateStore, query: str) -> str:
+    """SQLite's plan of ``query`` (its one parameter is ``PIPE``), as one line."""
+    with store.engine.connect() as conn:
+        return " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + query, (PIPE,)).all())
