@@ -129,3 +129,41 @@ def test_waiting_inbound_rows_keep_their_record_until_a_newer_version_replaces_t
     old = ledger.get(name, "a", "v1")
     assert (old.status, old.record, old.run_id) == (SKIPPED, None, "run-2")
     assert ledger.counts(name) == {SKIPPED: 1, FAILED: 1, RECEIVED: 1}
+
+
+def test_the_retired_indexes_are_dropped_and_references_are_found_on_postgres(store):
+    from sqlalchemy import inspect, text
+
+    with store.engine.begin() as conn:  # as a ledger made by the previous version has them
+        conn.execute(
+            text("CREATE INDEX IF NOT EXISTS ix_cht_bridge_delivery_status ON cht_bridge_delivery (pipeline, status)")
+        )
+        conn.execute(
+            text(
+                "CREATE INDEX IF NOT EXISTS ix_cht_bridge_delivery_destination_id ON cht_bridge_delivery (destination_id)"
+            )
+        )
+    reopened = StateStore(store.url)
+    try:
+        indexes = {i["name"]: i for i in inspect(reopened.engine).get_indexes("cht_bridge_delivery")}
+        assert not {"ix_cht_bridge_delivery_status", "ix_cht_bridge_delivery_destination_id"} & set(indexes)
+        assert {"ix_cht_bridge_delivery_recent", "ix_cht_bridge_delivery_reported"} <= set(indexes)
+        with reopened.engine.connect() as conn:
+            ddl = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_cht_bridge_delivery_reference'")
+            ).scalar_one()
+        assert ddl.endswith("WHERE ((destination_id)::text ~~ '%/%'::text)"), ddl  # partial: references only
+        name = f"p_{uuid.uuid4().hex[:8]}"
+        reopened.record(
+            name,
+            [
+                Outcome("a", "1-x", True, "h" * 64, 201, "Patient/p1"),
+                Outcome("b", "1-y", True, "h" * 64, 201, "rcv-1"),
+                Outcome("c", "1-z", False, error="bad"),
+            ],
+        )
+        assert reopened.counts(name) == {"delivered": 2, "failed": 1}
+        asked = ["Patient/p1", "rcv-1", "Patient/none", "none"]
+        assert reopened.delivered_destination_ids(asked, [name]) == {"Patient/p1", "rcv-1"}
+    finally:
+        reopened.close()

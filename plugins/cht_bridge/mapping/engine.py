@@ -41,12 +41,13 @@ class ScriptStalled(ChtBridgeError):
     """
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Mapped:
     """What one document became.
 
     ``body`` is the payload as the JSON text CHT would send; ``error`` says why a relevant
-    document has no payload (a mapping or ``relevant_to`` failure).
+    document has no payload (a mapping or ``relevant_to`` failure). A value, like ``Outcome``, and
+    not declared frozen for the same reason: one is made per document read.
     """
 
     doc_id: str

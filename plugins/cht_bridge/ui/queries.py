@@ -2,7 +2,7 @@
 
 Every answer holds ids, statuses, counts, times and reasons only (the ledgers keep no payloads;
 an inbound row's ``record`` is never selected). The queries are written for the ledger's
-indexes (``state/store.py``): ``ix_cht_bridge_delivery_status`` (pipeline, status) for the counts,
+indexes (``state/store.py``): for the counts, either index below (both begin with pipeline, status),
 ``ix_cht_bridge_delivery_recent`` (pipeline, status, last_attempt_at) for the last 24 hours and
 the newest failures, ``ix_cht_bridge_delivery_reported`` (pipeline, status, reported_at) for the
 freshness, and ``ix_cht_bridge_inbound_status`` for the reverse rows.

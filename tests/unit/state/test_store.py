@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from cht_bridge.state.store import DEAD, DELETE, DELETED, DELIVERED, FAILED, KEEP, Outcome, StateStore
@@ -398,3 +398,50 @@ def test_a_batch_is_written_in_id_order_but_one_document_twice_keeps_its_order(s
     row = store.ledger(PIPE, "b")
     assert row["status"] == FAILED and row["last_error"] == "later" and row["delivered_hash"] == "h3"
     assert store.counts(PIPE) == {DELIVERED: 3, FAILED: 1}
+
+
+def test_the_retired_indexes_are_dropped_and_their_queries_use_the_new_ones(db_url):
+    StateStore(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # a ledger made by the previous version has them
+        conn.execute(text("CREATE INDEX ix_cht_bridge_delivery_status ON cht_bridge_delivery (pipeline, status)"))
+        conn.execute(text("CREATE INDEX ix_cht_bridge_delivery_destination_id ON cht_bridge_delivery (destination_id)"))
+    engine.dispose()
+    store = StateStore(db_url)
+    try:
+        names = {i["name"] for i in inspect(store.engine).get_indexes("cht_bridge_delivery")}
+        assert not {"ix_cht_bridge_delivery_status", "ix_cht_bridge_delivery_destination_id"} & names
+        assert {"ix_cht_bridge_delivery_recent", "ix_cht_bridge_delivery_reference"} <= names
+        store.record(PIPE, [ok("a"), failed("b")])
+        assert store.counts(PIPE) == {DELIVERED: 1, FAILED: 1}
+        plan = _plan(store, "SELECT status, count(*) FROM cht_bridge_delivery WHERE pipeline = ? GROUP BY status")
+        # ix_cht_bridge_delivery_recent or _reported: both begin with (pipeline, status)
+        assert "USING COVERING INDEX ix_cht_bridge_delivery_re" in plan
+    finally:
+        store.close()
+
+
+def test_only_references_are_indexed_but_every_destination_id_is_answered(store):
+    store.record(PIPE, [ok("a", dest_id="Patient/p1"), ok("b", dest_id="rcv-123"), failed("c")])
+    store.record("other", [ok("d", dest_id="Patient/p2")])
+    asked = ["Patient/p1", "rcv-123", "Patient/p2", "Patient/none", "none"]
+    assert store.delivered_destination_ids(asked, [PIPE]) == {"Patient/p1", "rcv-123"}
+    assert store.delivered_destination_ids(asked) == {"Patient/p1", "rcv-123", "Patient/p2"}
+    with store.engine.connect() as conn:
+        (ddl,) = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE name = 'ix_cht_bridge_delivery_reference'"
+        ).one()
+        assert ddl.endswith("WHERE destination_id LIKE '%/%'")  # a partial index: random ids are not in it
+    plan = _plan(
+        store,
+        "SELECT destination_id FROM cht_bridge_delivery WHERE status = 'delivered' "
+        "AND destination_id IN ('Patient/p1') AND destination_id LIKE '%/%' AND pipeline IN (?)",
+    )
+    # the lookup a FHIR destination makes reads that index alone, not every delivered row of the pipeline
+    assert "COVERING INDEX ix_cht_bridge_delivery_reference" in plan
+
+
+def _plan(store: StateStore, query: str) -> str:
+    """SQLite's plan of ``query`` (its one parameter is ``PIPE``), as one line."""
+    with store.engine.connect() as conn:
+        return " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + query, (PIPE,)).all())
