@@ -33,16 +33,17 @@ def run_dags(out: Path) -> int:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    from cht_bridge.dag_factory import HOUSEKEEPING_DAG_ID, REPLAY_DAG_ID
+    from cht_bridge.dag_factory import BACKFILL_DAG_ID, HOUSEKEEPING_DAG_ID, REPLAY_DAG_ID
     from standins.reviewer import ScriptedReviewer
 
     bag = DagBag(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     results = {}
     choose = demo_reviewer()
-    # replay is for a person to trigger; housekeeping removes nothing of a demo's (all of it is new)
+    # replay and the split backfill are for a person to trigger (a pipeline, a window);
+    # housekeeping removes nothing of a demo's (all of it is new)
     # reconcile: run after the DAGs, by aggregate_demo, for the seeded year rather than last month;
     # matching_train: monthly, once reviewers have answered (`make airflow` to try it)
-    skipped = {REPLAY_DAG_ID, HOUSEKEEPING_DAG_ID, "cht_bridge_reconcile", "cht_bridge_matching_train"}
+    skipped = {REPLAY_DAG_ID, BACKFILL_DAG_ID, HOUSEKEEPING_DAG_ID, "cht_bridge_reconcile", "cht_bridge_matching_train"}
     for dag_id in sorted(set(bag.dag_ids) - skipped):
         dag = bag.get_dag(dag_id)
         reverse = "match" in dag.task_ids
