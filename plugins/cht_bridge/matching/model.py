@@ -129,6 +129,15 @@ DATE_OF_BIRTH = {
             **_tf("date_of_birth"),
         ),
         _level('"date_of_birth_l" = "date_of_birth_r"', "same date", 0.66, 4e-4, **_tf("date_of_birth")),
+        # Only the year was known on one side (written as 1 January) and it agrees: as much as a
+        # year can say, not weakened by the day and month the other side knows.
+        _level(
+            '"birth_year_l" = "birth_year_r" AND (("birth_month_l" = 1 AND "birth_day_l" = 1) '
+            'OR ("birth_month_r" = 1 AND "birth_day_r" = 1))',
+            "same year, one side only a year (1 January)",
+            0.05,
+            0.005,
+        ),
         _level(
             '"birth_year_l" = "birth_year_r" AND ("birth_month_l" = "birth_month_r" OR "birth_day_l" = "birth_day_r" '
             'OR ("birth_day_l" = "birth_month_r" AND "birth_month_l" = "birth_day_r"))',
@@ -136,7 +145,7 @@ DATE_OF_BIRTH = {
             0.08,
             0.002,
         ),
-        _level('"birth_year_l" = "birth_year_r"', "same year", 0.05, 0.015),
+        _level('"birth_year_l" = "birth_year_r"', "same year", 0.005, 0.011),
         # An age re-estimated keeps the birthday: same day and month, the year one or two off.
         _level(
             '"birth_month_l" = "birth_month_r" AND "birth_day_l" = "birth_day_r" '
@@ -170,7 +179,9 @@ PHONE = {
 PLACE = {
     "output_column_name": "place",
     "comparison_levels": [
-        _null('"place_l" IS NULL OR "place_r" IS NULL'),
+        # Unknown only when a side has neither a place nor an area: a row without its village
+        # still names its district.
+        _null('("place_l" IS NULL AND "area_l" IS NULL) OR ("place_r" IS NULL AND "area_r" IS NULL)'),
         # Phone and place are both household evidence; when the phone already agrees, the same
         # place adds little (P(place | phone agrees) is high for matches and non-matches alike).
         # Without this level a sibling would score as a household twice over.
@@ -187,8 +198,7 @@ PLACE = {
         # The same floor for the household: new members join it between two EMR visits.
         _level('"place_l" = "place_r"', "same place", 0.30, 1e-3, **_tf("place", floor=1e-3)),
         _level(
-            'list_contains("area_l", "place_r") OR list_contains("area_r", "place_l") '
-            'OR list_has_any("area_l", "area_r")',
+            'list_contains("area_l", "place_r") OR list_contains("area_r", "place_l")',
             "same wider area",
             0.20,
             0.009,
@@ -197,6 +207,9 @@ PLACE = {
             # named replaces u (the larger of the two sides', so the area, not the household).
             **_tf("area_key", floor=1e-3),
         ),
+        # The places differ but their areas (districts, facilities) meet: the area shared is not
+        # the place named, so its size is not the place's frequency; u is the level's own.
+        _level('list_has_any("area_l", "area_r")', "places differ, same area", 0.02, 0.05),
         _level("ELSE", "places differ (people move)", 0.05, 0.99),
     ],
 }

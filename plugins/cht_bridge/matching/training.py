@@ -40,6 +40,7 @@ from cht_bridge.matching.features import Frequencies, build_table, e164, tf_tabl
 from cht_bridge.matching.labels import Label
 from cht_bridge.matching.matcher import decide_all, score_people
 from cht_bridge.matching.model import BRIDGE_KEY, load_model
+from cht_bridge.matching.one_to_one import levels, refine
 from cht_bridge.matching.records import Person
 from cht_bridge.matching.thresholds import DUPLICATE_RISK, WRONG_LINK_RISK, choose, confusion
 
@@ -57,6 +58,8 @@ ESTIMATE_WITHOUT_TF = False
 MAX_PAIRS_PER_ROW = 20
 #: Blocked pairs one EM session reads at most (a deterministic sample beyond): bounds the time.
 EM_MAX_PAIRS = 200_000
+#: Pairs below this match weight are left out of the one-to-one EM (they cannot win a row).
+ONE_TO_ONE_MIN_WEIGHT = -20.0
 #: EM sessions: each blocks on a column whose comparison the other one estimates; the first two
 #: that find pairs run. Phone is the last resort: a household shares one, and EM would take
 #: relatives for the same person.
@@ -249,6 +252,17 @@ def _estimate(
                 max_pairs=EM_MAX_PAIRS,
             )
         estimated = _merged(result, _values(linker.misc.save_model_to_json()), "m_probability")
+        estimated = _one_to_one(
+            connection,
+            existing.column_names,
+            estimated,
+            existing_df,
+            incoming_df,
+            frames,
+            prior,
+            share,
+            existing.num_rows,
+        )
         if not labelled_pairs:
             return estimated
         table = pa.table(
@@ -270,6 +284,51 @@ def _estimate(
         )
     finally:
         connection.close()
+
+
+def _one_to_one(
+    connection: Any,
+    feature_columns: Sequence[str],
+    settings: dict[str, Any],
+    existing_df: Any,
+    incoming_df: Any,
+    frames: dict[str, Any],
+    prior: float,
+    share: float,
+    n_existing: int,
+) -> dict[str, Any]:
+    """EM's m refined by the one-to-one EM over the pairs the model will score (``one_to_one.py``),
+    from the shipped start; the share of rows who already exist it estimates is kept in the
+    settings' prior for the threshold step."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from splink import Linker
+
+    linker = Linker(
+        [existing_df, incoming_df], dict(_with_prior(settings, prior), link_type="link_only"), log_level=None
+    )
+    _register_tf(linker, settings, frames)
+    scored = linker.inference.predict(threshold_match_weight=ONE_TO_ONE_MIN_WEIGHT).as_pyarrow_table()
+    # Splink may put either list on the left of a pair.
+    swapped = pc.equal(scored.column("source_dataset_l"), "incoming_people")
+    pairs = pa.table(
+        {
+            "existing": pc.if_else(swapped, scored.column("unique_id_r"), scored.column("unique_id_l")),
+            "incoming": pc.if_else(swapped, scored.column("unique_id_l"), scored.column("unique_id_r")),
+            **{name: scored.column(name) for name in scored.column_names if name.startswith("mw_tf_adj_")},
+        }
+    )
+    connection.register("one_to_one_pairs", pairs)
+    table = levels(connection, "one_to_one_pairs", settings["comparisons"], feature_columns)
+    comparisons, _ = refine(
+        table,
+        settings["comparisons"],
+        load_model()["comparisons"],
+        share=share,
+        n_existing=n_existing,
+        bounds=_MATCH_SHARE_BOUNDS,
+    )
+    return dict(settings, comparisons=comparisons)
 
 
 def _narrow_blocking(connection: Any, settings: dict[str, Any], rows: int) -> dict[str, Any]:
