@@ -235,6 +235,15 @@ BLOCKING_RULES = [
     # (``training.MAX_PAIRS_PER_ROW``), and these then still find the misspelt in their village.
     {"blocking_rule": 'l."place" = r."place" AND l."birth_year" = r."birth_year"'},
     {"blocking_rule": 'l."names" = r."names" AND l."place" = r."place"', "arrays_to_explode": ["names"]},
+    # Two names written as one on either side: no token is shared, so only this finds them.
+    {"blocking_rule": 'l."name_joins" = r."names"', "arrays_to_explode": ["name_joins", "names"]},
+    {"blocking_rule": 'l."names" = r."name_joins"', "arrays_to_explode": ["names", "name_joins"]},
+    # An age re-estimated keeps the birthday: a name token and the same day and month.
+    {
+        "blocking_rule": 'l."names" = r."names" AND l."birth_month" = r."birth_month" AND l."birth_day" = r."birth_day" '
+        'AND NOT (l."birth_month" = 1 AND l."birth_day" = 1)',
+        "arrays_to_explode": ["names"],
+    },
     # A one-digit phone typo leaves one half of the number intact.
     {"blocking_rule": 'substr(l."phone", 1, 9) = substr(r."phone", 1, 9)'},
     {"blocking_rule": 'right(l."phone", 5) = right(r."phone", 5)'},
