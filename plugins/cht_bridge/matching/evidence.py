@@ -19,6 +19,7 @@ _WORDS = {
     ("names", ">= 2 tokens alike (Jaro-Winkler >= 0.92)"): "names spelt alike",
     ("names", ">= 2 tokens shared or one letter apart"): "names differ in one letter",
     ("names", "two names written as one"): "two names written as one",
+    ("names", "two names written as one, alike"): "two names written as one, spelt differently",
     ("names", "O-/A- name pair, other sex"): "O-/A- name pair of the other sex (a twin or sibling?)",
     ("names", "one token shared, same phone (a relative?)"): "one name shared in a household (a relative?)",
     ("names", "one token shared"): "only one name shared",
@@ -44,6 +45,7 @@ _WORDS = {
     ("place", "place names alike"): "place names spelt alike",
     ("place", "same wider area"): "same wider area",
     ("place", "places differ, same area"): "other place in the same area",
+    ("place", "places differ, an area unknown"): "places differ (area unknown)",
     ("place", "places differ (people move)"): "places differ",
 }
 _FIELD_NAMES = {"names": "name", "date_of_birth": "date of birth", "place": "place", "phone": "phone", "sex": "sex"}

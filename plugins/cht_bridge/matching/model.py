@@ -36,6 +36,11 @@ _RUN_TOGETHER = (
     'len(list_filter("names_l", x -> len(list_filter("names_r", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0 '
     'OR len(list_filter("names_r", x -> len(list_filter("names_l", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0'
 )
+# The best Jaro-Winkler similarity of one side's names to two of the other side's written together.
+_JOINED_ALIKE = (
+    'list_max(list_transform("names_{a}", x -> list_max(list_transform("name_joins_{b}", '
+    "y -> jaro_winkler_similarity(x, y)))))"
+)
 # Tokens shared, or (4 letters or more) one keystroke apart: "yusuf"/"yukuf", "kendi"/"kemdi" are
 # below any useful Jaro-Winkler cut-off, yet one letter is what a typo changes.
 _NEAR_TOKENS = (
@@ -86,6 +91,16 @@ NAME = {
         _level(f"{_NEAR_TOKENS} >= 2", ">= 2 tokens shared or one letter apart", 0.04, 2e-5),
         # "Graceansomaa" for "Grace Ansomaa": one side wrote two names as one.
         _level(f"{_RUN_TOGETHER}", "two names written as one", 0.01, 1e-5),
+        # The same, with a typo as well ("ismailbakarre" for "Ismail Bakare"): one side has fewer
+        # names, and one of them is alike two of the other's written together.
+        _level(
+            # (Splink keeps the columns a level names outside its lambdas: name_joins is named here.)
+            f'len("names_l") <> len("names_r") AND "name_joins_l" IS NOT NULL AND "name_joins_r" IS NOT NULL '
+            f"AND greatest({_JOINED_ALIKE.format(a='l', b='r')}, {_JOINED_ALIKE.format(a='r', b='l')}) >= 0.92",
+            "two names written as one, alike",
+            0.005,
+            1e-5,
+        ),
         # Sharing one token is what household members do (the family name). Random pairs rarely
         # share a phone, so sampling cannot see that people who do share one (a household)
         # also share a family name about half the time: this level's u says so, and training
@@ -210,6 +225,8 @@ PLACE = {
         # The places differ but their areas (districts, facilities) meet: the area shared is not
         # the place named, so its size is not the place's frequency; u is the level's own.
         _level('list_has_any("area_l", "area_r")', "places differ, same area", 0.02, 0.05),
+        # Without a side's areas, a place that differs may still lie in the same area.
+        _level('"area_l" IS NULL OR "area_r" IS NULL', "places differ, an area unknown", 0.05, 0.95),
         _level("ELSE", "places differ (people move)", 0.05, 0.99),
     ],
 }

@@ -9,7 +9,8 @@ sharing a date of birth a rival worth review. Here the E-step is the matcher's o
 ``prior * BF_k / (1 - share + prior * sum_j BF_j)`` (``prior = share / existing``), so candidates
 compete with each other and with "someone new". The M-step takes each level's m as the
 posterior-weighted share of pairs at it, smoothed towards the starting model's m by
-``PSEUDO_PAIRS`` pairs (a level no pair reaches keeps its start), and the share as the mean
+``PSEUDO_PAIRS`` pairs (a level no pair reaches gets m = u, no weight, unless u is larger than its
+start), and the share as the mean
 probability that a row is anyone. u stays as estimated from random pairs; term-frequency
 adjustments depend on u only, so they are read once from Splink's scores.
 """
@@ -86,14 +87,14 @@ def levels(connection: Any, pairs: str, comparisons: Sequence[dict[str, Any]], c
     sides = ", ".join(f'l."{c}" AS "{c}_l", r."{c}" AS "{c}_r"' for c in columns)
     tf = ", ".join(
         f'p."{c}"'
-        for c in connection.execute(f"SELECT * FROM {pairs} LIMIT 0").to_arrow_table().column_names
+        for c in connection.sql(f"SELECT * FROM {pairs} LIMIT 0").to_arrow_table().column_names
         if c.startswith("mw_tf_adj_")
     )
     sql = (
-        f"SELECT incoming, {', '.join(cases)}{', ' + tf if tf else ''} FROM (SELECT p.*, {sides} FROM {pairs} p "  # noqa: S608 (the model's own SQL)
+        f"SELECT existing, incoming, {', '.join(cases)}{', ' + tf if tf else ''} FROM (SELECT p.*, {sides} FROM {pairs} p "  # noqa: S608 (the model's own SQL)
         "JOIN existing_people l ON l.unique_id = p.existing JOIN incoming_people r ON r.unique_id = p.incoming) p"
     )
-    return connection.execute(sql).to_arrow_table()
+    return connection.sql(sql).to_arrow_table()
 
 
 def _row_index(keys: list[str]) -> np.ndarray:
@@ -141,6 +142,7 @@ class _Comparison:
         self.m = np.array([level["m_probability"] for level in self.levels], dtype=float)
         self.u = np.array([level["u_probability"] for level in self.levels], dtype=float)
         self.fixed = np.array([bool(level.get("fix_m_probability")) for level in self.levels])
+        self.reached = np.bincount(self.position[self.position >= 0], minlength=len(self.levels)) > 0
         self.prior = np.array(
             [start.get(level.get("label_for_charts", ""), m) for level, m in zip(self.levels, self.m, strict=True)]
         )
@@ -153,8 +155,11 @@ class _Comparison:
     def update(self, posterior: np.ndarray) -> None:
         known = self.position >= 0
         counts = np.bincount(self.position[known], weights=posterior[known], minlength=len(self.levels))
-        free = ~self.fixed
-        mass = 1.0 - self.m[self.fixed].sum()
+        # A level no pair reaches says nothing about this data: no weight either way (m = u), or
+        # the start's m where u is large (a catch-all level), so as not to take the others' share.
+        self.m = np.where(self.reached | self.fixed, self.m, np.minimum(self.u, self.prior))
+        free = ~self.fixed & self.reached
+        mass = 1.0 - self.m[~free].sum()
         estimate = (counts[free] + PSEUDO_PAIRS * self.prior[free]) / (
             counts[free].sum() + PSEUDO_PAIRS * self.prior[free].sum()
         )

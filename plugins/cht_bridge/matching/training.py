@@ -11,12 +11,14 @@ the columns present, ``columns.py``) and re-estimates their parameters:
   the CHT population;
 * m (how often the *same* person agrees at a level) by expectation maximisation over blocked pairs
   of the incoming list and the population (two sessions, each blocked on a field the other one
-  estimates; Splink keeps the median), starting from the shipped values; then pooled with the m
-  that reviewers' labelled pairs give (``estimate_m_from_pairwise_labels``), each estimate
-  weighted by the true pairs behind it (labels sit where the model is unsure: alone they would
-  skew every level towards the hard cases);
-* a level with too few expected true pairs to estimate (fewer than ``MIN_PAIRS_PER_LEVEL``) keeps
-  the shipped m, as does every level when there is no incoming list;
+  estimates; Splink keeps the median), starting from the shipped values; then refined by an EM
+  in which a list row is at most one existing person (``one_to_one.py``: candidates compete, as
+  they do when the matcher decides), smoothed towards the shipped m by a few pairs' worth, a
+  level no blocked pair reaches carrying no weight; then pooled with the m that reviewers'
+  labelled pairs give (``estimate_m_from_pairwise_labels``), each estimate weighted by the true
+  pairs behind it (labels sit where the model is unsure: alone they would skew every level
+  towards the hard cases);
+* every level keeps the shipped m when there is no incoming list;
 * the share of incoming people who already exist, and the two thresholds (``thresholds.py``),
   from the trained model's own probabilities on the list and from the labels.
 
@@ -115,7 +117,7 @@ def train(
     labelled_pairs = _label_pairs(labels, existing, incoming)
     share = 0.75
     estimated = _estimate(settings, existing_table, incoming_table, lookups, labelled_pairs, seed, share)
-    trained = _fallback(settings, estimated, min(len(incoming), len(existing)) * share)
+    trained = _normalised(estimated)
     model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict()}})
 
     # The share of the list that already exists, then the thresholds, from the model's own view.
@@ -435,16 +437,15 @@ def _merged(settings: dict[str, Any], values: dict[tuple[str, str], dict[str, fl
     return merged
 
 
-def _fallback(start: dict[str, Any], estimated: dict[str, Any], expected_pairs: float) -> dict[str, Any]:
-    """Keep the start's m where a level holds too few expected true pairs, then make each
-    comparison's m sum to one again; round for a readable, stable file."""
+def _normalised(estimated: dict[str, Any]) -> dict[str, Any]:
+    """Each comparison's m summing to one again (label pooling moves them apart), rounded for a
+    readable, stable file. Levels with too little data were already held near the start's m by
+    the one-to-one EM's smoothing (``one_to_one.PSEUDO_PAIRS``): resetting a *small* estimate to
+    a large start (the shipped m of 3 % for "one token shared", where the data showed 0.05 %)
+    made every relative sharing a family name a candidate worth review."""
     result = copy.deepcopy(estimated)
-    for comparison, original in zip(result["comparisons"], start["comparisons"], strict=True):
+    for comparison in result["comparisons"]:
         levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
-        first = [lv for lv in original["comparison_levels"] if not lv.get("is_null_level")]
-        for level, before in zip(levels, first, strict=True):
-            if level["m_probability"] * expected_pairs < MIN_PAIRS_PER_LEVEL:
-                level["m_probability"] = before["m_probability"]
         total = sum(level["m_probability"] for level in levels)
         for level in levels:
             level["m_probability"] = _round(level["m_probability"] / total)
