@@ -98,8 +98,8 @@ NAME = {
             f'len("names_l") <> len("names_r") AND "name_joins_l" IS NOT NULL AND "name_joins_r" IS NOT NULL '
             f"AND greatest({_JOINED_ALIKE.format(a='l', b='r')}, {_JOINED_ALIKE.format(a='r', b='l')}) >= 0.92",
             "two names written as one, alike",
-            0.005,
-            1e-5,
+            0.001,
+            0.0015,
         ),
         # Sharing one token is what household members do (the family name). Random pairs rarely
         # share a phone, so sampling cannot see that people who do share one (a household)

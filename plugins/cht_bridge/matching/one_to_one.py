@@ -38,6 +38,8 @@ def refine(
     share: float,
     n_existing: int,
     bounds: tuple[float, float],
+    known: dict[str, str | None] | None = None,
+    excluded: set[tuple[str, str]] | None = None,
 ) -> tuple[list[dict[str, Any]], float]:
     """New comparisons with re-estimated m, and the estimated share of rows who already exist.
 
@@ -49,16 +51,21 @@ def refine(
     :param share: first guess of the share of incoming rows who already exist.
     :param n_existing: existing people (a pair's prior is ``share / n_existing``).
     :param bounds: the share is kept within these.
+    :param known: what reviewers said rows are (incoming key → existing key, or ``None``: new);
+        their pairs' posteriors are clamped to the answer (semi-supervised EM).
+    :param excluded: (existing key, incoming key) pairs a reviewer said are two people.
     """
     if pairs.num_rows == 0:
         return [dict(c) for c in comparisons], share
     columns = pairs.to_pydict()
     rows = _row_index(columns["incoming"])
+    clamp = _clamp(columns["existing"], columns["incoming"], known or {}, excluded or set())
     models = [_Comparison(c, _start_m(c, start), columns) for c in comparisons]
     n_rows = int(rows.max()) + 1
     for _ in range(ROUNDS):
         weights = sum((model.weights() for model in models), np.zeros(pairs.num_rows))
         posterior, any_match = _posterior(weights, rows, n_rows, share, n_existing)
+        posterior = np.where(np.isnan(clamp), posterior, clamp)
         for model in models:
             model.update(posterior)
         share = min(max(float(any_match.sum()) / n_rows, bounds[0]), bounds[1])
@@ -95,6 +102,19 @@ def levels(connection: Any, pairs: str, comparisons: Sequence[dict[str, Any]], c
         "JOIN existing_people l ON l.unique_id = p.existing JOIN incoming_people r ON r.unique_id = p.incoming) p"
     )
     return connection.sql(sql).to_arrow_table()
+
+
+def _clamp(
+    existing: list[str], incoming: list[str], known: dict[str, str | None], excluded: set[tuple[str, str]]
+) -> np.ndarray:
+    """Per pair: the posterior a reviewer's answer fixes (1 or 0), or NaN where none does."""
+    values = np.full(len(existing), np.nan)
+    for position, (left, right) in enumerate(zip(existing, incoming, strict=True)):
+        if right in known:
+            values[position] = 1.0 if known[right] == left else 0.0
+        elif (left, right) in excluded:
+            values[position] = 0.0
+    return values
 
 
 def _row_index(keys: list[str]) -> np.ndarray:
