@@ -13,7 +13,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import combinations, permutations
 
 import pyarrow as pa
@@ -26,6 +26,8 @@ from cht_bridge.matching.records import Person
 _PSEUDO_COUNT = 1000
 _PRIOR = {"token": 1 / 2000, "date_of_birth": 1 / (365 * 60), "phone": 1e-5, "place": 1e-3, "area": 1e-3}
 _MIN_TF = 1e-9
+#: The key of a trained model's ``cht_bridge`` block saying its dates' frequencies are by kind.
+DATES_BY_KIND = "dates_by_kind"
 
 
 @lru_cache(maxsize=200_000)
@@ -78,10 +80,14 @@ def build_table(
     return pa.table({name: pa.array(values, type=_COLUMNS[name]) for name, values in rows.items()})
 
 
-def tf_tables(tables: Sequence[pa.Table], counts: Frequencies) -> dict[str, pa.Table]:
+def tf_tables(tables: Sequence[pa.Table], counts: Frequencies, dates_by_kind: bool = False) -> dict[str, pa.Table]:
     """Term-frequency lookups (value → share of people) for every value in ``tables``.
 
     Splink joins these onto the records (``register_term_frequency_lookup``).
+
+    :param dates_by_kind: a date's frequency within its kind (``Frequencies.date_tf``), as models
+        trained since that change expect (``DATES_BY_KIND`` in their ``cht_bridge`` block); the
+        shipped model's hand-set values were checked with plain frequencies and keep them.
     """
     lookups: dict[str, pa.Table] = {}
     for column, kind in (
@@ -95,7 +101,8 @@ def tf_tables(tables: Sequence[pa.Table], counts: Frequencies) -> dict[str, pa.T
         if kind == "names":
             shares = [counts.name_tf(value.split()) for value in values]
         elif kind == "date_of_birth":
-            shares = [counts.date_tf(value.isoformat()) for value in values]
+            frequency = counts.date_tf if dates_by_kind else partial(counts.tf, kind)
+            shares = [frequency(value.isoformat()) for value in values]
         else:
             shares = [counts.tf(kind, value) for value in values]
         value_type = _COLUMNS[column]

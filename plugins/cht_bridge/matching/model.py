@@ -160,7 +160,7 @@ DATE_OF_BIRTH = {
             0.08,
             0.002,
         ),
-        _level('"birth_year_l" = "birth_year_r"', "same year", 0.005, 0.011),
+        _level('"birth_year_l" = "birth_year_r"', "same year", 0.05, 0.015),
         # An age re-estimated keeps the birthday: same day and month, the year one or two off.
         _level(
             '"birth_month_l" = "birth_month_r" AND "birth_day_l" = "birth_day_r" '

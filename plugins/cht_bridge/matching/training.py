@@ -38,7 +38,7 @@ from typing import Any
 
 from cht_bridge.matching.columns import Profile, adapt, profile
 from cht_bridge.matching.decisions import MatchConfig, config_for_model
-from cht_bridge.matching.features import Frequencies, build_table, e164, tf_tables
+from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
 from cht_bridge.matching.labels import Label, ruled_out, truth_of
 from cht_bridge.matching.matcher import decide_all, score_people
 from cht_bridge.matching.model import BRIDGE_KEY, load_model
@@ -113,12 +113,12 @@ def train(
     counts = Frequencies([*existing, *incoming], [*existing_phones, *incoming_phones])
     existing_table = build_table(existing, [f"e{i}" for i in range(len(existing))], existing_phones, counts)
     incoming_table = build_table(incoming, [f"i{i}" for i in range(len(incoming))], incoming_phones, counts)
-    lookups = tf_tables([existing_table, incoming_table], counts)
+    lookups = tf_tables([existing_table, incoming_table], counts, dates_by_kind=True)
     answers = _answers(labels, existing, incoming)
     share = 0.75
     estimated = _estimate(settings, existing_table, incoming_table, lookups, answers, seed, share)
     trained = _normalised(estimated)
-    model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict()}})
+    model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict(), DATES_BY_KIND: True}})
 
     # The share of the list that already exists, then the thresholds, from the model's own view.
     config = MatchConfig(region=region, threads=threads, model=model, corroborated_link=1.0)
@@ -131,6 +131,7 @@ def train(
             scored = score_people(incoming, existing, config)
     block: dict[str, Any] = {
         "profile": found.as_dict(),
+        DATES_BY_KIND: True,
         "trained_on": {"existing": len(existing), "incoming": len(incoming), "labels": len(labels), "seed": seed},
         "expected_match_share": round(share, 4),
         "corroborated_link": 1.0,
