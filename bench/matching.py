@@ -14,7 +14,9 @@ unlike it (``standins/populations_west.py``: other names, codes for places, no p
 20 % new); and once more after 200 simulated review answers (the most uncertain people, answered
 from the truth) are fed back with ``--labels``. ``--no-trained`` skips these.
 
-``python -m bench.matching [--existing 5000 100000] [--incoming 5000] [--seed 7]``;
+``python -m bench.matching [--existing 5000 100000] [--incoming 5000] [--seed 7] [--west-seed 11]``
+(check a change on a second pair of seeds too, e.g. ``--seed 11 --west-seed 12``: the goals are
+for methods, not for one draw);
 ``--calibrate`` instead prints, per comparison level, the share of true pairs (m) and of random
 pairs (u) observed in the synthetic data next to the model's fixed values, which is how the
 hand-set values in ``cht_bridge/matching/model.py`` were checked.

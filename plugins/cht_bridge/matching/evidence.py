@@ -19,6 +19,7 @@ _WORDS = {
     ("names", ">= 2 tokens alike (Jaro-Winkler >= 0.92)"): "names spelt alike",
     ("names", ">= 2 tokens shared or one letter apart"): "names differ in one letter",
     ("names", "two names written as one"): "two names written as one",
+    ("names", "two names written as one, alike"): "two names written as one, spelt differently",
     ("names", "O-/A- name pair, other sex"): "O-/A- name pair of the other sex (a twin or sibling?)",
     ("names", "one token shared, same phone (a relative?)"): "one name shared in a household (a relative?)",
     ("names", "one token shared"): "only one name shared",
@@ -29,6 +30,7 @@ _WORDS = {
     ("date_of_birth", "same 1 January (estimated) date"): "same estimated date of birth (1 January)",
     ("date_of_birth", "same date"): "same date of birth",
     ("date_of_birth", "same year, day or month wrong or swapped"): "birth year same, day or month differs",
+    ("date_of_birth", "same year, one side only a year (1 January)"): "same birth year (one side knows only the year)",
     ("date_of_birth", "same year"): "same birth year",
     ("date_of_birth", "same birthday, year 1-2 apart"): "same birthday, birth year 1-2 apart",
     ("date_of_birth", "1-2 years apart"): "born 1-2 years apart",
@@ -42,6 +44,8 @@ _WORDS = {
     ("place", "same place"): "same place",
     ("place", "place names alike"): "place names spelt alike",
     ("place", "same wider area"): "same wider area",
+    ("place", "places differ, same area"): "other place in the same area",
+    ("place", "places differ, an area unknown"): "places differ (area unknown)",
     ("place", "places differ (people move)"): "places differ",
 }
 _FIELD_NAMES = {"names": "name", "date_of_birth": "date of birth", "place": "place", "phone": "phone", "sex": "sex"}

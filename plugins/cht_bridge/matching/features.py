@@ -13,8 +13,8 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
-from functools import lru_cache
-from itertools import combinations
+from functools import lru_cache, partial
+from itertools import combinations, permutations
 
 import pyarrow as pa
 
@@ -26,6 +26,8 @@ from cht_bridge.matching.records import Person
 _PSEUDO_COUNT = 1000
 _PRIOR = {"token": 1 / 2000, "date_of_birth": 1 / (365 * 60), "phone": 1e-5, "place": 1e-3, "area": 1e-3}
 _MIN_TF = 1e-9
+#: The key of a trained model's ``cht_bridge`` block saying its dates' frequencies are by kind.
+DATES_BY_KIND = "dates_by_kind"
 
 
 @lru_cache(maxsize=200_000)
@@ -59,6 +61,10 @@ def build_table(
         rows["names"].append(tokens or None)
         rows["name_key"].append(" ".join(tokens) or None)
         rows["name_pairs"].append([f"{a} {b}" for a, b in combinations(tokens, 2)] or None)
+        # Two names written as one ("graceakinyi"), in either order: a blocking key that finds
+        # the person whose every token differs from the run-together one. A single name stands
+        # for itself (an empty list would drop the row from a rule that explodes this column).
+        rows["name_joins"].append([a + b for a, b in permutations(tokens, 2)] or tokens or None)
         rows["sex"].append(person.sex)
         rows["date_of_birth"].append(born)
         rows["birth_year"].append(born.year if born else None)
@@ -74,10 +80,14 @@ def build_table(
     return pa.table({name: pa.array(values, type=_COLUMNS[name]) for name, values in rows.items()})
 
 
-def tf_tables(tables: Sequence[pa.Table], counts: Frequencies) -> dict[str, pa.Table]:
+def tf_tables(tables: Sequence[pa.Table], counts: Frequencies, dates_by_kind: bool = False) -> dict[str, pa.Table]:
     """Term-frequency lookups (value → share of people) for every value in ``tables``.
 
     Splink joins these onto the records (``register_term_frequency_lookup``).
+
+    :param dates_by_kind: a date's frequency within its kind (``Frequencies.date_tf``), as models
+        trained since that change expect (``DATES_BY_KIND`` in their ``cht_bridge`` block); the
+        shipped model's hand-set values were checked with plain frequencies and keep them.
     """
     lookups: dict[str, pa.Table] = {}
     for column, kind in (
@@ -91,7 +101,8 @@ def tf_tables(tables: Sequence[pa.Table], counts: Frequencies) -> dict[str, pa.T
         if kind == "names":
             shares = [counts.name_tf(value.split()) for value in values]
         elif kind == "date_of_birth":
-            shares = [counts.tf(kind, value.isoformat()) for value in values]
+            frequency = counts.date_tf if dates_by_kind else partial(counts.tf, kind)
+            shares = [frequency(value.isoformat()) for value in values]
         else:
             shares = [counts.tf(kind, value) for value in values]
         value_type = _COLUMNS[column]
@@ -120,6 +131,11 @@ class Frequencies:
             "area": Counter(value for person in people for value in _places(person)),
         }
 
+        dates = self._counts["date_of_birth"]
+        estimated = sum(count for value, count in dates.items() if value.endswith("-01-01"))
+        #: share of the dates of birth that are 1 January (estimated from a year or an age)
+        self._estimated_dates = estimated / max(sum(dates.values()), 1)
+
     def count(self, kind: str, value: str | None) -> int:
         """How many people in the population hold ``value``."""
         return self._counts[kind][value] if value else 0
@@ -130,6 +146,21 @@ class Frequencies:
             return None
         share = (self._counts[kind][value] + _PSEUDO_COUNT * _PRIOR[kind]) / (self._people + _PSEUDO_COUNT)
         return max(share, _MIN_TF)
+
+    def date_tf(self, iso: str) -> float | None:
+        """A date's share *within the dates of its kind* times its share of all people.
+
+        The model compares 1 January dates (estimates: only the year was known) and other dates in
+        levels of their own. Within a level that only one kind of date reaches, the weight of
+        agreeing on ``v`` is m / (share(v) * share(kind)) (the chance that two strangers both hold
+        v, over the chance that a true pair at this level holds it), not m / share(v): where a
+        fifth of the dates are 1 January, that is 2.3 bits more for two equal estimated dates.
+        """
+        share = self.tf("date_of_birth", iso)
+        if share is None:
+            return None
+        kind = self._estimated_dates if iso.endswith("-01-01") else 1.0 - self._estimated_dates
+        return max(share * min(max(kind, 0.05), 1.0), _MIN_TF)
 
     def name_tf(self, tokens: Sequence[str]) -> float:
         """Chance that a random person has exactly these name tokens (tokens taken as independent)."""
@@ -142,6 +173,7 @@ _COLUMNS: dict[str, pa.DataType] = {
     "names": pa.list_(pa.string()),
     "name_key": pa.string(),
     "name_pairs": pa.list_(pa.string()),
+    "name_joins": pa.list_(pa.string()),
     "sex": pa.string(),
     "date_of_birth": pa.date32(),
     "birth_year": pa.int32(),

@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 from cht_bridge.matching.decisions import Candidate, Decision, MatchConfig, decide
 from cht_bridge.matching.deterministic import DeterministicIndex, Rule
-from cht_bridge.matching.features import Frequencies, build_table, e164, tf_tables
+from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
+from cht_bridge.matching.model import BRIDGE_KEY
 from cht_bridge.matching.records import Person
 from cht_bridge.matching.scoring import ScoredPair, score
 
@@ -84,7 +85,7 @@ def score_people(incoming: Sequence[Person], existing: Sequence[Person], config:
     between, within = score(
         existing_table,
         incoming_table,
-        tf_tables([existing_table, incoming_table], counts),
+        tf_tables([existing_table, incoming_table], counts, _dates_by_kind(config)),
         prior_between=config.expected_match_share / max(len(existing), 1),
         prior_within=config.duplicate_share / max(len(incoming), 1),
         threads=config.threads,
@@ -94,6 +95,10 @@ def score_people(incoming: Sequence[Person], existing: Sequence[Person], config:
     ranked = _rank(between, existing_ids, config.expected_match_share, config.max_candidates)
     index = DeterministicIndex(existing, existing_phones, config.shared_phone_count)
     return Scored(incoming, incoming_keys, incoming_phones, ranked, index, within)
+
+
+def _dates_by_kind(config: MatchConfig) -> bool:
+    return bool((config.model or {}).get(BRIDGE_KEY, {}).get(DATES_BY_KIND))
 
 
 def decide_all(scored: Scored, config: MatchConfig) -> list[Decision]:

@@ -36,6 +36,11 @@ _RUN_TOGETHER = (
     'len(list_filter("names_l", x -> len(list_filter("names_r", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0 '
     'OR len(list_filter("names_r", x -> len(list_filter("names_l", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0'
 )
+# The best Jaro-Winkler similarity of one side's names to two of the other side's written together.
+_JOINED_ALIKE = (
+    'list_max(list_transform("names_{a}", x -> list_max(list_transform("name_joins_{b}", '
+    "y -> jaro_winkler_similarity(x, y)))))"
+)
 # Tokens shared, or (4 letters or more) one keystroke apart: "yusuf"/"yukuf", "kendi"/"kemdi" are
 # below any useful Jaro-Winkler cut-off, yet one letter is what a typo changes.
 _NEAR_TOKENS = (
@@ -86,6 +91,16 @@ NAME = {
         _level(f"{_NEAR_TOKENS} >= 2", ">= 2 tokens shared or one letter apart", 0.04, 2e-5),
         # "Graceansomaa" for "Grace Ansomaa": one side wrote two names as one.
         _level(f"{_RUN_TOGETHER}", "two names written as one", 0.01, 1e-5),
+        # The same, with a typo as well ("ismailbakarre" for "Ismail Bakare"): one side has fewer
+        # names, and one of them is alike two of the other's written together.
+        _level(
+            # (Splink keeps the columns a level names outside its lambdas: name_joins is named here.)
+            f'len("names_l") <> len("names_r") AND "name_joins_l" IS NOT NULL AND "name_joins_r" IS NOT NULL '
+            f"AND greatest({_JOINED_ALIKE.format(a='l', b='r')}, {_JOINED_ALIKE.format(a='r', b='l')}) >= 0.92",
+            "two names written as one, alike",
+            0.001,
+            0.0015,
+        ),
         # Sharing one token is what household members do (the family name). Random pairs rarely
         # share a phone, so sampling cannot see that people who do share one (a household)
         # also share a family name about half the time: this level's u says so, and training
@@ -129,6 +144,15 @@ DATE_OF_BIRTH = {
             **_tf("date_of_birth"),
         ),
         _level('"date_of_birth_l" = "date_of_birth_r"', "same date", 0.66, 4e-4, **_tf("date_of_birth")),
+        # Only the year was known on one side (written as 1 January) and it agrees: as much as a
+        # year can say, not weakened by the day and month the other side knows.
+        _level(
+            '"birth_year_l" = "birth_year_r" AND (("birth_month_l" = 1 AND "birth_day_l" = 1) '
+            'OR ("birth_month_r" = 1 AND "birth_day_r" = 1))',
+            "same year, one side only a year (1 January)",
+            0.05,
+            0.005,
+        ),
         _level(
             '"birth_year_l" = "birth_year_r" AND ("birth_month_l" = "birth_month_r" OR "birth_day_l" = "birth_day_r" '
             'OR ("birth_day_l" = "birth_month_r" AND "birth_month_l" = "birth_day_r"))',
@@ -170,7 +194,9 @@ PHONE = {
 PLACE = {
     "output_column_name": "place",
     "comparison_levels": [
-        _null('"place_l" IS NULL OR "place_r" IS NULL'),
+        # Unknown only when a side has neither a place nor an area: a row without its village
+        # still names its district.
+        _null('("place_l" IS NULL AND "area_l" IS NULL) OR ("place_r" IS NULL AND "area_r" IS NULL)'),
         # Phone and place are both household evidence; when the phone already agrees, the same
         # place adds little (P(place | phone agrees) is high for matches and non-matches alike).
         # Without this level a sibling would score as a household twice over.
@@ -187,8 +213,7 @@ PLACE = {
         # The same floor for the household: new members join it between two EMR visits.
         _level('"place_l" = "place_r"', "same place", 0.30, 1e-3, **_tf("place", floor=1e-3)),
         _level(
-            'list_contains("area_l", "place_r") OR list_contains("area_r", "place_l") '
-            'OR list_has_any("area_l", "area_r")',
+            'list_contains("area_l", "place_r") OR list_contains("area_r", "place_l")',
             "same wider area",
             0.20,
             0.009,
@@ -197,6 +222,11 @@ PLACE = {
             # named replaces u (the larger of the two sides', so the area, not the household).
             **_tf("area_key", floor=1e-3),
         ),
+        # The places differ but their areas (districts, facilities) meet: the area shared is not
+        # the place named, so its size is not the place's frequency; u is the level's own.
+        _level('list_has_any("area_l", "area_r")', "places differ, same area", 0.02, 0.05),
+        # Without a side's areas, a place that differs may still lie in the same area.
+        _level('"area_l" IS NULL OR "area_r" IS NULL', "places differ, an area unknown", 0.05, 0.95),
         _level("ELSE", "places differ (people move)", 0.05, 0.99),
     ],
 }
@@ -222,6 +252,15 @@ BLOCKING_RULES = [
     # (``training.MAX_PAIRS_PER_ROW``), and these then still find the misspelt in their village.
     {"blocking_rule": 'l."place" = r."place" AND l."birth_year" = r."birth_year"'},
     {"blocking_rule": 'l."names" = r."names" AND l."place" = r."place"', "arrays_to_explode": ["names"]},
+    # Two names written as one on either side: no token is shared, so only this finds them.
+    {"blocking_rule": 'l."name_joins" = r."names"', "arrays_to_explode": ["name_joins", "names"]},
+    {"blocking_rule": 'l."names" = r."name_joins"', "arrays_to_explode": ["names", "name_joins"]},
+    # An age re-estimated keeps the birthday: a name token and the same day and month.
+    {
+        "blocking_rule": 'l."names" = r."names" AND l."birth_month" = r."birth_month" AND l."birth_day" = r."birth_day" '
+        'AND NOT (l."birth_month" = 1 AND l."birth_day" = 1)',
+        "arrays_to_explode": ["names"],
+    },
     # A one-digit phone typo leaves one half of the number intact.
     {"blocking_rule": 'substr(l."phone", 1, 9) = substr(r."phone", 1, 9)'},
     {"blocking_rule": 'right(l."phone", 5) = right(r."phone", 5)'},

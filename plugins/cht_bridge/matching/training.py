@@ -11,12 +11,14 @@ the columns present, ``columns.py``) and re-estimates their parameters:
   the CHT population;
 * m (how often the *same* person agrees at a level) by expectation maximisation over blocked pairs
   of the incoming list and the population (two sessions, each blocked on a field the other one
-  estimates; Splink keeps the median), starting from the shipped values; then pooled with the m
-  that reviewers' labelled pairs give (``estimate_m_from_pairwise_labels``), each estimate
-  weighted by the true pairs behind it (labels sit where the model is unsure: alone they would
-  skew every level towards the hard cases);
-* a level with too few expected true pairs to estimate (fewer than ``MIN_PAIRS_PER_LEVEL``) keeps
-  the shipped m, as does every level when there is no incoming list;
+  estimates; Splink keeps the median), starting from the shipped values; then refined by an EM
+  in which a list row is at most one existing person (``one_to_one.py``: candidates compete, as
+  they do when the matcher decides), smoothed towards the shipped m by a few pairs' worth, a
+  level no blocked pair reaches carrying no weight; reviewers' answers fix the posteriors of
+  their rows' pairs in that EM (1 for the person linked, 0 for the others and for rows answered
+  "new"), so a few hundred answers correct the hard cases without outweighing what thousands of
+  pairs showed;
+* every level keeps the shipped m when there is no incoming list;
 * the share of incoming people who already exist, and the two thresholds (``thresholds.py``),
   from the trained model's own probabilities on the list and from the labels.
 
@@ -36,10 +38,11 @@ from typing import Any
 
 from cht_bridge.matching.columns import Profile, adapt, profile
 from cht_bridge.matching.decisions import MatchConfig, config_for_model
-from cht_bridge.matching.features import Frequencies, build_table, e164, tf_tables
-from cht_bridge.matching.labels import Label
+from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
+from cht_bridge.matching.labels import Label, ruled_out, truth_of
 from cht_bridge.matching.matcher import decide_all, score_people
 from cht_bridge.matching.model import BRIDGE_KEY, load_model
+from cht_bridge.matching.one_to_one import levels, refine
 from cht_bridge.matching.records import Person
 from cht_bridge.matching.thresholds import DUPLICATE_RISK, WRONG_LINK_RISK, choose, confusion
 
@@ -57,6 +60,8 @@ ESTIMATE_WITHOUT_TF = False
 MAX_PAIRS_PER_ROW = 20
 #: Blocked pairs one EM session reads at most (a deterministic sample beyond): bounds the time.
 EM_MAX_PAIRS = 200_000
+#: Pairs below this match weight are left out of the one-to-one EM (they cannot win a row).
+ONE_TO_ONE_MIN_WEIGHT = -20.0
 #: EM sessions: each blocks on a column whose comparison the other one estimates; the first two
 #: that find pairs run. Phone is the last resort: a household shares one, and EM would take
 #: relatives for the same person.
@@ -108,12 +113,12 @@ def train(
     counts = Frequencies([*existing, *incoming], [*existing_phones, *incoming_phones])
     existing_table = build_table(existing, [f"e{i}" for i in range(len(existing))], existing_phones, counts)
     incoming_table = build_table(incoming, [f"i{i}" for i in range(len(incoming))], incoming_phones, counts)
-    lookups = tf_tables([existing_table, incoming_table], counts)
-    labelled_pairs = _label_pairs(labels, existing, incoming)
+    lookups = tf_tables([existing_table, incoming_table], counts, dates_by_kind=True)
+    answers = _answers(labels, existing, incoming)
     share = 0.75
-    estimated = _estimate(settings, existing_table, incoming_table, lookups, labelled_pairs, seed, share)
-    trained = _fallback(settings, estimated, min(len(incoming), len(existing)) * share)
-    model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict()}})
+    estimated = _estimate(settings, existing_table, incoming_table, lookups, answers, seed, share)
+    trained = _normalised(estimated)
+    model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict(), DATES_BY_KIND: True}})
 
     # The share of the list that already exists, then the thresholds, from the model's own view.
     config = MatchConfig(region=region, threads=threads, model=model, corroborated_link=1.0)
@@ -126,6 +131,7 @@ def train(
             scored = score_people(incoming, existing, config)
     block: dict[str, Any] = {
         "profile": found.as_dict(),
+        DATES_BY_KIND: True,
         "trained_on": {"existing": len(existing), "incoming": len(incoming), "labels": len(labels), "seed": seed},
         "expected_match_share": round(share, 4),
         "corroborated_link": 1.0,
@@ -206,7 +212,7 @@ def _estimate(
     existing: Any,
     incoming: Any,
     lookups: dict[str, Any],
-    labelled_pairs: list[tuple[str, str]],
+    answers: tuple[dict[str, str | None], set[tuple[str, str]]],
     seed: int,
     share: float,
 ) -> dict[str, Any]:
@@ -215,7 +221,6 @@ def _estimate(
     On one DuckDB thread: the seeded sample and EM's sums are then repeatable to the last digit.
     """
     import duckdb
-    import pyarrow as pa
     from splink import DuckDBAPI, Linker
 
     connection = duckdb.connect(":memory:")
@@ -249,27 +254,68 @@ def _estimate(
                 max_pairs=EM_MAX_PAIRS,
             )
         estimated = _merged(result, _values(linker.misc.save_model_to_json()), "m_probability")
-        if not labelled_pairs:
-            return estimated
-        table = pa.table(
-            {
-                "source_dataset_l": ["existing_people"] * len(labelled_pairs),
-                "unique_id_l": [left for left, _ in labelled_pairs],
-                "source_dataset_r": ["incoming_people"] * len(labelled_pairs),
-                "unique_id_r": [right for _, right in labelled_pairs],
-            }
+        estimated = _one_to_one(
+            connection,
+            existing.column_names,
+            estimated,
+            existing_df,
+            incoming_df,
+            frames,
+            prior,
+            share,
+            existing.num_rows,
+            answers,
         )
-        labels_df = db_api.register(table, table_name="labelled_pairs")
-        labelled = Linker(
-            [existing_df, incoming_df], dict(_with_prior(estimated, prior), link_type="link_only"), log_level=None
-        )
-        _register_tf(labelled, settings, frames)
-        labelled.training.estimate_m_from_pairwise_labels(labels_df)
-        return _pooled(
-            estimated, _label_m(labelled), share * min(existing.num_rows, incoming.num_rows), len(labelled_pairs)
-        )
+        return estimated
     finally:
         connection.close()
+
+
+def _one_to_one(
+    connection: Any,
+    feature_columns: Sequence[str],
+    settings: dict[str, Any],
+    existing_df: Any,
+    incoming_df: Any,
+    frames: dict[str, Any],
+    prior: float,
+    share: float,
+    n_existing: int,
+    answers: tuple[dict[str, str | None], set[tuple[str, str]]],
+) -> dict[str, Any]:
+    """EM's m refined by the one-to-one EM over the pairs the model will score (``one_to_one.py``),
+    smoothed towards the shipped start, with the reviewers' answers fixing their rows' pairs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from splink import Linker
+
+    linker = Linker(
+        [existing_df, incoming_df], dict(_with_prior(settings, prior), link_type="link_only"), log_level=None
+    )
+    _register_tf(linker, settings, frames)
+    scored = linker.inference.predict(threshold_match_weight=ONE_TO_ONE_MIN_WEIGHT).as_pyarrow_table()
+    # Splink may put either list on the left of a pair.
+    swapped = pc.equal(scored.column("source_dataset_l"), "incoming_people")
+    pairs = pa.table(
+        {
+            "existing": pc.if_else(swapped, scored.column("unique_id_r"), scored.column("unique_id_l")),
+            "incoming": pc.if_else(swapped, scored.column("unique_id_l"), scored.column("unique_id_r")),
+            **{name: scored.column(name) for name in scored.column_names if name.startswith("mw_tf_adj_")},
+        }
+    )
+    connection.register("one_to_one_pairs", pairs)
+    table = levels(connection, "one_to_one_pairs", settings["comparisons"], feature_columns)
+    comparisons, _ = refine(
+        table,
+        settings["comparisons"],
+        load_model()["comparisons"],
+        share=share,
+        n_existing=n_existing,
+        bounds=_MATCH_SHARE_BOUNDS,
+        known=answers[0],
+        excluded=answers[1],
+    )
+    return dict(settings, comparisons=comparisons)
 
 
 def _narrow_blocking(connection: Any, settings: dict[str, Any], rows: int) -> dict[str, Any]:
@@ -299,39 +345,6 @@ def _exploded(table: str, columns: Sequence[str]) -> str:
     for column in columns:
         sql = f'(SELECT * EXCLUDE ("{column}"), unnest("{column}") AS "{column}" FROM {sql})'
     return sql
-
-
-def _label_m(linker: Any) -> dict[tuple[str, str], float]:
-    """Each level's m from the labelled pairs alone (0 for a level no labelled pair reached).
-
-    Read from the level's own record of that estimate: Splink's model keeps only the median of
-    all sessions, and the labels sit where the model is unsure, so they must not outvote EM.
-    """
-    found = {}
-    for comparison in linker._settings_obj.comparisons:  # noqa: SLF001 (the per-session estimates)
-        for level in comparison._comparison_levels_excluding_null:  # noqa: SLF001
-            records = level._trained_m_probabilities  # noqa: SLF001
-            value = records[-1]["probability"] if records else None
-            key = (comparison.output_column_name, level.label_for_charts)
-            found[key] = float(value) if isinstance(value, int | float) else 0.0
-    return found
-
-
-def _pooled(
-    settings: dict[str, Any], from_labels: dict[tuple[str, str], float], em_pairs: float, label_pairs: int
-) -> dict[str, Any]:
-    """m as the pooled share of true pairs at each level: EM's estimate stands for its expected
-    true pairs, the labels for theirs. A few hundred answers refine the levels where the model is
-    unsure without undoing what thousands of pairs showed."""
-    pooled = copy.deepcopy(settings)
-    weight = label_pairs / (label_pairs + max(em_pairs, 1.0))
-    for comparison in pooled["comparisons"]:
-        for level in comparison["comparison_levels"]:
-            key = (comparison["output_column_name"], level.get("label_for_charts", ""))
-            if level.get("is_null_level") or key not in from_labels or level.get("fix_m_probability"):
-                continue
-            level["m_probability"] = (1 - weight) * level["m_probability"] + weight * from_labels[key]
-    return pooled
 
 
 def _block_has_pairs(connection: Any, rule: str) -> bool:
@@ -376,16 +389,15 @@ def _merged(settings: dict[str, Any], values: dict[tuple[str, str], dict[str, fl
     return merged
 
 
-def _fallback(start: dict[str, Any], estimated: dict[str, Any], expected_pairs: float) -> dict[str, Any]:
-    """Keep the start's m where a level holds too few expected true pairs, then make each
-    comparison's m sum to one again; round for a readable, stable file."""
+def _normalised(estimated: dict[str, Any]) -> dict[str, Any]:
+    """Each comparison's m summing to one again (label pooling moves them apart), rounded for a
+    readable, stable file. Levels with too little data were already held near the start's m by
+    the one-to-one EM's smoothing (``one_to_one.PSEUDO_PAIRS``): resetting a *small* estimate to
+    a large start (the shipped m of 3 % for "one token shared", where the data showed 0.05 %)
+    made every relative sharing a family name a candidate worth review."""
     result = copy.deepcopy(estimated)
-    for comparison, original in zip(result["comparisons"], start["comparisons"], strict=True):
+    for comparison in result["comparisons"]:
         levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
-        first = [lv for lv in original["comparison_levels"] if not lv.get("is_null_level")]
-        for level, before in zip(levels, first, strict=True):
-            if level["m_probability"] * expected_pairs < MIN_PAIRS_PER_LEVEL:
-                level["m_probability"] = before["m_probability"]
         total = sum(level["m_probability"] for level in levels)
         for level in levels:
             level["m_probability"] = _round(level["m_probability"] / total)
@@ -397,15 +409,24 @@ def _round(value: float) -> float:
     return float(f"{value:.6g}")
 
 
-def _label_pairs(labels: Sequence[Label], existing: Sequence[Person], incoming: Sequence[Person]) -> list:
-    """Positive labels as (existing key, incoming key) pairs of the training tables."""
+def _answers(
+    labels: Sequence[Label], existing: Sequence[Person], incoming: Sequence[Person]
+) -> tuple[dict[str, str | None], set[tuple[str, str]]]:
+    """The labels in the training tables' keys: what each answered row is (an existing key, or
+    ``None`` for new), and the (existing, incoming) pairs reviewers ruled out."""
     existing_keys = {p.id: f"e{i}" for i, p in enumerate(existing)}
     incoming_keys = {p.id: f"i{i}" for i, p in enumerate(incoming)}
-    return sorted(
-        (existing_keys[label.existing_id], incoming_keys[label.incoming_id])
-        for label in labels
-        if label.match and label.existing_id in existing_keys and label.incoming_id in incoming_keys
-    )
+    known = {
+        incoming_keys[row]: existing_keys.get(person) if person else None
+        for row, person in truth_of(labels).items()
+        if row in incoming_keys and (person is None or person in existing_keys)
+    }
+    excluded = {
+        (existing_keys[person], incoming_keys[row])
+        for row, person in ruled_out(labels)
+        if row in incoming_keys and person in existing_keys
+    }
+    return known, excluded
 
 
 def profile_of(model: dict[str, Any]) -> Profile | None:
