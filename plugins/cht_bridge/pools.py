@@ -123,9 +123,14 @@ def missing(want: Mapping[str, tuple[int, str]], existing: Iterable[str]) -> dic
     return {name: spec for name, spec in want.items() if name not in have}
 
 
+def airflow_command(*args: str) -> list[str]:
+    """``python -m airflow ...`` with this interpreter: no ``airflow`` script need sit beside it (in the
+    official apache/airflow image it is in ``~/.local/bin``, and a venv's may not be on ``PATH``)."""
+    return [sys.executable, "-m", "airflow", *args]
+
+
 def _airflow(env: Mapping[str, str], *args: str) -> str:
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    done = subprocess.run([airflow, *args], env=dict(env), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(airflow_command(*args), env=dict(env), capture_output=True, text=True, timeout=300)
     if done.returncode:
         raise RuntimeError(f"airflow {' '.join(args[:2])} failed: {done.stderr.strip()[-800:]}")
     return done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,19 @@ def test_the_setting_is_read_strictly_and_off_names_default_pool():
     assert task_pool("cht_local", {"CHT_BRIDGE_CONNECTION_POOLS": "1"}) == "cht_bridge__cht_local"
     with pytest.raises(ValueError, match="neither true nor false"):
         enabled({"CHT_BRIDGE_CONNECTION_POOLS": "sometimes"})
+
+
+def test_airflow_is_run_by_the_interpreter_not_a_script_beside_it(tmp_path, monkeypatch):
+    """As in the official image (``airflow`` in ~/.local/bin): the interpreter's folder has no ``airflow``."""
+    import site
+    import sys
+
+    from cht_bridge.pools import _airflow
+
+    alone = tmp_path / "bin" / "python3"
+    alone.parent.mkdir()
+    alone.symlink_to(Path(sys.executable).resolve())
+    assert not (alone.parent / "airflow").exists()
+    monkeypatch.setattr(sys, "executable", str(alone))
+    env = {"PYTHONPATH": os.pathsep.join(site.getsitepackages()), "AIRFLOW_HOME": str(tmp_path), "PATH": ""}
+    assert _airflow(env, "version").strip()[:1].isdigit()
