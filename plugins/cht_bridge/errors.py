@@ -89,16 +89,29 @@ class TransportError(ChtBridgeError):
 class DestinationBusyError(TransportError):
     """Every send slot of a destination Connection stayed taken by other tasks for the whole wait.
 
-    Nothing of the batch was sent or recorded and the checkpoint did not move: the task fails, and
-    Airflow's retry (or the next run) reads the batch again. No document's failures are counted.
+    A forward batch is sent in one slot: nothing of it was sent or recorded and the checkpoint did
+    not move; Airflow's retry (or the next run) reads the batch again. A DHIS2 aggregate post takes
+    a slot per chunk, so the chunks before the refused one (``chunks_sent``) may already be in
+    DHIS2: nothing of the post is recorded, its periods stay pending, and the retry posts them whole
+    again, which DHIS2 imports as the same values (``CREATE_AND_UPDATE``). No document's failures
+    are counted.
     """
 
-    def __init__(self, conn_id: str, slots: int, waited_s: float) -> None:
-        self.conn_id = conn_id
-        super().__init__(
+    def __init__(self, conn_id: str, slots: int, waited_s: float, chunks_sent: int = 0, chunks: int = 0) -> None:
+        self.conn_id, self.slots, self.waited_s = conn_id, slots, waited_s
+        self.chunks_sent = chunks_sent
+        taken = (
             f"destination connection '{conn_id}': its {slots} send slots stayed taken by other tasks for "
-            f"{waited_s:.0f} s; nothing of this batch was sent, and a retry or the next run sends it"
+            f"{waited_s:.0f} s"
         )
+        if chunks_sent:
+            super().__init__(
+                f"{taken}; the first {chunks_sent} of {chunks} chunks had been sent, the rest were not. Nothing is "
+                f"recorded as sent: the periods stay pending, and a retry or the next run posts them again whole "
+                f"(DHIS2 imports the same values again without duplicates)"
+            )
+        else:
+            super().__init__(f"{taken}; nothing of this batch was sent, and a retry or the next run sends it")
 
 
 class CircuitOpenError(TransportError):

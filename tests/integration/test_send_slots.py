@@ -125,3 +125,42 @@ def test_each_dhis2_chunk_is_posted_inside_a_send_slot(tmp_path):
         )  # a chunk per period
     finally:
         dhis2.stop()
+
+
+def test_a_busy_slot_after_some_chunks_says_those_chunks_were_sent(tmp_path):
+    """Another task takes the one slot before the third chunk: the error says 2 of 5 chunks went (they are
+    in DHIS2), not that nothing was sent."""
+    import pytest
+    import requests as http
+
+    from cht_bridge.aggregate.post import DataValue, DataValuePoster
+    from cht_bridge.errors import DestinationBusyError
+    from tests.integration.aggregate_setup import CREDENTIALS, DE_PREG, held, org_uid, stand_in
+
+    dhis2 = stand_in([{"_id": "hc-1", "name": "Health centre 1"}])
+    store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
+    other, asked = SendSlots(store.engine, "dhis2_local", 1).held(), []
+    try:
+        session = http.Session()
+        session.auth = (CREDENTIALS["username"], CREDENTIALS["password"])
+        poster = DataValuePoster(session, dhis2.url, conn_id="dhis2_local", chunk_size=2)
+        ours = SendSlots(store.engine, "dhis2_local", 1, wait_s=0.3)
+
+        def slot():
+            asked.append(1)
+            if len(asked) == 3:
+                other.__enter__()  # another task's send takes the slot before our third chunk
+            return ours.held()
+
+        poster.slot = slot
+        values = [DataValue(f"2026{m:02d}", org_uid("hc-1"), DE_PREG, None, None, str(m)) for m in range(1, 6)]
+        with pytest.raises(DestinationBusyError) as busy:
+            poster.post(values)
+        assert busy.value.chunks_sent == 2 and len(held(dhis2)) == 2
+        message = str(busy.value)
+        assert "the first 2 of 5 chunks had been sent" in message and "nothing of this batch" not in message
+        assert "periods stay pending" in message
+    finally:
+        if asked[2:]:
+            other.__exit__(None, None, None)
+        dhis2.stop()
