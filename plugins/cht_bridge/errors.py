@@ -34,6 +34,18 @@ class ConfigError(ChtBridgeError):
         super().__init__(f"{source}: invalid pipeline configuration:\n  - {lines}")
 
 
+class SettingError(ConfigError, ValueError):
+    """A deployment setting (an environment variable) cannot be read.
+
+    A ``ConfigError``: the task fails at once with this message and without retries (a person must
+    fix the deployment; a retry would read the same value). The message names the variable.
+    """
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.source, self.problems = variable, [problem]
+        Exception.__init__(self, f"setting {variable}: {problem}")
+
+
 class ParamError(ChtBridgeError, ValueError):
     """A run's Params contradict each other or cannot be read (a backfill window, a replay selection)."""
 

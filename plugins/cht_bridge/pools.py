@@ -54,7 +54,9 @@ def enabled(environ: Mapping[str, str] = os.environ) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{ENABLED_ENV}: '{value}' is neither true nor false")
+    from cht_bridge.errors import SettingError
+
+    raise SettingError(ENABLED_ENV, f"'{value}' is neither true nor false")
 
 
 def task_pool(conn_id: str, environ: Mapping[str, str] = os.environ) -> str:
@@ -73,7 +75,9 @@ def pool_slots(conn_id: str, environ: Mapping[str, str] = os.environ) -> int:
         value = environ.get(variable, "").strip()
         if value:
             if not value.isdigit() or int(value) < 1:
-                raise ValueError(f"{variable}: '{value}' is not a positive whole number of pool slots")
+                from cht_bridge.errors import SettingError
+
+                raise SettingError(variable, f"'{value}' is not a positive whole number of pool slots")
             return int(value)
     return DEFAULT_SLOTS
 
@@ -190,4 +194,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cht_bridge.errors import SettingError
+
+    try:
+        sys.exit(main())
+    except SettingError as exc:  # a bad setting: its message, without a traceback
+        print(exc, file=sys.stderr)
+        sys.exit(2)

@@ -82,6 +82,7 @@ def test_five_processes_send_two_at_a_time_and_every_payload_arrives(tmp_path, r
 
 
 def test_without_the_setting_a_destination_is_not_gated(tmp_path, monkeypatch):
+    from cht_bridge.errors import SettingError
     from cht_bridge.sync.gate import gated, send_slots
 
     store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
@@ -92,7 +93,7 @@ def test_without_the_setting_a_destination_is_not_gated(tmp_path, monkeypatch):
     monkeypatch.setenv("CHT_BRIDGE_SEND_WAIT_SECONDS", "soon")
     try:
         send_slots(store, "emr_api")
-    except ValueError as exc:
+    except SettingError as exc:  # a ConfigError: the task fails plainly, without retries
         assert "CHT_BRIDGE_SEND_WAIT_SECONDS: 'soon'" in str(exc)
     else:
         raise AssertionError("a wait that is not a number must be refused")
