@@ -266,6 +266,7 @@ def stop_group(paths: Paths, name: str, grace_s: float = 20.0) -> bool:
         return False
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        _reap(pid)  # a child of ours (a failed start) that exited stays a zombie, and killpg finds it
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -280,6 +281,16 @@ def stop_group(paths: Paths, name: str, grace_s: float = 20.0) -> bool:
                 proc.kill()
     path.unlink(missing_ok=True)
     return True
+
+
+def _reap(pid: int) -> None:
+    """Collect exited children of this process (the group's leader when we started it): a zombie
+    still counts as a member of its process group."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-pid, os.WNOHANG)[0]:  # its group's other members that are our children
+            pass
 
 
 def _wait(what: str, ready: Any, paths: Paths, log_name: str, timeout: float = START_TIMEOUT_S) -> None:

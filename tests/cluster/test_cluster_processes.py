@@ -46,3 +46,15 @@ def test_started_as_root_an_unreachable_data_folder_is_refused_plainly(tmp_path)
     with pytest.raises(RuntimeError) as caught:
         cluster._check_pg_user_reaches(closed / "pg")
     assert f"cannot enter {blocked} (mode 700)" in str(caught.value) and f"chmod o+x {blocked}" in str(caught.value)
+
+
+def test_stopping_a_component_whose_process_exited_does_not_wait_on_its_zombie(tmp_path):
+    paths = cluster.Paths(tmp_path)
+    paths.run.mkdir(parents=True)
+    pid = cluster.spawn(paths, "failed", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert cluster.stop_group(paths, "failed", grace_s=8)
+    assert time.monotonic() - started < 3  # SIGTERMed, reaped: not the whole grace period
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # collected, no zombie left
