@@ -43,9 +43,7 @@ def artifacts_root(default: Path) -> Any:
     return storage_path(configured or default)
 
 
-def artifacts_folder(name: str, override: Any = None) -> Any:
+def artifacts_folder(default: Path, name: str, override: Any = None) -> Any:
     """A folder of files for people (reports, model reports): ``override`` (a path or URL) when set,
-    else ``<artifacts_root>/<name>``, so with ``$CHT_BRIDGE_ARTIFACTS`` unset it stays local as before."""
-    from cht_bridge.hooks import bridge_home
-
-    return storage_path(override) if override else artifacts_root(bridge_home()) / name
+    else ``<artifacts_root(default)>/<name>``, so with ``$CHT_BRIDGE_ARTIFACTS`` unset it stays local as before."""
+    return storage_path(override) if override else artifacts_root(default) / name

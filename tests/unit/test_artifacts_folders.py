@@ -12,19 +12,24 @@ def test_reports_folder_is_local_by_default_and_follows_the_artifacts_location(m
 
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("CHT_BRIDGE_ARTIFACTS", raising=False)
-    assert str(artifacts_folder("reconcile")) == str(bridge_home() / "reconcile")  # as before
+    assert str(artifacts_folder(bridge_home(), "reconcile")) == str(bridge_home() / "reconcile")  # as before
     monkeypatch.setenv("CHT_BRIDGE_ARTIFACTS", f"file://{tmp_path}/shared")
-    shared = artifacts_folder("reconcile")
+    shared = artifacts_folder(bridge_home(), "reconcile")
     assert shared.protocol == "file" and shared.path == f"{tmp_path}/shared/reconcile"
-    assert str(artifacts_folder("reconcile", str(tmp_path / "mine"))) == str(tmp_path / "mine")  # the Param wins
+    assert str(artifacts_folder(bridge_home(), "reconcile", str(tmp_path / "mine"))) == str(
+        tmp_path / "mine"
+    )  # the Param wins
 
 
 def test_reconcile_reports_are_written_through_an_object_storage_path(monkeypatch, tmp_path):
     from cht_bridge.aggregate.reconcile_tracker import TrackerReconciliation, _write
+    from cht_bridge.hooks import bridge_home
 
     monkeypatch.setenv("CHT_BRIDGE_ARTIFACTS", f"file://{tmp_path}/shared")
     result = TrackerReconciliation("visits", "2026-01", "2026-02")
-    _write(artifacts_folder("reconcile"), [("missing_in_dhis2", "202601", "OU1", 1, 0, "e1", "r1")], result)
+    _write(
+        artifacts_folder(bridge_home(), "reconcile"), [("missing_in_dhis2", "202601", "OU1", 1, 0, "e1", "r1")], result
+    )
     written = sorted(p.name for p in (tmp_path / "shared" / "reconcile").iterdir())
     assert [n.rsplit(".", 1)[1] for n in written] == ["csv", "html"]
     assert "OU1" in (tmp_path / "shared" / "reconcile" / written[0]).read_text(encoding="utf-8")

@@ -77,10 +77,11 @@ class MatchingTrainOperator(BaseOperator):
 
 def _write_report(ledger: Any, model_id: int) -> None:
     """The newest report where people read artifacts (local by default), for those without database access."""
+    from cht_bridge.hooks import bridge_home
     from cht_bridge.state.matching import MatchingStore
     from cht_bridge.storage import artifacts_folder, is_local, local_path
 
-    folder = artifacts_folder("models", os.environ.get(MODELS_FOLDER_ENV))
+    folder = artifacts_folder(bridge_home(), "models", os.environ.get(MODELS_FOLDER_ENV))
     if is_local(folder):
         local_path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
     else:

@@ -133,6 +133,7 @@ class ChtReconcileOperator(BaseOperator):
         from cht_bridge.aggregate.run import opened
         from cht_bridge.config.kinds.dhis2_tracker import is_tracker
         from cht_bridge.errors import ParamError
+        from cht_bridge.hooks import bridge_home
         from cht_bridge.operators.params import parse_time
         from cht_bridge.storage import artifacts_folder
 
@@ -146,7 +147,7 @@ class ChtReconcileOperator(BaseOperator):
             start = datetime(end.year - (end.month == 1), (end.month - 2) % 12 + 1, 1, tzinfo=UTC)
         if end <= start:
             raise ParamError(f"the window is empty: end {end.isoformat()} is not after start")
-        folder = artifacts_folder("reconcile", params.get("folder") or os.environ.get(FOLDER_ENV))
+        folder = artifacts_folder(bridge_home(), "reconcile", params.get("folder") or os.environ.get(FOLDER_ENV))
         if tracker:
             from cht_bridge.aggregate.reconcile_tracker import reconcile_tracker
             from cht_bridge.sync.resources import opened as opened_run
