@@ -266,6 +266,7 @@ def stop_group(paths: Paths, name: str, grace_s: float = 20.0) -> bool:
         return False
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
+        _reap(pid)  # a child of ours (a failed start) that exited stays a zombie, and killpg finds it
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
@@ -280,6 +281,16 @@ def stop_group(paths: Paths, name: str, grace_s: float = 20.0) -> bool:
                 proc.kill()
     path.unlink(missing_ok=True)
     return True
+
+
+def _reap(pid: int) -> None:
+    """Collect exited children of this process (the group's leader when we started it): a zombie
+    still counts as a member of its process group."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-pid, os.WNOHANG)[0]:  # its group's other members that are our children
+            pass
 
 
 def _wait(what: str, ready: Any, paths: Paths, log_name: str, timeout: float = START_TIMEOUT_S) -> None:
@@ -323,13 +334,51 @@ def _as_pg_user() -> list[str]:
     return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
+def blocking_directory(path: Path, uid: int, gids: set[int]) -> Path | None:
+    """The first directory from ``/`` down to ``path`` (itself included) that user ``uid`` (in groups
+    ``gids``) cannot enter (no search bit for it), or None when every one lets it through."""
+    import stat
+
+    for folder in [*reversed(path.parents), path]:
+        try:
+            st = folder.stat()
+        except FileNotFoundError:
+            return None  # made later, by us (root), with the modes we give it
+        bit = stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid in gids else stat.S_IXOTH
+        if not st.st_mode & bit:
+            return folder
+    return None
+
+
+def _check_pg_user_reaches(folder: Path) -> None:
+    """Run as root, PostgreSQL runs as ``postgres`` (``runuser``): it must be able to enter every
+    directory down to its data folder, else initdb fails with a bare "Permission denied"."""
+    import grp
+    import pwd
+
+    user = pwd.getpwnam("postgres")
+    gids = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if "postgres" in g.gr_mem}
+    blocked = blocking_directory(folder, user.pw_uid, gids)
+    if blocked is not None:
+        raise RuntimeError(
+            f"PostgreSQL runs as the user postgres (the cluster is started as root), which cannot enter "
+            f"{blocked} (mode {blocked.stat().st_mode & 0o777:o}): allow it (chmod o+x {blocked}) or put the "
+            f"cluster elsewhere (CLUSTER_HOME=/srv/cht-bridge-cluster)"
+        )
+
+
 def start_postgres(paths: Paths) -> None:
     bindir, as_user = _pg_bin(), _as_pg_user()
     password = cluster_secrets(paths)["postgres"]
     if not (paths.pg / "PG_VERSION").exists():
+        if as_user:
+            _check_pg_user_reaches(paths.pg)
         paths.pg.mkdir(parents=True, exist_ok=True)
         pwfile = paths.home / "pg-password"
-        pwfile.write_text(password)
+        pwfile.unlink(missing_ok=True)  # a crash's leftover: created anew, owner-only from the start
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
         if as_user:
             shutil.chown(paths.pg, "postgres", "postgres")
             shutil.chown(pwfile, "postgres", "postgres")

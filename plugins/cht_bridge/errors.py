@@ -34,6 +34,18 @@ class ConfigError(ChtBridgeError):
         super().__init__(f"{source}: invalid pipeline configuration:\n  - {lines}")
 
 
+class SettingError(ConfigError, ValueError):
+    """A deployment setting (an environment variable) cannot be read.
+
+    A ``ConfigError``: the task fails at once with this message and without retries (a person must
+    fix the deployment; a retry would read the same value). The message names the variable.
+    """
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.source, self.problems = variable, [problem]
+        Exception.__init__(self, f"setting {variable}: {problem}")
+
+
 class ParamError(ChtBridgeError, ValueError):
     """A run's Params contradict each other or cannot be read (a backfill window, a replay selection)."""
 
@@ -89,16 +101,29 @@ class TransportError(ChtBridgeError):
 class DestinationBusyError(TransportError):
     """Every send slot of a destination Connection stayed taken by other tasks for the whole wait.
 
-    Nothing of the batch was sent or recorded and the checkpoint did not move: the task fails, and
-    Airflow's retry (or the next run) reads the batch again. No document's failures are counted.
+    A forward batch is sent in one slot: nothing of it was sent or recorded and the checkpoint did
+    not move; Airflow's retry (or the next run) reads the batch again. A DHIS2 aggregate post takes
+    a slot per chunk, so the chunks before the refused one (``chunks_sent``) may already be in
+    DHIS2: nothing of the post is recorded, its periods stay pending, and the retry posts them whole
+    again, which DHIS2 imports as the same values (``CREATE_AND_UPDATE``). No document's failures
+    are counted.
     """
 
-    def __init__(self, conn_id: str, slots: int, waited_s: float) -> None:
-        self.conn_id = conn_id
-        super().__init__(
+    def __init__(self, conn_id: str, slots: int, waited_s: float, chunks_sent: int = 0, chunks: int = 0) -> None:
+        self.conn_id, self.slots, self.waited_s = conn_id, slots, waited_s
+        self.chunks_sent = chunks_sent
+        taken = (
             f"destination connection '{conn_id}': its {slots} send slots stayed taken by other tasks for "
-            f"{waited_s:.0f} s; nothing of this batch was sent, and a retry or the next run sends it"
+            f"{waited_s:.0f} s"
         )
+        if chunks_sent:
+            super().__init__(
+                f"{taken}; the first {chunks_sent} of {chunks} chunks had been sent, the rest were not. Nothing is "
+                f"recorded as sent: the periods stay pending, and a retry or the next run posts them again whole "
+                f"(DHIS2 imports the same values again without duplicates)"
+            )
+        else:
+            super().__init__(f"{taken}; nothing of this batch was sent, and a retry or the next run sends it")
 
 
 class CircuitOpenError(TransportError):

@@ -1,8 +1,9 @@
 """Housekeeping: patient data the bridge no longer needs is removed after a set time.
 
 Three places can keep patient data after the work on it is done: the ``record`` (names, phones)
-of inbound rows that are finished (``done``, ``skipped``), the dry-run files (payloads) under
-``$AIRFLOW_HOME/cht_bridge/dry_runs``, and the CSV files dropped for the reverse pipelines once
+of inbound rows that are finished (``done``, ``skipped``), the dry-run files (payloads) under the
+artifacts location's ``dry_runs`` (``$CHT_BRIDGE_ARTIFACTS``, e.g. s3://, else
+``$AIRFLOW_HOME/cht_bridge/dry_runs``), and the CSV files dropped for the reverse pipelines once
 they have been read whole. Each goes after its own number of days; the ledgers themselves (ids,
 hashes, statuses, reasons) stay, since they answer "what became of record R".
 
@@ -90,12 +91,53 @@ def remove(files: list[Path], dry_run: bool) -> int:
     return removed
 
 
-def clean_dry_runs(home: Path, now: datetime, days: int, dry_run: bool) -> int:
-    """Dry-run files older than ``days``; the emptied pipeline folders go with them."""
-    folder = home / "dry_runs"
-    removed = remove(older(folder.glob("*/*"), now - timedelta(days=days)), dry_run)
-    if not dry_run and folder.is_dir():
-        for sub in folder.iterdir():
+#: Dry-run files one run deletes at most (the rest go the next day), and entries it looks at at most.
+MAX_DRY_RUN_FILES = 10_000
+MAX_DRY_RUN_ENTRIES = 100_000
+
+
+def clean_dry_runs(
+    root: Any,
+    now: datetime,
+    days: int,
+    dry_run: bool,
+    limit: int = MAX_DRY_RUN_FILES,
+    examine: int = MAX_DRY_RUN_ENTRIES,
+) -> int:
+    """Dry-run files older than ``days`` under ``root/dry_runs``, at most ``limit`` per run.
+
+    ``root`` is where the dry runs write: ``storage.artifacts_root`` (a local path, or an
+    ObjectStoragePath such as ``s3://`` every worker writes to), so the age is the object's
+    modification time and a file is deleted through the same store. At most ``examine`` entries
+    are looked at, so a huge bucket cannot hold the task. On the local disk the emptied pipeline
+    folders go too (an object store has no empty folders).
+    """
+    from cht_bridge.storage import is_local, local_path
+
+    folder = root / "dry_runs"
+    if not folder.is_dir():
+        return 0
+    cutoff = (now - timedelta(days=days)).timestamp()
+    old: list[Any] = []
+    seen = 0
+    for sub in folder.iterdir():
+        if not sub.is_dir():
+            continue
+        for path in sub.iterdir():
+            seen += 1
+            if len(old) >= limit or seen > examine:
+                break
+            mtime = path.stat().st_mtime if path.is_file() else None
+            if mtime is not None and mtime < cutoff:
+                old.append(path)
+        if len(old) >= limit or seen > examine:
+            log.warning(
+                "housekeeping: dry-run files past %d looked at or %d to delete are left to the next run", examine, limit
+            )
+            break
+    removed = remove(old, dry_run)
+    if not dry_run and is_local(folder):
+        for sub in local_path(folder).iterdir():
             if sub.is_dir() and not any(sub.iterdir()):
                 sub.rmdir()
     return removed
@@ -125,15 +167,23 @@ def clean_reverse(pipelines: list[ReversePipeline], now: datetime, settings: dic
                 now - timedelta(days=settings["retention_days"]), dry_run=report.dry_run
             )
             for pipeline in (p for p in members if p.source.type == "csv"):
-                read = open_source(pipeline.source).processed(ledger.checkpoint(pipeline.name))
+                try:
+                    source = open_source(pipeline.source)
+                except ConfigError as exc:  # a local folder under a distributed executor: its run says so
+                    log.warning("housekeeping: %s: CSV folder left alone: %s", pipeline.name, exc)
+                    continue
+                read = source.processed(ledger.checkpoint(pipeline.name))
                 old = older(read, now - timedelta(days=settings["csv_days"]))
                 report.csv_files[pipeline.name] = remove(old, report.dry_run)
         finally:
             store.close()
 
 
-def housekeeping(reverse_folder: Path, home: Path, now: datetime, settings: dict[str, int], dry_run: bool) -> Report:
-    """One run over every reverse pipeline file in ``reverse_folder`` and the dry-run files in ``home``."""
+def housekeeping(
+    reverse_folder: Path, artifacts: Any, now: datetime, settings: dict[str, int], dry_run: bool
+) -> Report:
+    """One run over every reverse pipeline file in ``reverse_folder`` and the dry-run files under
+    ``artifacts`` (``storage.artifacts_root``: where the dry runs write, local or an object store)."""
     from cht_bridge.reverse.loader import load_reverse_pipeline
 
     report = Report(dry_run=dry_run)
@@ -145,5 +195,5 @@ def housekeeping(reverse_folder: Path, home: Path, now: datetime, settings: dict
             report.unreadable_pipelines += 1
             log.warning("housekeeping: %s fails its checks; its CSV folder is left alone", path.name)
     clean_reverse(pipelines, now, settings, report)
-    report.dry_run_files = clean_dry_runs(home, now, settings["dry_run_days"], dry_run)
+    report.dry_run_files = clean_dry_runs(artifacts, now, settings["dry_run_days"], dry_run)
     return report

@@ -54,7 +54,9 @@ def enabled(environ: Mapping[str, str] = os.environ) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ValueError(f"{ENABLED_ENV}: '{value}' is neither true nor false")
+    from cht_bridge.errors import SettingError
+
+    raise SettingError(ENABLED_ENV, f"'{value}' is neither true nor false")
 
 
 def task_pool(conn_id: str, environ: Mapping[str, str] = os.environ) -> str:
@@ -73,7 +75,9 @@ def pool_slots(conn_id: str, environ: Mapping[str, str] = os.environ) -> int:
         value = environ.get(variable, "").strip()
         if value:
             if not value.isdigit() or int(value) < 1:
-                raise ValueError(f"{variable}: '{value}' is not a positive whole number of pool slots")
+                from cht_bridge.errors import SettingError
+
+                raise SettingError(variable, f"'{value}' is not a positive whole number of pool slots")
             return int(value)
     return DEFAULT_SLOTS
 
@@ -123,9 +127,14 @@ def missing(want: Mapping[str, tuple[int, str]], existing: Iterable[str]) -> dic
     return {name: spec for name, spec in want.items() if name not in have}
 
 
+def airflow_command(*args: str) -> list[str]:
+    """``python -m airflow ...`` with this interpreter: no ``airflow`` script need sit beside it (in the
+    official apache/airflow image it is in ``~/.local/bin``, and a venv's may not be on ``PATH``)."""
+    return [sys.executable, "-m", "airflow", *args]
+
+
 def _airflow(env: Mapping[str, str], *args: str) -> str:
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    done = subprocess.run([airflow, *args], env=dict(env), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(airflow_command(*args), env=dict(env), capture_output=True, text=True, timeout=300)
     if done.returncode:
         raise RuntimeError(f"airflow {' '.join(args[:2])} failed: {done.stderr.strip()[-800:]}")
     return done.stdout
@@ -185,4 +194,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from cht_bridge.errors import SettingError
+
+    try:
+        sys.exit(main())
+    except SettingError as exc:  # a bad setting: its message, without a traceback
+        print(exc, file=sys.stderr)
+        sys.exit(2)

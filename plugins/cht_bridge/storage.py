@@ -41,3 +41,9 @@ def artifacts_root(default: Path) -> Any:
     """``$CHT_BRIDGE_ARTIFACTS`` as an ObjectStoragePath; else ``default`` (``hooks.bridge_home()``: local, owner-only)."""
     configured = os.environ.get(ARTIFACTS_ENV, "").strip()
     return storage_path(configured or default)
+
+
+def artifacts_folder(default: Path, name: str, override: Any = None) -> Any:
+    """A folder of files for people (reports, model reports): ``override`` (a path or URL) when set,
+    else ``<artifacts_root(default)>/<name>``, so with ``$CHT_BRIDGE_ARTIFACTS`` unset it stays local as before."""
+    return storage_path(override) if override else artifacts_root(default) / name

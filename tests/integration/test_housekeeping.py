@@ -158,3 +158,27 @@ def test_a_setting_comes_from_its_environment_variable_and_a_bad_one_is_a_clear_
     monkeypatch.setenv("CHT_BRIDGE_CSV_DAYS", "a week")
     with pytest.raises(ParamError, match="CHT_BRIDGE_CSV_DAYS must be a whole number of days"):
         housekeeping_params()
+
+
+def test_dry_run_files_under_the_artifacts_location_are_deleted_there(tmp_path, monkeypatch, airflow_db):
+    """CHT_BRIDGE_ARTIFACTS (here a file:// URL, as s3:// would be): housekeeping cleans where dry runs write."""
+    from cht_bridge.hooks import bridge_home
+
+    shared = tmp_path / "artifacts" / "dry_runs" / "p1"
+    shared.mkdir(parents=True)
+    for name in ("old.json", "new.json"):
+        (shared / name).write_text("{}")
+    _age(shared / "old.json", 8)
+    home = bridge_home() / "dry_runs" / f"p_{uuid.uuid4().hex[:8]}"  # the local default is not where they write
+    home.mkdir(parents=True)
+    (home / "old.json").write_text("{}")
+    _age(home / "old.json", 8)
+    monkeypatch.setenv("CHT_BRIDGE_ARTIFACTS", f"file://{tmp_path / 'artifacts'}")
+    monkeypatch.setenv("CHT_BRIDGE_REVERSE_PIPELINES", str(tmp_path / "no-reverse"))
+    pipelines = tmp_path / "pipelines"
+    pipelines.mkdir()
+
+    state, done = run_dag(monkeypatch, pipelines, "cht_bridge_housekeeping")
+    assert state == "success" and done["dry_run_files_deleted"] == 1
+    assert not (shared / "old.json").exists() and (shared / "new.json").exists()
+    assert (home / "old.json").exists()

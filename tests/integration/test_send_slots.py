@@ -82,6 +82,7 @@ def test_five_processes_send_two_at_a_time_and_every_payload_arrives(tmp_path, r
 
 
 def test_without_the_setting_a_destination_is_not_gated(tmp_path, monkeypatch):
+    from cht_bridge.errors import SettingError
     from cht_bridge.sync.gate import gated, send_slots
 
     store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
@@ -92,7 +93,7 @@ def test_without_the_setting_a_destination_is_not_gated(tmp_path, monkeypatch):
     monkeypatch.setenv("CHT_BRIDGE_SEND_WAIT_SECONDS", "soon")
     try:
         send_slots(store, "emr_api")
-    except ValueError as exc:
+    except SettingError as exc:  # a ConfigError: the task fails plainly, without retries
         assert "CHT_BRIDGE_SEND_WAIT_SECONDS: 'soon'" in str(exc)
     else:
         raise AssertionError("a wait that is not a number must be refused")
@@ -124,4 +125,43 @@ def test_each_dhis2_chunk_is_posted_inside_a_send_slot(tmp_path):
             all(r.ok for r in results) and len(held(dhis2)) == 5 and poster.counts.requests == 5
         )  # a chunk per period
     finally:
+        dhis2.stop()
+
+
+def test_a_busy_slot_after_some_chunks_says_those_chunks_were_sent(tmp_path):
+    """Another task takes the one slot before the third chunk: the error says 2 of 5 chunks went (they are
+    in DHIS2), not that nothing was sent."""
+    import pytest
+    import requests as http
+
+    from cht_bridge.aggregate.post import DataValue, DataValuePoster
+    from cht_bridge.errors import DestinationBusyError
+    from tests.integration.aggregate_setup import CREDENTIALS, DE_PREG, held, org_uid, stand_in
+
+    dhis2 = stand_in([{"_id": "hc-1", "name": "Health centre 1"}])
+    store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
+    other, asked = SendSlots(store.engine, "dhis2_local", 1).held(), []
+    try:
+        session = http.Session()
+        session.auth = (CREDENTIALS["username"], CREDENTIALS["password"])
+        poster = DataValuePoster(session, dhis2.url, conn_id="dhis2_local", chunk_size=2)
+        ours = SendSlots(store.engine, "dhis2_local", 1, wait_s=0.3)
+
+        def slot():
+            asked.append(1)
+            if len(asked) == 3:
+                other.__enter__()  # another task's send takes the slot before our third chunk
+            return ours.held()
+
+        poster.slot = slot
+        values = [DataValue(f"2026{m:02d}", org_uid("hc-1"), DE_PREG, None, None, str(m)) for m in range(1, 6)]
+        with pytest.raises(DestinationBusyError) as busy:
+            poster.post(values)
+        assert busy.value.chunks_sent == 2 and len(held(dhis2)) == 2
+        message = str(busy.value)
+        assert "the first 2 of 5 chunks had been sent" in message and "nothing of this batch" not in message
+        assert "periods stay pending" in message
+    finally:
+        if asked[2:]:
+            other.__exit__(None, None, None)
         dhis2.stop()

@@ -24,7 +24,7 @@ from typing import Any
 import requests
 
 from cht_bridge.aggregate.summaries import UnreadableSummary, attribute, read_summary
-from cht_bridge.errors import AnswerLimitError, AuthError, SourceError
+from cht_bridge.errors import AnswerLimitError, AuthError, DestinationBusyError, SourceError
 from cht_bridge.http.read import READ_LIMITS, AnswerLimits, Reader, request_within
 from cht_bridge.http.reasons import answer_reason
 from cht_bridge.http.retry import CircuitBreaker, RetryPolicy, backoff, classify, delivery_policy, retry_after
@@ -172,15 +172,25 @@ class DataValuePoster:
         """Post (or, with ``delete``, delete) values; one result per value, in no particular order.
 
         :raises AuthError: the credentials were refused (nothing more is sent).
+        :raises DestinationBusyError: no send slot came free for a chunk; its message says how many
+            chunks before it were sent (their periods stay pending and are posted again).
         """
         results: list[ValueResult] = []
-        for chunk in chunks(values, self.chunk_size):
+        parts = list(chunks(values, self.chunk_size))
+        for number, chunk in enumerate(parts):
             if self.breaker.is_open:
                 reason = f"not sent: DHIS2 looks down ({self.breaker.failures} failed tries in a row)"
                 results.extend(ValueResult(v, False, None, reason, retryable=True) for v in chunk)
                 continue
-            with self.slot():  # one of the Connection's send slots, when limits are on (aggregate.run.opened)
-                results.extend(self._send(chunk, delete))
+            try:
+                with self.slot():  # one of the Connection's send slots, when limits are on (aggregate.run.opened)
+                    results.extend(self._send(chunk, delete))
+            except DestinationBusyError as busy:  # only the slot raises it: the chunks before are in DHIS2
+                if not number:
+                    raise
+                raise DestinationBusyError(
+                    busy.conn_id, busy.slots, busy.waited_s, chunks_sent=number, chunks=len(parts)
+                ) from None
         return results
 
     def _params(self, delete: bool) -> dict[str, str]:

@@ -221,7 +221,7 @@ def _write(folder: Path, rows: list[tuple], r: TrackerReconciliation) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     base = folder / f"{r.pipeline}_{r.start}_{r.end}_{stamp}"
-    with open(base.with_suffix(".csv"), "w", newline="", encoding="utf-8") as f:
+    with base.with_suffix(".csv").open("w", newline="", encoding="utf-8") as f:  # a Path or an ObjectStoragePath
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         writer.writerows(rows)

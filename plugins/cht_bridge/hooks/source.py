@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import requests
 
+from cht_bridge.errors import ConfigError
 from cht_bridge.hooks.connection import open_session
 from cht_bridge.reverse.model import SourceConfig
 from cht_bridge.reverse.sources.base import Source
@@ -22,13 +23,36 @@ def source_session(conn_id: str) -> tuple[requests.Session, str]:
     return session, base_url
 
 
+class LocalFolderRefused(ConfigError):
+    """A CSV drop folder on one worker's disk under an executor that spreads tasks over machines."""
+
+    def __init__(self, folder: str, executor: str) -> None:
+        self.source, self.problems = "source.folder", [executor]
+        Exception.__init__(
+            self,
+            f"the CSV drop folder '{folder}' is a path on this worker's disk, but Airflow runs the {executor}: "
+            f"a file dropped on one worker is not seen by the others (lists read twice or never). Give "
+            f"`source.folder` as a URL every worker reaches: s3://<conn_id>@bucket/lists/, gs://..., or "
+            f"file:///shared/lists/ for a volume mounted at the same path on every worker.",
+        )
+
+
 def open_source(config: SourceConfig) -> Source:
-    """The source a pipeline file describes, ready to page from a checkpoint."""
+    """The source a pipeline file describes, ready to page from a checkpoint.
+
+    A CSV folder given as a plain path is refused under a distributed executor (``LocalFolderRefused``);
+    a URL, ``file:///…`` included, is taken as storage every worker reaches (a deliberate shared volume).
+    """
     if config.type == "csv":
+        from cht_bridge.hooks.state import distributed_executor
         from cht_bridge.reverse.places import from_repo
         from cht_bridge.reverse.sources.csv_folder import CsvFolderSource
 
         # A URL (s3://, gs://, file://…) is an ObjectStoragePath as it is; a path is relative to the repository.
+        if "://" not in config.folder:
+            executor = distributed_executor()
+            if executor:
+                raise LocalFolderRefused(config.folder, executor)
         folder = config.folder if "://" in config.folder else from_repo(config.folder)
         return CsvFolderSource(folder, config.pattern, config.id_field)
     session, base_url = source_session(config.conn_id)

@@ -129,8 +129,18 @@ def backfill_params(pipelines: list[str]) -> dict[str, Param]:
 
 
 def _env_int(name: str) -> int | None:
+    """A positive whole number from the environment variable ``name``; None when unset.
+
+    :raises SettingError: it is set to anything else (the run fails plainly, naming the variable).
+    """
+    from cht_bridge.errors import SettingError
+
     value = os.environ.get(name, "").strip()
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise SettingError(name, f"'{value}' is not a positive whole number")
+    return int(value)
 
 
 class BackfillWindowsOperator(BaseOperator):

@@ -54,12 +54,14 @@ class HousekeepingOperator(BaseOperator):
         from cht_bridge.hooks import bridge_home
         from cht_bridge.housekeeping import housekeeping
         from cht_bridge.operators.resources import failing_plainly
+        from cht_bridge.storage import artifacts_root
 
         params = context.get("params") or {}
         with failing_plainly():  # a bad setting fails at once, without retries
             settings = {n: default_days(n) if params.get(n) is None else int(params[n]) for n in SETTINGS}
             dry_run = bool(params.get("dry_run"))
-            report = housekeeping(Path(self.reverse_folder), bridge_home(), datetime.now(UTC), settings, dry_run)
+            artifacts = artifacts_root(bridge_home())  # where dry runs write: local, or s3:// etc.
+            report = housekeeping(Path(self.reverse_folder), artifacts, datetime.now(UTC), settings, dry_run)
         result = {**report.as_dict(), **settings}
         self.log.info(
             "housekeeping%s: %d inbound records erased %s, %d reviewers' answers' person fields erased, "

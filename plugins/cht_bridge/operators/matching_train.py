@@ -4,7 +4,9 @@ It reads the reverse pipeline files, keeps those with ``match.model: learned``, 
 state store, and for each group trains on the CHT persons of the pipelines' areas, the list rows
 the ledger holds and the reviewers' labelled pairs (``reverse/learning.py``). The model, its
 metrics and its Markdown report go to the state store (the newest ``keep`` models stay), and the
-report also to ``$AIRFLOW_HOME/cht_bridge/models/`` (or ``$CHT_BRIDGE_MODELS_FOLDER``). The log and
+report also to ``models/`` under the artifacts location (``$CHT_BRIDGE_ARTIFACTS``, else
+``$AIRFLOW_HOME/cht_bridge``), or to ``$CHT_BRIDGE_MODELS_FOLDER`` (a path or URL). The learned model
+itself is read from the state store, so every worker finds the newest passing one. The log and
 XCom carry counts, thresholds and checks only.
 """
 
@@ -74,12 +76,16 @@ class MatchingTrainOperator(BaseOperator):
 
 
 def _write_report(ledger: Any, model_id: int) -> None:
-    """The newest report next to the state store, for people without database access."""
+    """The newest report where people read artifacts (local by default), for those without database access."""
     from cht_bridge.hooks import bridge_home
     from cht_bridge.state.matching import MatchingStore
+    from cht_bridge.storage import artifacts_folder, is_local, local_path
 
-    folder = Path(os.environ.get(MODELS_FOLDER_ENV) or bridge_home() / "models")
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = artifacts_folder(bridge_home(), "models", os.environ.get(MODELS_FOLDER_ENV))
+    if is_local(folder):
+        local_path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
     stored = next((m for m in MatchingStore(ledger.store).models() if m.id == model_id), None)
     if stored is not None:
         (folder / f"model-{model_id}.md").write_text(stored.report, encoding="utf-8")

@@ -14,8 +14,9 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Param
 
-#: Where reports go unless the ``folder`` Param or ``CHT_BRIDGE_RECONCILE_FOLDER`` says otherwise:
-#: ``$AIRFLOW_HOME/cht_bridge/reconcile``.
+#: Where reports go unless the ``folder`` Param or ``CHT_BRIDGE_RECONCILE_FOLDER`` (paths or URLs) says
+#: otherwise: ``reconcile`` under the artifacts location (``$CHT_BRIDGE_ARTIFACTS``, else
+#: ``$AIRFLOW_HOME/cht_bridge``; ``cht_bridge.storage.artifacts_folder``).
 FOLDER_ENV = "CHT_BRIDGE_RECONCILE_FOLDER"
 
 
@@ -134,6 +135,7 @@ class ChtReconcileOperator(BaseOperator):
         from cht_bridge.errors import ParamError
         from cht_bridge.hooks import bridge_home
         from cht_bridge.operators.params import parse_time
+        from cht_bridge.storage import artifacts_folder
 
         tracker = is_tracker(pipeline)  # events per org unit and month: aggregate/reconcile_tracker.py
         start, end = parse_time(params.get("start"), "start"), parse_time(params.get("end"), "end")
@@ -145,7 +147,7 @@ class ChtReconcileOperator(BaseOperator):
             start = datetime(end.year - (end.month == 1), (end.month - 2) % 12 + 1, 1, tzinfo=UTC)
         if end <= start:
             raise ParamError(f"the window is empty: end {end.isoformat()} is not after start")
-        folder = Path(params.get("folder") or os.environ.get(FOLDER_ENV) or bridge_home() / "reconcile")
+        folder = artifacts_folder(bridge_home(), "reconcile", params.get("folder") or os.environ.get(FOLDER_ENV))
         if tracker:
             from cht_bridge.aggregate.reconcile_tracker import reconcile_tracker
             from cht_bridge.sync.resources import opened as opened_run

@@ -22,7 +22,9 @@ How it stays right when things go wrong:
   asked) and takes a free slot only when fewer waiters are ahead of it than slots are free; a task
   that just gave its slot back asks again at the back of the queue, so a fast sender cannot keep
   a slot from the others. A waiter that stops polling (killed) drops out of the queue after
-  ``STALE_WAITER_S``.
+  ``STALE_WAITER_S`` (deleted by other waiters, only rows no one holds locked: no deadlock between them).
+- **A busy database is one more try.** A try that fails on the database (SQLite's "database is
+  locked", a PostgreSQL deadlock) is rolled back whole and tried again within the same wait.
 - **Bounded waiting.** After ``wait_s`` without a slot, ``DestinationBusyError`` (a
   ``TransportError``): nothing of that batch was sent or recorded, the checkpoint did not move, and
   the task fails to be retried by Airflow (or the next run), which reads the batch again. Nothing
@@ -145,10 +147,18 @@ class SendSlots:
         pause = POLL_S[0]
         try:
             while True:
-                slot = self._try(holder)
+                try:
+                    slot, failed = self._try(holder), None
+                except DBAPIError as exc:
+                    # SQLite "database is locked", a PostgreSQL deadlock or serialization failure: the
+                    # transaction was rolled back whole, so this is one more try within the same wait.
+                    slot, failed = None, exc
+                    log.info("send slot of %s: try failed (%s); trying again", self.conn_id, type(exc.orig).__name__)
                 if slot is not None:
                     return slot
                 if time.monotonic() >= deadline:
+                    if failed is not None:
+                        raise failed  # the store itself failed to the end: not a busy destination
                     raise DestinationBusyError(self.conn_id, self.slots, self.wait_s)
                 time.sleep(min(pause, max(deadline - time.monotonic(), 0)) * random.uniform(0.5, 1.0))
                 pause = min(pause * 2, POLL_S[1])
@@ -165,11 +175,15 @@ class SendSlots:
                 conn_id=self.conn_id, holder=holder, since=now, seen_at=now
             )
             conn.execute(queued.on_conflict_do_update(index_elements=[w.conn_id, w.holder], set_={"seen_at": now}))
-            conn.execute(
-                delete(waiters_table).where(
-                    w.conn_id == self.conn_id, w.holder != holder, w.seen_at < now - STALE_WAITER_S
-                )
+            # Others' stale rows only, and only those no one has locked now (SKIP LOCKED: two waiters
+            # clearing the same rows in different orders would deadlock; a locked one is left for the next
+            # try). SQLite has no row locks and ignores FOR UPDATE: its writers take turns on the file.
+            stale = (
+                select(w.holder)
+                .where(w.conn_id == self.conn_id, w.holder != holder, w.seen_at < now - STALE_WAITER_S)
+                .with_for_update(skip_locked=True)
             )
+            conn.execute(delete(waiters_table).where(w.conn_id == self.conn_id, w.holder.in_(stale)))
             since = conn.execute(select(w.since).where(w.conn_id == self.conn_id, w.holder == holder)).scalar()
             ahead = conn.execute(
                 select(func.count()).where(

@@ -33,7 +33,9 @@ def send_slots(store: Any, conn_id: str, environ: Mapping[str, str] = os.environ
     except ValueError:
         wait_s = -1.0
     if not 0 < wait_s <= 86400:
-        raise ValueError(f"{WAIT_ENV}: '{raw}' is not a number of seconds between 0 and 86400")
+        from cht_bridge.errors import SettingError
+
+        raise SettingError(WAIT_ENV, f"'{raw}' is not a number of seconds between 0 and 86400")
     return SendSlots(store.engine, conn_id, pools.pool_slots(conn_id, environ), wait_s=wait_s)
 
 

@@ -25,3 +25,23 @@ def test_an_outage_or_a_starved_worker_is_retried_by_airflow_without_a_traceback
 def test_refused_credentials_fail_without_retries():
     with pytest.raises(AirflowFailException), failing_plainly():
         raise AuthError("cht", 401, "CHT")
+
+
+def test_a_bad_setting_fails_without_retries_naming_its_variable(monkeypatch):
+    from cht_bridge.operators.backfill import _env_int
+    from cht_bridge.pools import pool_slots
+
+    monkeypatch.setenv("CHT_BRIDGE_SPLIT_MONTHS", "three")
+    with (
+        pytest.raises(AirflowFailException, match="CHT_BRIDGE_SPLIT_MONTHS: 'three' is not a positive"),
+        failing_plainly(),
+    ):
+        _env_int("CHT_BRIDGE_SPLIT_MONTHS")  # was silently ignored (one month)
+    with pytest.raises(AirflowFailException, match="CHT_BRIDGE_POOL_SLOTS: '0'"), failing_plainly():
+        pool_slots("emr", {"CHT_BRIDGE_POOL_SLOTS": "0"})  # was a ValueError: retried, with a traceback
+    monkeypatch.setenv("CHT_BRIDGE_SPLIT_DAYS", "0")
+    with pytest.raises(AirflowFailException, match="CHT_BRIDGE_SPLIT_DAYS"), failing_plainly():
+        _env_int("CHT_BRIDGE_SPLIT_DAYS")
+    monkeypatch.setenv("CHT_BRIDGE_SPLIT_DAYS", " 7 ")
+    monkeypatch.delenv("CHT_BRIDGE_SPLIT_MONTHS")
+    assert _env_int("CHT_BRIDGE_SPLIT_DAYS") == 7 and _env_int("CHT_BRIDGE_SPLIT_MONTHS") is None

@@ -126,3 +126,28 @@ def test_an_existing_store_gains_the_tables_on_first_use(tmp_path):
     StateStore(_url(tmp_path)).close()  # and the store still opens as before
     with pytest.raises(ValueError, match="not a positive number"):
         SendSlots(store.engine, "emr", 0)
+
+
+def test_a_database_locked_by_another_connection_is_waited_out_within_the_wait(tmp_path):
+    """SQLite's "database is locked" (here after 0.1 s) is one more try, not a traceback: the slot is
+    taken once the other connection lets go, within the bounded wait."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+
+    engine = create_engine(_url(tmp_path), connect_args={"timeout": 0.1})
+    slots = SendSlots(engine, "emr", 1, wait_s=20)
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN EXCLUSIVE")  # another writer holds the file
+    letting_go = threading.Timer(1.5, lambda: other.execute("COMMIT"))
+    letting_go.start()
+    started = time.monotonic()
+    try:
+        with slots.held() as slot:
+            waited = time.monotonic() - started
+            assert slot == 0 and slots.holders() == 1
+    finally:
+        letting_go.join()
+        other.close()
+    assert 1.4 <= waited < 20
+    assert slots.holders() == 0
