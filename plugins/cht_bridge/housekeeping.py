@@ -117,17 +117,23 @@ def clean_dry_runs(
     folder = root / "dry_runs"
     if not folder.is_dir():
         return 0
+    local = is_local(folder)
+
+    def linked(entry: Any) -> bool:
+        # A symlink someone put there is not ours: following it would delete files elsewhere.
+        return local and local_path(entry).is_symlink()
+
     cutoff = (now - timedelta(days=days)).timestamp()
     old: list[Any] = []
     seen = 0
     for sub in folder.iterdir():
-        if not sub.is_dir():
+        if linked(sub) or not sub.is_dir():
             continue
         for path in sub.iterdir():
             seen += 1
             if len(old) >= limit or seen > examine:
                 break
-            mtime = path.stat().st_mtime if path.is_file() else None
+            mtime = path.stat().st_mtime if path.is_file() and not linked(path) else None
             if mtime is not None and mtime < cutoff:
                 old.append(path)
         if len(old) >= limit or seen > examine:
@@ -136,9 +142,9 @@ def clean_dry_runs(
             )
             break
     removed = remove(old, dry_run)
-    if not dry_run and is_local(folder):
+    if not dry_run and local:
         for sub in local_path(folder).iterdir():
-            if sub.is_dir() and not any(sub.iterdir()):
+            if sub.is_dir() and not sub.is_symlink() and not any(sub.iterdir()):
                 sub.rmdir()
     return removed
 

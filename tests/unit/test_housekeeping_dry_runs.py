@@ -34,3 +34,20 @@ def test_old_dry_run_files_go_through_a_file_url_and_a_run_deletes_at_most_its_l
 
 def test_no_dry_run_folder_is_nothing_to_do(tmp_path):
     assert clean_dry_runs(storage_path(f"file://{tmp_path}"), datetime.now(UTC), 7, dry_run=False) == 0
+
+
+def test_symlinks_under_the_dry_run_folder_are_not_followed(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    _files(elsewhere, {"keep/1.json": 30})
+    _files(tmp_path / "artifacts", {"a/old.json": 30})
+    folder = tmp_path / "artifacts" / "dry_runs"
+    (folder / "linked").symlink_to(elsewhere / "dry_runs" / "keep", target_is_directory=True)
+    (folder / "a" / "file_link.json").symlink_to(elsewhere / "dry_runs" / "keep" / "1.json")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (folder / "empty_link").symlink_to(empty, target_is_directory=True)
+    for root in (tmp_path / "artifacts", storage_path(f"file://{tmp_path / 'artifacts'}")):
+        clean_dry_runs(root, datetime.now(UTC), 7, dry_run=False)
+    assert (elsewhere / "dry_runs" / "keep" / "1.json").exists()  # neither link led to a deletion
+    assert empty.is_dir() and (folder / "empty_link").is_symlink()
+    assert not (folder / "a" / "old.json").exists()

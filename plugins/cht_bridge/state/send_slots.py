@@ -48,7 +48,7 @@ from typing import Any
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, and_, delete, func, literal_column, or_, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from cht_bridge.errors import DestinationBusyError
 from cht_bridge.state.store import _insert_for
@@ -149,9 +149,10 @@ class SendSlots:
             while True:
                 try:
                     slot, failed = self._try(holder), None
-                except DBAPIError as exc:
+                except OperationalError as exc:
                     # SQLite "database is locked", a PostgreSQL deadlock or serialization failure: the
                     # transaction was rolled back whole, so this is one more try within the same wait.
+                    # (A programming error is no such thing: it is raised at once.)
                     slot, failed = None, exc
                     log.info("send slot of %s: try failed (%s); trying again", self.conn_id, type(exc.orig).__name__)
                 if slot is not None:

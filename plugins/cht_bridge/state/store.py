@@ -43,6 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.schema import CreateIndex
 
 from cht_bridge.errors import one_line
 from cht_bridge.state.keys import idempotency_key
@@ -257,7 +258,6 @@ class StateStore:
         self.engine: Engine = create_engine(url, connect_args=connect_args, future=True)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
         _migrate(self.engine)
 
     # -- checkpoint ------------------------------------------------------------------------
@@ -302,28 +302,27 @@ class StateStore:
         (``for_destination``): a ``Patient/<uuid>`` another system holds (an OpenMRS pipeline's,
         with the same deterministic id) says nothing about this server. None: every pipeline.
         One indexed lookup per 500 references ("Type/id": ``ix_cht_bridge_delivery_reference``;
-        the pipelines filter its rows). Other ids are answered too, but by reading every row: no
-        destination asks for them, so they are not indexed.
+        the pipelines filter its rows). Only references are looked up: other ids (a dangling
+        ``urn:uuid:``, a bare id) are not in that index, and answering them would read every
+        delivered row once per reference of every document a broken mapping produces; they are
+        answered "not delivered", which makes the payload carry what it refers to.
         """
-        ids = [i for i in dict.fromkeys(destination_ids) if fits(i, DESTINATION_ID_CHARS)]
+        references = [i for i in dict.fromkeys(destination_ids) if "/" in i and fits(i, DESTINATION_ID_CHARS)]
         c = deliveries.c
         found: set[str] = set()
         scope = None if pipelines is None else list(dict.fromkeys(pipelines))
-        if scope == []:
+        if scope == [] or not references:
             return found
-        references = [i for i in ids if "/" in i]
-        others = [i for i in ids if "/" not in i]
         with self.engine.connect() as conn:
-            for group, indexed in ((references, True), (others, False)):
-                for start in range(0, len(group), 500):
-                    query = select(c.destination_id).where(
-                        c.status == DELIVERED, c.destination_id.in_(group[start : start + 500])
-                    )
-                    if indexed:
-                        query = query.where(text(REFERENCE))  # true of each: lets the database use the index
-                    if scope is not None:
-                        query = query.where(c.pipeline.in_(scope))
-                    found.update(r.destination_id for r in conn.execute(query))
+            for start in range(0, len(references), 500):
+                query = select(c.destination_id).where(
+                    c.status == DELIVERED,
+                    c.destination_id.in_(references[start : start + 500]),
+                    text(REFERENCE),  # true of each: lets the database use the partial index
+                )
+                if scope is not None:
+                    query = query.where(c.pipeline.in_(scope))
+                found.update(r.destination_id for r in conn.execute(query))
         return found
 
     def for_destination(
@@ -492,8 +491,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: The key of the PostgreSQL advisory lock that lets one task at a time bring a ledger up to date.
+MIGRATION_LOCK = 7_420_631_905
+
+
 def _migrate(engine: Engine) -> None:
-    """Bring a ledger created by an older version up to date, and create the dead-letter view."""
+    """Create the ledger's tables, bring one created by an older version up to date, and create the
+    dead-letter view.
+
+    Tasks opening one ledger at the same moment after an upgrade would race to add the same index
+    (PostgreSQL answers the loser "relation already exists", even with IF NOT EXISTS when both
+    create at once): on PostgreSQL they take turns under an advisory lock, and every index is
+    created IF NOT EXISTS, which on SQLite (writers take turns anyway) is enough.
+    """
+    if engine.dialect.name != "postgresql":
+        _migrate_now(engine)
+        return
+    with engine.connect() as lock:
+        lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+        try:
+            _migrate_now(engine)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            lock.commit()
+
+
+def _migrate_now(engine: Engine) -> None:
+    metadata.create_all(engine)
     existing = {col["name"] for col in inspect(engine).get_columns(deliveries.name)}
     with engine.begin() as conn:
         for column in deliveries.columns:
@@ -502,8 +526,10 @@ def _migrate(engine: Engine) -> None:
                 if column.server_default is not None:
                     ddl += f" NOT NULL DEFAULT '{column.server_default.arg}'"
                 conn.execute(text(ddl))
+        present = {index["name"] for index in inspect(conn).get_indexes(deliveries.name)}
         for index in deliveries.indexes:
-            index.create(conn, checkfirst=True)
+            if index.name not in present:
+                conn.execute(CreateIndex(index, if_not_exists=True))
     # Only when present, as for the view below: DROP INDEX locks the table.
     for table, names in RETIRED_INDEXES.items():
         present = {index["name"] for index in inspect(engine).get_indexes(table)}

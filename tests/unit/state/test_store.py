@@ -3,11 +3,12 @@ transaction that moves both."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from cht_bridge.state.store import DEAD, DELETE, DELETED, DELIVERED, FAILED, KEEP, Outcome, StateStore
@@ -421,12 +422,52 @@ def test_the_retired_indexes_are_dropped_and_their_queries_use_the_new_ones(db_u
         store.close()
 
 
-def test_only_references_are_indexed_but_every_destination_id_is_answered(store):
+def test_tasks_opening_an_old_ledger_at_once_all_bring_it_up_to_date(db_url):
+    StateStore(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # a ledger made by the previous version: old indexes, no reference index
+        conn.execute(text("DROP INDEX ix_cht_bridge_delivery_reference"))
+        conn.execute(text("CREATE INDEX ix_cht_bridge_delivery_status ON cht_bridge_delivery (pipeline, status)"))
+    engine.dispose()
+    opened, errors = [], []
+
+    def open_it() -> None:
+        try:
+            opened.append(StateStore(db_url))
+        except Exception as exc:  # noqa: BLE001 - the test reports what a task would have failed with
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for store in opened:
+        store.close()
+    assert errors == [] and len(opened) == 6
+    names = {i["name"] for i in inspect(create_engine(db_url)).get_indexes("cht_bridge_delivery")}
+    assert "ix_cht_bridge_delivery_reference" in names and "ix_cht_bridge_delivery_status" not in names
+
+
+def test_only_references_are_indexed_and_only_references_are_looked_up(store):
     store.record(PIPE, [ok("a", dest_id="Patient/p1"), ok("b", dest_id="rcv-123"), failed("c")])
     store.record("other", [ok("d", dest_id="Patient/p2")])
     asked = ["Patient/p1", "rcv-123", "Patient/p2", "Patient/none", "none"]
-    assert store.delivered_destination_ids(asked, [PIPE]) == {"Patient/p1", "rcv-123"}
-    assert store.delivered_destination_ids(asked) == {"Patient/p1", "rcv-123", "Patient/p2"}
+    # "rcv-123" was delivered, but it is no reference: answering it would read every delivered row
+    assert store.delivered_destination_ids(asked, [PIPE]) == {"Patient/p1"}
+    assert store.delivered_destination_ids(asked) == {"Patient/p1", "Patient/p2"}
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert store.delivered_destination_ids(["urn:uuid:1", "rcv-123", "x" * 50], [PIPE]) == set()
+        assert store.delivered_destination_ids(["Patient/p1"], [PIPE]) == {"Patient/p1"}
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert len(statements) == 1  # the ids without a "/" asked for nothing
     with store.engine.connect() as conn:
         (ddl,) = conn.exec_driver_sql(
             "SELECT sql FROM sqlite_master WHERE name = 'ix_cht_bridge_delivery_reference'"
