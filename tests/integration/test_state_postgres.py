@@ -170,28 +170,13 @@ def test_the_retired_indexes_are_dropped_and_references_are_found_on_postgres(st
 
 
 def test_tasks_opening_an_old_ledger_at_once_take_turns_on_postgres(store):
-    import threading
-
     from sqlalchemy import inspect, text
+
+    from tests.stores import open_at_once
 
     with store.engine.begin() as conn:  # as the previous version left it: no reference index yet
         conn.execute(text("DROP INDEX IF EXISTS ix_cht_bridge_delivery_reference"))
-    opened, errors = [], []
-
-    def open_it() -> None:
-        try:
-            opened.append(StateStore(store.url))
-        except Exception as exc:  # noqa: BLE001 - what a task would have failed with
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_it) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    for each in opened:
-        each.close()
-    assert errors == [] and len(opened) == 6
+    assert open_at_once(store.url) == []
     assert "ix_cht_bridge_delivery_reference" in {
         i["name"] for i in inspect(store.engine).get_indexes("cht_bridge_delivery")
     }

@@ -3,7 +3,6 @@ transaction that moves both."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from cht_bridge.state.store import DEAD, DELETE, DELETED, DELIVERED, FAILED, KEEP, Outcome, StateStore
+from tests.stores import open_at_once
 
 PIPE = "pregnancies"
 COUCH3_SEQ = "12-g1AAAAH5eJyF0EEKwjAQBdDfmvmHtXbmvTu4g6lFZvN0"
@@ -429,22 +429,7 @@ def test_tasks_opening_an_old_ledger_at_once_all_bring_it_up_to_date(db_url):
         conn.execute(text("DROP INDEX ix_cht_bridge_delivery_reference"))
         conn.execute(text("CREATE INDEX ix_cht_bridge_delivery_status ON cht_bridge_delivery (pipeline, status)"))
     engine.dispose()
-    opened, errors = [], []
-
-    def open_it() -> None:
-        try:
-            opened.append(StateStore(db_url))
-        except Exception as exc:  # noqa: BLE001 - the test reports what a task would have failed with
-            errors.append(exc)
-
-    threads = [threading.Thread(target=open_it) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    for store in opened:
-        store.close()
-    assert errors == [] and len(opened) == 6
+    assert open_at_once(db_url) == []
     names = {i["name"] for i in inspect(create_engine(db_url)).get_indexes("cht_bridge_delivery")}
     assert "ix_cht_bridge_delivery_reference" in names and "ix_cht_bridge_delivery_status" not in names
 

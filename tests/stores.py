@@ -1,0 +1,30 @@
+"""Opening one state store from several tasks at once, as workers do after an upgrade."""
+
+from __future__ import annotations
+
+import threading
+
+from cht_bridge.state.store import StateStore
+
+
+def open_at_once(url: str, tasks: int = 6) -> list[Exception]:
+    """Open ``url`` from ``tasks`` threads at the same moment; the errors a task would have failed with."""
+    opened: list[StateStore] = []
+    errors: list[Exception] = []
+
+    def open_it() -> None:
+        try:
+            opened.append(StateStore(url))
+        except Exception as exc:  # noqa: BLE001 - returned for the test to report
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(tasks)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for store in opened:
+        store.close()
+    if len(opened) + len(errors) < tasks:
+        errors.append(TimeoutError("a task was still opening the store after 120 s"))
+    return errors
