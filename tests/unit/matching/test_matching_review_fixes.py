@@ -4,11 +4,20 @@ run-together blocking key."""
 
 from __future__ import annotations
 
+import copy
+import math
+
 import duckdb
+import pyarrow as pa
+import pytest
 
 from cht_bridge.matching import MatchConfig, Person, match
 from cht_bridge.matching.features import Frequencies, build_table
-from cht_bridge.matching.model import load_model
+from cht_bridge.matching.model import BRIDGE_KEY, load_model
+from cht_bridge.matching.one_to_one import refine
+from cht_bridge.matching.report import render_report
+from cht_bridge.matching.training import LIST_LARGE_ENOUGH, checks, passed, train
+from standins.populations import population
 
 
 def _names_evidence(incoming: Person, existing: Person) -> str:
@@ -62,3 +71,64 @@ def test_a_single_name_is_no_run_together_blocking_key() -> None:
         found |= set(connection.execute(sql).fetchall())
     # only the run-together name meets its person; "Mary" meets none of the fifty Marys this way
     assert found == {("e50", "i1")}
+
+
+_LEVELS = [
+    {"sql_condition": "x IS NULL", "label_for_charts": "null", "is_null_level": True},
+    {"sql_condition": "x = y", "label_for_charts": "agree", "m_probability": 0.6, "u_probability": 0.01},
+    {"sql_condition": "x ~ y", "label_for_charts": "close", "m_probability": 0.1, "u_probability": 0.05},
+    {"sql_condition": "ELSE", "label_for_charts": "differ", "m_probability": 0.3, "u_probability": 0.94},
+]
+
+
+def test_a_small_all_new_list_keeps_the_shipped_m_of_levels_it_does_not_reach() -> None:
+    # 20 new rows with 3 strangers each, "close" or "differ" and never "agree": the data cannot say
+    # how often true pairs agree, nor make "close" strong by handing it "agree"'s share.
+    rows = [(f"e{k + j}", f"i{k}", 1 if j == 0 else 2) for k in range(20) for j in range(3)]
+    pairs = pa.table({name: [row[i] for row in rows] for i, name in enumerate(("existing", "incoming", "level_a"))})
+    comparisons = [{"output_column_name": "a", "comparison_levels": _LEVELS}]
+    refined, _ = refine(pairs, comparisons, comparisons, share=0.75, n_existing=1000, bounds=(0.05, 0.95))
+    m = {lv["label_for_charts"]: lv["m_probability"] for lv in refined[0]["comparison_levels"][1:]}
+    assert m["agree"] == pytest.approx(0.6)
+    assert math.log2(m["close"] / 0.05) < 1.5  # the start's 1 bit, give or take its smoothing
+    assert sum(m.values()) == pytest.approx(1.0)
+
+
+def test_every_strong_level_is_checked_not_only_the_first() -> None:
+    levels = copy.deepcopy(_LEVELS)
+    levels[2].update(m_probability=0.2, u_probability=0.002)  # "close": 6.6 bits, a strong level
+    levels[3].update(m_probability=0.2)
+    start = {"comparisons": [{"output_column_name": "a", "comparison_levels": levels}]}
+    trained = copy.deepcopy(start)
+    trained["comparisons"][0]["comparison_levels"][2].update(m_probability=0.002)  # now weight 0
+    trained["comparisons"][0]["comparison_levels"][3].update(m_probability=0.398)
+    assert checks(trained, {"upper": 0.99}, start=start)["agreement counts for a match"] is False
+    assert checks(start, {"upper": 0.99}, start=start)["agreement counts for a match"] is True
+    # a weak level ("close" at 1 bit in _LEVELS) may turn with the data
+    weak = {"comparisons": [{"output_column_name": "a", "comparison_levels": _LEVELS}]}
+    turned = copy.deepcopy(weak)
+    turned["comparisons"][0]["comparison_levels"][2].update(m_probability=0.01)
+    turned["comparisons"][0]["comparison_levels"][3].update(m_probability=0.39)
+    assert checks(turned, {"upper": 0.99}, start=weak)["agreement counts for a match"] is True
+
+
+def test_a_list_too_short_to_train_on_is_refused_and_fails() -> None:
+    data = population(200, 20, seed=5)
+    model = train(data.existing, data.incoming, seed=1)
+    assert not passed(model)
+    assert model[BRIDGE_KEY]["checks"] == {**model[BRIDGE_KEY]["checks"], LIST_LARGE_ENOUGH: False}
+    assert "at least" in model[BRIDGE_KEY]["refused"]
+    assert "training refused: 20 incoming rows" in render_report(model)
+    # the shipped m, unchanged by the refused list (up to the share of levels of empty fields)
+    shipped = {
+        (c["output_column_name"], lv["label_for_charts"]): lv["m_probability"]
+        for c in load_model()["comparisons"]
+        for lv in c["comparison_levels"]
+        if not lv.get("is_null_level")
+    }
+    names = next(c for c in model["comparisons"] if c["output_column_name"] == "names")
+    m = {
+        lv["label_for_charts"]: lv["m_probability"] for lv in names["comparison_levels"] if not lv.get("is_null_level")
+    }
+    ratio = m["same name tokens"] / shipped[("names", "same name tokens")]
+    assert m["one token shared"] / shipped[("names", "one token shared")] == pytest.approx(ratio, rel=1e-4)
