@@ -26,6 +26,8 @@ from cht_bridge.matching.records import Person
 _PSEUDO_COUNT = 1000
 _PRIOR = {"token": 1 / 2000, "date_of_birth": 1 / (365 * 60), "phone": 1e-5, "place": 1e-3, "area": 1e-3}
 _MIN_TF = 1e-9
+#: A single name's ``name_joins`` key: equal to no name token (tokens are never empty).
+_NO_JOIN = ""
 #: The key of a trained model's ``cht_bridge`` block saying its dates' frequencies are by kind.
 DATES_BY_KIND = "dates_by_kind"
 
@@ -62,9 +64,13 @@ def build_table(
         rows["name_key"].append(" ".join(tokens) or None)
         rows["name_pairs"].append([f"{a} {b}" for a, b in combinations(tokens, 2)] or None)
         # Two names written as one ("graceakinyi"), in either order: a blocking key that finds
-        # the person whose every token differs from the run-together one. A single name stands
-        # for itself (an empty list would drop the row from a rule that explodes this column).
-        rows["name_joins"].append([a + b for a, b in permutations(tokens, 2)] or tokens or None)
+        # the person whose every token differs from the run-together one. A single name has no
+        # join: its key is "", which no token equals (standing for itself, it joined that row to
+        # everyone sharing the token, "Mary" x every "mary"). Not None or []: a rule explodes this
+        # column on both sides, and the row would leave the rule that finds it as the other
+        # side's ``names`` ("graceakinyi" = a join of "Grace Akinyi").
+        joins = [a + b for a, b in permutations(tokens, 2)] or [_NO_JOIN]
+        rows["name_joins"].append(joins if tokens else None)
         rows["sex"].append(person.sex)
         rows["date_of_birth"].append(born)
         rows["birth_year"].append(born.year if born else None)

@@ -9,10 +9,17 @@ sharing a date of birth a rival worth review. Here the E-step is the matcher's o
 ``prior * BF_k / (1 - share + prior * sum_j BF_j)`` (``prior = share / existing``), so candidates
 compete with each other and with "someone new". The M-step takes each level's m as the
 posterior-weighted share of pairs at it, smoothed towards the starting model's m by
-``PSEUDO_PAIRS`` pairs (a level no pair reaches gets m = u, no weight, unless u is larger than its
-start), and the share as the mean
+``PSEUDO_PAIRS`` pairs, and the share as the mean
 probability that a row is anyone. u stays as estimated from random pairs; term-frequency
 adjustments depend on u only, so they are read once from Splink's scores.
+
+A level the data cannot estimate keeps the starting (shipped) m, and only the other levels share
+what is left: one no pair reaches, or one with fewer than ``MIN_PAIRS_PER_LEVEL`` expected true
+pairs both in the data and under its starting m (a small list). Giving such a level m = u, or
+its share to the levels reached, made a small all-new list's weak levels strong ("one token
+shared" +3.75 bits) and left the strong levels it never reached at weight 0 (a learned model then
+called every true "plus/minus tokens" pair new). A level rare among many true pairs (starting m
+times the true pairs >= ``MIN_PAIRS_PER_LEVEL``) is estimated, however small.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import pyarrow as pa
 
 #: Pairs' worth of the starting m in each level's estimate.
 PSEUDO_PAIRS = 5.0
+#: Fewer expected true pairs than this at a level: its m is the starting model's.
+MIN_PAIRS_PER_LEVEL = 5
 #: EM rounds (the estimates settle in a few; each round is a few vector operations).
 ROUNDS = 15
 
@@ -56,7 +65,12 @@ def refine(
     :param excluded: (existing key, incoming key) pairs a reviewer said are two people.
     """
     if pairs.num_rows == 0:
-        return [dict(c) for c in comparisons], share
+        # one pair with every comparison null: no level reached
+        columns = {f"level_{c['output_column_name']}": [-1] for c in comparisons}
+        models = [_Comparison(c, _start_m(c, start), columns) for c in comparisons]
+        for model in models:
+            model.update(np.zeros(1))  # no data: every level keeps the start's m
+        return [model.comparison() for model in models], share
     columns = pairs.to_pydict()
     rows = _row_index(columns["incoming"])
     clamp = _clamp(columns["existing"], columns["incoming"], known or {}, excluded or set())
@@ -163,10 +177,11 @@ class _Comparison:
         self.u = np.array([level["u_probability"] for level in self.levels], dtype=float)
         self.fixed = np.array([bool(level.get("fix_m_probability")) for level in self.levels])
         self.reached = np.bincount(self.position[self.position >= 0], minlength=len(self.levels)) > 0
-        self.prior = np.array(
+        #: the starting model's m (a level it lacks: the current m)
+        self.start = np.array(
             [start.get(level.get("label_for_charts", ""), m) for level, m in zip(self.levels, self.m, strict=True)]
         )
-        self.prior = self.prior / self.prior.sum()
+        self.prior = self.start / self.start.sum()
 
     def weights(self) -> np.ndarray:
         per_level = np.log2(self.m / self.u)
@@ -175,15 +190,20 @@ class _Comparison:
     def update(self, posterior: np.ndarray) -> None:
         known = self.position >= 0
         counts = np.bincount(self.position[known], weights=posterior[known], minlength=len(self.levels))
-        # A level no pair reaches says nothing about this data: no weight either way (m = u), or
-        # the start's m where u is large (a catch-all level), so as not to take the others' share.
-        self.m = np.where(self.reached | self.fixed, self.m, np.minimum(self.u, self.prior))
-        free = ~self.fixed & self.reached
-        mass = 1.0 - self.m[~free].sum()
+        # Expected true pairs at a level: those the data puts there, or, if more, those its starting
+        # m puts there (then the data, showing fewer, says the level is rare for true pairs).
+        expected = np.maximum(counts, self.start * posterior[known].sum())
+        thin = ~self.fixed & (~self.reached | (expected < MIN_PAIRS_PER_LEVEL))
+        free = ~self.fixed & ~thin
+        self.m = np.where(thin, self.start, self.m)
+        if not free.any():
+            # nothing to estimate: the start's m, summing to one over the levels left
+            self.m[~self.fixed] *= max(1.0 - self.m[self.fixed].sum(), 1e-9) / self.m[~self.fixed].sum()
+            return
+        mass = max(1.0 - self.m[~free].sum(), 1e-9)
         estimate = (counts[free] + PSEUDO_PAIRS * self.prior[free]) / (
             counts[free].sum() + PSEUDO_PAIRS * self.prior[free].sum()
         )
-        self.m = self.m.copy()
         self.m[free] = np.maximum(estimate * mass, 1e-9)
 
     def comparison(self) -> dict[str, Any]:

@@ -46,6 +46,8 @@ def _summary(block: dict[str, Any]) -> list[str]:
         f"{trained.get('labels', 0)} labelled pairs (seed {trained.get('seed')}) in {block.get('seconds', '?')} s",
         f"- columns: {_columns(block.get('profile', {}))}",
     ]
+    if block.get("refused"):
+        lines.append(f"- {block['refused']}; the model in use is kept")
     if "upper" in block:
         lines.append(
             f"- thresholds: link at p >= {block['upper']:.4f}, new below {block['lower']:.4f}; "

@@ -13,12 +13,15 @@ the columns present, ``columns.py``) and re-estimates their parameters:
   of the incoming list and the population (two sessions, each blocked on a field the other one
   estimates; Splink keeps the median), starting from the shipped values; then refined by an EM
   in which a list row is at most one existing person (``one_to_one.py``: candidates compete, as
-  they do when the matcher decides), smoothed towards the shipped m by a few pairs' worth, a
-  level no blocked pair reaches carrying no weight; reviewers' answers fix the posteriors of
+  they do when the matcher decides), smoothed towards the shipped m by a few pairs' worth; a
+  level with fewer than ``MIN_PAIRS_PER_LEVEL`` expected true pairs (none reaches it, or the list
+  is small) keeps the shipped m and the others share the rest; reviewers' answers fix the posteriors of
   their rows' pairs in that EM (1 for the person linked, 0 for the others and for rows answered
   "new"), so a few hundred answers correct the hard cases without outweighing what thousands of
   pairs showed;
-* every level keeps the shipped m when there is no incoming list;
+* every level keeps the shipped m when there is no incoming list; a list of fewer than
+  ``MIN_INCOMING_ROWS`` rows is refused (the model is returned with the shipped m and a failed
+  check, so the training DAG stores it as failed and keeps the one in use);
 * the share of incoming people who already exist, and the two thresholds (``thresholds.py``),
   from the trained model's own probabilities on the list and from the labels.
 
@@ -42,7 +45,7 @@ from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table
 from cht_bridge.matching.labels import Label, ruled_out, truth_of
 from cht_bridge.matching.matcher import decide_all, score_people
 from cht_bridge.matching.model import BRIDGE_KEY, load_model
-from cht_bridge.matching.one_to_one import levels, refine
+from cht_bridge.matching.one_to_one import MIN_PAIRS_PER_LEVEL, levels, refine
 from cht_bridge.matching.records import Person
 from cht_bridge.matching.thresholds import DUPLICATE_RISK, WRONG_LINK_RISK, choose, confusion
 
@@ -50,8 +53,13 @@ log = logging.getLogger(__name__)
 
 #: Random pairs sampled to estimate u.
 U_PAIRS = 500_000
-#: Fewer expected true pairs than this at a level: its m is the starting model's.
-MIN_PAIRS_PER_LEVEL = 5
+#: An incoming list shorter than this is refused: a few true pairs cannot say which levels they
+#: reach, and thresholds chosen on a few rows mean nothing.
+MIN_INCOMING_ROWS = 100
+#: A level of the start worth this many bits for a match must still count for one once trained.
+STRONG_LEVEL_BITS = 5.0
+#: The check a refused list fails (``checks``).
+LIST_LARGE_ENOUGH = "list large enough to train on"
 ESTIMATE_WITHOUT_TF = False
 #: A blocking rule that makes more candidate pairs than this per person of the larger list (on the
 #: training data; pairs grow with both lists, and so may the budget) is
@@ -110,6 +118,8 @@ def train(
     incoming_phones = [e164(p, region) for p in incoming]
     found = profile([*existing, *incoming], [*existing_phones, *incoming_phones])
     settings = adapt(start, found)
+    if 0 < len(incoming) < MIN_INCOMING_ROWS:
+        return _refused(settings, found, len(existing), len(incoming), len(labels), seed, started)
     counts = Frequencies([*existing, *incoming], [*existing_phones, *incoming_phones])
     existing_table = build_table(existing, [f"e{i}" for i in range(len(existing))], existing_phones, counts)
     incoming_table = build_table(incoming, [f"i{i}" for i in range(len(incoming))], incoming_phones, counts)
@@ -147,26 +157,30 @@ def train(
         if before_scored is not None:
             block["metrics"]["confusion_before"] = confusion(decide_all(before_scored, before_config), labels)
         block["probabilities"] = [round(d.probability, 6) for d in after if d.probability is not None]
-    block["checks"] = checks(trained, block)
+    block["checks"] = checks(trained, block, start=settings)
     block["seconds"] = round(time.perf_counter() - started, 2)
     model[BRIDGE_KEY] = block
     return model
 
 
-def checks(settings: dict[str, Any], block: dict[str, Any]) -> dict[str, bool]:
+def checks(settings: dict[str, Any], block: dict[str, Any], start: dict[str, Any] | None = None) -> dict[str, bool]:
     """The checks a trained model must pass before a reverse DAG uses it.
 
-    * each comparison's first (strongest) level counts *for* a match (m > u), or the model learnt
-      nonsense;
+    * each comparison's first level, and every level that ``start`` holds strong (at least
+      ``STRONG_LEVEL_BITS`` for a match: the same name, date, phone or place), still counts *for*
+      a match (m > u), or the model learnt nonsense (a strong level at weight 0 sends its true
+      pairs to new); a weak level ("same year", "1-2 years apart") may turn with the data;
     * every m and u is a probability and each comparison's m sum to 1;
     * no labelled pair is linked wrongly with the chosen thresholds;
-    * the thresholds were chosen (there was a list to choose them on).
+    * the thresholds were chosen (there was a list to choose them on);
+    * the list was large enough to train on (``MIN_INCOMING_ROWS``; absent from the block: it was).
     """
+    strong = _strong_levels(start) if start is not None else set()
     same_levels_agree = all(
-        levels[0]["m_probability"] > levels[0]["u_probability"]
-        for levels in (
-            [lv for lv in c["comparison_levels"] if not lv.get("is_null_level")] for c in settings["comparisons"]
-        )
+        level["m_probability"] > level["u_probability"]
+        for comparison in settings["comparisons"]
+        for position, level in enumerate(lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level"))
+        if position == 0 or (comparison["output_column_name"], level.get("label_for_charts", "")) in strong
     )
     sums_to_one = all(
         abs(sum(lv["m_probability"] for lv in c["comparison_levels"] if not lv.get("is_null_level")) - 1) < 1e-4
@@ -185,7 +199,36 @@ def checks(settings: dict[str, Any], block: dict[str, Any]) -> dict[str, bool]:
         "m-probabilities are a distribution": sums_to_one,
         "no labelled pair linked wrongly": no_wrong,
         "thresholds chosen on a list": "upper" in block,
+        LIST_LARGE_ENOUGH: not block.get("refused"),
     }
+
+
+def _strong_levels(settings: dict[str, Any]) -> set[tuple[str, str]]:
+    """(comparison, label) of the levels that count ``STRONG_LEVEL_BITS`` or more for a match."""
+    return {
+        (comparison["output_column_name"], level.get("label_for_charts", ""))
+        for comparison in settings["comparisons"]
+        for level in comparison["comparison_levels"]
+        if not level.get("is_null_level") and level["m_probability"] >= level["u_probability"] * 2**STRONG_LEVEL_BITS
+    }
+
+
+def _refused(
+    settings: dict[str, Any], found: Profile, existing: int, incoming: int, labels: int, seed: int, started: float
+) -> dict[str, Any]:
+    """The start's model, marked failed: the list is too short to train on."""
+    message = f"training refused: {incoming} incoming rows, at least {MIN_INCOMING_ROWS} needed"
+    log.warning("%s; the model in use is kept", message)
+    model = _normalised(settings)
+    block: dict[str, Any] = {
+        "profile": found.as_dict(),
+        "trained_on": {"existing": existing, "incoming": incoming, "labels": labels, "seed": seed},
+        "refused": message,
+    }
+    block["checks"] = checks(model, block, start=settings)
+    block["seconds"] = round(time.perf_counter() - started, 2)
+    model[BRIDGE_KEY] = block
+    return model
 
 
 def passed(model: dict[str, Any]) -> bool:
@@ -237,6 +280,7 @@ def _estimate(
             population.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
             return _merged(settings, _values(population.misc.save_model_to_json()), "u_probability")
         incoming_df = db_api.register(incoming, table_name="incoming_people")
+        start_comparisons = settings["comparisons"]
         settings = _narrow_blocking(connection, settings, max(incoming.num_rows, existing.num_rows))
         linker = Linker(
             [existing_df, incoming_df], dict(_with_prior(settings, prior), link_type="link_only"), log_level=None
@@ -265,6 +309,7 @@ def _estimate(
             share,
             existing.num_rows,
             answers,
+            start_comparisons,
         )
         return estimated
     finally:
@@ -282,9 +327,10 @@ def _one_to_one(
     share: float,
     n_existing: int,
     answers: tuple[dict[str, str | None], set[tuple[str, str]]],
+    start: Sequence[dict[str, Any]],
 ) -> dict[str, Any]:
     """EM's m refined by the one-to-one EM over the pairs the model will score (``one_to_one.py``),
-    smoothed towards the shipped start, with the reviewers' answers fixing their rows' pairs."""
+    smoothed towards the start's comparisons (``start``), with the reviewers' answers fixing their rows' pairs."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from splink import Linker
@@ -308,7 +354,7 @@ def _one_to_one(
     comparisons, _ = refine(
         table,
         settings["comparisons"],
-        load_model()["comparisons"],
+        start,
         share=share,
         n_existing=n_existing,
         bounds=_MATCH_SHARE_BOUNDS,
@@ -390,11 +436,11 @@ def _merged(settings: dict[str, Any], values: dict[tuple[str, str], dict[str, fl
 
 
 def _normalised(estimated: dict[str, Any]) -> dict[str, Any]:
-    """Each comparison's m summing to one again (label pooling moves them apart), rounded for a
-    readable, stable file. Levels with too little data were already held near the start's m by
-    the one-to-one EM's smoothing (``one_to_one.PSEUDO_PAIRS``): resetting a *small* estimate to
-    a large start (the shipped m of 3 % for "one token shared", where the data showed 0.05 %)
-    made every relative sharing a family name a candidate worth review."""
+    """Each comparison's m summing to one again, rounded for a readable, stable file. Levels with
+    too few expected true pairs already hold the start's m (``one_to_one.MIN_PAIRS_PER_LEVEL``,
+    judged on the pairs the data puts at a level, not on its estimated m: resetting a *small*
+    estimate made on many true pairs, the shipped 3 % for "one token shared" where the data showed
+    0.05 %, made every relative sharing a family name a candidate worth review)."""
     result = copy.deepcopy(estimated)
     for comparison in result["comparisons"]:
         levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]

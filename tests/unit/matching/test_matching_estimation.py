@@ -48,12 +48,14 @@ def test_one_to_one_em_finds_how_rarely_true_pairs_disagree() -> None:
     assert sum(m_b.values()) == pytest.approx(1.0)
 
 
-def test_a_level_no_pair_reaches_carries_no_weight() -> None:
+def test_a_level_no_pair_reaches_keeps_the_start_m() -> None:
     rows = [(f"e{k}", f"i{k}", 0, 0, 0) for k in range(50)] + [(f"e{k + 1}", f"i{k}", 2, 2, 2) for k in range(50)]
     comparisons = [{"output_column_name": name, "comparison_levels": _LEVELS} for name in "abc"]
     refined, _ = refine(_pairs(rows), comparisons, comparisons, share=0.5, n_existing=100, bounds=(0.05, 0.95))
-    close = refined[0]["comparison_levels"][2]
-    assert close["m_probability"] == pytest.approx(close["u_probability"])  # log2(m/u) = 0
+    m = [lv["m_probability"] for lv in refined[0]["comparison_levels"][1:]]
+    # "close" is never reached: the start's 0.2 (not m = u, its share handed to "agree")
+    assert m[1] == pytest.approx(0.2)
+    assert sum(m) == pytest.approx(1.0)
 
 
 def test_levels_reading_an_empty_field_leave_the_model() -> None:
