@@ -71,14 +71,12 @@ def pool_name(conn_id: str) -> str:
 
 def pool_slots(conn_id: str, environ: Mapping[str, str] = os.environ) -> int:
     """Slots of a new pool: ``CHT_BRIDGE_POOL_SLOTS__<CONN_ID>``, else ``CHT_BRIDGE_POOL_SLOTS``, else 4."""
-    for variable in (f"{SLOTS_ENV}__{re.sub(r'[^A-Z0-9]', '_', conn_id.upper())}", SLOTS_ENV):
-        value = environ.get(variable, "").strip()
-        if value:
-            if not value.isdigit() or int(value) < 1:
-                from cht_bridge.errors import SettingError
+    from cht_bridge.env_settings import positive_whole_number
 
-                raise SettingError(variable, f"'{value}' is not a positive whole number of pool slots")
-            return int(value)
+    for variable in (f"{SLOTS_ENV}__{re.sub(r'[^A-Z0-9]', '_', conn_id.upper())}", SLOTS_ENV):
+        slots = positive_whole_number(variable, environ, "pool slots")
+        if slots is not None:
+            return slots
     return DEFAULT_SLOTS
 
 

@@ -18,7 +18,6 @@ and are skipped).
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -128,21 +127,6 @@ def backfill_params(pipelines: list[str]) -> dict[str, Param]:
     }
 
 
-def _env_int(name: str) -> int | None:
-    """A positive whole number from the environment variable ``name``; None when unset.
-
-    :raises SettingError: it is set to anything else (the run fails plainly, naming the variable).
-    """
-    from cht_bridge.errors import SettingError
-
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise SettingError(name, f"'{value}' is not a positive whole number")
-    return int(value)
-
-
 class BackfillWindowsOperator(BaseOperator):
     """Check the Params and return the parts (small dicts of ISO dates) when the run's pipeline
     reads CHT Connection ``cht_conn_id``; none otherwise (its mapped task is then skipped)."""
@@ -156,6 +140,7 @@ class BackfillWindowsOperator(BaseOperator):
 
     def execute(self, context: Any) -> list[dict[str, str]]:
         from cht_bridge.config import find_pipeline
+        from cht_bridge.env_settings import positive_whole_number
         from cht_bridge.operators.params import parse_time
         from cht_bridge.operators.resources import failing_plainly
 
@@ -165,8 +150,8 @@ class BackfillWindowsOperator(BaseOperator):
             start, end = parse_time(params.get("start"), "start"), parse_time(params.get("end"), "end")
             if start is None or end is None:
                 raise ParamError("Params 'start' and 'end' are required: the window to backfill")
-            days = params.get("split_days") or _env_int(SPLIT_DAYS_ENV)
-            months = params.get("split_months") or _env_int(SPLIT_MONTHS_ENV) or 1
+            days = params.get("split_days") or positive_whole_number(SPLIT_DAYS_ENV)
+            months = params.get("split_months") or positive_whole_number(SPLIT_MONTHS_ENV) or 1
             parts = split_window(start, end, months=int(months), days=int(days) if days else None)
         if pipeline.cht_conn_id != self.cht_conn_id:
             return []

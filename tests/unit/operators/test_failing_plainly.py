@@ -28,7 +28,7 @@ def test_refused_credentials_fail_without_retries():
 
 
 def test_a_bad_setting_fails_without_retries_naming_its_variable(monkeypatch):
-    from cht_bridge.operators.backfill import _env_int
+    from cht_bridge.env_settings import positive_whole_number
     from cht_bridge.pools import pool_slots
 
     monkeypatch.setenv("CHT_BRIDGE_SPLIT_MONTHS", "three")
@@ -36,12 +36,14 @@ def test_a_bad_setting_fails_without_retries_naming_its_variable(monkeypatch):
         pytest.raises(AirflowFailException, match="CHT_BRIDGE_SPLIT_MONTHS: 'three' is not a positive"),
         failing_plainly(),
     ):
-        _env_int("CHT_BRIDGE_SPLIT_MONTHS")  # was silently ignored (one month)
+        positive_whole_number("CHT_BRIDGE_SPLIT_MONTHS")  # was silently ignored (one month)
     with pytest.raises(AirflowFailException, match="CHT_BRIDGE_POOL_SLOTS: '0'"), failing_plainly():
         pool_slots("emr", {"CHT_BRIDGE_POOL_SLOTS": "0"})  # was a ValueError: retried, with a traceback
     monkeypatch.setenv("CHT_BRIDGE_SPLIT_DAYS", "0")
     with pytest.raises(AirflowFailException, match="CHT_BRIDGE_SPLIT_DAYS"), failing_plainly():
-        _env_int("CHT_BRIDGE_SPLIT_DAYS")
+        positive_whole_number("CHT_BRIDGE_SPLIT_DAYS")
     monkeypatch.setenv("CHT_BRIDGE_SPLIT_DAYS", " 7 ")
     monkeypatch.delenv("CHT_BRIDGE_SPLIT_MONTHS")
-    assert _env_int("CHT_BRIDGE_SPLIT_DAYS") == 7 and _env_int("CHT_BRIDGE_SPLIT_MONTHS") is None
+    assert (
+        positive_whole_number("CHT_BRIDGE_SPLIT_DAYS") == 7 and positive_whole_number("CHT_BRIDGE_SPLIT_MONTHS") is None
+    )
