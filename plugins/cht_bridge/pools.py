@@ -80,19 +80,21 @@ def pool_slots(conn_id: str, environ: Mapping[str, str] = os.environ) -> int:
     return DEFAULT_SLOTS
 
 
-def connections_of(pipelines: Path, reverse: Path | None = None) -> dict[str, set[str]]:
-    """Every Connection the valid pipeline files name, with the roles it plays (for the description)."""
+def uses(pipelines: Path, reverse: Path | None = None) -> list[tuple[str, str, str]]:
+    """``(conn_id, role, pipeline name)`` for every Connection each valid pipeline file names.
+
+    Invalid files are left out: their DAG fails with the file's problems and needs no pool.
+    """
     from cht_bridge.config import load_pipeline
     from cht_bridge.errors import ConfigError
 
-    found: dict[str, set[str]] = {}
+    found: list[tuple[str, str, str]] = []
     for path in sorted(Path(pipelines).glob("*.y*ml")):
         try:
             p = load_pipeline(path)
         except ConfigError:
-            continue  # its DAG fails with the file's problems; it needs no pool
-        found.setdefault(p.cht_conn_id, set()).add("CHT")
-        found.setdefault(p.destination.conn_id, set()).add("destination")
+            continue
+        found += [(p.cht_conn_id, "CHT", p.name), (p.destination.conn_id, "destination", p.name)]
     if reverse is not None and Path(reverse).is_dir():
         from cht_bridge.reverse.loader import load_reverse_pipeline
 
@@ -101,10 +103,33 @@ def connections_of(pipelines: Path, reverse: Path | None = None) -> dict[str, se
                 r = load_reverse_pipeline(path)
             except ConfigError:
                 continue
-            found.setdefault(r.target.conn_id, set()).add("CHT")
+            found.append((r.target.conn_id, "CHT", r.name))
             if r.source.conn_id:
-                found.setdefault(r.source.conn_id, set()).add("source")
+                found.append((r.source.conn_id, "source", r.name))
     return found
+
+
+def connections_of(pipelines: Path, reverse: Path | None = None) -> dict[str, set[str]]:
+    """Every Connection the valid pipeline files name, with the roles it plays (for the description)."""
+    return roles_of(uses(pipelines, reverse))
+
+
+def roles_of(found: Iterable[tuple[str, str, str]]) -> dict[str, set[str]]:
+    """Connection -> the roles it plays, from ``uses``."""
+    roles: dict[str, set[str]] = {}
+    for conn, role, _ in found:
+        roles.setdefault(conn, set()).add(role)
+    return roles
+
+
+def pipelines_in_pools(found: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """Pool name -> the pipelines with a task running in it (what waits while the pool is missing), from
+    ``uses``: a CHT or source Connection's pool; a destination's sends take send slots, not a pool."""
+    names: dict[str, set[str]] = {}
+    for conn, role, name in found:
+        if role != "destination":
+            names.setdefault(pool_name(conn), set()).add(name)
+    return {pool: sorted(members) for pool, members in names.items()}
 
 
 def wanted(connections: Mapping[str, set[str]], environ: Mapping[str, str] = os.environ) -> dict[str, tuple[int, str]]:
