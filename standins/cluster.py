@@ -139,6 +139,21 @@ def cluster_secrets(paths: Paths = Paths()) -> dict[str, str]:
     return values
 
 
+def pools_user_access(passwords_file: Path, api: str) -> dict[str, str]:
+    """For a SimpleAuthManager whose users the environment does not set (``make airflow``): the admin and
+    ``POOLS_USER`` (role op), a generated password for the latter added to the passwords file (0600; the
+    admin's is left to Airflow to generate), and the Connection the ``cht_bridge_pools`` DAG logs in with."""
+    passwords = json.loads(passwords_file.read_text() or "{}") if passwords_file.exists() else {}
+    if POOLS_USER not in passwords:
+        passwords[POOLS_USER] = secrets.token_hex(12)
+        _private_json(passwords_file, passwords)
+    conn = {"conn_type": "http", "host": api, "login": POOLS_USER, "password": passwords[POOLS_USER]}
+    return {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{POOLS_USER}:op",
+        "AIRFLOW_CONN_CHT_BRIDGE_AIRFLOW_API": json.dumps(conn),
+    }
+
+
 def api_url() -> str:
     return f"http://127.0.0.1:{PORTS['api']}"
 

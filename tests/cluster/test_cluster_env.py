@@ -84,3 +84,15 @@ def test_the_pools_dag_has_its_connection_and_user_in_both(tmp_path):
     compose_conn = compose_env["AIRFLOW_CONN_CHT_BRIDGE_AIRFLOW_API"]
     assert "${AIRFLOW_POOLS_PASSWORD:?" in compose_conn and '"login": "cht_bridge_pools"' in compose_conn
     assert "cht_bridge_pools:op" in compose_env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"]
+
+
+def test_make_airflow_gets_the_pools_user_without_losing_the_admins_password(tmp_path):
+    passwords = tmp_path / "simple_auth_manager_passwords.json.generated"
+    passwords.write_text(json.dumps({"admin": "kept"}))
+    env = cluster.pools_user_access(passwords, "http://127.0.0.1:8080")
+    saved = json.loads(passwords.read_text())
+    assert saved["admin"] == "kept" and len(saved[cluster.POOLS_USER]) == 24
+    assert passwords.stat().st_mode & 0o777 == 0o600
+    assert json.loads(env["AIRFLOW_CONN_CHT_BRIDGE_AIRFLOW_API"])["password"] == saved[cluster.POOLS_USER]
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == f"admin:admin,{cluster.POOLS_USER}:op"
+    assert cluster.pools_user_access(passwords, "http://127.0.0.1:8080") == env  # the same password next start
