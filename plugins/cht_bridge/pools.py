@@ -25,7 +25,9 @@ the metadata database: ``python -m cht_bridge.pools`` (run by ``make cluster`` a
 ``CHT_BRIDGE_POOL_SLOTS__<CONN_ID>`` or ``CHT_BRIDGE_POOL_SLOTS`` slots (default 4) through
 Airflow's own ``airflow pools`` CLI, and never resizes an existing pool (an operator may have
 changed it in the UI). ``python -m cht_bridge.pools --check`` lists the missing ones and exits 1
-(``make cluster-status`` runs it).
+(``make cluster-status`` runs it). A pipeline file added later on a new Connection gets its pool from
+the ``cht_bridge_pools`` DAG (``operators/pools.py``), which runs the same planning (``uses``,
+``wanted``, ``missing``) and creates the pools through the api-server's REST API (``airflow_api.py``).
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, (slots, description) in absent.items():
             print(f"missing pool {name} ({slots} slots; {description}): its tasks will not be scheduled")
         print(
-            f"{len(absent)} pools missing; create them with python -m cht_bridge.pools"
+            f"{len(absent)} pools missing; create them with python -m cht_bridge.pools (or trigger cht_bridge_pools)"
             if absent
             else "every pool exists"
         )
