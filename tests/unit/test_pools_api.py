@@ -1,5 +1,7 @@
-"""The cht_bridge_pools task's planning (no network): which pools the loaded pipeline files need, which
-pipelines wait on a missing one, and the plain failure when the api-server's Connection is not set."""
+"""The cht_bridge_pools task: its planning (no network: which pools the loaded pipeline files need, which
+pipelines wait on a missing one), the plain failure when the api-server's Connection is not set, and the
+task against a stand-in that follows Airflow 3.3's pools and login contract (tests/fixtures/
+airflow_pools_server.py; the real api-server is exercised by tests/cluster/test_new_connection_pool.py)."""
 
 from __future__ import annotations
 
@@ -72,3 +74,71 @@ def test_a_connection_without_a_password_is_refused_before_any_request(monkeypat
     )
     with pytest.raises(ConfigError, match="needs an http\\(s\\) host, a login and a password"):
         airflow_api_session("cht_bridge_airflow_api")
+
+
+@pytest.fixture
+def api_server(monkeypatch):
+    from tests.fixtures.airflow_pools_server import AirflowPoolsServer
+
+    server = AirflowPoolsServer({"cht_bridge_pools": ("s3cret-pw", "op"), "reader": ("r3ad-pw", "user")})
+    yield server
+    server.close()
+
+
+def _ensure(monkeypatch, server, login="cht_bridge_pools", password="s3cret-pw"):
+    import json
+
+    from cht_bridge.operators.pools import EnsurePoolsOperator
+
+    conn = {"conn_type": "http", "host": server.url, "login": login, "password": password}
+    monkeypatch.setenv("AIRFLOW_CONN_CHT_BRIDGE_AIRFLOW_API", json.dumps(conn))
+    monkeypatch.setenv("CHT_BRIDGE_POOL_SLOTS", "2")
+    task = EnsurePoolsOperator(
+        task_id="ensure_pools", pipelines_folder=str(ROOT / "include" / "pipelines"),
+        reverse_folder=str(ROOT / "include" / "reverse"), conn_id="cht_bridge_airflow_api",
+    )  # fmt: skip
+    return task.execute({})
+
+
+def test_missing_pools_are_created_through_the_api_and_an_existing_one_keeps_its_size(monkeypatch, api_server, capsys):
+    """Against a stand-in that follows Airflow 3.3's contract (tests/fixtures/airflow_pools_server.py)."""
+    import json
+
+    api_server.pools["cht_bridge__cht_local"] = {"name": "cht_bridge__cht_local", "slots": 7}  # set in the UI
+    result = _ensure(monkeypatch, api_server)
+    log = capsys.readouterr().out  # the task's log (Airflow's structlog writes to stdout here)
+    assert result["created"] == {
+        "cht_bridge__cht_api_local": 2,
+        "cht_bridge__emr_fhir": 2,
+        "cht_bridge__rapidpro_local": 2,
+    }
+    assert result["needed"] == 4 and set(result["waited"]) == set(result["created"])
+    assert result["waited"]["cht_bridge__emr_fhir"] == ["ltfu_from_emr"]
+    assert api_server.pools["cht_bridge__cht_local"]["slots"] == 7  # never resized
+    posts = [json.loads(r["body"]) for r in api_server.seen if r["method"] == "POST" and r["path"] == "/api/v2/pools"]
+    assert [set(p) for p in posts] == [{"name", "slots", "description", "include_deferred"}] * 3
+    assert not [r for r in api_server.seen if r["method"] == "PATCH"]
+    assert "pool cht_bridge__emr_fhir is missing: the tasks of 1 pipeline(s) wait on it (ltfu_from_emr)" in log
+    assert "4 pools needed, 1 existed, 3 created" in log
+    assert "s3cret-pw" not in log and "jwt" not in log
+    again = _ensure(monkeypatch, api_server)  # idempotent: nothing left to create
+    assert again == {"needed": 4, "created": {}, "waited": {}}
+    logins = [r for r in api_server.seen if r["path"] == "/auth/token"]
+    assert len(logins) == 2  # one login a run
+
+
+def test_a_pool_made_meanwhile_is_left_as_it_is(monkeypatch, api_server):
+    api_server.pools["cht_bridge__rapidpro_local"] = {"name": "cht_bridge__rapidpro_local", "slots": 9}
+    api_server.made_meanwhile.add("cht_bridge__rapidpro_local")  # missing when asked, there when created (409)
+    result = _ensure(monkeypatch, api_server)
+    assert "cht_bridge__rapidpro_local" not in result["created"] and "cht_bridge__rapidpro_local" in result["waited"]
+    assert api_server.pools["cht_bridge__rapidpro_local"]["slots"] == 9
+
+
+def test_a_user_who_may_not_write_pools_fails_once_naming_the_connection(monkeypatch, api_server):
+    with pytest.raises(AirflowFailException, match="'cht_bridge_airflow_api' names a user that may not create pools"):
+        _ensure(monkeypatch, api_server, "reader", "r3ad-pw")
+    with pytest.raises(
+        AirflowFailException, match="refused the credentials of Airflow connection 'cht_bridge_airflow_api'"
+    ):
+        _ensure(monkeypatch, api_server, "cht_bridge_pools", "wrong")
