@@ -80,9 +80,8 @@ def test_a_connection_without_a_password_is_refused_before_any_request(monkeypat
 def api_server(monkeypatch):
     from tests.fixtures.airflow_pools_server import AirflowPoolsServer
 
-    server = AirflowPoolsServer({"cht_bridge_pools": ("s3cret-pw", "op"), "reader": ("r3ad-pw", "user")})
-    yield server
-    server.close()
+    with AirflowPoolsServer({"cht_bridge_pools": ("s3cret-pw", "op"), "reader": ("r3ad-pw", "user")}) as server:
+        yield server
 
 
 def _ensure(monkeypatch, server, login="cht_bridge_pools", password="s3cret-pw"):
