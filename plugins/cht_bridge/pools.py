@@ -202,8 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.check:
         absent = missing_pools()
+        waiting = pipelines_in_pools(uses(*_folders(os.environ))) if absent else {}
         for name, (slots, description) in absent.items():
-            print(f"missing pool {name} ({slots} slots; {description}): its tasks will not be scheduled")
+            print(
+                f"missing pool {name} ({slots} slots; {description}): the tasks of "
+                f"{', '.join(waiting.get(name, [])) or 'no pipeline'} will not be scheduled"
+            )
         print(
             f"{len(absent)} pools missing; create them with python -m cht_bridge.pools (or trigger cht_bridge_pools)"
             if absent
