@@ -46,6 +46,9 @@ HOME = Path(os.environ.get("CLUSTER_HOME", ROOT / ".sandbox" / "cluster"))
 SHARED_ENV = ROOT / "include" / "cluster.env"
 VENV_BIN = Path(sys.executable).parent
 ADMIN = "admin"
+#: The user the ``cht_bridge_pools`` DAG creates pools as (role op: pools, not everything), through the
+#: Connection ``cht_bridge_airflow_api``.
+POOLS_USER = "cht_bridge_pools"
 #: Ports apart from the defaults (8080, 5432, 6379, 8793…) so the cluster runs next to `make airflow`.
 PORTS = {
     "postgres": int(os.environ.get("CLUSTER_PG_PORT", 5437)),
@@ -119,19 +122,36 @@ def _private_json(path: Path, value: Any) -> None:
 def cluster_secrets(paths: Paths = Paths()) -> dict[str, str]:
     """Generated once into ``secrets.json`` (0600): what compose reads from ``.env``."""
     path = paths.home / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    from cryptography.fernet import Fernet
+    values = json.loads(path.read_text()) if path.exists() else {}
+    if not values:
+        from cryptography.fernet import Fernet
 
-    values = {
-        "postgres": secrets.token_hex(18),
-        "fernet": Fernet.generate_key().decode(),
-        "jwt": secrets.token_hex(24),
-        "api_secret": secrets.token_hex(24),
-        "admin": secrets.token_hex(12),
-    }
-    _private_json(path, values)
+        values = {
+            "postgres": secrets.token_hex(18),
+            "fernet": Fernet.generate_key().decode(),
+            "jwt": secrets.token_hex(24),
+            "api_secret": secrets.token_hex(24),
+            "admin": secrets.token_hex(12),
+        }
+    if "pools_user" not in values:  # added to a cluster made before the pools DAG, too
+        values["pools_user"] = secrets.token_hex(12)
+        _private_json(path, values)
     return values
+
+
+def pools_user_access(passwords_file: Path, api: str) -> dict[str, str]:
+    """For a SimpleAuthManager whose users the environment does not set (``make airflow``): the admin and
+    ``POOLS_USER`` (role op), a generated password for the latter added to the passwords file (0600; the
+    admin's is left to Airflow to generate), and the Connection the ``cht_bridge_pools`` DAG logs in with."""
+    passwords = json.loads(passwords_file.read_text() or "{}") if passwords_file.exists() else {}
+    if POOLS_USER not in passwords:
+        passwords[POOLS_USER] = secrets.token_hex(12)
+        _private_json(passwords_file, passwords)
+    conn = {"conn_type": "http", "host": api, "login": POOLS_USER, "password": passwords[POOLS_USER]}
+    return {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{POOLS_USER}:op",
+        "AIRFLOW_CONN_CHT_BRIDGE_AIRFLOW_API": json.dumps(conn),
+    }
 
 
 def api_url() -> str:
@@ -159,6 +179,9 @@ def airflow_environment(paths: Paths = Paths()) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
         "PATH": os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "/usr/bin:/bin")]),
         "CHT_BRIDGE_PIPELINES": str(paths.pipelines),
+        # Relative CSV drop folders (include/lists/...) under the repository, as a URL: on this one
+        # machine every worker reaches it (compose: the include volume; several machines: shared storage).
+        "CHT_BRIDGE_CSV_ROOT": f"file://{ROOT}/",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _pg_url(s["postgres"], "airflow"),
         # psycopg 3 for the api-server's async engine too (Airflow would pick asyncpg, not installed).
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": _pg_url(s["postgres"], "airflow", "postgresql+psycopg_async"),
@@ -170,11 +193,15 @@ def airflow_environment(paths: Paths = Paths()) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": s["api_secret"],
         "AIRFLOW__API__PORT": str(PORTS["api"]),
         "AIRFLOW__API__BASE_URL": api_url(),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{POOLS_USER}:op",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(paths.home / "passwords.json"),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(PORTS["scheduler_health"]),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(PORTS["triggerer_logs"]),
         "AIRFLOW_CONN_CHT_BRIDGE_STATE": json.dumps(state),
+        # The cht_bridge_pools DAG creates missing pools through the api-server as this user.
+        "AIRFLOW_CONN_CHT_BRIDGE_AIRFLOW_API": json.dumps(
+            {"conn_type": "http", "host": api_url(), "login": POOLS_USER, "password": s["pools_user"]}
+        ),
         # The sandbox's two receiver Connections get one send slot each: fewer than the tasks the CHT
         # pool lets run at once, so the scale test sees the destination limit itself hold.
         "CHT_BRIDGE_POOL_SLOTS__DEMO_RECEIVER": "1",
@@ -519,7 +546,8 @@ def start(paths: Paths = Paths(), docs: int = 5000) -> None:
         shutil.copytree(ROOT / "include" / "pipelines", paths.pipelines)
     env = airflow_environment(paths)
     _private_json(
-        Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]), {ADMIN: cluster_secrets(paths)["admin"]}
+        Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]),
+        {ADMIN: cluster_secrets(paths)["admin"], POOLS_USER: cluster_secrets(paths)["pools_user"]},
     )
     paths.airflow_home.mkdir(parents=True, exist_ok=True)
     migrate = subprocess.run(_airflow("db", "migrate"), env=env, cwd=ROOT, capture_output=True, text=True)

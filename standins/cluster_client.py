@@ -214,3 +214,23 @@ def pool_overlaps(conn: Any, since: datetime) -> dict[str, int]:
             top = max(top, running)
         peak[pool] = top
     return peak
+
+
+def answer_open_questions(api: AirflowApi, dag_id: str, choose: Any) -> list[dict[str, Any]]:
+    """Answer each open review question of ``dag_id`` (whichever run asked it) with ``choose(Question)``,
+    through the REST API as a person in the UI would; return their task instances, each with its ``label``."""
+    from standins.reviewer import Question
+
+    answered = []
+    for d in api.call("GET", f"/dags/{dag_id}/dagRuns/~/hitlDetails", params={"limit": 100})["hitl_details"]:
+        if d["response_received"]:
+            continue
+        ti = d["task_instance"]
+        label = choose(Question(dag_id, ti["task_id"], ti["map_index"], d["subject"], d["body"], d["options"]))
+        api.call(
+            "PATCH",
+            f"/dags/{dag_id}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails",
+            json={"chosen_options": [label], "params_input": {}},
+        )
+        answered.append({**ti, "label": label})
+    return answered

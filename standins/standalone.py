@@ -42,11 +42,17 @@ def launch(stack: sandbox.Stack, extra_env: dict[str, str] | None = None, **pope
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     # Per-Connection pools as include/cluster.env sets them (unless the environment does): created before
     # the scheduler starts, since a task naming a missing pool is never scheduled (cht_bridge.pools).
-    from standins.cluster import read_env_file
+    from standins.cluster import pools_user_access, read_env_file
 
     shared = read_env_file()
     for key in ("CHT_BRIDGE_CONNECTION_POOLS", "CHT_BRIDGE_POOL_SLOTS"):
         env.setdefault(key, shared[key])
+    if "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS" not in env:  # the cht_bridge_pools DAG's user and Connection
+        passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        api = f"http://127.0.0.1:{env.get('AIRFLOW__API__PORT', '8080')}"
+        env.update(
+            pools_user_access(Path(env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", passwords)), api)
+        )
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
     from cht_bridge.pools import ensure_pools_cli
 

@@ -330,3 +330,46 @@ def build_housekeeping_dag(reverse_folder: str | Path) -> DAG:
     ) as dag:
         HousekeepingOperator(task_id="housekeeping", reverse_folder=str(Path(reverse_folder).resolve()))
     return dag
+
+
+POOLS_DAG_ID = "cht_bridge_pools"
+
+
+def build_pools_dag(pipelines_folder: str | Path, reverse_folder: str | Path) -> DAG:
+    """``cht_bridge_pools``: every few minutes, creates the per-Connection pools the pipeline files need."""
+    from cht_bridge.airflow_api import CONN_ID
+    from cht_bridge.operators.pools import EnsurePoolsOperator
+
+    with DAG(
+        dag_id=POOLS_DAG_ID,
+        description="Create the pool of each CHT and source Connection the pipeline files name, if missing",
+        schedule="*/5 * * * *",
+        start_date=BROKEN_START,
+        catchup=False,
+        max_active_runs=1,
+        # Runs unpaused even where new DAGs start paused: until it runs, a new Connection's pipelines wait.
+        is_paused_upon_creation=False,
+        default_args={
+            **DEFAULT_ARGS,
+            "retries": 1,
+            "retry_delay": timedelta(minutes=1),
+            "execution_timeout": timedelta(minutes=5),
+        },
+        tags=["cht-bridge", "pools"],
+        doc_md=(
+            "### Pools per Connection\n"
+            "Every 5 minutes (or triggered): reads the pipeline files, works out the pool each CHT and source "
+            "Connection's tasks run in (`cht_bridge__<conn_id>`), and creates each missing one through the "
+            f"api-server's REST API with the user of the Connection `{CONN_ID}`, sized by "
+            "`CHT_BRIDGE_POOL_SLOTS__<CONN_ID>` / `CHT_BRIDGE_POOL_SLOTS` (default 4). Until then the tasks of "
+            "a pipeline on a new Connection are not scheduled; the log names them. An existing pool is never "
+            "resized."
+        ),
+    ) as dag:
+        EnsurePoolsOperator(
+            task_id="ensure_pools",
+            pipelines_folder=str(Path(pipelines_folder).resolve()),
+            reverse_folder=str(Path(reverse_folder).resolve()),
+            conn_id=CONN_ID,
+        )  # in default_pool: it must run while the pools it creates are missing
+    return dag

@@ -46,6 +46,15 @@ class SettingError(ConfigError, ValueError):
         Exception.__init__(self, f"setting {variable}: {problem}")
 
 
+class UnusableConnection(ConfigError):
+    """An Airflow Connection a deployment must provide is missing or incomplete (not a pipeline file's
+    fault): a ``ConfigError``, so the task fails once, with a message naming the Connection."""
+
+    def __init__(self, conn_id: str, problem: str) -> None:
+        self.source, self.problems = f"connection '{conn_id}'", [problem]
+        Exception.__init__(self, f"Airflow connection '{conn_id}' {problem}")
+
+
 class ParamError(ChtBridgeError, ValueError):
     """A run's Params contradict each other or cannot be read (a backfill window, a replay selection)."""
 

@@ -25,7 +25,9 @@ the metadata database: ``python -m cht_bridge.pools`` (run by ``make cluster`` a
 ``CHT_BRIDGE_POOL_SLOTS__<CONN_ID>`` or ``CHT_BRIDGE_POOL_SLOTS`` slots (default 4) through
 Airflow's own ``airflow pools`` CLI, and never resizes an existing pool (an operator may have
 changed it in the UI). ``python -m cht_bridge.pools --check`` lists the missing ones and exits 1
-(``make cluster-status`` runs it).
+(``make cluster-status`` runs it). A pipeline file added later on a new Connection gets its pool from
+the ``cht_bridge_pools`` DAG (``operators/pools.py``), which runs the same planning (``uses``,
+``wanted``, ``missing``) and creates the pools through the api-server's REST API (``airflow_api.py``).
 """
 
 from __future__ import annotations
@@ -80,19 +82,21 @@ def pool_slots(conn_id: str, environ: Mapping[str, str] = os.environ) -> int:
     return DEFAULT_SLOTS
 
 
-def connections_of(pipelines: Path, reverse: Path | None = None) -> dict[str, set[str]]:
-    """Every Connection the valid pipeline files name, with the roles it plays (for the description)."""
+def uses(pipelines: Path, reverse: Path | None = None) -> list[tuple[str, str, str]]:
+    """``(conn_id, role, pipeline name)`` for every Connection each valid pipeline file names.
+
+    Invalid files are left out: their DAG fails with the file's problems and needs no pool.
+    """
     from cht_bridge.config import load_pipeline
     from cht_bridge.errors import ConfigError
 
-    found: dict[str, set[str]] = {}
+    found: list[tuple[str, str, str]] = []
     for path in sorted(Path(pipelines).glob("*.y*ml")):
         try:
             p = load_pipeline(path)
         except ConfigError:
-            continue  # its DAG fails with the file's problems; it needs no pool
-        found.setdefault(p.cht_conn_id, set()).add("CHT")
-        found.setdefault(p.destination.conn_id, set()).add("destination")
+            continue
+        found += [(p.cht_conn_id, "CHT", p.name), (p.destination.conn_id, "destination", p.name)]
     if reverse is not None and Path(reverse).is_dir():
         from cht_bridge.reverse.loader import load_reverse_pipeline
 
@@ -101,10 +105,33 @@ def connections_of(pipelines: Path, reverse: Path | None = None) -> dict[str, se
                 r = load_reverse_pipeline(path)
             except ConfigError:
                 continue
-            found.setdefault(r.target.conn_id, set()).add("CHT")
+            found.append((r.target.conn_id, "CHT", r.name))
             if r.source.conn_id:
-                found.setdefault(r.source.conn_id, set()).add("source")
+                found.append((r.source.conn_id, "source", r.name))
     return found
+
+
+def connections_of(pipelines: Path, reverse: Path | None = None) -> dict[str, set[str]]:
+    """Every Connection the valid pipeline files name, with the roles it plays (for the description)."""
+    return roles_of(uses(pipelines, reverse))
+
+
+def roles_of(found: Iterable[tuple[str, str, str]]) -> dict[str, set[str]]:
+    """Connection -> the roles it plays, from ``uses``."""
+    roles: dict[str, set[str]] = {}
+    for conn, role, _ in found:
+        roles.setdefault(conn, set()).add(role)
+    return roles
+
+
+def pipelines_in_pools(found: Iterable[tuple[str, str, str]]) -> dict[str, list[str]]:
+    """Pool name -> the pipelines with a task running in it (what waits while the pool is missing), from
+    ``uses``: a CHT or source Connection's pool; a destination's sends take send slots, not a pool."""
+    names: dict[str, set[str]] = {}
+    for conn, role, name in found:
+        if role != "destination":
+            names.setdefault(pool_name(conn), set()).add(name)
+    return {pool: sorted(members) for pool, members in names.items()}
 
 
 def wanted(connections: Mapping[str, set[str]], environ: Mapping[str, str] = os.environ) -> dict[str, tuple[int, str]]:
@@ -175,10 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.check:
         absent = missing_pools()
+        waiting = pipelines_in_pools(uses(*_folders(os.environ))) if absent else {}
         for name, (slots, description) in absent.items():
-            print(f"missing pool {name} ({slots} slots; {description}): its tasks will not be scheduled")
+            print(
+                f"missing pool {name} ({slots} slots; {description}): the tasks of "
+                f"{', '.join(waiting.get(name, [])) or 'no pipeline'} will not be scheduled"
+            )
         print(
-            f"{len(absent)} pools missing; create them with python -m cht_bridge.pools"
+            f"{len(absent)} pools missing; create them with python -m cht_bridge.pools (or trigger cht_bridge_pools)"
             if absent
             else "every pool exists"
         )

@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 ARTIFACTS_ENV = "CHT_BRIDGE_ARTIFACTS"
+#: Where a CSV reverse pipeline's *relative* ``source.folder`` lives when workers share no disk: a URL
+#: every worker reaches (``file:///shared/`` for a volume mounted at the same path on each, ``s3://…``).
+CSV_ROOT_ENV = "CHT_BRIDGE_CSV_ROOT"
 LOCAL_PROTOCOLS = ("", "file", "local")
 
 
@@ -47,3 +50,25 @@ def artifacts_folder(default: Path, name: str, override: Any = None) -> Any:
     """A folder of files for people (reports, model reports): ``override`` (a path or URL) when set,
     else ``<artifacts_root(default)>/<name>``, so with ``$CHT_BRIDGE_ARTIFACTS`` unset it stays local as before."""
     return storage_path(override) if override else artifacts_root(default) / name
+
+
+def shared_csv_folder(folder: str) -> Any | None:
+    """A relative CSV drop ``folder`` under ``$CHT_BRIDGE_CSV_ROOT`` (an ObjectStoragePath), or None when
+    the setting is unset or the folder is absolute or already a URL (then it stays what the file says).
+
+    The setting is how a deployment says "this base is reached by every worker" once, so the same
+    pipeline file (``folder: include/lists/contact_tracing``) reads the repository's folder on one
+    machine and the shared storage under a distributed executor.
+
+    :raises SettingError: the setting is not a URL (a plain path would be one worker's disk again).
+    """
+    root = os.environ.get(CSV_ROOT_ENV, "").strip()
+    if not root or "://" in folder or Path(folder).is_absolute():
+        return None
+    if "://" not in root:
+        from cht_bridge.errors import SettingError
+
+        raise SettingError(
+            CSV_ROOT_ENV, f"'{root}' is not a URL every worker reaches (file:///shared/lists/, s3://conn@bucket/)"
+        )
+    return storage_path(root) / folder

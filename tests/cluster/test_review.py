@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from standins.cluster_client import AirflowApi
+from standins.cluster_client import AirflowApi, answer_open_questions
 from standins.demo import demo_reviewer
-from standins.reviewer import Question
 
 pytestmark = pytest.mark.cluster
 DAG = "ltfu_from_emr"
@@ -29,20 +28,9 @@ def test_review_questions_are_answered_through_the_api_server(running_cluster):
         if api.run_state(DAG, ours) in ("success", "failed"):
             break
         # Every open question of the DAG, whichever run asked it.
-        details = api.call("GET", f"/dags/{DAG}/dagRuns/~/hitlDetails", params={"limit": 100})["hitl_details"]
-        for d in details:
-            if d["response_received"]:
-                continue
-            ti = d["task_instance"]
+        for ti in answer_open_questions(api, DAG, choose):
             parked_states.add(ti["state"])
-            question = Question(DAG, ti["task_id"], ti["map_index"], d["subject"], d["body"], d["options"])
-            label = choose(question)
-            api.call(
-                "PATCH",
-                f"/dags/{DAG}/dagRuns/{ti['dag_run_id']}/taskInstances/{ti['task_id']}/{ti['map_index']}/hitlDetails",
-                json={"chosen_options": [label], "params_input": {}},
-            )
-            answered[(ti["dag_run_id"], ti["task_id"], ti["map_index"])] = label
+            answered[(ti["dag_run_id"], ti["task_id"], ti["map_index"])] = ti["label"]
         time.sleep(3)
     runs = {run for run, _, _ in answered} | {ours}
     states = {run: api.run_state(DAG, run) for run in runs}

@@ -49,3 +49,15 @@ def test_a_setting_that_is_neither_true_nor_false_is_an_import_error_naming_it(m
     assert errors and all(
         "CHT_BRIDGE_CONNECTION_POOLS: 'maybe' is neither true nor false" in e for e in errors.values()
     )
+
+
+def test_the_pools_dag_exists_only_when_pools_are_on_and_runs_unpaused_in_default_pool(monkeypatch):
+    monkeypatch.setenv("CHT_BRIDGE_CONNECTION_POOLS", "true")
+    dag = _bag().dags["cht_bridge_pools"]
+    (task,) = dag.tasks
+    assert task.pool == "default_pool"  # it must run while the pools it creates are missing
+    assert task.conn_id == "cht_bridge_airflow_api"
+    assert dag.is_paused_upon_creation is False  # new DAGs start paused in cluster.env; this one must run
+    assert dag.schedule == "*/5 * * * *" and dag.max_active_runs == 1
+    monkeypatch.setenv("CHT_BRIDGE_CONNECTION_POOLS", "false")
+    assert "cht_bridge_pools" not in _bag().dags

@@ -30,6 +30,7 @@ def test_check_lists_missing_pools_and_fails_and_says_when_pools_are_off(tmp_pat
     assert off.returncode == 0 and "per-Connection pools are off" in off.stdout
     on = check(CHT_BRIDGE_CONNECTION_POOLS="true")
     assert on.returncode == 1 and "missing pool cht_bridge__cht_local" in on.stdout, on.stdout + on.stderr
+    assert "the tasks of contact_tracing_from_csv, ltfu_from_emr, self_screening_from_rapidpro will not" in on.stdout
     made = subprocess.run(
         [sys.executable, "-m", "cht_bridge.pools"], env={**env, "CHT_BRIDGE_CONNECTION_POOLS": "true"},
         capture_output=True, text=True,

@@ -33,7 +33,8 @@ class LocalFolderRefused(ConfigError):
             f"the CSV drop folder '{folder}' is a path on this worker's disk, but Airflow runs the {executor}: "
             f"a file dropped on one worker is not seen by the others (lists read twice or never). Give "
             f"`source.folder` as a URL every worker reaches: s3://<conn_id>@bucket/lists/, gs://..., or "
-            f"file:///shared/lists/ for a volume mounted at the same path on every worker.",
+            f"file:///shared/lists/ for a volume mounted at the same path on every worker; or keep a relative "
+            f"folder and set CHT_BRIDGE_CSV_ROOT to such a URL (the base relative folders are read under).",
         )
 
 
@@ -41,13 +42,18 @@ def open_source(config: SourceConfig) -> Source:
     """The source a pipeline file describes, ready to page from a checkpoint.
 
     A CSV folder given as a plain path is refused under a distributed executor (``LocalFolderRefused``);
-    a URL, ``file:///…`` included, is taken as storage every worker reaches (a deliberate shared volume).
+    a URL, ``file:///…`` included, is taken as storage every worker reaches (a deliberate shared volume),
+    and so is a relative path when ``$CHT_BRIDGE_CSV_ROOT`` (a URL) says where relative folders live.
     """
     if config.type == "csv":
         from cht_bridge.hooks.state import distributed_executor
         from cht_bridge.reverse.places import from_repo
         from cht_bridge.reverse.sources.csv_folder import CsvFolderSource
+        from cht_bridge.storage import shared_csv_folder
 
+        shared = shared_csv_folder(config.folder)
+        if shared is not None:
+            return CsvFolderSource(shared, config.pattern, config.id_field)
         # A URL (s3://, gs://, file://…) is an ObjectStoragePath as it is; a path is relative to the repository.
         if "://" not in config.folder:
             executor = distributed_executor()

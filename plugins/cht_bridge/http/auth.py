@@ -100,6 +100,25 @@ def build_auth(
     return ClientCredentialsAuth(base_url, token_url, (login or "", password or ""), setting.scope, asker, clock)
 
 
+def jwt_login_auth(
+    base_url: str,
+    login_path: str,
+    login: str,
+    password: str,
+    *,
+    conn_id: str,
+    system: str,
+    timeout: float | tuple[float, float] = (10.0, 30.0),
+    verify: bool | str = True,
+) -> JwtLoginAuth:
+    """``JwtLoginAuth`` logging in at ``login_path`` on ``base_url``'s origin (Airflow's ``/auth/token``).
+
+    :raises CredentialError: the login path leads to another origin.
+    """
+    login_url = urljoin(base_url.rstrip("/") + "/", login_path)
+    return JwtLoginAuth(base_url, login_url, (login, password), _Asker(conn_id, system, timeout, LOGIN_LIMITS, verify))
+
+
 class _Asker:
     """Sends the login or token request of one Connection: no redirects, a deadline, a size cap."""
 
@@ -113,8 +132,17 @@ class _Asker:
         self.verify = verify
         self.requests = 0  # login or token requests sent, for tests and logs
 
-    def ask(self, method: str, url: str, *, basic: tuple[str, str], data: dict[str, str] | None = None) -> Any:
-        """The JSON answer (None if not JSON) and the cookies of a 2xx answer.
+    def ask(
+        self,
+        method: str,
+        url: str,
+        *,
+        basic: tuple[str, str] | None = None,
+        data: dict[str, str] | None = None,
+        json: dict[str, str] | None = None,
+    ) -> Any:
+        """The JSON answer (None if not JSON) and the cookies of a 2xx answer. The credentials go as
+        HTTP Basic (``basic``), or in the body (``json``: a JSON login such as Airflow's ``/auth/token``).
 
         :raises AuthError: the credentials were refused (401/403, or 400, which is how a token
             endpoint answers ``invalid_client``), or any other final refusal of the login.
@@ -126,7 +154,8 @@ class _Asker:
             try:
                 response = request_within(
                     plain, method, url, self.limits,
-                    data=data, auth=HTTPBasicAuth(*basic), headers={"Accept": "application/json"}, timeout=self.timeout,
+                    data=data, json=json, auth=HTTPBasicAuth(*basic) if basic else None,
+                    headers={"Accept": "application/json"}, timeout=self.timeout,
                 )  # fmt: skip
                 kind = classify(response.status_code)
             except AnswerLimitError as exc:
@@ -259,6 +288,30 @@ class ClientCredentialsAuth(_RenewingAuth):
             self._expires = self._clock() + lifetime - min(EXPIRY_MARGIN_S, lifetime / 10)
         else:
             self._expires = None  # no lifetime given: kept until the resource answers 401
+        return token
+
+    def _format(self, value: str) -> str:
+        return f"Bearer {value}"
+
+
+class JwtLoginAuth(_RenewingAuth):
+    """A bearer token (a JWT) from a JSON login: ``POST <login_url>`` with ``{"username", "password"}``
+    answers ``{"access_token": ...}`` (Airflow's api-server, ``/auth/token`` of its SimpleAuthManager,
+    201). The login goes only to ``login_url`` on the Connection's origin, the token only to that origin;
+    a 401 (an expired token) logs in once more."""
+
+    def __init__(self, base_url: str, login_url: str, user: tuple[str, str], asker: _Asker) -> None:
+        if origin(login_url) != origin(base_url):
+            raise CredentialError("login_path", "must be a path on the connection's own host, not another origin")
+        super().__init__(base_url, asker)
+        self.login_url = login_url
+        self._user = user
+
+    def _fetch(self) -> str:
+        answer, _ = self.asker.ask("POST", self.login_url, json={"username": self._user[0], "password": self._user[1]})
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise requests.ConnectionError("the login answered without an access_token")
         return token
 
     def _format(self, value: str) -> str:

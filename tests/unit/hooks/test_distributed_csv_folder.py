@@ -27,3 +27,26 @@ def test_a_url_is_shared_storage_and_a_local_executor_keeps_the_path(monkeypatch
     monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
     local = open_source(SourceConfig(type="csv", folder=str(tmp_path)))
     assert [len(page.records) for page in local.pages(None)] == [1]
+
+
+def test_a_relative_folder_is_read_under_the_shared_root_and_an_absolute_path_is_still_refused(monkeypatch, tmp_path):
+    (tmp_path / "lists" / "north").mkdir(parents=True)
+    (tmp_path / "lists" / "north" / "a.csv").write_text("id,name\n1,x\n2,y\n")
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("CHT_BRIDGE_CSV_ROOT", f"file://{tmp_path}/")
+    shared = open_source(SourceConfig(type="csv", folder="lists/north"))
+    assert str(shared.folder) == f"file://{tmp_path}/lists/north"
+    assert [len(page.records) for page in shared.pages(None)] == [2]
+    with pytest.raises(LocalFolderRefused):  # the setting roots relative folders only: a path stays one disk's
+        open_source(SourceConfig(type="csv", folder=str(tmp_path / "lists" / "north")))
+    monkeypatch.delenv("CHT_BRIDGE_CSV_ROOT")
+    with pytest.raises(LocalFolderRefused, match="CHT_BRIDGE_CSV_ROOT"):  # the message names the way out
+        open_source(SourceConfig(type="csv", folder="lists/north"))
+
+
+def test_a_root_that_is_not_a_url_is_refused_naming_the_setting(monkeypatch, tmp_path):
+    from cht_bridge.errors import SettingError
+
+    monkeypatch.setenv("CHT_BRIDGE_CSV_ROOT", str(tmp_path))
+    with pytest.raises(SettingError, match="CHT_BRIDGE_CSV_ROOT: .* is not a URL every worker reaches"):
+        open_source(SourceConfig(type="csv", folder="lists/north"))

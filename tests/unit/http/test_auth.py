@@ -4,6 +4,7 @@ fetched once, reused, renewed on a 401 exactly once, and only ever sent where th
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 import requests
@@ -270,3 +271,37 @@ def test_a_login_path_on_another_origin_is_refused():
     with pytest.raises(CredentialError, match="own host") as caught:
         build_auth("https://emr.example.org", setting, *LOGIN, conn_id="c", system="S")
     assert caught.value.key == "login_path"
+
+
+def jwt_reader(base_url: str, login=LOGIN) -> Reader:
+    from cht_bridge.http.auth import jwt_login_auth
+    from tests.fixtures.auth_server import JWT_LOGIN_PATH
+
+    session = ScopedSession()
+    session.auth = jwt_login_auth(base_url, JWT_LOGIN_PATH, *login, conn_id="api", system="Airflow", timeout=5)
+    return Reader(session, conn_id="api", system="Airflow", retry=NO_RETRY, sleep=lambda _: None)
+
+
+def test_a_json_login_token_is_fetched_once_renewed_once_on_a_401_and_only_sent_to_its_origin(emr, elsewhere):
+    from tests.fixtures.auth_server import JWT_LOGIN_PATH
+
+    read = jwt_reader(emr.url)
+    for _ in range(2):
+        assert read.get_json(f"{emr.url}/api/v2/pools/p") == {"ok": True}
+    (login,) = emr.requests_to(JWT_LOGIN_PATH)
+    assert login["headers"]["content-type"] == "application/json" and "authorization" not in login["headers"]
+    assert json.loads(login["body"]) == {"username": LOGIN[0], "password": SECRET}
+    emr.refuse_next = 1  # the token expired
+    assert read.get_json(f"{emr.url}/api/v2/pools/p") == {"ok": True}
+    assert [r["headers"]["authorization"] for r in emr.requests_to("/api/v2/pools/p")] == ["Bearer t1"] * 3 + [
+        "Bearer t2"
+    ]
+    with pytest.raises(AuthError):  # another origin gets no token, so it refuses
+        read.get_json(f"{elsewhere.url}/api/v2/pools/p")
+    assert elsewhere.seen and not any(carries(r, "t2") or carries(r, SECRET) for r in elsewhere.seen)
+
+
+def test_a_refused_json_login_is_an_auth_error_without_touching_the_resource(emr):
+    with pytest.raises(AuthError, match="connection 'api'"):
+        jwt_reader(emr.url, ("admin", "wrong")).get_json(f"{emr.url}/api/v2/pools/p")
+    assert emr.requests_to("/api/v2/pools/p") == []
