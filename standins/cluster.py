@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,22 +120,43 @@ def _private_json(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-def cluster_secrets(paths: Paths = Paths()) -> dict[str, str]:
-    """Generated once into ``secrets.json`` (0600): what compose reads from ``.env``."""
-    path = paths.home / "secrets.json"
-    values = json.loads(path.read_text()) if path.exists() else {}
-    if not values:
-        from cryptography.fernet import Fernet
+#: Secrets the data already made depends on: the database was created with the PostgreSQL password, and
+#: Airflow encrypted its Connections with the Fernet key. New ones would not open what exists.
+BOUND_TO_DATA = ("postgres", "fernet")
 
-        values = {
-            "postgres": secrets.token_hex(18),
-            "fernet": Fernet.generate_key().decode(),
-            "jwt": secrets.token_hex(24),
-            "api_secret": secrets.token_hex(24),
-            "admin": secrets.token_hex(12),
-        }
-    if "pools_user" not in values:  # added to a cluster made before the pools DAG, too
-        values["pools_user"] = secrets.token_hex(12)
+
+def _new_secrets() -> dict[str, Callable[[], str]]:
+    from cryptography.fernet import Fernet
+
+    return {
+        "postgres": lambda: secrets.token_hex(18),
+        "fernet": lambda: Fernet.generate_key().decode(),
+        "jwt": lambda: secrets.token_hex(24),
+        "api_secret": lambda: secrets.token_hex(24),
+        "admin": lambda: secrets.token_hex(12),
+        "pools_user": lambda: secrets.token_hex(12),  # added to a cluster made before the pools DAG, too
+    }
+
+
+def cluster_secrets(paths: Paths = Paths()) -> dict[str, str]:
+    """``secrets.json`` (0600): what compose reads from ``.env``. Each key is generated once: a key the file
+    lacks is added, one it has is kept. A file that lost the PostgreSQL password or the Fernet key (emptied,
+    truncated) while the database exists is refused, naming the way out, rather than silently given new
+    ones that would lock the cluster out of its own database.
+
+    :raises RuntimeError: ``BOUND_TO_DATA`` keys are missing and ``pg/`` holds a database.
+    """
+    path = paths.home / "secrets.json"
+    values = json.loads(path.read_text() or "{}") if path.exists() else {}
+    lost = [key for key in BOUND_TO_DATA if key not in values]
+    if lost and (paths.pg / "PG_VERSION").exists():
+        raise RuntimeError(
+            f"{path} has no {', '.join(lost)} but the database in {paths.pg} was made with them: restore the "
+            "file from a backup, or start anew with `make cluster-clean cluster` (the cluster's data is lost)"
+        )
+    missing = {key: new() for key, new in _new_secrets().items() if key not in values}
+    if missing:
+        values.update(missing)
         _private_json(path, values)
     return values
 

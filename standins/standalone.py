@@ -1,8 +1,13 @@
 """``make airflow``: ``airflow standalone`` wired to the local CHT sandbox.
 
-Open http://localhost:8080 (the generated admin password is printed by Airflow and kept in
-``.sandbox/airflow``), then trigger any of the example DAGs by hand; a reverse pipeline's review
-questions wait under Browse → Required Actions. Ctrl-C stops everything.
+Open http://localhost:8080 and log in as ``admin``, then trigger any of the example DAGs by hand; a
+reverse pipeline's review questions wait under Browse → Required Actions. Ctrl-C stops everything.
+
+The admin password is NOT printed: this sets ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS`` (the admin and
+the ``cht_bridge_pools`` user), so ``airflow standalone`` says "Not outputting user passwords". Airflow
+generates it into its passwords file, ``.sandbox/airflow/simple_auth_manager_passwords.json.generated``
+(``$AIRFLOW_HOME``; or ``$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE`` when set), a JSON object
+whose key ``admin`` holds it (``cht_bridge_pools`` holds the pools user's, also in its Connection).
 """
 
 from __future__ import annotations

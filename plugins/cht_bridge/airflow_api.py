@@ -3,8 +3,9 @@
 Airflow 3 tasks may not open the metadata database, so a task that creates pools asks the
 api-server, as a person or a deployment script would, with a user of its auth manager (the
 Connection ``cht_bridge_airflow_api``; ``hooks.connection.airflow_api_session`` logs in at
-``/auth/token`` and sends the token only to the api-server's origin). The contract, from Airflow
-3.3's ``airflow/api_fastapi/core_api/routes/public/pools.py`` and ``datamodels/pools.py``:
+``auth/token`` under the Connection's base URL, where the calls below go too (a proxy's path is kept),
+and sends the token only to the api-server's origin). The contract, from Airflow 3.3's
+``airflow/api_fastapi/core_api/routes/public/pools.py`` and ``datamodels/pools.py``:
 
 * ``GET /api/v2/pools/{name}``: 200 with the pool, 404 when there is none;
 * ``POST /api/v2/pools`` with ``{"name", "slots", "description", "include_deferred"}`` (a strict model:
@@ -12,7 +13,8 @@ Connection ``cht_bridge_airflow_api``; ``hooks.connection.airflow_api_session`` 
   Pools need the role ``op`` (SimpleAuthManager) to be written, ``viewer`` to be read: 403 otherwise.
 
 Reads go through ``http.read.Reader`` (deadline, size cap, no redirects, retries of what may pass). So
-does the create: it is idempotent (a repeat is a 409), so repeating it after a lost answer is safe.
+does the create: it is idempotent (a repeat is a 409), so repeating it after a lost answer is safe; a 409
+then cannot say whether the lost attempt or another writer made the pool, and ``create`` claims neither.
 Nothing here resizes a pool: an operator may have changed it in the UI.
 """
 
@@ -60,8 +62,9 @@ class AirflowPools:
         return True
 
     def create(self, name: str, slots: int, description: str) -> bool:
-        """Create the pool ``name``; True when this call created it, False when it existed (409: made
-        meanwhile by another run or a person; left as it is).
+        """Create the pool ``name``; True when this call's first request created it, False on a 409 (left
+        as it is): another run or a person made it, or an earlier attempt of this very POST did, its answer
+        lost to a timeout or a 5xx (the Reader repeats it). The two cannot be told apart, so neither is claimed.
 
         :raises AuthError: the user was refused (401/403: a role below ``op`` cannot write pools).
         :raises SourceError: any other answer, or none after retries.

@@ -11,7 +11,7 @@ and a reverse pipeline's CSV drop folder may be such a URL too. A plain path is 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 ARTIFACTS_ENV = "CHT_BRIDGE_ARTIFACTS"
@@ -19,6 +19,8 @@ ARTIFACTS_ENV = "CHT_BRIDGE_ARTIFACTS"
 #: every worker reaches (``file:///shared/`` for a volume mounted at the same path on each, ``s3://…``).
 CSV_ROOT_ENV = "CHT_BRIDGE_CSV_ROOT"
 LOCAL_PROTOCOLS = ("", "file", "local")
+#: Why a folder with ``..`` is refused (the reverse loader and ``shared_csv_folder`` say the same).
+CLIMBS_OUT = "must not contain '..': a drop folder is read, and its files deleted, only where the file names it"
 
 
 def storage_path(location: Any) -> Any:
@@ -52,6 +54,12 @@ def artifacts_folder(default: Path, name: str, override: Any = None) -> Any:
     return storage_path(override) if override else artifacts_root(default) / name
 
 
+def climbs_out(folder: str) -> bool:
+    """True when ``folder`` (a path or a URL) has a ``..`` part: joined to ``$CHT_BRIDGE_CSV_ROOT`` it would
+    leave that root, and the housekeeping that deletes read files would delete outside it too."""
+    return ".." in PurePosixPath(folder).parts
+
+
 def shared_csv_folder(folder: str) -> Any | None:
     """A relative CSV drop ``folder`` under ``$CHT_BRIDGE_CSV_ROOT`` (an ObjectStoragePath), or None when
     the setting is unset or the folder is absolute or already a URL (then it stays what the file says).
@@ -61,6 +69,7 @@ def shared_csv_folder(folder: str) -> Any | None:
     machine and the shared storage under a distributed executor.
 
     :raises SettingError: the setting is not a URL (a plain path would be one worker's disk again).
+    :raises ConfigError: the folder has a ``..`` part (the reverse loader refuses it first).
     """
     root = os.environ.get(CSV_ROOT_ENV, "").strip()
     if not root or "://" in folder or Path(folder).is_absolute():
@@ -71,4 +80,8 @@ def shared_csv_folder(folder: str) -> Any | None:
         raise SettingError(
             CSV_ROOT_ENV, f"'{root}' is not a URL every worker reaches (file:///shared/lists/, s3://conn@bucket/)"
         )
+    if climbs_out(folder):
+        from cht_bridge.errors import ConfigError
+
+        raise ConfigError("source.folder", [f"source.folder: {CLIMBS_OUT}"])
     return storage_path(root) / folder

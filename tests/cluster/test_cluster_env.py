@@ -96,3 +96,23 @@ def test_make_airflow_gets_the_pools_user_without_losing_the_admins_password(tmp
     assert json.loads(env["AIRFLOW_CONN_CHT_BRIDGE_AIRFLOW_API"])["password"] == saved[cluster.POOLS_USER]
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == f"admin:admin,{cluster.POOLS_USER}:op"
     assert cluster.pools_user_access(passwords, "http://127.0.0.1:8080") == env  # the same password next start
+
+
+def test_secrets_keep_what_exists_and_an_emptied_file_does_not_silently_change_the_database_password(tmp_path):
+    import pytest
+
+    paths = cluster.Paths(tmp_path)
+    first = cluster.cluster_secrets(paths)
+    secrets_file = tmp_path / "secrets.json"
+    partial = {k: v for k, v in first.items() if k not in ("jwt", "pools_user")}  # an older cluster's file
+    secrets_file.write_text(json.dumps(partial))
+    again = cluster.cluster_secrets(paths)
+    assert {k: again[k] for k in partial} == partial and set(again) == set(first)  # only the missing ones added
+    assert json.loads(secrets_file.read_text()) == again
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "pg" / "PG_VERSION").write_text("16\n")  # the database exists, made with the old password
+    for emptied in ("", "{}"):
+        secrets_file.write_text(emptied)
+        with pytest.raises(RuntimeError, match="no postgres, fernet .*make cluster-clean"):
+            cluster.cluster_secrets(paths)
+        assert secrets_file.read_text() == emptied  # nothing regenerated behind the person's back

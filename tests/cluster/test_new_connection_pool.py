@@ -47,6 +47,15 @@ def _pools_runs_since(api: AirflowApi, started: str) -> list[dict]:
     return runs["dag_runs"]
 
 
+def _pools_result(api: AirflowApi, run_id: str) -> dict:
+    """The ensure_pools task's XCom of one run of the pools DAG."""
+    xcom = api.call(
+        "GET", f"/dags/{POOLS_DAG}/dagRuns/{run_id}/taskInstances/ensure_pools/xcomEntries/return_value",
+        params={"deserialize": "true"},
+    )["value"]  # fmt: skip
+    return xcom if isinstance(xcom, dict) else json.loads(xcom)
+
+
 def test_a_pipeline_on_a_new_connection_gets_its_pool_and_runs(running_cluster):
     paths = running_cluster
     sandbox = json.loads(paths.sandbox_env.read_text())
@@ -81,15 +90,7 @@ def test_a_pipeline_on_a_new_connection_gets_its_pool_and_runs(running_cluster):
     pool = api.pool(NEW_POOL)
     assert pool["slots"] == 2 and NEW_CONN in pool["description"]  # CHT_BRIDGE_POOL_SLOTS=2 (cluster.env)
     # Exactly one run created it (ours, or a scheduled one that came first), and said who waited on it.
-    results = []
-    for r in _pools_runs_since(api, started):
-        if r["state"] != "success":
-            continue
-        xcom = api.call(
-            "GET", f"/dags/{POOLS_DAG}/dagRuns/{r['dag_run_id']}/taskInstances/ensure_pools/xcomEntries/return_value",
-            params={"deserialize": "true"},
-        )["value"]  # fmt: skip
-        results.append(xcom if isinstance(xcom, dict) else json.loads(xcom))
+    results = [_pools_result(api, r["dag_run_id"]) for r in _pools_runs_since(api, started) if r["state"] == "success"]
     creators = [x for x in results if NEW_POOL in x["created"]]
     assert len(creators) == 1, results
     assert creators[0]["created"] == {NEW_POOL: 2} and creators[0]["waited"] == {NEW_POOL: [PIPELINE]}
@@ -104,10 +105,13 @@ def test_a_pipeline_on_a_new_connection_gets_its_pool_and_runs(running_cluster):
     got = received_by_path(Path(sandbox["receiver_dir"]), prefix="/pools/")["/pools/new"]
     assert got.items == got.keys == len(expected) and set(got.per_report) == expected
 
-    # Run again: the pool exists, nothing is created, nothing resized.
+    # An operator resizes the pool in the UI; the next run finds it, creates nothing and leaves its size.
+    api.set_pool_slots(NEW_POOL, 3)
+    assert api.pool(NEW_POOL)["slots"] == 3
     again = api.trigger(POOLS_DAG)
     assert api.wait_for_runs({POOLS_DAG: again}, 300) == {POOLS_DAG: "success"}
-    assert api.pool(NEW_POOL)["slots"] == 2
+    assert api.pool(NEW_POOL)["slots"] == 3  # not set back to CHT_BRIDGE_POOL_SLOTS=2
+    assert _pools_result(api, again)["created"] == {}
 
 
 def test_the_example_csv_pipeline_runs_on_the_celery_workers(running_cluster):

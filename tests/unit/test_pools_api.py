@@ -84,12 +84,12 @@ def api_server(monkeypatch):
         yield server
 
 
-def _ensure(monkeypatch, server, login="cht_bridge_pools", password="s3cret-pw"):
+def _ensure(monkeypatch, server, login="cht_bridge_pools", password="s3cret-pw", path=""):
     import json
 
     from cht_bridge.operators.pools import EnsurePoolsOperator
 
-    conn = {"conn_type": "http", "host": server.url, "login": login, "password": password}
+    conn = {"conn_type": "http", "host": server.url + path, "login": login, "password": password}
     monkeypatch.setenv("AIRFLOW_CONN_CHT_BRIDGE_AIRFLOW_API", json.dumps(conn))
     monkeypatch.setenv("CHT_BRIDGE_POOL_SLOTS", "2")
     task = EnsurePoolsOperator(
@@ -141,3 +141,37 @@ def test_a_user_who_may_not_write_pools_fails_once_naming_the_connection(monkeyp
         AirflowFailException, match="refused the credentials of Airflow connection 'cht_bridge_airflow_api'"
     ):
         _ensure(monkeypatch, api_server, "cht_bridge_pools", "wrong")
+
+
+def test_behind_a_proxy_path_the_login_goes_under_that_path_like_the_api_calls(monkeypatch):
+    from tests.fixtures.airflow_pools_server import AirflowPoolsServer
+
+    with AirflowPoolsServer({"cht_bridge_pools": ("s3cret-pw", "op")}, prefix="/airflow") as server:
+        result = _ensure(monkeypatch, server, path="/airflow")  # the host: http://127.0.0.1:<port>/airflow
+    assert len(result["created"]) == 4
+    assert [r["path"] for r in server.seen if r["method"] == "POST"][0] == "/airflow/auth/token"
+    assert all(r["path"].startswith("/airflow/") for r in server.seen)
+
+
+def test_a_login_answered_without_a_token_fails_once_asking_whether_the_host_is_the_api_server(monkeypatch):
+    from tests.fixtures.airflow_pools_server import AirflowPoolsServer
+
+    server = AirflowPoolsServer({"cht_bridge_pools": ("s3cret-pw", "op")}, html_login=True)
+    with server, pytest.raises(AirflowFailException) as caught:
+        _ensure(monkeypatch, server)
+    message = str(caught.value)
+    assert "Airflow connection 'cht_bridge_airflow_api'" in message and "is the host Airflow's api-server?" in message
+    assert "s3cret-pw" not in message
+    assert [r["path"] for r in server.seen] == ["/auth/token"]  # once: no retries, no pools asked
+
+
+def test_a_create_whose_answer_was_lost_is_not_reported_as_someone_elses(monkeypatch, api_server, capsys):
+    api_server.answer_lost.add("cht_bridge__emr_fhir")  # committed, answered 503; the repeat meets a 409
+    result = _ensure(monkeypatch, api_server)
+    log = capsys.readouterr().out
+    posts = [r for r in api_server.seen if r["method"] == "POST" and r["path"] == "/api/v2/pools"]
+    assert sum('"cht_bridge__emr_fhir"' in r["body"] for r in posts) == 2  # the Reader repeated it
+    assert api_server.pools["cht_bridge__emr_fhir"]["slots"] == 2
+    assert "cht_bridge__emr_fhir" not in result["created"]
+    assert "someone else" not in log
+    assert "1 already existed when created (made by a repeat of this run's own request, or by another writer)" in log

@@ -99,17 +99,17 @@ def open_session(
     return session, base_url
 
 
-def airflow_api_session(conn_id: str, *, login_path: str = "/auth/token") -> tuple[requests.Session, str]:
+def airflow_api_session(conn_id: str, *, login_path: str = "auth/token") -> tuple[requests.Session, str]:
     """A session to Airflow's own api-server and its base URL, from the Connection ``conn_id``: host
-    (``http://airflow-apiserver:8080``), login and password of an auth-manager user; the session logs in
-    at ``login_path`` (``JwtLoginAuth``) and sends the token to that origin only.
+    (``http://airflow-apiserver:8080``, or under a proxy's path), login and password of an auth-manager
+    user; the session logs in at ``login_path`` under that base (``build_auth``'s ``jwt``) and sends the
+    token to that origin only.
 
     :raises UnusableConnection: the Connection is not set, or lacks a login, a password or an http(s) host.
     """
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     from cht_bridge.errors import UnusableConnection
-    from cht_bridge.http.auth import jwt_login_auth
     from cht_bridge.http.origin import origin
 
     try:
@@ -120,17 +120,6 @@ def airflow_api_session(conn_id: str, *, login_path: str = "/auth/token") -> tup
             "is not set: it names Airflow's api-server (host) and a user of its auth manager that may create "
             "pools (login, password; role op or admin)",
         ) from None
-    base_url = connection_url(conn)
-    if origin(base_url) is None or not conn.login or not conn.password:
+    if origin(connection_url(conn)) is None or not conn.login or not conn.password:
         raise UnusableConnection(conn_id, "needs an http(s) host, a login and a password (a user of the auth manager)")
-    verify = conn.extra_dejson.get("verify", True)
-    session = ScopedSession()
-    session.verify = verify
-    try:
-        session.auth = jwt_login_auth(
-            base_url, login_path, conn.login, conn.password, conn_id=conn_id, system="Airflow's api-server",
-            verify=verify,
-        )  # fmt: skip
-    except CredentialError as exc:
-        raise UnusableConnection(conn_id, f"{exc.key}: {exc}") from None
-    return session, base_url
+    return open_session(conn_id, AuthSetting("jwt", login_path=login_path), system="Airflow's api-server")

@@ -11,6 +11,9 @@ origin (``cht_bridge.http.origin``). Two kinds hold a credential that expires an
   secret goes only there), and the token that comes back goes only to the Connection's origin,
   cached until shortly before ``expires_in``.
 
+A third, ``jwt``, is no pipeline file's choice (``http.settings.AUTH_TYPES`` leaves it out): it is how
+``hooks.connection.airflow_api_session`` logs in to Airflow's own api-server (``JwtLoginAuth``).
+
 A 401 answer to a request that carried such a credential renews it (a new login, a new token)
 and sends the request once more; a second 401 is handed back, so the caller stops with an
 ``AuthError`` as for any refused credentials. A login or token request that is refused is an
@@ -25,12 +28,12 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from cht_bridge.errors import AnswerLimitError, AuthError
+from cht_bridge.errors import AnswerLimitError, AuthError, UnusableConnection
 from cht_bridge.http.origin import OriginAuth, origin
 from cht_bridge.http.read import AnswerLimits, request_within
 from cht_bridge.http.retry import classify
@@ -82,6 +85,8 @@ def build_auth(
         raise CredentialError(
             "auth", f"oauth2 needs the client id as the login and the secret as the password of connection '{conn_id}'"
         )
+    if kind == "jwt" and not (login and password):
+        raise CredentialError("auth", f"jwt needs a login and a password on connection '{conn_id}'")
     if kind == "basic":
         return OriginAuth(base_url, basic=(login or "", password or ""))
     if kind == "bearer":
@@ -92,31 +97,26 @@ def build_auth(
     if kind == "cookie":
         # A path from the host's root (``/openmrs/ws/rest/v1/session``), as OpenMRS documents it,
         # even when the Connection names a deeper base (``…/openmrs/ws/fhir2/R4``).
-        login_url = urljoin(base_url.rstrip("/") + "/", setting.login_path or "")
-        if origin(login_url) != origin(base_url):
-            raise CredentialError("login_path", "must be a path on the connection's own host, not another origin")
+        login_url = _login_url(base_url, setting.login_path or "")
         return SessionCookieAuth(base_url, login_url, setting.cookie, (login or "", password or ""), asker)
+    if kind == "jwt":
+        # A relative path (``auth/token``) stays under the Connection's base, as the API calls do (a proxy path).
+        login_url = _login_url(base_url, setting.login_path or "")
+        return JwtLoginAuth(base_url, login_url, (login or "", password or ""), asker)
     token_url = urljoin(base_url.rstrip("/") + "/", setting.token_url or "")
     return ClientCredentialsAuth(base_url, token_url, (login or "", password or ""), setting.scope, asker, clock)
 
 
-def jwt_login_auth(
-    base_url: str,
-    login_path: str,
-    login: str,
-    password: str,
-    *,
-    conn_id: str,
-    system: str,
-    timeout: float | tuple[float, float] = (10.0, 30.0),
-    verify: bool | str = True,
-) -> JwtLoginAuth:
-    """``JwtLoginAuth`` logging in at ``login_path`` on ``base_url``'s origin (Airflow's ``/auth/token``).
+def _login_url(base_url: str, login_path: str) -> str:
+    """``login_path`` joined to the base: from the host's root when it starts with ``/``, under the base's
+    path when relative. The login carries the password, so it may go to the Connection's origin only.
 
-    :raises CredentialError: the login path leads to another origin.
+    :raises CredentialError: the path leads to another origin.
     """
     login_url = urljoin(base_url.rstrip("/") + "/", login_path)
-    return JwtLoginAuth(base_url, login_url, (login, password), _Asker(conn_id, system, timeout, LOGIN_LIMITS, verify))
+    if origin(login_url) != origin(base_url):
+        raise CredentialError("login_path", "must be a path on the connection's own host, not another origin")
+    return login_url
 
 
 class _Asker:
@@ -251,7 +251,20 @@ class SessionCookieAuth(_RenewingAuth):
         return f"{self.cookie}={value}"
 
 
-class ClientCredentialsAuth(_RenewingAuth):
+class _BearerAuth(_RenewingAuth):
+    """A token from a token endpoint or a login, sent as ``Authorization: Bearer <token>``."""
+
+    @staticmethod
+    def _token(answer: Any) -> str | None:
+        """The answer's ``access_token``, None when it has none (or is not a JSON object)."""
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        return token if isinstance(token, str) and token else None
+
+    def _format(self, value: str) -> str:
+        return f"Bearer {value}"
+
+
+class ClientCredentialsAuth(_BearerAuth):
     """An OAuth2 client-credentials token, cached until shortly before it expires (``auth: oauth2``)."""
 
     def __init__(
@@ -280,8 +293,8 @@ class ClientCredentialsAuth(_RenewingAuth):
         if self.scope:
             data["scope"] = self.scope
         answer, _ = self.asker.ask("POST", self.token_url, basic=self._client, data=data)
-        token = answer.get("access_token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token:
+        token = self._token(answer)
+        if token is None:
             raise requests.ConnectionError("the token endpoint answered without an access_token")
         lifetime = answer.get("expires_in")
         if isinstance(lifetime, (int, float)) and not isinstance(lifetime, bool) and lifetime > 0:
@@ -290,29 +303,29 @@ class ClientCredentialsAuth(_RenewingAuth):
             self._expires = None  # no lifetime given: kept until the resource answers 401
         return token
 
-    def _format(self, value: str) -> str:
-        return f"Bearer {value}"
 
-
-class JwtLoginAuth(_RenewingAuth):
+class JwtLoginAuth(_BearerAuth):
     """A bearer token (a JWT) from a JSON login: ``POST <login_url>`` with ``{"username", "password"}``
     answers ``{"access_token": ...}`` (Airflow's api-server, ``/auth/token`` of its SimpleAuthManager,
-    201). The login goes only to ``login_url`` on the Connection's origin, the token only to that origin;
-    a 401 (an expired token) logs in once more."""
+    201). The login goes only to ``login_url`` on the Connection's origin (``build_auth`` checks it), the
+    token only to that origin; a 401 (an expired token) logs in once more.
+
+    A 2xx login without a token is not a busy server (retrying meets the same page): it is a host that
+    is not the API (its UI answers HTML), so it fails once, naming the Connection.
+    """
 
     def __init__(self, base_url: str, login_url: str, user: tuple[str, str], asker: _Asker) -> None:
-        if origin(login_url) != origin(base_url):
-            raise CredentialError("login_path", "must be a path on the connection's own host, not another origin")
         super().__init__(base_url, asker)
         self.login_url = login_url
         self._user = user
 
     def _fetch(self) -> str:
         answer, _ = self.asker.ask("POST", self.login_url, json={"username": self._user[0], "password": self._user[1]})
-        token = answer.get("access_token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token:
-            raise requests.ConnectionError("the login answered without an access_token")
+        token = self._token(answer)
+        if token is None:
+            raise UnusableConnection(
+                self.asker.conn_id,
+                f"got no access_token from its login (POST {urlsplit(self.login_url).path} answered 2xx without "
+                f"one): is the host {self.asker.system}?",
+            )
         return token
-
-    def _format(self, value: str) -> str:
-        return f"Bearer {value}"

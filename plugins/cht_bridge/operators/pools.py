@@ -55,7 +55,7 @@ class EnsurePoolsOperator(BaseOperator):
                     if api.create(name, slots, description):
                         created[name] = slots
                     else:
-                        existed.append(name)  # created meanwhile (another run, a person): left as it is
+                        existed.append(name)  # 409: a lost answer's repeat, another run, a person: left as it is
             except AuthError as exc:
                 if exc.status != 403:
                     raise
@@ -66,7 +66,8 @@ class EnsurePoolsOperator(BaseOperator):
             "%d pools needed, %d existed, %d created%s%s",
             len(want), len(want) - len(absent), len(created),
             f": {', '.join(f'{n} ({s} slots)' for n, s in created.items())}" if created else "",
-            f"; {len(existed)} made meanwhile by someone else" if existed else "",
+            f"; {len(existed)} already existed when created (made by a repeat of this run's own request, "
+            f"or by another writer): {', '.join(existed)}" if existed else "",
         )  # fmt: skip
         return {
             "needed": len(want),

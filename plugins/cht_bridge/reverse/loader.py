@@ -33,6 +33,7 @@ from cht_bridge.reverse.model import (
     Target,
     checked_paging,
 )
+from cht_bridge.storage import CLIMBS_OUT, climbs_out
 
 TOP_KEYS = {
     "name", "description", "schedule", "start_date", "source", "relevant_to", "mapping", "match", "places",
@@ -130,6 +131,8 @@ def _source(value: Any, problems: _Problems) -> SourceConfig | None:
         folder = _text(value, "folder", "source", problems)
         if folder is None:
             problems.add("source.folder", "required: the folder CSV lists are dropped into")
+        elif climbs_out(folder):
+            problems.add("source.folder", CLIMBS_OUT)
         return SourceConfig(
             **common,
             folder=folder,

@@ -50,3 +50,16 @@ def test_a_root_that_is_not_a_url_is_refused_naming_the_setting(monkeypatch, tmp
     monkeypatch.setenv("CHT_BRIDGE_CSV_ROOT", str(tmp_path))
     with pytest.raises(SettingError, match="CHT_BRIDGE_CSV_ROOT: .* is not a URL every worker reaches"):
         open_source(SourceConfig(type="csv", folder="lists/north"))
+
+
+def test_a_relative_folder_cannot_climb_out_of_the_shared_root(monkeypatch, tmp_path):
+    """Checked again where the root is joined (the loader refuses it first): ``..`` would read, and the
+    housekeeping delete, files outside $CHT_BRIDGE_CSV_ROOT."""
+    (tmp_path / "root").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "a.csv").write_text("id,name\n1,x\n")
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("CHT_BRIDGE_CSV_ROOT", f"file://{tmp_path}/root/")
+    with pytest.raises(ConfigError, match="source.folder") as caught:
+        open_source(SourceConfig(type="csv", folder="../outside"))
+    assert "'..'" in str(caught.value)

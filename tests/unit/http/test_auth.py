@@ -274,11 +274,11 @@ def test_a_login_path_on_another_origin_is_refused():
 
 
 def jwt_reader(base_url: str, login=LOGIN) -> Reader:
-    from cht_bridge.http.auth import jwt_login_auth
     from tests.fixtures.auth_server import JWT_LOGIN_PATH
 
     session = ScopedSession()
-    session.auth = jwt_login_auth(base_url, JWT_LOGIN_PATH, *login, conn_id="api", system="Airflow", timeout=5)
+    setting = AuthSetting("jwt", login_path=JWT_LOGIN_PATH)
+    session.auth = build_auth(base_url, setting, *login, conn_id="api", system="Airflow", timeout=5)
     return Reader(session, conn_id="api", system="Airflow", retry=NO_RETRY, sleep=lambda _: None)
 
 

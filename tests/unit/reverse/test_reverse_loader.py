@@ -143,3 +143,12 @@ def test_place_table_lookup_ignores_case_and_spaces(tmp_path: Path) -> None:
 def test_example_yaml_round_trips() -> None:
     raw = yaml.safe_load((ROOT / "include/reverse/ltfu_fhir.yaml").read_text())
     assert parse_reverse_pipeline(raw, file="x").source.resource == "Patient"
+
+
+@pytest.mark.parametrize("folder", ["../../tmp/x", "include/../../etc", "lists/..", "s3://conn@bucket/lists/../../x"])
+def test_a_csv_folder_that_climbs_with_dotdot_is_refused_naming_the_file_and_key(folder: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(source={"type": "csv", "folder": folder})
+    line = next(p for p in err.value.problems if p.startswith("source.folder:"))
+    assert "'..'" in line and str(err.value).startswith("ltfu.yaml")
+    assert parse(source={"type": "csv", "folder": "include/lists/..contact"}).source.folder.endswith("..contact")
