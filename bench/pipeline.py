@@ -30,7 +30,6 @@ from pathlib import Path
 import psutil
 import requests
 
-from cht_bridge.cht.couch import on_this_machine
 from standins.couchdb import LocalCouch
 from standins.seed import seed
 
@@ -39,6 +38,8 @@ PAGE = 2000
 
 
 def raw_read_rate(url: str, auth: tuple[str, str]) -> tuple[int, float]:
+    from cht_bridge.cht.couch import on_this_machine  # plugins/ is on the path (Makefile, README)
+
     session = requests.Session()
     session.auth = auth
     if on_this_machine(url):  # as the worker reads it (``CouchClient``): uncompressed on the loopback
