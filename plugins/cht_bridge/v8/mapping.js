@@ -197,6 +197,27 @@ var __chtMapping = (function () {
         }
       });
     })(root);
+    // When every entry has a value (the common case), the text is fixed pieces and the values in
+    // key order: `pieces[k]` comes before the value of entry `leaves[k]`, `tail` after the last.
+    root.leaves = [];
+    root.pieces = [];
+    var piece = '';
+    (function flatten(node) {
+      piece += '{';
+      node.keys.forEach(function (key, i) {
+        piece += (i === 0 ? '"' : ',"') + key + '":';
+        var kid = node.kids[key];
+        if (kid.leaf !== undefined) {
+          root.leaves.push(kid.leaf);
+          root.pieces.push(piece);
+          piece = '';
+        } else {
+          flatten(kid);
+        }
+      });
+      piece += '}';
+    })(root);
+    root.tail = piece;
     return root;
   }
 
@@ -215,6 +236,18 @@ var __chtMapping = (function () {
       }
     }
     return text !== '' || top ? '{' + text + '}' : undefined;
+  }
+
+  // The hash input of a payload `shape` describes; `count`: how many entries have a value.
+  function canonical(shape, values, count) {
+    if (count < shape.leaves.length) {
+      return orderedShape(shape, values, true);
+    }
+    var text = '';
+    for (var k = 0; k < shape.leaves.length; k++) {
+      text += shape.pieces[k] + JSON.stringify(values[shape.leaves[k]]);
+    }
+    return text + shape.tail;
   }
 
   function primitive(value) {
@@ -283,7 +316,8 @@ var __chtMapping = (function () {
   function mapDoc(p, doc, id) {
     var scope = { doc: doc };
     var payload = {};
-    var values = p.shape ? new Array(p.entries.length) : null; // what each entry set, for orderedShape
+    var values = p.shape ? new Array(p.entries.length) : null; // what each entry set, for canonical
+    var count = 0;
     for (var i = 0; i < p.entries.length; i++) {
       var m = p.entries[i];
       var value;
@@ -315,6 +349,7 @@ var __chtMapping = (function () {
           values = primitive(value) ? values : null;
           if (values !== null) {
             values[i] = value;
+            count++;
           }
         }
       }
@@ -326,7 +361,7 @@ var __chtMapping = (function () {
     } catch (e) { // a BigInt, a cycle, a throwing toJSON: what CHT would fail to send too
       return { e: "Mapping error for '" + p.name + "' on source document '" + id + "': the payload cannot be written as JSON: " + describe(e) };
     }
-    return { b: body, h: values !== null ? orderedShape(p.shape, values, true) : ordered(JSON.parse(body)) };
+    return { b: body, h: values !== null ? canonical(p.shape, values, count) : ordered(JSON.parse(body)) };
   }
 
   // Evaluate a pipeline over `count` documents; `get(i)` gives the i-th (hydrated on demand, so a
