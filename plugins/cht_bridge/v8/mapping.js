@@ -158,6 +158,103 @@ var __chtMapping = (function () {
     return JSON.stringify(thing);
   }
 
+  // The hash input without parsing the body again, for a payload made only of the mapping's own
+  // keys and values that are strings, numbers, booleans or null: then `ordered(JSON.parse(body))`
+  // is known in advance up to the values, each written as JSON.stringify writes it (which is what
+  // the round trip gives back), and the keys are sorted once, when the pipeline is compiled. A
+  // pipeline qualifies when no destination key has a numeric segment (an array) or `__proto__`,
+  // and none is a prefix of another (`a` and `a.b`); `shape` builds the sorted tree, or gives null.
+  function shape(entries) {
+    var root = { kids: Object.create(null), keys: null };
+    for (var e = 0; e < entries.length; e++) {
+      var parts = entries[e].destParts;
+      var node = root;
+      for (var i = 0; i < parts.length; i++) {
+        var key = parts[i];
+        if (typeof key !== 'string' || key === '__proto__') {
+          return null;
+        }
+        var kid = node.kids[key];
+        if (i === parts.length - 1) {
+          if (kid !== undefined) {
+            return null;
+          }
+          node.kids[key] = { leaf: e };
+        } else if (kid === undefined) {
+          node = node.kids[key] = { kids: Object.create(null), keys: null };
+        } else if (kid.leaf !== undefined) {
+          return null;
+        } else {
+          node = kid;
+        }
+      }
+    }
+    (function sortKeys(node) {
+      node.keys = Object.keys(node.kids).sort();
+      node.keys.forEach(function (key) {
+        if (node.kids[key].leaf === undefined) {
+          sortKeys(node.kids[key]);
+        }
+      });
+    })(root);
+    // When every entry has a value (the common case), the text is fixed pieces and the values in
+    // key order: `pieces[k]` comes before the value of entry `leaves[k]`, `tail` after the last.
+    root.leaves = [];
+    root.pieces = [];
+    var piece = '';
+    (function flatten(node) {
+      piece += '{';
+      node.keys.forEach(function (key, i) {
+        piece += (i === 0 ? '"' : ',"') + key + '":';
+        var kid = node.kids[key];
+        if (kid.leaf !== undefined) {
+          root.leaves.push(kid.leaf);
+          root.pieces.push(piece);
+          piece = '';
+        } else {
+          flatten(kid);
+        }
+      });
+      piece += '}';
+    })(root);
+    root.tail = piece;
+    return root;
+  }
+
+  // `ordered` of the payload `shape` describes, given each entry's value (undefined: left out).
+  // An object none of whose values was set was never made (setParts makes it with its first
+  // value), so it is left out too; the payload itself is always there.
+  function orderedShape(node, values, top) {
+    var text = '';
+    for (var i = 0; i < node.keys.length; i++) {
+      var kid = node.kids[node.keys[i]];
+      var part = kid.leaf !== undefined
+        ? (values[kid.leaf] === undefined ? undefined : JSON.stringify(values[kid.leaf]))
+        : orderedShape(kid, values, false);
+      if (part !== undefined) {
+        text += (text === '' ? '"' : ',"') + node.keys[i] + '":' + part;
+      }
+    }
+    return text !== '' || top ? '{' + text + '}' : undefined;
+  }
+
+  // The hash input of a payload `shape` describes; `count`: how many entries have a value.
+  function canonical(shape, values, count) {
+    if (count < shape.leaves.length) {
+      return orderedShape(shape, values, true);
+    }
+    var text = '';
+    for (var k = 0; k < shape.leaves.length; k++) {
+      text += shape.pieces[k] + JSON.stringify(values[shape.leaves[k]]);
+    }
+    return text + shape.tail;
+  }
+
+  function primitive(value) {
+    var type = typeof value;
+    return value === null || type === 'string' || type === 'number' || type === 'boolean';
+  }
+
   // Compile a snippet once. An expression becomes a function body directly; anything else
   // (statements) is run through a direct eval so its completion value is the result, as
   // vm.runInNewContext gives. Functions built here are sloppy-mode, like CHT's vm scripts.
@@ -208,7 +305,7 @@ var __chtMapping = (function () {
     if (problems.length) {
       return JSON.stringify({ problems: problems });
     }
-    pipelines.push({ name: name, relevant: relevant, entries: entries });
+    pipelines.push({ name: name, relevant: relevant, entries: entries, shape: shape(entries) });
     return JSON.stringify({ id: pipelines.length - 1 });
   }
 
@@ -219,6 +316,8 @@ var __chtMapping = (function () {
   function mapDoc(p, doc, id) {
     var scope = { doc: doc };
     var payload = {};
+    var values = p.shape ? new Array(p.entries.length) : null; // what each entry set, for canonical
+    var count = 0;
     for (var i = 0; i < p.entries.length; i++) {
       var m = p.entries[i];
       var value;
@@ -246,6 +345,13 @@ var __chtMapping = (function () {
         } catch (e) {
           return { e: where(p, m) + " on source document '" + id + "': cannot set '" + m.dest + "': " + describe(e) };
         }
+        if (values !== null) {
+          values = primitive(value) ? values : null;
+          if (values !== null) {
+            values[i] = value;
+            count++;
+          }
+        }
       }
     }
     current = 'the payload';
@@ -255,7 +361,7 @@ var __chtMapping = (function () {
     } catch (e) { // a BigInt, a cycle, a throwing toJSON: what CHT would fail to send too
       return { e: "Mapping error for '" + p.name + "' on source document '" + id + "': the payload cannot be written as JSON: " + describe(e) };
     }
-    return { b: body, h: ordered(JSON.parse(body)) };
+    return { b: body, h: values !== null ? canonical(p.shape, values, count) : ordered(JSON.parse(body)) };
   }
 
   // Evaluate a pipeline over `count` documents; `get(i)` gives the i-th (hydrated on demand, so a

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from cht_bridge.cht import ChtApiClient, CouchClient, WriteError
+from cht_bridge.cht.couch import on_this_machine
 from cht_bridge.errors import AuthError, SourceError
 from cht_bridge.http.retry import RetryPolicy
 
@@ -29,12 +30,14 @@ ANSWERS = {
 @pytest.fixture(scope="module")
 def cht():
     seen: list[tuple[str, str, str | None]] = []
+    encodings: list[str | None] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def _answer(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
             seen.append((method, self.path, self.headers.get("Authorization")))
+            encodings.append(self.headers.get("Accept-Encoding"))
             status, body = ANSWERS.get((method, self.path.split("?")[0]), (404, {"error": "not_found"}))
             data = (body if isinstance(body, str) else json.dumps(body)).encode()
             self.send_response(status)
@@ -55,6 +58,7 @@ def cht():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     server.seen = seen
+    server.encodings = encodings
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     yield server
     server.shutdown()
@@ -102,3 +106,15 @@ def test_cht_validation_errors_are_final_and_busy_answers_retryable(cht):
     assert str(busy.value) == "HTTP 503 on POST /api/v2/records: upstream busy"
     assert busy.value.retryable is True
     assert len(cht.seen) == before + 1  # a write is never repeated here
+
+
+def test_a_couchdb_on_this_machine_is_read_uncompressed_and_a_remote_one_with_gzip(cht):
+    client = CouchClient(cht.url, "medic", conn_id="cht_local", retry=NO_RETRY)
+    assert client.info()["db_name"] == "medic"
+    assert cht.encodings[-1] == "identity"
+    for url in ("http://localhost:5984", "http://127.0.0.2:5984", "http://[::1]:5984/", "http://LOCALHOST.:5984"):
+        assert on_this_machine(url), url
+        assert CouchClient(url).session().headers["Accept-Encoding"] == "identity"
+    for url in ("https://cht.example.org", "http://10.0.0.5:5984", "http://localhost.example.org", "http://[::2]/"):
+        assert not on_this_machine(url), url
+        assert "gzip" in CouchClient(url).session().headers["Accept-Encoding"]
