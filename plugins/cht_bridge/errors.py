@@ -75,16 +75,26 @@ class SourceError(ChtBridgeError):
         super().__init__(message)
 
 
+#: Statuses with which a server says the credentials themselves were refused (400: a token endpoint's
+#: ``invalid_client``/``invalid_grant``).
+_CREDENTIAL_ANSWERS = (400, 401, 403)
+
+
 class AuthError(ChtBridgeError):
     """A connection's credentials were refused (401/403). Retrying would only lock the account."""
 
     def __init__(self, conn_id: str, status: int, system: str) -> None:
         self.conn_id = conn_id
         self.status = status
+        if status in _CREDENTIAL_ANSWERS:
+            what = "Check the login and password of that connection"
+            refused = "refused the credentials of"
+        else:  # 404, 405, ...: the login went to the wrong place, the password may be right
+            what = "That is not an answer about credentials: check the host, port and path of that connection"
+            refused = "refused the login of"
         super().__init__(
-            f"{system} refused the credentials of Airflow connection '{conn_id}' (HTTP {status}). "
-            f"Check the login and password of that connection; the task was stopped without "
-            f"retrying so the account is not locked."
+            f"{system} {refused} Airflow connection '{conn_id}' (HTTP {status}). "
+            f"{what}; the task was stopped without retrying so the account is not locked."
         )
 
 

@@ -153,6 +153,18 @@ def test_behind_a_proxy_path_the_login_goes_under_that_path_like_the_api_calls(m
     assert all(r["path"].startswith("/airflow/") for r in server.seen)
 
 
+def test_a_login_sent_to_the_wrong_path_is_not_called_a_wrong_password(monkeypatch):
+    from tests.fixtures.airflow_pools_server import AirflowPoolsServer
+
+    server = AirflowPoolsServer({"cht_bridge_pools": ("s3cret-pw", "op")}, prefix="/airflow")
+    with server, pytest.raises(AirflowFailException) as caught:
+        _ensure(monkeypatch, server, path="/elsewhere")
+    message = str(caught.value)
+    assert "(HTTP 404)" in message and "check the host, port and path" in message
+    assert "login and password" not in message and "s3cret-pw" not in message
+    assert [r["path"] for r in server.seen] == ["/elsewhere/auth/token"]
+
+
 def test_a_login_answered_without_a_token_fails_once_asking_whether_the_host_is_the_api_server(monkeypatch):
     from tests.fixtures.airflow_pools_server import AirflowPoolsServer
 
