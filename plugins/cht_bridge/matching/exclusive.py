@@ -98,25 +98,31 @@ def _posterior(weights: np.ndarray, rows: np.ndarray, n_rows: int, share: float)
     return relative / total[rows], 1.0 - none / total
 
 
+def _ranked(posterior: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ordered by row, most probable first (the first on a tie), and where each row's
+    run starts in that order."""
+    order = np.lexsort((np.arange(len(rows)), -posterior, rows))
+    starts = np.r_[True, rows[order][1:] != rows[order][:-1]]
+    return order, starts
+
+
 def _best(posterior: np.ndarray, rows: np.ndarray, n_rows: int) -> np.ndarray:
     """Per row, the position of its most probable pair (the first on a tie)."""
-    order = np.lexsort((np.arange(len(rows)), -posterior, rows))
+    order, starts = _ranked(posterior, rows)
     best = np.zeros(n_rows, dtype=np.int64)
-    starts = np.r_[True, rows[order][1:] != rows[order][:-1]]
     best[rows[order][starts]] = order[starts]
     return best
 
 
 def _unsettled(posterior: np.ndarray, rows: np.ndarray, n_rows: int, margin: float) -> np.ndarray:
     """Per row: whether its two most probable pairs lie within ``margin`` of each other."""
-    first = np.full(n_rows, -1.0)
-    second = np.full(n_rows, -1.0)
-    for row, value in zip(rows.tolist(), posterior.tolist(), strict=True):
-        if value > first[row]:
-            first[row], second[row] = value, first[row]
-        elif value > second[row]:
-            second[row] = value
-    return (second >= 0) & (first - second <= margin)
+    order, starts = _ranked(posterior, rows)
+    ordered = posterior[order]
+    # a pair right after its row's first is that row's second
+    seconds = np.flatnonzero(~starts & np.r_[False, starts[:-1]])
+    found = np.zeros(n_rows, dtype=bool)
+    found[rows[order][seconds]] = ordered[seconds - 1] - ordered[seconds] <= margin
+    return found
 
 
 def _first_pair(rows: np.ndarray, n_rows: int) -> np.ndarray:

@@ -25,6 +25,10 @@ the columns present, ``columns.py``) and re-estimates their parameters:
 * the share of incoming people who already exist, and the two thresholds (``thresholds.py``),
   from the trained model's own probabilities on the list and from the labels.
 
+A trained model also scores with the claims of a list's other rows (``exclusive.py``, marked
+``exclusive_claims`` in its ``cht_bridge`` block): a person another row names beyond doubt is a
+poor candidate, and a row is likelier one of the people the others leave.
+
 Term frequencies are not frozen into the model: every run counts them over its own people, as
 the shipped model does, so a name common in one area weighs less there.
 """
