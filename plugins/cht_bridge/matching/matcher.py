@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from cht_bridge.matching.decisions import Candidate, Decision, MatchConfig, decide
 from cht_bridge.matching.deterministic import DeterministicIndex, Rule
+from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS, with_claims
 from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
 from cht_bridge.matching.model import BRIDGE_KEY
 from cht_bridge.matching.records import Person
@@ -85,20 +86,24 @@ def score_people(incoming: Sequence[Person], existing: Sequence[Person], config:
     between, within = score(
         existing_table,
         incoming_table,
-        tf_tables([existing_table, incoming_table], counts, _dates_by_kind(config)),
+        tf_tables([existing_table, incoming_table], counts, _bridge_flag(config, DATES_BY_KIND)),
         prior_between=config.expected_match_share / max(len(existing), 1),
         prior_within=config.duplicate_share / max(len(incoming), 1),
         threads=config.threads,
         model=config.model,
     )
+    if _bridge_flag(config, EXCLUSIVE_CLAIMS):
+        between = with_claims(between, within, config.expected_match_share, len(existing), config.ambiguity_margin)
     existing_ids = {key: person.id for key, person in zip(existing_keys, existing, strict=True)}
     ranked = _rank(between, existing_ids, config.expected_match_share, config.max_candidates)
     index = DeterministicIndex(existing, existing_phones, config.shared_phone_count)
     return Scored(incoming, incoming_keys, incoming_phones, ranked, index, within)
 
 
-def _dates_by_kind(config: MatchConfig) -> bool:
-    return bool((config.model or {}).get(BRIDGE_KEY, {}).get(DATES_BY_KIND))
+def _bridge_flag(config: MatchConfig, key: str) -> bool:
+    """Whether the model's ``cht_bridge`` block switches on ``key`` (a way of scoring that models
+    trained since it was added expect; the shipped model has none)."""
+    return bool((config.model or {}).get(BRIDGE_KEY, {}).get(key))
 
 
 def decide_all(scored: Scored, config: MatchConfig) -> list[Decision]:

@@ -25,6 +25,10 @@ the columns present, ``columns.py``) and re-estimates their parameters:
 * the share of incoming people who already exist, and the two thresholds (``thresholds.py``),
   from the trained model's own probabilities on the list and from the labels.
 
+A trained model also scores with the claims of a list's other rows (``exclusive.py``, marked
+``exclusive_claims`` in its ``cht_bridge`` block): a person another row names beyond doubt is a
+poor candidate, and a row is likelier one of the people the others leave.
+
 Term frequencies are not frozen into the model: every run counts them over its own people, as
 the shipped model does, so a name common in one area weighs less there.
 """
@@ -41,6 +45,7 @@ from typing import Any
 
 from cht_bridge.matching.columns import Profile, adapt, profile
 from cht_bridge.matching.decisions import MatchConfig, config_for_model
+from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS
 from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
 from cht_bridge.matching.labels import Label, ruled_out, truth_of
 from cht_bridge.matching.matcher import decide_all, score_people
@@ -128,7 +133,7 @@ def train(
     share = 0.75
     estimated = _estimate(settings, existing_table, incoming_table, lookups, answers, seed, share)
     trained = _normalised(estimated)
-    model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict(), DATES_BY_KIND: True}})
+    model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict(), DATES_BY_KIND: True, EXCLUSIVE_CLAIMS: True}})
 
     # The share of the list that already exists, then the thresholds, from the model's own view.
     config = MatchConfig(region=region, threads=threads, model=model, corroborated_link=1.0)
@@ -142,6 +147,7 @@ def train(
     block: dict[str, Any] = {
         "profile": found.as_dict(),
         DATES_BY_KIND: True,
+        EXCLUSIVE_CLAIMS: True,
         "trained_on": {"existing": len(existing), "incoming": len(incoming), "labels": len(labels), "seed": seed},
         "expected_match_share": round(share, 4),
         "corroborated_link": 1.0,

@@ -132,3 +132,19 @@ def test_a_list_too_short_to_train_on_is_refused_and_fails() -> None:
     }
     ratio = m["same name tokens"] / shipped[("names", "same name tokens")]
     assert m["one token shared"] / shipped[("names", "one token shared")] == pytest.approx(ratio, rel=1e-4)
+
+
+@pytest.mark.parametrize("phone", ["0108435802", "0108445802"])
+def test_a_household_phone_one_digit_off_counts_the_home_once(phone: str) -> None:
+    # a new member of Zende's household: only the family name, the phone and the home agree
+    existing = [
+        Person(id="zende", given_name="Zende", family_name="Kiprotich", sex="M", phone="0108435802", place="hh-420"),
+        *[Person(id=f"p{k}", given_name=f"name{k}", family_name="Otieno", place=f"hh-{k}") for k in range(50)],
+    ]
+    incoming = [
+        Person(id="row", given_name="Jelani Hassan", family_name="Kiprotich", sex="M", phone=phone, place="hh-420")
+    ]
+    best = match(incoming, existing, MatchConfig())[0].candidates[0]
+    place = next(item for item in best.evidence if item[0] == "place")
+    assert place[1] == "same household (counted with the phone)"
+    assert place[2] == pytest.approx(1.0)  # log2(0.5 / 0.25), not the home's +7 bits again
