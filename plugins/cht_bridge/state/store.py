@@ -485,6 +485,21 @@ class DestinationLedger:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the UI or a person read the ledger while a run writes it.
+    #
+    # What synchronous=NORMAL keeps, in WAL mode: a commit is not fsynced; the WAL is fsynced
+    # before each checkpoint (by default once it passes 1,000 pages, ~4 MB) and the database
+    # after. A killed process loses nothing committed; an OS crash or power loss can roll back the
+    # commits since the last checkpoint, whole and in order (WAL recovery keeps a prefix). A page's
+    # ledger rows and its checkpoint are one transaction in this one file (``record``), so they roll
+    # back together and the page is read and sent again with the same idempotency keys.
+    # The WAL interval (wal_autocheckpoint) is left at SQLite's default on purpose. A larger one
+    # widens that window (10,000 pages: ~40 MB of commits, and a WAL file that stays that large
+    # unless journal_size_limit truncates it after a checkpoint); and the same connections write
+    # RapidPro's start marks (state.rapidpro) and the inbound ledger's person_sent/report_sent marks
+    # (state.inbound), each written *before* a POST that has no idempotency key: like every commit
+    # here they survive a killed process, but not a power loss within that window. Measured
+    # (2026-12, 2 cores, under load), 10,000 pages: no gain at 50k documents, about -3 µs per
+    # document at 300k (where each commit rewrites most leaves of the ledger's random-key indexes).
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
