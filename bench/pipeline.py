@@ -3,7 +3,8 @@
 Measured in one run, on the same local CouchDB-protocol server:
 - the raw read rate of ``_changes?include_docs=true`` (plain ``requests``, pages of 2,000, JSON
   decoded, second of two passes so the server is as warm as it is for our run, uncompressed as
-  the worker asks a server on the loopback), which is what any reader of CHT pays;
+  the worker asks a server on the loopback), which is what a reader of a CouchDB on this machine
+  pays (a remote CHT is read with gzip, which costs both ends CPU: not measured here);
 - our end-to-end rate (documents read from the feed per second, with every report hydrated,
   mapped in the sandbox, hashed, checked against the ledger, posted in batches of 500 to the demo
   receiver running in its own process, and recorded);

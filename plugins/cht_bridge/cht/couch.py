@@ -34,7 +34,9 @@ def on_this_machine(url: str) -> bool:
     Such a CouchDB is asked for its answers uncompressed: on the machine itself moving the bytes
     costs nothing, while gzip costs the server more CPU than sending them (pouchdb-server: about
     5 µs a document of a ``_changes`` page) and the worker about 1.5 µs to inflate, on the same
-    cores. A CHT anywhere else keeps gzip, where the network is what costs.
+    cores. A CHT anywhere else keeps gzip, where the network is what costs. A loopback address
+    is not always this machine (``kubectl port-forward``, ``ssh -L``, a local TLS proxy in front of
+    a remote CHT): the CHT Connection's ``compress`` extra then says so (``CouchClient``'s ``compress``).
     """
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
     if host == "localhost":
@@ -59,8 +61,11 @@ class CouchClient:
         verify: bool | str = True,
         retry: RetryPolicy = READ_RETRY,
         limits: AnswerLimits = READ_LIMITS,
+        compress: bool | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Ask for gzip; None: unless the URL is on the loopback (``on_this_machine``).
+        self.compress = not on_this_machine(self.base_url) if compress is None else compress
         self.db = db
         self.conn_id = conn_id
         self._auth = auth
@@ -84,7 +89,7 @@ class CouchClient:
                 session = scoped_session(self.base_url, verify=self._verify)
                 session.auth = self._auth
             session.headers.update({"Accept": "application/json", "Content-Type": "application/json"})
-            if on_this_machine(self.base_url):
+            if not self.compress:
                 session.headers["Accept-Encoding"] = "identity"
             self._local.session = session
         return session

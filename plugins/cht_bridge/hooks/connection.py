@@ -6,7 +6,8 @@ one (and the host does not already end in it). The login and password are presen
 ``AuthSetting`` says (``cht_bridge.http.auth``): a destination's from its pipeline file's
 ``auth:`` block; the CHT's and a reverse source's from the Connection's extras (``{"auth":
 "bearer"}``, ``{"auth": "cookie", "login_path": ...}``...), HTTP Basic when the extras name none
-and the Connection has a login.
+and the Connection has a login. A CHT Connection's ``compress`` extra says whether its CouchDB is
+read with gzip (``extras_compress``).
 """
 
 from __future__ import annotations
@@ -55,6 +56,23 @@ def extras_auth(conn: Any) -> AuthSetting:
     return setting
 
 
+def extras_compress(conn: Any) -> bool | None:
+    """The ``compress`` extra of a CHT Connection: whether to ask its CouchDB for gzip; None when
+    absent or null (``CouchClient`` then decides: not on the loopback). A loopback address may be a tunnel
+    to a remote CHT (``kubectl port-forward``, ``ssh -L``), which only the Connection can tell.
+    JSON ``true``/``false``, or the words ``true``/``false`` (a Connection given as a URI has
+    string extras).
+
+    :raises ConfigError: naming the Connection and the extra, for any other value.
+    """
+    value = conn.extra_dejson.get("compress")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ConfigError(f"connection '{conn.conn_id}'", [f"extra compress: must be true or false, not {value!r}"])
+
+
 def connection_auth(
     conn_id: str,
     setting: AuthSetting | None = None,
@@ -62,17 +80,20 @@ def connection_auth(
     system: str,
     where: str | None = None,
     prefix: str = "",
+    conn: Any = None,
     **options: Any,
 ) -> tuple[AuthBase | None, str, bool | str]:
     """How to authenticate to ``conn_id`` as ``setting`` says (None: as its extras say), its base
     URL and its TLS ``verify`` extra.
 
     ``where`` names the setting's origin in errors (a pipeline file; by default the Connection)
-    and ``prefix`` its keys (``destination.``); ``options`` go to ``build_auth`` (timeouts, limits).
+    and ``prefix`` its keys (``destination.``); ``conn``: the Connection when the caller has read it
+    already (it is read once); ``options`` go to ``build_auth`` (timeouts, limits).
 
     :raises ConfigError: the Connection lacks what the setting needs.
     """
-    conn = BaseHook.get_connection(conn_id)
+    if conn is None:
+        conn = BaseHook.get_connection(conn_id)
     base_url = connection_url(conn)
     verify = conn.extra_dejson.get("verify", True)
     if setting is None:

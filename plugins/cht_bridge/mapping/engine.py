@@ -95,6 +95,11 @@ class Mapper:
         self.alone = 0  # documents evaluated alone after a stopped batch call, in this run
         self.stopped = 0  # of those, stopped again
 
+    @property
+    def shaped(self) -> bool:
+        """Whether the hash input is written from the mapping's keys sorted once (``Sandbox.shaped``)."""
+        return self.sandbox.shaped(self._handle)
+
     @classmethod
     def for_pipeline(cls, pipeline: Any, sandbox: Sandbox | None = None) -> Mapper:
         return cls(

@@ -120,6 +120,7 @@ class Sandbox:
         self._cache_size = int(cache_size)
         self.max_memory = max_memory
         self._pipelines: list[tuple[str, str, dict[str, Any]]] = []
+        self._shaped: dict[int, bool] = {}  # handle -> mapping.js wrote its hash input from a compiled tree
         self._loaded: tuple[str, tuple[str, ...]] | None = None  # the batch's load call, to repeat it
         self._rebuilding = False
         #: called with the loaded batch's unresolved refs after a rebuild re-loaded it
@@ -226,7 +227,13 @@ class Sandbox:
             lines = "\n  - ".join(answer["problems"])
             raise ScriptError(f"{source}: JavaScript does not compile:\n  - {lines}")
         self._pipelines.append((name, relevant_to, mapping))
+        self._shaped[answer["id"]] = answer["shaped"]
         return answer["id"]
+
+    def shaped(self, handle: int) -> bool:
+        """Whether pipeline ``handle``'s hash input is written from its key tree sorted at compile time
+        (``mapping.js`` ``shape``) rather than by parsing each payload back, so tests can tell the paths apart."""
+        return self._shaped[handle]
 
     def map_docs(self, handle: int, docs_json: str, count: int, timeout_s: float | None = None) -> list[MapResult]:
         """Evaluate a compiled pipeline over a JSON array of ``count`` hydrated documents."""

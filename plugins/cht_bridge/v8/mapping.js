@@ -164,6 +164,11 @@ var __chtMapping = (function () {
   // the round trip gives back), and the keys are sorted once, when the pipeline is compiled. A
   // pipeline qualifies when no destination key has a numeric segment (an array) or `__proto__`,
   // and none is a prefix of another (`a` and `a.b`); `shape` builds the sorted tree, or gives null.
+  // It relies on snippets being unable to change how a payload object is built or written, which
+  // lockdown.js ensures before this file loads: the global `JSON` is a constant and frozen (no new
+  // JSON.stringify); Object.prototype is not extensible (no `toJSON`, no setter a payload key would
+  // hit) and its own properties are non-configurable, their values put back by `restore` after
+  // every call (a change it cannot undo fails the call: TAMPERED in __chtBridge).
   function shape(entries) {
     var root = { kids: Object.create(null), keys: null };
     for (var e = 0; e < entries.length; e++) {
@@ -305,8 +310,11 @@ var __chtMapping = (function () {
     if (problems.length) {
       return JSON.stringify({ problems: problems });
     }
-    pipelines.push({ name: name, relevant: relevant, entries: entries, shape: shape(entries) });
-    return JSON.stringify({ id: pipelines.length - 1 });
+    var p = { name: name, relevant: relevant, entries: entries, shape: shape(entries) };
+    pipelines.push(p);
+    // `shaped`: the hash input is written from the compiled tree (for tests; a document with a
+    // value that is not a string, number, boolean or null still falls back to `ordered`).
+    return JSON.stringify({ id: pipelines.length - 1, shaped: p.shape !== null });
   }
 
   function where(p, m) {

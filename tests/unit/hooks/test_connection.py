@@ -113,3 +113,27 @@ def test_the_cht_hook_reads_its_connection_once_for_url_and_login(monkeypatch, e
     client = ChtHook("cht_c").get_client("medic")
     assert client.base_url == emr.url
     assert isinstance(client.session().auth, OriginAuth)
+
+
+def test_the_compress_extra_overrides_the_loopback_rule(monkeypatch, emr):
+    # A loopback port that is a tunnel to a remote CHT (kubectl port-forward, ssh -L): gzip asked.
+    set_connection(monkeypatch, "cht_tunnel", emr.url, {"auth": "cookie", "login_path": LOGIN_PATH, "compress": True})
+    client = ChtHook("cht_tunnel").get_client("medic")
+    assert client.info() == {"ok": True}
+    assert "gzip" in emr.requests_to("/medic")[-1]["headers"]["accept-encoding"]
+    # A remote name that is this machine: read uncompressed.
+    set_connection(monkeypatch, "cht_here", "https://cht.example.org", {"compress": False})
+    assert ChtHook("cht_here").get_client("medic").session().headers["Accept-Encoding"] == "identity"
+    # A Connection given as a URI has string extras.
+    monkeypatch.setenv("AIRFLOW_CONN_CHT_URI", "http://u:p@127.0.0.1:9/?compress=true")
+    assert "gzip" in ChtHook("cht_uri").get_client("medic").session().headers["Accept-Encoding"]
+    # Without the extra, the loopback rule (``cht.couch.on_this_machine``).
+    set_connection(monkeypatch, "cht_remote", "https://cht.example.org")
+    assert "gzip" in ChtHook("cht_remote").get_client("medic").session().headers["Accept-Encoding"]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, "", "gzip", ["true"]])
+def test_a_bad_compress_extra_is_a_config_error_naming_the_connection_and_the_key(monkeypatch, value):
+    set_connection(monkeypatch, "cht_bad", "https://cht.example.org", {"compress": value})
+    with pytest.raises(ConfigError, match="(?s)connection .cht_bad.*extra compress: must be true or false"):
+        ChtHook("cht_bad").get_client("medic")

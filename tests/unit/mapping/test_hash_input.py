@@ -4,32 +4,44 @@ A payload made only of the mapping's own keys and of strings, numbers, booleans 
 key-sorted text written from a tree sorted when the pipeline is compiled; any other is parsed back
 and sorted (``ordered``). Both must give, byte for byte, what Node gives for CHT's algorithm
 (``orderedStringify(JSON.parse(JSON.stringify(payload)))``), or every ledger would see every
-document as changed. Node is CHT's own runtime: it is the reference here.
+document as changed. Node is CHT's own runtime: it is the reference here, and it is required
+(pouchdb-server, the tests' CouchDB, runs on it too): without it these tests fail, not skip.
+
+Each case says whether its pipeline is written from the compiled tree (``Mapper.shaped``), and a
+differential check runs ``mapping.js`` itself in Node over random mappings, so a shape path that is
+switched off, or a tree left unsorted, fails here instead of passing through the other path.
 """
 
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+import cht_bridge.v8
 from cht_bridge.mapping import Mapper
 from cht_bridge.v8 import Sandbox
 
-NODE = shutil.which("node")
+MAPPING_JS = Path(cht_bridge.v8.__file__).with_name("mapping.js")
 
 # CHT's orderedStringify (shared-libs/outbound), and the hash as CHT stores it.
-REFERENCE = r"""
-const crypto = require('crypto');
+ORDERED = r"""
 const ordered = (thing) => {
   if (Object.prototype.toString.call(thing) === '[object Object]') {
     return '{' + Object.keys(thing).sort().map((k) => '"' + k + '":' + ordered(thing[k])).join(',') + '}';
   }
   return JSON.stringify(thing);
 };
+"""
+REFERENCE = (
+    ORDERED
+    + r"""
+const crypto = require('crypto');
 const bodies = JSON.parse(require('fs').readFileSync(0, 'utf8'));
 console.log(JSON.stringify(bodies.map((b) => crypto.createHash('sha256').update(ordered(JSON.parse(b))).digest('hex'))));
 """
+)
 
 DOC = {
     "_id": "r1",
@@ -47,12 +59,15 @@ DOC = {
     "fields": {"a": 1, "b": [1, {"y": 2, "x": 1}]},
 }
 
-# The first seven are written from the compiled tree (primitive values, no arrays, no key a prefix
-# of another), the last three by parsing the body back (an object or Date value, arrays, a key
-# that is a prefix of another): both ways are checked against Node.
+# (mapping, shaped). A pipeline is shaped when no destination key has a numeric segment (an
+# array) or is a prefix of another; a shaped pipeline's document still falls back to parsing the
+# body back when a value is not a string, number, boolean or null (the eighth: an object, a Date).
 CASES = [
-    ({"z": "doc._id", "b.y": "doc.name", "b.x": "doc.lone", "a": "doc.n", "m.k.j": "doc.small", "m.a": "doc.sum"}),
-    ({"big": "doc.big", "t": "doc.t", "f": "doc.f", "zz": "doc.z", "e": "doc.e"}),
+    (
+        {"z": "doc._id", "b.y": "doc.name", "b.x": "doc.lone", "a": "doc.n", "m.k.j": "doc.small", "m.a": "doc.sum"},
+        True,
+    ),
+    ({"big": "doc.big", "t": "doc.t", "f": "doc.f", "zz": "doc.z", "e": "doc.e"}, True),
     (
         {
             'q"k': {"expr": "1"},
@@ -61,7 +76,8 @@ CASES = [
             "\uff01": {"expr": "4"},
             "\U0001f600": {"expr": "5"},
             "é": {"expr": "6"},
-        }
+        },
+        True,
     ),
     (
         {
@@ -70,21 +86,127 @@ CASES = [
             "e21": {"expr": "1e21"},
             "neg": {"expr": "-0"},
             "d": {"expr": "new Date(0).toISOString()"},
-        }
+        },
+        True,
     ),
     (
         {
             "a.b": {"path": "doc.missing", "optional": True},
             "a.c": {"expr": "undefined", "optional": True},
             "c": "doc._id",
-        }
+        },
+        True,
     ),
-    ({"a.b": {"path": "doc.missing", "optional": True}}),
-    ({"toJSON": {"expr": "'x'"}, "-0": {"expr": "1"}, "01": {"expr": "2"}, "1e3": {"expr": "3"}}),
-    ({"fields": "doc.fields", "id": "doc._id", "w": {"expr": "new Date(0)"}}),
-    ({"obs.0.code": {"expr": "'abc'"}, "obs.1.b": "doc._id", "id": "doc._id"}),
-    ({"a.b": "doc._id", "a": "doc.name"}),
+    ({"a.b": {"path": "doc.missing", "optional": True}}, True),
+    ({"toJSON": {"expr": "'x'"}, "-0": {"expr": "1"}, "01": {"expr": "2"}, "1e3": {"expr": "3"}}, True),
+    ({"fields": "doc.fields", "id": "doc._id", "w": {"expr": "new Date(0)"}}, True),
+    ({"obs.0.code": {"expr": "'abc'"}, "obs.1.b": "doc._id", "id": "doc._id"}, False),
+    ({"a.b": "doc._id", "a": "doc.name"}, False),
 ]
+
+# Random mappings through mapping.js in Node (no sandbox lockdown is needed: no snippet here
+# changes a built-in): each document's hash input against CHT's ordered(JSON.parse(body)). Which
+# path wrote it is seen from outside: the shaped path parses no payload back, so a batch call
+# makes one JSON.parse (its documents) plus one per document that fell back.
+DIFFERENTIAL = (
+    ORDERED
+    + r"""
+const [file, seedText, countText] = process.argv.slice(1);
+const m = new Function(require('fs').readFileSync(file, 'utf8') + '\nreturn __chtMapping;')();
+let seed = Number(seedText) >>> 0;
+const random = () => { // mulberry32
+  seed = (seed + 0x6d2b79f5) >>> 0;
+  let t = Math.imul(seed ^ (seed >>> 15), seed | 1);
+  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+};
+const pick = (xs) => xs[Math.floor(random() * xs.length)];
+const WORDS = ['a', 'b', 'B', 'ab', 'ba', '_', 'a b', '"q', '\\', '\t', '\u00e9', '\uff01', '\ud83d\ude00', 'toJSON',
+  '01', '1e3', '-0', '', 'z'];
+const segment = () => (random() < 0.03 ? pick(['0', '7', '__proto__']) : pick(WORDS));
+const PRIMITIVES = ['x', '', 'Achieng "A" \\ Otieno\n\u2028', '\ud800x', 0, -1.5, 1e21, 1e-7, 0.1 + 0.2,
+  123456789012345678901234567890, true, false, null];
+const EXPRS = ['NaN', '-Infinity', '-0', '"\\ud800"', 'doc.f0', 'String(doc.f1)', 'undefined'];
+const value = () => (random() < 0.04 ? pick([{ y: 2, x: [1, { b: 1, a: 2 }] }, []]) : pick(PRIMITIVES));
+const isInteger = (text) => String(parseInt(text, 10)) === text;
+let shaped = 0, plain = 0, docs = 0, errors = 0, fromTree = 0, fellBack = 0; // fellBack: of shaped pipelines
+const problems = [];
+for (let n = 0; n < Number(countText); n++) {
+  const mapping = {};
+  const size = 1 + Math.floor(random() * 8);
+  for (let k = 0; k < size; k++) {
+    const depth = 1 + Math.floor(random() * 3);
+    const dest = Array.from({ length: depth }, segment).join('.');
+    const r = random();
+    mapping[dest] = r < 0.5 ? 'doc.f' + Math.floor(random() * 6)
+      : r < 0.75 ? { path: 'doc.g' + Math.floor(random() * 3), optional: true }
+        : { expr: pick(EXPRS), optional: true };
+  }
+  // Independently of mapping.js: no numeric segment, no __proto__, no key a prefix of another.
+  const dests = Object.keys(mapping).map((d) => d.split('.'));
+  const expected = dests.every((parts) => parts.every((s) => !isInteger(s) && s !== '__proto__')) &&
+    !dests.some((a) => dests.some((b) => a !== b && a.length < b.length && a.every((s, i) => s === b[i])));
+  const answer = JSON.parse(m.addPipeline('p' + n, 'true', JSON.stringify(mapping)));
+  if (answer.shaped !== expected) {
+    problems.push({ mapping, shaped: answer.shaped, expected });
+  }
+  expected ? shaped++ : plain++;
+  const batch = Array.from({ length: 3 }, (_, i) => {
+    const doc = { _id: 'd' + i };
+    for (let f = 0; f < 6; f++) doc['f' + f] = value();
+    for (let g = 0; g < 3; g++) if (random() < 0.5) doc['g' + g] = value();
+    return doc;
+  });
+  const parse = JSON.parse;
+  let parses = 0;
+  JSON.parse = function () { parses++; return parse.apply(JSON, arguments); };
+  let text;
+  try {
+    text = m.run(answer.id, JSON.stringify(batch));
+  } finally {
+    JSON.parse = parse;
+  }
+  let backs = 0;
+  text.split('\n').forEach((line, i) => {
+    const [kind, body, h] = line.split('\x1f');
+    docs++;
+    if (kind !== '1') { // a key set under another's value (`a` and `a.b`): CHT fails it too
+      errors++;
+      if (expected) problems.push({ mapping, doc: batch[i], line });
+      return;
+    }
+    const payload = JSON.parse(body);
+    if (h !== ordered(payload)) {
+      problems.push({ mapping, body, h, want: ordered(payload) });
+    }
+    // A document of a shaped pipeline falls back only for a value that is an object or an array.
+    const leaf = (parts) => parts.reduce((o, k) => (o === undefined ? undefined : o[k]), payload);
+    if (!expected || dests.some((parts) => leaf(parts) !== null && typeof leaf(parts) === 'object')) {
+      backs++;
+      if (expected) fellBack++;
+    } else {
+      fromTree++;
+    }
+  });
+  if (parses !== 1 + backs) {
+    problems.push({ mapping, parses, expectedParses: 1 + backs, shaped: expected });
+  }
+}
+console.log(JSON.stringify({ shaped, plain, docs, errors, fromTree, fellBack, problems: problems.slice(0, 5), count: problems.length }));
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    path = shutil.which("node")
+    if path is None:
+        pytest.fail(
+            "node is not on PATH: Node.js is required (CHT's runtime is the reference of these tests, "
+            "and pouchdb-server, the tests' CouchDB, runs on it); install Node 20",
+            pytrace=False,
+        )
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +216,30 @@ def sandbox():
     box.close()
 
 
-@pytest.mark.skipif(NODE is None, reason="node (CHT's runtime, the reference) is not installed")
-def test_the_hash_input_is_chts_byte_for_byte_both_ways(sandbox):
+def test_the_hash_input_is_chts_byte_for_byte_both_ways(sandbox, node):
     mapped = []
-    for i, mapping in enumerate(CASES):
-        m = Mapper(f"p{i}", "true", mapping, sandbox=sandbox).map([DOC])[0]
+    for i, (mapping, shaped) in enumerate(CASES):
+        mapper = Mapper(f"p{i}", "true", mapping, sandbox=sandbox)
+        assert mapper.shaped is shaped, (i, mapping)
+        m = mapper.map([DOC])[0]
         assert m.error is None, (mapping, m.error)
         mapped.append(m)
-    node = subprocess.run(
-        [NODE, "-e", REFERENCE], input=json.dumps([m.body for m in mapped]), capture_output=True, text=True, check=True
+    answer = subprocess.run(
+        [node, "-e", REFERENCE], input=json.dumps([m.body for m in mapped]), capture_output=True, text=True, check=True
     )
-    assert [m.payload_hash for m in mapped] == json.loads(node.stdout)
+    assert [m.payload_hash for m in mapped] == json.loads(answer.stdout)
+
+
+def test_random_mappings_hash_the_same_on_the_shaped_path_as_parsed_back(node):
+    answer = subprocess.run(
+        [node, "-e", DIFFERENTIAL, str(MAPPING_JS), "20261205", "2000"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    result = json.loads(answer.stdout)
+    assert result["count"] == 0, result["problems"]
+    # Both kinds of pipeline, and both ways a shaped one's document is written, were exercised.
+    assert result["docs"] == 6000 and result["shaped"] > 1000 and result["plain"] > 500, result
+    assert result["fromTree"] > 3000 and result["fellBack"] > 200, result
