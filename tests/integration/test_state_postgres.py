@@ -180,3 +180,27 @@ def test_tasks_opening_an_old_ledger_at_once_take_turns_on_postgres(store):
     assert "ix_cht_bridge_delivery_reference" in {
         i["name"] for i in inspect(store.engine).get_indexes("cht_bridge_delivery")
     }
+
+
+def test_durable_marks_are_plain_transactions_on_postgres(store):
+    """On PostgreSQL a commit is flushed while synchronous_commit is on: ``durable`` changes nothing
+    else, commits its writes and rolls them back on an error."""
+    from cht_bridge.state.inbound import PERSON_SENT, RECEIVED, InboundLedger, InboundRow
+    from cht_bridge.state.rapidpro import RapidProState
+
+    with store.durable() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        assert conn.in_transaction()
+    ledger, name = InboundLedger(store), f"r_{uuid.uuid4().hex[:8]}"
+    ledger.receive(name, [InboundRow(name, "a", "v1", RECEIVED, record={"person": {"name": "x"}})], 1, None)
+    row = ledger.get(name, "a", "v1")
+    row.status = PERSON_SENT
+    ledger.save(row, "run-1")
+    assert ledger.get(name, "a", "v1").status == PERSON_SENT
+    state = RapidProState(store)
+    state.intend(name, "ref-1", [("k1", "doc-1")])
+    assert state.intended(name, ["k1"])["k1"][:2] == ("ref-1", None)
+    with pytest.raises(RuntimeError, match="boom"), store.durable() as conn:
+        conn.exec_driver_sql("DELETE FROM cht_bridge_rapidpro_start WHERE pipeline = %s", (name,))
+        raise RuntimeError("boom")
+    assert set(state.intended(name, ["k1"])) == {"k1"}

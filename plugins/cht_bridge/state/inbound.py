@@ -3,8 +3,9 @@
 CHT's records and people APIs have no idempotency key (cht.md §2.2), so a retried POST creates a
 second report or person. This ledger is the integration-side key: one row per (pipeline, source
 record id, source version), moved through its statuses one write at a time, and a write to CHT is
-marked *before* it is sent (``person_sent``/``report_sent``). A run that finds such a mark after a
-crash looks the document up in CHT by its ``source_ref`` before it posts again.
+marked *before* it is sent (``person_sent``/``report_sent``, committed durably: ``save``). A run that
+finds such a mark after a crash looks the document up in CHT by its ``source_ref`` before it posts
+again.
 
 Statuses: ``received`` (mapped, not yet matched) → ``review`` (a person decides) → ``ready``
 (decided: ``person_id`` set to link, empty to create) → ``person_sent`` → ``ready`` (with the new
@@ -81,6 +82,8 @@ SKIPPED = "skipped"
 OPEN = (RECEIVED, REVIEW, READY, PERSON_SENT, REPORT_SENT)
 #: Stopped until a person acts (a place-table code, a fix and a replay): the record is kept.
 WAITING = (UNPLACED, FAILED)
+#: Written *before* CHT is asked to create the person or report: a run finding one looks it up first.
+MARKS = (PERSON_SENT, REPORT_SENT)
 #: Finished for good: the record is erased when the row closes, and housekeeping erases any
 #: record such a row still holds after the retention time.
 FINISHED = (DONE, SKIPPED)
@@ -234,12 +237,19 @@ class InboundLedger:
         return None if r is None else _row(r)
 
     def save(self, row: InboundRow, run_id: str | None = None) -> None:
-        """Write a row's current state; a closed row forgets its record (patient data)."""
+        """Write a row's current state; a closed row forgets its record (patient data).
+
+        A write mark (``person_sent``/``report_sent``, ``MARKS``) is committed durably
+        (``StateStore.durable``): it precedes a POST that has no idempotency key, and a mark a power
+        loss rolled back after the POST would let the next run post a second person or report.
+        Every other state is a plain commit: losing one sends nothing twice (the row goes back to
+        its mark, or to before it, and a mark is looked up in CHT before anything is posted).
+        """
         if row.status in FINISHED:
             row.record = None
         values = _values(row, datetime.now(UTC), run_id, created=False)
         c = inbound.c
-        with self.engine.begin() as conn:
+        with self.store.durable() if row.status in MARKS else self.engine.begin() as conn:
             conn.execute(
                 update(inbound)
                 .where(c.pipeline == row.pipeline, c.source_id == row.source_id, c.source_version == row.source_version)

@@ -11,9 +11,9 @@ sixty count. A request is reserved *before* it is sent (add, then give back what
 limit), so two tasks taking at once can under-use the budget but never overspend it.
 
 **Flow starts.** ``POST flow_starts.json`` has no idempotency key: posted twice, the flow starts
-twice. Each start is recorded here *before* it is posted (``intend``), with a reference of ours
-that the start carries in its ``params`` (``cht_bridge_start``), and the start's ``uuid`` is
-recorded as soon as the answer comes (``started``). A run that finds a document's key with an
+twice. Each start is recorded here *before* it is posted (``intend``, committed durably), with a
+reference of ours that the start carries in its ``params`` (``cht_bridge_start``), and the start's
+``uuid`` is recorded as soon as the answer comes (``started``). A run that finds a document's key with an
 intention but no uuid (the worker died between the POST and the ledger write, or the answer was
 lost) looks the start up by that reference in ``GET flow_starts.json`` before it posts again.
 """
@@ -59,6 +59,7 @@ class RapidProState:
     """The budget and start tables on a state store's database (created on first use)."""
 
     def __init__(self, store: StateStore) -> None:
+        self.store = store
         self.engine = store.engine
         metadata.create_all(self.engine)
 
@@ -129,11 +130,16 @@ class RapidProState:
         return found
 
     def intend(self, pipeline: str, ref: str, items: list[tuple[str, str]], now: datetime | None = None) -> None:
-        """Record, before the POST, that ``items`` ((delivery key, doc id)) go in start ``ref``."""
+        """Record, before the POST, that ``items`` ((delivery key, doc id)) go in start ``ref``.
+
+        Committed durably (``StateStore.durable``): an intention a power loss rolled back after the
+        POST would let the next run start the flow again. ``started`` and ``forget`` are plain
+        commits: losing either leaves the intention, which the next run looks up before posting.
+        """
         if not items:
             return
         c = starts.c
-        with self.engine.begin() as conn:
+        with self.store.durable() as conn:
             when = now or datetime.now(UTC)
             for key, doc_id in items:
                 stmt = _insert_for(conn, starts).values(

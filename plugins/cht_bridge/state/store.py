@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -42,7 +43,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateIndex
 
 from cht_bridge.errors import one_line
@@ -259,6 +260,47 @@ class StateStore:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _migrate(self.engine)
+
+    @contextmanager
+    def durable(self) -> Iterator[Connection]:
+        """A transaction whose commit is on disk when the block ends, not only in the OS's cache.
+
+        For the writes that precede a POST with no idempotency key: RapidPro's flow-start
+        intentions (``state.rapidpro``) and the inbound ledger's ``person_sent``/``report_sent``
+        marks (``state.inbound``). A run that finds such a mark looks the write up before posting
+        again, so the mark must outlive whatever the POST made: under ``synchronous=NORMAL`` (see
+        ``_sqlite_pragmas``) a power loss can roll a commit back after the POST was sent, and the
+        next run would post a second person or flow start. Every other write stays NORMAL: the
+        forward ledger rolls back with its checkpoint and is re-sent with the same idempotency keys.
+
+        On SQLite the connection runs ``PRAGMA synchronous=FULL`` (WAL: the WAL file is fsynced at
+        each commit, and with it every commit before, of any connection) for this transaction only.
+        The PRAGMA is run and committed *outside* the transaction: SQLAlchemy 2.0 autobegins on the
+        first statement, so it is committed before ``begin()`` (pysqlite itself opens no SQLite
+        transaction for a PRAGMA; it begins one before the first INSERT/UPDATE/DELETE). NORMAL is
+        restored afterwards, also when the block raised; a connection that cannot be restored is
+        invalidated, so the pool never hands out a FULL one.
+
+        On PostgreSQL this is a plain transaction: a commit returns once its WAL is flushed while
+        ``synchronous_commit`` is on (the default), so it is durable already.
+        """
+        with self.engine.connect() as conn:
+            if conn.dialect.name != "sqlite":
+                with conn.begin():
+                    yield conn
+                return
+            conn.exec_driver_sql("PRAGMA synchronous=FULL")
+            conn.commit()
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                try:
+                    conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                    conn.commit()
+                except Exception:  # noqa: BLE001 - the commit is made; only this connection is left FULL
+                    log.warning("state store: could not restore synchronous=NORMAL; the connection is dropped")
+                    conn.invalidate()
 
     # -- checkpoint ------------------------------------------------------------------------
 
@@ -494,12 +536,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # back together and the page is read and sent again with the same idempotency keys.
     # The WAL interval (wal_autocheckpoint) is left at SQLite's default on purpose. A larger one
     # widens that window (10,000 pages: ~40 MB of commits, and a WAL file that stays that large
-    # unless journal_size_limit truncates it after a checkpoint); and the same connections write
-    # RapidPro's start marks (state.rapidpro) and the inbound ledger's person_sent/report_sent marks
-    # (state.inbound), each written *before* a POST that has no idempotency key: like every commit
-    # here they survive a killed process, but not a power loss within that window. Measured
-    # (2026-12, 2 cores, under load), 10,000 pages: no gain at 50k documents, about -3 µs per
-    # document at 300k (where each commit rewrites most leaves of the ledger's random-key indexes).
+    # unless journal_size_limit truncates it after a checkpoint). Measured (2026-12, 2 cores, under
+    # load), 10,000 pages: no gain at 50k documents, about -3 µs per document at 300k (where each
+    # commit rewrites most leaves of the ledger's random-key indexes).
+    # The marks written *before* a POST that has no idempotency key (RapidPro's flow-start
+    # intentions, state.rapidpro; the inbound ledger's person_sent/report_sent, state.inbound) must
+    # survive a power loss too, or the next run would post again: they are written in
+    # StateStore.durable(), which sets synchronous=FULL for their transaction only (their commit,
+    # and every commit before it, is fsynced) and restores NORMAL after.
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
