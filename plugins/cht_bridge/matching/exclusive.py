@@ -133,7 +133,8 @@ def with_claims(
             log.debug("other rows' claims settled in %d rounds", rounds)
             break
     else:
-        log.warning("other rows' claims not settled after %d rounds (%d pairs)", MAX_ROUNDS, len(pairs))
+        moving = int(np.count_nonzero(np.abs(claimed_step) >= TOLERANCE))
+        log.warning("other rows' claims not settled after %d rounds: %d of %d pairs", MAX_ROUNDS, moving, len(pairs))
     adjustment = claimed_bits + boost_bits
     posterior, _ = _posterior(weights + adjustment, rows, starts, share)
     kept = _unsettled(own, rows, len(starts), margin) | (
