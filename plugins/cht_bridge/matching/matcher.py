@@ -71,8 +71,18 @@ def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchC
     return decisions
 
 
-def score_people(incoming: Sequence[Person], existing: Sequence[Person], config: MatchConfig) -> Scored:
-    """Clean, score and rank: every step of :func:`match` before the thresholds."""
+def score_people(
+    incoming: Sequence[Person], existing: Sequence[Person], config: MatchConfig, lists: Sequence[str] | None = None
+) -> Scored:
+    """Clean, score and rank: every step of :func:`match` before the thresholds.
+
+    :param lists: per incoming person, the list (pipeline) it comes from, when several lists are
+        scored together (training): rows of different lists do not compete for a person
+        (``exclusive.py``). ``None``: ``incoming`` is one list.
+    :raises ValueError: when ids repeat, or ``lists`` does not name one list per incoming person.
+    """
+    if lists is not None and len(lists) != len(incoming):
+        raise ValueError(f"{len(lists)} list names for {len(incoming)} incoming people")
     _require_unique_ids(incoming, "incoming")
     _require_unique_ids(existing, "existing")
     existing_phones = [e164(person, config.region) for person in existing]
@@ -93,7 +103,9 @@ def score_people(incoming: Sequence[Person], existing: Sequence[Person], config:
         model=config.model,
     )
     if _bridge_flag(config, EXCLUSIVE_CLAIMS):
-        between = with_claims(between, within, config.expected_match_share, len(existing), config.ambiguity_margin)
+        by_key = dict(zip(incoming_keys, lists, strict=True)) if lists is not None else None
+        share, margin = config.expected_match_share, config.ambiguity_margin
+        between = with_claims(between, within, share, len(existing), margin, lists=by_key)
     existing_ids = {key: person.id for key, person in zip(existing_keys, existing, strict=True)}
     ranked = _rank(between, existing_ids, config.expected_match_share, config.max_candidates)
     index = DeterministicIndex(existing, existing_phones, config.shared_phone_count)

@@ -206,8 +206,11 @@ PLACE = {
         # Without this level a sibling would score as a household twice over. A phone one digit
         # off is the household's too: the new household member "Jelani Hassan Kiprotich" scored
         # +10 bits for it and +7.6 for the same home against "Zende Kiprotich", and was linked.
+        # Only in the same place, though: a near phone is not the same number, and a stranger one
+        # digit off in another village must still score "places differ", not +1 bit.
         _level(
-            '"phone_l" = "phone_r" OR "phone9_l" = "phone9_r" OR damerau_levenshtein("phone_l", "phone_r") <= 1',
+            '"phone_l" = "phone_r" OR (("phone9_l" = "phone9_r" OR damerau_levenshtein("phone_l", "phone_r") <= 1)'
+            ' AND "place_l" = "place_r")',
             "phone agrees already (place counted once)",
             0.5,
             0.25,

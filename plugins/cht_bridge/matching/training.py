@@ -103,6 +103,7 @@ def train(
     threads: int | None = None,
     wrong_link_risk: float = WRONG_LINK_RISK,
     duplicate_risk: float = DUPLICATE_RISK,
+    lists: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Train a model; returns the model file's content (Splink settings plus a ``cht_bridge`` block).
 
@@ -112,6 +113,8 @@ def train(
     :param incoming: an EMR list (or several, concatenated); without it m stays the start's.
     :param labels: reviewers' answers (``labels.py``); their ids are ``Person.id`` of the lists.
     :param start: the model to start from (default: the shipped one).
+    :param lists: per incoming person, its list (pipeline) when ``incoming`` joins several: rows
+        of different lists may name the same person and do not compete for it (``exclusive.py``).
     :raises ValueError: with fewer than two existing people or no field with values.
     """
     if len(existing) < 2:
@@ -137,13 +140,13 @@ def train(
 
     # The share of the list that already exists, then the thresholds, from the model's own view.
     config = MatchConfig(region=region, threads=threads, model=model, corroborated_link=1.0)
-    scored = score_people(incoming, existing, config) if incoming else None
+    scored = score_people(incoming, existing, config, lists) if incoming else None
     if scored is not None:
         measured = sum(scored.any_match(i) for i in range(len(incoming))) / len(incoming)
         share = min(max(measured, _MATCH_SHARE_BOUNDS[0]), _MATCH_SHARE_BOUNDS[1])
         if abs(share - config.expected_match_share) > 0.02:
             config = replace(config, expected_match_share=share)
-            scored = score_people(incoming, existing, config)
+            scored = score_people(incoming, existing, config, lists)
     block: dict[str, Any] = {
         "profile": found.as_dict(),
         DATES_BY_KIND: True,
@@ -157,7 +160,7 @@ def train(
         chosen = choose(scored, config, labels, wrong_link_risk, duplicate_risk)
         block.update(upper=chosen.upper, lower=chosen.lower)
         before_config = config_for_model(start, region=region, threads=threads)
-        before_scored = score_people(incoming, existing, before_config) if labels else None
+        before_scored = score_people(incoming, existing, before_config, lists) if labels else None
         after = decide_all(scored, replace(config, upper=chosen.upper, lower=chosen.lower))
         block["metrics"] = _metrics(after, labels, chosen)
         if before_scored is not None:

@@ -91,11 +91,14 @@ def train_for(
     identifier = pipelines[0].match.identifier_field if pipelines else None
     existing = [from_cht_person(doc, identifier) for doc in docs.values()]
     incoming: dict[str, Any] = {}
+    # each row's pipeline: rows of different pipelines may name one person, and do not compete
+    list_of: dict[str, str] = {}
     for pipeline in pipelines:
         for row in ledger.rows(pipeline.name, [*OPEN, *WAITING]):
             if row.record and row.place_id:
                 key = incoming_key(pipeline.name, row.source_id)
                 incoming[key] = incoming_person(row, key, pipeline)
+                list_of[key] = pipeline.name
     labels: list[Label] = []
     by_name = {p.name: p for p in pipelines}
     for stored in matching.labels(by_name):
@@ -105,10 +108,12 @@ def train_for(
                 stored.pipeline, stored.source_id, "", "review", {"person": stored.person}, stored.place_id
             )
             incoming[key] = incoming_person(row, key, by_name[stored.pipeline])
+            list_of[key] = stored.pipeline
         if key in incoming:
             labels.append(Label(key, stored.existing_id, stored.match))
     region = pipelines[0].match.region if pipelines else "KE"
-    model = train(existing, list(incoming.values()), labels, region=region, seed=seed)
+    lists = [list_of[key] for key in incoming]
+    model = train(existing, list(incoming.values()), labels, region=region, seed=seed, lists=lists)
     ok = passed(model)
     model_id = matching.add_model(model, ok, render_report(model), keep=keep)
     block = model["cht_bridge"]

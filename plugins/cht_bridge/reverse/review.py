@@ -84,6 +84,8 @@ _FIELDS = (
     ("phone", "Phone"),
     ("place", "Place"),
 )
+#: The evidence of ``matching.exclusive`` (``CLAIMED``, ``LEFT_OVER``; not imported: numpy).
+_OTHER_ROWS = "other_rows"
 
 
 def _evidence_lines(candidates: list[dict[str, Any]]) -> list[tuple[str, Any, list[Any]]]:
@@ -97,6 +99,11 @@ def _evidence_lines(candidates: list[dict[str, Any]]) -> list[tuple[str, Any, li
             f"{evidence[field][1]} ({evidence[field][2]:+.1f})" if field in evidence else None for evidence in found
         ]
         lines.append((f"Evidence: {title.lower()}", "", cells))
+    # the other rows' claims on a candidate (``matching/exclusive.py``), when they moved its weight
+    claims = [[item for item in c.get("evidence") or [] if item[0] == _OTHER_ROWS] for c in candidates]
+    if any(claims):
+        cells = ["; ".join(f"{item[1]} ({item[2]:+.1f})" for item in items) or None for items in claims]
+        lines.append(("Evidence: other rows of this list", "", cells))
     return lines
 
 
