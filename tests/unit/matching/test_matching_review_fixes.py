@@ -148,3 +148,19 @@ def test_a_household_phone_one_digit_off_counts_the_home_once(phone: str) -> Non
     place = next(item for item in best.evidence if item[0] == "place")
     assert place[1] == "same household (counted with the phone)"
     assert place[2] == pytest.approx(1.0)  # log2(0.5 / 0.25), not the home's +7 bits again
+
+
+@pytest.mark.parametrize("others", [2, 500])
+def test_the_owner_of_a_number_outranks_a_neighbour_one_digit_off(others: int) -> None:
+    # a row known only by its phone and home: the number's owner comes first, and a near number
+    # never weighs more than the equal one, however few people the run compares with
+    existing = [
+        Person(id="owner", given_name="Achieng", family_name="Otieno", phone="+254712000001", place="hh-1"),
+        Person(id="neighbour", given_name="Brian", family_name="Kamau", phone="+254712000002", place="hh-1"),
+        *[Person(id=f"p{k}", given_name=f"name{k}", family_name="Ouma", place=f"hh-{k + 2}") for k in range(others)],
+    ]
+    incoming = [Person(id="row", phone="+254712000001", place="hh-1")]
+    candidates = match(incoming, existing, MatchConfig())[0].candidates
+    assert candidates[0].existing_id == "owner"
+    weights = {c.existing_id: next(item[2] for item in c.evidence if item[0] == "phone") for c in candidates}
+    assert weights.get("neighbour", -math.inf) < weights["owner"]
