@@ -12,7 +12,9 @@ Then the same with a model trained on the benchmark's own files (``python -m cht
 train`` on CSVs written to a temporary folder, timed), on this population and on a second one
 unlike it (``standins/populations_west.py``: other names, codes for places, no phone, no sex,
 20 % new); and once more after 200 simulated review answers (the most uncertain people, answered
-from the truth) are fed back with ``--labels``. ``--no-trained`` skips these.
+from the truth) are fed back with ``--labels``: every row decided by the model, then the answered
+rows as answered (what the reverse pipeline does with them) and the review of the rows nobody
+answered before and after. ``--no-trained`` skips these.
 
 ``python -m bench.matching [--existing 5000 100000] [--incoming 5000] [--seed 7] [--west-seed 11]``
 (check a change on a second pair of seeds too, e.g. ``--seed 11 --west-seed 12``: the goals are
@@ -32,6 +34,7 @@ import random
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -43,7 +46,7 @@ from cht_bridge.matching.__main__ import main as cli
 from cht_bridge.matching.csv_io import write_people
 from cht_bridge.matching.decisions import config_for_model
 from cht_bridge.matching.features import Frequencies, build_table, e164
-from cht_bridge.matching.labels import Label, from_answer, write_labels
+from cht_bridge.matching.labels import Label, from_answer, truth_of, write_labels
 from cht_bridge.matching.model import load_model, load_model_file
 from standins.populations import Population, population
 from standins.populations_west import west_population
@@ -149,6 +152,7 @@ def trained_run(data: Population, label: str, seed: int, answers: int = 200) -> 
         write_people(root / "incoming.csv", data.incoming)
         files = ["--existing", str(root / "existing.csv"), "--incoming", str(root / "incoming.csv")]
         labels: list[Label] = []
+        first: list[Decision] = []
         for round_ in ("trained", f"trained + {answers} review answers"):
             extra = ["--labels", str(root / "labels.csv")] if labels else []
             started = time.perf_counter()
@@ -163,12 +167,42 @@ def trained_run(data: Population, label: str, seed: int, answers: int = 200) -> 
                 f"\n{label}, {round_}: train {train_seconds:.2f} s, match() {link_seconds:.2f} s, "
                 f"upper {block['upper']:.4f} lower {block['lower']:.4f}"
             )
-            for name, value in evaluate(result, data).items():
-                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-                print(f"  {name:<34} {shown}")
+            _print_metrics(evaluate(result, data))
             if not labels:
                 labels = simulated_answers(result, data, answers)
                 write_labels(root / "labels.csv", labels)
+                first = result
+                continue
+            # The reverse pipeline links or creates an answered row as the reviewer said; the
+            # thresholds decide only the others (above, every row was decided by the model).
+            print("  answered rows as answered (as the reverse pipeline decides them):")
+            _print_metrics(
+                evaluate(as_answered(result, labels), data), keys=("wrong links", "duplicate rate", "review share")
+            )
+            unanswered = [(b, a) for b, a in zip(first, result, strict=True) if b.incoming_id not in truth_of(labels)]
+            print(
+                f"  rows nobody answered ({len(unanswered)}): review {sum(b.decision == 'review' for b, _ in unanswered)}"
+                f" -> {sum(a.decision == 'review' for _, a in unanswered)}"
+            )
+
+
+def _print_metrics(metrics: dict, keys: tuple[str, ...] = ()) -> None:
+    for name, value in metrics.items():
+        if keys and name not in keys:
+            continue
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"  {name:<34} {shown}")
+
+
+def as_answered(result: list[Decision], labels: list[Label]) -> list[Decision]:
+    """``result`` with each answered row decided by its answer (linked to the person named, or new)."""
+    truth = truth_of(labels)
+    return [
+        replace(d, decision="link" if truth[d.incoming_id] else "new", existing_id=truth[d.incoming_id])
+        if d.incoming_id in truth
+        else d
+        for d in result
+    ]
 
 
 def simulated_answers(result: list[Decision], data: Population, n: int) -> list[Label]:

@@ -16,6 +16,7 @@ _WORDS = {
     ("names", "same name tokens"): "same names",
     ("names", "one name is the other plus/minus tokens"): "same names, one has a name more",
     ("names", ">= 2 tokens shared (e.g. surname changed)"): "two names shared, another differs",
+    ("names", ">= 2 tokens alike, one letter apart"): "names differ in one letter",
     ("names", ">= 2 tokens alike (Jaro-Winkler >= 0.92)"): "names spelt alike",
     ("names", ">= 2 tokens shared or one letter apart"): "names differ in one letter",
     ("names", "two names written as one"): "two names written as one",

@@ -5,11 +5,19 @@ lowest probability at which linking keeps the *expected* wrong links of the trai
 ``wrong_link_risk`` per incoming person (a candidate at p is wrong with chance 1 - p), and no
 labelled pair is linked wrongly; ``lower`` is the highest probability under which calling people
 new keeps the expected duplicates (a person "new" with chance 1 - any_match) under
-``duplicate_risk`` (a labelled existing person called new counts as a whole one). Between them a person reviews,
-so choosing the lowest ``upper`` and the highest ``lower`` that the risks allow is the least
-review. Labelled people count by their label, not by expectation: labels sit where the model is
-unsure, which is why answers let the band narrow. A labelled wrong link is never accepted; a
-labelled existing person called new counts as one whole duplicate in the duplicate budget.
+``duplicate_risk``. Between them a person reviews, so choosing the lowest ``upper`` and the
+highest ``lower`` that the risks allow is the least review.
+
+Answered people are decided by their answers (the reverse pipeline links or creates them as the
+reviewer said; the thresholds never decide them again), so they spend none of either budget; the
+budgets stay per row of the whole list, answered rows adding none of its risk. A labelled wrong
+link is still never accepted: the thresholds must agree with every answer that says two people
+differ. Answers inform the unanswered rows through the model: training fixes the answered rows'
+posteriors in its EM (``training.py``), which moves the probabilities the budgets are spent on.
+Counting each answered existing person the thresholds would call new as a whole duplicate (as
+before) spent the budget on rows no threshold decides: ``lower`` fell under answered rows and
+the review share of the rows nobody answered *rose* with answers (second population, 5,000 x
+5,000, seed 11: 180 -> 185 rows).
 """
 
 from __future__ import annotations
@@ -71,10 +79,8 @@ def choose(
 
     def lower_ok(candidate: float) -> bool:
         decisions = decide_all(scored, replace(config, upper=upper, lower=candidate))
-        # A labelled existing person called new counts as one whole duplicate in the budget (the
-        # module docstring); demanding none at all pushed ``lower`` under every answered row and
-        # made answers *raise* the review share.
-        return _duplicates(decisions, truth) + _expected_duplicates(decisions, scored, truth) <= duplicate_risk * n
+        # Answered rows are decided by their answers: they spend none of the budget (module docstring).
+        return _expected_duplicates(decisions, scored, truth) <= duplicate_risk * n
 
     lower = _first(list(reversed([v for v in _GRID if v <= upper])), lower_ok, default=0.0)
     final = decide_all(scored, replace(config, upper=upper, lower=lower))
@@ -132,10 +138,6 @@ def _wrong_links(decisions: Sequence[Decision], truth: dict[str, str | None], ex
         ):
             wrong += 1
     return wrong
-
-
-def _duplicates(decisions: Sequence[Decision], truth: dict[str, str | None]) -> int:
-    return sum(1 for d in decisions if d.decision == "new" and truth.get(d.incoming_id) is not None)
 
 
 def _expected_wrong(decisions: Sequence[Decision], truth: dict[str, str | None]) -> float:

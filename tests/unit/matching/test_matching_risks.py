@@ -1,12 +1,16 @@
 """The risk budgets ``thresholds.choose`` spends by default: with the claims of the other rows
-(``exclusive.py``) far more people sit just above a threshold, and the budget is used."""
+(``exclusive.py``) far more people sit just above a threshold, and the budget is used; answered
+people are decided by their answers and spend none of it."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from cht_bridge.matching import Person
 from cht_bridge.matching.decisions import Candidate, MatchConfig
 from cht_bridge.matching.deterministic import DeterministicIndex
-from cht_bridge.matching.matcher import Scored, _Ranked
+from cht_bridge.matching.labels import Label
+from cht_bridge.matching.matcher import Scored, _Ranked, decide_all
 from cht_bridge.matching.thresholds import choose
 
 
@@ -39,3 +43,36 @@ def test_the_expected_duplicates_stay_under_one_in_a_thousand_rows() -> None:
     chosen = choose(scored, MatchConfig())
     assert chosen.lower <= 0.2
     assert chosen.expected_duplicates <= 5.0
+
+
+def _review_of_unanswered(scored: Scored, chosen, labels: list[Label]) -> int:
+    answered = {label.incoming_id for label in labels}
+    decisions = decide_all(scored, replace(MatchConfig(), upper=chosen.upper, lower=chosen.lower))
+    return sum(1 for d in decisions if d.decision == "review" and d.incoming_id not in answered)
+
+
+def test_answered_people_spend_none_of_the_duplicate_budget() -> None:
+    # 20 unanswered rows at 0.2 are 4 expected duplicates, within one in 1,000 of 5,000 rows; three
+    # people the model thought unlikely (0.05) were answered "this is the candidate". The reverse
+    # pipeline links them as answered, so they are no duplicates whatever the thresholds say;
+    # counting each as a whole one (7 > 5) sent the 20 unanswered rows to review
+    rows = [0.99995] * 4000 + [0.2] * 20 + [0.05] * 3 + [None] * 977
+    scored = _scored(rows)
+    labels = [Label(f"row{k}", f"e{k}", True) for k in range(4020, 4023)]
+    without = choose(scored, MatchConfig())
+    answered = choose(scored, MatchConfig(), labels)
+    assert without.lower > 0.2
+    assert answered.lower >= without.lower and answered.upper <= without.upper
+    assert _review_of_unanswered(scored, answered, labels) <= _review_of_unanswered(scored, without, labels) == 0
+    assert answered.expected_duplicates <= 5.0
+
+
+def test_a_labelled_wrong_link_still_moves_upper() -> None:
+    # answers never link against an answer: a pair at 0.9999 a reviewer said are two people
+    scored = _scored([0.99995] * 4000 + [0.9999] * 10 + [None] * 990)
+    labels = [Label("row4000", "e4000", False)]
+    assert choose(scored, MatchConfig()).upper <= 0.9999
+    chosen = choose(scored, MatchConfig(), labels)
+    assert chosen.upper > 0.9999
+    decisions = decide_all(scored, replace(MatchConfig(), upper=chosen.upper, lower=chosen.lower))
+    assert decisions[4000].decision != "link"
