@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from cht_bridge.matching import Person
 from cht_bridge.matching.decisions import Candidate, MatchConfig
 from cht_bridge.matching.deterministic import DeterministicIndex
@@ -76,3 +78,17 @@ def test_a_labelled_wrong_link_still_moves_upper() -> None:
     assert chosen.upper > 0.9999
     decisions = decide_all(scored, replace(MatchConfig(), upper=chosen.upper, lower=chosen.lower))
     assert decisions[4000].decision != "link"
+
+
+def test_a_list_that_is_mostly_old_answers_does_not_loosen_the_budgets_for_the_rest() -> None:
+    # 1,000 open rows, 10 of them at 0.2 (2 expected duplicates if called new: twice the budget of
+    # one in 1,000), and 9,000 rows answered "new" (training lists keep old answers): counted per
+    # row of the whole list, the budget grew tenfold and the 10 rows were called new
+    open_rows = [0.99995] * 900 + [0.2] * 10 + [None] * 90
+    scored = _scored(open_rows + [0.05] * 9000)
+    labels = [Label(f"row{k}", f"e{k}", False) for k in range(1000, 10000)]
+    chosen = choose(scored, MatchConfig(), labels)
+    decisions = decide_all(scored, replace(MatchConfig(), upper=chosen.upper, lower=chosen.lower))
+    assert {d.decision for d in decisions[900:910]} == {"review"}
+    assert chosen.expected_duplicates <= 1.0
+    assert chosen.review_share == pytest.approx(10 / 1000)
