@@ -164,3 +164,20 @@ def test_the_owner_of_a_number_outranks_a_neighbour_one_digit_off(others: int) -
     assert candidates[0].existing_id == "owner"
     weights = {c.existing_id: next(item[2] for item in c.evidence if item[0] == "phone") for c in candidates}
     assert weights.get("neighbour", -math.inf) < weights["owner"]
+
+
+def test_a_rare_number_one_digit_off_is_not_called_a_common_one() -> None:
+    # in a population large enough to know the number is rare, the reviewer must not read that it
+    # is common: the near level's u sat under the frequency floor, so every near number did
+    existing = [
+        Person(id="owner", given_name="Achieng", family_name="Otieno", phone="+254712000001", place="hh-1"),
+        *[
+            Person(id=f"p{k}", given_name=f"name{k}", family_name="Ouma", phone=f"+25479{k:07d}", place=f"hh-{k + 2}")
+            for k in range(5000)
+        ],
+    ]
+    incoming = [Person(id="row", given_name="Achieng", family_name="Otieno", phone="+254712000002", place="hh-1")]
+    best = match(incoming, existing, MatchConfig())[0].candidates[0]
+    phone = next(item for item in best.evidence if item[0] == "phone")
+    assert best.existing_id == "owner" and phone[1].startswith("phone differs in one digit")
+    assert "common" not in phone[1]
