@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from cht_bridge.matching.decisions import Candidate, Decision, MatchConfig, decide
 from cht_bridge.matching.deterministic import DeterministicIndex, Rule
-from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS, with_claims
+from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS, SAME_ROW, with_claims
 from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
 from cht_bridge.matching.model import BRIDGE_KEY
 from cht_bridge.matching.records import Person
@@ -66,19 +66,28 @@ def match(incoming: Sequence[Person], existing: Sequence[Person], config: MatchC
     :raises ValueError: when ids repeat within one list.
     """
     config = config or MatchConfig()
-    decisions = decide_all(score_people(incoming, existing, config), config)
+    decisions = decide_all(
+        score_people(incoming, existing, config, within_min_probability=_within_floor(config)), config
+    )
     _log_summary(decisions)
     return decisions
 
 
 def score_people(
-    incoming: Sequence[Person], existing: Sequence[Person], config: MatchConfig, lists: Sequence[str] | None = None
+    incoming: Sequence[Person],
+    existing: Sequence[Person],
+    config: MatchConfig,
+    lists: Sequence[str] | None = None,
+    within_min_probability: float | None = None,
 ) -> Scored:
     """Clean, score and rank: every step of :func:`match` before the thresholds.
 
     :param lists: per incoming person, the list (pipeline) it comes from, when several lists are
         scored together (training): rows of different lists do not compete for a person
         (``exclusive.py``). ``None``: ``incoming`` is one list.
+    :param within_min_probability: pairs of rows of the list under this probability may be left
+        out of ``Scored.within`` (:func:`_within_floor`: the ones no decision under ``config``
+        reads); ``None`` keeps them all, for callers that try other thresholds (training).
     :raises ValueError: when ids repeat, or ``lists`` does not name one list per incoming person.
     """
     if lists is not None and len(lists) != len(incoming):
@@ -101,6 +110,7 @@ def score_people(
         prior_within=config.duplicate_share / max(len(incoming), 1),
         threads=config.threads,
         model=config.model,
+        within_min_probability=within_min_probability,
     )
     if _bridge_flag(config, EXCLUSIVE_CLAIMS):
         by_key = dict(zip(incoming_keys, lists, strict=True)) if lists is not None else None
@@ -110,6 +120,14 @@ def score_people(
     ranked = _rank(between, existing_ids, config.expected_match_share, config.max_candidates)
     index = DeterministicIndex(existing, existing_phones, config.shared_phone_count)
     return Scored(incoming, incoming_keys, incoming_phones, ranked, index, within)
+
+
+def _within_floor(config: MatchConfig) -> float:
+    """The least probability at which a pair of rows of the list changes a decision under
+    ``config``: two rows are one person for ``_mark_duplicates`` from its threshold on, and their
+    claims stop competing (``exclusive.SAME_ROW``) from that one on."""
+    same_as = config.upper if config.same_as_upper is None else config.same_as_upper
+    return min(same_as, SAME_ROW)
 
 
 def _bridge_flag(config: MatchConfig, key: str) -> bool:

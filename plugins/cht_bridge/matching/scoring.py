@@ -4,6 +4,14 @@
 the blocking rules let through (the reverse-pipeline shape), and ``predict_within(incoming)``
 finds people a list names twice. A model (shipped or trained by ``training.py``) is only scored
 here, never trained.
+
+Scoring is the matcher's hot spot, and most of it is the name comparison's list lambdas (Jaro-
+Winkler and edit distance of every token against every token) on pairs that end far below any
+threshold (two strangers in one village). So a model with such levels is scored in two passes
+(``_bounded``): the first compares every blocked pair with those levels replaced by one level
+worth the most any of them is worth, which gives each pair a match weight at least its true
+one; only the pairs whose bound reaches the threshold are then scored with the model itself.
+The pairs returned, and every number in them, are the ones a single pass gives.
 """
 
 from __future__ import annotations
@@ -28,6 +36,13 @@ _LAMBDA_SYNTAX = "SET lambda_syntax='ENABLE_SINGLE_ARROW'"
 # Pairs below this match weight (odds of 1 in 1,000) cannot change a decision; leaving them in
 # DuckDB saves converting hundreds of thousands of rows to Python.
 _MIN_WEIGHT = -10.0
+# A level whose condition holds a list lambda (``x -> ...``) is the costly kind ``_bounded`` skips.
+_LAMBDA = "->"
+# The first pass keeps pairs this much under the threshold: its bound is exact arithmetic on the
+# same terms, so this only guards against a change in how Splink sums them.
+_BOUND_MARGIN = 1e-6
+# The column holding, per person, the pairs the second pass scores (see ``_pair_keys``).
+_PAIR_KEYS = "cht_pair_keys"
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ def score(
     prior_within: float,
     threads: int | None = None,
     model: dict[str, Any] | None = None,
+    within_min_probability: float | None = None,
 ) -> tuple[list[ScoredPair], list[ScoredPair]]:
     """Return (incoming × existing pairs, incoming × incoming pairs), scored.
 
@@ -62,6 +78,8 @@ def score(
     :param prior_within: the same for two rows of the incoming list.
     :param threads: DuckDB threads (default: all cores).
     :param model: Splink settings to score with (a trained model); default the shipped one.
+    :param within_min_probability: pairs of the list under this probability may be left out (the
+        caller uses none of them); ``None``: every pair above the usual floor is returned.
     """
     model = splink_settings(model or load_model())
     connection = duckdb.connect(":memory:")
@@ -73,30 +91,111 @@ def score(
         existing_df = db_api.register(existing, table_name="existing_people")
         incoming_df = db_api.register(incoming, table_name="incoming_people")
         tf_frames = {column: db_api.register(table, table_name=f"tf_{column}") for column, table in tf_lookups.items()}
+        bound = _bound_settings(model)
         between: list[ScoredPair] = []
         if existing.num_rows and incoming.num_rows:
-            linker = _linker(existing_df, model, prior_between, tf_frames)
-            predictions = linker.inference.predict_between(
-                existing_df, incoming_df, threshold_match_weight=_MIN_WEIGHT, warning_mode="never"
-            )
-            between = _pairs(predictions.as_pyarrow_table(), model)
+            sides = [(existing, existing_df), (incoming, incoming_df)]
+            between = _pairs(_predicted(db_api, sides, model, bound, prior_between, _MIN_WEIGHT, tf_frames), model)
         within: list[ScoredPair] = []
         if incoming.num_rows > 1:
-            linker = _linker(incoming_df, model, prior_within, tf_frames)
-            predictions = linker.inference.predict_within(
-                incoming_df, threshold_match_weight=_MIN_WEIGHT, warning_mode="never"
-            )
-            within = _pairs(predictions.as_pyarrow_table(), model)
+            floor = _MIN_WEIGHT
+            if within_min_probability is not None and within_min_probability > 0.0:
+                floor = max(floor, math.log2(within_min_probability / max(1.0 - within_min_probability, 1e-300)))
+            sides = [(incoming, incoming_df)]
+            within = _pairs(_predicted(db_api, sides, model, bound, prior_within, floor, tf_frames), model)
         return between, within
     finally:
         connection.close()
+
+
+def _predicted(
+    db_api: DuckDBAPI,
+    sides: list[tuple[pa.Table, SplinkDataFrame]],
+    model: dict[str, Any],
+    bound: dict[str, Any] | None,
+    prior: float,
+    floor: float,
+    tf_frames: dict[str, SplinkDataFrame],
+) -> pa.Table:
+    """Splink's predictions at match weight ``floor`` or more: between the two ``sides`` (left,
+    right), or within the one; in two passes when ``bound`` (``_bound_settings``) is given."""
+    frames = [frame for _, frame in sides]
+    if bound is None:
+        return _predict(_linker(frames[0], model, prior, tf_frames), frames, floor, None)
+    candidates = _predict(_linker(frames[0], bound, prior, tf_frames), frames, floor - _BOUND_MARGIN, None)
+    if candidates.num_rows == 0:
+        return candidates.slice(0, 0)
+    keyed = [
+        db_api.register(_pair_keys(table, candidates), table_name=f"{frame.templated_name}_pairs_{len(sides)}")
+        for table, frame in sides
+    ]
+    rules = [{"blocking_rule": f'l."{_PAIR_KEYS}" = r."{_PAIR_KEYS}"', "arrays_to_explode": [_PAIR_KEYS]}]
+    return _predict(_linker(keyed[0], model, prior, tf_frames), keyed, floor, rules)
+
+
+def _predict(linker: Linker, frames: list[SplinkDataFrame], floor: float, rules: list[dict] | None) -> pa.Table:
+    options = {"threshold_match_weight": floor, "warning_mode": "never"}
+    if rules is not None:
+        options["blocking_rules_to_generate_predictions"] = rules
+    if len(frames) == 2:
+        return linker.inference.predict_between(frames[0], frames[1], **options).as_pyarrow_table()
+    return linker.inference.predict_within(frames[0], **options).as_pyarrow_table()
+
+
+def _pair_keys(table: pa.Table, candidates: pa.Table) -> pa.Table:
+    """``table`` with, per person, the numbers of the candidate pairs it is in: two people share
+    a number exactly when they are a candidate pair, so blocking on it finds those pairs only."""
+    keys: dict[str, list[int]] = {}
+    left, right = candidates.column("unique_id_l").to_pylist(), candidates.column("unique_id_r").to_pylist()
+    for number, (a, b) in enumerate(zip(left, right, strict=True)):
+        keys.setdefault(a, []).append(number)
+        keys.setdefault(b, []).append(number)
+    found = [keys.get(key) for key in table.column("unique_id").to_pylist()]
+    return table.append_column(_PAIR_KEYS, pa.array(found, type=pa.list_(pa.int64())))
+
+
+def _bound_settings(model: dict[str, Any]) -> dict[str, Any] | None:
+    """``model`` with each comparison's levels from its first list-lambda level on replaced by
+    one level (``ELSE``) worth the most any of them is worth, so that a pair's match weight is at
+    least its true one and costs no lambda; ``None`` when no level has a lambda, or when one of
+    the levels replaced has a term-frequency adjustment or no weight (no bound is known then)."""
+    comparisons, changed = [], False
+    for comparison in model["comparisons"]:
+        levels = comparison["comparison_levels"]
+        first = next((i for i, level in enumerate(levels) if _LAMBDA in level.get("sql_condition", "")), None)
+        if first is None:
+            comparisons.append(comparison)
+            continue
+        weights = [_level_weight(level) for level in levels[first:]]
+        if any(level.get("tf_adjustment_column") for level in levels[first:]) or None in weights:
+            return None
+        top = max(weights)
+        if top == -math.inf:
+            return None
+        m, u = (1.0, 2.0**-top) if top >= 0 else (2.0**top, 1.0)
+        most = {"sql_condition": "ELSE", "label_for_charts": "bound", "m_probability": m, "u_probability": u}
+        comparisons.append(dict(comparison, comparison_levels=[*levels[:first], most]))
+        changed = True
+    return dict(model, comparisons=comparisons) if changed else None
+
+
+def _level_weight(level: dict[str, Any]) -> float | None:
+    """A level's match weight, log2(m/u) (0 for a null level, -inf for m = 0; ``None``: unknown)."""
+    if level.get("is_null_level"):
+        return 0.0
+    m, u = level.get("m_probability"), level.get("u_probability")
+    if m is None or not u:
+        return None
+    return math.log2(m / u) if m > 0 else -math.inf
 
 
 def _linker(
     frame: SplinkDataFrame, model: dict[str, Any], prior: float, tf_frames: dict[str, SplinkDataFrame]
 ) -> Linker:
     settings = dict(model, probability_two_random_records_match=min(max(prior, 1e-9), 0.5))
-    linker = Linker(frame, settings, log_level=None)
+    # The settings are a model the bridge wrote and its tables the bridge's own: Splink's
+    # validation only logs, and costs a tenth of a second per linker.
+    linker = Linker(frame, settings, log_level=None, validate_settings=False)
     for column, tf_frame in tf_frames.items():
         if _uses_tf(model, column):
             linker.table_management.register_term_frequency_lookup(tf_frame, column)
