@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from splink import DuckDBAPI, Linker
 
 from cht_bridge.matching.evidence import Evidence, words
@@ -92,49 +94,49 @@ def score(
         incoming_df = db_api.register(incoming, table_name="incoming_people")
         tf_frames = {column: db_api.register(table, table_name=f"tf_{column}") for column, table in tf_lookups.items()}
         bound = _bound_settings(model)
+        linkers = [_linker(incoming_df, settings, tf_frames) for settings in (model, bound) if settings is not None]
         between: list[ScoredPair] = []
         if existing.num_rows and incoming.num_rows:
             sides = [(existing, existing_df), (incoming, incoming_df)]
-            between = _pairs(_predicted(db_api, sides, model, bound, prior_between, _MIN_WEIGHT, tf_frames), model)
+            between = _pairs(_predicted(db_api, sides, linkers, prior_between, _MIN_WEIGHT), model)
         within: list[ScoredPair] = []
         if incoming.num_rows > 1:
             floor = _MIN_WEIGHT
             if within_min_probability is not None and within_min_probability > 0.0:
                 floor = max(floor, math.log2(within_min_probability / max(1.0 - within_min_probability, 1e-300)))
-            sides = [(incoming, incoming_df)]
-            within = _pairs(_predicted(db_api, sides, model, bound, prior_within, floor, tf_frames), model)
+            within = _pairs(_predicted(db_api, [(incoming, incoming_df)], linkers, prior_within, floor), model)
         return between, within
     finally:
         connection.close()
 
 
 def _predicted(
-    db_api: DuckDBAPI,
-    sides: list[tuple[pa.Table, SplinkDataFrame]],
-    model: dict[str, Any],
-    bound: dict[str, Any] | None,
-    prior: float,
-    floor: float,
-    tf_frames: dict[str, SplinkDataFrame],
+    db_api: DuckDBAPI, sides: list[tuple[pa.Table, SplinkDataFrame]], linkers: list[Linker], prior: float, floor: float
 ) -> pa.Table:
     """Splink's predictions at match weight ``floor`` or more: between the two ``sides`` (left,
-    right), or within the one; in two passes when ``bound`` (``_bound_settings``) is given."""
+    right), or within the one. ``linkers``: the model's, and the bound's (``_bound_settings``)
+    when there is one, which makes it two passes."""
     frames = [frame for _, frame in sides]
-    if bound is None:
-        return _predict(_linker(frames[0], model, prior, tf_frames), frames, floor, None)
-    candidates = _predict(_linker(frames[0], bound, prior, tf_frames), frames, floor - _BOUND_MARGIN, None)
+    if len(linkers) == 1:
+        return _predict(linkers[0], frames, prior, floor, None)
+    candidates = _predict(linkers[1], frames, prior, floor - _BOUND_MARGIN, None)
     if candidates.num_rows == 0:
-        return candidates.slice(0, 0)
+        return candidates
     keyed = [
         db_api.register(_pair_keys(table, candidates), table_name=f"{frame.templated_name}_pairs_{len(sides)}")
         for table, frame in sides
     ]
     rules = [{"blocking_rule": f'l."{_PAIR_KEYS}" = r."{_PAIR_KEYS}"', "arrays_to_explode": [_PAIR_KEYS]}]
-    return _predict(_linker(keyed[0], model, prior, tf_frames), keyed, floor, rules)
+    return _predict(linkers[0], keyed, prior, floor, rules)
 
 
-def _predict(linker: Linker, frames: list[SplinkDataFrame], floor: float, rules: list[dict] | None) -> pa.Table:
-    options = {"threshold_match_weight": floor, "warning_mode": "never"}
+def _predict(
+    linker: Linker, frames: list[SplinkDataFrame], prior: float, floor: float, rules: list[dict] | None
+) -> pa.Table:
+    # One linker per model serves both priors (building one parses every level's SQL): the prior
+    # is read when the scoring SQL is written, from this setting.
+    linker._settings_obj._probability_two_random_records_match = min(max(prior, 1e-9), 0.5)  # noqa: SLF001
+    options: dict[str, Any] = {"threshold_match_weight": floor, "warning_mode": "never"}
     if rules is not None:
         options["blocking_rules_to_generate_predictions"] = rules
     if len(frames) == 2:
@@ -145,13 +147,16 @@ def _predict(linker: Linker, frames: list[SplinkDataFrame], floor: float, rules:
 def _pair_keys(table: pa.Table, candidates: pa.Table) -> pa.Table:
     """``table`` with, per person, the numbers of the candidate pairs it is in: two people share
     a number exactly when they are a candidate pair, so blocking on it finds those pairs only."""
-    keys: dict[str, list[int]] = {}
-    left, right = candidates.column("unique_id_l").to_pylist(), candidates.column("unique_id_r").to_pylist()
-    for number, (a, b) in enumerate(zip(left, right, strict=True)):
-        keys.setdefault(a, []).append(number)
-        keys.setdefault(b, []).append(number)
-    found = [keys.get(key) for key in table.column("unique_id").to_pylist()]
-    return table.append_column(_PAIR_KEYS, pa.array(found, type=pa.list_(pa.int64())))
+    ids = pa.concat_arrays([candidates.column(name).combine_chunks() for name in ("unique_id_l", "unique_id_r")])
+    numbers = np.tile(np.arange(candidates.num_rows, dtype=np.int64), 2)
+    rows = pc.index_in(ids, value_set=table.column("unique_id").combine_chunks())
+    found = rows.is_valid().to_numpy(zero_copy_only=False)
+    rows = rows.drop_null().to_numpy().astype(np.int64)
+    order = np.argsort(rows, kind="stable")
+    offsets = np.zeros(table.num_rows + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=table.num_rows), out=offsets[1:])
+    keys = pa.ListArray.from_arrays(pa.array(offsets), pa.array(numbers[found][order]))
+    return table.append_column(_PAIR_KEYS, keys)
 
 
 def _bound_settings(model: dict[str, Any]) -> dict[str, Any] | None:
@@ -189,13 +194,10 @@ def _level_weight(level: dict[str, Any]) -> float | None:
     return math.log2(m / u) if m > 0 else -math.inf
 
 
-def _linker(
-    frame: SplinkDataFrame, model: dict[str, Any], prior: float, tf_frames: dict[str, SplinkDataFrame]
-) -> Linker:
-    settings = dict(model, probability_two_random_records_match=min(max(prior, 1e-9), 0.5))
+def _linker(frame: SplinkDataFrame, model: dict[str, Any], tf_frames: dict[str, SplinkDataFrame]) -> Linker:
     # The settings are a model the bridge wrote and its tables the bridge's own: Splink's
     # validation only logs, and costs a tenth of a second per linker.
-    linker = Linker(frame, settings, log_level=None, validate_settings=False)
+    linker = Linker(frame, model, log_level=None, validate_settings=False)
     for column, tf_frame in tf_frames.items():
         if _uses_tf(model, column):
             linker.table_management.register_term_frequency_lookup(tf_frame, column)
