@@ -50,8 +50,8 @@ _WORDS = {
     ("place", "places differ (people move)"): "places differ",
 }
 _FIELD_NAMES = {"names": "name", "date_of_birth": "date of birth", "place": "place", "phone": "phone", "sex": "sex"}
-# A frequency adjustment this large (bits) is worth saying.
-_TF_NOTE_BITS = 1.0
+#: A frequency adjustment this large (bits) is worth saying.
+TF_NOTE_BITS = 1.0
 
 Evidence = tuple[str, str, float]  # (comparison, words, match weight in bits)
 
@@ -59,9 +59,9 @@ Evidence = tuple[str, str, float]  # (comparison, words, match weight in bits)
 def words(comparison: str, level: str | None, tf_bits: float = 0.0) -> str:
     """The words for one field's level, with a note when the value's frequency moved its weight."""
     text = _WORDS.get((comparison, level or ""), level or f"{_FIELD_NAMES.get(comparison, comparison)} missing")
-    if tf_bits <= -_TF_NOTE_BITS:
+    if tf_bits <= -TF_NOTE_BITS:
         text += f"; the {_FIELD_NAMES.get(comparison, comparison)} is a common one in this area"
-    elif tf_bits >= _TF_NOTE_BITS:
+    elif tf_bits >= TF_NOTE_BITS:
         text += f"; the {_FIELD_NAMES.get(comparison, comparison)} is rare in this area"
     return text
 

@@ -213,7 +213,8 @@ def _rank(
     Bayes factor, over the same sum for every candidate plus ``1 - match_share`` for "someone
     new". Two equally good candidates each get about 0.5 and go to review. Also returns the
     probability that the person is any of them (over every candidate, not only the ``keep`` best
-    returned), and the best candidate's per-field weights. Ties are broken by existing id.
+    returned), and the best candidate's per-field weights. Ties are broken by existing id. Only
+    the ``keep`` candidates returned get their reason and evidence written.
     """
     by_incoming: dict[str, list[ScoredPair]] = defaultdict(list)
     for pair in pairs:
@@ -225,17 +226,18 @@ def _rank(
         relative = [2.0 ** (pair.match_weight - top) for pair in found]
         none_of_them = max(1.0 - match_share, 1e-9) * 2.0 ** (-top) if top < 1000 else 0.0
         total = none_of_them + sum(relative)
-        candidates = [
+        probabilities = [odds / total for odds in relative]
+        ids = [existing_ids[pair.left] for pair in found]
+        order = sorted(range(len(found)), key=lambda i: (-probabilities[i], ids[i]))
+        best_first = [
             Candidate(
-                existing_ids[pair.left],
-                odds / total,
-                _reason(pair),
-                tuple(sorted(pair.evidence, key=lambda item: -abs(item[2]))),
+                ids[i],
+                probabilities[i],
+                _reason(found[i]),
+                tuple(sorted(found[i].evidence, key=lambda item: -abs(item[2]))),
             )
-            for pair, odds in zip(found, relative, strict=True)
+            for i in order[:keep]
         ]
-        order = sorted(range(len(found)), key=lambda i: (-candidates[i].probability, candidates[i].existing_id))
-        best_first = [candidates[i] for i in order[:keep]]
         ranked[key] = _Ranked(best_first, 1.0 - none_of_them / total, dict(found[order[0]].weights))
     return ranked
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from splink import DuckDBAPI, Linker
 
-from cht_bridge.matching.evidence import Evidence, words
+from cht_bridge.matching.evidence import TF_NOTE_BITS, Evidence, words
 from cht_bridge.matching.model import BRIDGE_KEY, load_model
 
 if TYPE_CHECKING:
@@ -225,6 +225,18 @@ def _pairs(table: pa.Table, model: dict[str, Any]) -> list[ScoredPair]:
     tf = {name: columns.get(f"mw_tf_adj_{name}", zeros) for name in names}
     per_field = [[a + b for a, b in zip(columns[f"mw_{name}"], tf[name], strict=True)] for name in names]
     labels = {comparison["output_column_name"]: _level_labels(comparison) for comparison in model["comparisons"]}
+    # A field's words depend on its level (named by its weight) and on whether the frequency
+    # moved it by a noted amount; pairs repeat those few combinations thousands of times.
+    said: dict[tuple[str, float | None, int], str] = {}
+
+    def words_for(name: str, weight: float | None, tf_bits: float | None) -> str:
+        bits = tf_bits or 0.0
+        key = (name, weight, (bits >= TF_NOTE_BITS) - (bits <= -TF_NOTE_BITS))
+        found = said.get(key)
+        if found is None:
+            found = said[key] = words(name, _level_of(labels[name], weight), bits)
+        return found
+
     pairs = []
     for row, (left, right, probability, match_weight, *weights) in enumerate(
         zip(
@@ -237,7 +249,7 @@ def _pairs(table: pa.Table, model: dict[str, Any]) -> list[ScoredPair]:
         )
     ):
         evidence = tuple(
-            (name, words(name, _level_of(labels[name], columns[f"mw_{name}"][row]), tf[name][row] or 0.0), weight)
+            (name, words_for(name, columns[f"mw_{name}"][row], tf[name][row]), weight)
             for name, weight in zip(names, weights, strict=True)
         )
         pairs.append(
