@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from splink import DuckDBAPI, Linker
+from splink.internals.duckdb.dataframe import DuckDBDataFrame
 
 from cht_bridge.matching.evidence import TF_NOTE_BITS, Evidence, words
 from cht_bridge.matching.model import BRIDGE_KEY, load_model
@@ -90,8 +91,8 @@ def score(
         if threads:
             connection.execute(f"SET threads={int(threads)}")
         db_api = DuckDBAPI(connection)
-        existing_df = db_api.register(existing, table_name="existing_people")
-        incoming_df = db_api.register(incoming, table_name="incoming_people")
+        existing_df = _register(db_api, existing, "existing_people")
+        incoming_df = _register(db_api, incoming, "incoming_people")
         tf_frames = {column: db_api.register(table, table_name=f"tf_{column}") for column, table in tf_lookups.items()}
         bound = _bound_settings(model)
         linkers = [_linker(incoming_df, settings, tf_frames) for settings in (model, bound) if settings is not None]
@@ -123,7 +124,7 @@ def _predicted(
     if candidates.num_rows == 0:
         return candidates
     keyed = [
-        db_api.register(_pair_keys(table, candidates), table_name=f"{frame.templated_name}_pairs_{len(sides)}")
+        _register(db_api, _pair_keys(table, candidates), f"{frame.templated_name}_pairs_{len(sides)}")
         for table, frame in sides
     ]
     rules = [{"blocking_rule": f'l."{_PAIR_KEYS}" = r."{_PAIR_KEYS}"', "arrays_to_explode": [_PAIR_KEYS]}]
@@ -142,6 +143,26 @@ def _predict(
     if len(frames) == 2:
         return linker.inference.predict_between(frames[0], frames[1], **options).as_pyarrow_table()
     return linker.inference.predict_within(frames[0], **options).as_pyarrow_table()
+
+
+class _RegisteredFrame(DuckDBDataFrame):
+    """A table the bridge registered, whose columns never change: Splink reads and parses a
+    table's columns again for every statement it writes (a tenth of the scoring time); this
+    reads them once."""
+
+    @property
+    def columns(self) -> list:
+        known = self.__dict__.get("_known_columns")
+        if known is None:
+            known = self.__dict__["_known_columns"] = super().columns
+        return list(known)
+
+
+def _register(db_api: DuckDBAPI, table: pa.Table, name: str) -> SplinkDataFrame:
+    frame = db_api.register(table, table_name=name)
+    if type(frame) is DuckDBDataFrame:
+        frame.__class__ = _RegisteredFrame
+    return frame
 
 
 def _pair_keys(table: pa.Table, candidates: pa.Table) -> pa.Table:
