@@ -8,7 +8,7 @@ here, never trained.
 Scoring is the matcher's hot spot, and most of it is the name comparison's list lambdas (Jaro-
 Winkler and edit distance of every token against every token) on pairs that end far below any
 threshold (two strangers in one village). So a model with such levels is scored in two passes
-(``_bounded``): the first compares every blocked pair with those levels replaced by one level
+(``_predicted``): the first compares every blocked pair with those levels replaced by one level
 worth the most any of them is worth, which gives each pair a match weight at least its true
 one; only the pairs whose bound reaches the threshold are then scored with the model itself.
 The pairs returned, and every number in them, are the ones a single pass gives.
@@ -39,7 +39,7 @@ _LAMBDA_SYNTAX = "SET lambda_syntax='ENABLE_SINGLE_ARROW'"
 # Pairs below this match weight (odds of 1 in 1,000) cannot change a decision; leaving them in
 # DuckDB saves converting hundreds of thousands of rows to Python.
 _MIN_WEIGHT = -10.0
-# A level whose condition holds a list lambda (``x -> ...``) is the costly kind ``_bounded`` skips.
+# A level whose condition holds a list lambda (``x -> ...``) is the costly kind the first pass skips.
 _LAMBDA = "->"
 # The first pass keeps pairs this much under the threshold: its bound is exact arithmetic on the
 # same terms, so this only guards against a change in how Splink sums them.
@@ -240,6 +240,9 @@ def _uses_tf(model: dict[str, Any], column: str) -> bool:
 
 
 def _pairs(table: pa.Table, model: dict[str, Any]) -> list[ScoredPair]:
+    # In a fixed order (DuckDB's depends on its threads and on the passes): the matcher sums a
+    # row's candidates in this order, and the same pairs should give the same bits every run.
+    table = table.sort_by([("unique_id_r", "ascending"), ("unique_id_l", "ascending")])
     columns = table.to_pydict()
     zeros = [0.0] * table.num_rows
     names = [comparison["output_column_name"] for comparison in model["comparisons"]]
