@@ -95,32 +95,34 @@ def score(
         incoming_df = _register(db_api, incoming, "incoming_people")
         tf_frames = {column: db_api.register(table, table_name=f"tf_{column}") for column, table in tf_lookups.items()}
         bound = _bound_settings(model)
-        linkers = [_linker(incoming_df, settings, tf_frames) for settings in (model, bound) if settings is not None]
+        models = [settings for settings in (model, bound) if settings is not None]
         between: list[ScoredPair] = []
         if existing.num_rows and incoming.num_rows:
             sides = [(existing, existing_df), (incoming, incoming_df)]
-            between = _pairs(_predicted(db_api, sides, linkers, prior_between, _MIN_WEIGHT), model)
+            linkers = [_linker(incoming_df, settings, prior_between, tf_frames) for settings in models]
+            between = _pairs(_predicted(db_api, sides, linkers, _MIN_WEIGHT), model)
         within: list[ScoredPair] = []
         if incoming.num_rows > 1:
             floor = _MIN_WEIGHT
             if within_min_probability is not None and within_min_probability > 0.0:
                 floor = max(floor, math.log2(within_min_probability / max(1.0 - within_min_probability, 1e-300)))
-            within = _pairs(_predicted(db_api, [(incoming, incoming_df)], linkers, prior_within, floor), model)
+            linkers = [_linker(incoming_df, settings, prior_within, tf_frames) for settings in models]
+            within = _pairs(_predicted(db_api, [(incoming, incoming_df)], linkers, floor), model)
         return between, within
     finally:
         connection.close()
 
 
 def _predicted(
-    db_api: DuckDBAPI, sides: list[tuple[pa.Table, SplinkDataFrame]], linkers: list[Linker], prior: float, floor: float
+    db_api: DuckDBAPI, sides: list[tuple[pa.Table, SplinkDataFrame]], linkers: list[Linker], floor: float
 ) -> pa.Table:
     """Splink's predictions at match weight ``floor`` or more: between the two ``sides`` (left,
     right), or within the one. ``linkers``: the model's, and the bound's (``_bound_settings``)
     when there is one, which makes it two passes."""
     frames = [frame for _, frame in sides]
     if len(linkers) == 1:
-        return _predict(linkers[0], frames, prior, floor, None)
-    candidates = _predict(linkers[1], frames, prior, floor - _BOUND_MARGIN, None)
+        return _predict(linkers[0], frames, floor, None)
+    candidates = _predict(linkers[1], frames, floor - _BOUND_MARGIN, None)
     if candidates.num_rows == 0:
         return candidates
     keyed = [
@@ -128,15 +130,10 @@ def _predicted(
         for table, frame in sides
     ]
     rules = [{"blocking_rule": f'l."{_PAIR_KEYS}" = r."{_PAIR_KEYS}"', "arrays_to_explode": [_PAIR_KEYS]}]
-    return _predict(linkers[0], keyed, prior, floor, rules)
+    return _predict(linkers[0], keyed, floor, rules)
 
 
-def _predict(
-    linker: Linker, frames: list[SplinkDataFrame], prior: float, floor: float, rules: list[dict] | None
-) -> pa.Table:
-    # One linker per model serves both priors (building one parses every level's SQL): the prior
-    # is read when the scoring SQL is written, from this setting.
-    linker._settings_obj._probability_two_random_records_match = min(max(prior, 1e-9), 0.5)  # noqa: SLF001
+def _predict(linker: Linker, frames: list[SplinkDataFrame], floor: float, rules: list[dict] | None) -> pa.Table:
     options: dict[str, Any] = {"threshold_match_weight": floor, "warning_mode": "never"}
     if rules is not None:
         options["blocking_rules_to_generate_predictions"] = rules
@@ -215,10 +212,13 @@ def _level_weight(level: dict[str, Any]) -> float | None:
     return math.log2(m / u) if m > 0 else -math.inf
 
 
-def _linker(frame: SplinkDataFrame, model: dict[str, Any], tf_frames: dict[str, SplinkDataFrame]) -> Linker:
+def _linker(
+    frame: SplinkDataFrame, model: dict[str, Any], prior: float, tf_frames: dict[str, SplinkDataFrame]
+) -> Linker:
+    settings = dict(model, probability_two_random_records_match=min(max(prior, 1e-9), 0.5))
     # The settings are a model the bridge wrote and its tables the bridge's own: Splink's
     # validation only logs, and costs a tenth of a second per linker.
-    linker = Linker(frame, model, log_level=None, validate_settings=False)
+    linker = Linker(frame, settings, log_level=None, validate_settings=False)
     for column, tf_frame in tf_frames.items():
         if _uses_tf(model, column):
             linker.table_management.register_term_frequency_lookup(tf_frame, column)
