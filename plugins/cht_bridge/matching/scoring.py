@@ -41,8 +41,9 @@ _LAMBDA_SYNTAX = "SET lambda_syntax='ENABLE_SINGLE_ARROW'"
 _MIN_WEIGHT = -10.0
 # A level whose condition holds a list lambda (``x -> ...``) is the costly kind the first pass skips.
 _LAMBDA = "->"
-# The first pass keeps pairs this much under the threshold: its bound is exact arithmetic on the
-# same terms, so this only guards against a change in how Splink sums them.
+# The first pass keeps pairs this much under the threshold (its bound is exact arithmetic on the
+# same terms, so this only guards against a change in how Splink sums them), and so does a floor
+# given as a probability.
 _BOUND_MARGIN = 1e-6
 # The column holding, per person, the pairs the second pass scores (see ``_pair_keys``).
 _PAIR_KEYS = "cht_pair_keys"
@@ -105,7 +106,9 @@ def score(
         if incoming.num_rows > 1:
             floor = _MIN_WEIGHT
             if within_min_probability is not None and within_min_probability > 0.0:
-                floor = max(floor, math.log2(within_min_probability / max(1.0 - within_min_probability, 1e-300)))
+                # a hair under the probability's weight: a pair just under it may round up to it
+                odds = within_min_probability / max(1.0 - within_min_probability, 1e-300)
+                floor = max(floor, math.log2(odds) - _BOUND_MARGIN)
             linkers = [_linker(incoming_df, settings, prior_within, tf_frames) for settings in models]
             within = _pairs(_predicted(db_api, [(incoming, incoming_df)], linkers, floor), model)
         return between, within
