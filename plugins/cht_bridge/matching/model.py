@@ -335,6 +335,9 @@ BLOCKING_RULES = [
         'AND NOT (l."birth_month" = 1 AND l."birth_day" = 1)',
         "arrays_to_explode": ["names"],
     },
+    # A name and another's first letter: a row known by its names alone, one of them misspelt, has
+    # no other key (14 of 24 existing people called new on the East African benchmark, seed 13).
+    {"blocking_rule": 'l."name_initials" = r."name_initials"', "arrays_to_explode": ["name_initials"]},
     # A one-digit phone typo leaves one half of the number intact.
     {"blocking_rule": 'substr(l."phone", 1, 9) = substr(r."phone", 1, 9)'},
     {"blocking_rule": 'right(l."phone", 5) = right(r."phone", 5)'},

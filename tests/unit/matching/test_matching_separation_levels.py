@@ -111,3 +111,16 @@ def test_training_estimates_each_new_level_on_its_own(trained) -> None:
     for field, new, rest, _, _ in NEW_LEVELS:
         levels = _levels(trained, field)
         assert _weight(levels[new]) > _weight(levels[rest]) + 1.0, new
+
+
+def test_a_row_known_only_by_its_names_one_misspelt_finds_its_person() -> None:
+    # No date of birth, phone or place to block on, and the typo breaks every name-pair key: the
+    # person was never compared, and a duplicate was created.
+    existing = [
+        Person(id="e1", given_name="Margret", family_name="Mugambi", sex="female", date_of_birth="2004-05-26"),
+        Person(id="e2", given_name="Mary", family_name="Wanjiru", sex="female", date_of_birth="1990-01-02"),
+    ]
+    row = Person(id="row", given_name="Mrgret", family_name="Mugambi", sex="F")
+    decided = match([row], existing, MatchConfig())[0]
+    assert [c.existing_id for c in decided.candidates] == ["e1"]
+    assert decided.decision != "new"
