@@ -75,6 +75,10 @@ def build_table(
         # nothing else (date of birth, place, phone) is there to block on ("mrgret mugambi" for
         # "margret mugambi"); typists rarely get a name's first letter wrong.
         rows["name_initials"].append([f"{a} {b[0]}" for a, b in permutations(tokens, 2)] or None)
+        # Narrower, for names common enough that the first letter makes too many pairs: a name and
+        # the first three, or the last three, letters of another (one typo leaves one end intact).
+        ends = [key for a, b in permutations(tokens, 2) for key in (f"{a} {b[:3]}", f"{a} <{b[-3:]}")]
+        rows["name_ends"].append(ends or None)
         rows["sex"].append(person.sex)
         rows["date_of_birth"].append(born)
         rows["birth_year"].append(born.year if born else None)
@@ -185,6 +189,7 @@ _COLUMNS: dict[str, pa.DataType] = {
     "name_pairs": pa.list_(pa.string()),
     "name_joins": pa.list_(pa.string()),
     "name_initials": pa.list_(pa.string()),
+    "name_ends": pa.list_(pa.string()),
     "sex": pa.string(),
     "date_of_birth": pa.date32(),
     "birth_year": pa.int32(),

@@ -124,3 +124,18 @@ def test_a_row_known_only_by_its_names_one_misspelt_finds_its_person() -> None:
     decided = match([row], existing, MatchConfig())[0]
     assert [c.existing_id for c in decided.candidates] == ["e1"]
     assert decided.decision != "new"
+
+
+def test_where_first_letters_make_too_many_pairs_a_name_and_another_names_end_still_find_the_person() -> None:
+    # Training drops a rule that makes too many pairs (common names): this narrower one remains.
+    model = load_model()
+    model["blocking_rules_to_generate_predictions"] = [
+        rule for rule in model["blocking_rules_to_generate_predictions"] if "name_ends" in rule["blocking_rule"]
+    ]
+    existing = [
+        Person(id="e1", given_name="Akinkunmi", family_name="Ampofo", place="D00V015", area=("D00",)),
+        Person(id="e2", given_name="Akinkunmi", family_name="Ampofo", place="D01V002", area=("D01",)),
+    ]
+    row = Person(id="row", given_name="Akinkunnmi", family_name="Ampofo", area=("D00",))
+    decided = match([row], existing, MatchConfig(model=model))[0]
+    assert [c.existing_id for c in decided.candidates] == ["e1"]
