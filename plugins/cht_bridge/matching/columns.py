@@ -30,7 +30,7 @@ COMPARISON_FIELDS = {
 #: The feature columns (``features.build_table``) each field fills: a level or blocking rule that
 #: reads one of an empty field's columns can never be reached.
 FIELD_COLUMNS = {
-    "names": ("names", "name_key", "name_pairs", "name_joins"),
+    "names": ("names", "name_key", "name_pairs", "name_joins", "name_initials", "name_ends"),
     "sex": ("sex",),
     "date_of_birth": ("date_of_birth", "birth_year", "birth_month", "birth_day"),
     "phone": ("phone", "phone9"),

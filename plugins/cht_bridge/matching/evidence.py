@@ -15,6 +15,7 @@ from collections.abc import Sequence
 _WORDS = {
     ("names", "same name tokens"): "same names",
     ("names", "one name is the other plus/minus tokens"): "same names, one has a name more",
+    ("names", "every name the same or one letter apart"): "every name the same or one letter apart",
     ("names", ">= 2 tokens shared (e.g. surname changed)"): "two names shared, another differs",
     ("names", ">= 2 tokens alike, one letter apart"): "names differ in one letter",
     ("names", ">= 2 tokens alike (Jaro-Winkler >= 0.92)"): "names spelt alike",
@@ -30,10 +31,14 @@ _WORDS = {
     ("sex", "sex differs"): "sex differs",
     ("date_of_birth", "same 1 January (estimated) date"): "same estimated date of birth (1 January)",
     ("date_of_birth", "same date"): "same date of birth",
+    ("date_of_birth", "same year, day and month swapped"): "date of birth with day and month swapped",
     ("date_of_birth", "same year, day or month wrong or swapped"): "birth year same, day or month differs",
     ("date_of_birth", "same year, one side only a year (1 January)"): "same birth year (one side knows only the year)",
     ("date_of_birth", "same year"): "same birth year",
     ("date_of_birth", "same birthday, year 1-2 apart"): "same birthday, birth year 1-2 apart",
+    ("date_of_birth", "1-2 years apart, both dates estimated (1 January)"): (
+        "born 1-2 years apart, both dates estimated (1 January)"
+    ),
     ("date_of_birth", "1-2 years apart"): "born 1-2 years apart",
     ("date_of_birth", "3-9 years apart (age re-estimated)"): "born 3-9 years apart",
     ("date_of_birth", "10+ years apart"): "born 10 or more years apart",
@@ -45,6 +50,7 @@ _WORDS = {
     ("place", "same place"): "same place",
     ("place", "place names alike"): "place names spelt alike",
     ("place", "same wider area"): "same wider area",
+    ("place", "place unknown, same area"): "place unknown, same area",
     ("place", "places differ, same area"): "other place in the same area",
     ("place", "places differ, an area unknown"): "places differ (area unknown)",
     ("place", "places differ (people move)"): "places differ",

@@ -71,6 +71,14 @@ def build_table(
         # side's ``names`` ("graceakinyi" = a join of "Grace Akinyi").
         joins = [a + b for a, b in permutations(tokens, 2)] or [_NO_JOIN]
         rows["name_joins"].append(joins if tokens else None)
+        # A name and the first letter of another: finds a row whose other name has a typo when
+        # nothing else (date of birth, place, phone) is there to block on ("mrgret mugambi" for
+        # "margret mugambi"); typists rarely get a name's first letter wrong.
+        rows["name_initials"].append([f"{a} {b[0]}" for a, b in permutations(tokens, 2)] or None)
+        # Narrower, for names common enough that the first letter makes too many pairs: a name and
+        # the first three, or the last three, letters of another (one typo leaves one end intact).
+        ends = [key for a, b in permutations(tokens, 2) for key in (f"{a} {b[:3]}", f"{a} <{b[-3:]}")]
+        rows["name_ends"].append(ends or None)
         rows["sex"].append(person.sex)
         rows["date_of_birth"].append(born)
         rows["birth_year"].append(born.year if born else None)
@@ -180,6 +188,8 @@ _COLUMNS: dict[str, pa.DataType] = {
     "name_key": pa.string(),
     "name_pairs": pa.list_(pa.string()),
     "name_joins": pa.list_(pa.string()),
+    "name_initials": pa.list_(pa.string()),
+    "name_ends": pa.list_(pa.string()),
     "sex": pa.string(),
     "date_of_birth": pa.date32(),
     "birth_year": pa.int32(),
