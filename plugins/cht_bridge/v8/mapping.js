@@ -310,11 +310,38 @@ var __chtMapping = (function () {
     if (problems.length) {
       return JSON.stringify({ problems: problems });
     }
-    var p = { name: name, relevant: relevant, entries: entries, shape: shape(entries) };
+    var p = { name: name, relevant: relevant, entries: entries, shape: shape(entries), shares: shares(relevantTo, entries, mapping) };
     pipelines.push(p);
     // `shaped`: the hash input is written from the compiled tree (for tests; a document with a
     // value that is not a string, number, boolean or null still falls back to `ordered`).
-    return JSON.stringify({ id: pipelines.length - 1, shaped: p.shape !== null });
+    // `shares`: the documents of a batch share their hydrated lineages (hydration.js), for tests.
+    return JSON.stringify({ id: pipelines.length - 1, shaped: p.shape !== null, shares: p.shares });
+  }
+
+  // Whether a batch's documents may share their hydrated lineages instead of each getting copies:
+  // when every snippet is read-only (purity.js) and the payload is never written into a value
+  // taken from the document, which `setParts` would do for a key under another (`a` and `a.b`) or
+  // under `__proto__`.
+  function shares(relevantTo, entries, mapping) {
+    if (!__chtPurity.readOnly(relevantTo)) {
+      return false;
+    }
+    var dests = entries.map(function (m) { return m.dest; });
+    for (var i = 0; i < entries.length; i++) {
+      var source = mapping[entries[i].dest];
+      if (source && typeof source === 'object' && source.expr && !__chtPurity.readOnly(String(source.expr))) {
+        return false;
+      }
+      if (entries[i].destParts.indexOf('__proto__') >= 0) {
+        return false;
+      }
+      for (var j = 0; j < dests.length; j++) {
+        if (dests[j].indexOf(dests[i] + '.') === 0) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   function where(p, m) {
@@ -438,8 +465,9 @@ var __chtMapping = (function () {
   // Evaluate one pipeline over documents [start, end) of the batch loaded for hydration.
   function runLoaded(id, start, end) {
     var inBatch = __chtHydration.batchIndex();
+    var shared = pipelines[id].shares ? new Map() : null;
     current = '';
-    return encode(evaluate(pipelines[id], end - start, function (i) { return __chtHydration.hydrate(start + i, inBatch); }));
+    return encode(evaluate(pipelines[id], end - start, function (i) { return __chtHydration.hydrate(start + i, inBatch, shared); }));
   }
 
   return {

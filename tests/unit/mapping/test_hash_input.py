@@ -112,7 +112,8 @@ DIFFERENTIAL = (
     ORDERED
     + r"""
 const [file, seedText, countText] = process.argv.slice(1);
-const m = new Function(require('fs').readFileSync(file, 'utf8') + '\nreturn __chtMapping;')();
+const read = (name) => require('fs').readFileSync(require('path').join(require('path').dirname(file), name), 'utf8');
+const m = new Function(read('purity.js') + '\n' + read('mapping.js') + '\nreturn __chtMapping;')(); // as the bridge loads them
 let seed = Number(seedText) >>> 0;
 const random = () => { // mulberry32
   seed = (seed + 0x6d2b79f5) >>> 0;
