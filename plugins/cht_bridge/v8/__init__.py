@@ -88,20 +88,25 @@ class MapResult(NamedTuple):
     error: str | None = None
 
 
+_NOT_RELEVANT = MapResult(False)
+
+
 def _decode(text: str) -> list[MapResult]:
-    """Read ``mapping.js``'s line format (see ``encode`` there)."""
+    """Read ``mapping.js``'s format (see ``encode`` there): three fields per document."""
     if not text:
         return []
+    fields = text.split("\x1f")
     out = []
-    for line in text.split("\n"):
-        kind = line[0]
+    for k in range(0, len(fields), 3):
+        kind = fields[k]
         if kind == "1":
-            _, body, canonical = line.split("\x1f")
-            out.append(MapResult(True, body, canonical))
+            out.append(MapResult(True, fields[k + 1], fields[k + 2]))
         elif kind == "0":
-            out.append(MapResult(False))
+            out.append(_NOT_RELEVANT)
+        elif kind == "2":
+            out.append(MapResult(True, fields[k + 1], json.loads(fields[k + 2])))
         else:
-            out.append(MapResult(line[1] == "1", error=json.loads(line[2:])))
+            out.append(MapResult(kind[1] == "1", error=json.loads(fields[k + 1])))
     return out
 
 

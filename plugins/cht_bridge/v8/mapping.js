@@ -436,23 +436,32 @@ var __chtMapping = (function () {
     return out;
   }
 
-  // Results as text, one line per document, so payloads cross into Python without being escaped
-  // inside another JSON document: "0" (not relevant), "e0"/"e1" + JSON error message (relevant_to
-  // failed / mapping failed), or "1" US body US canonical. JSON.stringify output never holds a raw
-  // newline or unit separator, so the split in Python is exact.
+  // Results as text that Python splits once: three fields per document, every field followed by
+  // US (\x1f) but the last: "0" (not relevant), "e0"/"e1" + a JSON error message (relevant_to
+  // failed / mapping failed), "1" + body + canonical, or "2" + body + the canonical as a JSON
+  // string. JSON.stringify never writes a raw US, but the canonical text holds the payload's keys
+  // as they are (CHT hashes them so), and a key may hold any character: such a canonical is sent
+  // escaped ("2"). One split, not one per line and another per field, and each text copied once.
   function encode(results) {
-    var lines = new Array(results.length);
+    var fields = new Array(3 * results.length);
     for (var i = 0; i < results.length; i++) {
       var r = results[i];
+      var k = 3 * i;
       if (r.e !== undefined) {
-        lines[i] = 'e' + r.r + JSON.stringify(r.e);
+        fields[k] = 'e' + r.r;
+        fields[k + 1] = JSON.stringify(r.e);
+        fields[k + 2] = '';
       } else if (!r.r) {
-        lines[i] = '0';
+        fields[k] = '0';
+        fields[k + 1] = fields[k + 2] = '';
       } else {
-        lines[i] = '1\x1f' + r.b + '\x1f' + r.h;
+        var plain = r.h.indexOf('\x1f') < 0;
+        fields[k] = plain ? '1' : '2';
+        fields[k + 1] = r.b;
+        fields[k + 2] = plain ? r.h : JSON.stringify(r.h);
       }
     }
-    return lines.join('\n');
+    return fields.join('\x1f');
   }
 
   // Evaluate one pipeline over a JSON array of already-hydrated docs; one call per batch.

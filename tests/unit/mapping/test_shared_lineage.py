@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from cht_bridge.mapping import Mapper
+from cht_bridge.mapping import Mapper, payload_hash
 from cht_bridge.v8 import Sandbox
 from standins.generate import generate
 from tests.unit.fhir.hydrated import CONTACT_TYPES
@@ -134,3 +134,15 @@ def test_shared_lineages_map_to_the_same_bytes_and_hashes_as_copies(sandbox):
     assert [(m.body, m.payload_hash) for m in one] == [(m.body, m.payload_hash) for m in other]
     assert [json.loads(m.body)["doc"] for m in one] == sandbox.hydrated()
     assert sum(1 for m in one if "parent" in json.loads(m.body)["doc"].get("contact", {})) > 500
+
+
+@pytest.mark.parametrize("key", ["x\ny", "x\x1fy", "x\x1ey", "\u2028"])
+def test_a_payload_key_with_a_line_break_or_separator_maps_and_hashes_like_any_other(sandbox, key):
+    """The hash input holds the payload's keys as they are; a newline in one broke the whole batch."""
+    mapper = Mapper("p", "true", {"f": "doc.fields"}, sandbox=sandbox)
+    results = mapper.map([{"_id": "a", "fields": {key: 1, "b": [2]}}, {"_id": "b", "fields": {"z": 2}}])
+    assert [r.error for r in results] == [None, None]
+    assert results[0].payload == {"f": {key: 1, "b": [2]}} and results[1].payload == {"f": {"z": 2}}
+    # CHT's hash input writes keys as they are (orderedStringify), values as JSON.stringify does
+    fields = ",".join(f'"{k}":{json.dumps(v)}' for k, v in sorted({key: 1, "b": [2]}.items()))
+    assert results[0].payload_hash == payload_hash('{"f":{' + fields + "}}")
