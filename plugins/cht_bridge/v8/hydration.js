@@ -482,7 +482,9 @@ var __chtHydration = (function () {
     if (submitter) {
       out.contact = withLineage(submitter, inBatch, shared);
     } else if (contact && typeof contact === 'object') {
-      out.contact = withParents(shared ? copyBut(contact, false, false, shared) : copy(contact, 0), inBatch, undefined, shared);
+      // (an array has no parent to fill in: shared as it is)
+      var own = !shared ? copy(contact, 0) : Array.isArray(contact) ? contact : copyBut(contact, false, false, shared);
+      out.contact = withParents(own, inBatch, undefined, shared);
     }
     var fieldsNames = ['patient', 'place'];
     subjects[i].forEach(function (ref, k) {

@@ -91,11 +91,16 @@ CHW = {"_id": "chw", "type": "person", "name": "Wanjiru", "parent": {"_id": "hc"
 NURSE = {"_id": "nurse", "type": "person", "name": "Otieno", "parent": {"_id": "hc"}}
 
 
-def _loaded(sandbox: Sandbox, reports: list[dict], contacts: list[dict]) -> list[str]:
+def _loaded(sandbox: Sandbox, reports: list[dict], contacts: list[dict], gone: int = 0) -> list[str]:
+    """``reports`` loaded, hydrated from ``contacts``; ``gone`` ids they name are not in CHT."""
     sandbox.learn(json.dumps(contacts))
     refs = sandbox.load_docs(json.dumps(reports))
     assert sandbox.resolve('{"rows": []}', refs) == ""
-    assert sandbox.missing() == []
+    for _ in range(3):
+        missing = sandbox.missing()
+        gone -= len(missing)
+        assert sandbox.add_docs('{"rows": []}', missing) == ""  # as _all_docs answers ids it does not hold
+    assert gone == 0
     return [r["_id"] for r in reports]
 
 
@@ -146,3 +151,19 @@ def test_a_payload_key_with_a_line_break_or_separator_maps_and_hashes_like_any_o
     # CHT's hash input writes keys as they are (orderedStringify), values as JSON.stringify does
     fields = ",".join(f'"{k}":{json.dumps(v)}' for k, v in sorted({key: 1, "b": [2]}.items()))
     assert results[0].payload_hash == payload_hash('{"f":{' + fields + "}}")
+
+
+def test_odd_submitters_map_the_same_shared_or_copied(sandbox):
+    """Submitters the cache does not hold: a list, a bare id, a lineage whose parents are unknown."""
+    contacts = [
+        {"_id": "hc", "type": "health_center", "name": "HC", "contact": {"_id": "gone"}, "parent": {"_id": "x"}}
+    ]
+    odd = [[1, {"a": 2}], "unknown-id", {"_id": "stray", "parent": {"_id": "hc", "parent": {"_id": "nowhere"}}}, None]
+    reports = [{"_id": f"r{i}", "type": "data_record", "form": "v", "contact": c} for i, c in enumerate(odd)]
+    ids = _loaded(sandbox, reports, contacts, gone=5)
+    shared = Mapper("shared", "!!doc._id", {"doc": "doc"}, sandbox=sandbox)
+    copied = Mapper("copied", "!!doc._id || doc.x.sort()", {"doc": "doc"}, sandbox=sandbox)
+    one, other = shared.map_loaded(ids), copied.map_loaded(ids)
+    assert [m.body for m in one] == [m.body for m in other]
+    assert json.loads(one[0].body)["doc"]["contact"] == [1, {"a": 2}]
+    assert json.loads(one[2].body)["doc"]["contact"]["parent"]["name"] == "HC"
