@@ -14,7 +14,8 @@
 //   `freeze`, `call`, `bind`, `set`...), nor `prototype`, `constructor`, `__proto__`, `Reflect`,
 //   `globalThis`: without them no built-in that changes an object can be called or handed on
 //   as a callback; the names are read from this isolate's own built-ins when the bridge loads;
-// - a computed member (`x[...]`) only with a literal inside, checked like a name;
+// - a computed member (`x[...]`) only with a literal inside, checked like a name, and no computed
+//   key (`{[k]: v}`); no string that is a denied name (`({'push': p}) => ...`);
 // - no regular expression or division (`/`), template (`` ` ``), backslash or non-ASCII character
 //   outside strings and comments, where a tokenizer could misread what follows;
 // - for `==`, `===`, `!=`, `!==` and the argument of `indexOf`, `lastIndexOf`, `includes`, a
@@ -241,6 +242,7 @@ var __chtPurity = (function () {
     if (list === null) {
       return false;
     }
+    var open = []; // the brackets open at this token: `{`, `(`, `[`
     for (var i = 0; i < list.length; i++) {
       var token = list[i];
       var before = list[i - 1];
@@ -249,8 +251,21 @@ var __chtPurity = (function () {
           KEYWORDS.indexOf(token.v) < 0)) {
         return false; // `return` is a keyword, `it.return` a generator's method
       }
+      if (token.t === 'string' && denied.has(token.v)) {
+        return false; // `({'push': p}) => ...` takes the method as a parameter
+      }
       if (token.t !== 'punct') {
         continue;
+      }
+      if (token.v === '{' || token.v === '(' || token.v === '[') {
+        // A computed key (`{[k]: v}`, also in a parameter's pattern) reads a property named at
+        // run time, like `x[k]`.
+        if (token.v === '[' && open[open.length - 1] === '{' && before && (before.v === '{' || before.v === ',')) {
+          return false;
+        }
+        open.push(token.v);
+      } else if (token.v === '}' || token.v === ')' || token.v === ']') {
+        open.pop();
       }
       if (WRITES.indexOf(token.v) >= 0 && !variableWrite(list, i)) {
         return false;

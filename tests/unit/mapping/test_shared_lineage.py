@@ -24,6 +24,8 @@ READ_ONLY = [
     "try { doc.fields.a.b } catch (e) { 'none' } finally { 0 }",
     "doc.fields['patient_id'] || doc.fields[0] // a comment: doc.fields.list.sort()",
     "var n = 0; n++; n + 1",
+    "({a: doc._id, b: [doc.form, {c: doc.type}]}).b[0]",
+    "[doc.fields.a, [doc.fields.b]].concat({x: [1]})",
 ]
 
 WRITES = [
@@ -40,6 +42,9 @@ WRITES = [
     "Object.assign(doc.contact.parent, {name: 'X'})",
     "doc.contact.parent.tags.map(String).forEach([].push, doc.contact.parent.tags)",
     "[doc.contact.parent].forEach(Object.freeze)",
+    "(({['pu' + 'sh']: p}) => doc.contact.parent.tags.map(String).forEach(p, doc.contact.parent.tags))([])",
+    "(({'push': p}) => doc.contact.parent.tags.map(String).forEach(p, doc.contact.parent.tags))([])",
+    "(function ({[doc.contact.parent.method]: p}) { doc.contact.parent.tags.map(String).forEach(p, doc.contact.parent.tags) })([])",
     "Reflect.set(doc.contact.parent, 'name', 'X')",
     "doc.contact.parent.tags.\\u0073ort()",
     "`${doc.contact.parent.tags.sort()}`",
