@@ -36,7 +36,6 @@ from cht_bridge.errors import AuthError, CircuitOpenError
 from cht_bridge.mapping import Mapper
 from cht_bridge.source import Hydrator, Page
 from cht_bridge.state import DELETE, KEEP, Outcome, StateStore
-from cht_bridge.sync.collector import fewer_collections
 from cht_bridge.sync.dry_run import DryRun
 from cht_bridge.sync.phases import MODES, Backfill, Changes, Phase, Replay, RetryPending, Window
 from cht_bridge.sync.plan import GONE, NOT_RELEVANT, Batch, plan_page
@@ -128,9 +127,8 @@ def _execute(ctx: RunContext, phases: list[Phase]) -> RunSummary:
         if attach is not None:
             attach(ctx.store, ctx.name)
         ctx.destination.check()  # the pre-flight, once per run: a run bound to fail sends nothing
-        with fewer_collections():
-            for phase in phases:
-                _run_phase(ctx, phase)
+        for phase in phases:
+            _run_phase(ctx, phase)
     except Exception:
         outcome = "stopped"
         raise
