@@ -100,6 +100,11 @@ class Mapper:
         """Whether the hash input is written from the mapping's keys sorted once (``Sandbox.shaped``)."""
         return self.sandbox.shaped(self._handle)
 
+    @property
+    def shares(self) -> bool:
+        """Whether a batch's documents share their hydrated lineages (``Sandbox.shares``)."""
+        return self.sandbox.shares(self._handle)
+
     @classmethod
     def for_pipeline(cls, pipeline: Any, sandbox: Sandbox | None = None) -> Mapper:
         return cls(

@@ -39,9 +39,9 @@ TRIM_HEAP_BYTES = 32 * 1024 * 1024
 #: document by about a tenth in ``bench/``, for a worker's peak memory no higher. V8 takes flags
 #: once per process: the first sandbox sets them (if anything started V8 before, its flags stay).
 SEMI_SPACE_MB = 16
-#: The bridge, loaded as one function of lockdown.js's ``restore``: hydration.js and mapping.js
-#: are its body, so their names stay local to it.
-_BRIDGE = "(function (restore) {{\n'use strict';\n{hydration}\n{mapping}\nreturn __chtBridge(restore);\n}})"
+#: The bridge, loaded as one function of lockdown.js's ``restore``: hydration.js, purity.js and
+#: mapping.js are its body, so their names stay local to it.
+_BRIDGE = "(function (restore) {{\n'use strict';\n{hydration}\n{purity}\n{mapping}\nreturn __chtBridge(restore);\n}})"
 _API = (
     "configure", "loadPage", "loadDocs", "learnDocs", "resolve", "missing", "addDocs", "hydratedJson",
     "addPipeline", "run", "runLoaded", "current",
@@ -88,20 +88,25 @@ class MapResult(NamedTuple):
     error: str | None = None
 
 
+_NOT_RELEVANT = MapResult(False)
+
+
 def _decode(text: str) -> list[MapResult]:
-    """Read ``mapping.js``'s line format (see ``encode`` there)."""
+    """Read ``mapping.js``'s format (see ``encode`` there): three fields per document."""
     if not text:
         return []
+    fields = text.split("\x1f")
     out = []
-    for line in text.split("\n"):
-        kind = line[0]
+    for k in range(0, len(fields), 3):
+        kind = fields[k]
         if kind == "1":
-            _, body, canonical = line.split("\x1f")
-            out.append(MapResult(True, body, canonical))
+            out.append(MapResult(True, fields[k + 1], fields[k + 2]))
         elif kind == "0":
-            out.append(MapResult(False))
+            out.append(_NOT_RELEVANT)
+        elif kind == "2":
+            out.append(MapResult(True, fields[k + 1], json.loads(fields[k + 2])))
         else:
-            out.append(MapResult(line[1] == "1", error=json.loads(line[2:])))
+            out.append(MapResult(kind[1] == "1", error=json.loads(fields[k + 1])))
     return out
 
 
@@ -121,6 +126,7 @@ class Sandbox:
         self.max_memory = max_memory
         self._pipelines: list[tuple[str, str, dict[str, Any]]] = []
         self._shaped: dict[int, bool] = {}  # handle -> mapping.js wrote its hash input from a compiled tree
+        self._shares: dict[int, bool] = {}  # handle -> a batch's documents share their hydrated lineages
         self._loaded: tuple[str, tuple[str, ...]] | None = None  # the batch's load call, to repeat it
         self._rebuilding = False
         #: called with the loaded batch's unresolved refs after a rebuild re-loaded it
@@ -135,7 +141,11 @@ class Sandbox:
         self._ctx = MiniRacer()
         self._ctx.set_hard_memory_limit(self.max_memory)
         restore = self._ctx.eval(_script("lockdown.js"))
-        bridge = self._ctx.eval(_BRIDGE.format(hydration=_script("hydration.js"), mapping=_script("mapping.js")))
+        bridge = self._ctx.eval(
+            _BRIDGE.format(
+                hydration=_script("hydration.js"), purity=_script("purity.js"), mapping=_script("mapping.js")
+            )
+        )
         api = bridge(restore)
         self._fn = {name: api[name] for name in _API}
         self._call("configure", self._cache_size)
@@ -228,12 +238,18 @@ class Sandbox:
             raise ScriptError(f"{source}: JavaScript does not compile:\n  - {lines}")
         self._pipelines.append((name, relevant_to, mapping))
         self._shaped[answer["id"]] = answer["shaped"]
+        self._shares[answer["id"]] = answer["shares"]
         return answer["id"]
 
     def shaped(self, handle: int) -> bool:
         """Whether pipeline ``handle``'s hash input is written from its key tree sorted at compile time
         (``mapping.js`` ``shape``) rather than by parsing each payload back, so tests can tell the paths apart."""
         return self._shaped[handle]
+
+    def shares(self, handle: int) -> bool:
+        """Whether pipeline ``handle``'s documents of one batch share their hydrated lineages instead of
+        each getting copies: its snippets can neither change them nor tell them apart (``purity.js``)."""
+        return self._shares[handle]
 
     def map_docs(self, handle: int, docs_json: str, count: int, timeout_s: float | None = None) -> list[MapResult]:
         """Evaluate a compiled pipeline over a JSON array of ``count`` hydrated documents."""

@@ -351,6 +351,12 @@ var __chtHydration = (function () {
   // as CHT's hydration deep-copies, so a snippet that changes `doc.contact.parent` changes neither
   // the cache nor the next document. A hand-written copy costs about 1 µs for a report and its
   // lineage (a JSON round trip, four times that).
+  //
+  // `shared` (a Map, or null for copies): for a pipeline whose snippets can neither change what
+  // they are given nor tell one object from two equal ones (purity.js), the documents of one call
+  // share their lineages instead: each contact or place is hydrated once per call (the Map holds
+  // it by the cached document), and what hydration does not replace is the cache's own value.
+  // The JSON it becomes is the same either way; only the copies are not made.
 
   var MAX_DEPTH = 200; // deeper than any real document; past it (a hostile one) the value is shared
 
@@ -393,15 +399,16 @@ var __chtHydration = (function () {
   // A copy of `doc` in which the values of `contact` and `parent`, when the caller replaces them
   // (`skipContact`, `skipParent`), are not copied only to be thrown away: each keeps its place in
   // the key order, holding null until it is replaced.
-  function copyBut(doc, skipContact, skipParent) {
-    if (!skipContact && !skipParent) {
+  function copyBut(doc, skipContact, skipParent, shared) {
+    if (!skipContact && !skipParent && !shared) {
       return copy(doc, 0);
     }
     var out = {};
     var keys = Object.keys(doc);
     for (var i = 0; i < keys.length; i++) {
       var key = keys[i];
-      var value = (skipContact && key === 'contact') || (skipParent && key === 'parent') ? null : copy(doc[key], 1);
+      var value = (skipContact && key === 'contact') || (skipParent && key === 'parent') ? null
+        : shared ? doc[key] : copy(doc[key], 1);
       if (key === '__proto__') {
         Object.defineProperty(out, key, { value: value, enumerable: true, writable: true, configurable: true });
       } else {
@@ -413,18 +420,18 @@ var __chtHydration = (function () {
 
   // `doc` copied with its primary contact and linked docs; `parentReplaced`: the caller replaces
   // its `parent` (see copyBut).
-  function withContacts(doc, inBatch, parentReplaced) {
+  function withContacts(doc, inBatch, parentReplaced, shared) {
     var primary = find(getId(doc.contact), inBatch);
-    var out = copyBut(doc, !!primary, !!parentReplaced);
+    var out = copyBut(doc, !!primary, !!parentReplaced, shared);
     if (primary) {
-      out.contact = copy(primary, 0);
+      out.contact = shared ? primary : copy(primary, 0);
     }
     if (validLinkedDocs(doc)) {
-      var linked = out.linked_docs;
+      var linked = shared ? copyBut(out.linked_docs, false, false, shared) : out.linked_docs;
       Object.keys(linked).forEach(function (tag) {
         var found = find(getId(linked[tag]), inBatch);
         if (found) {
-          linked[tag] = copy(found, 0);
+          linked[tag] = shared ? found : copy(found, 0);
         }
       });
       out.linked_docs = linked;
@@ -434,39 +441,50 @@ var __chtHydration = (function () {
 
   // `node` with its parent chain (`ids`, by default read from `node.parent`) filled in; `node` is
   // a copy made for this document already.
-  function withParents(node, inBatch, ids) {
+  function withParents(node, inBatch, ids, shared) {
     var chain = ids || chainIds(node.parent);
     var current = node;
     for (var k = 0; k < chain.length; k++) {
       var parent = find(chain[k], inBatch);
       // Each parent's own `parent` is replaced by the next one in the chain, but the last's.
-      var filled = parent ? withContacts(parent, inBatch, k < chain.length - 1) : { _id: chain[k] };
+      var filled = parent ? withContacts(parent, inBatch, k < chain.length - 1, shared) : { _id: chain[k] };
       current.parent = filled;
       current = filled;
     }
     return node;
   }
 
-  // A contact or place as hydration gives it: a copy with its contacts and its parents filled in.
-  function withLineage(doc, inBatch) {
-    var ids = chainIds(doc.parent);
-    return withParents(withContacts(doc, inBatch, ids.length > 0), inBatch, ids);
+  // A contact or place as hydration gives it: a copy with its contacts and its parents filled in
+  // (with `shared`, made once per call and document).
+  function withLineage(doc, inBatch, shared) {
+    var done = shared ? shared.get(doc) : undefined;
+    if (done === undefined) {
+      var ids = chainIds(doc.parent);
+      done = withParents(withContacts(doc, inBatch, ids.length > 0, shared), inBatch, ids, shared);
+      if (shared) {
+        shared.set(doc, done);
+      }
+    }
+    return done;
   }
 
-  function hydrate(i, inBatch) {
+  // Document `i` of the batch hydrated: a copy of its own (`shared`: see above).
+  function hydrate(i, inBatch, shared) {
     var doc = batch[i];
     if (!isReport(doc)) {
-      return withLineage(doc, inBatch);
+      return withLineage(doc, inBatch, shared);
     }
     // The report itself is only this document's: a shallow copy will do (a report is never
-    // anyone's parent or contact). What hydration adds to it is copied deeply.
+    // anyone's parent or contact). What hydration adds to it is copied deeply (or shared).
     var contact = doc.contact;
     var out = Object.assign({}, doc);
     var submitter = find(getId(contact), inBatch);
     if (submitter) {
-      out.contact = withLineage(submitter, inBatch);
+      out.contact = withLineage(submitter, inBatch, shared);
     } else if (contact && typeof contact === 'object') {
-      out.contact = withParents(copy(contact, 0), inBatch);
+      // (an array has no parent to fill in: shared as it is)
+      var own = !shared ? copy(contact, 0) : Array.isArray(contact) ? contact : copyBut(contact, false, false, shared);
+      out.contact = withParents(own, inBatch, undefined, shared);
     }
     var fieldsNames = ['patient', 'place'];
     subjects[i].forEach(function (ref, k) {
@@ -475,7 +493,7 @@ var __chtHydration = (function () {
       }
       var found = find(hasCode(ref) ? code(ref) : ref, inBatch);
       if (found) {
-        out[fieldsNames[k]] = withLineage(found, inBatch);
+        out[fieldsNames[k]] = withLineage(found, inBatch, shared);
       }
     });
     return out;

@@ -310,11 +310,38 @@ var __chtMapping = (function () {
     if (problems.length) {
       return JSON.stringify({ problems: problems });
     }
-    var p = { name: name, relevant: relevant, entries: entries, shape: shape(entries) };
+    var p = { name: name, relevant: relevant, entries: entries, shape: shape(entries), shares: shares(relevantTo, entries, mapping) };
     pipelines.push(p);
     // `shaped`: the hash input is written from the compiled tree (for tests; a document with a
     // value that is not a string, number, boolean or null still falls back to `ordered`).
-    return JSON.stringify({ id: pipelines.length - 1, shaped: p.shape !== null });
+    // `shares`: the documents of a batch share their hydrated lineages (hydration.js), for tests.
+    return JSON.stringify({ id: pipelines.length - 1, shaped: p.shape !== null, shares: p.shares });
+  }
+
+  // Whether a batch's documents may share their hydrated lineages instead of each getting copies:
+  // when every snippet is read-only (purity.js) and the payload is never written into a value
+  // taken from the document, which `setParts` would do for a key under another (`a` and `a.b`) or
+  // under `__proto__`.
+  function shares(relevantTo, entries, mapping) {
+    if (!__chtPurity.readOnly(relevantTo)) {
+      return false;
+    }
+    var dests = entries.map(function (m) { return m.dest; });
+    for (var i = 0; i < entries.length; i++) {
+      var source = mapping[entries[i].dest];
+      if (source && typeof source === 'object' && source.expr && !__chtPurity.readOnly(String(source.expr))) {
+        return false;
+      }
+      if (entries[i].destParts.indexOf('__proto__') >= 0) {
+        return false;
+      }
+      for (var j = 0; j < dests.length; j++) {
+        if (dests[j].indexOf(dests[i] + '.') === 0) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   function where(p, m) {
@@ -409,23 +436,32 @@ var __chtMapping = (function () {
     return out;
   }
 
-  // Results as text, one line per document, so payloads cross into Python without being escaped
-  // inside another JSON document: "0" (not relevant), "e0"/"e1" + JSON error message (relevant_to
-  // failed / mapping failed), or "1" US body US canonical. JSON.stringify output never holds a raw
-  // newline or unit separator, so the split in Python is exact.
+  // Results as text that Python splits once: three fields per document, every field followed by
+  // US (\x1f) but the last: "0" (not relevant), "e0"/"e1" + a JSON error message (relevant_to
+  // failed / mapping failed), "1" + body + canonical, or "2" + body + the canonical as a JSON
+  // string. JSON.stringify never writes a raw US, but the canonical text holds the payload's keys
+  // as they are (CHT hashes them so), and a key may hold any character: such a canonical is sent
+  // escaped ("2"). One split, not one per line and another per field, and each text copied once.
   function encode(results) {
-    var lines = new Array(results.length);
+    var fields = new Array(3 * results.length);
     for (var i = 0; i < results.length; i++) {
       var r = results[i];
+      var k = 3 * i;
       if (r.e !== undefined) {
-        lines[i] = 'e' + r.r + JSON.stringify(r.e);
+        fields[k] = 'e' + r.r;
+        fields[k + 1] = JSON.stringify(r.e);
+        fields[k + 2] = '';
       } else if (!r.r) {
-        lines[i] = '0';
+        fields[k] = '0';
+        fields[k + 1] = fields[k + 2] = '';
       } else {
-        lines[i] = '1\x1f' + r.b + '\x1f' + r.h;
+        var plain = r.h.indexOf('\x1f') < 0;
+        fields[k] = plain ? '1' : '2';
+        fields[k + 1] = r.b;
+        fields[k + 2] = plain ? r.h : JSON.stringify(r.h);
       }
     }
-    return lines.join('\n');
+    return fields.join('\x1f');
   }
 
   // Evaluate one pipeline over a JSON array of already-hydrated docs; one call per batch.
@@ -438,8 +474,9 @@ var __chtMapping = (function () {
   // Evaluate one pipeline over documents [start, end) of the batch loaded for hydration.
   function runLoaded(id, start, end) {
     var inBatch = __chtHydration.batchIndex();
+    var shared = pipelines[id].shares ? new Map() : null;
     current = '';
-    return encode(evaluate(pipelines[id], end - start, function (i) { return __chtHydration.hydrate(start + i, inBatch); }));
+    return encode(evaluate(pipelines[id], end - start, function (i) { return __chtHydration.hydrate(start + i, inBatch, shared); }));
   }
 
   return {

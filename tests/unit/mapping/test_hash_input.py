@@ -112,7 +112,8 @@ DIFFERENTIAL = (
     ORDERED
     + r"""
 const [file, seedText, countText] = process.argv.slice(1);
-const m = new Function(require('fs').readFileSync(file, 'utf8') + '\nreturn __chtMapping;')();
+const read = (name) => require('fs').readFileSync(require('path').join(require('path').dirname(file), name), 'utf8');
+const m = new Function(read('purity.js') + '\n' + read('mapping.js') + '\nreturn __chtMapping;')(); // as the bridge loads them
 let seed = Number(seedText) >>> 0;
 const random = () => { // mulberry32
   seed = (seed + 0x6d2b79f5) >>> 0;
@@ -167,8 +168,10 @@ for (let n = 0; n < Number(countText); n++) {
     JSON.parse = parse;
   }
   let backs = 0;
-  text.split('\n').forEach((line, i) => {
-    const [kind, body, h] = line.split('\x1f');
+  const fields = text.split('\x1f'); // three per document (mapping.js `encode`)
+  batch.forEach((_, i) => {
+    const [kind, body, h] = fields.slice(3 * i, 3 * i + 3);
+    const line = kind + ' ' + body;
     docs++;
     if (kind !== '1') { // a key set under another's value (`a` and `a.b`): CHT fails it too
       errors++;
