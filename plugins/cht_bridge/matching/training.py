@@ -59,10 +59,11 @@ log = logging.getLogger(__name__)
 
 #: Random pairs sampled to estimate u.
 U_PAIRS = 500_000
-#: A level seen in fewer of the sampled random pairs than this gets the u of this many: 2 pairs
-#: of 500,000 (u 4e-6) made "every name the same or one letter apart" worth 13.3 bits, more than
-#: the same names; so few pairs say the level is rare, not how rare (a level seen in none keeps
-#: the start's u, as Splink leaves it).
+#: A level seen in fewer of the sampled random pairs than this: the sample says only that its u
+#: is below this many pairs' worth, not how far below (2 pairs of 500,000, u 4e-6, made "every
+#: name the same or one letter apart" worth 13.3 bits, more than the same names). Its u is then
+#: the start's, or that bound where the start's is above it (a level seen in none keeps the
+#: start's, as Splink leaves it).
 MIN_U_PAIRS = 10
 #: An incoming list shorter than this is refused: a few true pairs cannot say which levels they
 #: reach, and thresholds chosen on a few rows mean nothing.
@@ -298,7 +299,9 @@ def _estimate(
             population.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
             sampled = existing.num_rows * (existing.num_rows - 1) // 2
             return _merged(
-                settings, _seen_enough(_values(population.misc.save_model_to_json()), sampled), "u_probability"
+                settings,
+                _seen_enough(_values(population.misc.save_model_to_json()), settings, sampled),
+                "u_probability",
             )
         incoming_df = db_api.register(incoming, table_name="incoming_people")
         start_comparisons = settings["comparisons"]
@@ -309,7 +312,9 @@ def _estimate(
         _register_tf(linker, settings, frames)
         linker.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
         sampled = existing.num_rows * incoming.num_rows
-        result = _merged(settings, _seen_enough(_values(linker.misc.save_model_to_json()), sampled), "u_probability")
+        result = _merged(
+            settings, _seen_enough(_values(linker.misc.save_model_to_json()), settings, sampled), "u_probability"
+        )
         compared = {c["output_column_name"] for c in settings["comparisons"]}
         usable = [rule for field, rule in _EM_BLOCKS if field in compared and _block_has_pairs(connection, rule)]
         for rule in usable[:2]:
@@ -440,15 +445,20 @@ def _values(saved: dict[str, Any]) -> dict[tuple[str, str], dict[str, float]]:
 
 
 def _seen_enough(
-    values: dict[tuple[str, str], dict[str, float]], pairs: int
+    values: dict[tuple[str, str], dict[str, float]], start: dict[str, Any], pairs: int
 ) -> dict[tuple[str, str], dict[str, float]]:
-    """``values`` with each u at least ``MIN_U_PAIRS`` of the random pairs sampled (``U_PAIRS``,
-    or every pair of ``pairs`` when fewer)."""
-    floor = MIN_U_PAIRS / min(U_PAIRS, max(pairs, 1))
-    return {
-        key: {name: max(value, floor) if name == "u_probability" else value for name, value in found.items()}
-        for key, found in values.items()
-    }
+    """``values`` with the u of each level seen in fewer than ``MIN_U_PAIRS`` of the random pairs
+    sampled (``U_PAIRS``, or every pair of ``pairs`` when fewer) replaced by the smaller of the
+    start's u and that bound."""
+    bound = MIN_U_PAIRS / min(U_PAIRS, max(pairs, 1))
+    before = {key: found.get("u_probability") for key, found in _values(start).items()}
+    result = {}
+    for key, found in values.items():
+        u = found.get("u_probability")
+        if u is not None and u < bound:
+            found = dict(found, u_probability=min(before.get(key) or bound, bound))
+        result[key] = found
+    return result
 
 
 def _merged(settings: dict[str, Any], values: dict[tuple[str, str], dict[str, float]], key: str) -> dict[str, Any]:
