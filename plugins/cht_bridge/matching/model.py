@@ -51,12 +51,12 @@ _NEAR_TOKENS = (
 )
 
 
-# Every name of one side paired with a distinct name of the other, each the same or (4 letters
-# or more on both sides) one keystroke apart, the same number of names on each side. The names
-# neither side shares are paired one to one (at most two: more than two typos is not one
+# Every name of one side paired with a distinct name of the other, each the same or one keystroke
+# apart (the longer of the two 4 letters or more), the same number of names on each side. The
+# names neither side shares are paired one to one (at most two: more than two typos is not one
 # person's list), so "amina hasan hassan" and "amina hassan juma" are not alike, from either side.
 _UNSHARED = 'list_filter("names_{a}", x -> NOT list_contains("names_{b}", x))'
-_NEAR_PAIR = "(least(length({x}), length({y})) >= 4 AND damerau_levenshtein({x}, {y}) <= 1)"
+_NEAR_PAIR = "(greatest(length({x}), length({y})) >= 4 AND damerau_levenshtein({x}, {y}) <= 1)"
 
 
 def _all_near() -> str:

@@ -65,7 +65,10 @@ def _all_near(left: list[str], right: list[str]) -> bool:
         (["amina", "hasan", "hassan"], ["amina", "hassan", "juma"], False),  # two names pair with one
         (["rosemarry", "duncan", "amoako"], ["rosemary", "duncan", "amoako"], True),
         (["rosemarry", "dunkan", "amoako", "ama"], ["rosemary", "duncan", "amoako", "ama"], True),
-        (["mohamed", "ali", "juma"], ["mohammed", "alli", "juma"], False),  # "ali": under 4 letters
+        (["mohamed", "ali", "juma", "otieno"], ["mohammed", "alli", "juma", "otieno"], True),  # "ali"/"alli"
+        (["mohamed", "ali", "juma", "otieno"], ["mohammed", "aly", "juma", "otieno"], False),  # 3 letters: too short
+        (["amina", "hassan", "juma", "ali"], ["amina", "hasan", "jumaa", "ali"], True),  # two typos
+        (["amina", "hassan", "juma", "ali"], ["amina", "hasan", "hasan", "ali"], False),
     ],
 )
 def test_every_name_one_letter_apart_pairs_names_one_to_one_from_either_side(left, right, alike) -> None:
