@@ -16,7 +16,10 @@ The pairs returned, and every number in them, are the ones a single pass gives.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +31,12 @@ from splink import DuckDBAPI, Linker
 from splink.internals.duckdb.dataframe import DuckDBDataFrame
 
 from cht_bridge.matching.evidence import TF_NOTE_BITS, Evidence, words
-from cht_bridge.matching.model import BRIDGE_KEY, load_model
+from cht_bridge.matching.model import BRIDGE_KEY, NARROWER_RULES, PAIRS_PER_INCOMING_ROW, load_model
 
 if TYPE_CHECKING:
     from splink.internals.splink_dataframe import SplinkDataFrame
+
+log = logging.getLogger(__name__)
 
 # Splink writes its comparison SQL with arrow lambdas (x -> ...), which DuckDB 2 rejects unless
 # told otherwise on the connection.
@@ -47,6 +52,8 @@ _LAMBDA = "->"
 _BOUND_MARGIN = 1e-6
 # The column holding, per person, the pairs the second pass scores (see ``_pair_keys``).
 _PAIR_KEYS = "cht_pair_keys"
+# One term of a blocking rule that a key count can measure: the same column on both sides.
+_EQUAL_KEYS = re.compile(r'l\."(\w+)" = r\."\1"')
 
 
 @dataclass(frozen=True)
@@ -95,11 +102,10 @@ def score(
         existing_df = _register(db_api, existing, "existing_people")
         incoming_df = _register(db_api, incoming, "incoming_people")
         tf_frames = {column: db_api.register(table, table_name=f"tf_{column}") for column, table in tf_lookups.items()}
-        bound = _bound_settings(model)
-        models = [settings for settings in (model, bound) if settings is not None]
         between: list[ScoredPair] = []
         if existing.num_rows and incoming.num_rows:
             sides = [(existing, existing_df), (incoming, incoming_df)]
+            models = _with_bound(_within_budget(connection, model, "existing_people", incoming.num_rows))
             linkers = [_linker(incoming_df, settings, prior_between, tf_frames) for settings in models]
             between = _pairs(_predicted(db_api, sides, linkers, _MIN_WEIGHT), model)
         within: list[ScoredPair] = []
@@ -109,11 +115,86 @@ def score(
                 # a hair under the probability's weight: a pair just under it may round up to it
                 odds = within_min_probability / max(1.0 - within_min_probability, 1e-300)
                 floor = max(floor, math.log2(odds) - _BOUND_MARGIN)
+            models = _with_bound(_within_budget(connection, model, None, incoming.num_rows))
             linkers = [_linker(incoming_df, settings, prior_within, tf_frames) for settings in models]
             within = _pairs(_predicted(db_api, [(incoming, incoming_df)], linkers, floor), model)
         return between, within
     finally:
         connection.close()
+
+
+def _with_bound(model: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model, and its bound when it has one (``_bound_settings``): two passes then."""
+    return [settings for settings in (model, _bound_settings(model)) if settings is not None]
+
+
+def _within_budget(connection: Any, model: dict[str, Any], existing: str | None, rows: int) -> dict[str, Any]:
+    """``model`` with each blocking rule of ``model.NARROWER_RULES`` replaced by the first of its
+    versions (itself, then the narrower ones) that makes at most ``PAIRS_PER_INCOMING_ROW`` pairs
+    per incoming row on this run's tables, or left out when none does.
+
+    A name and a letter of another is a key many people share, and its pairs grow with the
+    population (5,000 rows x 100,000 people: 819,000 pairs on the East African population, 5.4
+    million on the second, against 430,000 of every other rule together): counted per key before
+    any pair is made, the cost stays bounded by the list. ``existing``: the table of existing
+    people, or ``None`` for pairs within the incoming list. Only counts are logged."""
+    budget = PAIRS_PER_INCOMING_ROW * max(rows, 1)
+    rules = []
+    for position, rule in enumerate(model.get("blocking_rules_to_generate_predictions", [])):
+        narrower = NARROWER_RULES.get(rule.get("blocking_rule", "")) if isinstance(rule, dict) else None
+        if not narrower:
+            rules.append(rule)
+            continue
+        counts: list[int] = []
+        for version in [rule, *narrower]:
+            counts.append(_pair_count(connection, version, existing))
+            if counts[-1] <= budget:
+                rules.append(version)
+                break
+        if len(counts) > 1 or counts[-1] > budget:
+            used = f"version {len(counts) - 1} used" if counts[-1] <= budget else "left out"
+            log.info(
+                "blocking rule %d: %s pairs per version for %d incoming rows (budget %d): %s",
+                position,
+                counts,
+                rows,
+                budget,
+                used,
+            )
+    return dict(model, blocking_rules_to_generate_predictions=rules)
+
+
+def _pair_count(connection: Any, rule: dict[str, Any], existing: str | None) -> int:
+    """The pairs a blocking rule of equal keys makes, counted per key (``GROUP BY``) without
+    making them: the sum over keys of the people holding it on each side (a pair sharing two keys
+    counts twice, so never fewer than Splink makes). ``existing`` as in ``_within_budget``."""
+    terms = [term.strip() for term in rule["blocking_rule"].split(" AND ")]
+    matched = [_EQUAL_KEYS.fullmatch(term) for term in terms]
+    if not all(matched):
+        raise ValueError(f"a rule of NARROWER_RULES must be equal keys joined by AND: {rule['blocking_rule']}")
+    keys = ", ".join(f'"{found.group(1)}"' for found in matched if found)
+    known = " AND ".join(f'"{found.group(1)}" IS NOT NULL' for found in matched if found)
+    explode = rule.get("arrays_to_explode", [])
+
+    def per_key(table: str) -> str:
+        return f"(SELECT {keys}, count(*) AS n FROM {exploded(table, explode)} WHERE {known} GROUP BY {keys})"  # noqa: S608
+
+    if existing is None:
+        sql = f"SELECT coalesce(sum(n * (n - 1) // 2), 0) FROM {per_key('incoming_people')}"  # noqa: S608
+    else:
+        on = " AND ".join(f"l.{key} = r.{key}" for key in keys.split(", "))
+        sql = (
+            f"SELECT coalesce(sum(l.n * r.n), 0) FROM {per_key(existing)} l JOIN {per_key('incoming_people')} r ON {on}"  # noqa: S608
+        )
+    return int(connection.execute(sql).fetchall()[0][0])
+
+
+def exploded(table: str, columns: Sequence[str]) -> str:
+    """``table`` with one row per element of each list column (all combinations), as Splink blocks."""
+    sql = table
+    for column in columns:
+        sql = f'(SELECT * EXCLUDE ("{column}"), unnest("{column}") AS "{column}" FROM {sql})'
+    return sql
 
 
 def _predicted(

@@ -49,15 +49,22 @@ from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS
 from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
 from cht_bridge.matching.labels import Label, ruled_out, truth_of
 from cht_bridge.matching.matcher import decide_all, score_people
-from cht_bridge.matching.model import BRIDGE_KEY, load_model
+from cht_bridge.matching.model import BRIDGE_KEY, SPLIT_RESTS, load_model
 from cht_bridge.matching.one_to_one import MIN_PAIRS_PER_LEVEL, levels, refine
 from cht_bridge.matching.records import Person
+from cht_bridge.matching.scoring import exploded as _exploded
 from cht_bridge.matching.thresholds import DUPLICATE_RISK, WRONG_LINK_RISK, choose, confusion
 
 log = logging.getLogger(__name__)
 
 #: Random pairs sampled to estimate u.
 U_PAIRS = 500_000
+#: A level seen in fewer of the sampled random pairs than this: the sample says only that its u
+#: is below this many pairs' worth, not how far below (2 pairs of 500,000, u 4e-6, made "every
+#: name the same or one letter apart" worth 13.3 bits, more than the same names). Its u is then
+#: the start's, or that bound where the start's is above it (a level seen in none keeps the
+#: start's, as Splink leaves it).
+MIN_U_PAIRS = 10
 #: An incoming list shorter than this is refused: a few true pairs cannot say which levels they
 #: reach, and thresholds chosen on a few rows mean nothing.
 MIN_INCOMING_ROWS = 100
@@ -213,12 +220,15 @@ def checks(settings: dict[str, Any], block: dict[str, Any], start: dict[str, Any
 
 
 def _strong_levels(settings: dict[str, Any]) -> set[tuple[str, str]]:
-    """(comparison, label) of the levels that count ``STRONG_LEVEL_BITS`` or more for a match."""
+    """(comparison, label) of the levels that count ``STRONG_LEVEL_BITS`` or more for a match,
+    but for the rest of a split level (``model.SPLIT_RESTS``), whose weight was the wider level's."""
     return {
         (comparison["output_column_name"], level.get("label_for_charts", ""))
         for comparison in settings["comparisons"]
         for level in comparison["comparison_levels"]
-        if not level.get("is_null_level") and level["m_probability"] >= level["u_probability"] * 2**STRONG_LEVEL_BITS
+        if not level.get("is_null_level")
+        and level["m_probability"] >= level["u_probability"] * 2**STRONG_LEVEL_BITS
+        and (comparison["output_column_name"], level.get("label_for_charts", "")) not in SPLIT_RESTS
     }
 
 
@@ -287,7 +297,12 @@ def _estimate(
             population = Linker(existing_df, _with_prior(settings, prior), log_level=None)
             _register_tf(population, settings, frames)
             population.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
-            return _merged(settings, _values(population.misc.save_model_to_json()), "u_probability")
+            sampled = existing.num_rows * (existing.num_rows - 1) // 2
+            return _merged(
+                settings,
+                _seen_enough(_values(population.misc.save_model_to_json()), settings, sampled),
+                "u_probability",
+            )
         incoming_df = db_api.register(incoming, table_name="incoming_people")
         start_comparisons = settings["comparisons"]
         settings = _narrow_blocking(connection, settings, max(incoming.num_rows, existing.num_rows))
@@ -296,7 +311,10 @@ def _estimate(
         )
         _register_tf(linker, settings, frames)
         linker.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
-        result = _merged(settings, _values(linker.misc.save_model_to_json()), "u_probability")
+        sampled = existing.num_rows * incoming.num_rows
+        result = _merged(
+            settings, _seen_enough(_values(linker.misc.save_model_to_json()), settings, sampled), "u_probability"
+        )
         compared = {c["output_column_name"] for c in settings["comparisons"]}
         usable = [rule for field, rule in _EM_BLOCKS if field in compared and _block_has_pairs(connection, rule)]
         for rule in usable[:2]:
@@ -394,14 +412,6 @@ def _narrow_blocking(connection: Any, settings: dict[str, Any], rows: int) -> di
     )
 
 
-def _exploded(table: str, columns: Sequence[str]) -> str:
-    """``table`` with one row per element of each list column (all combinations), as Splink blocks."""
-    sql = table
-    for column in columns:
-        sql = f'(SELECT * EXCLUDE ("{column}"), unnest("{column}") AS "{column}" FROM {sql})'
-    return sql
-
-
 def _block_has_pairs(connection: Any, rule: str) -> bool:
     sql = f"SELECT count(*) FROM existing_people l JOIN incoming_people r ON {rule}"  # noqa: S608 (fixed rules)
     return connection.execute(sql).fetchall()[0][0] >= 2 * MIN_PAIRS_PER_LEVEL
@@ -432,6 +442,23 @@ def _values(saved: dict[str, Any]) -> dict[tuple[str, str], dict[str, float]]:
         for level in comparison["comparison_levels"]
         if not level.get("is_null_level")
     }
+
+
+def _seen_enough(
+    values: dict[tuple[str, str], dict[str, float]], start: dict[str, Any], pairs: int
+) -> dict[tuple[str, str], dict[str, float]]:
+    """``values`` with the u of each level seen in fewer than ``MIN_U_PAIRS`` of the random pairs
+    sampled (``U_PAIRS``, or every pair of ``pairs`` when fewer) replaced by the smaller of the
+    start's u and that bound."""
+    bound = MIN_U_PAIRS / min(U_PAIRS, max(pairs, 1))
+    before = {key: found.get("u_probability") for key, found in _values(start).items()}
+    result = {}
+    for key, found in values.items():
+        u = found.get("u_probability")
+        if u is not None and u < bound:
+            found = dict(found, u_probability=min(before.get(key) or bound, bound))
+        result[key] = found
+    return result
 
 
 def _merged(settings: dict[str, Any], values: dict[tuple[str, str], dict[str, float]], key: str) -> dict[str, Any]:
