@@ -468,11 +468,32 @@ var __chtHydration = (function () {
     return done;
   }
 
-  // Document `i` of the batch hydrated: a copy of its own (`shared`: see above).
+  // `value` and everything in it frozen, so that a snippet purity.js wrongly let through can only
+  // fail its own document (a TypeError in strict code, a write ignored in sloppy code) and never
+  // change what the next one sees. Hydration only writes to objects it has just made, and a
+  // frozen object's own values are frozen already, so each is walked once.
+  function deepFreeze(value) {
+    var todo = [value];
+    while (todo.length) {
+      var object = todo.pop();
+      if (object !== null && typeof object === 'object' && !Object.isFrozen(object)) {
+        Object.freeze(object);
+        var keys = Object.keys(object);
+        for (var k = 0; k < keys.length; k++) {
+          todo.push(object[keys[k]]);
+        }
+      }
+    }
+    return value;
+  }
+
+  // Document `i` of the batch hydrated: a copy of its own (`shared`: see above; then what it
+  // shares with other documents comes frozen).
   function hydrate(i, inBatch, shared) {
     var doc = batch[i];
     if (!isReport(doc)) {
-      return withLineage(doc, inBatch, shared);
+      var whole = withLineage(doc, inBatch, shared);
+      return shared ? deepFreeze(whole) : whole;
     }
     // The report itself is only this document's: a shallow copy will do (a report is never
     // anyone's parent or contact). What hydration adds to it is copied deeply (or shared).
@@ -496,6 +517,11 @@ var __chtHydration = (function () {
         out[fieldsNames[k]] = withLineage(found, inBatch, shared);
       }
     });
+    if (shared) {
+      deepFreeze(out.contact);
+      deepFreeze(out.patient);
+      deepFreeze(out.place);
+    }
     return out;
   }
 

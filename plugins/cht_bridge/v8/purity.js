@@ -87,9 +87,13 @@ var __chtPurity = (function () {
         queue.push(desc.value, desc.get, desc.set);
       });
     }
-    READ_ONLY.forEach(function (name) { names.delete(name); });
     return names;
   })();
+  // Every built-in function's name (`of`, `includes`...): these may only be called where they are
+  // named (`x.of(`), never handed on as a value, where another receiver or `new` would reach them.
+  var builtins = new Set(denied);
+  READ_ONLY.forEach(function (name) { denied.delete(name); });
+  var NAMESPACES = ['Object', 'Array', 'Date', 'String', 'Number', 'Math', 'JSON'];
 
   function isIdentStart(c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c === '_' || c === '$';
@@ -237,11 +241,136 @@ var __chtPurity = (function () {
     return false;
   }
 
+  // Where each name is declared: `name -> [scope]`, a scope being the index of the `{` that opens
+  // it (-1: the snippet's function). `var` belongs to its function, `let`, `const`, a function's
+  // name and `catch (e)` to their block, parameters to their function's body. A declaration the
+  // tokenizer cannot place (`var a, b`, a destructured parameter, an arrow without braces) is not
+  // recorded, so a write to it is refused.
+  function declarations(list, scopes) {
+    var found = new Map();
+    function add(name, scope) {
+      (found.get(name) || found.set(name, []).get(name)).push(scope);
+    }
+    function bodyAfter(k) { // the `{` after the `)` closing the group opened at `k`
+      for (var depth = 0; k < list.length; k++) {
+        if (list[k].v === '(' && list[k].t === 'punct') {
+          depth++;
+        } else if (list[k].v === ')' && list[k].t === 'punct' && --depth === 0) {
+          return list[k + 1] && list[k + 1].v === '{' && list[k + 1].t === 'punct' ? k + 1 : null;
+        }
+      }
+      return null;
+    }
+    function params(open, close, body) { // plain names of the group `(`...`)`: `(a, b = 1, ...c)`
+      for (var k = open + 1, depth = 0; k < close; k++) { // `depth`: inside a default's own brackets
+        var prev = list[k - 1].v;
+        var next = list[k + 1] && list[k + 1].v;
+        if (list[k].t === 'punct' && (list[k].v === '(' || list[k].v === '[' || list[k].v === '{')) {
+          depth++;
+        } else if (list[k].t === 'punct' && (list[k].v === ')' || list[k].v === ']' || list[k].v === '}')) {
+          depth--;
+        } else if (depth === 0 && list[k].t === 'name' && (prev === '(' || prev === ',' || prev === '...') &&
+            (next === ',' || next === ')' || next === '=')) {
+          add(list[k].v, body);
+        }
+      }
+    }
+    for (var i = 0; i < list.length; i++) {
+      var token = list[i];
+      var after = list[i + 1];
+      var scope = scopes[i];
+      if (token.t !== 'name' && token.v !== '=>') {
+        continue;
+      }
+      if ((token.v === 'var' || token.v === 'let' || token.v === 'const') && after && after.t === 'name') {
+        add(after.v, token.v === 'var' ? scope.fn : scope.block);
+      } else if (token.v === 'function') {
+        var open = i + 1;
+        if (after && after.t === 'name') {
+          add(after.v, scope.block);
+          open = i + 2;
+        }
+        var body = list[open] && list[open].v === '(' ? bodyAfter(open) : null;
+        if (body !== null) {
+          params(open, body - 1, body);
+        }
+      } else if (token.v === 'catch' && after && after.v === '(' && list[i + 2] && list[i + 2].t === 'name' &&
+          list[i + 3] && list[i + 3].v === ')' && list[i + 4] && list[i + 4].v === '{') {
+        add(list[i + 2].v, i + 4);
+      } else if (token.v === '=>' && after && after.v === '{' && after.t === 'punct') {
+        var before = list[i - 1];
+        if (before && before.t === 'name') {
+          add(before.v, i + 1);
+        } else if (before && before.v === ')') {
+          for (var k = i - 1, depth = 0; k >= 0; k--) {
+            if (list[k].v === ')') {
+              depth++;
+            } else if (list[k].v === '(' && --depth === 0) {
+              params(k, i - 1, i + 1);
+              break;
+            }
+          }
+        }
+      }
+    }
+    return found;
+  }
+
+  // For each token, the scopes it is in: `{block, fn, chain}` (see declarations).
+  function scopesOf(list) {
+    var out = [];
+    var stack = [{ id: -1, fn: true }];
+    var fnBody = -1; // the index of the next `{` that opens a function's body
+    for (var i = 0; i < list.length; i++) {
+      var token = list[i];
+      if (token.t === 'punct' && token.v === '{') {
+        stack.push({ id: i, fn: i === fnBody || (list[i - 1] && list[i - 1].v === '=>') });
+      } else if (token.t === 'punct' && token.v === '}' && stack.length > 1) {
+        stack.pop();
+      }
+      if (token.t === 'name' && token.v === 'function') {
+        for (var k = i + 1, depth = 0; k < list.length; k++) {
+          if (list[k].v === '(') {
+            depth++;
+          } else if (list[k].v === ')' && --depth === 0) {
+            fnBody = k + 1;
+            break;
+          }
+        }
+      }
+      var fn = -1;
+      for (var s = stack.length - 1; s >= 0; s--) {
+        if (stack[s].fn) {
+          fn = stack[s].id;
+          break;
+        }
+      }
+      out.push({ block: stack[stack.length - 1].id, fn: fn, chain: stack.map(function (e) { return e.id; }) });
+    }
+    return out;
+  }
+
+  // The name a variable write at `i` changes (`n = `, `n++`, `++n`).
+  function writeTarget(list, i) {
+    if (list[i].v !== '++' && list[i].v !== '--') {
+      return list[i - 1].v;
+    }
+    return list[i - 1] && list[i - 1].t === 'name' && !member(list, i - 1) ? list[i - 1].v : list[i + 1] && list[i + 1].v;
+  }
+
   function readOnly(code) {
-    var list = tokens(String(code));
+    code = String(code);
+    // V8 reads `<!--` anywhere and `-->` at a line's start as a line comment (Annex B), this
+    // tokenizer as operators: it would then skip a `/* ... */` that V8 runs.
+    if (code.indexOf('<!--') >= 0 || code.indexOf('-->') >= 0) {
+      return false;
+    }
+    var list = tokens(code);
     if (list === null) {
       return false;
     }
+    var scopes = scopesOf(list);
+    var declared = declarations(list, scopes);
     var open = []; // the brackets open at this token: `{`, `(`, `[`
     for (var i = 0; i < list.length; i++) {
       var token = list[i];
@@ -251,7 +380,17 @@ var __chtPurity = (function () {
           KEYWORDS.indexOf(token.v) < 0)) {
         return false; // `return` is a keyword, `it.return` a generator's method
       }
-      if (token.t === 'string' && denied.has(token.v)) {
+      if (token.t === 'name' && builtins.has(token.v) && KEYWORDS.indexOf(token.v) < 0 &&
+          !(after && after.t === 'punct' && (after.v === '(' || (after.v === '.' && !member(list, i) &&
+            NAMESPACES.indexOf(token.v) >= 0)))) {
+        return false; // `[x].forEach(Array.of, F)`, `.some([a].includes, [a])`, `.map(String)`, `{of: 1}`
+      }
+      if (token.t === 'name' && token.v === 'new' &&
+          !(after && after.v === 'Date' && list[i + 2] && list[i + 2].v === '(')) {
+        return false; // only `new Date(...)`
+      }
+      if (token.t === 'string' && (denied.has(token.v) ||
+          (builtins.has(token.v) && after && (after.v === ':' || after.v === '(')))) {
         return false; // `({'push': p}) => ...` takes the method as a parameter
       }
       if (token.t !== 'punct') {
@@ -267,15 +406,22 @@ var __chtPurity = (function () {
       } else if (token.v === '}' || token.v === ')' || token.v === ']') {
         open.pop();
       }
-      if (WRITES.indexOf(token.v) >= 0 && !variableWrite(list, i)) {
-        return false;
+      if (WRITES.indexOf(token.v) >= 0) {
+        if (!variableWrite(list, i)) {
+          return false;
+        }
+        // A name the snippet does not declare is a global (sloppy mode), kept for the next document.
+        var where = declared.get(writeTarget(list, i)) || [];
+        if (!where.some(function (scope) { return scopes[i].chain.indexOf(scope) >= 0; })) {
+          return false;
+        }
       }
       if (EQUALITY.indexOf(token.v) >= 0 && !literal(before) && !literalAt(list, i + 1)) {
         return false;
       }
       if (token.v === '[' && follows(before)) {
         // A computed member: only a literal, and not a denied name.
-        if (!literal(after) || !list[i + 2] || list[i + 2].v !== ']' || denied.has(after.v)) {
+        if (!literal(after) || !list[i + 2] || list[i + 2].v !== ']' || builtins.has(after.v)) {
           return false;
         }
       }

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from cht_bridge.mapping import Mapper, payload_hash
+from cht_bridge import v8
 from cht_bridge.v8 import Sandbox
 from standins.generate import generate
 from tests.unit.fhir.hydrated import CONTACT_TYPES
@@ -60,6 +61,22 @@ WRITES = [
     "doc.contact.parent === doc.patient.parent",
     "[doc.contact.parent].indexOf(doc.patient.parent)",
     "switch (doc.contact.parent) { case doc.patient.parent: 1 }",
+    # V8 reads `<!--` anywhere and `-->` at a line's start as a line comment: the push is run
+    "doc._id === 'r1' ? 1 : 0 <!-- /*\n; doc._id === 'r1' && doc.contact.parent.tags.push('Y')\n// */",
+    "0\n--> /*\n; doc._id === 'r1' && doc.contact.parent.tags.sort()\n// */",
+    # a built-in handed on as a value: Array.of does `new F()` and writes into what F returns
+    "function F() { return doc.contact.parent.tags } ['X'].forEach(Array.of, F)",
+    "function F() { return doc.contact.parent.tags } Array.from([1], Array.of, F)",
+    "function F() { return doc.contact.parent.tags } ['X'].flatMap(Array.of, F)",
+    "function F() { return doc.contact.parent.tags } new F().push('X')",
+    "[doc.patient.parent].some([doc.contact.parent].includes, [doc.contact.parent])",
+    "[doc.patient.parent].some([doc.contact.parent].indexOf, [doc.contact.parent])",
+    "[doc.patient.parent].some([doc.contact.parent].lastIndexOf, [doc.contact.parent])",
+    # a name it does not declare is a global, kept for the next document of the call
+    "n = (typeof n === 'number' ? n : 0) + 1",
+    "(function () { var n })(); n = 1",
+    "if (doc) { let n = 0 } n++",
+    "function f(a = g(1, n)) { n = 1 }",
 ]
 
 
@@ -128,6 +145,48 @@ def test_what_a_snippet_changes_in_its_lineage_is_not_seen_by_the_next_document(
         assert [json.loads(m.body) for m in batch[1:]] == [
             {"x": 0, "place": "Kisumu HC", "tags": ["b", "a"], "visits": 1}
         ] * 2
+
+
+@pytest.fixture
+def always_sharing(monkeypatch):
+    """A sandbox whose purity.js passes every snippet: what freezing alone keeps apart."""
+    script = v8._script
+
+    def passing(name: str) -> str:
+        text = script(name)
+        if name == "purity.js":
+            text = text.replace("return { readOnly: readOnly };", "return { readOnly: function () { return true; } };")
+            assert "return true; }" in text
+        return text
+
+    monkeypatch.setattr(v8, "_script", passing)
+    box = Sandbox()
+    yield box
+    box.close()
+
+
+@pytest.mark.parametrize("snippet", CHANGES)
+def test_a_write_purity_js_missed_fails_only_its_own_document(always_sharing, snippet):
+    """What is shared comes deep-frozen: a write fails (strict) or does nothing (sloppy), the
+    document that tried it may fail, and the next documents and calls see the lineage unchanged."""
+    sandbox = always_sharing
+    mapper = Mapper(
+        "p", "true",
+        {"x": {"expr": f"doc._id === 'r1' ? (function () {{ {snippet};\n return 1 }})() : 0", "optional": True},
+         "place": "doc.contact.parent.name", "tags": "doc.contact.parent.tags",
+         "visits": {"path": "doc.contact.parent.visits", "optional": True}},
+        sandbox=sandbox,
+    )  # fmt: skip
+    assert mapper.shares
+    reports = [{"_id": f"r{i}", "type": "data_record", "form": "v", "contact": {"_id": "chw"}} for i in (1, 2, 3)]
+    ids = _loaded(sandbox, reports, [PLACE, CHW, NURSE])
+    for batch in (mapper.map_loaded(ids), mapper.map_loaded(ids)):
+        assert [m.error for m in batch[1:]] == [None, None]
+        assert [json.loads(m.body) for m in batch[1:]] == [
+            {"x": 0, "place": "Kisumu HC", "tags": ["b", "a"], "visits": 1}
+        ] * 2
+    copied = Mapper("c", "true || doc.x.sort()", {"tags": "doc.contact.parent.tags"}, sandbox=sandbox)
+    assert [json.loads(m.body) for m in copied.map_loaded(ids)] == [{"tags": ["b", "a"]}] * 3
 
 
 def test_shared_lineages_map_to_the_same_bytes_and_hashes_as_copies(sandbox):
