@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from cht_bridge.mapping import Mapper, payload_hash
 from cht_bridge import v8
+from cht_bridge.mapping import Mapper, payload_hash
 from cht_bridge.v8 import Sandbox
 from standins.generate import generate
 from tests.unit.fhir.hydrated import CONTACT_TYPES
