@@ -14,6 +14,12 @@
 //   `freeze`, `call`, `bind`, `set`...), nor `prototype`, `constructor`, `__proto__`, `Reflect`,
 //   `globalThis`: without them no built-in that changes an object can be called or handed on
 //   as a callback; the names are read from this isolate's own built-ins when the bridge loads;
+// - a built-in function's name (READ_ONLY's too) only where it is called (`x.of(`), or for
+//   `Object`, `Array`, `Date`... before a `.`: handed on as a value (`forEach(Array.of, F)`,
+//   `some([a].includes, [a])`) it runs with a receiver of the snippet's choice; no `new` but
+//   `new Date(`; no `<!--` or `-->` anywhere (V8 reads them as line comments, this tokenizer not);
+// - an assignment only to a name declared in a scope around it (`var`, `let`, `const`, a function's
+//   name or plain parameter, `catch (e)`): another is a global, kept for the next document;
 // - a computed member (`x[...]`) only with a literal inside, checked like a name, and no computed
 //   key (`{[k]: v}`); no string that is a denied name (`({'push': p}) => ...`);
 // - no regular expression or division (`/`), template (`` ` ``), backslash or non-ASCII character
