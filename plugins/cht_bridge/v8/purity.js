@@ -356,12 +356,14 @@ var __chtPurity = (function () {
     return out;
   }
 
-  // The name a variable write at `i` changes (`n = `, `n++`, `++n`).
-  function writeTarget(list, i) {
+  // The names a variable write at `i` may change: `n = `, `n++`, `++n`, and both for `a\n++b`,
+  // which is `a; ++b`.
+  function writeTargets(list, i) {
     if (list[i].v !== '++' && list[i].v !== '--') {
-      return list[i - 1].v;
+      return [list[i - 1].v];
     }
-    return list[i - 1] && list[i - 1].t === 'name' && !member(list, i - 1) ? list[i - 1].v : list[i + 1] && list[i + 1].v;
+    return [list[i - 1], list[i + 1]].filter(function (token) { return token && token.t === 'name'; })
+      .map(function (token) { return token.v; });
   }
 
   function readOnly(code) {
@@ -417,8 +419,10 @@ var __chtPurity = (function () {
           return false;
         }
         // A name the snippet does not declare is a global (sloppy mode), kept for the next document.
-        var where = declared.get(writeTarget(list, i)) || [];
-        if (!where.some(function (scope) { return scopes[i].chain.indexOf(scope) >= 0; })) {
+        var chain = scopes[i].chain;
+        if (!writeTargets(list, i).every(function (name) {
+          return (declared.get(name) || []).some(function (scope) { return chain.indexOf(scope) >= 0; });
+        })) {
           return false;
         }
       }

@@ -77,6 +77,7 @@ WRITES = [
     "(function () { var n })(); n = 1",
     "if (doc) { let n = 0 } n++",
     "function f(a = g(1, n)) { n = 1 }",
+    "var x = 0; x\n++n",
 ]
 
 
