@@ -13,6 +13,10 @@ var __chtMapping = (function () {
   var hasOwnProperty = Object.prototype.hasOwnProperty; // taken before any snippet runs
   var objectToString = Object.prototype.toString;
   var current = ''; // what is running: 'relevant_to' or a mapping key, read after a timeout or OOM
+  // Set by the bridge: undoes what a snippet changed outside its document (new globals, Object's
+  // own methods). Run between the documents of a pipeline that gets copies, as CHT gives every
+  // document a fresh context; a pipeline that shares its lineages writes nothing (purity.js).
+  var between = null;
   var KINDS = [EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError, AggregateError];
 
   // V8's messages that say what went wrong without a value, once quoted and numeric parts are
@@ -403,7 +407,11 @@ var __chtMapping = (function () {
   // document whose hydration fails fails alone).
   function evaluate(p, count, get) {
     var out = new Array(count);
+    var undo = p.shares ? null : between;
     for (var i = 0; i < count; i++) {
+      if (i > 0 && undo !== null) {
+        undo();
+      }
       var doc;
       try {
         doc = get(i);
@@ -481,6 +489,7 @@ var __chtMapping = (function () {
 
   return {
     addPipeline: addPipeline,
+    setBetween: function (f) { between = f; },
     run: run,
     runLoaded: runLoaded,
     current: function () { return current; }
@@ -514,6 +523,7 @@ function __chtBridge(restore) {
   }
   var h = __chtHydration;
   var m = __chtMapping;
+  m.setBetween(undo);
   return {
     configure: h.configure,
     loadPage: h.loadPage,

@@ -56,6 +56,21 @@ def test_a_snippet_that_replaces_an_object_method_or_leaks_a_global_is_undone_af
     assert mapper.map([{"_id": "b"}])[0].payload == {"s": "[object Object]undefined"}
 
 
+def test_a_global_or_object_method_a_snippet_changes_is_undone_before_the_next_document_of_its_batch(sandbox):
+    """CHT gives every document a fresh context: a counter kept in an undeclared global starts again
+    for each document, and a replaced ``Object.prototype.toString`` is not what the next one sees."""
+    counter = Mapper("p", "true", {"n": {"expr": "n = (typeof n === 'number' ? n : 0) + 1"}}, sandbox=sandbox)
+    assert not counter.shares
+    assert [r.payload for r in counter.map([{"_id": "a"}, {"_id": "b"}, {"_id": "c"}])] == [{"n": 1}] * 3
+    mapper = Mapper(
+        "q", "true",
+        {"s": {"expr": "doc.vandal ? (Object.prototype.toString = function () { return 'x' }, 0) : String({})"}},
+        sandbox=sandbox,
+    )  # fmt: skip
+    results = mapper.map([{"_id": "a", "vandal": True}, {"_id": "b"}])
+    assert [r.payload for r in results] == [{"s": 0}, {"s": "[object Object]"}]
+
+
 def test_a_stuck_promise_job_blames_the_document_that_queued_it_not_the_next(sandbox):
     job = "(Promise.resolve().then(function () { while (true) {} }), doc._id)"
     mapper = Mapper("p", "true", {"x": {"expr": f"doc.job ? {job} : doc._id"}}, timeout_ms=100, sandbox=sandbox)
