@@ -130,15 +130,19 @@ def _loaded(sandbox: Sandbox, reports: list[dict], contacts: list[dict], gone: i
 CHANGES = [s for s in WRITES if not any(w in s for w in ("doc.patient", "return this", "'pu' + 'sh'", "Object.freeze"))]
 
 
-@pytest.mark.parametrize("snippet", CHANGES)
-def test_what_a_snippet_changes_in_its_lineage_is_not_seen_by_the_next_document(sandbox, snippet):
-    mapper = Mapper(
+def _changer(sandbox: Sandbox, snippet: str) -> Mapper:
+    """A pipeline whose first report ``r1`` runs ``snippet``; the others read its lineage."""
+    return Mapper(
         "p", "true",
         {"x": {"expr": f"doc._id === 'r1' ? (function () {{ {snippet};\n return 1 }})() : 0", "optional": True},
          "place": "doc.contact.parent.name", "tags": "doc.contact.parent.tags",
          "visits": {"path": "doc.contact.parent.visits", "optional": True}},
         sandbox=sandbox,
     )  # fmt: skip
+
+
+def _lineage_is_unchanged_for_the_next_documents(sandbox: Sandbox, mapper: Mapper) -> list[str]:
+    """Map r1..r3 twice (the second time from the same cache); r2 and r3 see the lineage as loaded."""
     reports = [{"_id": f"r{i}", "type": "data_record", "form": "v", "contact": {"_id": "chw"}} for i in (1, 2, 3)]
     ids = _loaded(sandbox, reports, [PLACE, CHW, NURSE])
     for batch in (mapper.map_loaded(ids), mapper.map_loaded(ids)):  # and again from the same cache
@@ -146,6 +150,12 @@ def test_what_a_snippet_changes_in_its_lineage_is_not_seen_by_the_next_document(
         assert [json.loads(m.body) for m in batch[1:]] == [
             {"x": 0, "place": "Kisumu HC", "tags": ["b", "a"], "visits": 1}
         ] * 2
+    return ids
+
+
+@pytest.mark.parametrize("snippet", CHANGES)
+def test_what_a_snippet_changes_in_its_lineage_is_not_seen_by_the_next_document(sandbox, snippet):
+    _lineage_is_unchanged_for_the_next_documents(sandbox, _changer(sandbox, snippet))
 
 
 @pytest.fixture
@@ -171,21 +181,9 @@ def test_a_write_purity_js_missed_fails_only_its_own_document(always_sharing, sn
     """What is shared comes deep-frozen: a write fails (strict) or does nothing (sloppy), the
     document that tried it may fail, and the next documents and calls see the lineage unchanged."""
     sandbox = always_sharing
-    mapper = Mapper(
-        "p", "true",
-        {"x": {"expr": f"doc._id === 'r1' ? (function () {{ {snippet};\n return 1 }})() : 0", "optional": True},
-         "place": "doc.contact.parent.name", "tags": "doc.contact.parent.tags",
-         "visits": {"path": "doc.contact.parent.visits", "optional": True}},
-        sandbox=sandbox,
-    )  # fmt: skip
+    mapper = _changer(sandbox, snippet)
     assert mapper.shares
-    reports = [{"_id": f"r{i}", "type": "data_record", "form": "v", "contact": {"_id": "chw"}} for i in (1, 2, 3)]
-    ids = _loaded(sandbox, reports, [PLACE, CHW, NURSE])
-    for batch in (mapper.map_loaded(ids), mapper.map_loaded(ids)):
-        assert [m.error for m in batch[1:]] == [None, None]
-        assert [json.loads(m.body) for m in batch[1:]] == [
-            {"x": 0, "place": "Kisumu HC", "tags": ["b", "a"], "visits": 1}
-        ] * 2
+    ids = _lineage_is_unchanged_for_the_next_documents(sandbox, mapper)
     copied = Mapper("c", "true || doc.x.sort()", {"tags": "doc.contact.parent.tags"}, sandbox=sandbox)
     assert [json.loads(m.body) for m in copied.map_loaded(ids)] == [{"tags": ["b", "a"]}] * 3
 
