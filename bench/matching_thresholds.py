@@ -167,8 +167,8 @@ def print_bands(label: str, rows: Sequence[tuple]) -> None:
 
 def _range(band: Band, low: int, high: int) -> str:
     if band.low == low:
-        return f"   < {low + 1:>3}"
-    return f"{band.low:>3} to {band.low + 1:>3}" if band.low < high else f"  >= {high:>3}"
+        return f"{f'< {low + 1}':>10}"
+    return f"{f'{band.low} to {band.low + 1}' if band.low < high else f'>= {high}':>10}"
 
 
 def main(argv: list[str] | None = None) -> None:
