@@ -242,6 +242,9 @@ def iter_documents(client: CouchClient, ids: list[str], limit: int, load: Load) 
         return iter(())
     starts = iter(range(limit, len(ids), limit))
     return _prefetched(
-        lambda s: client.all_docs_text(ids[s : s + limit]), 0, load, lambda _page: next(starts, None),
-        lambda s, _: s + limit if s + limit < len(ids) else None,
-    )  # fmt: skip
+        lambda s: client.all_docs_text(ids[s : s + limit]),
+        0,
+        load,
+        lambda _page: next(starts, None),
+        lambda s, _: s + limit if s + limit < len(ids) else None,  # the next chunk: known in advance
+    )

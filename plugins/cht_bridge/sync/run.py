@@ -8,11 +8,11 @@ A run is a list of phases (``phases.py``), each a stream of pages processed the 
   checkpoint; a replay (``replay_documents``) re-sends chosen ledger rows.
 
 Four things overlap: the next pages are read while this one is hydrated, mapped and planned, and
-the pages planned before it are delivered meanwhile (``_process``). A page ends with one transaction that writes its
-ledger rows and, for the changes feed, moves the checkpoint past it, in feed order. If the
-destination refuses the credentials or its circuit breaker opens, the run stops before that
-transaction moves the checkpoint, so the next run reads the page again; what was delivered is
-recorded, and is not sent twice.
+the pages planned before it are delivered meanwhile (``_process``). A page ends with one
+transaction that writes its ledger rows and, for the changes feed, moves the checkpoint past it,
+in feed order. If the destination refuses the credentials or its circuit breaker opens, the run
+stops before that transaction moves the checkpoint (and sends no page planned after it), so the
+next run reads the page again; what was delivered is recorded, and is not sent twice.
 
 The destination is reached only through its contract (``destinations/base.py``): its pre-flight
 ``check`` once, before any phase (a dry run checks too, so it shows a run bound to fail), then
