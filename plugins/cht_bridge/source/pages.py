@@ -86,7 +86,10 @@ class _Ahead:
 
     def _read(self, position: Any) -> tuple[Any, Any]:
         answer = self._fetch(position)
-        guess = self._guess(position, answer) if self._guess is not None else None
+        try:  # only a hint: an answer it cannot read is the loaded page's to refuse, with its own reason
+            guess = self._guess(position, answer) if self._guess is not None else None
+        except Exception:
+            guess = None
         with self._lock:
             self._extend(position, guess)
         return answer, guess
@@ -205,7 +208,7 @@ def last_seq_of(text: str, limit: int) -> Any:
         return None
     try:
         value, _ = json.JSONDecoder().raw_decode(text[colon + 1 :].lstrip())
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 

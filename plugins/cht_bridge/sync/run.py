@@ -202,6 +202,9 @@ def _process(ctx: RunContext, phase: Phase, pages: Iterator[Page]) -> None:
         raise
     finally:
         sender.shutdown(wait=True)
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
 
 
 def _documents(page: Page) -> set[str]:
