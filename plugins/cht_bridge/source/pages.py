@@ -13,8 +13,10 @@ turns. A page is the server's answer as text; ``load`` (the hydrator's) turns it
 from __future__ import annotations
 
 import json
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,17 +51,118 @@ class Page:
     rows: int = 0  # rows in the server's answer, to tell a full page from the last one
 
 
+#: Pages read ahead of the one the caller is on (each held as the server's text until loaded): the
+#: server reads the next pages while the worker hydrates, maps and delivers, instead of waiting for
+#: the caller to ask. Two keep CHT busy through a slow page of ours; each costs a page's text in memory.
+AHEAD = 2
+
+Guess = Callable[[Any, Any], Any]
+
+
+class _Ahead:
+    """The reads in flight, oldest first: ``(position, future)``; a future's answer is ``(answer, guess)``.
+
+    A read whose answer names where the next page starts (``guess``) asks for it at once, up to
+    ``AHEAD`` reads not yet handed on. A guess is only a hint: the caller checks it against where its
+    loaded page really ends (``after``) and reads from there instead if they differ.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, fetch: Callable[[Any], Any], guess: Guess | None) -> None:
+        self._pool, self._fetch, self._guess = pool, fetch, guess
+        self._lock = threading.Lock()
+        self.reads: deque[tuple[Any, Future]] = deque()  # asked for, not yet handed on
+        self._newest: Any = None  # the position asked for last: only its answer may guess further
+        self._asked: set[str] = set()  # positions read in this stream: a guess never repeats one
+        self.closed = False
+
+    def start(self, position: Any) -> None:
+        with self._lock:
+            self._submit(position)
+
+    def _submit(self, position: Any) -> None:
+        self._asked.add(_seq_key(position))
+        self._newest = position
+        self.reads.append((position, self._pool.submit(self._read, position)))
+
+    def _read(self, position: Any) -> tuple[Any, Any]:
+        answer = self._fetch(position)
+        try:  # only a hint: an answer it cannot read is the loaded page's to refuse, with its own reason
+            guess = self._guess(position, answer) if self._guess is not None else None
+        except Exception:
+            guess = None
+        with self._lock:
+            self._extend(position, guess)
+        return answer, guess
+
+    def _extend(self, position: Any, guess: Any) -> None:
+        """Read ahead from ``position``'s guess if it is the newest read and there is room (lock held)."""
+        if self.closed or guess is None or position is not self._newest or len(self.reads) >= AHEAD:
+            return
+        if _seq_key(guess) not in self._asked:
+            self._submit(guess)
+
+    def next(self) -> tuple[Any, Future]:
+        """The oldest read; as it leaves, the newest (if answered) may read one more ahead."""
+        with self._lock:
+            position, future = self.reads.popleft()
+            if self.reads:  # the newest, answered while there was no room, may read ahead now
+                newest, answered = self.reads[-1]
+                if answered.done() and answered.exception() is None:
+                    self._extend(newest, answered.result()[1])
+            return position, future
+
+    def follow(self, position: Any) -> None:
+        """Go on from ``position``: keep the read already asked for it, or drop every guess and ask for it."""
+        with self._lock:
+            if self.reads and _seq_key(self.reads[0][0]) == _seq_key(position):
+                return
+            self._drop()
+            self._asked.discard(_seq_key(position))
+            self._submit(position)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._drop()
+
+    def _drop(self) -> None:
+        """Forget the reads ahead: those not started never are; a running one's answer is ignored."""
+        for _, future in self.reads:
+            future.cancel()
+        self.reads.clear()
+
+
 def _prefetched(
-    fetch: Callable[[Any], Any], first: Any, load: Callable[[Any], Page], after: Callable[[Page], Any]
+    fetch: Callable[[Any], Any],
+    first: Any,
+    load: Callable[[Any], Page],
+    after: Callable[[Page], Any],
+    guess: Guess | None = None,
 ) -> Iterator[Page]:
-    """Yield loaded pages; as soon as one is loaded, request the next (``after`` is None at the end)."""
+    """Yield loaded pages, reading ahead of them.
+
+    The next read starts as soon as the answer before it is in, from ``guess(position, answer)``
+    (None: unknown), or else when the page is loaded, from ``after(page)`` (None at the end). A
+    page is only handed on from the position ``after`` says, so a wrong guess costs a read, never
+    a page; and a read that fails is raised when its page's turn comes, as if it had just been read.
+    """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages") as pool:
-        future = pool.submit(fetch, first)
-        while future is not None:
-            page = load(future.result())
-            position = after(page)
-            future = pool.submit(fetch, position) if position is not None else None
-            yield page
+        ahead = _Ahead(pool, fetch, guess)
+        ahead.start(first)
+        try:
+            while True:
+                _, future = ahead.next()
+                page = load(future.result()[0])
+                position = after(page)
+                if position is None:
+                    ahead.close()
+                else:
+                    ahead.follow(position)
+                yield page
+                if position is None:
+                    return
+        finally:
+            ahead.close()
 
 
 def iter_changes(client: CouchClient, since: Any, limit: int, load: Load) -> Iterator[Page]:
@@ -84,7 +187,30 @@ def iter_changes(client: CouchClient, since: Any, limit: int, load: Load) -> Ite
         read_from.add(key)
         return page.last_seq
 
-    return _prefetched(lambda seq: client.changes_text(seq, limit), since, load, after)
+    return _prefetched(
+        lambda seq: client.changes_text(seq, limit), since, load, after, lambda _, text: last_seq_of(text, limit)
+    )
+
+
+def last_seq_of(text: str, limit: int) -> Any:
+    """Where the next page of a full ``_changes`` answer starts, read from its text without parsing it.
+
+    Only a guess to read ahead with (``_prefetched``), so it may be wrong, never harmful: the loaded
+    page's own ``read`` and ``last_seq`` decide. None when unsure, or when the answer looks short (each
+    row names its ``"changes"``; a document holding that key only makes a page look full), so the end
+    of the feed costs no read.
+    """
+    if text.count('"changes"') < limit:
+        return None
+    at = text.rfind('"last_seq"', max(0, len(text) - 4096))
+    colon = text.find(":", at + 10) if at >= 0 else -1
+    if colon < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[colon + 1 :].lstrip())
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
 def _seq_key(seq: Any) -> str:
@@ -118,4 +244,10 @@ def iter_documents(client: CouchClient, ids: list[str], limit: int, load: Load) 
     if not ids:
         return iter(())
     starts = iter(range(limit, len(ids), limit))
-    return _prefetched(lambda s: client.all_docs_text(ids[s : s + limit]), 0, load, lambda _page: next(starts, None))
+    return _prefetched(
+        lambda s: client.all_docs_text(ids[s : s + limit]),
+        0,
+        load,
+        lambda _page: next(starts, None),
+        lambda s, _: s + limit if s + limit < len(ids) else None,  # the next chunk: known in advance
+    )

@@ -217,14 +217,19 @@ class Replay(Resend):
 
 def _at_seq(pages: Iterator[Page], position: list[Any]) -> Iterator[Page]:
     """The changes pages, with the seq a page was read after named in any ``SourceError`` reading it."""
-    while True:
-        try:
-            page = next(pages)
-        except StopIteration:
-            return
-        except SourceError as exc:
-            raise SourceError(f"{exc} (the _changes page after seq {json.dumps(position[0])})", exc.status) from None
-        yield page
+    try:
+        while True:
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            except SourceError as exc:
+                raise SourceError(
+                    f"{exc} (the _changes page after seq {json.dumps(position[0])})", exc.status
+                ) from None
+            yield page
+    finally:
+        pages.close()
 
 
 def _ms(when: datetime) -> int:

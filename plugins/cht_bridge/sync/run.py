@@ -7,12 +7,12 @@ A run is a list of phases (``phases.py``), each a stream of pages processed the 
 - a backfill reads the reports of a date window (``Window``) instead, and never moves the
   checkpoint; a replay (``replay_documents``) re-sends chosen ledger rows.
 
-Three things overlap: the next page is read while this one is hydrated and mapped, and a mapped
-page is delivered while the next is prepared. A page ends with one transaction that writes its
-ledger rows and, for the changes feed, moves the checkpoint past it, in feed order. If the
-destination refuses the credentials or its circuit breaker opens, the run stops before that
-transaction moves the checkpoint, so the next run reads the page again; what was delivered is
-recorded, and is not sent twice.
+Four things overlap: the next pages are read while this one is hydrated, mapped and planned, and
+the pages planned before it are delivered meanwhile (``_process``). A page ends with one
+transaction that writes its ledger rows and, for the changes feed, moves the checkpoint past it,
+in feed order. If the destination refuses the credentials or its circuit breaker opens, the run
+stops before that transaction moves the checkpoint (and sends no page planned after it), so the
+next run reads the page again; what was delivered is recorded, and is not sent twice.
 
 The destination is reached only through its contract (``destinations/base.py``): its pre-flight
 ``check`` once, before any phase (a dry run checks too, so it shows a run bound to fail), then
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -161,32 +162,61 @@ def _run_phase(ctx: RunContext, phase: Phase) -> None:
     _process(ctx, phase, phase.pages(ctx))
 
 
+#: Planned pages waiting for, or in, the deliver thread. Two let the next page be planned while one
+#: is delivered, so the deliver thread goes from one page to the next without waiting for the main
+#: thread; each costs a page's payloads in memory.
+QUEUED = 2
+
+
 def _process(ctx: RunContext, phase: Phase, pages: Iterator[Page]) -> None:
-    """The pipelined loop: a page is mapped while the previous one is delivered and recorded."""
+    """The pipelined loop: a page is read, mapped and planned while the pages before it are delivered.
+
+    A page is planned against the ledger before the previous one is recorded only when none of its
+    documents is in a page not yet recorded (recording writes the rows of its own documents and
+    nothing else), so a document changed twice within a run is still compared with its latest
+    delivery. The deliver thread takes the pages in order, and sends none after one that failed.
+    """
     sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
-    in_flight: Future | None = None
+    queued: deque[tuple[set[str], Future]] = deque()  # (documents of the page, its delivery), oldest first
     try:
         for page in pages:
-            mapped = ctx.mapper.map_batch(ctx.hydrator.hydrated(page))  # while the previous batch is delivered
+            mapped = ctx.mapper.map_batch(ctx.hydrator.hydrated(page))  # while earlier pages are delivered
             ctx.mapper.sandbox.trim()
-            if in_flight is not None:
-                # The previous batch is recorded before this one is checked against the ledger,
-                # so a document changed twice within a run is compared with its latest delivery.
-                in_flight.result()
-            in_flight = sender.submit(_deliver, ctx, plan_page(ctx, phase, page, mapped))
-        if in_flight is not None:
-            in_flight.result()
+            ids = _documents(page)
+            while queued and (len(queued) >= QUEUED or any(not ids.isdisjoint(q) for q, _ in queued)):
+                queued.popleft()[1].result()
+            previous = queued[-1][1] if queued else None
+            batch = plan_page(ctx, phase, page, mapped)
+            queued.append((ids, sender.submit(_deliver_after, previous, ctx, batch)))
+        while queued:
+            queued.popleft()[1].result()
     except BaseException as exc:
         # If CHT failed here while the destination refused the credentials or broke the
         # circuit in the sender, the destination's error decides what Airflow does next
         # (no retry after a refused login), so it must not be lost behind this one.
         sender.shutdown(wait=True)
-        sent_error = in_flight.exception() if in_flight is not None and not in_flight.cancelled() else None
-        if isinstance(sent_error, (AuthError, CircuitOpenError)) and sent_error is not exc:
-            raise sent_error from exc
+        for _, future in queued:
+            sent_error = None if future.cancelled() else future.exception()
+            if isinstance(sent_error, (AuthError, CircuitOpenError)) and sent_error is not exc:
+                raise sent_error from exc
         raise
     finally:
         sender.shutdown(wait=True)
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
+
+
+def _documents(page: Page) -> set[str]:
+    """Every document whose ledger row a page may read or write."""
+    return {*page.ids, *page.missing, *(d[0] for d in page.deleted)}
+
+
+def _deliver_after(previous: Future | None, ctx: RunContext, batch: Batch) -> None:
+    """Deliver ``batch`` unless the page before it failed (its error stops the run; this page is read again)."""
+    if previous is not None and (previous.cancelled() or previous.exception() is not None):
+        return
+    _deliver(ctx, batch)
 
 
 def _deliver(ctx: RunContext, batch: Batch) -> None:
