@@ -66,7 +66,7 @@ def test_the_wal_stays_bounded_and_closing_the_store_moves_it_into_the_database(
         sizes.append(wal.stat().st_size)
     one_commit = max(b - a for a, b in zip(sizes, sizes[1:], strict=False))
     assert max(sizes) <= (WAL_CHECKPOINT_PAGES + 1) * (page + 24) + one_commit  # the interval plus one commit
-    assert max(sizes) > 1000 * (page + 24)  # past SQLite's default interval: ours is in effect
+    assert max(sizes) > 5000 * (page + 24)  # five times SQLite's default interval: ours is in effect
     assert path.stat().st_size > 1000 * page  # checkpoints during the run copied pages into the database
     assert store.counts("p") == {"delivered": 80_000}
     store.close()
