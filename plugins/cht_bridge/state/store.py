@@ -553,7 +553,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # With SQLite's 1,000-page interval every such commit was also checkpointed: the same leaves
     # copied into the database once per commit (and two fsyncs). With 10,000 pages a leaf that
     # several commits change is copied once; the WAL file grows to at most the interval plus one
-    # commit (~45 MB with a ledger of 50,000 rows, ~55 MB at 300,000), is checkpointed and removed
+    # commit (~45 MB with a ledger of 50,000 rows, ~55 MB at 300,000 and 1M), is checkpointed and removed
     # when the last connection closes (the end of the task), and the power-loss window above is a
     # few pages of documents instead of one, re-sent with the same keys as before. The 16 MiB
     # cache keeps the indexes' leaves between commits instead of reading them back from the file
