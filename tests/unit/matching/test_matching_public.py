@@ -22,6 +22,7 @@ from cht_bridge.matching.csv_io import PEOPLE_COLUMNS, read_people
 from cht_bridge.matching.model import load_model
 from cht_bridge.matching.one_to_one import refine
 from cht_bridge.matching.records import clean_date
+from cht_bridge.matching.report import render_report
 from cht_bridge.matching.training import passed, train
 
 _HEADER = (
@@ -180,6 +181,7 @@ def test_training_on_names_and_places_alone_estimates_place_and_area_together() 
     }
     # A suburb and a postcode agreeing together are far rarer among strangers than the suburb alone.
     assert weights[f"same place{AND_SAME_AREA}"] > weights["same place"] + 3
+    assert "area independent of the place" in render_report(model)
 
 
 def test_a_level_no_pair_reaches_among_many_true_pairs_is_estimated_rare() -> None:
