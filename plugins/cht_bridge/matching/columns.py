@@ -4,13 +4,17 @@ A column empty everywhere (no phones in this EMR, no sex recorded) must carry no
 comparison leaves the model instead of being trained on nothing. Places come in two shapes: codes
 (CHT place ids, postcodes, facility codes) that agree exactly or not at all, and names (villages,
 suburbs) typed by hand, whose spelling varies: those get a fuzzy level between "same place" and
-"same wider area".
+"same wider area". An area is either the place's own lineage (a CHT household lies in one CHW
+area: same place means same area) or a second, independent part of the address (a suburb and a
+postcode): then place and area agreeing together is far rarer among strangers than the place
+alone, and gets a level of its own above "same place".
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,6 +42,12 @@ FIELD_COLUMNS = {
 }
 #: Jaro-Winkler similarity from which two place names count as the same place misspelt.
 PLACE_NAME_SIMILARITY = 0.9
+#: Below this share of people holding their place's most common area, an area is not the place's
+#: lineage but independent of it (CHT lineages: 1.0; FEBRL's suburbs and postcodes: 0.33).
+AREA_FOLLOWS_PLACE = 0.5
+#: The place levels that get an "… and same area" level above them when the area is independent.
+PLACE_LEVELS_SPLIT_BY_AREA = ("same place", "place names alike")
+AND_SAME_AREA = " and same area"
 
 
 @dataclass(frozen=True)
@@ -46,13 +56,15 @@ class Profile:
 
     filled: dict[str, float]
     place_kind: str  # "code" or "name"
+    area_apart: bool = False  # the area is independent of the place (a postcode beside a suburb)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def profile(people: Sequence[Person], phones: Sequence[str | None]) -> Profile:
-    """Measure ``people`` (both lists together): the share holding each field, and the place kind."""
+    """Measure ``people`` (both lists together): the share holding each field, the place kind, and
+    whether the area is independent of the place."""
     total = max(len(people), 1)
     # The kind is the place's own: areas (lineage ids, postcodes) are compared as lists anyway.
     places = [person.place for person in people if person.place]
@@ -65,7 +77,21 @@ def profile(people: Sequence[Person], phones: Sequence[str | None]) -> Profile:
     }
     code_like = sum(1 for value in places if _CODE.match(value))
     kind = "code" if not places or code_like >= len(places) / 2 else "name"
-    return Profile({key: round(value, 4) for key, value in filled.items()}, kind)
+    return Profile(
+        {key: round(value, 4) for key, value in filled.items()}, kind, area_follows(people) < AREA_FOLLOWS_PLACE
+    )
+
+
+def area_follows(people: Sequence[Person]) -> float:
+    """Share of people, among those whose place at least one other person holds, who hold that
+    place's most common area (1.0 when nobody holds place and area both: nothing says otherwise)."""
+    by_place: dict[str, Counter[tuple[str, ...]]] = defaultdict(Counter)
+    for person in people:
+        if person.place and person.area:
+            by_place[person.place][person.area] += 1
+    shared = [areas for areas in by_place.values() if areas.total() >= 2]
+    total = sum(areas.total() for areas in shared)
+    return sum(max(areas.values()) for areas in shared) / total if total else 1.0
 
 
 def adapt(settings: dict[str, Any], found: Profile) -> dict[str, Any]:
@@ -89,20 +115,22 @@ def adapt(settings: dict[str, Any], found: Profile) -> dict[str, Any]:
         comparison["comparison_levels"] = [
             level
             for level in comparison["comparison_levels"]
-            if level.get("is_null_level") or not _reads(level["sql_condition"], unreachable, '"{}_l"')
+            if level.get("is_null_level") or not reads_columns(level["sql_condition"], unreachable, '"{}_l"')
         ]
     rules = adapted.get("blocking_rules_to_generate_predictions", [])
-    reachable = [rule for rule in rules if not _reads(rule["blocking_rule"], unreachable, 'l."{}"')]
+    reachable = [rule for rule in rules if not reads_columns(rule["blocking_rule"], unreachable, 'l."{}"')]
     adapted["blocking_rules_to_generate_predictions"] = reachable or rules
-    if found.place_kind == "name":
-        for comparison in kept:
-            if comparison["output_column_name"] == "place":
+    for comparison in kept:
+        if comparison["output_column_name"] == "place":
+            if found.place_kind == "name":
                 _add_fuzzy_place_level(comparison)
+            if found.area_apart:
+                _add_place_and_area_levels(comparison)
     adapted["comparisons"] = kept
     return adapted
 
 
-def _reads(sql: str, columns: Sequence[str], pattern: str) -> bool:
+def reads_columns(sql: str, columns: Sequence[str], pattern: str) -> bool:
     """Whether ``sql`` reads any of ``columns`` (quoted as Splink writes them, ``pattern``)."""
     return any(pattern.format(column) in sql for column in columns)
 
@@ -121,3 +149,27 @@ def _add_fuzzy_place_level(comparison: dict[str, Any]) -> None:
             "u_probability": 0.002,
         },
     )
+
+
+def _add_place_and_area_levels(comparison: dict[str, Any]) -> None:
+    """Above "same place" (and "place names alike"), the same with the area agreeing too: training
+    estimates its u from random pairs (then far below the place's alone) and its m. The start
+    splits the place level's m in two (the comparison's m still sums to one). No term-frequency
+    adjustment: the place's frequency would put back the place's u alone."""
+    levels = comparison["comparison_levels"]
+    for label in PLACE_LEVELS_SPLIT_BY_AREA:
+        found = [i for i, level in enumerate(levels) if level.get("label_for_charts") == label]
+        if not found or any(level.get("label_for_charts") == f"{label}{AND_SAME_AREA}" for level in levels):
+            continue
+        level = levels[found[0]]
+        half = level["m_probability"] / 2
+        levels[found[0]] = dict(level, m_probability=half)
+        levels.insert(
+            found[0],
+            {
+                "sql_condition": f'({level["sql_condition"]}) AND list_has_any("area_l", "area_r")',
+                "label_for_charts": f"{label}{AND_SAME_AREA}",
+                "m_probability": half,
+                "u_probability": level["u_probability"] / 100,
+            },
+        )

@@ -41,7 +41,7 @@ class Person:
     :param given_name: given and middle names, in any order; cleaned to lower-case tokens.
     :param family_name: family (sur)name tokens; a swap with ``given_name`` is tolerated.
     :param sex: ``male``, ``female`` or ``None`` (``M``, ``F``, ``1``, ``2`` … are understood).
-    :param date_of_birth: ISO ``YYYY-MM-DD`` or ``None`` (``DD/MM/YYYY`` and a bare year parse).
+    :param date_of_birth: ISO ``YYYY-MM-DD`` or ``None`` (``DD/MM/YYYY``, ``YYYYMMDD`` and a bare year parse).
     :param phone: as given; normalised to E.164 by the matcher under its configured region.
     :param place: the CHT place (household/CHW area) id or an EMR village, if known.
     :param area: ids of wider areas the person belongs to (the CHT lineage).
@@ -150,6 +150,8 @@ def clean_date(raw: object) -> str | None:
     text = text.split("T")[0].split(" ")[0]
     if re.fullmatch(r"(18|19|20)\d\d", text):
         return f"{text}-01-01"
+    if re.fullmatch(r"(18|19|20)\d{6}", text):  # YYYYMMDD (FEBRL, HL7 v2, many EMR exports)
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
     for fmt in _DATE_FORMATS:
         try:
             return datetime.strptime(text, fmt).date().isoformat()

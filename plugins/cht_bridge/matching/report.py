@@ -67,7 +67,8 @@ def _summary(block: dict[str, Any]) -> list[str]:
 def _columns(found: dict[str, Any]) -> str:
     filled = found.get("filled", {})
     parts = [f"{name} {share:.0%}" + (" (no weight)" if share == 0 else "") for name, share in filled.items()]
-    return ", ".join(parts) + f"; places compared as {found.get('place_kind', 'code')}s"
+    apart = "; area independent of the place (agreeing together is a level)" if found.get("area_apart") else ""
+    return ", ".join(parts) + f"; places compared as {found.get('place_kind', 'code')}s{apart}"
 
 
 def weight_chart(model: dict[str, Any]) -> list[str]:

@@ -38,12 +38,13 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from cht_bridge.matching.columns import Profile, adapt, profile
+from cht_bridge.matching.columns import AND_SAME_AREA, Profile, adapt, profile, reads_columns
 from cht_bridge.matching.decisions import MatchConfig, config_for_model
 from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS
 from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
@@ -221,14 +222,24 @@ def checks(settings: dict[str, Any], block: dict[str, Any], start: dict[str, Any
 
 def _strong_levels(settings: dict[str, Any]) -> set[tuple[str, str]]:
     """(comparison, label) of the levels that count ``STRONG_LEVEL_BITS`` or more for a match,
-    but for the rest of a split level (``model.SPLIT_RESTS``), whose weight was the wider level's."""
+    but for the rest of a split level (``model.SPLIT_RESTS``), whose weight was the wider level's,
+    and the rest of a place level split by an independent area (``columns.AND_SAME_AREA``: "same
+    place" with another postcode may rightly weigh little where suburbs are few)."""
+    labels = [
+        (c["output_column_name"], lv.get("label_for_charts", ""))
+        for c in settings["comparisons"]
+        for lv in c["comparison_levels"]
+    ]
+    rests = SPLIT_RESTS | {
+        (name, label.removesuffix(AND_SAME_AREA)) for name, label in labels if label.endswith(AND_SAME_AREA)
+    }
     return {
         (comparison["output_column_name"], level.get("label_for_charts", ""))
         for comparison in settings["comparisons"]
         for level in comparison["comparison_levels"]
         if not level.get("is_null_level")
         and level["m_probability"] >= level["u_probability"] * 2**STRONG_LEVEL_BITS
-        and (comparison["output_column_name"], level.get("label_for_charts", "")) not in SPLIT_RESTS
+        and (comparison["output_column_name"], level.get("label_for_charts", "")) not in rests
     }
 
 
@@ -316,7 +327,11 @@ def _estimate(
             settings, _seen_enough(_values(linker.misc.save_model_to_json()), settings, sampled), "u_probability"
         )
         compared = {c["output_column_name"] for c in settings["comparisons"]}
-        usable = [rule for field, rule in _EM_BLOCKS if field in compared and _block_has_pairs(connection, rule)]
+        usable = [
+            rule
+            for field, rule in _EM_BLOCKS
+            if field in compared and _leaves_a_comparison(rule, settings) and _block_has_pairs(connection, rule)
+        ]
         for rule in usable[:2]:
             linker.training.estimate_parameters_using_expectation_maximisation(
                 rule,
@@ -409,6 +424,18 @@ def _narrow_blocking(connection: Any, settings: dict[str, Any], rows: int) -> di
             log.info("blocking rule left out: %d pairs for %d rows (%s)", pairs, rows, rule["blocking_rule"])
     return dict(
         settings, blocking_rules_to_generate_predictions=kept or settings["blocking_rules_to_generate_predictions"]
+    )
+
+
+def _leaves_a_comparison(rule: str, settings: dict[str, Any]) -> bool:
+    """Whether EM blocked on ``rule`` has a comparison left to estimate. Splink leaves out every
+    comparison reading a column the rule reads, and with none left its SQL fails: data with names
+    and places only (no date of birth, no phone) had no other comparison for "same names in the
+    same place", and ``train`` stopped with a DuckDB parser error."""
+    columns = re.findall(r'[lr]\."(\w+)"', rule)
+    return any(
+        not any(reads_columns(level["sql_condition"], columns, '"{}_l"') for level in comparison["comparison_levels"])
+        for comparison in settings["comparisons"]
     )
 
 
