@@ -73,7 +73,7 @@ def test_the_bound_is_worth_the_most_of_the_levels_it_replaces() -> None:
     bound = scoring._bound_settings(model)
     for original, bounded in zip(model["comparisons"], bound["comparisons"], strict=True):
         levels, kept = original["comparison_levels"], bounded["comparison_levels"]
-        first = next((i for i, lv in enumerate(levels) if "->" in lv["sql_condition"]), None)
+        first = next((i for i, lv in enumerate(levels) if scoring._pairwise(lv["sql_condition"])), None)
         if first is None:
             assert bounded == original
             continue
@@ -87,6 +87,6 @@ def test_the_bound_is_worth_the_most_of_the_levels_it_replaces() -> None:
 def test_no_bound_when_a_replaced_level_has_a_frequency_adjustment() -> None:
     model = scoring.splink_settings(load_model())
     names = next(c for c in model["comparisons"] if c["output_column_name"] == "names")
-    lambda_level = next(lv for lv in names["comparison_levels"] if "->" in lv["sql_condition"])
+    lambda_level = next(lv for lv in names["comparison_levels"] if scoring._pairwise(lv["sql_condition"]))
     lambda_level["tf_adjustment_column"] = "name_key"
     assert scoring._bound_settings(model) is None
