@@ -31,7 +31,10 @@ _O_A_PAIR = (
     "(left(x, 1) IN ('o', 'a') AND left(y, 1) IN ('o', 'a') AND left(x, 1) <> left(y, 1) "
     "AND substr(x, 2) = substr(y, 2))), true))) > 0"
 )
-_COMMON_TOKENS = 'len(list_intersect("names_l", "names_r"))'
+# The tokens both sides have. A person's names are a sorted set (``features.build_table``), so this
+# counts what ``len(list_intersect(...))`` would, at a fifth of its cost (DuckDB builds a hash set
+# per call of list_intersect; a pass over three names against three is cheaper).
+_COMMON_TOKENS = 'len(list_filter("names_l", x -> list_contains("names_r", x)))'
 _RUN_TOGETHER = (
     'len(list_filter("names_l", x -> len(list_filter("names_r", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0 '
     'OR len(list_filter("names_r", x -> len(list_filter("names_l", y -> length(y) >= 3 AND contains(x, y))) >= 2)) > 0'
@@ -43,11 +46,46 @@ _JOINED_ALIKE = (
     'coalesce(list_max(list_transform("names_{a}", x -> list_max(list_transform("name_joins_{b}", '
     "y -> CASE WHEN length(x) >= length(y) - 2 THEN jaro_winkler_similarity(x, y) ELSE 0 END)))), 0)"
 )
+# ``damerau_levenshtein`` is the costliest function the model calls (2 us a call, on every pair of
+# names and of phones): each "one keystroke apart" test first asks a cheap condition that every
+# two strings one keystroke apart meet, and computes the distance only where it holds. Where it
+# fails the strings are two or more apart, so each level is reached by the same pairs as with the
+# distance alone (``tests/unit/matching/test_matching_one_edit.py`` checks the conditions).
+#
+# Names (a-z, ``records.clean_name``) one keystroke apart have lengths within one and, when both
+# have 4 letters or more, the same first two letters, the same last two, or the same first and
+# last letter: an edit among the first two letters leaves the last two, and the one edit that
+# changes both ends' pairs (the middle letters of a 4-letter name swapped) leaves the first and the
+# last letter.
+NAME_ONE_EDIT_POSSIBLE = (
+    "abs(length({x}) - length({y})) <= 1 AND (least(length({x}), length({y})) < 4 OR left({x}, 2) = left({y}, 2) "
+    "OR right({x}, 2) = right({y}, 2) OR (left({x}, 1) = left({y}, 1) AND right({x}, 1) = right({y}, 1)))"
+)
+# Phones (E.164, 10 characters or more) of one length one keystroke apart (a digit changed, or two
+# swapped) keep their last four digits or the four before the one between: one edit touches at most
+# two neighbouring digits. Of lengths one apart (a digit added), the inserted digit lies in the last
+# four or after all but the last four of the shorter number: one end stays. The start of a phone is
+# its country and operator code, the same for most pairs, so the digits compared are its end's.
+PHONE_ONE_EDIT_POSSIBLE = (
+    "least(length({x}), length({y})) < 10 "
+    "OR (length({x}) = length({y}) AND (right({x}, 4) = right({y}, 4) "
+    "OR substr({x}, length({x}) - 8, 4) = substr({y}, length({y}) - 8, 4))) "
+    "OR (abs(length({x}) - length({y})) = 1 AND (right({x}, 4) = right({y}, 4) "
+    "OR left({x}, least(length({x}), length({y})) - 4) = left({y}, least(length({x}), length({y})) - 4)))"
+)
+
+
+def _distance_if(possible: str, x: str, y: str) -> str:
+    """``damerau_levenshtein(x, y)`` where ``possible`` (a ``*_ONE_EDIT_POSSIBLE``) does not rule
+    one keystroke out, else 2: the same on either side of 1 (NULL stays NULL)."""
+    return f"CASE WHEN ({possible.format(x=x, y=y)}) IS FALSE THEN 2 ELSE damerau_levenshtein({x}, {y}) END"
+
+
 # Tokens shared, or (4 letters or more) one keystroke apart: "yusuf"/"yukuf", "kendi"/"kemdi" are
 # below any useful Jaro-Winkler cut-off, yet one letter is what a typo changes.
 _NEAR_TOKENS = (
     'len(list_filter("names_l", x -> list_contains("names_r", x) OR (length(x) >= 4 AND '
-    'list_min(list_transform("names_r", y -> damerau_levenshtein(x, y))) <= 1)))'
+    'list_min(list_transform("names_r", y -> ' + _distance_if(NAME_ONE_EDIT_POSSIBLE, "x", "y") + ")) <= 1)))"
 )
 
 
@@ -124,7 +162,8 @@ NAME = {
         _null('"names_l" IS NULL OR "names_r" IS NULL'),
         _level('"name_key_l" = "name_key_r"', "same name tokens", 0.70, 1e-5, **_tf("name_key")),
         _level(
-            f'{_COMMON_TOKENS} >= 2 AND (list_has_all("names_l", "names_r") OR list_has_all("names_r", "names_l"))',
+            # All of one side's names among the other's (``list_has_all``, sets): the shared ones are all of them.
+            f'{_COMMON_TOKENS} >= 2 AND ({_COMMON_TOKENS} = len("names_r") OR {_COMMON_TOKENS} = len("names_l"))',
             "one name is the other plus/minus tokens",
             0.13,
             1e-5,
@@ -267,6 +306,7 @@ DATE_OF_BIRTH = {
     ],
 }
 
+_PHONE_DISTANCE = _distance_if(PHONE_ONE_EDIT_POSSIBLE, '"phone_l"', '"phone_r"')
 PHONE = {
     "output_column_name": "phone",
     "comparison_levels": [
@@ -281,9 +321,7 @@ PHONE = {
         # the floor, as the equal number's: the frequency replaces it, and a u under the floor made
         # every near number read "a common one in this area" to the reviewer.
         _level('"phone9_l" = "phone9_r"', "same last 9 digits", 0.01, 1e-4, **_tf("phone", floor=1e-4)),
-        _level(
-            'damerau_levenshtein("phone_l", "phone_r") <= 1', "one digit off", 0.05, 1e-4, **_tf("phone", floor=1e-4)
-        ),
+        _level(f"{_PHONE_DISTANCE} <= 1", "one digit off", 0.05, 1e-4, **_tf("phone", floor=1e-4)),
         # People change numbers and EMRs record a treatment supporter's: weak evidence against.
         _level("ELSE", "numbers differ", 0.14, 0.99997),
     ],
@@ -304,8 +342,7 @@ PLACE = {
         # Only in the same place, though: a near phone is not the same number, and a stranger one
         # digit off in another village must still score "places differ", not +1 bit.
         _level(
-            '"phone_l" = "phone_r" OR (("phone9_l" = "phone9_r" OR damerau_levenshtein("phone_l", "phone_r") <= 1)'
-            ' AND "place_l" = "place_r")',
+            f'"phone_l" = "phone_r" OR (("phone9_l" = "phone9_r" OR {_PHONE_DISTANCE} <= 1) AND "place_l" = "place_r")',
             "phone agrees already (place counted once)",
             0.5,
             0.25,

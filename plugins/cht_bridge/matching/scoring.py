@@ -44,7 +44,8 @@ _LAMBDA_SYNTAX = "SET lambda_syntax='ENABLE_SINGLE_ARROW'"
 # Pairs below this match weight (odds of 1 in 1,000) cannot change a decision; leaving them in
 # DuckDB saves converting hundreds of thousands of rows to Python.
 _MIN_WEIGHT = -10.0
-# A level whose condition holds a list lambda (``x -> ...``) is the costly kind the first pass skips.
+# A list lambda (``x -> ...``); one within another compares every name of one side with every name
+# of the other, the costly kind of level the first pass skips (``_pairwise``).
 _LAMBDA = "->"
 # The first pass keeps pairs this much under the threshold (its bound is exact arithmetic on the
 # same terms, so this only guards against a change in how Splink sums them), and so does a floor
@@ -102,12 +103,14 @@ def score(
         existing_df = _register(db_api, existing, "existing_people")
         incoming_df = _register(db_api, incoming, "incoming_people")
         tf_frames = {column: db_api.register(table, table_name=f"tf_{column}") for column, table in tf_lookups.items()}
+        # One linker for the model and one for its bound, for both kinds of pairs: Splink parses
+        # every level's SQL when it builds a linker, a tenth of the scoring time for four of them.
+        linkers = [_linker(incoming_df, settings, tf_frames) for settings in _with_bound(model)]
         between: list[ScoredPair] = []
         if existing.num_rows and incoming.num_rows:
             sides = [(existing, existing_df), (incoming, incoming_df)]
-            models = _with_bound(_within_budget(connection, model, "existing_people", incoming.num_rows))
-            linkers = [_linker(incoming_df, settings, prior_between, tf_frames) for settings in models]
-            between = _pairs(_predicted(db_api, sides, linkers, _MIN_WEIGHT), model)
+            rules = _within_budget(connection, model, "existing_people", incoming.num_rows)
+            between = _pairs(_predicted(db_api, sides, linkers, (prior_between, rules), _MIN_WEIGHT), model)
         within: list[ScoredPair] = []
         if incoming.num_rows > 1:
             floor = _MIN_WEIGHT
@@ -115,9 +118,8 @@ def score(
                 # a hair under the probability's weight: a pair just under it may round up to it
                 odds = within_min_probability / max(1.0 - within_min_probability, 1e-300)
                 floor = max(floor, math.log2(odds) - _BOUND_MARGIN)
-            models = _with_bound(_within_budget(connection, model, None, incoming.num_rows))
-            linkers = [_linker(incoming_df, settings, prior_within, tf_frames) for settings in models]
-            within = _pairs(_predicted(db_api, [(incoming, incoming_df)], linkers, floor), model)
+            rules = _within_budget(connection, model, None, incoming.num_rows)
+            within = _pairs(_predicted(db_api, [(incoming, incoming_df)], linkers, (prior_within, rules), floor), model)
         return between, within
     finally:
         connection.close()
@@ -128,8 +130,8 @@ def _with_bound(model: dict[str, Any]) -> list[dict[str, Any]]:
     return [settings for settings in (model, _bound_settings(model)) if settings is not None]
 
 
-def _within_budget(connection: Any, model: dict[str, Any], existing: str | None, rows: int) -> dict[str, Any]:
-    """``model`` with each blocking rule of ``model.NARROWER_RULES`` replaced by the first of its
+def _within_budget(connection: Any, model: dict[str, Any], existing: str | None, rows: int) -> list[dict[str, Any]]:
+    """``model``'s blocking rules, each rule of ``model.NARROWER_RULES`` replaced by the first of its
     versions (itself, then the narrower ones) that makes at most ``PAIRS_PER_INCOMING_ROW`` pairs
     per incoming row on this run's tables, or left out when none does.
 
@@ -161,7 +163,7 @@ def _within_budget(connection: Any, model: dict[str, Any], existing: str | None,
                 budget,
                 used,
             )
-    return dict(model, blocking_rules_to_generate_predictions=rules)
+    return rules
 
 
 def _pair_count(connection: Any, rule: dict[str, Any], existing: str | None) -> int:
@@ -198,29 +200,42 @@ def exploded(table: str, columns: Sequence[str]) -> str:
 
 
 def _predicted(
-    db_api: DuckDBAPI, sides: list[tuple[pa.Table, SplinkDataFrame]], linkers: list[Linker], floor: float
+    db_api: DuckDBAPI,
+    sides: list[tuple[pa.Table, SplinkDataFrame]],
+    linkers: list[Linker],
+    scoring: tuple[float, list[dict[str, Any]]],
+    floor: float,
 ) -> pa.Table:
     """Splink's predictions at match weight ``floor`` or more: between the two ``sides`` (left,
     right), or within the one. ``linkers``: the model's, and the bound's (``_bound_settings``)
-    when there is one, which makes it two passes."""
+    when there is one, which makes it two passes. ``scoring``: the prior probability of a match
+    and the blocking rules of these pairs."""
+    prior, rules = scoring
     frames = [frame for _, frame in sides]
     if len(linkers) == 1:
-        return _predict(linkers[0], frames, floor, None)
-    candidates = _predict(linkers[1], frames, floor - _BOUND_MARGIN, None)
+        return _predict(linkers[0], frames, prior, floor, rules)
+    candidates = _predict(linkers[1], frames, prior, floor - _BOUND_MARGIN, rules)
     if candidates.num_rows == 0:
         return candidates
     keyed = [
         _register(db_api, _pair_keys(table, candidates), f"{frame.templated_name}_pairs_{len(sides)}")
         for table, frame in sides
     ]
-    rules = [{"blocking_rule": f'l."{_PAIR_KEYS}" = r."{_PAIR_KEYS}"', "arrays_to_explode": [_PAIR_KEYS]}]
-    return _predict(linkers[0], keyed, floor, rules)
+    keys = [{"blocking_rule": f'l."{_PAIR_KEYS}" = r."{_PAIR_KEYS}"', "arrays_to_explode": [_PAIR_KEYS]}]
+    return _predict(linkers[0], keyed, prior, floor, keys)
 
 
-def _predict(linker: Linker, frames: list[SplinkDataFrame], floor: float, rules: list[dict] | None) -> pa.Table:
-    options: dict[str, Any] = {"threshold_match_weight": floor, "warning_mode": "never"}
-    if rules is not None:
-        options["blocking_rules_to_generate_predictions"] = rules
+def _predict(
+    linker: Linker, frames: list[SplinkDataFrame], prior: float, floor: float, rules: list[dict[str, Any]]
+) -> pa.Table:
+    # The prior is the one setting that differs between a list's pairs and its pairs with the
+    # existing people; Splink reads it from the linker's settings when it writes the SQL.
+    linker._settings_obj._probability_two_random_records_match = min(max(prior, 1e-9), 0.5)
+    options: dict[str, Any] = {
+        "threshold_match_weight": floor,
+        "warning_mode": "never",
+        "blocking_rules_to_generate_predictions": rules,
+    }
     if len(frames) == 2:
         return linker.inference.predict_between(frames[0], frames[1], **options).as_pyarrow_table()
     return linker.inference.predict_within(frames[0], **options).as_pyarrow_table()
@@ -262,14 +277,15 @@ def _pair_keys(table: pa.Table, candidates: pa.Table) -> pa.Table:
 
 
 def _bound_settings(model: dict[str, Any]) -> dict[str, Any] | None:
-    """``model`` with each comparison's levels from its first list-lambda level on replaced by
-    one level (``ELSE``) worth the most any of them is worth, so that a pair's match weight is at
-    least its true one and costs no lambda; ``None`` when no level has a lambda, or when one of
-    the levels replaced has a term-frequency adjustment or no weight (no bound is known then)."""
+    """``model`` with each comparison's levels from its first costly level (``_pairwise``) on
+    replaced by one level (``ELSE``) worth the most any of them is worth, so that a pair's match
+    weight is at least its true one and costs no pairwise comparison of names; ``None`` when no
+    level is costly, or when one of the levels replaced has a term-frequency adjustment or no
+    weight (no bound is known then)."""
     comparisons, changed = [], False
     for comparison in model["comparisons"]:
         levels = comparison["comparison_levels"]
-        first = next((i for i, level in enumerate(levels) if _LAMBDA in level.get("sql_condition", "")), None)
+        first = next((i for i, level in enumerate(levels) if _pairwise(level.get("sql_condition", ""))), None)
         if first is None:
             comparisons.append(comparison)
             continue
@@ -286,6 +302,23 @@ def _bound_settings(model: dict[str, Any]) -> dict[str, Any] | None:
     return dict(model, comparisons=comparisons) if changed else None
 
 
+def _pairwise(sql: str) -> bool:
+    """Whether a level's condition is of the costly kind: a lambda within a lambda (every name of
+    one side against every name of the other). One lambda over a list (``len(list_filter(
+    "names_l", x -> list_contains("names_r", x)))``, the tokens shared) costs about what comparing
+    two columns does; the first pass keeps such levels as they are."""
+    start = sql.find(_LAMBDA)
+    while start >= 0:
+        depth, end = 0, start
+        while end < len(sql) and depth >= 0:
+            depth += {"(": 1, ")": -1}.get(sql[end], 0)
+            end += 1
+        if _LAMBDA in sql[start + len(_LAMBDA) : end]:
+            return True
+        start = sql.find(_LAMBDA, start + len(_LAMBDA))
+    return False
+
+
 def _level_weight(level: dict[str, Any]) -> float | None:
     """A level's match weight, log2(m/u) (0 for a null level, -inf for m = 0; ``None``: unknown)."""
     if level.get("is_null_level"):
@@ -296,13 +329,11 @@ def _level_weight(level: dict[str, Any]) -> float | None:
     return math.log2(m / u) if m > 0 else -math.inf
 
 
-def _linker(
-    frame: SplinkDataFrame, model: dict[str, Any], prior: float, tf_frames: dict[str, SplinkDataFrame]
-) -> Linker:
-    settings = dict(model, probability_two_random_records_match=min(max(prior, 1e-9), 0.5))
+def _linker(frame: SplinkDataFrame, model: dict[str, Any], tf_frames: dict[str, SplinkDataFrame]) -> Linker:
     # The settings are a model the bridge wrote and its tables the bridge's own: Splink's
-    # validation only logs, and costs a tenth of a second per linker.
-    linker = Linker(frame, settings, log_level=None, validate_settings=False)
+    # validation only logs, and costs a tenth of a second per linker. The prior is set per
+    # prediction (``_predict``).
+    linker = Linker(frame, model, log_level=None, validate_settings=False)
     for column, tf_frame in tf_frames.items():
         if _uses_tf(model, column):
             linker.table_management.register_term_frequency_lookup(tf_frame, column)
