@@ -68,6 +68,7 @@ class RestDestination(BaseDestination):
     """
 
     reason_style = reasons.DESTINATION
+    reads_ledger_while_sending = False  # its send reads neither the ledger nor the store (a subclass may)
 
     def __init__(
         self,
