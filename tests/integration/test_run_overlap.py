@@ -302,7 +302,7 @@ def test_a_ledger_that_fails_stops_the_run_and_nothing_is_sent_after_the_page_se
     stops the run, page 4 and later are never offered, and the ledger and checkpoint stay at
     page 1, so the next run reads page 2 again (pages 2 and 3 go out again with the same keys)."""
     ids = things(cht, 6 * PAGE)
-    store = slow_ledger(tmp_path, 0.3, fail_on=2)
+    store = slow_ledger(tmp_path, 0.5, fail_on=2)  # page 3 goes out while page 2 fails, in 0.5 s
     destination = Offered()
     client = CouchClient(cht.url, cht.db, cht.user, conn_id="cht_test")
     try:
