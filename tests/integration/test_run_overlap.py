@@ -187,6 +187,8 @@ def slow_ledger(tmp_path, seconds: float, fail_on: int | None = None) -> SlowLed
 class TimedRest(RestDestination):
     """The REST kind as it is, noting when each page was sent."""
 
+    reads_ledger_while_sending = False  # the REST kind's own answer (a subclass is taken to read it)
+
     def __init__(self, *args, **kw) -> None:
         super().__init__(*args, **kw)
         self.sends: list[tuple[float, float, list[str]]] = []
@@ -337,6 +339,36 @@ def test_a_refused_login_while_a_page_is_recorded_keeps_that_page_and_sends_noth
         assert no_run_threads()
     finally:
         store.close()
+
+
+def test_a_refused_login_while_the_page_before_fails_to_be_recorded_is_what_the_run_raises(cht, tmp_path):
+    """Page 1's transaction fails (0.5 s) while page 2's send is refused: the refused login decides
+    (Airflow must not retry it), raised from the store's error; nothing is recorded, no page after."""
+    ids = things(cht, 4 * PAGE)
+    store = slow_ledger(tmp_path, 0.5, fail_on=1)
+    destination = Offered(refuse_on=2)
+    client = CouchClient(cht.url, cht.db, cht.user, conn_id="cht_test")
+    try:
+        with pytest.raises(AuthError) as raised:
+            run_pipeline(pipeline("both-fail"), client=client, destination=destination, store=store)
+        assert isinstance(raised.value.__cause__, OperationalError)
+        assert destination.offered == pages_of(ids)[:2]
+        assert all(store.ledger("both-fail", i) is None for i in ids)
+        assert no_run_threads()
+    finally:
+        store.close()
+
+
+def test_a_kind_built_on_the_rest_kind_is_taken_to_read_the_ledger_until_it_says_otherwise():
+    class Built(RestDestination):
+        pass
+
+    class SaysSo(RestDestination):
+        reads_ledger_while_sending = False
+
+    assert Built.reads_ledger_while_sending is True
+    assert SaysSo.reads_ledger_while_sending is False
+    assert RestDestination.reads_ledger_while_sending is False
 
 
 def test_a_document_in_a_page_two_after_its_first_waits_for_that_page_to_be_recorded(cht, tmp_path):

@@ -220,10 +220,13 @@ def _process(ctx: RunContext, phase: Phase, pages: Iterator[Page]) -> None:
         # (no retry after a refused login), so it must not be lost behind this one.
         sender.shutdown(wait=True)
         recorder.shutdown(wait=True)
+        # A page's send may have been refused while the page before it failed to be recorded: its
+        # record then never reads that answer, so the sends are looked at too.
         for q in queued:
-            sent_error = None if q.recorded.cancelled() else q.recorded.exception()
-            if isinstance(sent_error, (AuthError, CircuitOpenError)) and sent_error is not exc:
-                raise sent_error from exc
+            for stage in (q.recorded, q.sent):
+                sent_error = None if stage.cancelled() else stage.exception()
+                if isinstance(sent_error, (AuthError, CircuitOpenError)) and sent_error is not exc:
+                    raise sent_error from exc
         raise
     finally:
         sender.shutdown(wait=True)
