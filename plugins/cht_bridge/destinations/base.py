@@ -110,11 +110,17 @@ class BaseDestination:
     ``ledger`` is the run's delivery ledger once ``use_ledger`` gave it (``sync.resources`` does),
     for a kind whose payloads refer to records delivered before (a FHIR reference to a Patient
     another pipeline sent); None when the destination was opened without one.
+
+    ``reads_ledger_while_sending``: does ``send`` read the ledger or the state store (a ledger, an
+    ``attach``ed store)? Then the run sends a page only once the page before it is recorded. A kind
+    that reads neither says False, and the run sends a page while the one before it is recorded
+    (``sync/run.py`` ``_process``). True by default, so a new kind is safe until it says otherwise.
     """
 
     path: str = "/"
     retries: int = 0
     ledger: Ledger | None = None
+    reads_ledger_while_sending: bool = True
 
     def use_ledger(self, ledger: Ledger) -> None:
         """Let the destination ask the delivery ledger what was delivered before."""

@@ -96,6 +96,7 @@ class FhirDestination(RestDestination):
     """Transaction Bundles to a FHIR R4 base URL (the Connection's host), one per batch."""
 
     reason_style = REFUSAL
+    reads_ledger_while_sending = True  # references delivered before, a document's last delivery
 
     def __init__(self, session: requests.Session, base_url: str, path: str = "/", *, settings: Any = None, **kw: Any):
         kw.update(mode="batch", concurrency=1, method="POST")  # one bundle at a time, in order

@@ -68,6 +68,14 @@ class RestDestination(BaseDestination):
     """
 
     reason_style = reasons.DESTINATION
+    reads_ledger_while_sending = False  # its send reads neither the ledger nor the store (a subclass may)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A kind built on this one (FHIR, the DHIS2 tracker) is taken to read the ledger while it
+        # sends, as every kind is (``BaseDestination``), until it says otherwise itself.
+        super().__init_subclass__(**kwargs)
+        if "reads_ledger_while_sending" not in cls.__dict__:
+            cls.reads_ledger_while_sending = True
 
     def __init__(
         self,

@@ -7,8 +7,9 @@ A run is a list of phases (``phases.py``), each a stream of pages processed the 
 - a backfill reads the reports of a date window (``Window``) instead, and never moves the
   checkpoint; a replay (``replay_documents``) re-sends chosen ledger rows.
 
-Four things overlap: the next pages are read while this one is hydrated, mapped and planned, and
-the pages planned before it are delivered meanwhile (``_process``). A page ends with one
+Several things overlap: the next pages are read while this one is hydrated, mapped and planned,
+the pages planned before it are sent meanwhile, and, for a destination that does not read the
+ledger while it sends, a page is recorded while the next is sent (``_process``). A page ends with one
 transaction that writes its ledger rows and, for the changes feed, moves the checkpoint past it,
 in feed order. If the destination refuses the credentials or its circuit breaker opens, the run
 stops before that transaction moves the checkpoint (and sends no page planned after it), so the
@@ -26,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -162,46 +163,74 @@ def _run_phase(ctx: RunContext, phase: Phase) -> None:
     _process(ctx, phase, phase.pages(ctx))
 
 
-#: Planned pages waiting for, or in, the deliver thread. Two let the next page be planned while one
-#: is delivered, so the deliver thread goes from one page to the next without waiting for the main
-#: thread; each costs a page's payloads in memory.
+#: Planned pages not yet recorded, for a destination whose ``send`` reads the ledger: one is sent
+#: and recorded while the next waits, so the sender goes from one page to the next without waiting
+#: for the main thread; each costs a page's payloads in memory.
 QUEUED = 2
+#: The same for a destination that does not read the ledger while it sends: one page recorded, the
+#: next sent meanwhile, a third waiting (one more planned page in memory).
+QUEUED_OVERLAPPED = 3
+
+
+@dataclass
+class _InFlight:
+    """A planned page handed to the send and record threads."""
+
+    ids: set[str]  # every document whose ledger row it may read or write (``_documents``)
+    sent: Future  # the destination's results; None when not sent because a page before it failed
+    recorded: Future  # True once its transaction is committed; raises its send's or its record's error
 
 
 def _process(ctx: RunContext, phase: Phase, pages: Iterator[Page]) -> None:
-    """The pipelined loop: a page is read, mapped and planned while the pages before it are delivered.
+    """The pipelined loop: a page is read, mapped and planned while the pages before it are sent and recorded.
 
     A page is planned against the ledger before the previous one is recorded only when none of its
     documents is in a page not yet recorded (recording writes the rows of its own documents and
     nothing else), so a document changed twice within a run is still compared with its latest
-    delivery. The deliver thread takes the pages in order, and sends none after one that failed.
+    delivery. One thread sends the pages in order, another records them in order. For a destination
+    that reads the ledger while it sends (``reads_ledger_while_sending``, the default) a page is sent
+    only once the page before it is recorded, as one thread did before; for one that does not, a page
+    is sent while the page before it is recorded, but not before the one before that is recorded, so
+    a ledger that fails stops the run with at most the page being sent meanwhile unrecorded (read and
+    sent again, with the same keys, by the next run). No page is sent after one that failed.
     """
+    overlap = ctx.dry_run is None and not getattr(ctx.destination, "reads_ledger_while_sending", True)
+    depth, lag = (QUEUED_OVERLAPPED, 2) if overlap else (QUEUED, 1)
     sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver")
-    queued: deque[tuple[set[str], Future]] = deque()  # (documents of the page, its delivery), oldest first
+    recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
+    queued: deque[_InFlight] = deque()  # oldest first
     try:
         for page in pages:
             mapped = ctx.mapper.map_batch(ctx.hydrator.hydrated(page))  # while earlier pages are delivered
             ctx.mapper.sandbox.trim()
             ids = _documents(page)
-            while queued and (len(queued) >= QUEUED or any(not ids.isdisjoint(q) for q, _ in queued)):
-                queued.popleft()[1].result()
-            previous = queued[-1][1] if queued else None
+            while queued and (len(queued) >= depth or any(not ids.isdisjoint(q.ids) for q in queued)):
+                queued.popleft().recorded.result()
             batch = plan_page(ctx, phase, page, mapped)
-            queued.append((ids, sender.submit(_deliver_after, previous, ctx, batch)))
+            previous = queued[-1] if queued else None
+            gate = queued[-lag].recorded if len(queued) >= lag else None  # recorded before this one is sent
+            sent = sender.submit(_send_after, previous.sent if previous else None, gate, ctx, batch)
+            recorded = recorder.submit(_record_after, previous.recorded if previous else None, sent, ctx, batch)
+            queued.append(_InFlight(ids, sent, recorded))
         while queued:
-            queued.popleft()[1].result()
+            queued.popleft().recorded.result()
     except BaseException as exc:
         # If CHT failed here while the destination refused the credentials or broke the
         # circuit in the sender, the destination's error decides what Airflow does next
         # (no retry after a refused login), so it must not be lost behind this one.
         sender.shutdown(wait=True)
-        for _, future in queued:
-            sent_error = None if future.cancelled() else future.exception()
-            if isinstance(sent_error, (AuthError, CircuitOpenError)) and sent_error is not exc:
-                raise sent_error from exc
+        recorder.shutdown(wait=True)
+        # A page's send may have been refused while the page before it failed to be recorded: its
+        # record then never reads that answer, so the sends are looked at too.
+        for q in queued:
+            for stage in (q.recorded, q.sent):
+                sent_error = None if stage.cancelled() else stage.exception()
+                if isinstance(sent_error, (AuthError, CircuitOpenError)) and sent_error is not exc:
+                    raise sent_error from exc
         raise
     finally:
         sender.shutdown(wait=True)
+        recorder.shutdown(wait=True)
         close = getattr(pages, "close", None)
         if close is not None:
             close()
@@ -212,21 +241,51 @@ def _documents(page: Page) -> set[str]:
     return {*page.ids, *page.missing, *(d[0] for d in page.deleted)}
 
 
-def _deliver_after(previous: Future | None, ctx: RunContext, batch: Batch) -> None:
-    """Deliver ``batch`` unless the page before it failed (its error stops the run; this page is read again)."""
-    if previous is not None and (previous.cancelled() or previous.exception() is not None):
-        return
-    _deliver(ctx, batch)
+def _went_through(stage: Future | None) -> bool:
+    """Did this earlier stage (a page's send or record) finish, neither failed nor skipped? Waits for it.
+
+    A skipped stage returns None (a send) or False (a record).
+    """
+    if stage is None:
+        return True
+    if stage.cancelled() or stage.exception() is not None:
+        return False
+    return stage.result() is not None and stage.result() is not False
+
+
+def _send_after(previous: Future | None, gate: Future | None, ctx: RunContext, batch: Batch) -> list[Result] | None:
+    """Send ``batch`` unless an earlier page failed (its error stops the run; this page is read again).
+
+    ``previous`` is the previous page's send; ``gate`` the record this send waits for. None: not sent.
+    """
+    if not (_went_through(previous) and _went_through(gate)):
+        return None
+    return _send(ctx, batch)
+
+
+def _record_after(previous: Future | None, sent: Future, ctx: RunContext, batch: Batch) -> bool:
+    """Record what ``batch``'s send answered, unless the page before it was not recorded."""
+    if not _went_through(previous):
+        return False
+    return _record_answer(ctx, batch, sent.result)
+
+
+def _send(ctx: RunContext, batch: Batch) -> list[Result]:
+    return [] if ctx.dry_run is not None else ctx.destination.send(batch.deliveries)
 
 
 def _deliver(ctx: RunContext, batch: Batch) -> None:
-    if ctx.dry_run is not None:
-        ctx.dry_run.add(batch.deliveries, batch.outcomes)
-        ctx.summary.add(batch, {}, 0, dry=True)
-        log_batch(ctx.log, ctx.summary, batch, batch.outcomes, 0)
-        return
+    """Send a batch and record the answers, in this thread."""
+    _record_answer(ctx, batch, lambda: _send(ctx, batch))
+
+
+def _record_answer(ctx: RunContext, batch: Batch, answer: Callable[[], list[Result] | None]) -> bool:
+    """Record the destination's results for ``batch`` (``answer`` gives them or raises its error).
+
+    False when the batch was not sent (a page before it failed): nothing is recorded.
+    """
     try:
-        results = ctx.destination.send(batch.deliveries)
+        results = answer()
     except CircuitOpenError as exc:
         # Keep what was delivered; the checkpoint stays, so the rest of the page is read again.
         # Failures are not recorded: an outage must not use up a document's dead_after.
@@ -234,10 +293,18 @@ def _deliver(ctx: RunContext, batch: Batch) -> None:
         batch.outcomes = [o for o in batch.outcomes if o.delivered]
         _record(ctx, batch, [r for r in exc.results if r.ok])
         raise
+    if results is None:
+        return False
     _record(ctx, batch, results)
+    return True
 
 
 def _record(ctx: RunContext, batch: Batch, results: list[Result]) -> None:
+    if ctx.dry_run is not None:
+        ctx.dry_run.add(batch.deliveries, batch.outcomes)
+        ctx.summary.add(batch, {}, 0, dry=True)
+        log_batch(ctx.log, ctx.summary, batch, batch.outcomes, 0)
+        return
     outcomes = batch.outcomes + [_outcome(batch, r) for r in results]
     counts = ctx.store.record(ctx.name, outcomes, batch.checkpoint, dead_after=ctx.pipeline.delivery.dead_after)
     for o in outcomes:

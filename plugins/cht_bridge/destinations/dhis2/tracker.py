@@ -106,6 +106,8 @@ class Objects:
 class TrackerDestination(RestDestination):
     """Sends mapped reports as DHIS2 tracker objects; ``settings`` is ``config.kinds.dhis2_tracker``'s."""
 
+    reads_ledger_while_sending = True  # the enrollments (and tracked entities) already sent, in the store
+
     def __init__(
         self,
         session: requests.Session,
