@@ -27,9 +27,18 @@ from bench.matching_public import (
     read_febrl,
     write_csv,
 )
-from cht_bridge.matching import Person
-from cht_bridge.matching.columns import AND_SAME_AREA, MIN_SAME_PLACE_PAIRS, adapt, area_follows, profile
+from cht_bridge.matching import Person, match
+from cht_bridge.matching.columns import (
+    AND_SAME_AREA,
+    MIN_SAME_PLACE_PAIRS,
+    PLACE_LEVELS_SPLIT_BY_AREA,
+    adapt,
+    area_follows,
+    profile,
+)
 from cht_bridge.matching.csv_io import PEOPLE_COLUMNS, read_people
+from cht_bridge.matching.decisions import config_for_model
+from cht_bridge.matching.evidence import words
 from cht_bridge.matching.model import load_model
 from cht_bridge.matching.records import clean_date
 from cht_bridge.matching.report import render_report
@@ -108,10 +117,13 @@ def test_decisions_read_back(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [("19560409", "1956-04-09"), ("20231201", "2023-12-01"), ("19561340", None), ("199011", None),
-     ("01121990", None)],
+     ("01121990", None), ("19800101120000", "1980-01-01"), ("19800101+0300", "1980-01-01"),
+     ("198001011230", "1980-01-01"), ("19800101120000.5-0500", "1980-01-01"), ("1980010112000", None),
+     ("19800101+03", None), ("19801301120000", None)],
 )  # fmt: skip
 def test_dates_written_yyyymmdd_are_read(raw: str, expected: str | None) -> None:
-    # FEBRL (and HL7 v2, many EMR exports) write dates of birth so; they were read as missing.
+    # FEBRL (and HL7 v2, with a time and an offset after the date; many EMR exports) write dates of
+    # birth so; they were read as missing.
     assert clean_date(raw) == expected
 
 
@@ -275,3 +287,20 @@ def test_offline_the_bench_says_skipped_and_exits_0(tmp_path: Path, capsys: pyte
 def test_a_failing_train_raises_with_its_exit_code(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"train failed \(exit [1-9]"):
         cli("train", "--existing", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "model.json"))
+
+
+def test_place_and_area_agreeing_together_are_said_in_words() -> None:
+    # The raw label ("same place and same area") was shown to the reviewer.
+    existing, incoming = _febrl_like(1)
+    model = adapt(load_model(), profile([*existing, *incoming], [None] * 500))
+    person = existing[0]
+    same = replace(person, id="r1")
+    other_area = replace(person, id="r2", area=("9999",))
+    said = {}
+    for row in (same, other_area):
+        decided = match([row], [person], config_for_model(model))[0]
+        said[row.id] = next(text for field, text, _ in decided.candidates[0].evidence if field == "place")
+    assert said["r1"] == "same place, and the same area too (e.g. suburb and postcode)"
+    assert said["r2"].split("; ")[0] == "same place"  # (and a note on the suburb's frequency)
+    for label in PLACE_LEVELS_SPLIT_BY_AREA:
+        assert words("place", f"{label}{AND_SAME_AREA}").endswith("and the same area too" if "alike" in label else ")")
