@@ -42,9 +42,14 @@ FIELD_COLUMNS = {
 }
 #: Jaro-Winkler similarity from which two place names count as the same place misspelt.
 PLACE_NAME_SIMILARITY = 0.9
-#: Below this share of people holding their place's most common area, an area is not the place's
-#: lineage but independent of it (CHT lineages: 1.0; FEBRL's suburbs and postcodes: 0.33).
+#: Below this share of same-place pairs whose areas overlap, an area is not the place's lineage but
+#: independent of it (CHT lineages: 1.0; FEBRL's suburbs and postcodes: about 0.1).
 AREA_FOLLOWS_PLACE = 0.5
+#: Fewer same-place pairs (both holding an area) than this say nothing: the area is taken to follow
+#: the place (a verdict on a handful of people split the levels on a whim).
+MIN_SAME_PLACE_PAIRS = 50
+#: The most distinct area lists of one place compared pairwise (the most common ones): a bound.
+MAX_AREAS_PER_PLACE = 100
 #: The place levels that get an "… and same area" level above them when the area is independent.
 PLACE_LEVELS_SPLIT_BY_AREA = ("same place", "place names alike")
 AND_SAME_AREA = " and same area"
@@ -83,15 +88,25 @@ def profile(people: Sequence[Person], phones: Sequence[str | None]) -> Profile:
 
 
 def area_follows(people: Sequence[Person]) -> float:
-    """Share of people, among those whose place at least one other person holds, who hold that
-    place's most common area (1.0 when nobody holds place and area both: nothing says otherwise)."""
-    by_place: dict[str, Counter[tuple[str, ...]]] = defaultdict(Counter)
+    """Share of pairs of people at the same place whose areas share a value, as the level
+    "… and same area" tests them (``list_has_any`` on the areas as ``Person`` cleans them: exact,
+    so order and depth of a lineage do not matter). 1.0 (nothing says otherwise) with fewer than
+    ``MIN_SAME_PLACE_PAIRS`` such pairs. Only the ``MAX_AREAS_PER_PLACE`` most common area lists
+    of a place are compared (a bound, and a sample where a place's areas are that many)."""
+    by_place: dict[str, Counter[frozenset[str]]] = defaultdict(Counter)
     for person in people:
         if person.place and person.area:
-            by_place[person.place][person.area] += 1
-    shared = [areas for areas in by_place.values() if areas.total() >= 2]
-    total = sum(areas.total() for areas in shared)
-    return sum(max(areas.values()) for areas in shared) / total if total else 1.0
+            by_place[person.place][frozenset(person.area)] += 1
+    pairs = overlapping = 0
+    for areas in by_place.values():
+        common = sorted(areas.items(), key=lambda item: (-item[1], sorted(item[0])))[:MAX_AREAS_PER_PLACE]
+        for i, (area, count) in enumerate(common):
+            pairs += count * (count - 1) // 2
+            overlapping += count * (count - 1) // 2
+            for other, other_count in common[i + 1 :]:
+                pairs += count * other_count
+                overlapping += count * other_count if area & other else 0
+    return overlapping / pairs if pairs >= MIN_SAME_PLACE_PAIRS else 1.0
 
 
 def adapt(settings: dict[str, Any], found: Profile) -> dict[str, Any]:

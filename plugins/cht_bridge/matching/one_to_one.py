@@ -14,10 +14,8 @@ probability that a row is anyone. u stays as estimated from random pairs; term-f
 adjustments depend on u only, so they are read once from Splink's scores.
 
 A level the data cannot estimate keeps the starting (shipped) m, and only the other levels share
-what is left: one with fewer than ``MIN_PAIRS_PER_LEVEL`` expected true pairs both in the data
-and under its starting m (a small list; a level no pair reaches whose starting m expects fewer).
-A level no pair reaches while its starting m expects more is rare for true pairs here: it is
-estimated (smoothed, and held at m >= 2u if it counted for a match at the start). Giving such a level m = u, or
+what is left: one no pair reaches, or one with fewer than ``MIN_PAIRS_PER_LEVEL`` expected true
+pairs both in the data and under its starting m (a small list). Giving such a level m = u, or
 its share to the levels reached, made a small all-new list's weak levels strong ("one token
 shared" +3.75 bits) and left the strong levels it never reached at weight 0 (a learned model then
 called every true "plus/minus tokens" pair new). A level rare among many true pairs (starting m
@@ -193,14 +191,9 @@ class _Comparison:
         known = self.position >= 0
         counts = np.bincount(self.position[known], weights=posterior[known], minlength=len(self.levels))
         # Expected true pairs at a level: those the data puts there, or, if more, those its starting
-        # m puts there (then the data, showing fewer, says the level is rare for true pairs). A level
-        # no pair reaches is estimated too when its starting m expects enough true pairs there: the
-        # data then says it is rare (FEBRL has no name "plus/minus tokens" and no shared wider area;
-        # holding their shipped m of 0.13 and 0.2 took that share from the levels true pairs reach).
-        # Such a level that counted for a match at the start still does, weakly (m >= 2u: +1 bit):
-        # unseen is not evidence against, and training's checks want agreement to count for.
+        # m puts there (then the data, showing fewer, says the level is rare for true pairs).
         expected = np.maximum(counts, self.start * posterior[known].sum())
-        thin = ~self.fixed & (expected < MIN_PAIRS_PER_LEVEL)
+        thin = ~self.fixed & (~self.reached | (expected < MIN_PAIRS_PER_LEVEL))
         free = ~self.fixed & ~thin
         self.m = np.where(thin, self.start, self.m)
         if not free.any():
@@ -211,9 +204,7 @@ class _Comparison:
         estimate = (counts[free] + PSEUDO_PAIRS * self.prior[free]) / (
             counts[free].sum() + PSEUDO_PAIRS * self.prior[free].sum()
         )
-        floor = np.where(~self.reached & (self.start > 2 * self.u), 2 * self.u, 1e-9)
-        self.m[free] = np.maximum(estimate * mass, floor[free])
-        self.m[free] *= mass / self.m[free].sum()
+        self.m[free] = np.maximum(estimate * mass, 1e-9)
 
     def comparison(self) -> dict[str, Any]:
         result = dict(self.source)

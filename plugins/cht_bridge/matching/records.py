@@ -31,6 +31,8 @@ _SEX_CODES = {
     "2": "female",
 }
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d")
+#: ``YYYYMMDD``, then HL7 v2's optional ``HH[MM[SS[.S…]]]`` and ``+/-ZZZZ`` offset (the date is kept).
+_COMPACT_DATE = re.compile(r"(?:18|19|20)\d{6}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?(?:[+-]\d{4})?")
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,13 @@ def clean_sex(raw: object) -> str | None:
 
 
 def clean_date(raw: object) -> str | None:
-    """Parse a date of birth to ISO; a bare year becomes 1 January (how registers default it)."""
+    """Parse a date of birth to ISO; a bare year becomes 1 January (how registers default it).
+
+    Read: ``datetime``/``date`` objects; ``YYYY-MM-DD``, ``DD/MM/YYYY``, ``DD-MM-YYYY``,
+    ``DD.MM.YYYY``, ``YYYY/MM/DD`` (anything after a ``T`` or a space dropped); a bare year
+    ``YYYY``; and ``YYYYMMDD`` with HL7 v2's optional time and offset after it
+    (``YYYYMMDD[HH[MM[SS[.S…]]]][+/-ZZZZ]``: FEBRL, HL7 v2, many EMR exports). Anything else is None.
+    """
     if raw is None:
         return None
     if isinstance(raw, datetime):
@@ -150,8 +158,8 @@ def clean_date(raw: object) -> str | None:
     text = text.split("T")[0].split(" ")[0]
     if re.fullmatch(r"(18|19|20)\d\d", text):
         return f"{text}-01-01"
-    if re.fullmatch(r"(18|19|20)\d{6}", text):  # YYYYMMDD (FEBRL, HL7 v2, many EMR exports)
-        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    if _COMPACT_DATE.fullmatch(text):  # YYYYMMDD (FEBRL), HL7 v2's TS/DTM
+        text = f"{text[:4]}-{text[4:6]}-{text[6:8]}"
     for fmt in _DATE_FORMATS:
         try:
             return datetime.strptime(text, fmt).date().isoformat()

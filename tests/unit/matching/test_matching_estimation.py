@@ -49,9 +49,7 @@ def test_one_to_one_em_finds_how_rarely_true_pairs_disagree() -> None:
 
 
 def test_a_level_no_pair_reaches_keeps_the_start_m() -> None:
-    # Few true pairs (20: the start's m expects 4 at "close"); among many, an unreached level is
-    # estimated rare (test_matching_public.py).
-    rows = [(f"e{k}", f"i{k}", 0, 0, 0) for k in range(20)] + [(f"e{k + 1}", f"i{k}", 2, 2, 2) for k in range(20)]
+    rows = [(f"e{k}", f"i{k}", 0, 0, 0) for k in range(50)] + [(f"e{k + 1}", f"i{k}", 2, 2, 2) for k in range(50)]
     comparisons = [{"output_column_name": name, "comparison_levels": _LEVELS} for name in "abc"]
     refined, _ = refine(_pairs(rows), comparisons, comparisons, share=0.5, n_existing=100, bounds=(0.05, 0.95))
     m = [lv["m_probability"] for lv in refined[0]["comparison_levels"][1:]]
