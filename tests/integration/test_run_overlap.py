@@ -73,6 +73,14 @@ def delivered(store: StateStore, name: str, ids: list[str]) -> list[str]:
     return [i for i in ids if (row := store.ledger(name, i)) is not None and row["status"] == "delivered"]
 
 
+def assert_only_the_first_page_kept(cht, store: StateStore, name: str, ids: list[str]) -> None:
+    """The ledger and checkpoint a run stopped after page 1 must leave: page 1 delivered, nothing
+    after it recorded, the checkpoint after page 1 (the next run reads page 2 again)."""
+    assert delivered(store, name, ids) == ids[:PAGE]
+    assert all(store.ledger(name, i) is None for i in ids[PAGE:])
+    assert store.checkpoint(name) == cht.last_seq(limit=PAGE)
+
+
 def test_a_document_in_two_pages_in_a_row_is_compared_with_its_first_delivery(cht, rx, store):
     """Changed (not in what is sent) after its page was read, a document is in the next page too.
     That page is planned while the first is still being delivered (0.4 s a request): it must wait
@@ -152,9 +160,7 @@ def test_a_refused_login_offers_none_of_the_pages_planned_after_it(cht, store):
         run_pipeline(pipeline("refused"), client=client, destination=destination, store=store)
 
     assert destination.offered == [ids[:PAGE], ids[PAGE : 2 * PAGE]]
-    assert delivered(store, "refused", ids) == ids[:PAGE]
-    assert all(store.ledger("refused", i) is None for i in ids[PAGE:])
-    assert store.checkpoint("refused") == cht.last_seq(limit=PAGE)
+    assert_only_the_first_page_kept(cht, store, "refused", ids)
 
 
 # A page recorded while the next is sent (for a kind that does not read the ledger while sending).
@@ -311,9 +317,7 @@ def test_a_ledger_that_fails_stops_the_run_and_nothing_is_sent_after_the_page_se
         with pytest.raises(OperationalError):
             run_pipeline(pipeline("down"), client=client, destination=destination, store=store)
         assert destination.offered == pages_of(ids)[:3]
-        assert delivered(store, "down", ids) == ids[:PAGE]
-        assert all(store.ledger("down", i) is None for i in ids[PAGE:])
-        assert store.checkpoint("down") == cht.last_seq(limit=PAGE)
+        assert_only_the_first_page_kept(cht, store, "down", ids)
         assert no_run_threads()
     finally:
         store.close()
@@ -333,9 +337,7 @@ def test_a_refused_login_while_a_page_is_recorded_keeps_that_page_and_sends_noth
         assert start < destination.refused_at < end  # refused while page 1 was being recorded
         assert docs == ids[:PAGE] and later == []
         assert destination.offered == pages_of(ids)[:2]
-        assert delivered(store, "refused-late", ids) == ids[:PAGE]
-        assert all(store.ledger("refused-late", i) is None for i in ids[PAGE:])
-        assert store.checkpoint("refused-late") == cht.last_seq(limit=PAGE)
+        assert_only_the_first_page_kept(cht, store, "refused-late", ids)
         assert no_run_threads()
     finally:
         store.close()
