@@ -28,3 +28,20 @@ def open_at_once(url: str, tasks: int = 6) -> list[Exception]:
     if len(opened) + len(errors) < tasks:
         errors.append(TimeoutError("a task was still opening the store after 120 s"))
     return errors
+
+
+def as_the_previous_version_left_it(url: str) -> None:
+    """Give the ledger at ``url`` the previous version's shape: freshness read from the rows through
+    ``ix_cht_bridge_delivery_reported``, failures through ``ix_cht_bridge_delivery_recent`` (both
+    over every row), no ``cht_bridge_freshness`` table."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE cht_bridge_freshness"))
+        conn.execute(text("DROP INDEX ix_cht_bridge_delivery_unsettled"))
+        for name, column in (("recent", "last_attempt_at"), ("reported", "reported_at")):
+            conn.execute(
+                text(f"CREATE INDEX ix_cht_bridge_delivery_{name} ON cht_bridge_delivery (pipeline, status, {column})")
+            )
+    engine.dispose()

@@ -147,7 +147,8 @@ def test_the_retired_indexes_are_dropped_and_references_are_found_on_postgres(st
     try:
         indexes = {i["name"]: i for i in inspect(reopened.engine).get_indexes("cht_bridge_delivery")}
         assert not {"ix_cht_bridge_delivery_status", "ix_cht_bridge_delivery_destination_id"} & set(indexes)
-        assert {"ix_cht_bridge_delivery_recent", "ix_cht_bridge_delivery_reported"} <= set(indexes)
+        assert "ix_cht_bridge_delivery_unsettled" in indexes
+        assert not {"ix_cht_bridge_delivery_recent", "ix_cht_bridge_delivery_reported"} & set(indexes)
         with reopened.engine.connect() as conn:
             ddl = conn.execute(
                 text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_cht_bridge_delivery_reference'")
@@ -204,3 +205,53 @@ def test_durable_marks_are_plain_transactions_on_postgres(store):
         conn.exec_driver_sql("DELETE FROM cht_bridge_rapidpro_start WHERE pipeline = %s", (name,))
         raise RuntimeError("boom")
     assert set(state.intended(name, ["k1"])) == {"k1"}
+
+
+def test_an_old_ledger_gets_its_freshness_and_loses_the_full_indexes_on_postgres(postgres_url):
+    """A ledger the previous version made (freshness read through ``_reported``, failures through
+    ``_recent``, no freshness table), opened by six tasks at once: filled once from its rows, the
+    old indexes dropped, the page's answers as the previous version's SQL gives them."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import create_engine, inspect, text
+
+    from cht_bridge.state.store import REPORTED_INDEX
+    from cht_bridge.ui import queries
+    from tests.stores import as_the_previous_version_left_it, open_at_once
+
+    admin = create_engine(sqlalchemy_url(postgres_url), isolation_level="AUTOCOMMIT")
+    database = f"old_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {database}"))
+    admin.dispose()
+    url = sqlalchemy_url(postgres_url).rsplit("/", 1)[0] + f"/{database}"
+    t0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+    store = StateStore(url)
+    store.record("p", [Outcome("a", "1", True, "h", 201, reported_at=t0 + timedelta(days=3))])
+    store.record("p", [Outcome("b", "1", True, "h", 201, reported_at=t0), Outcome("c", "1", False, error="x")])
+    store.record("p", [Outcome("a", "2", False, "h", 503, error="HTTP 503", reported_at=t0 + timedelta(days=3))])
+    store.record("q", [Outcome("z", "1", False, "h", 422, error="HTTP 422", retryable=False)])
+    with store.engine.connect() as conn:
+        counts = conn.execute(text("SELECT pipeline, status, count(*) FROM cht_bridge_delivery GROUP BY 1, 2")).all()
+    store.close()
+    as_the_previous_version_left_it(url)
+    assert open_at_once(url) == []
+    store = StateStore(url)
+    try:
+        names = {i["name"] for i in inspect(store.engine).get_indexes("cht_bridge_delivery")}
+        assert "ix_cht_bridge_delivery_unsettled" in names
+        assert not {REPORTED_INDEX, "ix_cht_bridge_delivery_recent"} & names
+        assert store.newest_delivered("p") == t0  # "a" is no longer delivered: the rows said t0
+        assert store.newest_delivered("q") is None
+        overview = queries.forward_overview(store, ["p", "q"])
+        expected: dict[str, dict[str, int]] = {"p": {}, "q": {}}
+        for pipeline, status, n in counts:
+            expected[pipeline][status] = n
+        assert {name: overview[name]["counts"] for name in ("p", "q")} == expected
+        assert overview["p"]["recent"] == {"failed": 2, "dead": 0}
+        assert overview["q"]["recent"] == {"failed": 0, "dead": 1}
+        assert [r["doc_id"] for r in queries.failures(store, "p")["rows"]] == ["a", "c"]
+        store.record("p", [Outcome("d", "1", True, "h", 201, reported_at=t0 + timedelta(days=1))])
+        assert store.newest_delivered("p") == t0 + timedelta(days=1)
+    finally:
+        store.close()

@@ -2,10 +2,11 @@
 
 Every answer holds ids, statuses, counts, times and reasons only (the ledgers keep no payloads;
 an inbound row's ``record`` is never selected). The queries are written for the ledger's
-indexes (``state/store.py``): for the counts, either index below (both begin with pipeline, status),
-``ix_cht_bridge_delivery_recent`` (pipeline, status, last_attempt_at) for the last 24 hours and
-the newest failures, ``ix_cht_bridge_delivery_reported`` (pipeline, status, reported_at) for the
-freshness, and ``ix_cht_bridge_inbound_status`` for the reverse rows.
+indexes (``state/store.py``): the counts per status from the primary key and the partial
+``ix_cht_bridge_delivery_unsettled`` (``status_counts``), that partial index (pipeline, status,
+doc_id, last_attempt_at of the rows not delivered) for the last 24 hours and the failures, the
+one-row-per-pipeline ``cht_bridge_freshness`` for the freshness, and ``ix_cht_bridge_inbound_status``
+for the reverse rows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from sqlalchemy import func, select
 
 from cht_bridge.state.inbound import FAILED as ROW_FAILED
 from cht_bridge.state.inbound import REVIEW, UNPLACED, inbound
-from cht_bridge.state.store import DEAD, DELIVERED, FAILED, StateStore, _stamp, deliveries
+from cht_bridge.state.store import (
+    DEAD,
+    FAILED,
+    StateStore,
+    _stamp,
+    deliveries,
+    newest_reported,
+    status_counts,
+    unsettled,
+)
 
 #: Rows a list shows at most (newest first); the page says when there are more.
 LIST_LIMIT = 200
@@ -49,22 +59,23 @@ def forward_overview(store: StateStore, names: Iterable[str], now: datetime | No
         return out
     c = deliveries.c
     with store.engine.connect() as conn:
-        for pipeline, status, n in conn.execute(
-            select(c.pipeline, c.status, func.count()).where(c.pipeline.in_(names)).group_by(c.pipeline, c.status)
-        ):
-            out[pipeline]["counts"][status] = n
+        for pipeline, counts in status_counts(conn, names).items():
+            out[pipeline]["counts"] = counts
         since = _stamp(conn, now - RECENT)
         for pipeline, status, n in conn.execute(
             select(c.pipeline, c.status, func.count())
-            .where(c.pipeline.in_(names), c.status.in_([FAILED, DEAD]), c.last_attempt_at >= since)
+            .where(
+                c.pipeline.in_(names),
+                c.status.in_([FAILED, DEAD]),
+                c.last_attempt_at >= since,
+                *unsettled([FAILED, DEAD]),
+            )
             .group_by(c.pipeline, c.status)
         ):
             out[pipeline]["recent"][status] = n
-        for name in names:  # one index seek each: max() over (pipeline, 'delivered', reported_at)
-            newest = conn.execute(
-                select(func.max(c.reported_at)).where(c.pipeline == name, c.status == DELIVERED)
-            ).scalar()
-            out[name]["lag_seconds"] = _lag(newest, now)
+        newest = newest_reported(conn, names)
+        for name in names:
+            out[name]["lag_seconds"] = _lag(newest.get(name), now)
     for name, state in store.breakers(names).items():
         out[name]["breaker"] = {
             "open": bool(state["is_open"]),
@@ -128,7 +139,8 @@ def failures(
     ``reason`` keeps the rows whose last answer contains it (case-insensitive).
     """
     c = deliveries.c
-    where = [c.pipeline == pipeline, c.status.in_(list(statuses))]
+    statuses = list(statuses)
+    where = [c.pipeline == pipeline, c.status.in_(statuses), *unsettled(statuses)]
     with store.engine.connect() as conn:
         reasons = [
             {"reason": r, "count": n}
