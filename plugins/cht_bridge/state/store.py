@@ -109,7 +109,7 @@ deliveries = Table(
     # are indexed (REFERENCE). Most destinations answer random ids (uuids), and a random key costs
     # an index page per row once the ledger is large; a ledger row costs about half as much without.
     # (With the pipeline and status, so the lookup is answered from the index alone, and SQLite
-    # prefers it to the (pipeline, status, ...) indexes, which would read every delivered row.)
+    # prefers it to the primary key, which would read every row of the pipelines.)
     Index(
         "ix_cht_bridge_delivery_reference",
         "destination_id",
