@@ -42,6 +42,7 @@ from sqlalchemy import (
     select,
     text,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -458,20 +459,35 @@ class StateStore:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[dict]:
-        """Documents to replay: by status, and optionally by id and last-attempt time ``[since, until)``."""
+        """Documents to replay: by status, and optionally by id and last-attempt time ``[since, until)``.
+
+        Several statuses not delivered are asked one by one, in one statement (UNION ALL): each part
+        reads ``ix_cht_bridge_delivery_unsettled``; with ``status IN (...)`` SQLite would rather walk
+        the pipeline's part of the primary key, every row of it, to give the id order without a sort.
+        """
         c = deliveries.c
-        statuses = list(statuses)
-        query = select(
-            c.doc_id, c.doc_rev, c.status, c.operation, c.destination_id, c.payload_hash, c.idempotency_key
-        ).where(c.pipeline == pipeline, c.status.in_(statuses), *unsettled(statuses))
-        if doc_ids is not None:
-            query = query.where(c.doc_id.in_(list(doc_ids)))
+        statuses = list(dict.fromkeys(statuses))
+        ids = None if doc_ids is None else list(doc_ids)
         with self.engine.connect() as conn:
-            if since is not None:
-                query = query.where(c.last_attempt_at >= _stamp(conn, since))
-            if until is not None:
-                query = query.where(c.last_attempt_at < _stamp(conn, until))
-            return [dict(r._mapping) for r in conn.execute(query.order_by(c.doc_id))]
+
+            def asking(*where: Any) -> Any:
+                query = select(
+                    c.doc_id, c.doc_rev, c.status, c.operation, c.destination_id, c.payload_hash, c.idempotency_key
+                ).where(c.pipeline == pipeline, *where)
+                if ids is not None:
+                    query = query.where(c.doc_id.in_(ids))
+                if since is not None:
+                    query = query.where(c.last_attempt_at >= _stamp(conn, since))
+                if until is not None:
+                    query = query.where(c.last_attempt_at < _stamp(conn, until))
+                return query
+
+            if len(statuses) > 1 and unsettled(statuses):
+                parts = union_all(*(asking(c.status == status, *unsettled([status])) for status in statuses))
+                query = parts.order_by(parts.selected_columns.doc_id)
+            else:
+                query = asking(c.status.in_(statuses), *unsettled(statuses)).order_by(c.doc_id)
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def rearm(self, pipeline: str, doc_ids: Iterable[str]) -> None:
         """Give documents a fresh count of failed runs, before a person replays them."""
