@@ -10,6 +10,7 @@ import pytest
 from cht_bridge.http.origin import scoped_session
 from cht_bridge.http.read import READ_LIMITS, request_within
 from standins.http_server import BackgroundHttpServer, StandInHandler, send_json
+from tests.fixtures.proxies import clear_proxy_environment
 
 
 class Recorder(BackgroundHttpServer):
@@ -32,17 +33,7 @@ class Recorder(BackgroundHttpServer):
 
 @pytest.fixture
 def servers(monkeypatch):
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxy_environment(monkeypatch)
     with Recorder() as proxy, Recorder() as direct:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         yield proxy, direct, monkeypatch

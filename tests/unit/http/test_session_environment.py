@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from cht_bridge.http.origin import ScopedSession
+from tests.fixtures.proxies import clear_proxy_environment
 
 URLS = [
     "http://emr.example.org/api/x?q=1",
@@ -21,17 +22,7 @@ URLS = [
 
 @pytest.fixture
 def proxy_environment(monkeypatch):
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxy_environment(monkeypatch)
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     monkeypatch.setenv("HTTPS_PROXY", "http://tls-proxy.example:3129")
     monkeypatch.setenv("NO_PROXY", "local.example,127.0.0.1")
