@@ -17,11 +17,16 @@ and ``https://emr.example.org.evil.example/`` both start with ``https://emr.exam
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
+from requests.sessions import merge_setting
+from requests.utils import get_environ_proxies
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -86,7 +91,44 @@ class OriginAuth(AuthBase):
 
 
 class ScopedSession(requests.Session):
-    """A session whose redirects carry its ``OriginAuth`` credentials only back to their origin."""
+    """A session whose redirects carry its ``OriginAuth`` credentials only back to their origin.
+
+    It also reads the environment's proxy settings (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``)
+    and CA bundle (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) once per scheme and host, not on every
+    request as ``requests`` does (about 0.2 ms a request, a tenth of a run's HTTP cost): a session
+    lives for one run, whose environment does not change, and what ``requests`` reads depends on
+    nothing else (``get_environ_proxies`` looks at the URL's host and port only).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[str, str], tuple[dict[str, str], str | None]] = {}
+        self._environment_lock = threading.Lock()  # a destination's pool sends from several threads
+
+    def merge_environment_settings(
+        self, url: str, proxies: dict[str, str] | None, stream: bool | None, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        """``requests.Session.merge_environment_settings``, with the environment's part read once per host."""
+        if not self.trust_env or (proxies and "no_proxy" in proxies):  # a request's own no_proxy: as requests does
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        where = tuple(urlsplit(url)[:2])
+        with self._environment_lock:
+            known = self._environment.get(where)
+            if known is None:
+                bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+                known = self._environment[where] = (get_environ_proxies(url, no_proxy=None), bundle)
+        env_proxies, bundle = known
+        if proxies is not None:
+            for scheme, proxy in env_proxies.items():
+                proxies.setdefault(scheme, proxy)
+        if verify is True or verify is None:
+            verify = bundle or verify
+        return {
+            "proxies": merge_setting(proxies, self.proxies),
+            "stream": merge_setting(stream, self.stream),
+            "verify": merge_setting(verify, self.verify),
+            "cert": merge_setting(cert, self.cert),
+        }
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)

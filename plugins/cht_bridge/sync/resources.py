@@ -114,13 +114,10 @@ def _destination(pipeline: Any, given: Endpoint | None) -> Any:
         from cht_bridge.hooks import open_destination_from_connection
 
         return open_destination_from_connection(pipeline.destination, file=pipeline.file, delivery=pipeline.delivery)
-    import requests
-
     from cht_bridge.destinations import open_destination
-    from cht_bridge.http.origin import OriginAuth
+    from cht_bridge.http.origin import scoped_session
 
-    session = requests.Session()
-    session.auth = OriginAuth(given.url, basic=given.auth) if given.auth else None
+    session = scoped_session(given.url, basic=given.auth)  # as a Connection's (``hooks.connection``)
     return open_destination(session, given.url, pipeline.destination, pipeline.delivery)
 
 

@@ -272,51 +272,64 @@ var __chtHydration = (function () {
   }
 
   // The ids hydration still needs that the cache does not hold; one `_all_docs` round each call.
+  // Plain loops, no array per document: it runs over every document of every page.
   function missing() {
     var members = new Set();
-    batch.forEach(function (doc, i) {
+    var i, k, node, depth;
+    for (i = 0; i < batch.length; i++) {
+      var doc = batch[i];
       if (isReport(doc)) {
-        var contact = doc.contact;
-        [getId(contact)].concat(chainIds(contact)).forEach(function (id) {
-          if (id) {
-            members.add(id);
+        node = doc.contact;
+        var contactId = getId(node);
+        if (contactId) {
+          members.add(contactId);
+        }
+        var refs = subjects[i];
+        for (k = 0; k < refs.length; k++) {
+          if (usableRef(refs[k]) && hasCode(refs[k])) {
+            members.add(code(refs[k]));
           }
-        });
-        subjects[i].forEach(function (ref) {
-          if (usableRef(ref) && hasCode(ref)) {
-            members.add(code(ref));
-          }
-        });
+        }
       } else {
         members.add(doc._id);
-        chainIds(doc.parent).forEach(function (id) { members.add(id); });
+        node = doc.parent;
       }
-    });
+      for (depth = 0; node && typeof node === 'object' && depth < 64; depth++) { // chainIds, unrolled
+        if (node._id) {
+          members.add(node._id);
+        }
+        node = node.parent;
+      }
+    }
     var inBatch = new Map();
-    batch.forEach(function (doc) { inBatch.set(doc._id, doc); });
+    for (i = 0; i < batch.length; i++) {
+      inBatch.set(batch[i]._id, batch[i]);
+    }
     var queue = Array.from(members);
     var wanted = new Set();
     while (queue.length) {
       var id = queue.pop();
-      var doc = inBatch.has(id) ? inBatch.get(id) : lookup(id);
-      if (doc === undefined) {
+      var found = inBatch.has(id) ? inBatch.get(id) : lookup(id);
+      if (found === undefined) {
         wanted.add(id);
         continue;
       }
-      if (doc === MISSING) {
+      if (found === MISSING) {
         continue;
       }
-      chainIds(doc.parent).forEach(function (parentId) {
-        if (!members.has(parentId)) {
-          members.add(parentId);
-          queue.push(parentId);
+      var parents = chainIds(found.parent);
+      for (k = 0; k < parents.length; k++) {
+        if (!members.has(parents[k])) {
+          members.add(parents[k]);
+          queue.push(parents[k]);
         }
-      });
-      contactRefs(doc).forEach(function (contactId) {
-        if (!inBatch.has(contactId) && lookup(contactId) === undefined) {
-          wanted.add(contactId);
+      }
+      var contacts = contactRefs(found);
+      for (k = 0; k < contacts.length; k++) {
+        if (!inBatch.has(contacts[k]) && lookup(contacts[k]) === undefined) {
+          wanted.add(contacts[k]);
         }
-      });
+      }
     }
     return JSON.stringify(Array.from(wanted).sort());
   }
