@@ -30,15 +30,24 @@ def open_at_once(url: str, tasks: int = 6) -> list[Exception]:
     return errors
 
 
+#: The dead-letter view as the previous version made it: its WHERE without ``status <> 'delivered'``.
+PREVIOUS_DEAD_LETTER_VIEW = (
+    "CREATE VIEW cht_bridge_dead_letters AS SELECT pipeline, doc_id, doc_rev, operation, failures, attempts, "
+    "response_status, last_error, first_attempt_at, last_attempt_at FROM cht_bridge_delivery WHERE status = 'dead'"
+)
+
+
 def as_the_previous_version_left_it(url: str) -> None:
     """Give the ledger at ``url`` the previous version's shape: freshness read from the rows through
     ``ix_cht_bridge_delivery_reported``, failures through ``ix_cht_bridge_delivery_recent`` (both
-    over every row), no ``cht_bridge_freshness`` table."""
+    over every row), no ``cht_bridge_freshness`` table, its dead-letter view (``status = 'dead'`` alone)."""
     from sqlalchemy import create_engine, text
 
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE cht_bridge_freshness"))
+        conn.execute(text("DROP VIEW cht_bridge_dead_letters"))
+        conn.execute(text(PREVIOUS_DEAD_LETTER_VIEW))
         conn.execute(text("DROP INDEX ix_cht_bridge_delivery_unsettled"))
         for name, column in (("recent", "last_attempt_at"), ("reported", "reported_at")):
             conn.execute(

@@ -251,7 +251,84 @@ def test_an_old_ledger_gets_its_freshness_and_loses_the_full_indexes_on_postgres
         assert overview["p"]["recent"] == {"failed": 2, "dead": 0}
         assert overview["q"]["recent"] == {"failed": 0, "dead": 1}
         assert [r["doc_id"] for r in queries.failures(store, "p")["rows"]] == ["a", "c"]
+        assert "delivered" in inspect(store.engine).get_view_definition("cht_bridge_dead_letters")  # remade
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT pipeline, doc_id FROM cht_bridge_dead_letters")).all() == [("q", "z")]
         store.record("p", [Outcome("d", "1", True, "h", 201, reported_at=t0 + timedelta(days=1))])
         assert store.newest_delivered("p") == t0 + timedelta(days=1)
     finally:
         store.close()
+
+
+def _new_database(postgres_url: str) -> str:
+    """The URL of a new, empty database on the test server (for a ledger of its own shape)."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(sqlalchemy_url(postgres_url), isolation_level="AUTOCOMMIT")
+    database = f"db_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {database}"))
+    admin.dispose()
+    return sqlalchemy_url(postgres_url).rsplit("/", 1)[0] + f"/{database}"
+
+
+def test_an_open_that_fills_the_freshness_does_not_deadlock_a_batch_being_recorded_on_postgres(postgres_url):
+    """A previous-version task made ``_reported`` again during a rolling upgrade; a new-version task
+    opens the ledger (fills the freshness, drops the index) while another records a batch: the
+    batch holds the ledger and wants its freshness row; the fill must not hold that row while it
+    waits for the ledger (DROP INDEX)."""
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from sqlalchemy import create_engine, event, text
+
+    from cht_bridge.state.store import REPORTED_INDEX
+
+    url = _new_database(postgres_url)
+    store = StateStore(url)
+    store.record("p", [Outcome("a", "1", True, reported_at=datetime(2026, 1, 1, tzinfo=UTC))])
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE INDEX {REPORTED_INDEX} ON cht_bridge_delivery (pipeline, status, reported_at)"))
+    engine.dispose()
+    opened: list[BaseException | None] = []
+
+    def open_store() -> None:
+        try:
+            StateStore(url).close()
+            opened.append(None)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            opened.append(exc)
+
+    threads: list[threading.Thread] = []
+
+    def mid_batch(_conn, _cursor, statement, *_args) -> None:
+        if statement.startswith("INSERT INTO cht_bridge_delivery") and not threads:
+            threads.append(threading.Thread(target=open_store))
+            threads[0].start()
+            time.sleep(2)  # the open fills the freshness and asks for the ledger while this batch holds it
+
+    event.listen(store.engine, "after_cursor_execute", mid_batch)
+    try:
+        store.record("p", [Outcome("b", "1", True, reported_at=datetime(2026, 2, 1, tzinfo=UTC))])
+        threads[0].join(timeout=60)
+        assert opened == [None]
+        assert store.newest_delivered("p") == datetime(2026, 2, 1, tzinfo=UTC)
+    finally:
+        store.close()
+
+
+def test_counts_are_one_snapshot_while_another_task_commits_on_postgres(postgres_url):
+    from tests.unit.state.test_ledger_indexes import counts_while_a_batch_commits
+
+    read, after = counts_while_a_batch_commits(sqlalchemy_url(postgres_url), f"p_{uuid.uuid4().hex[:8]}")
+    assert after == {"failed": 15}
+    assert read in ({"failed": 10}, {"failed": 15})
+
+
+def test_replay_of_both_statuses_with_forty_thousand_ids_on_postgres(store):
+    name = f"p_{uuid.uuid4().hex[:8]}"
+    store.record(name, [Outcome("d1", "1", False, error="x"), Outcome("d2", "1", False, error="x", retryable=False)])
+    ids = [f"x{i}" for i in range(40_000)] + ["d1", "d2"]
+    assert [r["doc_id"] for r in store.select(name, statuses=["failed", "dead"], doc_ids=ids)] == ["d1", "d2"]

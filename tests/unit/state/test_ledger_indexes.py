@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, event, inspect, text
 from cht_bridge.state import DEAD, DELETE, DELIVERED, FAILED, Outcome, StateStore
 from cht_bridge.state.store import REPORTED_INDEX, _migrate
 from cht_bridge.ui import queries
-from tests.stores import as_the_previous_version_left_it
+from tests.stores import PREVIOUS_DEAD_LETTER_VIEW, as_the_previous_version_left_it
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -143,9 +143,9 @@ def test_the_page_overview_reads_the_primary_key_the_partial_index_and_the_fresh
     store.record("p", [sent(f"d{i}", T0) for i in range(50)] + [refused("f1")])
     asked = _statements(store, lambda: queries.forward_overview(store, ["p", "q"], now=NOW))
     plans = [_plan(store, statement, parameters) for statement, parameters in asked]
-    assert len(plans) == 3, plans  # every row per pipeline, the rows not delivered, the last 24 hours
-    assert "COVERING INDEX sqlite_autoindex_cht_bridge_delivery_1" in plans[0]
-    assert all("COVERING INDEX ix_cht_bridge_delivery_unsettled" in p for p in plans[1:]), plans
+    assert len(plans) == 2, plans  # every row per pipeline and the rows not delivered (one statement), the 24 hours
+    assert "COVERING INDEX sqlite_autoindex_cht_bridge_delivery_1 (pipeline=?)" in plans[0]
+    assert all("COVERING INDEX ix_cht_bridge_delivery_unsettled (pipeline=?" in p for p in plans), plans
 
 
 def test_counts_per_status_are_the_same_as_counting_every_row(store):
@@ -284,6 +284,7 @@ def test_an_old_ledger_gets_its_freshness_from_its_rows_and_the_page_answers_as_
         found = indexes(db_url)
         assert REPORTED_INDEX not in found and "ix_cht_bridge_delivery_recent" not in found
         assert "ix_cht_bridge_delivery_unsettled" in found
+        assert "INDEX ix_cht_bridge_delivery_unsettled (pipeline=? AND status=?" in _view_plan(db_url)  # remade
         overview = queries.forward_overview(store, names, now=now)
         for name in names:
             assert overview[name]["counts"] == before[name]["counts"]
@@ -348,3 +349,133 @@ def test_a_ledger_with_the_table_and_without_the_old_index_is_not_filled_again(d
         assert inspect(reopened.engine).has_table("cht_bridge_freshness")
     finally:
         reopened.close()
+
+
+# -- review of the above (REVIEW_idx) ----------------------------------------------------------------
+
+
+def test_a_report_dated_ahead_of_the_clock_counts_as_delivered_at_the_batch_time(store):
+    """A phone whose clock is years ahead must not pin the freshness (and silence the lag alert)."""
+    store.record("p", [sent("a", T0), sent("bad", datetime(2031, 6, 1, tzinfo=UTC))])
+    newest = store.newest_delivered("p")
+    assert newest is not None and newest <= datetime.now(UTC) + timedelta(minutes=5)  # FUTURE_SLACK
+    assert newest >= datetime.now(UTC) - timedelta(minutes=5)  # the batch's time: it was delivered now
+    ahead = datetime.now(UTC) + timedelta(minutes=2)  # a clock a little fast keeps its own date
+    store.record("q", [sent("a", ahead)])
+    assert store.newest_delivered("q") == ahead
+
+
+def test_an_old_ledger_fills_a_report_dated_ahead_with_its_delivery_time(db_url):
+    store = StateStore(db_url)
+    store.record("p", [sent("a", T0), sent("bad", datetime(2031, 6, 1, tzinfo=UTC))])
+    delivered_at = store.ledger("p", "bad")["delivered_at"].replace(tzinfo=UTC)
+    store.close()
+    as_the_previous_version_left_it(db_url)
+    store = StateStore(db_url)
+    try:
+        assert store.newest_delivered("p") == delivered_at
+    finally:
+        store.close()
+
+
+def test_a_deleted_freshness_row_is_filled_again_from_the_rows_by_the_next_batch(db_url, store):
+    """The documented refill: delete the pipeline's ``cht_bridge_freshness`` row (a value pinned by an
+    earlier version, rows a previous-version task wrote without it, a ledger cleared by hand)."""
+    store.record("p", [sent("a", T0 + timedelta(days=5)), sent("b", T0), refused("c", T0 + timedelta(days=9))])
+    with store.engine.begin() as conn:  # a previous-version task's delivered row: no freshness written
+        conn.execute(
+            text(
+                "INSERT INTO cht_bridge_delivery (pipeline, doc_id, status, attempts, first_attempt_at, "
+                "last_attempt_at, failures, operation, reported_at) VALUES ('p', 'old', 'delivered', 1, "
+                "'2026-12-01 00:00:00', '2026-12-01 00:00:00', 0, 'upsert', '2026-11-30 10:00:00.000000')"
+            )
+        )
+        conn.execute(text("UPDATE cht_bridge_freshness SET newest_reported_at = '2031-06-01 00:00:00'"))
+        conn.execute(text("DELETE FROM cht_bridge_freshness WHERE pipeline = 'p'"))
+    assert store.newest_delivered("p") is None
+    store.record("p", [sent("d", T0)])
+    assert store.newest_delivered("p") == datetime(2026, 11, 30, 10, tzinfo=UTC)
+    store.record("p", [sent("e", T0 + timedelta(days=1))])  # filled once: the next batch only compares
+    assert store.newest_delivered("p") == datetime(2026, 11, 30, 10, tzinfo=UTC)
+    # A ledger cleared by hand, with its freshness row: nothing left to say how fresh it is.
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM cht_bridge_delivery WHERE pipeline = 'p'"))
+        conn.execute(text("DELETE FROM cht_bridge_freshness WHERE pipeline = 'p'"))
+    assert queries.forward_overview(store, ["p"], now=NOW)["p"]["lag_seconds"] is None
+    store.record("p", [sent("f", T0)])
+    assert store.newest_delivered("p") == T0
+
+
+def counts_while_a_batch_commits(url: str, pipeline: str) -> tuple[dict, dict]:
+    """``counts`` read while another task commits 5 failed rows between the reader's statements
+    (or right after its first one): (what it read, what the rows say after)."""
+    store, writer = StateStore(url), StateStore(url)
+    try:
+        store.record(pipeline, [refused(f"d{i}") for i in range(10)])
+        fired: list[int] = []
+
+        def between(_conn, _cursor, statement, *_args) -> None:
+            if "count(" in statement and not fired:
+                fired.append(1)
+                writer.record(pipeline, [refused(f"n{i}") for i in range(5)])
+
+        event.listen(store.engine, "after_cursor_execute", between)
+        read = store.counts(pipeline)
+        event.remove(store.engine, "after_cursor_execute", between)
+        assert fired
+        return read, store.counts(pipeline)
+    finally:
+        store.close()
+        writer.close()
+
+
+def test_counts_are_one_snapshot_while_another_task_commits(db_url):
+    read, after = counts_while_a_batch_commits(db_url, "p")
+    assert after == {FAILED: 15}
+    assert read in ({FAILED: 10}, {FAILED: 15})  # before or after the batch, never a mix (delivered -5)
+
+
+def test_replay_of_both_statuses_with_many_ids_is_one_in_list_on_the_primary_key(store):
+    store.record("p", [refused("d1"), refused("d2", retryable=False), sent("d3", T0)])
+    ids = [f"x{i}" for i in range(2000)] + ["d1", "d2", "d3"]
+    asked = _statements(store, lambda: store.select("p", statuses=[FAILED, DEAD], doc_ids=ids))
+    assert [len(parameters) for _, parameters in asked] == [len(ids) + 3]  # once, not once per status
+    assert "sqlite_autoindex_cht_bridge_delivery_1 (pipeline=? AND doc_id=?)" in _plan(store, *asked[0])
+    assert [r["doc_id"] for r in store.select("p", statuses=[FAILED, DEAD], doc_ids=ids)] == ["d1", "d2"]
+
+
+def _view_plan(url: str) -> str:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN SELECT * FROM cht_bridge_dead_letters WHERE pipeline = 'p'")
+            return " ".join(str(r[-1]) for r in rows)
+    finally:
+        engine.dispose()
+
+
+def test_the_dead_letter_view_reads_the_partial_index_also_on_a_ledger_with_the_old_view(db_url, store):
+    store.record("p", [sent(f"d{i}", T0) for i in range(20)] + [refused("x", retryable=False)])
+    assert "INDEX ix_cht_bridge_delivery_unsettled (pipeline=? AND status=?" in _view_plan(db_url)
+    engine = create_engine(db_url)
+    with engine.begin() as conn:  # the view an earlier version made
+        conn.execute(text("DROP VIEW cht_bridge_dead_letters"))
+        conn.execute(text(PREVIOUS_DEAD_LETTER_VIEW))
+    engine.dispose()
+    assert "ix_cht_bridge_delivery_unsettled" not in _view_plan(db_url)
+    StateStore(db_url).close()
+    assert "INDEX ix_cht_bridge_delivery_unsettled (pipeline=? AND status=?" in _view_plan(db_url)
+    with store.engine.connect() as conn:
+        assert [r[1] for r in conn.exec_driver_sql("SELECT * FROM cht_bridge_dead_letters")] == ["x"]
+
+
+def test_an_aggregates_bookkeeping_rows_never_look_up_a_kept_reported_date(store):
+    """``<name>~reports`` and ``~periods`` rows never carry a date: no lookup for one per batch."""
+    asked = _statements(
+        store,
+        lambda: store.record("agg~reports", [Outcome(f"r{i}", None, True, destination_id="202611") for i in range(50)]),
+    )
+    assert asked == []
+    assert store.newest_delivered("agg~reports") is None
+    asked = _statements(store, lambda: store.record("p", [sent("a", None)]))  # a forward row may have kept one
+    assert len(asked) == 1
