@@ -26,13 +26,6 @@ FULL, NORMAL = 2, 1
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def seen(store):
     """(first words of each write statement, ``PRAGMA synchronous`` on its connection as it ran)."""
     found: list[tuple[str, int]] = []

@@ -25,18 +25,6 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state.db'}"
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = StateStore(db_url)
-    yield s
-    s.close()
-
-
 def sent(doc_id: str, reported: datetime | None, rev: str = "1-a") -> Outcome:
     return Outcome(doc_id, rev, True, "h" * 64, 201, f"rcv-{doc_id}", reported_at=reported, key="k" * 32)
 

@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from cht_bridge.errors import one_line
-from cht_bridge.state import Outcome, StateStore
+from cht_bridge.state import Outcome
 from cht_bridge.state.inbound import FAILED, RECEIVED, InboundLedger, InboundRow, ledger_key, refused_row
 from cht_bridge.state.store import DOC_ID_CHARS, DOC_REV_CHARS, fits, refusal, short_id
 
 FORGED = "HTTP 422: no such facility\n2026-12-04 20:00:00 INFO cht_bridge.sync: all good\r\x1b[2K\u2028\u202eevil\x00."
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
 
 
 def test_one_line_keeps_the_words_and_drops_line_breaks_and_controls():

@@ -4,7 +4,6 @@ transaction that moves both."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, event, inspect, text
@@ -15,18 +14,6 @@ from tests.stores import open_at_once
 
 PIPE = "pregnancies"
 COUCH3_SEQ = "12-g1AAAAH5eJyF0EEKwjAQBdDfmvmHtXbmvTu4g6lFZvN0"
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state.db'}"
-
-
-@pytest.fixture
-def store(db_url: str):
-    s = StateStore(db_url)
-    yield s
-    s.close()
 
 
 def ok(doc_id: str, h: str = "h1", rev: str = "1-a", dest_id: str | None = None) -> Outcome:

@@ -19,8 +19,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
 from cht_bridge.state import Outcome, StateStore
 from cht_bridge.state.store import CACHE_KIB, WAL_CHECKPOINT_PAGES
 
@@ -32,13 +30,6 @@ def outcomes(n: int, seed: int) -> list[Outcome]:
     rng = random.Random(seed)
     ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(n)]
     return [Outcome(i, "1-a", True, "h" * 64, 201, f"rcv-{i[:8]}", key="k" * 32) for i in ids]
-
-
-@pytest.fixture
-def store(tmp_path):
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield store
-    store.close()
 
 
 def pragma(store: StateStore, name: str) -> int:
