@@ -17,7 +17,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytest_plugins = ["tests.fixtures.cht_api", "tests.fixtures.sources"]
+pytest_plugins = ["tests.fixtures.cht_api", "tests.fixtures.sources", "tests.fixtures.state"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

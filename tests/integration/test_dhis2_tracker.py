@@ -135,13 +135,6 @@ def seeded(cht, tmp_path):
     return docs, table
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    yield s
-    s.close()
-
-
 def reports(docs: list[dict], form: str) -> dict[str, dict]:
     return {d["_id"]: d for d in docs if d.get("type") == "data_record" and d.get("form") == form}
 

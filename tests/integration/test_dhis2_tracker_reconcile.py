@@ -104,15 +104,6 @@ def test_the_reconciliation_finds_events_changed_at_dhis2_and_reports_never_sent
         dhis2.stop()
 
 
-@pytest.fixture
-def store(tmp_path):
-    from cht_bridge.state import StateStore
-
-    s = StateStore(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    yield s
-    s.close()
-
-
 def test_the_reconcile_dag_takes_a_tracker_pipeline(cht, airflow_db, monkeypatch, tmp_path):
     """``cht_bridge_reconcile`` lists tracker pipelines too and runs this comparison for them."""
     import json

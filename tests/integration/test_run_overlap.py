@@ -62,13 +62,6 @@ def rx(tmp_path):
     server.stop()
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
-
-
 def delivered(store: StateStore, name: str, ids: list[str]) -> list[str]:
     return [i for i in ids if (row := store.ledger(name, i)) is not None and row["status"] == "delivered"]
 

@@ -36,13 +36,6 @@ class ListDestination(BaseDestination):
         return [Result(d.doc_id, True, 201, destination_id=f"x-{d.doc_id}") for d in deliveries]
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
-
-
 def remember(store: StateStore, *outcomes: Outcome) -> None:
     store.record(NAME, list(outcomes), KEEP)
 

@@ -16,13 +16,6 @@ from cht_bridge.ui import pages, queries
 NOW = datetime(2026, 12, 4, 12, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
-
-
 def ok(doc_id: str, reported: datetime) -> Outcome:
     return Outcome(doc_id, "1-a", True, payload_hash="h", response_status=201, reported_at=reported)
 
