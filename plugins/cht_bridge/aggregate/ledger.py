@@ -31,7 +31,7 @@ from cht_bridge.aggregate.periods import bounds_ms
 from cht_bridge.aggregate.post import period_prefix
 from cht_bridge.mapping import payload_hash
 from cht_bridge.state import DELETE, DELIVERED, Outcome, StateStore
-from cht_bridge.state.store import deliveries
+from cht_bridge.state.store import bookkeeping, deliveries
 
 #: Pending periods are never dead-lettered: they wait until posted.
 NEVER_DEAD = 1_000_000_000
@@ -39,11 +39,11 @@ PENDING = "recompute pending: reports of this period changed since it was last p
 
 
 def reports_of(name: str) -> str:
-    return f"{name}~reports"
+    return bookkeeping(name, "reports")
 
 
 def periods_of(name: str) -> str:
-    return f"{name}~periods"
+    return bookkeeping(name, "periods")
 
 
 def value_hash(value: str) -> str:

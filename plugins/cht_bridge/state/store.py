@@ -188,6 +188,18 @@ freshness = Table(
 #: and an alert on it fires at most this late.
 FUTURE_SLACK = timedelta(minutes=5)
 
+
+def bookkeeping(pipeline: str, kind: str) -> str:
+    """The ledger's name for rows a pipeline keeps beside its documents (an aggregate's reports and
+    periods, a tracker's enrollments): "~" is in no pipeline's name (``config.loader.NAME_RE``),
+    so these rows never mix with a pipeline's own, and the store can tell them apart."""
+    return f"{pipeline}~{kind}"
+
+
+def _is_bookkeeping(pipeline: str) -> bool:
+    return "~" in pipeline
+
+
 #: Whether a pipeline's last run stopped on its circuit breaker (the destination was down): the
 #: breaker itself lives only for one run, so the sync task records its state here for the UI.
 breakers = Table(
@@ -869,9 +881,9 @@ def _upsert_deliveries(
     stamp_of = _sqlite_stamp if conn.dialect.name == "sqlite" else _aware
     newest = None  # the newest reported_at (as stored) of the rows delivered now
     kept: list[str] = []  # rows delivered without one: the row keeps the one it had (the upsert's COALESCE)
-    # An aggregate's bookkeeping rows (``<name>~reports``, ``~periods``: "~" is in no pipeline's
-    # name) never have a date to keep: no lookup for one (it took ~11% of their ``record``).
-    dated = "~" not in pipeline
+    # Bookkeeping rows (``bookkeeping``) never have a date to keep: no lookup for one (it took ~11%
+    # of an aggregate's ``record``).
+    dated = not _is_bookkeeping(pipeline)
     for o in outcomes:
         failures = 0 if o.delivered else before.get(o.doc_id, 0) + (0 if o.deferred else 1)
         status = FAILED if o.deferred else _status(o, failures, dead_after)

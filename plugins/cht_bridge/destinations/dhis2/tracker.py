@@ -59,6 +59,7 @@ from cht_bridge.errors import AuthError
 from cht_bridge.http.read import Unanswered, answer_or_reason
 from cht_bridge.http.retry import RetryPolicy, classify, delivery_policy, retry_after
 from cht_bridge.state import DELIVERED, Outcome
+from cht_bridge.state.store import bookkeeping
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ TE, ENROLLMENT, EVENT = "trackedEntities", "enrollments", "events"
 
 def enrollments_of(pipeline: str) -> str:
     """The ledger's rows of the enrollments (and their tracked entities) a pipeline has sent."""
-    return f"{pipeline}~enrollments"
+    return bookkeeping(pipeline, "enrollments")
 
 
 @dataclass(frozen=True)
