@@ -32,7 +32,7 @@ from tests.integration.test_dhis2_tracker import (
 )
 
 pytestmark = pytest.mark.integration
-seeded, store = tracker_tests.seeded, tracker_tests.store  # the fixtures of the tracker tests
+seeded = tracker_tests.seeded  # the tracker tests' fixture (the ledger is the shared `store`)
 
 AUTH = (CREDENTIALS["username"], CREDENTIALS["password"])
 NAIROBI = ZoneInfo("Africa/Nairobi")
