@@ -154,6 +154,10 @@ class OpenMrs(BackgroundHttpServer):
         self._sessions: dict[str, list[float]] = {}  # id -> [started, requests served]
         self._searches: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self.log: list[tuple[str, str, int]] = []
+        # requests being answered: their log line is written after the answer went out, so a
+        # reader of the log waits for them (``requests_made``) instead of racing the handler thread
+        self._in_flight = 0
+        self._settled = threading.Condition(self._lock)
         self.logins = 0
         self._load()
         for location_id, name in (table_locations() if locations is None else locations).items():
@@ -181,7 +185,8 @@ class OpenMrs(BackgroundHttpServer):
 
     def requests_made(self, method: str | None = None, resource_type: str | None = None) -> list[tuple[str, str, int]]:
         """``(method, path, status)`` of the FHIR requests so far, filtered by method and resource type."""
-        with self._lock:
+        with self._settled:  # the answers already sent have their line (bounded: a held request)
+            self._settled.wait_for(lambda: self._in_flight == 0, timeout=5)
             rows = list(self.log)
         prefix = f"{FHIR_BASE}/{resource_type}" if resource_type else FHIR_BASE
         return [r for r in rows if (method is None or r[0] == method) and r[1].startswith(prefix)]
@@ -221,6 +226,16 @@ class OpenMrs(BackgroundHttpServer):
         return Handler
 
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            self._answer(h, method)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._settled.notify_all()
+
+    def _answer(self, h: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(h.path)
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
