@@ -74,16 +74,6 @@ var __chtHydration = (function () {
     return isContact(doc) && !!linked && typeof linked === 'object' && !Array.isArray(linked);
   }
 
-  function contactRefs(doc) {
-    var ids = [getId(doc.contact)];
-    if (validLinkedDocs(doc)) {
-      Object.keys(doc.linked_docs).forEach(function (tag) {
-        ids.push(getId(doc.linked_docs[tag]));
-      });
-    }
-    return ids.filter(function (id) { return id; });
-  }
-
   function learn(docs) {
     docs.forEach(function (doc) {
       if (isContact(doc)) {
@@ -320,21 +310,31 @@ var __chtHydration = (function () {
       if (found === MISSING) {
         continue;
       }
-      var parents = chainIds(found.parent);
-      for (k = 0; k < parents.length; k++) {
-        if (!members.has(parents[k])) {
-          members.add(parents[k]);
-          queue.push(parents[k]);
+      for (node = found.parent, depth = 0; node && typeof node === 'object' && depth < 64; depth++) { // chainIds
+        var parent = node._id;
+        if (parent && !members.has(parent)) {
+          members.add(parent);
+          queue.push(parent);
         }
+        node = node.parent;
       }
-      var contacts = contactRefs(found);
-      for (k = 0; k < contacts.length; k++) {
-        if (!inBatch.has(contacts[k]) && lookup(contacts[k]) === undefined) {
-          wanted.add(contacts[k]);
+      want(getId(found.contact), inBatch, wanted); // its primary contact and linked docs
+      if (validLinkedDocs(found)) {
+        var tags = Object.keys(found.linked_docs);
+        for (k = 0; k < tags.length; k++) {
+          want(getId(found.linked_docs[tags[k]]), inBatch, wanted);
         }
       }
     }
     return JSON.stringify(Array.from(wanted).sort());
+  }
+
+  // `id` (a contact's primary contact or linked doc) added to `wanted` when neither the batch nor
+  // the cache has it.
+  function want(id, inBatch, wanted) {
+    if (id && inBatch.get(id) === undefined && lookup(id) === undefined) {
+      wanted.add(id);
+    }
   }
 
   // Store an `_all_docs?keys=` answer; ids it does not return are remembered as missing. Returns
