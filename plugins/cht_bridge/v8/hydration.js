@@ -26,6 +26,7 @@ var __chtHydration = (function () {
   var pinnedDocs = new Map();
   var pinnedCodes = new Map();
   var batch = []; // the documents being hydrated
+  var index = null; // the batch by id (batchIndex), made once per batch
   var subjects = []; // per document: [patientRef, placeRef] for reports, else null
 
   function remember(map, key, value) {
@@ -73,16 +74,6 @@ var __chtHydration = (function () {
     return isContact(doc) && !!linked && typeof linked === 'object' && !Array.isArray(linked);
   }
 
-  function contactRefs(doc) {
-    var ids = [getId(doc.contact)];
-    if (validLinkedDocs(doc)) {
-      Object.keys(doc.linked_docs).forEach(function (tag) {
-        ids.push(getId(doc.linked_docs[tag]));
-      });
-    }
-    return ids.filter(function (id) { return id; });
-  }
-
   function learn(docs) {
     docs.forEach(function (doc) {
       if (isContact(doc)) {
@@ -97,6 +88,7 @@ var __chtHydration = (function () {
 
   function prepare(docs) {
     batch = docs;
+    index = null;
     pinnedDocs = new Map();
     pinnedCodes = new Map();
     subjects = docs.map(function (doc) {
@@ -259,16 +251,17 @@ var __chtHydration = (function () {
     return pinnedCodes.has(ref) || codes.has(ref);
   }
 
+  // (The caches hold a document or MISSING, never undefined: one lookup says whether and what.)
   function lookup(id) {
-    if (pinnedDocs.has(id)) {
-      return pinnedDocs.get(id);
-    }
-    if (known.has(id)) {
-      var doc = known.get(id);
-      pinnedDocs.set(id, doc);
+    var doc = pinnedDocs.get(id);
+    if (doc !== undefined) {
       return doc;
     }
-    return undefined;
+    doc = known.get(id);
+    if (doc !== undefined) {
+      pinnedDocs.set(id, doc);
+    }
+    return doc;
   }
 
   // The ids hydration still needs that the cache does not hold; one `_all_docs` round each call.
@@ -301,15 +294,15 @@ var __chtHydration = (function () {
         node = node.parent;
       }
     }
-    var inBatch = new Map();
-    for (i = 0; i < batch.length; i++) {
-      inBatch.set(batch[i]._id, batch[i]);
-    }
+    var inBatch = batchIndex();
     var queue = Array.from(members);
     var wanted = new Set();
     while (queue.length) {
       var id = queue.pop();
-      var found = inBatch.has(id) ? inBatch.get(id) : lookup(id);
+      var found = inBatch.get(id);
+      if (found === undefined) {
+        found = lookup(id);
+      }
       if (found === undefined) {
         wanted.add(id);
         continue;
@@ -317,21 +310,31 @@ var __chtHydration = (function () {
       if (found === MISSING) {
         continue;
       }
-      var parents = chainIds(found.parent);
-      for (k = 0; k < parents.length; k++) {
-        if (!members.has(parents[k])) {
-          members.add(parents[k]);
-          queue.push(parents[k]);
+      for (node = found.parent, depth = 0; node && typeof node === 'object' && depth < 64; depth++) { // chainIds
+        var parent = node._id;
+        if (parent && !members.has(parent)) {
+          members.add(parent);
+          queue.push(parent);
         }
+        node = node.parent;
       }
-      var contacts = contactRefs(found);
-      for (k = 0; k < contacts.length; k++) {
-        if (!inBatch.has(contacts[k]) && lookup(contacts[k]) === undefined) {
-          wanted.add(contacts[k]);
+      want(getId(found.contact), inBatch, wanted); // its primary contact and linked docs
+      if (validLinkedDocs(found)) {
+        var tags = Object.keys(found.linked_docs);
+        for (k = 0; k < tags.length; k++) {
+          want(getId(found.linked_docs[tags[k]]), inBatch, wanted);
         }
       }
     }
     return JSON.stringify(Array.from(wanted).sort());
+  }
+
+  // `id` (a contact's primary contact or linked doc) added to `wanted` when neither the batch nor
+  // the cache has it.
+  function want(id, inBatch, wanted) {
+    if (id && inBatch.get(id) === undefined && lookup(id) === undefined) {
+      wanted.add(id);
+    }
   }
 
   // Store an `_all_docs?keys=` answer; ids it does not return are remembered as missing. Returns
@@ -402,10 +405,11 @@ var __chtHydration = (function () {
     if (!id) {
       return undefined;
     }
-    if (inBatch && inBatch.has(id)) {
-      return inBatch.get(id);
+    var doc = inBatch ? inBatch.get(id) : undefined;
+    if (doc !== undefined) {
+      return doc;
     }
-    var doc = lookup(id);
+    doc = lookup(id);
     return doc === MISSING ? undefined : doc;
   }
 
@@ -486,6 +490,9 @@ var __chtHydration = (function () {
   // change what the next one sees. Hydration only writes to objects it has just made, and a
   // frozen object's own values are frozen already, so each is walked once.
   function deepFreeze(value) {
+    if (value === null || typeof value !== 'object' || Object.isFrozen(value)) {
+      return value; // most often: a lineage another document of the call froze already
+    }
     var todo = [value];
     while (todo.length) {
       var object = todo.pop();
@@ -520,16 +527,16 @@ var __chtHydration = (function () {
       var own = !shared ? copy(contact, 0) : Array.isArray(contact) ? contact : copyBut(contact, false, false, shared);
       out.contact = withParents(own, inBatch, undefined, shared);
     }
-    var fieldsNames = ['patient', 'place'];
-    subjects[i].forEach(function (ref, k) {
-      if (!usableRef(ref)) {
-        return;
+    var refs = subjects[i];
+    for (var k = 0; k < refs.length; k++) {
+      var ref = refs[k];
+      if (usableRef(ref)) {
+        var found = find(hasCode(ref) ? code(ref) : ref, inBatch);
+        if (found) {
+          out[SUBJECTS[k]] = withLineage(found, inBatch, shared);
+        }
       }
-      var found = find(hasCode(ref) ? code(ref) : ref, inBatch);
-      if (found) {
-        out[fieldsNames[k]] = withLineage(found, inBatch, shared);
-      }
-    });
+    }
     if (shared) {
       deepFreeze(out.contact);
       deepFreeze(out.patient);
@@ -538,10 +545,16 @@ var __chtHydration = (function () {
     return out;
   }
 
+  var SUBJECTS = ['patient', 'place']; // the fields a report's subjects refs fill in, in order
+
+  // The batch by id, made once per batch: no snippet ever gets a batch document's own top level
+  // (reports are copied, lineages copied or frozen), so its ids cannot change under the index.
   function batchIndex() {
-    var inBatch = new Map();
-    batch.forEach(function (doc) { inBatch.set(doc._id, doc); });
-    return inBatch;
+    if (index === null) {
+      index = new Map();
+      batch.forEach(function (doc) { index.set(doc._id, doc); });
+    }
+    return index;
   }
 
   // Hydrated copies of documents [start, end) of the loaded batch, fresh for every call.

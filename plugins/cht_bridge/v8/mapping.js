@@ -101,7 +101,20 @@ var __chtMapping = (function () {
 
   // An id for a message: on one line.
   function idText(doc) {
-    return String(doc && doc._id).replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, ' ');
+    return oneLine(String(doc && doc._id));
+  }
+
+  function oneLine(text) {
+    return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, ' ');
+  }
+
+  // A document's id, read before any snippet runs, for the messages about it (`oneLine` makes it
+  // fit one, once a message needs it). A string is kept as it is: it cannot change, and a regex
+  // replace on every document's id cost more than a tenth of the mapping for messages hardly ever
+  // written. Any other value is made text at once, as a snippet may change what String() makes of it.
+  function idOf(doc) {
+    var id = doc && doc._id;
+    return typeof id === 'string' ? id : idText(doc);
   }
 
   // A path segment that is a canonical integer addresses an array index.
@@ -227,7 +240,72 @@ var __chtMapping = (function () {
       piece += '}';
     })(root);
     root.tail = piece;
+    // Whether no key holds a US (\x1f): then neither does the hash input written from this tree
+    // (JSON.stringify escapes it in values), and `encode` need not look for one.
+    root.plain = root.pieces.join('').indexOf('\x1f') < 0 && piece.indexOf('\x1f') < 0;
+    root.literals = literals(entries, root);
     return root;
+  }
+
+  // When every entry has a value, a shaped payload and its hash input are written by JSON.stringify
+  // from objects made by two functions compiled here from the keys (object literals: no lookups,
+  // one shape), instead of by `setParts` and a text built piece by piece, which cost about twice
+  // as much. `body` makes the payload with its keys in the order `setParts` makes them (the
+  // entries' order, each object where its first value puts it); `sorted` makes it with every
+  // object's keys sorted, which JSON.stringify writes as `ordered` does when no key holds a
+  // character JSON.stringify escapes (`ordered` writes keys as they are); else `sorted` is null.
+  // Both are checked against `setParts` and `written` once, here, on sample values, and neither
+  // is used unless they agree. Keys go into the code as JSON.stringify writes them: string
+  // literals, which hold any character; `__proto__`, which a literal would make the prototype, is
+  // never in a shaped pipeline.
+  function literals(entries, root) {
+    var template = {};
+    var leaves = new Map(); // a marker object -> its entry
+    entries.forEach(function (entry, e) {
+      var marker = {};
+      leaves.set(marker, e);
+      setParts(template, entry.destParts, marker);
+    });
+    var code = function (object, keys) {
+      return '{' + keys.map(function (key) {
+        var value = object[key];
+        return JSON.stringify(key) + ':' + (leaves.has(value) ? 'v[' + leaves.get(value) + ']' : code(value, Object.keys(value)));
+      }).join(',') + '}';
+    };
+    var sortedCode = function (node) {
+      return '{' + node.keys.map(function (key) {
+        var kid = node.kids[key];
+        return JSON.stringify(key) + ':' + (kid.leaf !== undefined ? 'v[' + kid.leaf + ']' : sortedCode(kid));
+      }).join(',') + '}';
+    };
+    var plainKeys = true;
+    (function check(node) {
+      node.keys.forEach(function (key) {
+        plainKeys = plainKeys && JSON.stringify(key) === '"' + key + '"';
+        if (node.kids[key].leaf === undefined) {
+          check(node.kids[key]);
+        }
+      });
+    })(root);
+    var out = {
+      body: new Function('v', "'use strict'; return " + code(template, Object.keys(template)) + ';'),
+      sorted: plainKeys ? new Function('v', "'use strict'; return " + sortedCode(root) + ';') : null
+    };
+    // The check: distinct values of each kind a payload may hold.
+    var samples = [entries.map(function (_, e) { return 'v' + e; }), entries.map(function (_, e) { return e % 3 ? e : null; })];
+    for (var k = 0; k < samples.length; k++) {
+      var expected = {};
+      for (var e = 0; e < entries.length; e++) {
+        setParts(expected, entries[e].destParts, samples[k][e]);
+      }
+      if (JSON.stringify(out.body(samples[k])) !== JSON.stringify(expected)) {
+        return null;
+      }
+      if (out.sorted !== null && JSON.stringify(out.sorted(samples[k])) !== written(root, samples[k])) {
+        out.sorted = null;
+      }
+    }
+    return out;
   }
 
   // `ordered` of the payload `shape` describes, given each entry's value (undefined: left out).
@@ -249,9 +327,11 @@ var __chtMapping = (function () {
 
   // The hash input of a payload `shape` describes; `count`: how many entries have a value.
   function canonical(shape, values, count) {
-    if (count < shape.leaves.length) {
-      return orderedShape(shape, values, true);
-    }
+    return count < shape.leaves.length ? orderedShape(shape, values, true) : written(shape, values);
+  }
+
+  // The hash input `shape` describes when every entry has a value.
+  function written(shape, values) {
     var text = '';
     for (var k = 0; k < shape.leaves.length; k++) {
       text += shape.pieces[k] + JSON.stringify(values[shape.leaves[k]]);
@@ -319,7 +399,10 @@ var __chtMapping = (function () {
     // `shaped`: the hash input is written from the compiled tree (for tests; a document with a
     // value that is not a string, number, boolean or null still falls back to `ordered`).
     // `shares`: the documents of a batch share their hydrated lineages (hydration.js), for tests.
-    return JSON.stringify({ id: pipelines.length - 1, shaped: p.shape !== null, shares: p.shares });
+    // `literals`: a document with every value is written by the compiled `literals` (for tests).
+    return JSON.stringify({
+      id: pipelines.length - 1, shaped: p.shape !== null, shares: p.shares, literals: p.shape !== null && p.shape.literals !== null
+    });
   }
 
   // Whether a batch's documents may share their hydrated lineages instead of each getting copies:
@@ -352,11 +435,19 @@ var __chtMapping = (function () {
     return "Mapping error for '" + p.name + '/' + m.dest + "'";
   }
 
+  // A shaped pipeline's payload object is made only once every entry has been evaluated (no
+  // snippet can see it); when every entry has a string, number, boolean or null, it is made by the
+  // compiled `literals` instead, which also make its hash input. Putting the values in later
+  // changes no outcome: `setParts` cannot fail on a shaped payload (fresh objects, string keys,
+  // none `__proto__`) short of a change to Object.prototype that `restore` cannot undo, which
+  // fails the whole call anyway (TAMPERED).
   function mapDoc(p, doc, id) {
     var scope = { doc: doc };
     var payload = {};
-    var values = p.shape ? new Array(p.entries.length) : null; // what each entry set, for canonical
+    var shape = p.shape;
+    var values = shape !== null ? new Array(p.entries.length) : null; // what each entry set
     var count = 0;
+    var flat = shape !== null; // every value so far a string, number, boolean or null
     for (var i = 0; i < p.entries.length; i++) {
       var m = p.entries[i];
       var value;
@@ -365,31 +456,47 @@ var __chtMapping = (function () {
         try {
           value = m.expr.call(scope, doc);
         } catch (e) {
-          return { e: where(p, m) + " JS error on source document: '" + id + "': " + describe(e) };
+          return { e: where(p, m) + " JS error on source document: '" + oneLine(id) + "': " + describe(e) };
         }
       } else if (m.parts) {
         value = getParts(scope, m.parts);
       } else if (m.path) {
         value = getPath(scope, m.path);
       } else {
-        return { e: where(p, m) + " either 'expr' or 'path' is required: '" + id + "'" };
+        return { e: where(p, m) + " either 'expr' or 'path' is required: '" + oneLine(id) + "'" };
       }
       if (m.required && value === undefined) {
         var problem = m.expr ? 'expr evaluated to undefined' : "cannot find '" + m.path + "' on source document";
-        return { e: where(p, m) + " on source document '" + id + "': " + problem };
+        return { e: where(p, m) + " on source document '" + oneLine(id) + "': " + problem };
       }
-      if (value !== undefined) {
-        try {
-          setParts(payload, m.destParts, value);
-        } catch (e) {
-          return { e: where(p, m) + " on source document '" + id + "': cannot set '" + m.dest + "': " + describe(e) };
+      if (value === undefined) {
+        continue;
+      }
+      if (values !== null) {
+        values[i] = value;
+        count++;
+        flat = flat && primitive(value);
+      } else {
+        var failed = set(p, m, payload, value, id);
+        if (failed !== null) {
+          return failed;
         }
-        if (values !== null) {
-          values = primitive(value) ? values : null;
-          if (values !== null) {
-            values[i] = value;
-            count++;
-          }
+      }
+    }
+    if (flat && count === values.length && shape.literals !== null) {
+      var made = shape.literals;
+      return {
+        b: JSON.stringify(made.body(values)),
+        h: made.sorted !== null ? JSON.stringify(made.sorted(values)) : written(shape, values),
+        plain: shape.plain
+      };
+    }
+    for (var k = 0; values !== null && k < values.length; k++) {
+      if (values[k] !== undefined) {
+        current = p.entries[k].dest;
+        var unset = set(p, p.entries[k], payload, values[k], id);
+        if (unset !== null) {
+          return unset;
         }
       }
     }
@@ -398,9 +505,22 @@ var __chtMapping = (function () {
     try {
       body = JSON.stringify(payload);
     } catch (e) { // a BigInt, a cycle, a throwing toJSON: what CHT would fail to send too
-      return { e: "Mapping error for '" + p.name + "' on source document '" + id + "': the payload cannot be written as JSON: " + describe(e) };
+      return { e: "Mapping error for '" + p.name + "' on source document '" + oneLine(id) + "': the payload cannot be written as JSON: " + describe(e) };
     }
-    return { b: body, h: values !== null ? canonical(p.shape, values, count) : ordered(JSON.parse(body)) };
+    if (flat) {
+      return { b: body, h: canonical(shape, values, count), plain: shape.plain };
+    }
+    return { b: body, h: ordered(JSON.parse(body)), plain: false };
+  }
+
+  // Entry `m`'s value put in the payload; null, or the document's error when it cannot be.
+  function set(p, m, payload, value, id) {
+    try {
+      setParts(payload, m.destParts, value);
+    } catch (e) {
+      return { e: where(p, m) + " on source document '" + oneLine(id) + "': cannot set '" + m.dest + "': " + describe(e) };
+    }
+    return null;
   }
 
   // Evaluate a pipeline over `count` documents; `get(i)` gives the i-th (hydrated on demand, so a
@@ -420,12 +540,12 @@ var __chtMapping = (function () {
         continue;
       }
       var relevant;
-      var id = idText(doc); // before any snippet can change doc._id
+      var id = idOf(doc); // before any snippet can change doc._id
       current = 'relevant_to';
       try {
         relevant = p.relevant.call({ doc: doc }, doc);
       } catch (e) {
-        out[i] = { r: 0, e: "relevant_to of '" + p.name + "' threw on '" + id + "': " + describe(e) };
+        out[i] = { r: 0, e: "relevant_to of '" + p.name + "' threw on '" + oneLine(id) + "': " + describe(e) };
         continue;
       }
       if (!relevant) {
@@ -436,7 +556,7 @@ var __chtMapping = (function () {
       try {
         mapped = mapDoc(p, doc, id);
       } catch (e) { // e.g. a path read through a getter a snippet put on doc
-        mapped = { e: "Mapping error for '" + p.name + "' on source document '" + id + "': " + describe(e) };
+        mapped = { e: "Mapping error for '" + p.name + "' on source document '" + oneLine(id) + "': " + describe(e) };
       }
       mapped.r = 1;
       out[i] = mapped;
@@ -463,7 +583,7 @@ var __chtMapping = (function () {
         fields[k] = '0';
         fields[k + 1] = fields[k + 2] = '';
       } else {
-        var plain = r.h.indexOf('\x1f') < 0;
+        var plain = r.plain || r.h.indexOf('\x1f') < 0;
         fields[k] = plain ? '1' : '2';
         fields[k + 1] = r.b;
         fields[k + 2] = plain ? r.h : JSON.stringify(r.h);

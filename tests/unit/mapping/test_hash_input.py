@@ -130,7 +130,7 @@ const PRIMITIVES = ['x', '', 'Achieng "A" \\ Otieno\n\u2028', '\ud800x', 0, -1.5
 const EXPRS = ['NaN', '-Infinity', '-0', '"\\ud800"', 'doc.f0', 'String(doc.f1)', 'undefined'];
 const value = () => (random() < 0.04 ? pick([{ y: 2, x: [1, { b: 1, a: 2 }] }, []]) : pick(PRIMITIVES));
 const isInteger = (text) => String(parseInt(text, 10)) === text;
-let shaped = 0, plain = 0, docs = 0, errors = 0, fromTree = 0, fellBack = 0; // fellBack: of shaped pipelines
+let shaped = 0, plain = 0, docs = 0, errors = 0, fromTree = 0, fellBack = 0, fromLiterals = 0; // fellBack: of shaped pipelines
 const problems = [];
 for (let n = 0; n < Number(countText); n++) {
   const mapping = {};
@@ -182,6 +182,34 @@ for (let n = 0; n < Number(countText); n++) {
     if (h !== ordered(payload)) {
       problems.push({ mapping, body, h, want: ordered(payload) });
     }
+    // The body itself, key order included, against the payload built here as CHT builds it: each
+    // value set in the mapping's order, an object made where its first value goes.
+    if (expected) {
+      const reference = {};
+      let all = true;
+      Object.keys(mapping).forEach((dest) => {
+        const source = mapping[dest];
+        const v = typeof source === 'string' ? batch[i][source.slice(4)]
+          : source.path ? batch[i][source.path.slice(4)] : new Function('doc', 'return (' + source.expr + ');')(batch[i]);
+        if (v === undefined) {
+          all = false;
+          return;
+        }
+        const parts = dest.split('.');
+        let at = reference;
+        parts.slice(0, -1).forEach((key) => {
+          at = Object.prototype.hasOwnProperty.call(at, key) ? at[key] : (at[key] = {});
+        });
+        at[parts[parts.length - 1]] = v;
+        all = all && (v === null || typeof v !== 'object');
+      });
+      if (body !== JSON.stringify(reference)) {
+        problems.push({ mapping, body, want: JSON.stringify(reference) });
+      }
+      if (all && answer.literals) {
+        fromLiterals++;
+      }
+    }
     // A document of a shaped pipeline falls back only for a value that is an object or an array.
     const leaf = (parts) => parts.reduce((o, k) => (o === undefined ? undefined : o[k]), payload);
     if (!expected || dests.some((parts) => leaf(parts) !== null && typeof leaf(parts) === 'object')) {
@@ -195,7 +223,7 @@ for (let n = 0; n < Number(countText); n++) {
     problems.push({ mapping, parses, expectedParses: 1 + backs, shaped: expected });
   }
 }
-console.log(JSON.stringify({ shaped, plain, docs, errors, fromTree, fellBack, problems: problems.slice(0, 5), count: problems.length }));
+console.log(JSON.stringify({ shaped, plain, docs, errors, fromTree, fellBack, fromLiterals, problems: problems.slice(0, 5), count: problems.length }));
 """
 )
 
@@ -246,3 +274,5 @@ def test_random_mappings_hash_the_same_on_the_shaped_path_as_parsed_back(node):
     # Both kinds of pipeline, and both ways a shaped one's document is written, were exercised.
     assert result["docs"] == 6000 and result["shaped"] > 1000 and result["plain"] > 500, result
     assert result["fromTree"] > 3000 and result["fellBack"] > 200, result
+    # Documents with every value were written by the compiled object literals, the rest by pieces.
+    assert 500 < result["fromLiterals"] < result["fromTree"], result
