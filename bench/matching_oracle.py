@@ -14,26 +14,28 @@ field the row does not have is left out. Each row left in review is then put in 
   person agrees with the row on every field the row has at least as well as T does (searched
   over the whole population, not only the scored candidates), or the truth is "new" and a CHT
   person agrees with the row on every field it has (names: every token of the row, exactly);
-* **(b) decidable by a rule on the fields present**: T is the one candidate whose grades are at
-  least those of every other candidate, and among all rows of the population's runs whose best
-  candidate has the same grades (and the same frequency band of the rarest name shared) at least
-  ``MIN_ROWS`` were seen and every one was that person (or, truth "new", every one was new) —
-  the model's comparisons lose what that rule keeps; the row's evidence per comparison is
-  tallied so the comparison that loses it can be named;
-* **(c) decidable only with another risk budget**: the same rule, but rows with those grades were
-  sometimes someone else (mostly a truly new relative or namesake): deciding them all one way
-  makes wrong links (or duplicates) at the rate printed, which the 0-wrong-link goal forbids;
+* **(b) decidable by a rule on the fields present**: T (or, truth "new", no one) is what a rule on
+  the grades gives: T is the one candidate whose grades are at least those of every other, and the
+  rows of the population's runs whose best candidate has the same grades (and the same frequency
+  band of the rarest name shared; all bands, then also any sex, when fewer than ``MIN_ROWS``) were that
+  person far more often than the model's own probabilities say (the errors seen are below the
+  5 % tail of a Poisson with the mean the model predicts) — the model's comparisons lose what
+  these grades show; the row's evidence per comparison is tallied so the comparison can be named;
+* **(c) decidable only with another risk budget**: the same rule, but the model's probabilities
+  are borne out on those rows (their best candidate was sometimes someone else, mostly a truly
+  new relative or namesake, about as often as predicted): deciding them takes accepting that risk;
 * **(d) other**: T not among the scored candidates; no candidate at least as good as all others
-  on every field (one is better on names, another on the date); grades seen fewer than
-  ``MIN_ROWS`` times.
+  on every field (one is better on names, another on the date); another candidate than T best on
+  every field; grades seen fewer than ``MIN_ROWS`` times (also with any frequency band and any sex).
 
 (a) + (c) is the review a method that keeps the risk budgets cannot remove on these data. It also
 checks each wrong link of the listed runs: is the person linked a namesake no field tells apart
 from the true one (or, truth "new", one who agrees on every field the row has)?
 
 ``python -m bench.matching_oracle [--existing 5000] [--runs west:11:7 west:12:11 east:7:7
-east:11:11] [--wrong east:16:16 east:17:17]`` (``population:seed:training seed``). 5,000 × 5,000:
-about a minute a run on 2 cores.
+east:11:11] [--wrong east:16:16 east:17:17] [--pool west:13:13 west:14:14 east:13:13 east:14:14]``
+(``population:seed:training seed``; ``--pool`` runs only add rows to the rules' counts, the
+classified runs' rows count too). 5,000 × 5,000: about 15 s a run on 2 cores.
 """
 
 from __future__ import annotations
@@ -56,12 +58,16 @@ from standins.populations_west import west_population
 
 #: A rule on the grades is trusted only from this many rows of the pooled runs with the same grades.
 MIN_ROWS = 20
+#: (b) when the pattern's errors are this unlikely under the model's own probabilities.
+SIGNIFICANCE = 0.05
 #: Every scored pair is kept while grading, so the true person is found when it was scored at all.
 _ALL_CANDIDATES = 100_000
 FIELDS = ("names", "date_of_birth", "sex", "phone", "place", "identifier")
 _TOP = {"date_of_birth": 6, "sex": 2, "phone": 3, "place": 4, "identifier": 2}
 DEFAULT_RUNS = ("west:11:7", "west:12:11", "east:7:7", "east:11:11")
 DEFAULT_WRONG = ("east:16:16", "east:17:17")
+#: Runs that only add rows to the rules' counts (the rarer grades are seen more often).
+DEFAULT_POOL = ("west:13:13", "west:14:14", "east:13:13", "east:14:14")
 
 Grades = dict[str, object]
 
@@ -246,22 +252,29 @@ class RowView:
     key: tuple | None  # the best's grades and the frequency band of the rarest name it shares exactly
 
 
-def _coarse(f: str, value: object, n_tokens: int) -> object:
-    """A grade in the rule's coarser classes (a rule needs rows enough per class to be judged)."""
+def _coarse(f: str, value: object, row: Person, other: Person) -> object:
+    """A grade in the rule's classes: names coarser (a rule needs rows enough per class to be
+    judged), a date known only as a year (1 January) and a place met only through the wider area
+    apart from the exact ones, since they tell a person apart far less."""
     if value is None:
         return None
     if f == "names":
         matched, exact, _ = value  # type: ignore[misc]
+        n_tokens = len(row.name_tokens)
         return "none" if matched == 0 else "part" if matched < n_tokens else "exact" if exact == matched else "typo"
     if f == "date_of_birth":
-        return {6: "same", 5: "near", 4: "near", 3: "1-2y", 2: "unknown"}.get(value, "far")  # type: ignore[arg-type]
+        estimated = (row.date_of_birth or "").endswith("-01-01")
+        named = {6: "same", 5: "near", 4: "same year", 3: "1-2y", 2: "unknown"}.get(value, "far")  # type: ignore[arg-type]
+        return f"{named}{' (year only)' if estimated else ''}"
     if f == "phone":
         return {3: "same", 2: "same", 1: "unknown"}.get(value, "other")  # type: ignore[arg-type]
+    if f == "place" and value == 4 and row.place != other.place:
+        return "wider area"
     return value
 
 
-def _key(g: Grades, band: str, n_tokens: int) -> tuple:
-    return (*(_coarse(f, g.get(f), n_tokens) for f in FIELDS), band)
+def _key(g: Grades, band: str, row: Person, other: Person) -> tuple:
+    return (*(_coarse(f, g.get(f), row, other) for f in FIELDS), band)
 
 
 def describe_key(key: tuple) -> str:
@@ -302,7 +315,7 @@ def prepare(kind: str, seed: int, training_seed: int, n_existing: int, n_incomin
             (c.existing_id, c.probability, grades(rows, r, cht, where[c.existing_id]))
             for c in (ranked.candidates if ranked else [])
         ]
-        best, row_key = _field_best(graded, rows.tokens[r], cht, where, index)
+        best, row_key = _field_best(graded, rows.people[r], cht, where, index)
         views.append(RowView(decision, data.truth[decision.incoming_id], graded, best, row_key))
     return Run(
         f"{'East' if kind == 'east' else 'second'} {seed} (trained with {training_seed})",
@@ -318,31 +331,73 @@ def prepare(kind: str, seed: int, training_seed: int, n_existing: int, n_incomin
 
 
 def _field_best(
-    graded: list[tuple[str, float, Grades]], tokens: Sequence[str], cht: Side, where: dict[str, int], index: Index
+    graded: list[tuple[str, float, Grades]], row: Person, cht: Side, where: dict[str, int], index: Index
 ) -> tuple[str | None, tuple | None]:
+    tokens = row.name_tokens
     for existing_id, _, g in graded:
         others = [o for e, _, o in graded if e != existing_id]
         if all(at_least(g, o) for o in others) and not any(at_least(o, g) for o in others):
             shared = set(tokens) & set(cht.tokens[where[existing_id]])
             rarest = min((index.count[t] for t in shared), default=0)
-            return existing_id, _key(g, frequency_band(rarest), len(tokens))
+            return existing_id, _key(g, frequency_band(rarest), row, cht.people[where[existing_id]])
     return None, None
 
 
-def pooled_rules(runs: Sequence[Run]) -> dict[tuple, Counter]:
-    """Per grades key: how many rows had a best candidate with it, and what the truth was."""
-    rules: dict[tuple, Counter] = defaultdict(Counter)
+@dataclass
+class Pattern:
+    """The rows of the pooled runs whose best candidate (on every field) had one grades key."""
+
+    rows: int = 0
+    right: int = 0  # the best candidate was the person
+    new: int = 0  # the row was truly new
+    p_best: float = 0.0  # the model's probability of the best candidate, summed
+
+    def add(self, view: RowView) -> None:
+        self.rows += 1
+        self.right += view.truth == view.best
+        self.new += view.truth is None
+        self.p_best += next(p for e, p, _ in view.candidates if e == view.best)
+
+
+def pooled_rules(runs: Sequence[Run]) -> dict[tuple, Pattern]:
+    """Per grades key (and per key in any frequency band of the names): the rows, the truth, and
+    what the model predicted for them."""
+    rules: dict[tuple, Pattern] = defaultdict(Pattern)
     for run in runs:
         for view in run.views:
             if view.key is None or view.decision.reason.startswith("deterministic"):
                 continue
-            outcome = "right" if view.truth == view.best else "new" if view.truth is None else "other"
-            rules[view.key][outcome] += 1
-            rules[(*view.key[:-1], "any")][outcome] += 1
+            for key in _coarser(view.key):
+                rules[key].add(view)
     return rules
 
 
-def namesake(run: Run, r: int, truth: str | None, exclude: str | None = None) -> str | None:
+def _coarser(key: tuple) -> list[tuple]:
+    """The key, then any frequency band of the names, then also any sex: where a rule looks
+    when the finer key was seen too rarely."""
+    sex = FIELDS.index("sex")
+    return [key, (*key[:-1], "any"), (*key[:sex], "any", *key[sex + 1 : -1], "any")]
+
+
+def poisson_at_most(k: int, mean: float) -> float:
+    """P(X <= k) for X ~ Poisson(mean): how likely so few errors are if the model is right."""
+    if mean <= 0:
+        return 1.0
+    logs = [-mean + i * math.log(mean) - math.lgamma(i + 1) for i in range(k + 1)]
+    top = max(logs)
+    return min(1.0, math.exp(top) * sum(math.exp(value - top) for value in logs))
+
+
+def _pattern(rules: dict[tuple, Pattern], key: tuple) -> Pattern:
+    found = Pattern()
+    for coarser in _coarser(key):
+        found = rules.get(coarser, Pattern())
+        if found.rows >= MIN_ROWS:
+            break
+    return found
+
+
+def namesake(run: Run, r: int, truth: str | None) -> str | None:
     """A CHT person other than the truth that no field of row ``r`` tells apart from it (module
     docstring, class (a)), or ``None``."""
     tokens = run.rows.tokens[r]
@@ -360,7 +415,7 @@ def namesake(run: Run, r: int, truth: str | None, exclude: str | None = None) ->
     return None
 
 
-def classify(run: Run, rules: dict[tuple, Counter]) -> list[tuple[RowView, str, str]]:
+def classify(run: Run, rules: dict[tuple, Pattern]) -> list[tuple[RowView, str, str]]:
     """(row, class, detail) for every row in review."""
     found = []
     for r, view in enumerate(run.views):
@@ -377,25 +432,23 @@ def classify(run: Run, rules: dict[tuple, Counter]) -> list[tuple[RowView, str, 
         if view.key is None:
             found.append((view, "d", "no candidate best on every field"))
             continue
-        seen = rules[view.key]
-        if sum(seen.values()) < MIN_ROWS:  # every frequency band of the names together
-            seen = rules[(*view.key[:-1], "any")]
-        n = sum(seen.values())
-        if n < MIN_ROWS:
-            found.append((view, "d", f"grades seen {n} times"))
-        elif view.truth is not None and view.best != view.truth:
+        seen = _pattern(rules, view.key)
+        if seen.rows < MIN_ROWS:
+            found.append((view, "d", f"grades seen {seen.rows} times"))
+            continue
+        if view.truth is not None and view.best != view.truth:
             found.append((view, "d", "another candidate best on every field"))
-        elif (view.truth is not None and seen["right"] == n) or (view.truth is None and seen["new"] == n):
-            found.append((view, "b", describe_key(view.key)))
+            continue
+        # The rule decides every row of the pattern one way (link the best, or new); the model's
+        # probabilities predict how often that is wrong. Far fewer errors than predicted: the
+        # model's comparisons lose what the fields show (b); else the risk is real (c).
+        if view.truth is not None:
+            errors, predicted, what = seen.rows - seen.right, seen.rows - seen.p_best, "not that person"
         else:
-            wrong = n - (seen["right"] if view.truth is not None else seen["new"])
-            found.append(
-                (
-                    view,
-                    "c",
-                    f"{wrong} of {n} rows with these grades were {'not that person' if view.truth else 'existing'}",
-                )
-            )
+            errors, predicted, what = seen.right, seen.p_best, "that person"
+        cls = "b" if poisson_at_most(errors, predicted) < SIGNIFICANCE else "c"
+        detail = f"{describe_key(view.key)}: {errors} of {seen.rows} {what}, model predicted {predicted:.1f}"
+        found.append((view, cls, detail))
     return found
 
 
@@ -413,9 +466,15 @@ def report(run: Run, found: list[tuple[RowView, str, str]]) -> Counter:
             f"  ({name}) {len(rows):>4} rows, {len(rows) / n:.2%} of the list; "
             f"truth new {sum(v.truth is None for v, _ in rows)}"
         )
-        details = Counter(d if name != "c" else ("truth new" if v.truth is None else "truth existing") for v, d in rows)
-        for detail, count in details.most_common(6):
+        details = Counter(d for _, d in rows)
+        for detail, count in details.most_common(8):
             print(f"        {count:>4}  {detail}")
+    kept = [run.rows.people[run.position[v.decision.incoming_id]] for v, c, _ in found if c in "ac"]
+    print(
+        f"  of (a) + (c): no date of birth {sum(p.date_of_birth is None for p in kept)}, a year only "
+        f"{sum((p.date_of_birth or '').endswith('-01-01') for p in kept)}, no place or area "
+        f"{sum(not p.place and not p.area for p in kept)}, no phone {sum(p.phone is None for p in kept)}"
+    )
     print(
         f"  bound: (a) + (c) = {(by_class['a'] + by_class['c']) / n:.2%} of the list stays in review without "
         f"another risk budget; (a) alone {by_class['a'] / n:.2%}"
@@ -448,8 +507,9 @@ def losing_comparisons(found: Iterable[tuple[RowView, str, str]]) -> None:
         print(f"        {count:>4}  {comparison:<14} {sum(w) / len(w):+6.1f}  {said}")
 
 
-def wrong_links(run: Run) -> None:
-    """Each wrong link: a namesake no field tells apart, or not."""
+def wrong_links(run: Run, rules: dict[tuple, Pattern]) -> None:
+    """Each wrong link: a namesake no field tells apart, or not; and what the rows whose best
+    candidate had the linked person's grades truly were (``rules``)."""
     for r, view in enumerate(run.views):
         d = view.decision
         if d.decision != "link" or d.existing_id == view.truth:
@@ -476,6 +536,14 @@ def wrong_links(run: Run) -> None:
             f"  {d.incoming_id} -> {d.existing_id} p {d.probability:.5f}, truly {view.truth or 'new'}: linked {verdict}"
         )
         print(f"      linked {linked}{shown}")
+        row, other = run.rows.people[r], run.cht.people[x]
+        rarest = min((run.index.count[t] for t in set(run.rows.tokens[r]) & set(run.cht.tokens[x])), default=0)
+        key = _key(linked, frequency_band(rarest), row, other)
+        seen = _pattern(rules, key)
+        print(
+            f"      rows whose best had these grades ({describe_key(key)}): {seen.rows}, the best was the person in "
+            f"{seen.right}, the model predicted {seen.p_best:.1f}"
+        )
         for comparison, said, weight in d.candidates[0].evidence:
             print(f"      {comparison:<14} {weight:+6.1f}  {said}")
 
@@ -486,6 +554,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--incoming", type=int, default=5000)
     parser.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS), help="population:seed:training seed")
     parser.add_argument("--wrong", nargs="*", default=list(DEFAULT_WRONG), help="runs whose wrong links to explain")
+    parser.add_argument("--pool", nargs="*", default=list(DEFAULT_POOL), help="more runs, for the rules' counts only")
     args = parser.parse_args(argv)
 
     def parse(text: str) -> tuple[str, int, int]:
@@ -498,22 +567,28 @@ def main(argv: list[str] | None = None) -> None:
     for text in args.runs:
         kind, seed, training_seed = parse(text)
         by_kind[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming))
+    pool: dict[str, list[Run]] = defaultdict(list)
+    for text in args.pool:
+        kind, seed, training_seed = parse(text)
+        pool[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming))
     for kind, runs in by_kind.items():
-        rules = pooled_rules(runs)
+        rules = pooled_rules([*runs, *pool[kind]])
         print(
-            f"\n== {'East African' if kind == 'east' else 'second population'}: rules pooled over {len(runs)} runs, "
-            f"{len(rules)} grade patterns, {sum(sum(c.values()) >= MIN_ROWS for c in rules.values())} seen >= {MIN_ROWS} times"
+            f"\n== {'East African' if kind == 'east' else 'second population'}: rules pooled over "
+            f"{len(runs) + len(pool[kind])} runs, "
+            f"{len(rules)} grade patterns, {sum(c.rows >= MIN_ROWS for c in rules.values())} seen >= {MIN_ROWS} times"
         )
         for run in runs:
             found = classify(run, rules)
             report(run, found)
             losing_comparisons(found)
-            wrong_links(run)
+            wrong_links(run, rules)
     for text in args.wrong:
-        run = prepare(*parse(text), args.existing, args.incoming)
+        kind, seed, training_seed = parse(text)
+        run = prepare(kind, seed, training_seed, args.existing, args.incoming)
         metrics = evaluate(run.decisions, run.data)
-        print(f"\n{run.label}: wrong links {metrics['wrong links']}")
-        wrong_links(run)
+        print(f"\n{run.label}: wrong links {metrics['wrong links']} (grades pooled with the runs above and this one)")
+        wrong_links(run, pooled_rules([*by_kind.get(kind, []), *pool[kind], run]))
 
 
 if __name__ == "__main__":
