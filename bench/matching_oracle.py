@@ -388,11 +388,11 @@ def poisson_at_most(k: int, mean: float) -> float:
     return min(1.0, math.exp(top) * sum(math.exp(value - top) for value in logs))
 
 
-def _pattern(rules: dict[tuple, Pattern], key: tuple) -> Pattern:
+def _pattern(rules: dict[tuple, Pattern], key: tuple, min_rows: int = MIN_ROWS) -> Pattern:
     found = Pattern()
     for coarser in _coarser(key):
         found = rules.get(coarser, Pattern())
-        if found.rows >= MIN_ROWS:
+        if found.rows >= min_rows:
             break
     return found
 
@@ -415,7 +415,9 @@ def namesake(run: Run, r: int, truth: str | None) -> str | None:
     return None
 
 
-def classify(run: Run, rules: dict[tuple, Pattern]) -> list[tuple[RowView, str, str]]:
+def classify(
+    run: Run, rules: dict[tuple, Pattern], min_rows: int = MIN_ROWS, significance: float = SIGNIFICANCE
+) -> list[tuple[RowView, str, str]]:
     """(row, class, detail) for every row in review."""
     found = []
     for r, view in enumerate(run.views):
@@ -432,8 +434,8 @@ def classify(run: Run, rules: dict[tuple, Pattern]) -> list[tuple[RowView, str, 
         if view.key is None:
             found.append((view, "d", "no candidate best on every field"))
             continue
-        seen = _pattern(rules, view.key)
-        if seen.rows < MIN_ROWS:
+        seen = _pattern(rules, view.key, min_rows)
+        if seen.rows < min_rows:
             found.append((view, "d", f"grades seen {seen.rows} times"))
             continue
         if view.truth is not None and view.best != view.truth:
@@ -446,7 +448,7 @@ def classify(run: Run, rules: dict[tuple, Pattern]) -> list[tuple[RowView, str, 
             errors, predicted, what = seen.rows - seen.right, seen.rows - seen.p_best, "not that person"
         else:
             errors, predicted, what = seen.right, seen.p_best, "that person"
-        cls = "b" if poisson_at_most(errors, predicted) < SIGNIFICANCE else "c"
+        cls = "b" if poisson_at_most(errors, predicted) < significance else "c"
         detail = f"{describe_key(view.key)}: {errors} of {seen.rows} {what}, model predicted {predicted:.1f}"
         found.append((view, cls, detail))
     return found
@@ -555,6 +557,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", nargs="*", default=list(DEFAULT_RUNS), help="population:seed:training seed")
     parser.add_argument("--wrong", nargs="*", default=list(DEFAULT_WRONG), help="runs whose wrong links to explain")
     parser.add_argument("--pool", nargs="*", default=list(DEFAULT_POOL), help="more runs, for the rules' counts only")
+    parser.add_argument("--min-rows", type=int, default=MIN_ROWS, help="rows a pattern needs to be judged")
+    parser.add_argument("--significance", type=float, default=SIGNIFICANCE, help="Poisson tail that makes (b)")
     args = parser.parse_args(argv)
 
     def parse(text: str) -> tuple[str, int, int]:
@@ -576,10 +580,10 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"\n== {'East African' if kind == 'east' else 'second population'}: rules pooled over "
             f"{len(runs) + len(pool[kind])} runs, "
-            f"{len(rules)} grade patterns, {sum(c.rows >= MIN_ROWS for c in rules.values())} seen >= {MIN_ROWS} times"
+            f"{len(rules)} grade patterns, {sum(c.rows >= args.min_rows for c in rules.values())} seen >= {args.min_rows} times"
         )
         for run in runs:
-            found = classify(run, rules)
+            found = classify(run, rules, args.min_rows, args.significance)
             report(run, found)
             losing_comparisons(found)
             wrong_links(run, rules)
