@@ -138,7 +138,6 @@ SPLIT_RESTS = frozenset(
         ("names", ">= 2 tokens shared (e.g. surname changed)"),
         ("date_of_birth", "same year, day or month wrong or swapped"),
         ("date_of_birth", "1-2 years apart"),
-        ("date_of_birth", "3-9 years apart (age re-estimated)"),
         ("place", "places differ, same area"),
     }
 )
@@ -243,8 +242,6 @@ SEX = {
 _SWAPPED = _split(0.3, 0.08, 0.002)
 _NEAR_YEARS = _split(0.5, 0.07, 0.068)
 #: Both dates are 1 January: on each side only a year (or an age) was known.
-_ONE_ESTIMATED = '(("birth_month_l" = 1 AND "birth_day_l" = 1) OR ("birth_month_r" = 1 AND "birth_day_r" = 1))'
-_FAR_YEARS = _split(0.5, 0.045, 0.165)
 _BOTH_ESTIMATED = '("birth_month_l" = 1 AND "birth_day_l" = 1 AND "birth_month_r" = 1 AND "birth_day_r" = 1)'
 DATE_OF_BIRTH = {
     "output_column_name": "date_of_birth",
@@ -303,17 +300,7 @@ DATE_OF_BIRTH = {
             *_NEAR_YEARS[0],
         ),
         _level('abs("birth_year_l" - "birth_year_r") <= 2', "1-2 years apart", *_NEAR_YEARS[1]),
-        # Ages guessed afresh are written 1 January and land years off; two exact dates 3-9 years
-        # apart are two people (a newcomer sharing a name in one household was linked at -2.6 bits
-        # for the wider level: East African benchmark, trained, seed 16; seed 24's wrong link also
-        # goes with this level). Training estimates the two apart; the shipped model weighs both
-        # as the wider level.
-        _level(
-            f'abs("birth_year_l" - "birth_year_r") <= 9 AND NOT {_ONE_ESTIMATED}',
-            "3-9 years apart, both dates full",
-            *_FAR_YEARS[0],
-        ),
-        _level('abs("birth_year_l" - "birth_year_r") <= 9', "3-9 years apart (age re-estimated)", *_FAR_YEARS[1]),
+        _level('abs("birth_year_l" - "birth_year_r") <= 9', "3-9 years apart (age re-estimated)", 0.045, 0.165),
         # Another generation: the father or daughter who shares a name and a household.
         _level("ELSE", "10+ years apart", 0.005, 0.75),
     ],
