@@ -5,8 +5,8 @@ For each run (a population, its seed, the training seed) it trains on the benchm
 (``training.train``, as ``bench.matching_thresholds`` does), decides the list, and grades every
 pair it looks at field by field, without the model: names (row tokens with an exact or
 one-keystroke partner, exact partners, the candidate's names left over), date of birth (same;
-day/month swapped or one part off; same year; 1-2 years apart; unknown on the CHT side; 3-8
-years; further), sex, phone (same; one digit off; unknown; other), place (same place or a place
+day/month swapped or one part off; same year; 1-2 years apart; unknown on the CHT side; 3-9
+years, the model's level; further), sex, phone (same; one digit off; unknown; other), place (same place or a place
 of the person's lineage; other village of the same district; unknown; other), identifier. A
 field the row does not have is left out. Each row left in review is then put in one class:
 
@@ -111,7 +111,8 @@ def _date(value: str | None) -> date | None:
 
 def dob_grade(row: date, other: date | None) -> int:
     """6 same; 5 day and month swapped, or one part off (day by <= 3, year by <= 2); 4 same year;
-    3 one or two years apart; 2 unknown on the CHT side; 1 three to eight years apart; 0 further."""
+    3 one or two years apart; 2 unknown on the CHT side; 1 three to nine years apart (the model's
+    level "born 3-9 years apart"); 0 further."""
     if other is None:
         return 2
     if row == other:
@@ -122,7 +123,7 @@ def dob_grade(row: date, other: date | None) -> int:
         return 5
     if (row.month, row.day) == (other.month, other.day) and years <= 2 and (row.month, row.day) != (1, 1):
         return 5
-    return 4 if years == 0 else 3 if years <= 2 else 1 if years <= 8 else 0
+    return 4 if years == 0 else 3 if years <= 2 else 1 if years <= 9 else 0
 
 
 def place_grade(row: Person, other: Person) -> int | None:
@@ -205,7 +206,8 @@ def agrees_fully(mine: Grades, n_tokens: int) -> bool:
 
 
 class Index:
-    """CHT people by name token and by one-deletion keys, to find whoever shares a name."""
+    """CHT people by name token, by one-deletion keys, and by two of their names written as one
+    (``names_grade`` pairs a row's "adeolaolu" with "adeola" + "olu"), to find whoever shares a name."""
 
     def __init__(self, cht: Side) -> None:
         self.by_token: dict[str, set[int]] = defaultdict(set)
@@ -217,10 +219,15 @@ class Index:
                 self.count[token] += 1
                 for key in _deletions(token):
                     self.by_key[key].add(x)
+            for a in tokens:
+                for b in tokens:
+                    if a != b:
+                        self.by_key[a + b].add(x)
         self.everyone = range(len(cht.tokens))
 
     def sharing(self, tokens: Sequence[str]) -> Iterable[int]:
-        """People with a name one keystroke or less from one of ``tokens`` (a superset)."""
+        """People with a name one keystroke or less from one of ``tokens``, or two names that written as
+        one are one of ``tokens`` (a superset of those ``names_grade`` gives a partner)."""
         found: set[int] = set()
         for token in tokens:
             for key in _deletions(token):
@@ -254,7 +261,7 @@ class RowView:
 
 def _coarse(f: str, value: object, row: Person, other: Person) -> object:
     """A grade in the rule's classes: names coarser (a rule needs rows enough per class to be
-    judged), a date known only as a year (1 January) and a place met only through the wider area
+    judged), a date known only as a year (1 January, on either side) and a place met only through the wider area
     apart from the exact ones, since they tell a person apart far less."""
     if value is None:
         return None
@@ -263,7 +270,7 @@ def _coarse(f: str, value: object, row: Person, other: Person) -> object:
         n_tokens = len(row.name_tokens)
         return "none" if matched == 0 else "part" if matched < n_tokens else "exact" if exact == matched else "typo"
     if f == "date_of_birth":
-        estimated = (row.date_of_birth or "").endswith("-01-01")
+        estimated = any((p.date_of_birth or "").endswith("-01-01") for p in (row, other))
         named = {6: "same", 5: "near", 4: "same year", 3: "1-2y", 2: "unknown"}.get(value, "far")  # type: ignore[arg-type]
         return f"{named}{' (year only)' if estimated else ''}"
     if f == "phone":
