@@ -189,18 +189,27 @@ class Sandbox:
         ``eval`` is the one call mini-racer can always cancel; a function call first makes its
         argument list with a call that waits for ever on an isolate that is busy.
         """
+        return self._probe(timeout_s) is None
+
+    def _probe(self, timeout_s: float) -> Exception | None:
+        """Run an empty evaluation: None when it ran, else why not (``_idle``, ``_stop``)."""
         from py_mini_racer import JSEvalException
 
         try:
             self._ctx.eval("0", timeout_sec=timeout_s)
-        except JSEvalException:
-            return False
-        return True
+        except JSEvalException as exc:
+            return exc
+        return None
 
     def _stop(self, kind: type[ScriptTimeout], message: str) -> NoReturn:
         """Name what was running if the isolate still answers, rebuild it, and raise ``kind``."""
+        from py_mini_racer import JSOOMException
+
         key = None
-        if self._idle(PROBE_S):
+        # An isolate stopped at its memory cap may refuse every evaluation after it (mini-racer keeps
+        # the flag), but a refusal that comes back at once still shows that nothing runs in it.
+        failure = self._probe(PROBE_S)
+        if failure is None or isinstance(failure, JSOOMException):
             try:
                 key = self._fn["current"](timeout_sec=PROBE_S) or None
             except Exception:  # noqa: BLE001 - a broken isolate only loses the detail

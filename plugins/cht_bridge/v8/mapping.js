@@ -485,11 +485,14 @@ var __chtMapping = (function () {
     }
     if (flat && count === values.length && shape.literals !== null) {
       var made = shape.literals;
-      return {
-        b: JSON.stringify(made.body(values)),
-        h: made.sorted !== null ? JSON.stringify(made.sorted(values)) : written(shape, values),
-        plain: shape.plain
-      };
+      current = 'the payload';
+      var text;
+      try {
+        text = JSON.stringify(made.body(values));
+      } catch (e) { // a string too long to write
+        return { e: unwritable(p, id, e) };
+      }
+      return { b: text, h: made.sorted !== null ? JSON.stringify(made.sorted(values)) : written(shape, values), plain: shape.plain };
     }
     for (var k = 0; values !== null && k < values.length; k++) {
       if (values[k] !== undefined) {
@@ -505,12 +508,17 @@ var __chtMapping = (function () {
     try {
       body = JSON.stringify(payload);
     } catch (e) { // a BigInt, a cycle, a throwing toJSON: what CHT would fail to send too
-      return { e: "Mapping error for '" + p.name + "' on source document '" + oneLine(id) + "': the payload cannot be written as JSON: " + describe(e) };
+      return { e: unwritable(p, id, e) };
     }
     if (flat) {
       return { b: body, h: canonical(shape, values, count), plain: shape.plain };
     }
     return { b: body, h: ordered(JSON.parse(body)), plain: false };
+  }
+
+  // The error of a document whose payload JSON.stringify cannot write.
+  function unwritable(p, id, e) {
+    return "Mapping error for '" + p.name + "' on source document '" + oneLine(id) + "': the payload cannot be written as JSON: " + describe(e);
   }
 
   // Entry `m`'s value put in the payload; null, or the document's error when it cannot be.

@@ -237,3 +237,30 @@ def test_an_is_not_message_built_from_the_document_is_not_kept_but_v8s_own_is(sa
     assert "Achieng" not in forged[2] and "Otieno" not in forged[2] and "TypeError: … is not defined" in forged[2]
     ((own,),) = mapped(sandbox, "doc.fields.helper()", [{"_id": "a", "fields": {}}])
     assert "TypeError: doc.fields.helper is not a function" in own[2]
+
+
+def test_memory_stops_name_the_key_or_the_payload_in_a_sandbox_holding_several_pipelines():
+    """A stopped isolate may refuse every evaluation after a memory stop; the message still names where."""
+    box = Sandbox()  # the default cap: at 64 MB the refusal did not show
+    hog = "var a = []; for (;;) a.push(new Array(1e6).fill(1.5));"
+    try:
+        shaped = Mapper("shaped", "true", {"a": {"expr": hog}}, sandbox=box)
+        writing = Mapper("writing", "true", {"a.0": {"expr": "({toJSON: function () {" + hog + "}})"}}, sandbox=box)
+        assert [shaped.map([{"_id": "d1"}])[0].error, writing.map([{"_id": "d2"}])[0].error] == [
+            "JavaScript of 'shaped' ran out of memory (cap 1024 MB) on 'd1' at 'a'",
+            "JavaScript of 'writing' ran out of memory (cap 1024 MB) on 'd2' at 'the payload'",
+        ]
+    finally:
+        box.close()
+
+
+def test_a_payload_of_plain_values_too_long_to_write_is_that_documents_error():
+    mapper = Mapper("long", "true", {"a": {"expr": "'\"'.repeat(Math.pow(2, 28))"}, "b": {"expr": "1"}})
+    try:
+        result = mapper.map([{"_id": "d1"}])[0]
+        assert result.error == (
+            "Mapping error for 'long' on source document 'd1': the payload cannot be written as JSON: "
+            "RangeError: Invalid string length"
+        )
+    finally:
+        mapper.close()
