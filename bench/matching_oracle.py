@@ -688,9 +688,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wrong", nargs="*", default=list(DEFAULT_WRONG), help="runs whose wrong links to explain")
     parser.add_argument("--pool", nargs="*", default=list(DEFAULT_POOL), help="more runs, for the rules' counts only")
     parser.add_argument("--min-rows", type=int, default=MIN_ROWS, help="rows a pattern needs to be judged")
+    parser.add_argument(
+        "--floors-as-shares",
+        action="store_true",
+        help="score (and train) as before scoring.floors_for_population: frequency floors as shares",
+    )
     parser.add_argument("--models", help="a folder keeping each run's trained model (read back when there)")
     parser.add_argument("--significance", type=float, default=SIGNIFICANCE, help="Poisson tail that makes (b)")
     args = parser.parse_args(argv)
+    if args.floors_as_shares:
+        from cht_bridge.matching import scoring
+
+        scoring.FLOOR_PEOPLE = 10**15
 
     def parse(text: str) -> tuple[str, int, int]:
         kind, seed, training_seed = text.split(":")

@@ -87,6 +87,7 @@ def _cht_only_frequencies(n_existing: int) -> Callable[..., Frequencies]:
     return build
 
 
+_ANY_BANDS = (0.0, 0.001, 0.01, 0.05, 0.1, 0.3, 0.5, 0.9, 1.0 + 1e-9)
 _BANDS = (-math.inf, 0.0, 3.0, 6.0, 8.0, 10.0, 12.0, 16.0, math.inf)
 
 
@@ -111,6 +112,23 @@ def calibration(scored: Scored, data: Population) -> None:
     for band in sorted(bands):
         rows, predicted, seen = bands[band]
         print(f"      [{_BANDS[band]:>5}, {_BANDS[band + 1]:>5}) bits  {rows:>5}  {predicted:7.1f}  {seen:>4}")
+    shares: dict[int, list[float]] = {}
+    for position, person in enumerate(scored.incoming):
+        any_match = scored.any_match(position)
+        band = next(i for i, edge in enumerate(_ANY_BANDS[1:]) if any_match < edge)
+        found = shares.setdefault(band, [0, 0.0, 0, 0])
+        found[0] += 1
+        found[1] += any_match
+        found[2] += data.truth[person.id] is not None
+        ranked = scored.ranked.get(scored.keys[position])
+        found[3] += len(ranked.candidates) if ranked else 0
+    print("  any_match (the row is someone in CHT): rows / existing predicted / existing seen / candidates per row")
+    for band in sorted(shares):
+        rows, predicted, seen, candidates = shares[band]
+        print(
+            f"      [{_ANY_BANDS[band]:.3f}, {_ANY_BANDS[band + 1]:.3f})  {rows:>5}  {predicted:7.1f}  {seen:>4}"
+            f"  {candidates / rows:6.1f}"
+        )
 
 
 def _prior_times(score: Callable[..., Any], factor: float) -> Callable[..., Any]:
@@ -137,8 +155,8 @@ def line(label: str, decisions: list[Decision], data: Population, seconds: float
 
 
 def with_the_truth(scored: Scored, config: MatchConfig, data: Population) -> tuple[float, float, dict]:
-    """The lowest ``upper`` with no more wrong links than ``upper`` = 1 makes (a deterministic
-    link cannot be undone by a threshold), then the highest ``lower`` under it with duplicates
+    """The lowest ``upper`` with no more wrong links than the trained thresholds make (a link at
+    p 0.99998 or a deterministic one is not undone by any usable threshold), then the highest ``lower`` under it with duplicates
     within the goal: the least review thresholds can give on this run, chosen in hindsight. The
     ``upper`` tried are the best candidates' own probabilities (wrong links only fall as it rises)."""
 
@@ -148,7 +166,7 @@ def with_the_truth(scored: Scored, config: MatchConfig, data: Population) -> tup
         ]
 
     tried = sorted({r.candidates[0].probability for r in scored.ranked.values() if r.candidates} | {1.0})
-    least = wrong(1.0)
+    least = wrong(config.upper)
     low, high = 0, len(tried) - 1
     while low < high:
         middle = (low + high) // 2
@@ -178,7 +196,7 @@ def study(kind: str, seed: int, training_seed: int, n_existing: int, n_incoming:
         f"(truth {exists:.3f}); wrong links / duplicates / review"
     )
     started = time.perf_counter()
-    base = _score(data, config)
+    base = _score(data, replace(config, max_candidates=10**6))
     line("as trained", decide_all(base, config), data, time.perf_counter() - started)
     calibration(base, data)
     for label, change in (
