@@ -132,10 +132,12 @@ def floors_for_population(model: dict[str, Any], people: int) -> dict[str, Any]:
     """``model`` with each level's floor on a value's frequency (``tf_minimum_u_value``) held as a
     number of people, not as a share: the floors (1e-3 for a place, 1e-4 for a phone) cap the
     evidence one rare value gives, and were set and checked where the frequencies count
-    ``FLOOR_PEOPLE`` people. As a share, a household's place (4 people) is under the floor once
-    the population passes 4,000: at 5,000 x 100,000 agreeing on it was worth 7.8 bits instead of
-    12.5 and read "a common place", while the prior of any one pair fell by the same 4.3 bits the
-    larger population rightly costs. Only ever lowered, so smaller populations score as before."""
+    ``FLOOR_PEOPLE`` people (1e-3 of them: 10 people; 1e-4: one). As a share, a household's place
+    (4 people) is under the floor however large the population: at 5,000 x 100,000 agreeing on it
+    was worth 7.8 bits (trained East model) where its frequency says 12.2, and read "a common
+    place", while the prior of any one pair rightly fell by 4.3 bits; held as 10 people it is worth
+    11.2 bits, as at 5,000 x 5,000 relative to the prior. Only ever lowered, so populations up to
+    ``FLOOR_PEOPLE`` score as before."""
     if people <= FLOOR_PEOPLE:
         return model
     scale = FLOOR_PEOPLE / people
