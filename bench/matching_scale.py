@@ -13,6 +13,10 @@ duplicates / review for each:
   estimates it from the model's own ``any_match``);
 * ``prior as at 5,000 (wrong on purpose)``: the prior of a pair as if the population had 5,000
   people; not a fix, a measure of how much of the growth is the prior alone;
+* ``boost off (claims kept)``: no "people the others leave" term (``exclusive.MAX_BOOST`` 0), the
+  other rows' claims on one person kept;
+* ``floors as shares (before)``: frequency floors as shares of the population, as before
+  ``scoring.floors_for_population``;
 * ``no blocking budget``: the name-and-letter rules at their widest whatever pairs they make;
 * ``margin 0``: no "rival within 0.05" review;
 * ``no within-list step``: rows of the list never marked one person (``same_as_upper`` 1);
@@ -35,7 +39,7 @@ from typing import Any
 
 from bench.matching import evaluate
 from bench.matching_oracle import trained_model
-from cht_bridge.matching import matcher, scoring
+from cht_bridge.matching import exclusive, matcher, scoring
 from cht_bridge.matching.decisions import Decision, MatchConfig, config_for_model
 from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS
 from cht_bridge.matching.features import Frequencies
@@ -228,6 +232,12 @@ def study(kind: str, seed: int, training_seed: int, n_existing: int, n_incoming:
     started = time.perf_counter()
     with patched(matcher, "Frequencies", _cht_only_frequencies(len(data.existing))):
         line("tf on CHT only", decide_all(_score(data, config), config), data, time.perf_counter() - started)
+    started = time.perf_counter()
+    with patched(exclusive, "MAX_BOOST", 0.0):
+        line("boost off (claims kept)", decide_all(_score(data, config), config), data, time.perf_counter() - started)
+    started = time.perf_counter()
+    with patched(scoring, "FLOOR_PEOPLE", 10**15):
+        line("floors as shares (before)", decide_all(_score(data, config), config), data, time.perf_counter() - started)
     started = time.perf_counter()
     with patched(scoring, "PAIRS_PER_INCOMING_ROW", 10**9):
         line("no blocking budget", decide_all(_score(data, config), config), data, time.perf_counter() - started)
