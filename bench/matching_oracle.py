@@ -41,11 +41,13 @@ classified runs' rows count too). 5,000 × 5,000: about 15 s a run on 2 cores.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from pathlib import Path
 
 from bench.matching import evaluate
 from cht_bridge.matching.decisions import Decision, MatchConfig, config_for_model
@@ -234,6 +236,19 @@ class Index:
                 found |= self.by_key.get(key, set())
         return found
 
+    def sharing_at_least(self, tokens: Sequence[str], needed: int) -> Iterable[int]:
+        """People with such a name for at least ``needed`` of ``tokens`` (a rival as good as the true
+        person on names has a partner for as many of the row's tokens): at 5,000 x 100,000 a common
+        name alone is held by thousands, and grading each of them for every row is what made the
+        search over the whole population intractable."""
+        per_token: Counter = Counter()
+        for token in tokens:
+            found: set[int] = set()
+            for key in _deletions(token):
+                found |= self.by_key.get(key, set())
+            per_token.update(found)
+        return [x for x, n in per_token.items() if n >= needed]
+
     def with_all(self, tokens: Sequence[str]) -> Iterable[int]:
         sets = [self.by_token.get(t, set()) for t in tokens]
         return set.intersection(*sets) if sets else set()
@@ -303,12 +318,17 @@ class Run:
     decisions: list[Decision]
     views: list[RowView]
     position: dict[str, int]
+    #: CHT person id -> its position in ``cht`` (a scan per row is 100,000 steps at 5,000 x 100,000)
+    where: dict[str, int] = field(default_factory=dict)
 
 
-def prepare(kind: str, seed: int, training_seed: int, n_existing: int, n_incoming: int) -> Run:
-    """Train, decide and grade every row's scored candidates."""
+def prepare(
+    kind: str, seed: int, training_seed: int, n_existing: int, n_incoming: int, models: str | None = None
+) -> Run:
+    """Train (or read the model ``models`` keeps for this run), decide and grade every row's
+    scored candidates."""
     data = (population if kind == "east" else west_population)(n_existing, n_incoming, seed=seed)
-    model = train(data.existing, data.incoming, seed=training_seed)
+    model = trained_model(data, kind, seed, training_seed, models)
     config = config_for_model(model)
     decisions = decide_all(score_people(data.incoming, data.existing, config), config)
     wide: Scored = score_people(data.incoming, data.existing, replace(config, max_candidates=_ALL_CANDIDATES))
@@ -334,7 +354,25 @@ def prepare(kind: str, seed: int, training_seed: int, n_existing: int, n_incomin
         decisions,
         views,
         {p.id: i for i, p in enumerate(data.incoming)},
+        where,
     )
+
+
+def trained_model(data: Population, kind: str, seed: int, training_seed: int, models: str | None) -> dict:
+    """``training.train`` on the run's own files; with ``models`` (a folder) the model is kept there
+    and read back by later runs of the same population, size and seeds (training at 5,000 x 100,000
+    takes 35-60 s, and the analyses of ``bench.matching_scale`` score one model many ways)."""
+    path = None
+    if models:
+        name = f"{kind}-{seed}-{training_seed}-{len(data.existing)}x{len(data.incoming)}.json"
+        path = Path(models) / name
+        if path.exists():
+            return json.loads(path.read_text())
+    model = train(data.existing, data.incoming, seed=training_seed)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(model))
+    return model
 
 
 def _field_best(
@@ -413,9 +451,10 @@ def namesake(run: Run, r: int, truth: str | None) -> str | None:
             if agrees_fully(grades(run.rows, r, run.cht, x), len(tokens)):
                 return run.cht.people[x].id
         return None
-    t = next(i for i, p in enumerate(run.cht.people) if p.id == truth)
+    t = run.where[truth]
     mine = grades(run.rows, r, run.cht, t)
-    pool = run.index.sharing(tokens) if mine.get("names", (1,))[0] > 0 else run.index.everyone  # type: ignore[index]
+    needed = mine.get("names", (1,))[0]  # type: ignore[index]
+    pool = run.index.sharing_at_least(tokens, needed) if needed > 0 else run.index.everyone
     for x in sorted(pool):
         if x != t and at_least(grades(run.rows, r, run.cht, x), mine):
             return run.cht.people[x].id
@@ -491,6 +530,90 @@ def report(run: Run, found: list[tuple[RowView, str, str]]) -> Counter:
     return by_class
 
 
+def causes(run: Run) -> list[tuple[RowView, str]]:
+    """(row, cause) for every row in review, from the truth and the scored candidates (all of them,
+    not only the three kept): truly new, with the look-alike the model offered; the true person not
+    among the scored candidates (why: ``missing_causes``); a rival at least as likely as the true
+    person, or within ``ambiguity_margin`` of it; the true person best with no close rival but its
+    probability under ``upper``; a rule outside the thresholds (identifier, shared phone)."""
+    margin = run.config.ambiguity_margin
+    found = []
+    missing = [v for v in run.views if v.decision.decision == "review" and v.truth and not _offered(v, v.truth)]
+    why = missing_causes(run, [run.position[v.decision.incoming_id] for v in missing])
+    for view in run.views:
+        d = view.decision
+        if d.decision != "review":
+            continue
+        if not d.reason.startswith(("ambiguous", "between thresholds", "model")):
+            found.append((view, f"other rule ({d.reason.split(';')[0].split(' held')[0]})"))
+            continue
+        if view.truth is None:
+            best = view.candidates[0][1] if view.candidates else 0.0
+            found.append((view, f"truly new, look-alike p {'>= 0.5' if best >= 0.5 else '< 0.5'}"))
+            continue
+        if not _offered(view, view.truth):
+            found.append((view, f"true person not scored: {why[d.incoming_id]}"))
+            continue
+        p_true = next(p for e, p, _ in view.candidates if e == view.truth)
+        rivals = [p for e, p, _ in view.candidates if e != view.truth]
+        top_rival = max(rivals, default=0.0)
+        if top_rival >= p_true:
+            found.append((view, "rival at least as likely as the true person"))
+        elif p_true - top_rival <= margin:
+            found.append((view, f"rival within {margin:g} of the true person"))
+        else:
+            found.append((view, "true person best, no close rival, p under upper"))
+    return found
+
+
+def _offered(view: RowView, existing_id: str) -> bool:
+    return any(e == existing_id for e, _, _ in view.candidates)
+
+
+def missing_causes(run: Run, rows: Sequence[int]) -> dict[str, str]:
+    """Why each of ``rows`` (positions in the list) was never scored against its true person:
+    scored again on their own with the name-and-letter rules' budget lifted (``blocking budget``
+    if the true pair appears), then also with no scoring floor (``below the -10 bit floor``), else
+    no blocking rule pairs them (``not blocked``). The rows alone make no claims on each other, so
+    a weight here may differ from the full run's by the claims term (at 100,000 people, little)."""
+    from cht_bridge.matching import scoring
+
+    if not rows:
+        return {}
+    people = [run.rows.people[r] for r in rows]
+    truth = {p.id: run.data.truth[p.id] for p in people}
+    wide = replace(run.config, max_candidates=_ALL_CANDIDATES)
+    found: dict[str, str] = {}
+    saved = scoring.PAIRS_PER_INCOMING_ROW, scoring._MIN_WEIGHT
+    try:
+        for label, budget, floor in (
+            ("blocking budget (name-and-letter rule narrowed or left out)", 10**9, saved[1]),
+            ("below the -10 bit scoring floor", 10**9, -1e6),
+        ):
+            scoring.PAIRS_PER_INCOMING_ROW, scoring._MIN_WEIGHT = budget, floor
+            scored = score_people(people, run.data.existing, wide)
+            for key, person in zip(scored.keys, people, strict=True):
+                ranked = scored.ranked.get(key)
+                if (
+                    person.id not in found
+                    and ranked
+                    and any(c.existing_id == truth[person.id] for c in ranked.candidates)
+                ):
+                    found[person.id] = label
+    finally:
+        scoring.PAIRS_PER_INCOMING_ROW, scoring._MIN_WEIGHT = saved
+    return {p.id: found.get(p.id, "not blocked by any rule") for p in people}
+
+
+def report_causes(run: Run, found: list[tuple[RowView, str]]) -> Counter:
+    n = len(run.decisions)
+    counted = Counter(cause for _, cause in found)
+    print(f"  review by cause ({len(found)} rows):")
+    for cause, count in counted.most_common():
+        print(f"        {count:>4}  {count / n:6.2%}  {cause}")
+    return counted
+
+
 def losing_comparisons(found: Iterable[tuple[RowView, str, str]]) -> None:
     """For the rows of class (b): the true candidate's evidence per comparison, tallied."""
     words: Counter = Counter()
@@ -523,7 +646,7 @@ def wrong_links(run: Run, rules: dict[tuple, Pattern]) -> None:
         d = view.decision
         if d.decision != "link" or d.existing_id == view.truth:
             continue
-        x = next(i for i, p in enumerate(run.cht.people) if p.id == d.existing_id)
+        x = run.where[d.existing_id]
         linked = grades(run.rows, r, run.cht, x)
         if view.truth is None:
             verdict = (
@@ -533,7 +656,7 @@ def wrong_links(run: Run, rules: dict[tuple, Pattern]) -> None:
             )
             shown = ""
         else:
-            t = next(i for i, p in enumerate(run.cht.people) if p.id == view.truth)
+            t = run.where[view.truth]
             true = grades(run.rows, r, run.cht, t)
             verdict = (
                 "at least as good as the true person on every field"
@@ -565,8 +688,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wrong", nargs="*", default=list(DEFAULT_WRONG), help="runs whose wrong links to explain")
     parser.add_argument("--pool", nargs="*", default=list(DEFAULT_POOL), help="more runs, for the rules' counts only")
     parser.add_argument("--min-rows", type=int, default=MIN_ROWS, help="rows a pattern needs to be judged")
+    parser.add_argument(
+        "--floors-as-shares",
+        action="store_true",
+        help="score (and train) as before scoring.floors_for_population: frequency floors as shares",
+    )
+    parser.add_argument("--models", help="a folder keeping each run's trained model (read back when there)")
     parser.add_argument("--significance", type=float, default=SIGNIFICANCE, help="Poisson tail that makes (b)")
     args = parser.parse_args(argv)
+    if args.floors_as_shares:
+        from cht_bridge.matching import scoring
+
+        scoring.FLOOR_PEOPLE = 10**15
 
     def parse(text: str) -> tuple[str, int, int]:
         kind, seed, training_seed = text.split(":")
@@ -577,11 +710,11 @@ def main(argv: list[str] | None = None) -> None:
     by_kind: dict[str, list[Run]] = defaultdict(list)
     for text in args.runs:
         kind, seed, training_seed = parse(text)
-        by_kind[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming))
+        by_kind[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming, args.models))
     pool: dict[str, list[Run]] = defaultdict(list)
     for text in args.pool:
         kind, seed, training_seed = parse(text)
-        pool[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming))
+        pool[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming, args.models))
     for kind, runs in by_kind.items():
         rules = pooled_rules([*runs, *pool[kind]])
         print(
@@ -592,11 +725,12 @@ def main(argv: list[str] | None = None) -> None:
         for run in runs:
             found = classify(run, rules, args.min_rows, args.significance)
             report(run, found)
+            report_causes(run, causes(run))
             losing_comparisons(found)
             wrong_links(run, rules)
     for text in args.wrong:
         kind, seed, training_seed = parse(text)
-        run = prepare(kind, seed, training_seed, args.existing, args.incoming)
+        run = prepare(kind, seed, training_seed, args.existing, args.incoming, args.models)
         metrics = evaluate(run.decisions, run.data)
         print(f"\n{run.label}: wrong links {metrics['wrong links']} (grades pooled with the runs above and this one)")
         wrong_links(run, pooled_rules([*by_kind.get(kind, []), *pool[kind], run]))

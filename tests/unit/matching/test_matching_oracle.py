@@ -83,7 +83,8 @@ def test_a_year_only_date_is_marked_on_either_side() -> None:
 
 def _run(rows: list[Person], cht: list[Person]) -> SimpleNamespace:
     people = Side(cht, "KE")
-    return SimpleNamespace(rows=Side(rows, "KE"), cht=people, index=Index(people))
+    where = {person.id: x for x, person in enumerate(cht)}
+    return SimpleNamespace(rows=Side(rows, "KE"), cht=people, index=Index(people), where=where)
 
 
 def test_a_namesake_no_field_tells_apart_is_found_and_one_the_date_tells_apart_is_not() -> None:
@@ -164,3 +165,34 @@ def test_classify_puts_each_review_row_in_its_class() -> None:
     # too few rows behind a pattern: not judged
     thin = {b.key: Pattern(rows=5, right=5, p_best=3.0), c.key: rules[c.key]}
     assert {v.decision.incoming_id: cls for v, cls, _ in classify(run, thin)}["b"] == "d"
+
+
+def test_the_narrowed_search_finds_every_rival_a_scan_of_the_population_finds() -> None:
+    # The rival search reads only people with a partner for as many of the row's names as the
+    # true person has (tractable at 100,000 people); a scan of everyone must find nothing more.
+    import random
+
+    rng = random.Random(3)
+    given, family = ["amina", "amian", "kofi", "juma", "adeola"], ["juma", "jumaa", "otieno", "olu", "mensah"]
+    cht = [
+        Person(
+            id=f"p{i}",
+            given_name=" ".join(rng.sample(given, rng.choice((1, 2)))),
+            family_name=rng.choice(family),
+            place=rng.choice(("v1", "v2")),
+            date_of_birth=rng.choice((None, "1990-05-07", "1990-07-05")),
+        )
+        for i in range(120)
+    ]
+    rows = [
+        Person(id=f"r{i}", given_name=rng.choice(given), family_name=rng.choice(family), place=rng.choice(("v1", None)))
+        for i in range(40)
+    ]
+    run = _run(rows, cht)
+    for r in range(len(rows)):
+        for t, truth in enumerate(cht[:30]):
+            mine = grades(run.rows, r, run.cht, t)
+            scan = [x for x in range(len(cht)) if x != t and at_least(grades(run.rows, r, run.cht, x), mine)]
+            found = namesake(run, r, truth.id)
+            assert (found is None) == (not scan)
+            assert found is None or found == cht[scan[0]].id
