@@ -206,8 +206,8 @@ def started_from(settings: dict[str, Any], start: dict[str, Any]) -> dict[str, A
     split by area; started from as it was, it kept that level set on data that has phones (no
     phone compared at all) or whose area follows the place. A level only the start holds (a model
     from another version) is left out; one only the shipped model holds starts from the shipped
-    m. Each comparison's m is scaled back to the total the shipped levels had, so a mix of both
-    sums as the shipped one did (``_normalised`` makes it one in the end).
+    m, as does a level whose m training never changes (``fix_m_probability``). Each comparison's m is
+    scaled back to the total the shipped levels had, so a mix of both sums as the shipped one did (``_normalised`` makes it one in the end).
 
     Only the starting m: u is measured on this data's random pairs, and a level the sample does
     not show keeps the shipped u, as the prior the EM smooths towards, the m a level too few true
@@ -220,7 +220,12 @@ def started_from(settings: dict[str, Any], start: dict[str, Any]) -> dict[str, A
     values = _values(start)
     result = copy.deepcopy(settings)
     for comparison in result["comparisons"]:
-        levels = [level for level in comparison["comparison_levels"] if not level.get("is_null_level")]
+        # a level whose m training leaves alone keeps the shipped m
+        levels = [
+            level
+            for level in comparison["comparison_levels"]
+            if not level.get("is_null_level") and not level.get("fix_m_probability")
+        ]
         total = sum(level["m_probability"] for level in levels)
         for level in levels:
             m = values.get((comparison["output_column_name"], level.get("label_for_charts", "")), {}).get(
