@@ -166,3 +166,17 @@ def test_answering_the_uncertain_rows_does_not_collapse_the_thresholds() -> None
     decisions = decide_all(scored, replace(MatchConfig(), upper=answered.upper, lower=answered.lower))
     assert {d.decision for d in decisions[4000:4150]} == {"review"}
     assert answered.review_share == 0.0  # the rows people review: the answered ones are decided
+
+
+def test_answering_the_rows_below_upper_does_not_lower_it() -> None:
+    # 100 rows at 0.95, every one answered "this is the candidate": 5 expected wrong links if such
+    # rows were linked, twenty times the budget. Free once answered, they let upper fall to 0.95
+    # (East seed 22 with 200 answers: 0.9954 -> 0.8498), and the next list's rows like them, which
+    # nobody has answered, would be linked
+    scored = _scored([0.99995] * 4000 + [0.95] * 100 + [None] * 900)
+    labels = [Label(f"row{k}", f"e{k}", True) for k in range(4000, 4100)]
+    without = choose(scored, MatchConfig())
+    answered = choose(scored, MatchConfig(), labels)
+    assert without.upper > 0.95
+    assert answered.upper == without.upper
+    assert answered.expected_wrong_links <= 0.25
