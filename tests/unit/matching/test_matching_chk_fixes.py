@@ -180,3 +180,20 @@ def test_answering_the_rows_below_upper_does_not_lower_it() -> None:
     assert without.upper > 0.95
     assert answered.upper == without.upper
     assert answered.expected_wrong_links <= 0.25
+
+
+@pytest.mark.parametrize("old_answers", [200, 2000, 9000])
+def test_old_answers_do_not_enlarge_the_budgets_of_the_rows_nobody_answered(old_answers: int) -> None:
+    # This month's 1,000 open rows: 30 at 0.99 (0.3 expected wrong links if linked, six times the
+    # budget of one in 20,000) and 10 at 0.2 (2 expected duplicates if called new, twice one in
+    # 1,000). The training list keeps every earlier month's answers (reverse/learning.train_for):
+    # rows reviewers were asked about, at 0.5, half "the candidate", half "new". Counted among the
+    # budget's rows, 2,000 of them let the 0.2 rows be called new, and 9,000 the 0.99 rows be linked
+    open_rows = [0.99995] * 800 + [0.99] * 30 + [0.2] * 10 + [None] * 160
+    rows = open_rows + [0.5] * old_answers
+    labels = [Label(f"row{k}", f"e{k}", k % 2 == 0) for k in range(1000, 1000 + old_answers)]
+    without = choose(_scored(open_rows), MatchConfig())
+    answered = choose(_scored(rows), MatchConfig(), labels)
+    assert (answered.upper, answered.lower) == (without.upper, without.lower)
+    decisions = decide_all(_scored(rows), replace(MatchConfig(), upper=answered.upper, lower=answered.lower))
+    assert {d.decision for d in decisions[800:840]} == {"review"}
