@@ -289,7 +289,7 @@ def _kept_start_m(estimated: dict[str, Any], start: dict[str, Any]) -> set[tuple
 def _refused(
     settings: dict[str, Any], found: Profile, existing: int, incoming: int, labels: int, seed: int, started: float
 ) -> dict[str, Any]:
-    """The start's model, marked failed: the list is too short to train on."""
+    """The shipped model fitted to the columns, marked failed: the list is too short to train on."""
     message = f"training refused: {incoming} incoming rows, at least {MIN_INCOMING_ROWS} needed"
     log.warning("%s; the model in use is kept", message)
     model = _normalised(settings)
