@@ -1,6 +1,6 @@
 """The risk budgets ``thresholds.choose`` spends by default: with the claims of the other rows
 (``exclusive.py``) far more people sit just above a threshold, and the budget is used; answered
-people are decided by their answers and spend none of it."""
+people spend what the model expects of them, and the budgets are per row nobody answered."""
 
 from __future__ import annotations
 
@@ -53,11 +53,11 @@ def _review_of_unanswered(scored: Scored, chosen, labels: list[Label]) -> int:
     return sum(1 for d in decisions if d.decision == "review" and d.incoming_id not in answered)
 
 
-def test_answered_people_spend_none_of_the_duplicate_budget() -> None:
+def test_answered_people_spend_what_the_model_expects_not_whole_duplicates() -> None:
     # 20 unanswered rows at 0.2 are 4 expected duplicates, within one in 1,000 of 5,000 rows; three
-    # people the model thought unlikely (0.05) were answered "this is the candidate". The reverse
-    # pipeline links them as answered, so they are no duplicates whatever the thresholds say;
-    # counting each as a whole one (7 > 5) sent the 20 unanswered rows to review
+    # people the model thought unlikely (0.05) were answered "this is the candidate". They spend
+    # 0.05 each, as rows like them on the next list will; counting each as a whole duplicate
+    # (7 > 5) sent the 20 unanswered rows to review
     rows = [0.99995] * 4000 + [0.2] * 20 + [0.05] * 3 + [None] * 977
     scored = _scored(rows)
     labels = [Label(f"row{k}", f"e{k}", True) for k in range(4020, 4023)]
@@ -82,8 +82,9 @@ def test_a_labelled_wrong_link_still_moves_upper() -> None:
 
 def test_a_list_that_is_mostly_old_answers_does_not_loosen_the_budgets_for_the_rest() -> None:
     # 1,000 open rows, 10 of them at 0.2 (2 expected duplicates if called new: twice the budget of
-    # one in 1,000), and 9,000 rows answered "new" (training lists keep old answers): counted per
-    # row of the whole list, the budget grew tenfold and the 10 rows were called new
+    # one in 1,000), and 9,000 rows answered "new" (training lists keep old answers): when answered
+    # rows cost nothing yet counted in the budget's rows, it grew tenfold and the 10 rows were
+    # called new; they spend what the model expects of them (0.05 each) like any other row
     open_rows = [0.99995] * 900 + [0.2] * 10 + [None] * 90
     scored = _scored(open_rows + [0.05] * 9000)
     labels = [Label(f"row{k}", f"e{k}", False) for k in range(1000, 10000)]
