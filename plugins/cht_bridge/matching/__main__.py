@@ -47,9 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--labels", help="CSV of reviewed pairs: incoming_id, existing_id, match (1/0/empty)")
     train.add_argument("--out", required=True, help="model file to write")
     train.add_argument("--report", help="Markdown report to write (default: next to --out, .md)")
-    train.add_argument(
-        "--start", help="model whose m and u training starts from, where it has the level (default the shipped one)"
-    )
     train.add_argument("--seed", type=int, default=42, help="seed of the random pairs (default %(default)s)")
     train.add_argument("--region", default=MatchConfig.region, help="default phone region (default %(default)s)")
     args = parser.parse_args(argv)
@@ -79,12 +76,10 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     labels = read_labels(args.labels) if args.labels else []
-    start = load_model_file(args.start) if args.start else None
     model = train(
         read_people(args.existing),
         read_people(args.incoming) if args.incoming else [],
         labels,
-        start=start,
         region=args.region,
         seed=args.seed,
     )

@@ -10,9 +10,13 @@ highest ``lower`` that the risks allow is the least review.
 
 A labelled wrong link is never accepted: the thresholds must agree with every answer that says
 two people differ. Otherwise answered rows spend the budgets as every other row does, by what the
-model makes of them (1 - p for a link, the chance of being anyone for "new"), over every row of
-the list: the thresholds are a policy for the rows to come, and the answered rows are a sample of
-them — the hardest one, since reviewers answer the most uncertain rows. Two other ways failed:
+model makes of them (1 - p for a link, the chance of being anyone for "new"): the thresholds are a
+policy for the rows to come, and the answered rows are a sample of them — the hardest one, since
+reviewers answer the most uncertain rows. The budgets themselves are per *unanswered* row: the
+training list keeps every earlier month's answers (``reverse/learning.train_for``), and counted
+among the budget's rows they enlarged it for the rows nobody answered (1,000 open rows and 9,000
+old answers at 0.5: rows at 0.99 were linked, 0.3 expected wrong links, six times the budget).
+Two other ways failed:
 
 * counting each answered existing person the thresholds would call new as a whole duplicate spent
   the budget on a handful of people the model could not see: ``lower`` fell under them and the
@@ -77,8 +81,9 @@ def choose(
     """The thresholds with the least review whose risks stay in budget (see the module docstring)."""
     truth = truth_of(labels)
     excluded = ruled_out(labels)
-    # The budgets are per row of the list, answered or not (module docstring).
-    n = max(len(scored.incoming), 1)
+    # Every row spends what the model expects of it; the budgets are per unanswered row, so old
+    # answers kept in the training list do not enlarge them (module docstring).
+    n = max(sum(1 for person in scored.incoming if person.id not in truth), 1)
 
     def upper_ok(candidate: float) -> bool:
         decisions = decide_all(scored, replace(config, upper=candidate, lower=0.0))
@@ -93,14 +98,13 @@ def choose(
     lower = _first(list(reversed([v for v in _GRID if v <= upper])), lower_ok, default=0.0)
     final = decide_all(scored, replace(config, upper=upper, lower=lower))
     # The review people will do: answered rows are decided by their answers.
-    open_rows = max(sum(1 for person in scored.incoming if person.id not in truth), 1)
     reviews = sum(1 for d in final if d.decision == "review" and d.incoming_id not in truth)
     return Choice(
         upper,
         lower,
         round(_expected_wrong(final), 3),
         round(_expected_duplicates(final, scored), 3),
-        reviews / open_rows,
+        reviews / n,
     )
 
 

@@ -1,6 +1,6 @@
 """The risk budgets ``thresholds.choose`` spends by default: with the claims of the other rows
 (``exclusive.py``) far more people sit just above a threshold, and the budget is used; answered
-people are decided by their answers and spend none of it."""
+people spend what the model expects of them, and the budgets are per row nobody answered."""
 
 from __future__ import annotations
 
