@@ -6,9 +6,16 @@ the columns present, ``columns.py``) and re-estimates their parameters:
 
 * u (how often two *different* people agree at a level) from random pairs
   (``estimate_u_using_random_sampling``, seeded), which needs no labels: pairs of a list row and
-  a CHT person when a list is given (nearly all such pairs are two people, and they have the
-  shapes scored later: an EMR row names one village, a CHT person a whole lineage), else pairs of
-  the CHT population;
+  a CHT person when a list is given (they have the shapes scored later: an EMR row names one
+  village, a CHT person a whole lineage), else pairs of the CHT population. A list names its
+  population, so a random pair of the two is the same person with probability ``share /
+  existing`` (1.6e-4 at 5,000 x 5,000), and at a rare agreeing level those pairs are most of what
+  the sample sees ("same name tokens" 1.12e-4 at 5k x 5k, <= 1e-5 at 100k). They are taken out:
+  u = (observed - prior * m) / (1 - prior), with the start's m before Splink's EM and with each
+  round's m and share in the one-to-one EM (``one_to_one.corrected_u``), floored at the sample's
+  resolution as a rare level is (``MIN_U_PAIRS``). Not pairs of the CHT population instead: they
+  would need two samples and differ in shape for places and areas; the subtraction keeps one
+  sample, for every comparison, and needs only what the EM estimates anyway;
 * m (how often the *same* person agrees at a level) by expectation maximisation over blocked pairs
   of the incoming list and the population (two sessions, each blocked on a field the other one
   estimates; Splink keeps the median), starting from the shipped values; then refined by an EM
@@ -51,7 +58,7 @@ from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table
 from cht_bridge.matching.labels import Label, ruled_out, truth_of
 from cht_bridge.matching.matcher import decide_all, score_people
 from cht_bridge.matching.model import BRIDGE_KEY, SPLIT_RESTS, load_model
-from cht_bridge.matching.one_to_one import MIN_PAIRS_PER_LEVEL, levels, refine
+from cht_bridge.matching.one_to_one import MIN_PAIRS_PER_LEVEL, corrected_u, levels, refine
 from cht_bridge.matching.records import Person
 from cht_bridge.matching.scoring import exploded as _exploded
 from cht_bridge.matching.thresholds import DUPLICATE_RISK, WRONG_LINK_RISK, choose, confusion
@@ -369,9 +376,14 @@ def _estimate(
         _register_tf(linker, settings, frames)
         linker.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
         sampled = existing.num_rows * incoming.num_rows
-        result = _merged(
-            settings, _seen_enough(_values(linker.misc.save_model_to_json()), settings, sampled), "u_probability"
-        )
+        observed = {
+            key: found["u_probability"]
+            for key, found in _values(linker.misc.save_model_to_json()).items()
+            if "u_probability" in found
+        }
+        # Splink's EM starts from u with the true pairs the start's m expects taken out; the
+        # one-to-one EM then takes out those its own m finds (``one_to_one.corrected_u``).
+        result = _merged(settings, _without_true_pairs(observed, settings, prior, sampled), "u_probability")
         compared = {c["output_column_name"] for c in settings["comparisons"]}
         usable = [
             rule
@@ -398,6 +410,7 @@ def _estimate(
             existing.num_rows,
             answers,
             start_comparisons,
+            (observed, _resolution(sampled)),
         )
         return estimated
     finally:
@@ -416,9 +429,11 @@ def _one_to_one(
     n_existing: int,
     answers: tuple[dict[str, str | None], set[tuple[str, str]]],
     start: Sequence[dict[str, Any]],
+    sample: tuple[dict[tuple[str, str], float], float],
 ) -> dict[str, Any]:
     """EM's m refined by the one-to-one EM over the pairs the model will score (``one_to_one.py``),
-    smoothed towards the start's comparisons (``start``), with the reviewers' answers fixing their rows' pairs."""
+    smoothed towards the start's comparisons (``start``), with the reviewers' answers fixing their
+    rows' pairs; u re-estimated with it from the random sample's shares and resolution (``sample``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     from splink import Linker
@@ -448,6 +463,8 @@ def _one_to_one(
         bounds=_MATCH_SHARE_BOUNDS,
         known=answers[0],
         excluded=answers[1],
+        observed=sample[0],
+        resolution=sample[1],
     )
     return dict(settings, comparisons=comparisons)
 
@@ -523,7 +540,7 @@ def _seen_enough(
     """``values`` with the u of each level seen in fewer than ``MIN_U_PAIRS`` of the random pairs
     sampled (``U_PAIRS``, or every pair of ``pairs`` when fewer) replaced by the smaller of the
     start's u and that bound."""
-    bound = MIN_U_PAIRS / min(U_PAIRS, max(pairs, 1))
+    bound = _resolution(pairs)
     before = {key: found.get("u_probability") for key, found in _values(start).items()}
     result = {}
     for key, found in values.items():
@@ -532,6 +549,27 @@ def _seen_enough(
             found = dict(found, u_probability=min(before.get(key) or bound, bound))
         result[key] = found
     return result
+
+
+def _resolution(pairs: int) -> float:
+    """The smallest u the random sample tells from "rarer still": ``MIN_U_PAIRS`` of the pairs
+    sampled (``U_PAIRS``, or every pair of ``pairs`` when fewer)."""
+    return MIN_U_PAIRS / min(U_PAIRS, max(pairs, 1))
+
+
+def _without_true_pairs(
+    observed: dict[tuple[str, str], float], start: dict[str, Any], prior: float, pairs: int
+) -> dict[tuple[str, str], dict[str, float]]:
+    """u of list x population pairs with the true pairs the m of ``start`` expects among them
+    taken out (``one_to_one.corrected_u``), each level floored at the sample's resolution."""
+    import numpy as np
+
+    before = _values(start)
+    keys = [key for key in observed if key in before]
+    m = np.array([before[key].get("m_probability", 0.0) for key in keys])
+    start_u = np.array([before[key].get("u_probability", _resolution(pairs)) for key in keys])
+    found = corrected_u(np.array([observed[key] for key in keys]), m, prior, _resolution(pairs), start_u)
+    return {key: {"u_probability": float(u)} for key, u in zip(keys, found, strict=True)}
 
 
 def _merged(settings: dict[str, Any], values: dict[tuple[str, str], dict[str, float]], key: str) -> dict[str, Any]:
