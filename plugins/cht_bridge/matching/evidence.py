@@ -29,7 +29,10 @@ _WORDS = {
     ("names", "names differ"): "names differ",
     ("sex", "same sex"): "same sex",
     ("sex", "sex differs"): "sex differs",
-    ("date_of_birth", "same 1 January (estimated) date"): "same estimated date of birth (1 January)",
+    (
+        "date_of_birth",
+        "same 1 January (estimated) date",
+    ): "same estimated birth year (dates marked estimated or 1 January)",
     ("date_of_birth", "same date"): "same date of birth",
     ("date_of_birth", "same year, day and month swapped"): "date of birth with day and month swapped",
     ("date_of_birth", "same year, day or month wrong or swapped"): "birth year same, day or month differs",
@@ -37,7 +40,7 @@ _WORDS = {
     ("date_of_birth", "same year"): "same birth year",
     ("date_of_birth", "same birthday, year 1-2 apart"): "same birthday, birth year 1-2 apart",
     ("date_of_birth", "1-2 years apart, both dates estimated (1 January)"): (
-        "born 1-2 years apart, both dates estimated (1 January)"
+        "born 1-2 years apart, both dates estimated (marked so or 1 January)"
     ),
     ("date_of_birth", "1-2 years apart"): "born 1-2 years apart",
     ("date_of_birth", "3-9 years apart (age re-estimated)"): "born 3-9 years apart",

@@ -2,7 +2,11 @@
 
 CHT and EMRs disagree on case, accents, punctuation, how sex is coded and how dates are written.
 Cleaning happens once, when a :class:`Person` is built, so every later step compares like with
-like. Phones stay as given here: turning them into E.164 needs the facility's region, which the
+like. That includes how an *estimated* date of birth is written: CHT's person form turns an age
+into today's month and day that many years back and says so only in ``date_of_birth_method:
+approx``; EMRs carry a flag (OpenMRS ``birthdateEstimated``); registers write 1 January. The
+model knows one kind of estimate, a year with 1 January (``model.py``), so a date flagged as
+estimated keeps its year only and becomes that kind. Phones stay as given here: turning them into E.164 needs the facility's region, which the
 matcher's configuration carries.
 """
 
@@ -30,6 +34,10 @@ _SEX_CODES = {
     "girl": "female",
     "2": "female",
 }
+#: Flag values that say a date of birth is an estimate: CHT's ``date_of_birth_method`` (``approx``)
+#: and an EMR's birthdate-estimated boolean however a file writes it. Anything else (``calendar``,
+#: ``false``, garbage) is not an estimate: a wrong flag must not throw a real date away.
+_ESTIMATED = frozenset({"approx", "approximate", "estimated", "true", "t", "1", "yes", "y"})
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d")
 #: ``YYYYMMDD``, then HL7 v2's optional ``HH[MM[SS[.S…]]]`` and ``+/-ZZZZ`` offset (the date is kept).
 _COMPACT_DATE = re.compile(r"(?:18|19|20)\d{6}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?(?:[+-]\d{4})?")
@@ -48,6 +56,9 @@ class Person:
     :param place: the CHT place (household/CHW area) id or an EMR village, if known.
     :param area: ids of wider areas the person belongs to (the CHT lineage).
     :param identifier: a shared identifier (national id, EMR id) both systems may hold.
+    :param date_of_birth_estimated: the source says the date is an estimate (CHT ``approx``, an
+        EMR's ``birthdateEstimated``; see :func:`clean_estimated`). The date then keeps its year
+        only (``YYYY-01-01``), the model's estimated kind, and the flag stays so a question can say so.
     """
 
     id: str
@@ -59,6 +70,7 @@ class Person:
     place: str | None = None
     area: tuple[str, ...] = field(default_factory=tuple)
     identifier: str | None = None
+    date_of_birth_estimated: bool | str | int | None = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -66,7 +78,10 @@ class Person:
         set_(self, "given_name", clean_name(self.given_name))
         set_(self, "family_name", clean_name(self.family_name))
         set_(self, "sex", clean_sex(self.sex))
-        set_(self, "date_of_birth", clean_date(self.date_of_birth))
+        born = clean_date(self.date_of_birth)
+        estimated = clean_estimated(self.date_of_birth_estimated) and born is not None
+        set_(self, "date_of_birth", f"{born[:4]}-01-01" if estimated else born)
+        set_(self, "date_of_birth_estimated", estimated)
         set_(self, "phone", _blank_to_none(self.phone))
         set_(self, "place", _text(self.place))
         set_(self, "area", _clean_area(self.area))
@@ -95,7 +110,8 @@ def from_cht_person(doc: dict[str, Any], identifier_field: str | None = None) ->
 
     ``place`` is the parent (household or CHW area) and ``area`` every ancestor from the minified
     lineage (``parent: {_id, parent: {...}}``), so people who moved house within a CHW area still
-    share an area with their old record.
+    share an area with their old record. ``date_of_birth_method: approx`` (the person form's
+    answer when an age was entered) makes the date an estimate.
 
     :param doc: the CHT ``person``/``contact`` document.
     :param identifier_field: the document property holding a shared identifier, if any.
@@ -114,6 +130,7 @@ def from_cht_person(doc: dict[str, Any], identifier_field: str | None = None) ->
         place=ancestors[0] if ancestors else None,
         area=tuple(ancestors),
         identifier=doc.get(identifier_field) if identifier_field else None,
+        date_of_birth_estimated=doc.get("date_of_birth_method"),
     )
 
 
@@ -166,6 +183,19 @@ def clean_date(raw: object) -> str | None:
         except ValueError:
             continue
     return None
+
+
+def clean_estimated(raw: object) -> bool:
+    """Whether a flag value says the date of birth is an estimate (case and spaces ignored).
+
+    ``True``/``1``/``approx``/``yes``/``estimated`` are; ``False``, ``0``, ``calendar`` (CHT's
+    method for an entered date), empty and unknown values are not.
+    """
+    if raw is None or isinstance(raw, bool):
+        return bool(raw)
+    if isinstance(raw, float) and raw == raw and raw.is_integer():
+        raw = int(raw)  # a spreadsheet's 1.0
+    return str(raw).strip().lower() in _ESTIMATED
 
 
 def _blank_to_none(raw: Any) -> Any:

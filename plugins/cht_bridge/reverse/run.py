@@ -258,6 +258,7 @@ def incoming_person(row: InboundRow, person_id: str, pipeline: ReversePipeline) 
         family_name=_text(family),
         sex=_text(person.get("sex")),
         date_of_birth=_text(person.get("date_of_birth")),
+        date_of_birth_estimated=_text(person.get("date_of_birth_estimated")),
         phone=_text(person.get("phone")),
         place=row.place_id,
         area=row.place_id,
@@ -545,7 +546,7 @@ def _reopen(pipeline: ReversePipeline, places: PlaceTable, row: InboundRow) -> s
 def new_person(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:
     """The person a list row creates, under its place, carrying the source's identifier."""
     from cht_bridge.matching import normalise_phone
-    from cht_bridge.matching.records import clean_date, clean_sex
+    from cht_bridge.matching.records import clean_date, clean_estimated, clean_sex
 
     person = dict((row.record or {}).get("person") or {})
     name = person.get("name") or " ".join(p for p in (person.get("given_name"), person.get("family_name")) if p)
@@ -556,6 +557,8 @@ def new_person(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:
         body["sex"] = sex  # CHT's words: male / female
     if dob:
         body["date_of_birth"] = dob  # CHT's format: YYYY-MM-DD
+        if clean_estimated(person.get("date_of_birth_estimated")):
+            body["date_of_birth_method"] = "approx"  # how CHT's person form marks an estimate
     phone = normalise_phone(person.get("phone"), pipeline.match.region) if person.get("phone") else None
     if phone:
         body["phone"] = phone
