@@ -38,6 +38,9 @@ _SEX_CODES = {
 #: and an EMR's birthdate-estimated boolean however a file writes it. Anything else (``calendar``,
 #: ``false``, garbage) is not an estimate: a wrong flag must not throw a real date away.
 _ESTIMATED = frozenset({"approx", "approximate", "estimated", "true", "t", "1", "yes", "y"})
+#: A date written only to the year or the month (FHIR's ``1990`` / ``1990-04``): an estimate by its
+#: precision. OpenMRS FHIR2 writes ``birthdateEstimated`` that way and reads it back so.
+_PARTIAL_DATE = re.compile(r"(18|19|20)\d\d(-(0[1-9]|1[0-2]))?")
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d")
 #: ``YYYYMMDD``, then HL7 v2's optional ``HH[MM[SS[.S…]]]`` and ``+/-ZZZZ`` offset (the date is kept).
 _COMPACT_DATE = re.compile(r"(?:18|19|20)\d{6}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?(?:[+-]\d{4})?")
@@ -79,7 +82,7 @@ class Person:
         set_(self, "family_name", clean_name(self.family_name))
         set_(self, "sex", clean_sex(self.sex))
         born = clean_date(self.date_of_birth)
-        estimated = clean_estimated(self.date_of_birth_estimated) and born is not None
+        estimated = date_is_estimate(self.date_of_birth, self.date_of_birth_estimated) and born is not None
         set_(self, "date_of_birth", f"{born[:4]}-01-01" if estimated else born)
         set_(self, "date_of_birth_estimated", estimated)
         set_(self, "phone", _blank_to_none(self.phone))
@@ -160,7 +163,7 @@ def clean_date(raw: object) -> str | None:
 
     Read: ``datetime``/``date`` objects; ``YYYY-MM-DD``, ``DD/MM/YYYY``, ``DD-MM-YYYY``,
     ``DD.MM.YYYY``, ``YYYY/MM/DD`` (anything after a ``T`` or a space dropped); a bare year
-    ``YYYY``; and ``YYYYMMDD`` with HL7 v2's optional time and offset after it
+    ``YYYY`` or ``YYYY-MM`` (FHIR's partial dates: the year's 1 January, an estimate); and ``YYYYMMDD`` with HL7 v2's optional time and offset after it
     (``YYYYMMDD[HH[MM[SS[.S…]]]][+/-ZZZZ]``: FEBRL, HL7 v2, many EMR exports). Anything else is None.
     """
     if raw is None:
@@ -173,8 +176,8 @@ def clean_date(raw: object) -> str | None:
     if not text:
         return None
     text = text.split("T")[0].split(" ")[0]
-    if re.fullmatch(r"(18|19|20)\d\d", text):
-        return f"{text}-01-01"
+    if _PARTIAL_DATE.fullmatch(text):
+        return f"{text[:4]}-01-01"
     if _COMPACT_DATE.fullmatch(text):  # YYYYMMDD (FEBRL), HL7 v2's TS/DTM
         text = f"{text[:4]}-{text[4:6]}-{text[6:8]}"
     for fmt in _DATE_FORMATS:
@@ -196,6 +199,12 @@ def clean_estimated(raw: object) -> bool:
     if isinstance(raw, float) and raw == raw and raw.is_integer():
         raw = int(raw)  # a spreadsheet's 1.0
     return str(raw).strip().lower() in _ESTIMATED
+
+
+def date_is_estimate(raw_date: object, flag: object) -> bool:
+    """Whether a date of birth is an estimate: its source flags it (:func:`clean_estimated`) or it
+    is written only to the year or the month."""
+    return clean_estimated(flag) or (isinstance(raw_date, str) and bool(_PARTIAL_DATE.fullmatch(raw_date.strip())))
 
 
 def _blank_to_none(raw: Any) -> Any:

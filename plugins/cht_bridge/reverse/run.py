@@ -546,7 +546,7 @@ def _reopen(pipeline: ReversePipeline, places: PlaceTable, row: InboundRow) -> s
 def new_person(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:
     """The person a list row creates, under its place, carrying the source's identifier."""
     from cht_bridge.matching import normalise_phone
-    from cht_bridge.matching.records import clean_date, clean_estimated, clean_sex
+    from cht_bridge.matching.records import clean_date, clean_sex, date_is_estimate
 
     person = dict((row.record or {}).get("person") or {})
     name = person.get("name") or " ".join(p for p in (person.get("given_name"), person.get("family_name")) if p)
@@ -557,7 +557,7 @@ def new_person(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:
         body["sex"] = sex  # CHT's words: male / female
     if dob:
         body["date_of_birth"] = dob  # CHT's format: YYYY-MM-DD
-        if clean_estimated(person.get("date_of_birth_estimated")):
+        if date_is_estimate(person.get("date_of_birth"), person.get("date_of_birth_estimated")):
             body["date_of_birth_method"] = "approx"  # how CHT's person form marks an estimate
     phone = normalise_phone(person.get("phone"), pipeline.match.region) if person.get("phone") else None
     if phone:

@@ -40,6 +40,17 @@ def test_a_cht_person_without_an_approx_flag_keeps_its_date(method: object) -> N
     assert (person.date_of_birth, person.date_of_birth_estimated) == ("1991-08-17", False)
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("1991", "1991-01-01"), ("1991-08", "1991-01-01"), (" 1991-12 ", "1991-01-01")]
+)
+def test_a_date_written_to_the_year_or_month_is_an_estimate(raw: str, expected: str) -> None:
+    """FHIR's partial dates: OpenMRS FHIR2 writes an estimated birthdate to the month or the year
+    (a ``1991-08`` was lost before: no format read it)."""
+    person = Person("p", date_of_birth=raw)
+    assert (person.date_of_birth, person.date_of_birth_estimated) == (expected, True)
+    assert Person("p", date_of_birth="1991-13").date_of_birth is None
+
+
 def test_a_flag_without_a_date_is_no_estimate() -> None:
     assert Person("p", date_of_birth=None, date_of_birth_estimated=True).date_of_birth_estimated is False
     assert Person("p", date_of_birth="not a date", date_of_birth_estimated="approx").date_of_birth is None

@@ -51,6 +51,15 @@ def test_a_flagged_row_is_matched_on_its_year_and_creates_an_approx_person(flag:
     assert body.get("date_of_birth_method") == ("approx" if year_only else None)
 
 
+def test_a_fhir_birth_date_to_the_month_is_an_estimate() -> None:
+    pipeline = parse_reverse_pipeline({**BASE, "mapping": MAPPING}, file="tracing.yaml")
+    row = _row(None)
+    row.record["person"]["date_of_birth"] = "1991-08"
+    assert incoming_person(row, "c-1", pipeline).date_of_birth == "1991-01-01"
+    body = new_person(pipeline, row)
+    assert (body["date_of_birth"], body["date_of_birth_method"]) == ("1991-01-01", "approx")
+
+
 def test_the_question_marks_an_estimated_date() -> None:
     assert _born("1991-08-17", "approx") == "1991-08-17 (estimated, year only compared)"
     assert _born("1991-08-17", "calendar") == "1991-08-17"
