@@ -6,8 +6,8 @@ like. That includes how an *estimated* date of birth is written: CHT's person fo
 into today's month and day that many years back and says so only in ``date_of_birth_method:
 approx``; EMRs carry a flag (OpenMRS ``birthdateEstimated``); registers write 1 January. The
 model knows one kind of estimate, a year with 1 January (``model.py``), so a date flagged as
-estimated keeps its year only and becomes that kind. Phones stay as given here: turning them into E.164 needs the facility's region, which the
-matcher's configuration carries.
+estimated keeps its year only and becomes that kind. Phones stay as given here: turning them into
+E.164 needs the facility's region, which the matcher's configuration carries.
 """
 
 from __future__ import annotations
@@ -163,8 +163,9 @@ def clean_date(raw: object) -> str | None:
 
     Read: ``datetime``/``date`` objects; ``YYYY-MM-DD``, ``DD/MM/YYYY``, ``DD-MM-YYYY``,
     ``DD.MM.YYYY``, ``YYYY/MM/DD`` (anything after a ``T`` or a space dropped); a bare year
-    ``YYYY`` or ``YYYY-MM`` (FHIR's partial dates: the year's 1 January, an estimate); and ``YYYYMMDD`` with HL7 v2's optional time and offset after it
-    (``YYYYMMDD[HH[MM[SS[.S…]]]][+/-ZZZZ]``: FEBRL, HL7 v2, many EMR exports). Anything else is None.
+    ``YYYY`` or ``YYYY-MM`` (FHIR's partial dates: the year's 1 January, an estimate); and
+    ``YYYYMMDD`` with HL7 v2's optional time and offset after it (``YYYYMMDD[HH[MM[SS[.S…]]]][+/-ZZZZ]``:
+    FEBRL, HL7 v2, many EMR exports). Anything else is None.
     """
     if raw is None:
         return None
