@@ -6,8 +6,9 @@ like a CHT name. Rows without an id are numbered from 1 (row order).
 
 A date of birth is an estimate when ``date_of_birth_method`` is ``approx`` (CHT's column, as an
 export of CHT persons has it) or ``birthdate_estimated`` is true (``true/false``, ``1/0``,
-``yes/no``: an EMR's flag, OpenMRS ``birthdateEstimated``); it then keeps its year only.
-Other values in these columns are read as "not estimated".
+``yes/no``, ``1.0``: an EMR's flag, OpenMRS ``birthdateEstimated``; :func:`cht_bridge.flags.flag`).
+The date is kept as written and compared by its estimated year where years are compared
+(``records.estimated_birth``). Other values in these columns are read as "not estimated".
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
+from cht_bridge.flags import flag
 from cht_bridge.matching.decisions import Decision
-from cht_bridge.matching.records import Person, clean_estimated, person_from_name
+from cht_bridge.matching.records import Person, person_from_name
 
 DECISION_COLUMNS = ("incoming_id", "decision", "existing_id", "probability", "same_as", "reason")
 _FIELDS = ("sex", "date_of_birth", "phone", "place", "area", "identifier")
@@ -34,7 +36,7 @@ def read_people(path: str | Path) -> list[Person]:
         row = {(key or "").strip().lower(): (value or "").strip() for key, value in row.items()}
         person_id = row.get("id") or str(number)
         fields = {name: row.get(name) or None for name in _FIELDS}
-        fields["date_of_birth_estimated"] = any(clean_estimated(row.get(column)) for column in ESTIMATE_COLUMNS)
+        fields["date_of_birth_estimated"] = any(flag(row.get(column)) for column in ESTIMATE_COLUMNS)
         given, family = row.get("given_name"), row.get("family_name")
         if not (given or family) and row.get("name"):
             people.append(person_from_name(person_id, row["name"], **fields))
@@ -69,7 +71,7 @@ PEOPLE_COLUMNS = (
 
 def write_people(path: str | Path, people: Sequence[Person]) -> None:
     """Write people in the form ``read_people`` reads (area ids joined by ``;``; an estimated
-    date of birth as its year's 1 January with ``date_of_birth_method`` ``approx``)."""
+    date of birth as written, with ``date_of_birth_method`` ``approx``)."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(PEOPLE_COLUMNS)

@@ -29,10 +29,7 @@ _WORDS = {
     ("names", "names differ"): "names differ",
     ("sex", "same sex"): "same sex",
     ("sex", "sex differs"): "sex differs",
-    (
-        "date_of_birth",
-        "same 1 January (estimated) date",
-    ): "same estimated birth year (dates marked estimated or 1 January)",
+    ("date_of_birth", "same 1 January (estimated) date"): "same estimated date of birth (1 January)",
     ("date_of_birth", "same date"): "same date of birth",
     ("date_of_birth", "same year, day and month swapped"): "date of birth with day and month swapped",
     ("date_of_birth", "same year, day or month wrong or swapped"): "birth year same, day or month differs",

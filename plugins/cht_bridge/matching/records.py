@@ -3,11 +3,13 @@
 CHT and EMRs disagree on case, accents, punctuation, how sex is coded and how dates are written.
 Cleaning happens once, when a :class:`Person` is built, so every later step compares like with
 like. That includes how an *estimated* date of birth is written: CHT's person form turns an age
-into today's month and day that many years back and says so only in ``date_of_birth_method:
-approx``; EMRs carry a flag (OpenMRS ``birthdateEstimated``); registers write 1 January. The
-model knows one kind of estimate, a year with 1 January (``model.py``), so a date flagged as
-estimated keeps its year only and becomes that kind. Phones stay as given here: turning them into
-E.164 needs the facility's region, which the matcher's configuration carries.
+into the entry day's month and day that many years back and says so only in
+``date_of_birth_method: approx``; EMRs carry a flag (OpenMRS ``birthdateEstimated``); registers
+write 1 January. A :class:`Person` keeps the date as written, with the flag: two equal written
+dates are the same date (our own forward pipelines send CHT's date to the EMR as written). Where
+dates are compared by year the flagged date is its estimate (:func:`estimated_birth`), the model's
+estimated kind (``features.py``). Phones stay as given here: turning them into E.164 needs the
+facility's region, which the matcher's configuration carries.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+
+from cht_bridge.flags import PARTIAL_DATE, flag
 
 _NOT_LETTER = re.compile(r"[^a-z\s]+")
 _HONORIFICS = frozenset(
@@ -34,13 +38,12 @@ _SEX_CODES = {
     "girl": "female",
     "2": "female",
 }
-#: Flag values that say a date of birth is an estimate: CHT's ``date_of_birth_method`` (``approx``)
-#: and an EMR's birthdate-estimated boolean however a file writes it. Anything else (``calendar``,
-#: ``false``, garbage) is not an estimate: a wrong flag must not throw a real date away.
-_ESTIMATED = frozenset({"approx", "approximate", "estimated", "true", "t", "1", "yes", "y"})
-#: A date written only to the year or the month (FHIR's ``1990`` / ``1990-04``): an estimate by its
-#: precision. OpenMRS FHIR2 writes ``birthdateEstimated`` that way and reads it back so.
-_PARTIAL_DATE = re.compile(r"(18|19|20)\d\d(-(0[1-9]|1[0-2]))?")
+#: How far before a date counted back from an age the birth lies, on average: the age is in
+#: completed years, so the birth is within the year before the written date (half a year back).
+_HALF_YEAR_MONTHS = 6
+#: Within these days of the entry day's month and day, a CHT ``approx`` date was counted back in
+#: whole years (``reported_date`` is UTC, the form's ``today()`` local); further, months were entered.
+_ENTRY_SLACK_DAYS = 2
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d")
 #: ``YYYYMMDD``, then HL7 v2's optional ``HH[MM[SS[.S…]]]`` and ``+/-ZZZZ`` offset (the date is kept).
 _COMPACT_DATE = re.compile(r"(?:18|19|20)\d{6}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?(?:[+-]\d{4})?")
@@ -60,8 +63,9 @@ class Person:
     :param area: ids of wider areas the person belongs to (the CHT lineage).
     :param identifier: a shared identifier (national id, EMR id) both systems may hold.
     :param date_of_birth_estimated: the source says the date is an estimate (CHT ``approx``, an
-        EMR's ``birthdateEstimated``; see :func:`clean_estimated`). The date then keeps its year
-        only (``YYYY-01-01``), the model's estimated kind, and the flag stays so a question can say so.
+        EMR's ``birthdateEstimated``, as :func:`cht_bridge.flags.flag` reads it), or the date is
+        written to the year or the month only. The date stays as written; where dates are compared
+        by year it is its estimate (:func:`estimated_birth`). ``False`` without a date.
     """
 
     id: str
@@ -82,8 +86,8 @@ class Person:
         set_(self, "family_name", clean_name(self.family_name))
         set_(self, "sex", clean_sex(self.sex))
         born = clean_date(self.date_of_birth)
-        estimated = date_is_estimate(self.date_of_birth, self.date_of_birth_estimated) and born is not None
-        set_(self, "date_of_birth", f"{born[:4]}-01-01" if estimated else born)
+        estimated = born is not None and date_is_estimate(self.date_of_birth, self.date_of_birth_estimated)
+        set_(self, "date_of_birth", born)
         set_(self, "date_of_birth_estimated", estimated)
         set_(self, "phone", _blank_to_none(self.phone))
         set_(self, "place", _text(self.place))
@@ -95,6 +99,35 @@ class Person:
         """All name tokens, de-duplicated and sorted, so order and given/family swaps do not matter."""
         tokens = f"{self.given_name or ''} {self.family_name or ''}".split()
         return sorted(set(tokens))
+
+    @property
+    def birth_compared(self) -> date | None:
+        """The date of birth where dates are compared by year: the written date, or for an
+        estimate the 1 January of its likely year (:func:`estimated_birth`)."""
+        if self.date_of_birth is None:
+            return None
+        written = date.fromisoformat(self.date_of_birth)
+        return estimated_birth(written) if self.date_of_birth_estimated else written
+
+
+def estimated_birth(written: date) -> date:
+    """An estimated date of birth as the model's estimated kind: 1 January of its likely year.
+
+    A 1 January date is a year's estimate already (registers, OpenMRS's estimate from an age,
+    FHIR's ``1990``): its year. Any other date was counted back from an age on the day it was
+    entered (CHT's form: ``add-date(today(), 0 - age_years, 0 - age_months)``); the age is in
+    completed years, so the birth lies within the year before the date, and the year of the date
+    less six months is the likely one (the year before when written in January to June): right
+    for three births in four where entry and birth days are uniform, where the year as written is
+    right for one in two. Derived from the written date each time, so a person read back from a
+    file it was written to is the same person. An estimate entered on 1 January keeps its year (a
+    year off); one with months entered is no year's estimate (``from_cht_person``).
+    """
+    if (written.month, written.day) == (1, 1):
+        return written
+    # by months, not days: a date sent to the month (FHIR's ``1990-04``, how the forward FHIR
+    # pipeline sends a CHT estimate) comes back as ``1990-04-01`` and gets the same year
+    return date(written.year - (written.month <= _HALF_YEAR_MONTHS), 1, 1)
 
 
 def person_from_name(id: str, name: str | None, **fields: Any) -> Person:
@@ -114,7 +147,9 @@ def from_cht_person(doc: dict[str, Any], identifier_field: str | None = None) ->
     ``place`` is the parent (household or CHW area) and ``area`` every ancestor from the minified
     lineage (``parent: {_id, parent: {...}}``), so people who moved house within a CHW area still
     share an area with their old record. ``date_of_birth_method: approx`` (the person form's
-    answer when an age was entered) makes the date an estimate.
+    answer when an age was entered; the other answer is empty) makes the date an estimate, unless
+    the document's ``reported_date`` shows months were entered with the age (an infant's "3
+    months"): the date is then within a month of the birth and is compared as a date.
 
     :param doc: the CHT ``person``/``contact`` document.
     :param identifier_field: the document property holding a shared identifier, if any.
@@ -133,8 +168,24 @@ def from_cht_person(doc: dict[str, Any], identifier_field: str | None = None) ->
         place=ancestors[0] if ancestors else None,
         area=tuple(ancestors),
         identifier=doc.get(identifier_field) if identifier_field else None,
-        date_of_birth_estimated=doc.get("date_of_birth_method"),
+        date_of_birth_estimated=flag(doc.get("date_of_birth_method")) and not _months_entered(doc),
     )
+
+
+def _months_entered(doc: dict[str, Any]) -> bool:
+    """Whether a CHT ``approx`` date was counted back with months as well as years: its month and
+    day are not the entry day's (``reported_date``, epoch milliseconds). ``False`` when unknown."""
+    born, reported = clean_date(doc.get("date_of_birth")), doc.get("reported_date")
+    if born is None or isinstance(reported, bool) or not isinstance(reported, int | float | str):
+        return False
+    try:
+        entered = datetime.fromtimestamp(float(reported) / 1000, UTC).date()
+        written = date.fromisoformat(born)
+        same_year = written.replace(year=entered.year, day=min(written.day, 28) if written.month == 2 else written.day)
+    except (ValueError, OverflowError, OSError):
+        return False
+    apart = abs((same_year - entered).days)
+    return min(apart, 365 - apart) > _ENTRY_SLACK_DAYS
 
 
 def clean_name(raw: object) -> str | None:
@@ -163,49 +214,51 @@ def clean_date(raw: object) -> str | None:
 
     Read: ``datetime``/``date`` objects; ``YYYY-MM-DD``, ``DD/MM/YYYY``, ``DD-MM-YYYY``,
     ``DD.MM.YYYY``, ``YYYY/MM/DD`` (anything after a ``T`` or a space dropped); a bare year
-    ``YYYY`` or ``YYYY-MM`` (FHIR's partial dates: the year's 1 January, an estimate); and
+    ``YYYY`` or ``YYYY-MM`` (FHIR's partial dates, an estimate: the year's or the month's first day); and
     ``YYYYMMDD`` with HL7 v2's optional time and offset after it (``YYYYMMDD[HH[MM[SS[.S…]]]][+/-ZZZZ]``:
-    FEBRL, HL7 v2, many EMR exports). Anything else is None.
+    FEBRL, HL7 v2, many EMR exports). A date after today is None: nobody is born in the future, and
+    such a date is a typo (2091 for 1991) or a placeholder that would create a person born then.
+    Anything else is None.
     """
-    if raw is None:
-        return None
     if isinstance(raw, datetime):
-        return raw.date().isoformat()
-    if isinstance(raw, date):
-        return raw.isoformat()
+        day = raw.date()
+    elif isinstance(raw, date):
+        day = raw
+    else:
+        day = _parse_date(_date_text(raw))
+    return day.isoformat() if day is not None and day <= date.today() else None
+
+
+def _date_text(raw: object) -> str | None:
+    """A written date's text as :func:`clean_date` reads it: stripped, anything after a ``T`` or a space dropped."""
+    if raw is None or isinstance(raw, date):
+        return None
     text = str(raw).strip()
+    return text.split("T")[0].split(" ")[0] or None
+
+
+def _parse_date(text: str | None) -> date | None:
     if not text:
         return None
-    text = text.split("T")[0].split(" ")[0]
-    if _PARTIAL_DATE.fullmatch(text):
-        return f"{text[:4]}-01-01"
+    if PARTIAL_DATE.fullmatch(text):  # FHIR's year or month: its first day
+        return date(int(text[:4]), int(text[5:7] or 1), 1)
     if _COMPACT_DATE.fullmatch(text):  # YYYYMMDD (FEBRL), HL7 v2's TS/DTM
         text = f"{text[:4]}-{text[4:6]}-{text[6:8]}"
     for fmt in _DATE_FORMATS:
         try:
-            return datetime.strptime(text, fmt).date().isoformat()
+            return datetime.strptime(text, fmt).date()
         except ValueError:
             continue
     return None
 
 
-def clean_estimated(raw: object) -> bool:
-    """Whether a flag value says the date of birth is an estimate (case and spaces ignored).
-
-    ``True``/``1``/``approx``/``yes``/``estimated`` are; ``False``, ``0``, ``calendar`` (CHT's
-    method for an entered date), empty and unknown values are not.
-    """
-    if raw is None or isinstance(raw, bool):
-        return bool(raw)
-    if isinstance(raw, float) and raw == raw and raw.is_integer():
-        raw = int(raw)  # a spreadsheet's 1.0
-    return str(raw).strip().lower() in _ESTIMATED
-
-
-def date_is_estimate(raw_date: object, flag: object) -> bool:
-    """Whether a date of birth is an estimate: its source flags it (:func:`clean_estimated`) or it
-    is written only to the year or the month."""
-    return clean_estimated(flag) or (isinstance(raw_date, str) and bool(_PARTIAL_DATE.fullmatch(raw_date.strip())))
+def date_is_estimate(raw_date: object, estimated: object) -> bool:
+    """Whether a date of birth is an estimate: its source flags it (:func:`cht_bridge.flags.flag`:
+    ``approx``, ``true``, ``1``, ``1.0``, ``yes``; CHT's other answer is empty) or it is written to
+    the year or the month only (read as :func:`clean_date` reads it: ``1991``, ``1991-08``,
+    ``1991-08T00:00``, the number ``1991``)."""
+    text = _date_text(raw_date)
+    return bool(flag(estimated)) or (text is not None and bool(PARTIAL_DATE.fullmatch(text)))
 
 
 def _blank_to_none(raw: Any) -> Any:

@@ -81,12 +81,13 @@ def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Que
     return Question(f"{pipeline.name}: who is record {row.source_id}?", body, option_labels(offered))
 
 
-def _born(value: Any, flag: Any) -> Any:
-    """A date of birth as its source wrote it, marked when the source says it is an estimate
-    (CHT's ``approx`` date has the month and day it was entered on; only its year is compared)."""
-    from cht_bridge.matching.records import clean_estimated
+def _born(value: Any, estimated: Any) -> Any:
+    """A date of birth as its source wrote it, marked when it is an estimate: the source flags it
+    (CHT's ``approx`` date has the month and day it was entered on) or it is written to the year or
+    the month only. An equal date is still the same date; a different one is compared by year."""
+    from cht_bridge.matching.records import date_is_estimate
 
-    return f"{value} (estimated, year only compared)" if value and clean_estimated(flag) else value
+    return f"{value} (estimated)" if value and date_is_estimate(value, estimated) else value
 
 
 _FIELDS = (

@@ -258,7 +258,7 @@ def incoming_person(row: InboundRow, person_id: str, pipeline: ReversePipeline) 
         family_name=_text(family),
         sex=_text(person.get("sex")),
         date_of_birth=_text(person.get("date_of_birth")),
-        date_of_birth_estimated=_text(person.get("date_of_birth_estimated")),
+        date_of_birth_estimated=person.get("date_of_birth_estimated"),
         phone=_text(person.get("phone")),
         place=row.place_id,
         area=row.place_id,
