@@ -6,11 +6,13 @@ surnames changed at marriage, estimated dates of birth, phones written every way
 allows, missing values) plus people who are truly new, many of them relatives of existing people
 (same household phone, place and family name), which is where wrong links come from.
 
-Estimated dates of birth are written as each system writes them: most CHT estimates the way CHT's
-person form does (an age entered on a day becomes that day's month and day, that many years back,
-with ``date_of_birth_method: approx``; :data:`CHT_FORM_SHARE`), the rest as 1 January (imported
-registers); list rows carry a few year typos (:data:`YEAR_TYPO_SHARE`). These draws come from a
-second generator seeded from ``seed`` (:class:`DateDraws`), so everything else is drawn as before.
+With ``cht_dates=True`` estimated dates of birth are written as each system writes them: most CHT
+estimates the way CHT's person form does (an age entered on a day becomes that day's month and day,
+that many years back, with ``date_of_birth_method: approx``; :data:`CHT_FORM_SHARE`), the rest as
+1 January (imported registers); list rows carry a few year typos (:data:`YEAR_TYPO_SHARE`). These
+draws come from a second generator seeded from ``seed`` (:class:`DateDraws`), so everything else is
+drawn as without them. Off by default: the default data is the benchmark's yardstick, the data every
+earlier result was measured on (``python -m bench.matching --cht-dates`` measures the other).
 
 Names are drawn, frequency-weighted, from Faker's ``en_KE`` person tables (Forebears incidence)
 and, uniformly, from its ``sw`` tables; Faker is only read for its data, offline.
@@ -104,7 +106,12 @@ class _Names:
 
 
 def population(
-    n_existing: int, n_incoming: int, seed: int = 7, new_share: float = 0.25, duplicate_share: float = 0.02
+    n_existing: int,
+    n_incoming: int,
+    seed: int = 7,
+    new_share: float = 0.25,
+    duplicate_share: float = 0.02,
+    cht_dates: bool = False,
 ) -> Population:
     """Generate existing CHT people and an incoming EMR list with known truth.
 
@@ -113,8 +120,10 @@ def population(
     :param seed: fixes everything.
     :param new_share: share of incoming people who are truly new.
     :param duplicate_share: share of incoming rows that name someone a previous row names.
+    :param cht_dates: CHT-form estimated dates and the list's year typos (the module docstring);
+        off, the data is the benchmark's as it always was.
     """
-    rng, dates = random.Random(seed), DateDraws.for_seed(seed)
+    rng, dates = random.Random(seed), DateDraws.for_seed(seed, on=cht_dates)
     names = _Names.load()
     existing = _people(rng, names, n_existing, prefix="cht", dates=dates)
     n_repeats = int(n_incoming * duplicate_share)
@@ -302,13 +311,24 @@ class DateDraws:
 
     rng: random.Random
     listed: dict[str, str] = field(default_factory=dict)
+    form_share: float = CHT_FORM_SHARE
+    typo_share: float = YEAR_TYPO_SHARE
 
     @classmethod
-    def for_seed(cls, seed: int) -> DateDraws:
-        return cls(random.Random(f"dates-{seed}"))
+    def for_seed(cls, seed: int, on: bool = True) -> DateDraws:
+        """The draws of population ``seed``; ``on`` False writes no CHT-form date and no typo, so
+        the population is the one generated before these draws existed (they use their own
+        generator: the main one draws exactly as then)."""
+        if on:
+            return cls(random.Random(f"dates-{seed}"))
+        return cls(random.Random(f"dates-{seed}"), form_share=0.0, typo_share=0.0)
+
+    def typo(self) -> bool:
+        """Whether a copied date gets a year typo (:meth:`year_typo`)."""
+        return self.rng.random() < self.typo_share
 
     def cht_form(
-        self, person_id: str, iso: str | None, born: date, reference: date, share: float = CHT_FORM_SHARE
+        self, person_id: str, iso: str | None, born: date, reference: date, share: float | None = None
     ) -> tuple[str | None, bool]:
         """A 1 January estimate ``iso`` of a person truly ``born``, rewritten as CHT's person form
         writes an age (``share`` of them); returns the date and whether it is flagged ``approx``.
@@ -318,6 +338,7 @@ class DateDraws:
         :data:`REGISTRATION_YEARS` before ``reference`` (a heaped year stays heaped), so the year
         written is the estimate's or, before the birthday, the next one.
         """
+        share = self.form_share if share is None else share
         if iso is None or not iso.endswith("-01-01") or self.rng.random() >= share:
             return iso, False
         estimate = _years_back(born, born.year - int(iso[:4]))
@@ -429,7 +450,7 @@ def _emr_date(iso: str | None, rng: random.Random, dates: DateDraws | None = Non
     if roll < 0.28:
         shifted = born.year + rng.choice((-8, -5, -4, -3, 3, 4, 5, 8))
         return f"{shifted}-01-01"  # age guessed afresh, years off
-    if dates is not None and dates.rng.random() < YEAR_TYPO_SHARE:
+    if dates is not None and dates.typo():
         return dates.year_typo(born, REFERENCE_DAY.year).isoformat()  # a digit of the year mis-keyed
     return born.strftime("%d/%m/%Y") if roll < 0.5 else iso
 

@@ -7,10 +7,10 @@ writes place and area as **codes** (a village code and a district code). Its noi
 too: transliterated vowels and doubled letters, names run together or split, given and family
 names swapped, dates of birth known only as a year, day and month swapped, ages re-estimated;
 people move village within their district. 20 % of the incoming people are truly new, a third of
-them relatives of existing people (same village, same family name). As in the first population,
-two thirds of the registered estimates are written the way CHT's person form writes an age (the
-entry day's month and day, ``approx``) and 2 % of the list's copied dates have a year typo
-(``standins.populations.DateDraws``, drawn apart from the rest).
+them relatives of existing people (same village, same family name). With ``cht_dates=True``, as in
+the first population, two thirds of the registered estimates are written the way CHT's person form
+writes an age (the entry day's month and day, ``approx``) and 2 % of the list's copied dates have a
+year typo (``standins.populations.DateDraws``, drawn apart from the rest); off by default.
 
 .. code-block:: python
 
@@ -28,7 +28,7 @@ from faker.providers.person.tw_GH import Provider as TwiNames
 from faker.providers.person.yo_NG import Provider as YorubaNames
 
 from cht_bridge.matching.records import Person
-from standins.populations import YEAR_TYPO_SHARE, DateDraws, Population
+from standins.populations import DateDraws, Population
 
 REFERENCE_DAY = date(2026, 6, 1)
 _VOWEL_SWAPS = {"o": "u", "u": "o", "e": "i", "i": "e", "a": "e"}
@@ -46,9 +46,12 @@ class _Table:
         return rng.choices(self.names, cum_weights=self.cumulative)[0]
 
 
-def west_population(n_existing: int, n_incoming: int, seed: int = 11, new_share: float = 0.2) -> Population:
-    """Existing people and an incoming list with known truth (see the module docstring)."""
-    rng, dates = random.Random(seed), DateDraws.for_seed(seed)
+def west_population(
+    n_existing: int, n_incoming: int, seed: int = 11, new_share: float = 0.2, cht_dates: bool = False
+) -> Population:
+    """Existing people and an incoming list with known truth (see the module docstring);
+    ``cht_dates`` as in ``standins.populations.population`` (off: the data as it always was)."""
+    rng, dates = random.Random(seed), DateDraws.for_seed(seed, on=cht_dates)
     given = _Table(
         [*YorubaNames.first_names_male, *YorubaNames.first_names_female, *TwiNames.first_names_male]
         + [*TwiNames.first_names_female, *HausaNames.first_names_male, *HausaNames.first_names_female],
@@ -187,6 +190,6 @@ def _list_date(iso: str | None, rng: random.Random, dates: DateDraws) -> str | N
         return born.replace(year=born.year + rng.choice((-1, 1)), day=min(born.day, 28)).isoformat()
     if roll < 0.26:
         return born.replace(day=min(28, max(1, born.day + rng.choice((-3, -1, 1, 3))))).isoformat()
-    if dates.rng.random() < YEAR_TYPO_SHARE:
+    if dates.typo():
         return dates.year_typo(born, REFERENCE_DAY.year).isoformat()  # a digit of the year mis-keyed
     return iso

@@ -167,7 +167,7 @@ def test_csv_rows_with_chts_date_of_birth_method_and_the_round_trip(tmp_path) ->
 
 @pytest.fixture(scope="module")
 def background() -> list[Person]:
-    return population(2000, 10, seed=5).existing
+    return population(2000, 10, seed=5, cht_dates=True).existing
 
 
 def _decided(row: Person, existing: Person, background: list[Person]):
@@ -254,7 +254,11 @@ def test_the_cht_form_writes_an_age_as_the_entry_day_years_back_flagged() -> Non
 
 
 @pytest.mark.parametrize(
-    "generate", [lambda seed: population(1500, 600, seed=seed), lambda seed: west_population(1500, 600, seed=seed)]
+    "generate",
+    [
+        lambda seed: population(1500, 600, seed=seed, cht_dates=True),
+        lambda seed: west_population(1500, 600, seed=seed, cht_dates=True),
+    ],
 )
 def test_generators_write_cht_estimates_flagged_and_list_year_typos_deterministically(generate, tmp_path) -> None:
     first, again, other = generate(3), generate(3), generate(4)
