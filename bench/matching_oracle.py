@@ -35,7 +35,8 @@ from the true one (or, truth "new", one who agrees on every field the row has)?
 ``python -m bench.matching_oracle [--existing 5000] [--runs west:11:7 west:12:11 east:7:7
 east:11:11] [--wrong east:16:16 east:17:17] [--pool west:13:13 west:14:14 east:13:13 east:14:14]``
 (``population:seed:training seed``; ``--pool`` runs only add rows to the rules' counts, the
-classified runs' rows count too). 5,000 × 5,000: about 15 s a run on 2 cores.
+classified runs' rows count too; ``--cht-dates``: the populations with CHT-form estimated dates and
+year typos, as ``bench.matching --cht-dates``). 5,000 × 5,000: about 15 s a run on 2 cores.
 """
 
 from __future__ import annotations
@@ -305,9 +306,9 @@ class Run:
     position: dict[str, int]
 
 
-def prepare(kind: str, seed: int, training_seed: int, n_existing: int, n_incoming: int) -> Run:
-    """Train, decide and grade every row's scored candidates."""
-    data = (population if kind == "east" else west_population)(n_existing, n_incoming, seed=seed)
+def prepare(kind: str, seed: int, training_seed: int, n_existing: int, n_incoming: int, cht_dates: bool = False) -> Run:
+    """Train, decide and grade every row's scored candidates (``cht_dates``: the generators' switch)."""
+    data = (population if kind == "east" else west_population)(n_existing, n_incoming, seed=seed, cht_dates=cht_dates)
     model = train(data.existing, data.incoming, seed=training_seed)
     config = config_for_model(model)
     decisions = decide_all(score_people(data.incoming, data.existing, config), config)
@@ -566,6 +567,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pool", nargs="*", default=list(DEFAULT_POOL), help="more runs, for the rules' counts only")
     parser.add_argument("--min-rows", type=int, default=MIN_ROWS, help="rows a pattern needs to be judged")
     parser.add_argument("--significance", type=float, default=SIGNIFICANCE, help="Poisson tail that makes (b)")
+    parser.add_argument(
+        "--cht-dates", action="store_true", help="populations with CHT-form estimated dates, year typos"
+    )
     args = parser.parse_args(argv)
 
     def parse(text: str) -> tuple[str, int, int]:
@@ -577,11 +581,11 @@ def main(argv: list[str] | None = None) -> None:
     by_kind: dict[str, list[Run]] = defaultdict(list)
     for text in args.runs:
         kind, seed, training_seed = parse(text)
-        by_kind[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming))
+        by_kind[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming, args.cht_dates))
     pool: dict[str, list[Run]] = defaultdict(list)
     for text in args.pool:
         kind, seed, training_seed = parse(text)
-        pool[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming))
+        pool[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming, args.cht_dates))
     for kind, runs in by_kind.items():
         rules = pooled_rules([*runs, *pool[kind]])
         print(
@@ -596,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
             wrong_links(run, rules)
     for text in args.wrong:
         kind, seed, training_seed = parse(text)
-        run = prepare(kind, seed, training_seed, args.existing, args.incoming)
+        run = prepare(kind, seed, training_seed, args.existing, args.incoming, args.cht_dates)
         metrics = evaluate(run.decisions, run.data)
         print(f"\n{run.label}: wrong links {metrics['wrong links']} (grades pooled with the runs above and this one)")
         wrong_links(run, pooled_rules([*by_kind.get(kind, []), *pool[kind], run]))
