@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python -m bench.pipeline --docs $(DOCS)
 	$(BIN)/python -m bench.fhir
 	$(BIN)/python -m bench.matching
+	$(BIN)/python -m bench.matching --existing 5000 --cht-dates
 	$(BIN)/python -m bench.matching_public
 	$(BIN)/python -m bench.openmrs
 	$(BIN)/python -m bench.dhis2 --reports $(DOCS)

@@ -18,7 +18,9 @@ answered before and after. ``--no-trained`` skips these.
 
 ``python -m bench.matching [--existing 5000 100000] [--incoming 5000] [--seed 7] [--west-seed 11]``
 (check a change on a second pair of seeds too, e.g. ``--seed 11 --west-seed 12``: the goals are
-for methods, not for one draw);
+for methods, not for one draw); ``--cht-dates`` generates both populations with estimated dates as
+CHT's person form writes them (``approx``) and year typos in the list (``cht_dates=True`` of the
+generators; off, the data every earlier result was measured on);
 ``--calibrate`` instead prints, per comparison level, the share of true pairs (m) and of random
 pairs (u) observed in the synthetic data next to the model's fixed values, which is how the
 hand-set values in ``cht_bridge/matching/model.py`` were checked.
@@ -84,8 +86,10 @@ def evaluate(result: list[Decision], data: Population) -> dict[str, float]:
     }
 
 
-def run(n_existing: int, n_incoming: int, seed: int, config: MatchConfig) -> tuple[dict, float, Counter]:
-    data = population(n_existing, n_incoming, seed=seed)
+def run(
+    n_existing: int, n_incoming: int, seed: int, config: MatchConfig, cht_dates: bool = False
+) -> tuple[dict, float, Counter]:
+    data = population(n_existing, n_incoming, seed=seed, cht_dates=cht_dates)
     started = time.perf_counter()
     result = match(data.incoming, data.existing, config)
     seconds = time.perf_counter() - started
@@ -244,6 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibrate", action="store_true", help="compare the model's m/u with the data")
     parser.add_argument("--no-trained", action="store_true", help="skip the trained-model runs")
     parser.add_argument("--west-seed", type=int, default=11, help="seed of the second population")
+    parser.add_argument(
+        "--cht-dates",
+        action="store_true",
+        help="both populations with CHT-form estimated dates (approx) and the list's year typos",
+    )
     args = parser.parse_args(argv)
     if args.calibrate:
         calibrate(args.existing[0], args.seed)
@@ -254,9 +263,12 @@ def main(argv: list[str] | None = None) -> None:
     match(warm.incoming, warm.existing, config)
 
     print(f"machine: {_machine()}")
-    print(f"config: upper={config.upper} lower={config.lower} margin={config.ambiguity_margin} seed={args.seed}")
+    print(
+        f"config: upper={config.upper} lower={config.lower} margin={config.ambiguity_margin} seed={args.seed}"
+        f" dates: {'CHT-form estimates and year typos (--cht-dates)' if args.cht_dates else 'default'}"
+    )
     for n_existing in args.existing:
-        metrics, seconds, reasons = run(n_existing, args.incoming, args.seed, config)
+        metrics, seconds, reasons = run(n_existing, args.incoming, args.seed, config, args.cht_dates)
         print(f"\n{args.incoming:,} incoming x {n_existing:,} existing: match() {seconds:.2f} s")
         for name, value in metrics.items():
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
@@ -267,8 +279,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     for n_existing in args.existing:
         size = f"{args.incoming:,} x {n_existing:,}"
-        trained_run(population(n_existing, args.incoming, seed=args.seed), f"East African {size}", args.seed)
-        west = west_population(n_existing, args.incoming, seed=args.west_seed)
+        east = population(n_existing, args.incoming, seed=args.seed, cht_dates=args.cht_dates)
+        trained_run(east, f"East African {size}", args.seed)
+        west = west_population(n_existing, args.incoming, seed=args.west_seed, cht_dates=args.cht_dates)
         trained_run(west, f"second population {size}", args.seed)
 
 

@@ -35,7 +35,8 @@ from the true one (or, truth "new", one who agrees on every field the row has)?
 ``python -m bench.matching_oracle [--existing 5000] [--runs west:11:7 west:12:11 east:7:7
 east:11:11] [--wrong east:16:16 east:17:17] [--pool west:13:13 west:14:14 east:13:13 east:14:14]``
 (``population:seed:training seed``; ``--pool`` runs only add rows to the rules' counts, the
-classified runs' rows count too). 5,000 × 5,000: about 15 s a run on 2 cores.
+classified runs' rows count too; ``--cht-dates``: the populations with CHT-form estimated dates and
+year typos, as ``bench.matching --cht-dates``). 5,000 × 5,000: about 15 s a run on 2 cores.
 """
 
 from __future__ import annotations
@@ -323,12 +324,18 @@ class Run:
 
 
 def prepare(
-    kind: str, seed: int, training_seed: int, n_existing: int, n_incoming: int, models: str | None = None
+    kind: str,
+    seed: int,
+    training_seed: int,
+    n_existing: int,
+    n_incoming: int,
+    models: str | None = None,
+    cht_dates: bool = False,
 ) -> Run:
     """Train (or read the model ``models`` keeps for this run), decide and grade every row's
-    scored candidates."""
-    data = (population if kind == "east" else west_population)(n_existing, n_incoming, seed=seed)
-    model = trained_model(data, kind, seed, training_seed, models)
+    scored candidates (``cht_dates``: the generators' switch)."""
+    data = (population if kind == "east" else west_population)(n_existing, n_incoming, seed=seed, cht_dates=cht_dates)
+    model = trained_model(data, f"{kind}-cht-dates" if cht_dates else kind, seed, training_seed, models)
     config = config_for_model(model)
     decisions = decide_all(score_people(data.incoming, data.existing, config), config)
     wide: Scored = score_people(data.incoming, data.existing, replace(config, max_candidates=_ALL_CANDIDATES))
@@ -695,6 +702,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--models", help="a folder keeping each run's trained model (read back when there)")
     parser.add_argument("--significance", type=float, default=SIGNIFICANCE, help="Poisson tail that makes (b)")
+    parser.add_argument(
+        "--cht-dates", action="store_true", help="populations with CHT-form estimated dates, year typos"
+    )
     args = parser.parse_args(argv)
     if args.floors_as_shares:
         from cht_bridge.matching import scoring
@@ -710,11 +720,13 @@ def main(argv: list[str] | None = None) -> None:
     by_kind: dict[str, list[Run]] = defaultdict(list)
     for text in args.runs:
         kind, seed, training_seed = parse(text)
-        by_kind[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming, args.models))
+        by_kind[kind].append(
+            prepare(kind, seed, training_seed, args.existing, args.incoming, args.models, args.cht_dates)
+        )
     pool: dict[str, list[Run]] = defaultdict(list)
     for text in args.pool:
         kind, seed, training_seed = parse(text)
-        pool[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming, args.models))
+        pool[kind].append(prepare(kind, seed, training_seed, args.existing, args.incoming, args.models, args.cht_dates))
     for kind, runs in by_kind.items():
         rules = pooled_rules([*runs, *pool[kind]])
         print(
@@ -730,7 +742,7 @@ def main(argv: list[str] | None = None) -> None:
             wrong_links(run, rules)
     for text in args.wrong:
         kind, seed, training_seed = parse(text)
-        run = prepare(kind, seed, training_seed, args.existing, args.incoming, args.models)
+        run = prepare(kind, seed, training_seed, args.existing, args.incoming, args.models, args.cht_dates)
         metrics = evaluate(run.decisions, run.data)
         print(f"\n{run.label}: wrong links {metrics['wrong links']} (grades pooled with the runs above and this one)")
         wrong_links(run, pooled_rules([*by_kind.get(kind, []), *pool[kind], run]))

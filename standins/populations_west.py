@@ -7,7 +7,10 @@ writes place and area as **codes** (a village code and a district code). Its noi
 too: transliterated vowels and doubled letters, names run together or split, given and family
 names swapped, dates of birth known only as a year, day and month swapped, ages re-estimated;
 people move village within their district. 20 % of the incoming people are truly new, a third of
-them relatives of existing people (same village, same family name).
+them relatives of existing people (same village, same family name). With ``cht_dates=True``, as in
+the first population, two thirds of the registered estimates are written the way CHT's person form
+writes an age (the entry day's month and day, ``approx``) and 2 % of the list's copied dates have a
+year typo (``standins.populations.DateDraws``, drawn apart from the rest); off by default.
 
 .. code-block:: python
 
@@ -25,7 +28,7 @@ from faker.providers.person.tw_GH import Provider as TwiNames
 from faker.providers.person.yo_NG import Provider as YorubaNames
 
 from cht_bridge.matching.records import Person
-from standins.populations import Population
+from standins.populations import DateDraws, Population
 
 REFERENCE_DAY = date(2026, 6, 1)
 _VOWEL_SWAPS = {"o": "u", "u": "o", "e": "i", "i": "e", "a": "e"}
@@ -43,9 +46,12 @@ class _Table:
         return rng.choices(self.names, cum_weights=self.cumulative)[0]
 
 
-def west_population(n_existing: int, n_incoming: int, seed: int = 11, new_share: float = 0.2) -> Population:
-    """Existing people and an incoming list with known truth (see the module docstring)."""
-    rng = random.Random(seed)
+def west_population(
+    n_existing: int, n_incoming: int, seed: int = 11, new_share: float = 0.2, cht_dates: bool = False
+) -> Population:
+    """Existing people and an incoming list with known truth (see the module docstring);
+    ``cht_dates`` as in ``standins.populations.population`` (off: the data as it always was)."""
+    rng, dates = random.Random(seed), DateDraws.for_seed(seed, on=cht_dates)
     given = _Table(
         [*YorubaNames.first_names_male, *YorubaNames.first_names_female, *TwiNames.first_names_male]
         + [*TwiNames.first_names_female, *HausaNames.first_names_male, *HausaNames.first_names_female],
@@ -54,10 +60,10 @@ def west_population(n_existing: int, n_incoming: int, seed: int = 11, new_share:
     family = _Table([*YorubaNames.last_names, *TwiNames.last_names, *HausaNames.last_names], rng)
     districts = [f"D{d:02d}" for d in range(max(2, n_existing // 2000))]
     villages = {d: [f"{d}V{v:03d}" for v in range(25)] for d in districts}
-    existing = _people(rng, given, family, districts, villages, n_existing, "pop")
+    existing = _people(rng, given, family, districts, villages, n_existing, "pop", dates)
     n_new = round(n_incoming * new_share)
     known = rng.sample(existing, min(n_incoming - n_new, len(existing)))
-    newcomers = _people(rng, given, family, districts, villages, n_new, "new")
+    newcomers = _people(rng, given, family, districts, villages, n_new, "new", dates)
     for i, person in enumerate(newcomers):
         if rng.random() < 0.33:  # a relative of someone registered: same village and family name
             relative = rng.choice(existing)
@@ -66,6 +72,7 @@ def west_population(n_existing: int, n_incoming: int, seed: int = 11, new_share:
                 given_name=person.given_name,
                 family_name=relative.family_name,
                 date_of_birth=person.date_of_birth,
+                date_of_birth_estimated=person.date_of_birth_estimated,
                 place=relative.place,
                 area=relative.area,
             )
@@ -74,7 +81,7 @@ def west_population(n_existing: int, n_incoming: int, seed: int = 11, new_share:
     incoming, truth = [], {}
     for position, (person, real) in enumerate(sources):
         row_id = f"list-{position:06d}"
-        incoming.append(_list_version(person, row_id, rng, villages))
+        incoming.append(_list_version(person, row_id, rng, villages, dates))
         truth[row_id] = real
     return Population(existing, incoming, truth, {})
 
@@ -87,6 +94,7 @@ def _people(
     villages: dict[str, list[str]],
     n: int,
     prefix: str,
+    dates: DateDraws,
 ) -> list[Person]:
     people = []
     while len(people) < n:
@@ -96,12 +104,16 @@ def _people(
         for _ in range(min(n - len(people), rng.choice((1, 2, 3, 4, 5, 6)))):
             first = given.draw(rng)
             other = given.draw(rng) if rng.random() < 0.35 else ""
+            person_id = f"{prefix}-{len(people):07d}"
+            surname_drawn = surname if rng.random() < 0.8 else family.draw(rng)
+            born, estimated = dates.cht_form(person_id, *_birth(rng), REFERENCE_DAY)
             people.append(
                 Person(
-                    id=f"{prefix}-{len(people):07d}",
+                    id=person_id,
                     given_name=f"{first} {other}".strip(),
-                    family_name=surname if rng.random() < 0.8 else family.draw(rng),
-                    date_of_birth=_birth(rng),
+                    family_name=surname_drawn,
+                    date_of_birth=born,
+                    date_of_birth_estimated=estimated,
                     place=village,
                     area=(district,),
                 )
@@ -109,17 +121,20 @@ def _people(
     return people
 
 
-def _birth(rng: random.Random) -> str | None:
+def _birth(rng: random.Random) -> tuple[str | None, date]:
+    """The date the register holds, and the true one."""
     born = REFERENCE_DAY - timedelta(days=rng.randrange(0, 80 * 365))
     roll = rng.random()
     if roll < 0.03:
-        return None
+        return None, born
     if roll < 0.2:
-        return f"{born.year}-01-01"  # only the year is known
-    return born.isoformat()
+        return f"{born.year}-01-01", born  # only the year is known
+    return born.isoformat(), born
 
 
-def _list_version(person: Person, row_id: str, rng: random.Random, villages: dict[str, list[str]]) -> Person:
+def _list_version(
+    person: Person, row_id: str, rng: random.Random, villages: dict[str, list[str]], dates: DateDraws
+) -> Person:
     tokens = [*(person.given_name or "").split(), *(person.family_name or "").split()]
     if len(tokens) >= 3 and rng.random() < 0.25:
         del tokens[1]  # the second given name left out
@@ -142,7 +157,7 @@ def _list_version(person: Person, row_id: str, rng: random.Random, villages: dic
         id=row_id,
         given_name=given,
         family_name=family,
-        date_of_birth=_list_date(person.date_of_birth, rng),
+        date_of_birth=_list_date(dates.listed.get(person.id, person.date_of_birth), rng, dates),
         place=place,
         area=(district,) if district and rng.random() < 0.9 else (),
     )
@@ -162,7 +177,7 @@ def _misspell(token: str, rng: random.Random) -> str:
     return token[:i] + rng.choice("bdgklmnrstwy") + token[i + 1 :]
 
 
-def _list_date(iso: str | None, rng: random.Random) -> str | None:
+def _list_date(iso: str | None, rng: random.Random, dates: DateDraws) -> str | None:
     if iso is None or rng.random() < 0.04:
         return None
     born = date.fromisoformat(iso)
@@ -175,4 +190,6 @@ def _list_date(iso: str | None, rng: random.Random) -> str | None:
         return born.replace(year=born.year + rng.choice((-1, 1)), day=min(born.day, 28)).isoformat()
     if roll < 0.26:
         return born.replace(day=min(28, max(1, born.day + rng.choice((-3, -1, 1, 3))))).isoformat()
+    if dates.typo():
+        return dates.year_typo(born, REFERENCE_DAY.year).isoformat()  # a digit of the year mis-keyed
     return iso

@@ -19,15 +19,13 @@ from typing import Any
 
 from cht_bridge.fhir.ids import reference, resource_id
 from cht_bridge.fhir.templates import HOME_HEALTH, PRIORITY, FhirTemplates, ResourceTemplate
+from cht_bridge.flags import PARTIAL_DATE, flag
 
 #: A resource comes after the ones it may refer to.
 ORDER = {"Organization": 0, "Patient": 1, "Practitioner": 1, "PractitionerRole": 2, "Encounter": 3}
 MAX_LINEAGE = 20  # places above a person, at most (CHT hierarchies have a handful)
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$")
-_PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2})?$")
-_TRUE = {"true", "yes", "1", "approx", "approximate", "estimated"}
-_FALSE = {"false", "no", "0", ""}
 
 
 class TemplateError(ValueError):
@@ -326,7 +324,7 @@ class _Builder:
         if not isinstance(value, str):
             raise _Fail("date_of_birth", f"must be a date (YYYY-MM-DD), not {_kind(value)}")
         text = value.strip()[:10] if _DATETIME.match(value.strip()) else value.strip()
-        if _PARTIAL_DATE.match(text):
+        if PARTIAL_DATE.fullmatch(text):
             return text, True  # already a year or a month: estimated by nature
         try:
             day = date.fromisoformat(text) if _DATE.match(text) else None
@@ -334,7 +332,7 @@ class _Builder:
             day = None
         if day is None:
             raise _Fail("date_of_birth", "is not a date (YYYY-MM-DD)")
-        estimated = _flag(self.row.get("birth_date_estimated"))
+        estimated = flag(self.row.get("birth_date_estimated"))
         return (text[:7] if estimated else text), estimated
 
     def telecom(self) -> list[dict[str, Any]]:
@@ -376,10 +374,10 @@ class _Builder:
                 raise _Fail("value", f"'{_code(key)}' is not one of the value_codes ({', '.join(codes)})")
             return {"valueCodeableConcept": codes[key]}
         if kind == "boolean":
-            flag = value if isinstance(value, bool) else _flag(value, strict=True)
-            if flag is None:
+            answer = flag(value, strict=True)
+            if answer is None:
                 raise _Fail("value", "is not yes/no or true/false")
-            return {"valueBoolean": flag}
+            return {"valueBoolean": answer}
         if kind in ("quantity", "integer"):
             number = _number(value)
             if number is None or (kind == "integer" and number != int(number)):
@@ -437,17 +435,6 @@ def _number(value: Any) -> float | int | None:
             return None
         return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
     return None
-
-
-def _flag(value: Any, *, strict: bool = False) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
-    if text in _TRUE:
-        return True
-    if text in _FALSE or (not strict and value is None):
-        return False
-    return None if strict else False
 
 
 def _value_kind(value: Any) -> str:

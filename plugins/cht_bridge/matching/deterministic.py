@@ -1,10 +1,10 @@
 """The deterministic pass that runs before any scoring.
 
 A shared identifier, or the same phone and date of birth (with names that agree, and a date
-that is not a 1 January default), settle most re-appearances with certainty and explain
-themselves in one word. A phone several existing people hold (a household
-or CHW phone, a treatment supporter's) is not such evidence: those people go on to the
-probabilistic model, where the phone's frequency weighs it down.
+that is neither a 1 January default nor marked estimated on either side), settle most
+re-appearances with certainty and explain themselves in one word. A phone several existing
+people hold (a household or CHW phone, a treatment supporter's) is not such evidence: those
+people go on to the probabilistic model, where the phone's frequency weighs it down.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class DeterministicIndex:
                 self.identifiers[person.id] = person.identifier
             if phone:
                 self._phone_holders[phone] += 1
-                if person.date_of_birth:
+                if person.date_of_birth and not _estimate(person):
                     self._by_phone_dob[(phone, person.date_of_birth)].append(person)
 
     def find(self, person: Person, phone: str | None) -> Rule | None:
@@ -48,7 +48,7 @@ class DeterministicIndex:
             return Rule("identifier", tuple(sorted(self._by_identifier[person.identifier])))
         if not (phone and person.date_of_birth) or self.phone_is_shared(phone):
             return None
-        if person.date_of_birth.endswith("-01-01"):
+        if _estimate(person):
             return None  # a default date (only the year was known) is no proof
         found = [
             existing
@@ -60,6 +60,12 @@ class DeterministicIndex:
     def phone_is_shared(self, phone: str) -> bool:
         """Whether several existing people hold ``phone`` (household-level evidence only)."""
         return self._phone_holders.get(phone, 0) >= self._shared_phone_count
+
+
+def _estimate(person: Person) -> bool:
+    """A 1 January default or a date marked estimated (CHT's form writes an age as the entry day
+    that many years back: household members of one entered age, registered on one day, share it)."""
+    return bool(person.date_of_birth_estimated or (person.date_of_birth or "").endswith("-01-01"))
 
 
 def _names_agree(one: Person, other: Person) -> bool:

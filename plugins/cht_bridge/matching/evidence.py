@@ -37,7 +37,7 @@ _WORDS = {
     ("date_of_birth", "same year"): "same birth year",
     ("date_of_birth", "same birthday, year 1-2 apart"): "same birthday, birth year 1-2 apart",
     ("date_of_birth", "1-2 years apart, both dates estimated (1 January)"): (
-        "born 1-2 years apart, both dates estimated (1 January)"
+        "born 1-2 years apart, both dates estimated (marked so or 1 January)"
     ),
     ("date_of_birth", "1-2 years apart"): "born 1-2 years apart",
     ("date_of_birth", "3-9 years apart (age re-estimated)"): "born 3-9 years apart",

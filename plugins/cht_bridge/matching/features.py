@@ -5,6 +5,26 @@ stronger evidence than agreeing on ``Otieno``, 1 January 1980, or a phone a whol
 shares. They are counted over both lists (they describe one population) and smoothed towards a
 fixed prior with a pseudo-count, so that a list of ten people does not make every name look
 common (10 %) and kill the evidence.
+
+An estimated date of birth (``Person.date_of_birth_estimated``) meets the model's date levels
+(``model.DATE_OF_BIRTH``) this way. ``date_of_birth`` holds the date as written, estimate or not;
+``birth_year``, ``birth_month`` and ``birth_day`` hold an estimate as 1 January of its likely
+year (``records.estimated_birth``), the kind the model's "estimated" levels were written for (only
+a year known, written 1 January). Level by level:
+
+- equal written dates: "same date", weighed by the written date's frequency, unless the written
+  date is 1 January ("same 1 January (estimated) date", which tests the written date). A copied
+  estimate is as strong as a copied date: our forward pipelines send CHT's date to the EMR as
+  written, and two strangers rarely share an entry day's month and day and a year;
+- an estimate and a different date of the same likely year: "same year, one side only a year
+  (1 January)"; of years 1-2 apart, when both are estimates: "1-2 years apart, both dates
+  estimated", else "1-2 years apart";
+- an estimate never reaches "same birthday, year 1-2 apart" or "same year, day or month wrong" by
+  its entry day's month and day, which say nothing of the birthday.
+
+The frequency of a written date is counted within its kind (``Frequencies.date_tf``): estimated
+when it is 1 January or most people holding it have it marked estimated.
+Blocking rules on ``date_of_birth`` find copied dates, the ones on ``birth_year`` the estimate's year.
 """
 
 from __future__ import annotations
@@ -58,7 +78,8 @@ def build_table(
     rows: dict[str, list] = {name: [] for name in _COLUMNS}
     for key, person, phone in zip(keys, people, phones, strict=True):
         tokens = person.name_tokens
-        born = date.fromisoformat(person.date_of_birth) if person.date_of_birth else None
+        written = date.fromisoformat(person.date_of_birth) if person.date_of_birth else None
+        born = person.birth_compared  # an estimate's likely year, 1 January (``estimated_dates``)
         rows["unique_id"].append(key)
         rows["names"].append(tokens or None)
         rows["name_key"].append(" ".join(tokens) or None)
@@ -80,7 +101,7 @@ def build_table(
         ends = [key for a, b in permutations(tokens, 2) for key in (f"{a} {b[:3]}", f"{a} <{b[-3:]}")]
         rows["name_ends"].append(ends or None)
         rows["sex"].append(person.sex)
-        rows["date_of_birth"].append(born)
+        rows["date_of_birth"].append(written)
         rows["birth_year"].append(born.year if born else None)
         rows["birth_month"].append(born.month if born else None)
         rows["birth_day"].append(born.day if born else None)
@@ -146,9 +167,15 @@ class Frequencies:
         }
 
         dates = self._counts["date_of_birth"]
-        estimated = sum(count for value, count in dates.items() if value.endswith("-01-01"))
-        #: share of the dates of birth that are 1 January (estimated from a year or an age)
+        #: written dates held by people whose date is marked an estimate (``Person.date_of_birth_estimated``)
+        self._flagged = Counter(person.date_of_birth for person in people if person.date_of_birth_estimated)
+        estimated = sum(count for value, count in dates.items() if self._estimate_kind(value))
+        #: share of the dates of birth that are estimates: 1 January (a year or an age known) or marked so
         self._estimated_dates = estimated / max(sum(dates.values()), 1)
+
+    def _estimate_kind(self, iso: str) -> bool:
+        """Whether a written date counts as an estimate: 1 January, or most of its holders' are marked so."""
+        return iso.endswith("-01-01") or 2 * self._flagged[iso] > self._counts["date_of_birth"][iso]
 
     def count(self, kind: str, value: str | None) -> int:
         """How many people in the population hold ``value``."""
@@ -164,16 +191,16 @@ class Frequencies:
     def date_tf(self, iso: str) -> float | None:
         """A date's share *within the dates of its kind* times its share of all people.
 
-        The model compares 1 January dates (estimates: only the year was known) and other dates in
-        levels of their own. Within a level that only one kind of date reaches, the weight of
-        agreeing on ``v`` is m / (share(v) * share(kind)) (the chance that two strangers both hold
-        v, over the chance that a true pair at this level holds it), not m / share(v): where a
-        fifth of the dates are 1 January, that is 2.3 bits more for two equal estimated dates.
+        The model compares 1 January dates (estimates: only the year was known; and dates marked
+        estimated) and other dates in levels of their own. Within a level that only one kind of
+        date reaches, the weight of agreeing on ``v`` is m / (share(v) * share(kind)) (the chance
+        that two strangers both hold v, over the chance that a true pair at this level holds it),
+        not m / share(v): where a fifth of the dates are 1 January, that is 2.3 bits more for two equal estimated dates.
         """
         share = self.tf("date_of_birth", iso)
         if share is None:
             return None
-        kind = self._estimated_dates if iso.endswith("-01-01") else 1.0 - self._estimated_dates
+        kind = self._estimated_dates if self._estimate_kind(iso) else 1.0 - self._estimated_dates
         return max(share * min(max(kind, 0.05), 1.0), _MIN_TF)
 
     def name_tf(self, tokens: Sequence[str]) -> float:

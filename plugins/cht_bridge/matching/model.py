@@ -250,9 +250,11 @@ DATE_OF_BIRTH = {
         # A 1 January date is usually an estimate (only the year was known, or an age heaped on 0
         # and 5): agreeing on it says little more than agreeing on the year, and spouses and
         # siblings of one household often share it. Few true pairs reach this level, so its m is
-        # small; the date's own frequency is its u.
+        # small; the date's own frequency is its u. The date as written is tested (not
+        # ``birth_month``/``birth_day``, where a date marked estimated is 1 January, ``features.py``):
+        # the same written CHT estimate is a copied date, "same date" below.
         _level(
-            '"date_of_birth_l" = "date_of_birth_r" AND "birth_month_l" = 1 AND "birth_day_l" = 1',
+            '"date_of_birth_l" = "date_of_birth_r" AND month("date_of_birth_l") = 1 AND day("date_of_birth_l") = 1',
             "same 1 January (estimated) date",
             0.11,
             5e-4,

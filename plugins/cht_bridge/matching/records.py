@@ -2,8 +2,14 @@
 
 CHT and EMRs disagree on case, accents, punctuation, how sex is coded and how dates are written.
 Cleaning happens once, when a :class:`Person` is built, so every later step compares like with
-like. Phones stay as given here: turning them into E.164 needs the facility's region, which the
-matcher's configuration carries.
+like. That includes how an *estimated* date of birth is written: CHT's person form turns an age
+into the entry day's month and day that many years back and says so only in
+``date_of_birth_method: approx``; EMRs carry a flag (OpenMRS ``birthdateEstimated``); registers
+write 1 January. A :class:`Person` keeps the date as written, with the flag: two equal written
+dates are the same date (our own forward pipelines send CHT's date to the EMR as written). Where
+dates are compared by year the flagged date is its estimate (:func:`estimated_birth`), the model's
+estimated kind (``features.py``). Phones stay as given here: turning them into E.164 needs the
+facility's region, which the matcher's configuration carries.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+
+from cht_bridge.flags import PARTIAL_DATE, flag
 
 _NOT_LETTER = re.compile(r"[^a-z\s]+")
 _HONORIFICS = frozenset(
@@ -30,6 +38,12 @@ _SEX_CODES = {
     "girl": "female",
     "2": "female",
 }
+#: How far before a date counted back from an age the birth lies, on average: the age is in
+#: completed years, so the birth is within the year before the written date (half a year back).
+_HALF_YEAR_MONTHS = 6
+#: Within these days of the entry day's month and day, a CHT ``approx`` date was counted back in
+#: whole years (``reported_date`` is UTC, the form's ``today()`` local); further, months were entered.
+_ENTRY_SLACK_DAYS = 2
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d")
 #: ``YYYYMMDD``, then HL7 v2's optional ``HH[MM[SS[.S…]]]`` and ``+/-ZZZZ`` offset (the date is kept).
 _COMPACT_DATE = re.compile(r"(?:18|19|20)\d{6}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?(?:[+-]\d{4})?")
@@ -48,6 +62,10 @@ class Person:
     :param place: the CHT place (household/CHW area) id or an EMR village, if known.
     :param area: ids of wider areas the person belongs to (the CHT lineage).
     :param identifier: a shared identifier (national id, EMR id) both systems may hold.
+    :param date_of_birth_estimated: the source says the date is an estimate (CHT ``approx``, an
+        EMR's ``birthdateEstimated``, as :func:`cht_bridge.flags.flag` reads it), or the date is
+        written to the year or the month only. The date stays as written; where dates are compared
+        by year it is its estimate (:func:`estimated_birth`). ``False`` without a date.
     """
 
     id: str
@@ -59,6 +77,7 @@ class Person:
     place: str | None = None
     area: tuple[str, ...] = field(default_factory=tuple)
     identifier: str | None = None
+    date_of_birth_estimated: bool | str | int | None = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -66,7 +85,10 @@ class Person:
         set_(self, "given_name", clean_name(self.given_name))
         set_(self, "family_name", clean_name(self.family_name))
         set_(self, "sex", clean_sex(self.sex))
-        set_(self, "date_of_birth", clean_date(self.date_of_birth))
+        born = clean_date(self.date_of_birth)
+        estimated = born is not None and date_is_estimate(self.date_of_birth, self.date_of_birth_estimated)
+        set_(self, "date_of_birth", born)
+        set_(self, "date_of_birth_estimated", estimated)
         set_(self, "phone", _blank_to_none(self.phone))
         set_(self, "place", _text(self.place))
         set_(self, "area", _clean_area(self.area))
@@ -77,6 +99,35 @@ class Person:
         """All name tokens, de-duplicated and sorted, so order and given/family swaps do not matter."""
         tokens = f"{self.given_name or ''} {self.family_name or ''}".split()
         return sorted(set(tokens))
+
+    @property
+    def birth_compared(self) -> date | None:
+        """The date of birth where dates are compared by year: the written date, or for an
+        estimate the 1 January of its likely year (:func:`estimated_birth`)."""
+        if self.date_of_birth is None:
+            return None
+        written = date.fromisoformat(self.date_of_birth)
+        return estimated_birth(written) if self.date_of_birth_estimated else written
+
+
+def estimated_birth(written: date) -> date:
+    """An estimated date of birth as the model's estimated kind: 1 January of its likely year.
+
+    A 1 January date is a year's estimate already (registers, OpenMRS's estimate from an age,
+    FHIR's ``1990``): its year. Any other date was counted back from an age on the day it was
+    entered (CHT's form: ``add-date(today(), 0 - age_years, 0 - age_months)``); the age is in
+    completed years, so the birth lies within the year before the date, and the year of the date
+    less six months is the likely one (the year before when written in January to June): right
+    for three births in four where entry and birth days are uniform, where the year as written is
+    right for one in two. Derived from the written date each time, so a person read back from a
+    file it was written to is the same person. An estimate entered on 1 January keeps its year (a
+    year off); one with months entered is no year's estimate (``from_cht_person``).
+    """
+    if (written.month, written.day) == (1, 1):
+        return written
+    # by months, not days: a date sent to the month (FHIR's ``1990-04``, how the forward FHIR
+    # pipeline sends a CHT estimate) comes back as ``1990-04-01`` and gets the same year
+    return date(written.year - (written.month <= _HALF_YEAR_MONTHS), 1, 1)
 
 
 def person_from_name(id: str, name: str | None, **fields: Any) -> Person:
@@ -95,7 +146,10 @@ def from_cht_person(doc: dict[str, Any], identifier_field: str | None = None) ->
 
     ``place`` is the parent (household or CHW area) and ``area`` every ancestor from the minified
     lineage (``parent: {_id, parent: {...}}``), so people who moved house within a CHW area still
-    share an area with their old record.
+    share an area with their old record. ``date_of_birth_method: approx`` (the person form's
+    answer when an age was entered; the other answer is empty) makes the date an estimate, unless
+    the document's ``reported_date`` shows months were entered with the age (an infant's "3
+    months"): the date is then within a month of the birth and is compared as a date.
 
     :param doc: the CHT ``person``/``contact`` document.
     :param identifier_field: the document property holding a shared identifier, if any.
@@ -114,7 +168,24 @@ def from_cht_person(doc: dict[str, Any], identifier_field: str | None = None) ->
         place=ancestors[0] if ancestors else None,
         area=tuple(ancestors),
         identifier=doc.get(identifier_field) if identifier_field else None,
+        date_of_birth_estimated=flag(doc.get("date_of_birth_method")) and not _months_entered(doc),
     )
+
+
+def _months_entered(doc: dict[str, Any]) -> bool:
+    """Whether a CHT ``approx`` date was counted back with months as well as years: its month and
+    day are not the entry day's (``reported_date``, epoch milliseconds). ``False`` when unknown."""
+    born, reported = clean_date(doc.get("date_of_birth")), doc.get("reported_date")
+    if born is None or isinstance(reported, bool) or not isinstance(reported, int | float | str):
+        return False
+    try:
+        entered = datetime.fromtimestamp(float(reported) / 1000, UTC).date()
+        written = date.fromisoformat(born)
+        same_year = written.replace(year=entered.year, day=min(written.day, 28) if written.month == 2 else written.day)
+    except (ValueError, OverflowError, OSError):
+        return False
+    apart = abs((same_year - entered).days)
+    return min(apart, 365 - apart) > _ENTRY_SLACK_DAYS
 
 
 def clean_name(raw: object) -> str | None:
@@ -143,29 +214,51 @@ def clean_date(raw: object) -> str | None:
 
     Read: ``datetime``/``date`` objects; ``YYYY-MM-DD``, ``DD/MM/YYYY``, ``DD-MM-YYYY``,
     ``DD.MM.YYYY``, ``YYYY/MM/DD`` (anything after a ``T`` or a space dropped); a bare year
-    ``YYYY``; and ``YYYYMMDD`` with HL7 v2's optional time and offset after it
-    (``YYYYMMDD[HH[MM[SS[.S…]]]][+/-ZZZZ]``: FEBRL, HL7 v2, many EMR exports). Anything else is None.
+    ``YYYY`` or ``YYYY-MM`` (FHIR's partial dates, an estimate: the year's or the month's first day); and
+    ``YYYYMMDD`` with HL7 v2's optional time and offset after it (``YYYYMMDD[HH[MM[SS[.S…]]]][+/-ZZZZ]``:
+    FEBRL, HL7 v2, many EMR exports). Anything else is None. A date after today is kept: compared,
+    a typo (2019 for 2009) still says something, and the reading does not move with the day it runs;
+    only a person written to CHT never gets one (``reverse.run.new_person``).
     """
-    if raw is None:
-        return None
     if isinstance(raw, datetime):
-        return raw.date().isoformat()
-    if isinstance(raw, date):
-        return raw.isoformat()
+        day = raw.date()
+    elif isinstance(raw, date):
+        day = raw
+    else:
+        day = _parse_date(_date_text(raw))
+    return day.isoformat() if day is not None else None
+
+
+def _date_text(raw: object) -> str | None:
+    """A written date's text as :func:`clean_date` reads it: stripped, anything after a ``T`` or a space dropped."""
+    if raw is None or isinstance(raw, date):
+        return None
     text = str(raw).strip()
+    return text.split("T")[0].split(" ")[0] or None
+
+
+def _parse_date(text: str | None) -> date | None:
     if not text:
         return None
-    text = text.split("T")[0].split(" ")[0]
-    if re.fullmatch(r"(18|19|20)\d\d", text):
-        return f"{text}-01-01"
+    if PARTIAL_DATE.fullmatch(text):  # FHIR's year or month: its first day
+        return date(int(text[:4]), int(text[5:7] or 1), 1)
     if _COMPACT_DATE.fullmatch(text):  # YYYYMMDD (FEBRL), HL7 v2's TS/DTM
         text = f"{text[:4]}-{text[4:6]}-{text[6:8]}"
     for fmt in _DATE_FORMATS:
         try:
-            return datetime.strptime(text, fmt).date().isoformat()
+            return datetime.strptime(text, fmt).date()
         except ValueError:
             continue
     return None
+
+
+def date_is_estimate(raw_date: object, estimated: object) -> bool:
+    """Whether a date of birth is an estimate: its source flags it (:func:`cht_bridge.flags.flag`:
+    ``approx``, ``true``, ``1``, ``1.0``, ``yes``; CHT's other answer is empty) or it is written to
+    the year or the month only (read as :func:`clean_date` reads it: ``1991``, ``1991-08``,
+    ``1991-08T00:00``, the number ``1991``)."""
+    text = _date_text(raw_date)
+    return bool(flag(estimated)) or (text is not None and bool(PARTIAL_DATE.fullmatch(text)))
 
 
 def _blank_to_none(raw: Any) -> Any:

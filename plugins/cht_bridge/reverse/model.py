@@ -25,8 +25,19 @@ DEFAULT_CLOCK_SKEW_MINUTES = 5
 
 #: Keys of the mapped record that the run reads. ``person.*`` feeds the matcher and a new
 #: person; ``report.*`` becomes the fields of the CHT report; ``place`` is looked up in the
-#: place table.
-PERSON_FIELDS = ("given_name", "family_name", "name", "sex", "date_of_birth", "phone", "identifier")
+#: place table. ``person.date_of_birth_estimated`` maps a source's own estimate flag (a CSV
+#: ``birthdate_estimated`` column, a REST API's ``birthdateEstimated``; CHT's ``approx``): the
+#: matcher then keeps the date's year only, and a person created from the row says ``approx``.
+PERSON_FIELDS = (
+    "given_name",
+    "family_name",
+    "name",
+    "sex",
+    "date_of_birth",
+    "date_of_birth_estimated",
+    "phone",
+    "identifier",
+)
 
 
 @dataclass(frozen=True)

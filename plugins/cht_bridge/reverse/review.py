@@ -43,7 +43,11 @@ def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Que
     lines = [
         ("Name", _name(person), [docs.get(c, {}).get("name") for c in ids]),
         ("Sex", person.get("sex"), [docs.get(c, {}).get("sex") for c in ids]),
-        ("Date of birth", person.get("date_of_birth"), [docs.get(c, {}).get("date_of_birth") for c in ids]),
+        (
+            "Date of birth",
+            _born(person.get("date_of_birth"), person.get("date_of_birth_estimated")),
+            [_born(docs.get(c, {}).get("date_of_birth"), docs.get(c, {}).get("date_of_birth_method")) for c in ids],
+        ),
         ("Phone", person.get("phone"), [docs.get(c, {}).get("phone") for c in ids]),
         (
             "Identifier",
@@ -75,6 +79,15 @@ def review_question(pipeline: ReversePipeline, row: InboundRow, api: Any) -> Que
         "(the next run asks again).\n\n" + offer_block(Offer(row.source_id, offered))
     )
     return Question(f"{pipeline.name}: who is record {row.source_id}?", body, option_labels(offered))
+
+
+def _born(value: Any, estimated: Any) -> Any:
+    """A date of birth as its source wrote it, marked when it is an estimate: the source flags it
+    (CHT's ``approx`` date has the month and day it was entered on) or it is written to the year or
+    the month only. An equal date is still the same date; a different one is compared by year."""
+    from cht_bridge.matching.records import date_is_estimate
+
+    return f"{value} (estimated)" if value and date_is_estimate(value, estimated) else value
 
 
 _FIELDS = (

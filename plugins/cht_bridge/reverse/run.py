@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from cht_bridge.cht.api import ChtApiClient, WriteError
@@ -258,6 +259,7 @@ def incoming_person(row: InboundRow, person_id: str, pipeline: ReversePipeline) 
         family_name=_text(family),
         sex=_text(person.get("sex")),
         date_of_birth=_text(person.get("date_of_birth")),
+        date_of_birth_estimated=person.get("date_of_birth_estimated"),
         phone=_text(person.get("phone")),
         place=row.place_id,
         area=row.place_id,
@@ -545,7 +547,7 @@ def _reopen(pipeline: ReversePipeline, places: PlaceTable, row: InboundRow) -> s
 def new_person(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:
     """The person a list row creates, under its place, carrying the source's identifier."""
     from cht_bridge.matching import normalise_phone
-    from cht_bridge.matching.records import clean_date, clean_sex
+    from cht_bridge.matching.records import clean_date, clean_sex, date_is_estimate
 
     person = dict((row.record or {}).get("person") or {})
     name = person.get("name") or " ".join(p for p in (person.get("given_name"), person.get("family_name")) if p)
@@ -554,8 +556,10 @@ def new_person(pipeline: ReversePipeline, row: InboundRow) -> dict[str, Any]:
     sex, dob = clean_sex(person.get("sex")), clean_date(person.get("date_of_birth"))
     if sex:
         body["sex"] = sex  # CHT's words: male / female
-    if dob:
+    if dob and dob <= date.today().isoformat():  # a future date is a typo or a placeholder: not written
         body["date_of_birth"] = dob  # CHT's format: YYYY-MM-DD
+        if date_is_estimate(person.get("date_of_birth"), person.get("date_of_birth_estimated")):
+            body["date_of_birth_method"] = "approx"  # how CHT's person form marks an estimate
     phone = normalise_phone(person.get("phone"), pipeline.match.region) if person.get("phone") else None
     if phone:
         body["phone"] = phone

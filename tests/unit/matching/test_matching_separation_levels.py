@@ -65,7 +65,7 @@ CASES = {
         _grace(id="e", date_of_birth="1985-01-01"),
         _grace(date_of_birth="1986-01-01"),
         "date_of_birth",
-        "born 1-2 years apart, both dates estimated (1 January)",
+        "born 1-2 years apart, both dates estimated (marked so or 1 January)",
         _grace(date_of_birth="1986-01-02"),
         "born 1-2 years apart",
     ),
