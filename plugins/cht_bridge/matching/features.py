@@ -22,8 +22,8 @@ a year known, written 1 January). Level by level:
 - an estimate never reaches "same birthday, year 1-2 apart" or "same year, day or month wrong" by
   its entry day's month and day, which say nothing of the birthday.
 
-The frequency of a written date is counted within its kind (``Frequencies.date_tf``): estimated
-when it is 1 January or most people holding it have it marked estimated.
+The frequency of a written date is counted within the kind of the level equal dates reach
+(``Frequencies.date_tf``): 1 January or not, marked estimated or not.
 Blocking rules on ``date_of_birth`` find copied dates, the ones on ``birth_year`` the estimate's year.
 """
 
@@ -167,15 +167,13 @@ class Frequencies:
         }
 
         dates = self._counts["date_of_birth"]
-        #: written dates held by people whose date is marked an estimate (``Person.date_of_birth_estimated``)
-        self._flagged = Counter(person.date_of_birth for person in people if person.date_of_birth_estimated)
-        estimated = sum(count for value, count in dates.items() if self._estimate_kind(value))
-        #: share of the dates of birth that are estimates: 1 January (a year or an age known) or marked so
+        estimated = sum(count for value, count in dates.items() if value.endswith("-01-01"))
+        #: share of the written dates of birth that are 1 January: equal written dates reach "same
+        #: 1 January (estimated) date" when 1 January and "same date" otherwise, flagged or not
+        #: (``model.DATE_OF_BIRTH``), so the kind a frequency is counted within follows the written
+        #: date: counted as an estimate, a copied CHT ``approx`` date weighed 2.7 bits more than a
+        #: copied exact one at the same level
         self._estimated_dates = estimated / max(sum(dates.values()), 1)
-
-    def _estimate_kind(self, iso: str) -> bool:
-        """Whether a written date counts as an estimate: 1 January, or most of its holders' are marked so."""
-        return iso.endswith("-01-01") or 2 * self._flagged[iso] > self._counts["date_of_birth"][iso]
 
     def count(self, kind: str, value: str | None) -> int:
         """How many people in the population hold ``value``."""
@@ -191,8 +189,8 @@ class Frequencies:
     def date_tf(self, iso: str) -> float | None:
         """A date's share *within the dates of its kind* times its share of all people.
 
-        The model compares 1 January dates (estimates: only the year was known; and dates marked
-        estimated) and other dates in levels of their own. Within a level that only one kind of
+        The model compares equal 1 January dates (estimates: only the year was known) and other
+        equal dates in levels of their own. Within a level that only one kind of
         date reaches, the weight of agreeing on ``v`` is m / (share(v) * share(kind)) (the chance
         that two strangers both hold v, over the chance that a true pair at this level holds it),
         not m / share(v): where a fifth of the dates are 1 January, that is 2.3 bits more for two equal estimated dates.
@@ -200,7 +198,7 @@ class Frequencies:
         share = self.tf("date_of_birth", iso)
         if share is None:
             return None
-        kind = self._estimated_dates if self._estimate_kind(iso) else 1.0 - self._estimated_dates
+        kind = self._estimated_dates if iso.endswith("-01-01") else 1.0 - self._estimated_dates
         return max(share * min(max(kind, 0.05), 1.0), _MIN_TF)
 
     def name_tf(self, tokens: Sequence[str]) -> float:

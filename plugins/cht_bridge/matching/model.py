@@ -475,6 +475,41 @@ def settings() -> dict[str, Any]:
     }
 
 
+#: Level conditions an earlier version wrote into model files, and what they read now. A trained
+#: model keeps its SQL, so a deployment's newest model would compare the old way: the first date
+#: level tested ``birth_month``/``birth_day``, where a date marked estimated is now 1 January
+#: (``features.py``), and a copied CHT estimate fell from "same date" to "same 1 January".
+_UPGRADED_CONDITIONS = {
+    '"date_of_birth_l" = "date_of_birth_r" AND "birth_month_l" = 1 AND "birth_day_l" = 1': (
+        '"date_of_birth_l" = "date_of_birth_r" AND month("date_of_birth_l") = 1 AND day("date_of_birth_l") = 1'
+    ),
+}
+
+
+def upgraded(model: dict[str, Any]) -> dict[str, Any]:
+    """``model`` with the level conditions of earlier versions read as they are now (a copy when
+    one is changed; m, u and labels as they were)."""
+    if not any(
+        level.get("sql_condition") in _UPGRADED_CONDITIONS
+        for comparison in model.get("comparisons", [])
+        for level in comparison.get("comparison_levels", [])
+    ):
+        return model
+    comparisons = [
+        dict(
+            comparison,
+            comparison_levels=[
+                dict(level, sql_condition=_UPGRADED_CONDITIONS[level["sql_condition"]])
+                if level.get("sql_condition") in _UPGRADED_CONDITIONS
+                else level
+                for level in comparison["comparison_levels"]
+            ],
+        )
+        for comparison in model["comparisons"]
+    ]
+    return dict(model, comparisons=comparisons)
+
+
 def load_model() -> dict[str, Any]:
     """The shipped model as a settings dict (a fresh copy each call)."""
     return json.loads(MODEL_PATH.read_text())

@@ -44,6 +44,10 @@ _HALF_YEAR_MONTHS = 6
 #: Within these days of the entry day's month and day, a CHT ``approx`` date was counted back in
 #: whole years (``reported_date`` is UTC, the form's ``today()`` local); further, months were entered.
 _ENTRY_SLACK_DAYS = 2
+#: Dates of birth before this year are typos or placeholders (``0001-03-01``): no date.
+_FIRST_BIRTH_YEAR = 1800
+#: CHT's ``reported_date`` is epoch milliseconds; a smaller stamp (seconds: 1.8e9 today) is not one.
+_MILLISECONDS_FROM = 1e11
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d")
 #: ``YYYYMMDD``, then HL7 v2's optional ``HH[MM[SS[.S…]]]`` and ``+/-ZZZZ`` offset (the date is kept).
 _COMPACT_DATE = re.compile(r"(?:18|19|20)\d{6}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?(?:[+-]\d{4})?")
@@ -178,8 +182,13 @@ def _months_entered(doc: dict[str, Any]) -> bool:
     born, reported = clean_date(doc.get("date_of_birth")), doc.get("reported_date")
     if born is None or isinstance(reported, bool) or not isinstance(reported, int | float | str):
         return False
+    if doc.get("source_ref"):
+        return False  # written by a reverse pipeline (``reverse.run.new_person``): CHT stamped the day it was created
     try:
-        entered = datetime.fromtimestamp(float(reported) / 1000, UTC).date()
+        stamp = float(reported)
+        if abs(stamp) < _MILLISECONDS_FROM:
+            return False  # seconds, not CHT's milliseconds: which day it means is unknown
+        entered = datetime.fromtimestamp(stamp / 1000, UTC).date()
         written = date.fromisoformat(born)
         same_year = written.replace(year=entered.year, day=min(written.day, 28) if written.month == 2 else written.day)
     except (ValueError, OverflowError, OSError):
@@ -226,7 +235,7 @@ def clean_date(raw: object) -> str | None:
         day = raw
     else:
         day = _parse_date(_date_text(raw))
-    return day.isoformat() if day is not None else None
+    return day.isoformat() if day is not None and day.year >= _FIRST_BIRTH_YEAR else None
 
 
 def _date_text(raw: object) -> str | None:

@@ -31,7 +31,7 @@ from splink import DuckDBAPI, Linker
 from splink.internals.duckdb.dataframe import DuckDBDataFrame
 
 from cht_bridge.matching.evidence import TF_NOTE_BITS, Evidence, words
-from cht_bridge.matching.model import BRIDGE_KEY, NARROWER_RULES, PAIRS_PER_INCOMING_ROW, load_model
+from cht_bridge.matching.model import BRIDGE_KEY, NARROWER_RULES, PAIRS_PER_INCOMING_ROW, load_model, upgraded
 
 if TYPE_CHECKING:
     from splink.internals.splink_dataframe import SplinkDataFrame
@@ -373,8 +373,9 @@ def _linker(frame: SplinkDataFrame, model: dict[str, Any], tf_frames: dict[str, 
 
 def splink_settings(model: dict[str, Any]) -> dict[str, Any]:
     """What Splink reads of a model file: everything but the bridge's own ``cht_bridge`` block
-    (thresholds, metrics, how it was trained)."""
-    return {key: value for key, value in model.items() if key != BRIDGE_KEY}
+    (thresholds, metrics, how it was trained), with conditions of earlier model files upgraded
+    (``model.upgraded``)."""
+    return upgraded({key: value for key, value in model.items() if key != BRIDGE_KEY})
 
 
 def _uses_tf(model: dict[str, Any], column: str) -> bool:

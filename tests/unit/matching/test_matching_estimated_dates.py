@@ -11,6 +11,7 @@ side), deterministically per seed.
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -19,6 +20,7 @@ from cht_bridge.matching import MatchConfig, Person, from_cht_person, match
 from cht_bridge.matching.csv_io import read_people, write_people
 from cht_bridge.matching.deterministic import DeterministicIndex
 from cht_bridge.matching.features import Frequencies
+from cht_bridge.matching.model import load_model, upgraded
 from cht_bridge.matching.records import clean_date, date_is_estimate, estimated_birth
 from standins.populations import CHT_FORM_SHARE, DateDraws, population
 from standins.populations_west import west_population
@@ -206,13 +208,64 @@ def test_an_estimate_meets_a_different_date_at_the_estimated_levels(background) 
     assert not _evidence(birthday, cht, background).startswith("same birthday")
 
 
-def test_the_share_of_estimated_dates_counts_marked_ones() -> None:
+def test_a_copied_estimate_weighs_as_a_copied_date() -> None:
+    """Equal written dates reach "same date" marked or not, so a date's frequency is counted within
+    the kind of the level it reaches (1 January or not), not by its mark: counted as an estimate, a
+    copied CHT ``approx`` date weighed 2.7 bits more than a copied exact one."""
     people = [Person(f"p{i}", date_of_birth=f"1990-0{1 + i % 9}-1{i % 10}") for i in range(10)]
     marked = [Person(f"m{i}", date_of_birth=f"1991-03-1{i}", date_of_birth_estimated="approx") for i in range(10)]
-    plain, with_marked = Frequencies(people, [None] * 10), Frequencies(people + marked, [None] * 20)
-    # a marked date's frequency is counted within the estimated kind (half the dates), not the exact one
-    assert with_marked.date_tf("1991-03-10") == pytest.approx(with_marked.tf("date_of_birth", "1991-03-10") * 0.5)
-    assert plain.date_tf("1990-02-11") == pytest.approx(plain.tf("date_of_birth", "1990-02-11"))
+    years = [Person(f"y{i}", date_of_birth=f"19{60 + i}") for i in range(5)]
+    plain = Frequencies([*people, *years, *[replace(p, date_of_birth_estimated=False) for p in marked]], [None] * 25)
+    with_marked = Frequencies([*people, *years, *marked], [None] * 25)
+    assert with_marked.date_tf("1991-03-10") == pytest.approx(plain.date_tf("1991-03-10"))
+    assert with_marked.date_tf("1991-03-10") == pytest.approx(with_marked.tf("date_of_birth", "1991-03-10") * 0.8)
+    assert with_marked.date_tf("1960-01-01") == pytest.approx(with_marked.tf("date_of_birth", "1960-01-01") * 0.2)
+
+
+def test_an_old_model_file_compares_a_copied_estimate_as_the_same_date(background) -> None:
+    """A model trained before dates were kept as written tests ``birth_month``/``birth_day`` at its
+    first date level, where a marked date is now 1 January: read as it is now (``model.upgraded``),
+    the copied estimate is "same date" under it too."""
+    old = load_model()
+    for comparison in old["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if level.get("label_for_charts") == "same 1 January (estimated) date":
+                level["sql_condition"] = (
+                    '"date_of_birth_l" = "date_of_birth_r" AND "birth_month_l" = 1 AND "birth_day_l" = 1'
+                )
+    assert upgraded(old) == load_model()
+    cht = _cht("true", "Grace Akinyi Otieno", "1991-08-17", "approx", "hh-x1")
+    row = Person("r", "Grace", "Otieno", "F", "1991-08-17")
+    decided = match([row], [*background, cht], MatchConfig(model=old))[0]
+    assert (decided.decision, decided.existing_id) == ("link", "true")
+    top = decided.candidates[0]
+    assert next(text for name, text, _ in top.evidence if name == "date_of_birth").startswith("same date of birth")
+
+
+def test_a_date_before_1800_is_no_date() -> None:
+    """A year-1 date marked estimated once stopped every run (its likely year was year 0)."""
+    assert clean_date("0001-03-01") is None and clean_date("15/06/0001") is None and clean_date(date(1, 3, 1)) is None
+    person = Person("r", "Grace", "Otieno", "F", "0001-03-01", date_of_birth_estimated=True)
+    assert (person.date_of_birth, person.birth_compared) == (None, None)
+    assert _cht("c", "Grace", "0001-03-01", "approx", "hh-1").date_of_birth is None
+    assert clean_date("1800-01-01") == "1800-01-01"
+
+
+def test_a_person_a_reverse_pipeline_wrote_keeps_its_estimate() -> None:
+    """CHT stamps ``reported_date`` with the day a reverse pipeline created the person, which is no
+    entry day of an age: the estimate is kept (it read as "months entered", an exact date)."""
+    created = 1796464800000  # 2026-12-05, milliseconds
+    assert _cht(
+        "c", "Grace", "1991-08-01", "approx", "hh-1", reported_date=created, source_ref="x|1"
+    ).date_of_birth_estimated
+    assert not _cht("c", "Grace", "1991-08-01", "approx", "hh-1", reported_date=created).date_of_birth_estimated
+
+
+def test_a_reported_date_in_seconds_says_nothing_of_the_entry_day() -> None:
+    assert _cht("c", "Grace", "1991-08-17", "approx", "hh-1", reported_date=1796464800.0).date_of_birth_estimated
+    assert (
+        _cht("c", "Grace", "1991-08-17", "approx", "hh-1", reported_date=1796464800000).date_of_birth_estimated is False
+    )
 
 
 def test_phone_and_an_estimated_date_settle_nothing_deterministically() -> None:
