@@ -27,7 +27,8 @@ DEFAULT_CLOCK_SKEW_MINUTES = 5
 #: person; ``report.*`` becomes the fields of the CHT report; ``place`` is looked up in the
 #: place table. ``person.date_of_birth_estimated`` maps a source's own estimate flag (a CSV
 #: ``birthdate_estimated`` column, a REST API's ``birthdateEstimated``; CHT's ``approx``): the
-#: matcher then keeps the date's year only, and a person created from the row says ``approx``.
+#: matcher then compares a different date by its likely year (an equal one is still the same date),
+#: and a person created from the row says ``approx``.
 PERSON_FIELDS = (
     "given_name",
     "family_name",
