@@ -260,7 +260,10 @@ def test_memory_stops_name_the_key_or_the_payload_in_a_sandbox_holding_several_p
 
 
 def test_a_payload_of_plain_values_too_long_to_write_is_that_documents_error():
-    mapper = Mapper("long", "true", {"a": {"expr": "'\"'.repeat(Math.pow(2, 28))"}, "b": {"expr": "1"}})
+    # writing 256 M quotes takes seconds on a loaded machine: the time limit is not what is tested
+    mapper = Mapper(
+        "long", "true", {"a": {"expr": "'\"'.repeat(Math.pow(2, 28))"}, "b": {"expr": "1"}}, timeout_ms=60_000
+    )
     try:
         result = mapper.map([{"_id": "d1"}])[0]
         assert result.error == (
