@@ -362,10 +362,9 @@ def _estimate(
             _register_tf(population, settings, frames)
             population.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
             sampled = existing.num_rows * (existing.num_rows - 1) // 2
+            # pairs of one population hold no true pair (but its duplicates): nothing to take out
             return _merged(
-                settings,
-                _seen_enough(_values(population.misc.save_model_to_json()), settings, sampled),
-                "u_probability",
+                settings, _without_true_pairs(_sampled_u(population), settings, 0.0, sampled), "u_probability"
             )
         incoming_df = db_api.register(incoming, table_name="incoming_people")
         start_comparisons = shipped["comparisons"]
@@ -376,11 +375,7 @@ def _estimate(
         _register_tf(linker, settings, frames)
         linker.training.estimate_u_using_random_sampling(max_pairs=U_PAIRS, seed=seed)
         sampled = existing.num_rows * incoming.num_rows
-        observed = {
-            key: found["u_probability"]
-            for key, found in _values(linker.misc.save_model_to_json()).items()
-            if "u_probability" in found
-        }
+        observed = _sampled_u(linker)
         # Splink's EM starts from u with the true pairs the start's m expects taken out; the
         # one-to-one EM then takes out those its own m finds (``one_to_one.corrected_u``).
         result = _merged(settings, _without_true_pairs(observed, settings, prior, sampled), "u_probability")
@@ -534,21 +529,13 @@ def _values(saved: dict[str, Any]) -> dict[tuple[str, str], dict[str, float]]:
     }
 
 
-def _seen_enough(
-    values: dict[tuple[str, str], dict[str, float]], start: dict[str, Any], pairs: int
-) -> dict[tuple[str, str], dict[str, float]]:
-    """``values`` with the u of each level seen in fewer than ``MIN_U_PAIRS`` of the random pairs
-    sampled (``U_PAIRS``, or every pair of ``pairs`` when fewer) replaced by the smaller of the
-    start's u and that bound."""
-    bound = _resolution(pairs)
-    before = {key: found.get("u_probability") for key, found in _values(start).items()}
-    result = {}
-    for key, found in values.items():
-        u = found.get("u_probability")
-        if u is not None and u < bound:
-            found = dict(found, u_probability=min(before.get(key) or bound, bound))
-        result[key] = found
-    return result
+def _sampled_u(linker: Any) -> dict[tuple[str, str], float]:
+    """Each level's share of the random pairs Splink sampled (its raw u)."""
+    return {
+        key: found["u_probability"]
+        for key, found in _values(linker.misc.save_model_to_json()).items()
+        if "u_probability" in found
+    }
 
 
 def _resolution(pairs: int) -> float:
@@ -560,8 +547,10 @@ def _resolution(pairs: int) -> float:
 def _without_true_pairs(
     observed: dict[tuple[str, str], float], start: dict[str, Any], prior: float, pairs: int
 ) -> dict[tuple[str, str], dict[str, float]]:
-    """u of list x population pairs with the true pairs the m of ``start`` expects among them
-    taken out (``one_to_one.corrected_u``), each level floored at the sample's resolution."""
+    """u of random pairs with the true pairs the m of ``start`` expects among them (``prior``: a
+    pair's chance of being one person) taken out (``one_to_one.corrected_u``), each level seen in
+    fewer than ``MIN_U_PAIRS`` of the pairs sampled floored at the smaller of the start's u and
+    that resolution."""
     import numpy as np
 
     before = _values(start)
