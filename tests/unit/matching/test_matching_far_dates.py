@@ -68,6 +68,23 @@ def test_the_shipped_model_weighs_the_new_level_as_the_level_it_was_cut_from() -
     assert ("date_of_birth", REST) in SPLIT_RESTS
 
 
+def test_a_model_file_from_before_the_cut_still_reads_full_dates_years_apart_as_the_wider_level() -> None:
+    # A deployment's trained model keeps its own levels: without the cut, two full dates 3-9 years
+    # apart meet its one "3-9 years apart" level, weighed as it was trained.
+    old = load_model()
+    dates = next(c for c in old["comparisons"] if c["output_column_name"] == "date_of_birth")
+    cut = next(lv for lv in dates["comparison_levels"] if lv.get("label_for_charts") == NEW)
+    dates["comparison_levels"].remove(cut)
+    rest = next(lv for lv in dates["comparison_levels"] if lv.get("label_for_charts") == REST)
+    rest.update(m_probability=0.045, u_probability=0.165)
+    person = Person(id="e", given_name="Grace", family_name="Akinyi", date_of_birth="2014-08-04", place="hh-1")
+    row = Person(id="row", given_name="Grace", family_name="Akinyi", date_of_birth="2020-12-06", place="hh-1")
+    decided = match([row], [person], MatchConfig(model=old))[0]
+    text, weight = next((text, w) for name, text, w in decided.candidates[0].evidence if name == "date_of_birth")
+    assert text == "born 3-9 years apart"
+    assert weight == pytest.approx(math.log2(0.045 / 0.165), abs=0.01)
+
+
 @pytest.fixture(scope="module")
 def trained() -> dict:
     data = population(2000, 1000, seed=16)
