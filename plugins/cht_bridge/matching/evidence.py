@@ -33,6 +33,9 @@ _WORDS = {
     ("date_of_birth", "same date"): "same date of birth",
     ("date_of_birth", "same year, day and month swapped"): "date of birth with day and month swapped",
     ("date_of_birth", "same year, day or month wrong or swapped"): "birth year same, day or month differs",
+    ("date_of_birth", "same year, both dates estimated (1 January)"): (
+        "same birth year, both dates estimated (marked so or 1 January)"
+    ),
     ("date_of_birth", "same year, one side only a year (1 January)"): "same birth year (one side knows only the year)",
     ("date_of_birth", "same year"): "same birth year",
     ("date_of_birth", "same birthday, year 1-2 apart"): "same birthday, birth year 1-2 apart",

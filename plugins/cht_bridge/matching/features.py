@@ -16,10 +16,11 @@ a year known, written 1 January). Level by level:
   date is 1 January ("same 1 January (estimated) date", which tests the written date). A copied
   estimate is as strong as a copied date: our forward pipelines send CHT's date to the EMR as
   written, and two strangers rarely share an entry day's month and day and a year;
-- an estimate and a different date of the same likely year: "same year, one side only a year
-  (1 January)"; of years 1-2 apart, when both are estimates: "1-2 years apart, both dates
-  estimated", else "1-2 years apart"; of years 3-9 apart, when either is an estimate: "3-9 years
-  apart (age re-estimated)", else (two full dates) "3-9 years apart, both dates full";
+- an estimate and a different date of the same likely year: "same year, both dates estimated"
+  when the other is an estimate too, else "same year, one side only a year (1 January)"; of
+  years 1-2 apart, when both are estimates: "1-2 years apart, both dates estimated", else "1-2
+  years apart"; of years 3-9 apart, when either is an estimate: "3-9 years apart (age
+  re-estimated)", else (two full dates) "3-9 years apart, both dates full";
 - an estimate never reaches "same birthday, year 1-2 apart" or "same year, day or month wrong" by
   its entry day's month and day, which say nothing of the birthday.
 

@@ -245,6 +245,7 @@ _NEAR_YEARS = _split(0.5, 0.07, 0.068)
 _FAR_YEARS = _split(0.5, 0.045, 0.165)
 #: Either date is 1 January: on that side only a year (or an age) was known.
 _ONE_ESTIMATED = '(("birth_month_l" = 1 AND "birth_day_l" = 1) OR ("birth_month_r" = 1 AND "birth_day_r" = 1))'
+_ONE_YEAR = _split(0.1, 0.05, 0.005)
 #: Both dates are 1 January: on each side only a year (or an age) was known.
 _BOTH_ESTIMATED = '("birth_month_l" = 1 AND "birth_day_l" = 1 AND "birth_month_r" = 1 AND "birth_day_r" = 1)'
 DATE_OF_BIRTH = {
@@ -265,14 +266,21 @@ DATE_OF_BIRTH = {
             **_tf("date_of_birth"),
         ),
         _level('"date_of_birth_l" = "date_of_birth_r"', "same date", 0.66, 4e-4, **_tf("date_of_birth")),
+        # Two estimates (each side knew only an age or a year) of one likely year: how often two
+        # estimates of one person agree on the year, and how often two strangers' estimates do, are
+        # not those of an estimate against a date the other side knew (CHT writes an estimate as the
+        # entry day less the age, ``features.py``): a level of its own, so training weighs each.
+        _level(
+            f'"birth_year_l" = "birth_year_r" AND {_BOTH_ESTIMATED}',
+            "same year, both dates estimated (1 January)",
+            *_ONE_YEAR[0],
+        ),
         # Only the year was known on one side (written as 1 January) and it agrees: as much as a
         # year can say, not weakened by the day and month the other side knows.
         _level(
-            '"birth_year_l" = "birth_year_r" AND (("birth_month_l" = 1 AND "birth_day_l" = 1) '
-            'OR ("birth_month_r" = 1 AND "birth_day_r" = 1))',
+            f'"birth_year_l" = "birth_year_r" AND {_ONE_ESTIMATED}',
             "same year, one side only a year (1 January)",
-            0.05,
-            0.005,
+            *_ONE_YEAR[1],
         ),
         # Day and month swapped (03/04 for 04/03, a date written the other way round): far rarer
         # between strangers than a wrong day or month alone.

@@ -22,6 +22,15 @@ NEW_LEVELS = [
     ("date_of_birth", "1-2 years apart, both dates estimated (1 January)", "1-2 years apart", 0.07, 0.068),
     ("place", "place unknown, same area", "places differ, same area", 0.02, 0.05),
 ]
+#: reached only where both sides have estimates of other written dates: CHT-form estimates (the
+#: entry day less an age), which the default populations do not write
+ESTIMATES = (
+    "date_of_birth",
+    "same year, both dates estimated (1 January)",
+    "same year, one side only a year (1 January)",
+    0.05,
+    0.005,
+)
 
 
 def _evidence(incoming: Person, existing: Person, field: str) -> tuple[str, float]:
@@ -69,6 +78,14 @@ CASES = {
         _grace(date_of_birth="1986-01-02"),
         "born 1-2 years apart",
     ),
+    "two estimates of one year": (
+        _grace(id="e", date_of_birth="1985-01-01"),
+        _grace(date_of_birth="1985-09-14", date_of_birth_estimated=True),
+        "date_of_birth",
+        "same birth year, both dates estimated (marked so or 1 January)",
+        _grace(date_of_birth="1985-09-14"),
+        "same birth year (one side knows only the year)",
+    ),
     "no place but the same area is not a place that differs": (
         _grace(id="e", place="D01V011", area=("D01",)),
         _grace(area=("D01",)),
@@ -87,7 +104,7 @@ def test_each_kind_of_noise_reaches_its_own_level_in_words(case) -> None:
     assert _evidence(outside, existing, field)[0] == outside_words
 
 
-@pytest.mark.parametrize(("field", "new", "rest", "m", "u"), NEW_LEVELS)
+@pytest.mark.parametrize(("field", "new", "rest", "m", "u"), [*NEW_LEVELS, ESTIMATES])
 def test_the_shipped_model_weighs_a_new_level_as_the_level_it_was_cut_from(field, new, rest, m, u) -> None:
     levels = _levels(load_model(), field)
     assert _weight(levels[new]) == pytest.approx(math.log2(m / u))
@@ -115,6 +132,16 @@ def test_training_estimates_each_new_level_on_its_own(trained) -> None:
     for field, new, rest, _, _ in NEW_LEVELS:
         levels = _levels(trained, field)
         assert _weight(levels[new]) > _weight(levels[rest]) + 1.0, new
+
+
+def test_training_weighs_two_estimates_of_one_year_on_their_own() -> None:
+    data = west_population(1500, 800, seed=3, cht_dates=True)
+    trained = _levels(train(data.existing, data.incoming, seed=3), "date_of_birth")
+    shipped = _levels(load_model(), "date_of_birth")
+    field, new, rest, *_ = ESTIMATES
+    assert trained[new]["m_probability"] != shipped[new]["m_probability"]
+    assert trained[new]["u_probability"] != shipped[new]["u_probability"]
+    assert _weight(trained[new]) != pytest.approx(_weight(trained[rest]), abs=0.1)
 
 
 def test_a_row_known_only_by_its_names_one_misspelt_finds_its_person() -> None:
