@@ -43,6 +43,7 @@ _WORDS = {
         "born 1-2 years apart, both dates estimated (marked so or 1 January)"
     ),
     ("date_of_birth", "1-2 years apart"): "born 1-2 years apart",
+    ("date_of_birth", "same birthday, last digit of the year off"): "same birthday, one digit of the year differs",
     ("date_of_birth", "3-9 years apart, both dates full"): "born 3-9 years apart, both dates exact",
     ("date_of_birth", "3-9 years apart (age re-estimated)"): "born 3-9 years apart",
     ("date_of_birth", "10+ years apart"): "born 10 or more years apart",

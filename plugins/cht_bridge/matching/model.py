@@ -115,15 +115,16 @@ def _level(sql: str, label: str, m: float, u: float, **extra: Any) -> dict[str, 
     return {"sql_condition": sql, "label_for_charts": label, "m_probability": m, "u_probability": u, **extra}
 
 
-def _split(share: float, m: float, u: float) -> tuple[tuple[float, float], tuple[float, float]]:
+def _split(share: float, m: float, u: float, step: int = 1) -> tuple[tuple[float, float], tuple[float, float]]:
     """One level's m and u split between a new, narrower level (``share`` of both) and the rest.
 
     The shipped model's values were set for the wider level; giving the narrower one the same share
     of m and u keeps its weight, so the shipped model scores as before while training estimates each
     level on its own. The rest's u is 1e-4 higher (0.0001 bits): a level is named by its weight
-    (``scoring._level_of``), and two levels of one weight would both read as the first.
+    (``scoring._level_of``), and two levels of one weight would both read as the first; a level cut
+    twice takes ``step=2`` the second time, so its two rests differ too.
     """
-    return (m * share, u * share), (m * (1 - share), u * (1 - share) * 1.0001)
+    return (m * share, u * share), (m * (1 - share), u * (1 - share) * 1.0001**step)
 
 
 #: The rest of each level ``_split`` cut a narrower level from (comparison, label). Its shipped
@@ -243,6 +244,7 @@ SEX = {
 _SWAPPED = _split(0.3, 0.08, 0.002)
 _NEAR_YEARS = _split(0.5, 0.07, 0.068)
 _FAR_YEARS = _split(0.5, 0.045, 0.165)
+_YEAR_TYPO = _split(0.1, *_FAR_YEARS[0], step=2)
 #: Either date is 1 January: on that side only a year (or an age) was known.
 _ONE_ESTIMATED = '(("birth_month_l" = 1 AND "birth_day_l" = 1) OR ("birth_month_r" = 1 AND "birth_day_r" = 1))'
 _ONE_YEAR = _split(0.1, 0.05, 0.005)
@@ -323,10 +325,22 @@ DATE_OF_BIRTH = {
         # the two kinds apart, the year typos a deployment's data holds included; the shipped
         # model weighs both as the wider level. (Cut on exact dates, not on both estimated: that
         # cut was tried first, see "1-2 years apart" above.)
+        # A year keyed wrong keeps the day and month, and a wrong last digit keeps the decade: 1985
+        # written for 1988 (one or two off is "same birthday, year 1-2 apart" above). Two strangers
+        # rarely share a birthday as well; siblings born on one day of different years do, and
+        # training weighs the two (cut from two full dates 3-9 years apart, weighed as they are in
+        # the shipped model).
+        _level(
+            '"birth_month_l" = "birth_month_r" AND "birth_day_l" = "birth_day_r" '
+            'AND NOT ("birth_month_l" = 1 AND "birth_day_l" = 1) AND abs("birth_year_l" - "birth_year_r") <= 9 '
+            'AND "birth_year_l" // 10 = "birth_year_r" // 10',
+            "same birthday, last digit of the year off",
+            *_YEAR_TYPO[0],
+        ),
         _level(
             f'abs("birth_year_l" - "birth_year_r") <= 9 AND NOT {_ONE_ESTIMATED}',
             "3-9 years apart, both dates full",
-            *_FAR_YEARS[0],
+            *_YEAR_TYPO[1],
         ),
         _level('abs("birth_year_l" - "birth_year_r") <= 9', "3-9 years apart (age re-estimated)", *_FAR_YEARS[1]),
         # Another generation: the father or daughter who shares a name and a household.

@@ -17,6 +17,8 @@ from cht_bridge.matching.training import train
 from standins.populations import population
 
 NEW, REST = "3-9 years apart, both dates full", "3-9 years apart (age re-estimated)"
+#: cut from NEW in turn (``test_matching_separation_levels.py``)
+TYPO = "same birthday, last digit of the year off"
 
 
 def _levels(model: dict) -> dict[str, dict]:
@@ -62,9 +64,12 @@ def test_full_dates_years_apart_read_apart_from_estimates(
 
 def test_the_shipped_model_weighs_the_new_level_as_the_level_it_was_cut_from() -> None:
     levels = _levels(load_model())
-    assert _weight(levels[NEW]) == pytest.approx(math.log2(0.045 / 0.165))
+    assert _weight(levels[TYPO]) == pytest.approx(math.log2(0.045 / 0.165))
+    assert _weight(levels[NEW]) == pytest.approx(math.log2(0.045 / 0.165), abs=1e-3)
     assert _weight(levels[REST]) == pytest.approx(math.log2(0.045 / 0.165), abs=1e-3)
-    assert levels[NEW]["m_probability"] + levels[REST]["m_probability"] == pytest.approx(0.045)
+    # and no two of them one weight: a level is named by its weight (``scoring._level_of``)
+    assert len({round(_weight(levels[label]), 6) for label in (NEW, REST, TYPO)}) == 3
+    assert sum(levels[label]["m_probability"] for label in (NEW, REST, TYPO)) == pytest.approx(0.045)
     assert ("date_of_birth", REST) in SPLIT_RESTS
 
 
@@ -73,8 +78,9 @@ def test_a_model_file_from_before_the_cut_still_reads_full_dates_years_apart_as_
     # apart meet its one "3-9 years apart" level, weighed as it was trained.
     old = load_model()
     dates = next(c for c in old["comparisons"] if c["output_column_name"] == "date_of_birth")
-    cut = next(lv for lv in dates["comparison_levels"] if lv.get("label_for_charts") == NEW)
-    dates["comparison_levels"].remove(cut)
+    for label in (NEW, TYPO):
+        cut = next(lv for lv in dates["comparison_levels"] if lv.get("label_for_charts") == label)
+        dates["comparison_levels"].remove(cut)
     rest = next(lv for lv in dates["comparison_levels"] if lv.get("label_for_charts") == REST)
     rest.update(m_probability=0.045, u_probability=0.165)
     person = Person(id="e", given_name="Grace", family_name="Akinyi", date_of_birth="2014-08-04", place="hh-1")
