@@ -311,10 +311,11 @@ DATE_OF_BIRTH = {
         # first guess; two full dates 3-9 years apart were both written from a birth record or a
         # card, and are mostly two people (a new relative of the same names in one household), or
         # a year mistyped. The wider level weighed both alike (about -2.5 bits trained), and linked
-        # such newcomers (East African benchmark, trained, seeds 16, 21, 24). Training estimates
-        # the two kinds apart, the year typos a deployment's data holds included; the shipped
-        # model weighs both as the wider level. (Cut on exact dates, not on both estimated: that
-        # cut was tried first, see "1-2 years apart" above.)
+        # such newcomers (East African benchmark, trained, seeds 16, 21, 24; the cut leaves 21's,
+        # rare names and the same home outweighing -8.4 bits). Training estimates the two kinds
+        # apart, the year typos a deployment's data holds included (-4 to -5 bits with them); the
+        # shipped model weighs both as the wider level. (Cut on exact dates, not on both
+        # estimated: that cut was tried first, see "1-2 years apart" above.)
         _level(
             f'abs("birth_year_l" - "birth_year_r") <= 9 AND NOT {_ONE_ESTIMATED}',
             "3-9 years apart, both dates full",
