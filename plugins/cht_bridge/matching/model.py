@@ -317,14 +317,6 @@ DATE_OF_BIRTH = {
             *_NEAR_YEARS[0],
         ),
         _level('abs("birth_year_l" - "birth_year_r") <= 2', "1-2 years apart", *_NEAR_YEARS[1]),
-        # An age guessed afresh (an estimate: 1 January here, ``features.py``) lands years off the
-        # first guess; two full dates 3-9 years apart were both written from a birth record or a
-        # card, and are mostly two people (a new relative of the same names in one household), or
-        # a year mistyped. The wider level weighed both alike (about -2.5 bits trained), and linked
-        # such newcomers (East African benchmark, trained, seeds 16, 21, 24). Training estimates
-        # the two kinds apart, the year typos a deployment's data holds included; the shipped
-        # model weighs both as the wider level. (Cut on exact dates, not on both estimated: that
-        # cut was tried first, see "1-2 years apart" above.)
         # A year keyed wrong keeps the day and month, and a wrong last digit keeps the decade: 1985
         # written for 1988 (one or two off is "same birthday, year 1-2 apart" above). Two strangers
         # rarely share a birthday as well; siblings born on one day of different years do, and
@@ -337,6 +329,15 @@ DATE_OF_BIRTH = {
             "same birthday, last digit of the year off",
             *_YEAR_TYPO[0],
         ),
+        # An age guessed afresh (an estimate: 1 January here, ``features.py``) lands years off the
+        # first guess; two full dates 3-9 years apart were both written from a birth record or a
+        # card, and are mostly two people (a new relative of the same names in one household), or
+        # a year mistyped (its last digit keeping the birthday: the level above). The wider level weighed both alike (about -2.5 bits trained), and linked
+        # such newcomers (East African benchmark, trained, seeds 16, 21, 24; the cut leaves 21's,
+        # rare names and the same home outweighing -8.4 bits). Training estimates the two kinds
+        # apart, the year typos a deployment's data holds included (-4 to -5 bits with them); the
+        # shipped model weighs both as the wider level. (Cut on exact dates, not on both
+        # estimated: that cut was tried first, see "1-2 years apart" above.)
         _level(
             f'abs("birth_year_l" - "birth_year_r") <= 9 AND NOT {_ONE_ESTIMATED}',
             "3-9 years apart, both dates full",
