@@ -20,7 +20,8 @@ a year known, written 1 January). Level by level:
   when the other is an estimate too, else "same year, one side only a year (1 January)"; of
   years 1-2 apart, when both are estimates: "1-2 years apart, both dates estimated", else "1-2
   years apart"; of years 3-9 apart, when either is an estimate: "3-9 years apart (age
-  re-estimated)", else (two full dates) "3-9 years apart, both dates full";
+  re-estimated)", else (two full dates) "same birthday, last digit of the year off" when the day,
+  the month and the decade agree, else "3-9 years apart, both dates full";
 - an estimate never reaches "same birthday, year 1-2 apart" or "same year, day or month wrong" by
   its entry day's month and day, which say nothing of the birthday.
 
