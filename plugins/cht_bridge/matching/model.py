@@ -127,6 +127,18 @@ def _split(share: float, m: float, u: float, step: int = 1) -> tuple[tuple[float
     return (m * share, u * share), (m * (1 - share), u * (1 - share) * 1.0001**step)
 
 
+#: Each narrower level ``_split`` cut from a wider one, (comparison, label), and the label of the
+#: wider level's rest. Where the data cannot estimate the narrower level (too few true pairs reach
+#: it), training reads it as its rest (``training._unestimated_cuts_as_their_rest``).
+CUTS: dict[tuple[str, str], str] = {
+    ("names", "every name the same or one letter apart"): ">= 2 tokens shared (e.g. surname changed)",
+    ("date_of_birth", "same year, both dates estimated (1 January)"): "same year, one side only a year (1 January)",
+    ("date_of_birth", "same year, day and month swapped"): "same year, day or month wrong or swapped",
+    ("date_of_birth", "1-2 years apart, both dates estimated (1 January)"): "1-2 years apart",
+    ("date_of_birth", "same birthday, last digit of the year off"): "3-9 years apart, both dates full",
+    ("date_of_birth", "3-9 years apart, both dates full"): "3-9 years apart (age re-estimated)",
+    ("place", "place unknown, same area"): "places differ, same area",
+}
 #: The rest of each level ``_split`` cut a narrower level from (comparison, label). Its shipped
 #: weight is the wider level's, so the shipped model decides as before; that is no claim that the
 #: rest alone is strong evidence: the true pairs that made the wider level strong (typos, a swapped
@@ -134,15 +146,7 @@ def _split(share: float, m: float, u: float, step: int = 1) -> tuple[tuple[float
 #: (``training._strong_levels``). On the second population, which changes no surname, ">= 2
 #: tokens shared" holds 0.1 of 3,750 true pairs once typos have their own level, and training
 #: rightly makes it weak.
-SPLIT_RESTS = frozenset(
-    {
-        ("names", ">= 2 tokens shared (e.g. surname changed)"),
-        ("date_of_birth", "same year, day or month wrong or swapped"),
-        ("date_of_birth", "1-2 years apart"),
-        ("date_of_birth", "3-9 years apart (age re-estimated)"),
-        ("place", "places differ, same area"),
-    }
-)
+SPLIT_RESTS = frozenset((comparison, rest) for (comparison, _), rest in CUTS.items())
 
 
 def _null(sql: str) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS
 from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
 from cht_bridge.matching.labels import Label, ruled_out, truth_of
 from cht_bridge.matching.matcher import decide_all, score_people
-from cht_bridge.matching.model import BRIDGE_KEY, SPLIT_RESTS, load_model
+from cht_bridge.matching.model import BRIDGE_KEY, CUTS, SPLIT_RESTS, load_model
 from cht_bridge.matching.one_to_one import MIN_PAIRS_PER_LEVEL, corrected_u, levels, refine
 from cht_bridge.matching.records import Person
 from cht_bridge.matching.scoring import exploded as _exploded
@@ -76,6 +76,9 @@ MIN_U_PAIRS = 10
 #: An incoming list shorter than this is refused: a few true pairs cannot say which levels they
 #: reach, and thresholds chosen on a few rows mean nothing.
 MIN_INCOMING_ROWS = 100
+#: How far (as a ratio of m) a narrower level read as its rest stands above it: two levels of one
+#: weight would both be named as the first (``scoring._level_of``); ``model._split`` keeps the same gap.
+_APART = 1.0001
 #: A level of the start worth this many bits for a match must still count for one once trained.
 STRONG_LEVEL_BITS = 5.0
 #: A level of the start worth this many bits *against* a match must still count against one once
@@ -162,8 +165,8 @@ def train(
     answers = _answers(labels, existing, incoming)
     share = 0.75
     estimated = _estimate(settings, shipped, existing_table, incoming_table, lookups, answers, seed, share)
-    trained = _normalised(estimated)
     kept = _kept_start_m(estimated, shipped)
+    trained = _normalised(_unestimated_cuts_as_their_rest(estimated, kept))
     model = dict(trained, **{BRIDGE_KEY: {"profile": found.as_dict(), DATES_BY_KIND: True, EXCLUSIVE_CLAIMS: True}})
 
     # The share of the list that already exists, then the thresholds, from the model's own view.
@@ -284,6 +287,37 @@ def _strong_levels(settings: dict[str, Any], against: bool = False) -> set[tuple
         )
         and (comparison["output_column_name"], level.get("label_for_charts", "")) not in rests
     }
+
+
+def _unestimated_cuts_as_their_rest(estimated: dict[str, Any], kept: set[tuple[str, str]]) -> dict[str, Any]:
+    """``estimated`` with each narrower level the data could not estimate (``kept``: its m is the
+    start's) weighed as the rest of the level it was cut from (``model.CUTS``; that rest's own rest
+    where it was not estimated either), a hair above it so that the two keep their names
+    (``scoring._level_of``).
+
+    Its u is measured on random pairs either way, and a start m over a measured u is no weight:
+    the start gives a narrower level the wider one's weight by giving it the same share of m and u,
+    but strangers reach it far more rarely than that share ("same birthday, last digit of the year
+    off": 1/10 of the wider u at the start, about 1/400 measured), so where the data held no year
+    typos that level became +3.5 bits and linked newcomers of the household born years apart on the
+    same day and month, where the level it was cut from weighs -10 bits.
+    """
+    result = copy.deepcopy(estimated)
+    for comparison in result["comparisons"]:
+        name = comparison["output_column_name"]
+        levels = {
+            lv.get("label_for_charts"): lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")
+        }
+        for label, level in levels.items():
+            if (name, label) not in kept:
+                continue
+            rest = CUTS.get((name, label))
+            while rest is not None and (name, rest) in kept:
+                rest = CUTS.get((name, rest))
+            if rest in levels:
+                weight = levels[rest]["m_probability"] / levels[rest]["u_probability"]
+                level["m_probability"] = level["u_probability"] * weight * _APART
+    return result
 
 
 def _kept_start_m(estimated: dict[str, Any], start: dict[str, Any]) -> set[tuple[str, str]]:
