@@ -18,7 +18,7 @@ candidate's match weight (predicted wrong best candidates, the sum of 1 - p, aga
 ones, and how many of those were truly new people) and of ``any_match`` (predicted against real
 existing people, and how many of them had their person among the candidates at all).
 
-``python -m bench.matching_thresholds [--existing 5000] [--incoming 5000] [--runs east:7:7 west:11:7]``
+``python -m bench.matching_thresholds [--existing 5000] [--incoming 5000] [--runs east:7:7 west:11:7] [--cht-dates]``
 (``population:seed:training seed``; ``bench.matching`` trains the second population with the
 first one's ``--seed``).
 """
@@ -104,10 +104,13 @@ def _line(decisions: list, data: Population) -> str:
     return f"{m['wrong links']} / {m['duplicate rate']:.2%} / {m['review share']:.2%} ({m['reviews']} rows)"
 
 
-def analyse(kind: str, seed: int, training_seed: int, n_existing: int, n_incoming: int) -> list[tuple]:
-    """Print one run's thresholds, oracle, gaps and budgets; return its rows for the pooled bands."""
+def analyse(
+    kind: str, seed: int, training_seed: int, n_existing: int, n_incoming: int, cht_dates: bool = False
+) -> list[tuple]:
+    """Print one run's thresholds, oracle, gaps and budgets; return its rows for the pooled bands
+    (``cht_dates``: the generators' CHT-form estimated dates and year typos)."""
     make = population if kind == "east" else west_population
-    data = make(n_existing, n_incoming, seed=seed)
+    data = make(n_existing, n_incoming, seed=seed, cht_dates=cht_dates)
     model = train(data.existing, data.incoming, seed=training_seed)
     config = config_for_model(model)
     scored = score_people(data.incoming, data.existing, config)
@@ -176,13 +179,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--existing", type=int, default=5000)
     parser.add_argument("--incoming", type=int, default=5000)
     parser.add_argument("--runs", nargs="+", default=list(DEFAULT_RUNS), help="population:seed:training seed")
+    parser.add_argument(
+        "--cht-dates", action="store_true", help="populations with CHT-form estimated dates, year typos"
+    )
     args = parser.parse_args(argv)
     pooled: dict[str, list[tuple]] = {}
     for run in args.runs:
         kind, seed, training_seed = run.split(":")
         if kind not in {"east", "west"}:
             raise SystemExit(f"--runs {run}: population must be east or west")
-        pooled.setdefault(kind, []).extend(analyse(kind, int(seed), int(training_seed), args.existing, args.incoming))
+        pooled.setdefault(kind, []).extend(
+            analyse(kind, int(seed), int(training_seed), args.existing, args.incoming, args.cht_dates)
+        )
     for kind, rows in pooled.items():
         print_bands("East African" if kind == "east" else "second population", rows)
 
