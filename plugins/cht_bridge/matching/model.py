@@ -336,9 +336,10 @@ DATE_OF_BIRTH = {
         # An age guessed afresh (an estimate: 1 January here, ``features.py``) lands years off the
         # first guess; two full dates 3-9 years apart were both written from a birth record or a
         # card, and are mostly two people (a new relative of the same names in one household), or
-        # a year mistyped (its last digit keeping the birthday: the level above). The wider level weighed both alike (about -2.5 bits trained), and linked
-        # such newcomers (East African benchmark, trained, seeds 16, 21, 24; the cut leaves 21's,
-        # rare names and the same home outweighing -8.4 bits). Training estimates the two kinds
+        # a year mistyped (its last digit keeping the birthday: the level above). The wider level
+        # weighed both alike (about -2.5 bits trained), and linked such newcomers (East African
+        # benchmark, trained, seeds 16, 21, 24; the cut leaves 21's, rare names and the same home
+        # outweighing -8.4 bits). Training estimates the two kinds
         # apart, the year typos a deployment's data holds included (-4 to -5 bits with them); the
         # shipped model weighs both as the wider level. (Cut on exact dates, not on both
         # estimated: that cut was tried first, see "1-2 years apart" above.)
