@@ -115,16 +115,21 @@ def _level(sql: str, label: str, m: float, u: float, **extra: Any) -> dict[str, 
     return {"sql_condition": sql, "label_for_charts": label, "m_probability": m, "u_probability": u, **extra}
 
 
+#: The ratio of m/u that keeps two levels of about one weight apart (0.00014 bits): a level is
+#: named by its weight (``scoring._level_of``), and two levels of one weight would both read as
+#: the first.
+WEIGHT_GAP = 1.0001
+
+
 def _split(share: float, m: float, u: float, step: int = 1) -> tuple[tuple[float, float], tuple[float, float]]:
     """One level's m and u split between a new, narrower level (``share`` of both) and the rest.
 
     The shipped model's values were set for the wider level; giving the narrower one the same share
     of m and u keeps its weight, so the shipped model scores as before while training estimates each
-    level on its own. The rest's u is 1e-4 higher (0.0001 bits): a level is named by its weight
-    (``scoring._level_of``), and two levels of one weight would both read as the first; a level cut
-    twice takes ``step=2`` the second time, so its two rests differ too.
+    level on its own. The rest's u is ``WEIGHT_GAP`` higher, so that the two keep their names; a
+    level cut twice takes ``step=2`` the second time, so its two rests differ too.
     """
-    return (m * share, u * share), (m * (1 - share), u * (1 - share) * 1.0001**step)
+    return (m * share, u * share), (m * (1 - share), u * (1 - share) * WEIGHT_GAP**step)
 
 
 #: Each narrower level ``_split`` cut from a wider one, (comparison, label), and the label of the
@@ -202,7 +207,7 @@ NAME = {
             0.05,
             3e-5 * 5 / 7,
         ),
-        _level(f"{_FUZZY_TOKENS} >= 2", ">= 2 tokens alike (Jaro-Winkler >= 0.92)", 0.02, 3e-5 * 2 / 7 * 1.0001),
+        _level(f"{_FUZZY_TOKENS} >= 2", ">= 2 tokens alike (Jaro-Winkler >= 0.92)", 0.02, 3e-5 * 2 / 7 * WEIGHT_GAP),
         _level(f"{_NEAR_TOKENS} >= 2", ">= 2 tokens shared or one letter apart", 0.04, 2e-5),
         # "Graceansomaa" for "Grace Ansomaa": one side wrote two names as one.
         _level(f"{_RUN_TOGETHER}", "two names written as one", 0.01, 1e-5),

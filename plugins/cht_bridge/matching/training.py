@@ -57,7 +57,7 @@ from cht_bridge.matching.exclusive import EXCLUSIVE_CLAIMS
 from cht_bridge.matching.features import DATES_BY_KIND, Frequencies, build_table, e164, tf_tables
 from cht_bridge.matching.labels import Label, ruled_out, truth_of
 from cht_bridge.matching.matcher import decide_all, score_people
-from cht_bridge.matching.model import BRIDGE_KEY, CUTS, SPLIT_RESTS, load_model
+from cht_bridge.matching.model import BRIDGE_KEY, CUTS, SPLIT_RESTS, WEIGHT_GAP, load_model
 from cht_bridge.matching.one_to_one import MIN_PAIRS_PER_LEVEL, corrected_u, levels, refine
 from cht_bridge.matching.records import Person
 from cht_bridge.matching.scoring import exploded as _exploded
@@ -76,9 +76,6 @@ MIN_U_PAIRS = 10
 #: An incoming list shorter than this is refused: a few true pairs cannot say which levels they
 #: reach, and thresholds chosen on a few rows mean nothing.
 MIN_INCOMING_ROWS = 100
-#: How far (as a ratio of m) a narrower level read as its rest stands above it: two levels of one
-#: weight would both be named as the first (``scoring._level_of``); ``model._split`` keeps the same gap.
-_APART = 1.0001
 #: A level of the start worth this many bits for a match must still count for one once trained.
 STRONG_LEVEL_BITS = 5.0
 #: A level of the start worth this many bits *against* a match must still count against one once
@@ -316,7 +313,7 @@ def _unestimated_cuts_as_their_rest(estimated: dict[str, Any], kept: set[tuple[s
                 rest = CUTS.get((name, rest))
             if rest in levels:
                 weight = levels[rest]["m_probability"] / levels[rest]["u_probability"]
-                level["m_probability"] = level["u_probability"] * weight * _APART
+                level["m_probability"] = level["u_probability"] * weight * WEIGHT_GAP
     return result
 
 
